@@ -1,0 +1,109 @@
+# Websocket load balancer with bundled workers.
+#
+#   make            optimised build: bin/lb bin/worker bin/wsbench
+#   make asan       AddressSanitizer + UBSan build: bin/asan/*
+#   make test       unit + integration tests (sanitizer build; unit tests on both)
+#   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
+#   make deps       install the Debian packages the build and tests need
+#   make bench      short benchmark run (see bench/README.md)
+#   make fuzz / fuzz-smoke / soak   see README.md
+
+CC       ?= cc
+VERSION  := 0.1.0
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+CPPFLAGS := -Icommon -DVERSION=\"$(VERSION)\"
+LIBS     := -lev -lssl -lcrypto -lhttp_parser -lhiredis -lseccomp -ljansson -lm -lpthread
+
+OPT_CFLAGS  := $(CSTD) $(WARN) -O2 -g
+ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined
+ASAN_LDFLAGS := -fsanitize=address,undefined
+
+COMMON_SRC := $(wildcard common/*.c)
+WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
+LB_SRC     := $(filter-out lb/main.c,$(wildcard lb/*.c))
+BENCH_SRC  := $(filter-out bench/main.c,$(wildcard bench/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
+
+PROGS := worker lb wsbench
+
+.PHONY: all asan test unit unit-opt unit-asan integration run deps check-deps bench bench-full \
+        fuzz fuzz-smoke soak format format-check clean
+.DEFAULT_GOAL := all
+
+# ---- per-variant rules -------------------------------------------------------
+# $(1) = variant name (opt|asan), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
+define VARIANT
+$(1)_OBJ = build/$(1)
+$(1)_COMMON := $$(patsubst %.c,build/$(1)/%.o,$(COMMON_SRC))
+$(1)_WORKER := $$(patsubst %.c,build/$(1)/%.o,$(WORKER_SRC))
+$(1)_LB     := $$(patsubst %.c,build/$(1)/%.o,$(LB_SRC))
+$(1)_BENCH  := $$(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC))
+
+build/$(1)/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$(CPPFLAGS) -MMD -MP -c $$< -o $$@
+
+$(4)/worker: build/$(1)/worker/main.o $$($(1)_WORKER) $$($(1)_COMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+
+$(4)/lb: build/$(1)/lb/main.o $$($(1)_LB) $$($(1)_COMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+
+$(4)/wsbench: build/$(1)/bench/main.o $$($(1)_BENCH) $$($(1)_COMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+
+# Unit tests link every non-main object so they can reach any module.
+build/$(1)/tests/%: build/$(1)/tests/unit/%.o $$($(1)_WORKER) $$($(1)_LB) $$($(1)_COMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(3) -o $$@ $$^ $$(LIBS) -lcmocka
+
+-include $$(shell find build/$(1) -name '*.d' 2>/dev/null)
+endef
+
+$(eval $(call VARIANT,opt,$(OPT_CFLAGS),,bin))
+$(eval $(call VARIANT,asan,$(ASAN_CFLAGS),$(ASAN_LDFLAGS),bin/asan))
+
+all: check-deps $(addprefix bin/,$(PROGS))
+asan: check-deps $(addprefix bin/asan/,$(PROGS))
+
+# ---- tests -------------------------------------------------------------------
+unit-opt: check-deps $(addprefix build/opt/tests/,$(UNIT_NAMES))
+	@scripts/run-unit.sh build/opt/tests $(UNIT_NAMES)
+unit-asan: check-deps $(addprefix build/asan/tests/,$(UNIT_NAMES))
+	@scripts/run-unit.sh build/asan/tests $(UNIT_NAMES)
+unit: unit-asan unit-opt
+
+integration: all asan
+	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q tests/integration
+
+test: unit integration
+
+# ---- running -----------------------------------------------------------------
+run: all
+	@scripts/run.sh
+
+deps:
+	@scripts/deps.sh install
+check-deps:
+	@scripts/deps.sh check
+
+bench: all
+	@bench/run.sh short
+bench-full: all
+	@bench/run.sh full
+
+# ---- housekeeping ------------------------------------------------------------
+FMT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FMT_FILES)
+format-check:
+	@clang-format --dry-run --Werror $(FMT_FILES)
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,99 @@
+/* sbx: the sandbox that runs one untrusted program.
+ *
+ * Layout of a run: the worker forks a child that joins fresh PID, mount, IPC
+ * and UTS namespaces and a shared empty network namespace (made once at
+ * start: a new one per run costs tens of milliseconds). That child is PID 1
+ * of the new namespace, a tiny init: it builds a private read-only root with
+ * the run's work directory at /work and a small tmpfs at /tmp, then forks the
+ * program as PID 2, which drops to the slot's unprivileged uid, applies
+ * rlimits, PR_SET_NO_NEW_PRIVS and the seccomp filter, and execs. When the
+ * program ends, init writes its wait status and rusage to the status pipe and
+ * exits; the kernel then kills everything left in the namespace, so a setsid
+ * double-fork cannot outlive the run. Killing init from the worker kills the
+ * whole tree the same way.
+ *
+ * Memory, pids and CPU accounting use a cgroup per slot (v1 hierarchies or
+ * the v2 unified tree, detected at start); without cgroups the sandbox falls
+ * back to rlimits and says so in sbx_isolation().
+ *
+ * Not thread-safe: one sbx_t per worker, used from its event loop. */
+#ifndef WORKER_SBX_H
+#define WORKER_SBX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct sbx sbx_t;
+
+typedef struct sbx_config {
+    const char *work_root; /* parent of per-run work dirs; created 0711 if missing */
+    unsigned slots;        /* concurrent runs (the worker's --max-evals) */
+    uid_t uid_base;        /* slot N runs as uid_base + N (root only); 0 = 61000 */
+    unsigned memory_mb;    /* per run, default 256 */
+    unsigned nproc;        /* processes/threads per run, default 64 */
+    unsigned nofile;       /* open files per process, default 64 */
+    unsigned fsize_mb;     /* largest file a run may write, default 16 */
+    unsigned tmp_mb;       /* size of /tmp and of /work, default 32 */
+    unsigned cpu_s;        /* RLIMIT_CPU backstop, default 60 */
+} sbx_config_t;
+
+/* Why a finished program ended, from the status init reported. */
+typedef struct sbx_result {
+    int exited;        /* 1: exited normally, status valid */
+    int status;        /* exit status when exited */
+    int signal;        /* signal number that ended it, 0 if none */
+    int oom;           /* the memory limit killed something in the run */
+    int reported;      /* 0: init died before reporting (killed from outside) */
+    uint64_t cpu_ms;   /* user + system CPU of the whole run */
+    uint64_t max_rss_kb;
+} sbx_result_t;
+
+typedef struct sbx_proc {
+    pid_t pid;     /* the namespace's init, as the worker sees it; reap it */
+    int in_fd;     /* write end of the program's stdin (non-blocking) */
+    int out_fd;    /* read end of its stdout (non-blocking) */
+    int err_fd;    /* read end of its stderr (non-blocking) */
+    int status_fd; /* read end of the status pipe (non-blocking) */
+    int slot;
+    uint64_t spawn_ns; /* time sbx_spawn took, for the start-latency histogram */
+} sbx_proc_t;
+
+/* Detects namespaces and cgroups, prepares the shared network namespace, the
+ * seccomp program and the per-slot cgroups. Fails only when nothing of the
+ * sandbox can work; partial isolation is reported by sbx_isolation(). */
+sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen);
+/* Kills nothing: callers kill and reap their runs first. Removes the cgroups
+ * and the work root. */
+void sbx_free(sbx_t *s);
+/* "full" or a short description of what is missing, e.g.
+ * "partial: no cgroup memory controller (rlimit only)". */
+const char *sbx_isolation(const sbx_t *s);
+/* "v1", "v2" or "none". */
+const char *sbx_cgroup_mode(const sbx_t *s);
+
+/* Empties (or creates) the slot's work dir. Safe against symlinks and hard
+ * links planted by a previous run: everything is removed with openat /
+ * unlinkat / O_NOFOLLOW relative to a directory fd, never by path. */
+int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen);
+/* Writes a file into the slot's work dir. name must be a plain file name (no
+ * '/', not "." or "..", no NUL); the file is created O_EXCL|O_NOFOLLOW. */
+int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len,
+                      char *err, size_t errlen);
+
+/* Starts argv (argv[0] an absolute path) in the slot's work dir with a
+ * minimal environment (PATH, HOME=/work, LANG=C.UTF-8, TMPDIR=/tmp). The
+ * slot's memory limit may be overridden per run (0 = default). Returns 0 and
+ * fills p, or -1 with err (nothing is left running then). */
+int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, sbx_proc_t *p,
+              char *err, size_t errlen);
+/* Kills the run's whole tree (SIGKILL to init, and to the cgroup where there
+ * is one). Safe to call more than once and after it ended. */
+void sbx_kill(sbx_t *s, sbx_proc_t *p);
+/* After the caller reaped p->pid (waitpid/ev_child) and drained status_fd's
+ * readiness, fills r from what init reported plus cgroup figures, closes the
+ * status fd, and resets the slot's cgroup counters for the next run. The
+ * caller closes in/out/err fds itself (it owns their watchers). */
+int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r);
+
+#endif
