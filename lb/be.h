@@ -1,0 +1,93 @@
+/* be: the backend table and the balancing algorithms behind it.
+ *
+ * One table is shared by every event-loop thread of the lb. Backends are
+ * added and removed only by the main thread (static config, Redis discovery,
+ * admin API); proxy threads read the table and change per-backend counters
+ * with atomics. Removal is deferred: a removed backend stays allocated until
+ * its last connection ends (refcount), so a proxy thread never touches freed
+ * memory. The table itself is protected by a rwlock that proxy threads take
+ * for reading only while picking.
+ *
+ * Counts are global: with Redis, a backend's `remote_conns` is what the
+ * worker last published (connections from every lb) and `local_delta` the
+ * change this lb made since that heartbeat, so a fresh lb or one of several
+ * sees the real load instead of starting from zero. */
+#ifndef LB_BE_H
+#define LB_BE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "sock.h"
+
+enum be_state { BE_UP = 0, BE_DOWN, BE_DRAINING };
+enum be_source { BE_STATIC = 0, BE_DISCOVERED };
+
+typedef struct be {
+    char id[128];
+    char addr_str[SOCK_ADDRSTRLEN];
+    sock_addr_t addr;
+    enum be_source source;
+    unsigned weight; /* 1..256, default 1 */
+
+    /* health (main thread writes; proxies read with atomics) */
+    int state;            /* enum be_state */
+    int admin_drain;      /* drained through the admin API */
+    int health_ok_streak; /* consecutive successes, for rise */
+    int fail_streak;      /* consecutive failures (active + passive), for fall */
+    uint64_t joined_ms;   /* for slow start */
+
+    /* counters (atomics) */
+    int64_t active;       /* connections this lb has open to it now */
+    uint64_t total;       /* connections this lb ever sent it */
+    uint64_t failures;    /* connect/health failures seen by this lb */
+    int64_t remote_conns; /* from Redis: the worker's own count, all lbs */
+    int64_t local_delta;  /* this lb's change to `active` since remote_conns was read */
+    int64_t load;         /* from Redis: evaluations running + queued */
+    int has_remote;       /* remote_conns is valid */
+
+    int refs;    /* table reference + one per live connection */
+    int removed; /* no longer in the table; freed when refs reaches 0 */
+} be_t;
+
+typedef struct be_table be_table_t;
+
+/* One balancing algorithm. pick() returns a backend with a reference taken,
+ * or NULL; `exclude` lists backends already tried for this client. The
+ * caller holds the table's read lock. */
+typedef struct be_algo {
+    const char *name;
+    be_t *(*pick)(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms);
+} be_algo_t;
+
+/* "leastconn", "leastload", "roundrobin", "p2c"; NULL if unknown. */
+const be_algo_t *be_algo_find(const char *name);
+
+be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms);
+void be_table_free(be_table_t *t);
+
+/* Main thread only. Returns the backend (existing one if id is known). */
+be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned weight,
+             enum be_source src);
+void be_remove(be_table_t *t, be_t *b);
+be_t *be_find(be_table_t *t, const char *id);
+
+/* Any thread. Picks a backend for a new client, taking a reference and
+ * counting the connection as active. NULL when none is usable. */
+be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude);
+/* The connection to b ended (or its connect failed): drops active and the
+ * reference. */
+void be_release(be_table_t *t, be_t *b);
+/* Passive health: a connect to b failed / succeeded. `fall` consecutive
+ * failures mark it down at once. */
+void be_report_failure(be_table_t *t, be_t *b);
+void be_report_success(be_table_t *t, be_t *b);
+
+/* Iteration for the admin API, health checks and discovery (main thread,
+ * or under the read lock). */
+void be_table_rdlock(be_table_t *t);
+void be_table_unlock(be_table_t *t);
+size_t be_table_count(be_table_t *t);
+be_t *be_table_at(be_table_t *t, size_t i);
+
+#endif

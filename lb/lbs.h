@@ -1,0 +1,51 @@
+/* lbs: the lb's global counters, shared by the proxy threads (which update
+ * them with relaxed atomics) and the admin API (which renders them). */
+#ifndef LB_LBS_H
+#define LB_LBS_H
+
+#include <stdint.h>
+
+#include "met.h"
+
+enum lbs_err {
+    LBS_ERR_BAD_REQUEST = 0, /* 400 */
+    LBS_ERR_HEAD_TOO_LARGE,  /* 431 */
+    LBS_ERR_HEAD_TIMEOUT,    /* 408 */
+    LBS_ERR_NO_BACKEND,      /* 503 */
+    LBS_ERR_ALL_FAILED,      /* 502 */
+    LBS_ERR_CONNECT,         /* one backend connect failed (retried) */
+    LBS_ERR_BACKEND_TIMEOUT, /* backend never answered the head */
+    LBS_ERR_TLS,             /* TLS handshake failed */
+    LBS_ERR_OVERLOAD,        /* shed: max-conns or EMFILE */
+    LBS_ERR_RATE_LIMITED,    /* 429 */
+    LBS_ERR__COUNT
+};
+
+typedef struct lbs {
+    uint64_t accepted;
+    int64_t active;
+    uint64_t handshakes; /* upgrades that got a 101 */
+    uint64_t requests;   /* plain HTTP requests proxied */
+    uint64_t bytes_in;   /* client -> backend */
+    uint64_t bytes_out;  /* backend -> client */
+    uint64_t errors[LBS_ERR__COUNT];
+    met_hist_t *handshake_ms; /* accept to first byte of the backend's answer */
+} lbs_t;
+
+/* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */
+const char *lbs_err_name(enum lbs_err e);
+
+static inline void lbs_inc(uint64_t *c)
+{
+    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+static inline void lbs_add(uint64_t *c, uint64_t n)
+{
+    __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+static inline void lbs_active(lbs_t *s, int64_t d)
+{
+    __atomic_fetch_add(&s->active, d, __ATOMIC_RELAXED);
+}
+
+#endif
