@@ -38,13 +38,15 @@ typedef struct be {
     uint64_t joined_ms;   /* for slow start */
 
     /* counters (atomics) */
-    int64_t active;       /* connections this lb has open to it now */
-    uint64_t total;       /* connections this lb ever sent it */
-    uint64_t failures;    /* connect/health failures seen by this lb */
-    int64_t remote_conns; /* from Redis: the worker's own count, all lbs */
-    int64_t local_delta;  /* this lb's change to `active` since remote_conns was read */
-    int64_t load;         /* from Redis: evaluations running + queued */
-    int has_remote;       /* remote_conns is valid */
+    int64_t active;        /* connections this lb has open to it now */
+    uint64_t total;        /* connections this lb ever sent it */
+    uint64_t failures;     /* connect/health failures seen by this lb */
+    int64_t remote_conns;  /* from Redis: the worker's own count, all lbs */
+    int64_t local_delta;   /* this lb's change to `active` since remote_conns was read */
+    int64_t load;          /* from Redis: evaluations running + queued */
+    int has_remote;        /* remote_conns is valid */
+    uint64_t remote_ts_ms; /* worker's wall-clock ts_ms of remote_conns (0 = none) */
+    int remote_draining;   /* the worker announced it is draining (Redis) */
 
     int refs;    /* table reference + one per live connection */
     int removed; /* no longer in the table; freed when refs reaches 0 */
@@ -63,6 +65,10 @@ typedef struct be_algo {
 /* "leastconn", "leastload", "roundrobin", "p2c"; NULL if unknown. */
 const be_algo_t *be_algo_find(const char *name);
 
+/* slowstart_ms: a backend that joined (or came back UP) less than this ago
+ * has its weight scaled by max(0.1, age / slowstart_ms), so a fresh worker
+ * takes connections at once but ramps up instead of absorbing every new
+ * client; 0 disables. A NULL algo means leastconn. */
 be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms);
 void be_table_free(be_table_t *t);
 
@@ -82,6 +88,41 @@ void be_release(be_table_t *t, be_t *b);
  * failures mark it down at once. */
 void be_report_failure(be_table_t *t, be_t *b);
 void be_report_success(be_table_t *t, be_t *b);
+
+/* Health thresholds for passive checks (defaults rise 2, fall 2). */
+void be_table_set_health(be_table_t *t, int rise, int fall);
+int be_table_rise(const be_table_t *t);
+int be_table_fall(const be_table_t *t);
+const be_algo_t *be_table_algo(const be_table_t *t);
+
+/* Like be_pick() with an explicit clock (monotonic ms, see be_now_ms()), so
+ * tests can drive slow start. */
+be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms);
+/* Monotonic milliseconds: the clock of joined_ms and slow start. */
+uint64_t be_now_ms(void);
+
+/* Extra references, e.g. a health check in flight (any thread). be_unref()
+ * frees a removed backend when the last reference goes. */
+void be_ref(be_t *b);
+void be_unref(be_table_t *t, be_t *b);
+
+/* Main thread. Sets the health state; returns the previous one. Coming back
+ * UP restarts slow start (joined_ms = now), as a recovered worker holds no
+ * connections. */
+int be_set_state(be_table_t *t, be_t *b, enum be_state st);
+/* Atomic reads for other threads and renderers. */
+int be_get_state(const be_t *b);
+int be_usable(const be_t *b);
+/* Live connections as the balancer sees them: the worker's published count
+ * plus this lb's change since, or this lb's own count without Redis. */
+int64_t be_conns(const be_t *b);
+
+/* Main thread: the worker published `conns` and `load` at wall-clock ts_ms.
+ * A snapshot no newer than the last one is ignored, so a heartbeat read
+ * twice does not wipe this lb's changes made since. */
+void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
+/* Main thread: forget the remote figures (worker key gone); back to local. */
+void be_clear_remote(be_t *b);
 
 /* Iteration for the admin API, health checks and discovery (main thread,
  * or under the read lock). */

@@ -1,0 +1,44 @@
+/* admin: the lb's admin HTTP API (main loop, one request per connection).
+ *
+ *   GET  /stats                  JSON totals and per-backend figures
+ *   GET  /metrics                Prometheus text
+ *   POST /backends/<id>/drain    no new connections to it; existing ones kept
+ *   POST /backends/<id>/enable   undo a drain
+ *   GET  /healthz                200 ok, for whatever sits in front of the lb
+ *
+ * With a token, every request needs `Authorization: Bearer <token>`. */
+#ifndef LB_ADMIN_H
+#define LB_ADMIN_H
+
+#include <stddef.h>
+
+#include "be.h"
+#include "buf.h"
+#include "lbs.h"
+#include "met.h"
+
+struct ev_loop;
+
+typedef struct admin admin_t;
+
+typedef struct admin_config {
+    const char *listen; /* "HOST:PORT"; NULL = 127.0.0.1:8081 */
+    const char *token;  /* NULL = no auth */
+    /* Optional registry rendered at the end of /metrics, e.g. the one that
+     * holds stats->handshake_ms. NULL = none. */
+    met_registry_t *metrics;
+} admin_config_t;
+
+/* Listens at once. t and stats must outlive the server; cfg is copied. */
+admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const admin_config_t *cfg,
+                      char *err, size_t errlen);
+/* Closes the listener and every connection. NULL is a no-op. */
+void admin_free(admin_t *a);
+/* Actual listening address (useful with port 0). */
+int admin_local_addr(const admin_t *a, sock_addr_t *out);
+
+/* Pure renderers, exposed for tests. Append to out; 0 or -1. */
+int admin_render_stats(be_table_t *t, lbs_t *stats, const char *algo, buf_t *out);
+int admin_render_metrics(be_table_t *t, lbs_t *stats, met_registry_t *extra, buf_t *out);
+
+#endif
