@@ -1,0 +1,490 @@
+/* be: the backend table and the balancing algorithms behind it.
+ *
+ * Locking: the array of backends changes only on the main thread, under the
+ * write lock; proxy threads pick under the read lock. Per-backend counters
+ * and health fields are plain integers touched only with __atomic builtins,
+ * so picking never waits for the main thread beyond a table change.
+ *
+ * Scores are compared exactly with integers: a backend's score is
+ * numerator / effective weight, and a < b is tested as a.num * b.ew <
+ * b.num * a.ew. The effective weight is the configured weight in thousandths
+ * (so slow start can scale it without floating point). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "be.h"
+#include "log.h"
+
+/* leastload counts each running or queued evaluation as this many idle
+ * connections: a socket running code costs the worker a CPU slot, an idle
+ * editor costs almost nothing. */
+#define BE_LOAD_FACTOR 4
+/* Slow start never scales a weight below this fraction (in thousandths), so
+ * a fresh worker takes connections at once instead of none. */
+#define BE_SLOWSTART_MIN 100
+
+struct be_table {
+    pthread_rwlock_t lock;
+    const be_algo_t *algo;
+    unsigned slowstart_ms;
+    int rise, fall;
+    be_t **v; /* in insertion order; changed under the write lock */
+    size_t n, cap;
+    unsigned rot; /* tie-break rotation (atomic) */
+    unsigned rr;  /* roundrobin cursor (atomic) */
+};
+
+#define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+
+uint64_t be_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- per-backend helpers --------------------------------------------------- */
+
+int be_get_state(const be_t *b)
+{
+    return LD(&b->state);
+}
+
+int be_usable(const be_t *b)
+{
+    return LD(&b->state) == BE_UP && !LD(&b->admin_drain);
+}
+
+int64_t be_conns(const be_t *b)
+{
+    if (__atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE)) {
+        int64_t c = LD(&b->remote_conns) + LD(&b->local_delta);
+        return c < 0 ? 0 : c;
+    }
+    int64_t a = LD(&b->active);
+    return a < 0 ? 0 : a;
+}
+
+void be_ref(be_t *b)
+{
+    __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Whoever drops the last reference frees. refs only reaches 0 after
+ * be_remove() dropped the table's own reference, i.e. once removed is set
+ * and no thread can find the backend any more. */
+void be_unref(be_table_t *t, be_t *b)
+{
+    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(b);
+}
+
+/* Counts a new connection to b and takes its reference. */
+static void be_take(be_t *b)
+{
+    be_ref(b);
+    ADD(&b->active, 1);
+    ADD(&b->local_delta, 1);
+    ADD(&b->total, 1);
+}
+
+static int be_excluded(const be_t *b, be_t *const *ex, int nex)
+{
+    for (int i = 0; i < nex; i++)
+        if (ex[i] == b)
+            return 1;
+    return 0;
+}
+
+static int be_candidate(const be_t *b, be_t *const *ex, int nex)
+{
+    return be_usable(b) && !be_excluded(b, ex, nex);
+}
+
+/* Weight in thousandths, scaled down while the backend is in slow start. */
+static int64_t be_eff_weight(const be_table_t *t, const be_t *b, uint64_t now)
+{
+    int64_t w = (int64_t)(b->weight ? b->weight : 1) * 1000;
+    uint64_t joined = LD(&b->joined_ms);
+    if (t->slowstart_ms && joined && now >= joined && now - joined < t->slowstart_ms) {
+        int64_t f = (int64_t)((now - joined) * 1000 / t->slowstart_ms);
+        if (f < BE_SLOWSTART_MIN)
+            f = BE_SLOWSTART_MIN;
+        w = w * f / 1000;
+    } else if (t->slowstart_ms && joined && now < joined) {
+        /* joined "in the future" (clock passed by a test): just joined */
+        w = w * BE_SLOWSTART_MIN / 1000;
+    }
+    return w > 0 ? w : 1;
+}
+
+/* a.num / a.ew < b.num / b.ew, exactly. */
+static int be_score_less(int64_t anum, int64_t aew, int64_t bnum, int64_t bew)
+{
+    return (__int128)anum * bew < (__int128)bnum * aew;
+}
+
+/* ---- algorithms ------------------------------------------------------------ */
+
+/* Lowest (conns [+ K*load] + 1) / weight among candidates. The scan starts
+ * at a rotating index so that ties go round instead of always to the first
+ * backend. Caller holds the read lock. */
+static be_t *be_pick_least(be_table_t *t, be_t *const *ex, int nex, uint64_t now, int with_load)
+{
+    size_t n = t->n;
+    if (n == 0)
+        return NULL;
+    size_t start = __atomic_fetch_add(&t->rot, 1, __ATOMIC_RELAXED) % n;
+    be_t *best = NULL;
+    int64_t bnum = 0, bew = 1;
+    for (size_t i = 0; i < n; i++) {
+        be_t *b = t->v[(start + i) % n];
+        if (!be_candidate(b, ex, nex))
+            continue;
+        int64_t num = be_conns(b) + 1;
+        if (with_load) {
+            int64_t load = LD(&b->load);
+            num += BE_LOAD_FACTOR * (load > 0 ? load : 0);
+        }
+        int64_t ew = be_eff_weight(t, b, now);
+        if (!best || be_score_less(num, ew, bnum, bew)) {
+            best = b;
+            bnum = num;
+            bew = ew;
+        }
+    }
+    if (best)
+        be_take(best);
+    return best;
+}
+
+static be_t *be_pick_leastconn(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
+{
+    return be_pick_least(t, ex, nex, now, 0);
+}
+
+static be_t *be_pick_leastload(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
+{
+    return be_pick_least(t, ex, nex, now, 1);
+}
+
+/* Plain rotation over usable backends, ignoring weights and load: the old
+ * behaviour, kept as the benchmark baseline. */
+static be_t *be_pick_roundrobin(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
+{
+    size_t n = t->n;
+    if (n == 0)
+        return NULL;
+    size_t start = __atomic_fetch_add(&t->rr, 1, __ATOMIC_RELAXED) % n;
+    for (size_t i = 0; i < n; i++) {
+        be_t *b = t->v[(start + i) % n];
+        if (be_candidate(b, ex, nex)) {
+            be_take(b);
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/* Per-thread generator for p2c: thread-local so that threads never contend
+ * on it; seeded lazily from the thread's stack address and the clock. */
+static __thread uint64_t be_rng;
+
+static uint64_t be_rand(void)
+{
+    uint64_t x = be_rng;
+    if (x == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = ((uint64_t)(uintptr_t)&ts * 0x9E3779B97F4A7C15ull) ^ (uint64_t)ts.tv_nsec ^
+            ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)gettid();
+        if (x == 0)
+            x = 0x2545F4914F6CDD1Dull;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    be_rng = x;
+    return x;
+}
+
+static be_t *be_nth_candidate(be_table_t *t, be_t *const *ex, int nex, size_t k)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        be_t *b = t->v[i];
+        if (be_candidate(b, ex, nex) && k-- == 0)
+            return b;
+    }
+    return NULL;
+}
+
+/* Power of two choices: two distinct random candidates, the one with the
+ * lower leastconn score wins. Needs no shared cursor, and several lbs that
+ * cannot see each other's choices herd less than with a strict minimum. */
+static be_t *be_pick_p2c(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
+{
+    size_t u = 0;
+    for (size_t i = 0; i < t->n; i++)
+        u += be_candidate(t->v[i], ex, nex);
+    if (u == 0)
+        return NULL;
+    be_t *best;
+    if (u == 1) {
+        best = be_nth_candidate(t, ex, nex, 0);
+    } else {
+        size_t r1 = be_rand() % u, r2 = be_rand() % (u - 1);
+        if (r2 >= r1)
+            r2++;
+        be_t *a = be_nth_candidate(t, ex, nex, r1);
+        be_t *b = be_nth_candidate(t, ex, nex, r2);
+        if (!a || !b) /* state changed between the two scans */
+            best = a ? a : b;
+        else if (be_score_less(be_conns(b) + 1, be_eff_weight(t, b, now), be_conns(a) + 1,
+                               be_eff_weight(t, a, now)))
+            best = b;
+        else
+            best = a;
+    }
+    if (best)
+        be_take(best);
+    return best;
+}
+
+static const be_algo_t be_algos[] = {
+    {"leastconn", be_pick_leastconn},
+    {"leastload", be_pick_leastload},
+    {"roundrobin", be_pick_roundrobin},
+    {"p2c", be_pick_p2c},
+};
+
+const be_algo_t *be_algo_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof(be_algos) / sizeof(be_algos[0]); i++)
+        if (strcmp(be_algos[i].name, name) == 0)
+            return &be_algos[i];
+    return NULL;
+}
+
+/* ---- table ----------------------------------------------------------------- */
+
+be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms)
+{
+    be_table_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    if (pthread_rwlock_init(&t->lock, NULL) != 0) {
+        free(t);
+        return NULL;
+    }
+    t->algo = algo ? algo : &be_algos[0];
+    t->slowstart_ms = slowstart_ms;
+    t->rise = 2;
+    t->fall = 2;
+    return t;
+}
+
+/* Drops the table's reference on every backend; those still held by live
+ * connections are freed when the last one releases. */
+void be_table_free(be_table_t *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        __atomic_store_n(&t->v[i]->removed, 1, __ATOMIC_RELEASE);
+        be_unref(t, t->v[i]);
+    }
+    free(t->v);
+    pthread_rwlock_destroy(&t->lock);
+    free(t);
+}
+
+void be_table_set_health(be_table_t *t, int rise, int fall)
+{
+    t->rise = rise > 0 ? rise : 2;
+    t->fall = fall > 0 ? fall : 2;
+}
+
+int be_table_rise(const be_table_t *t)
+{
+    return t->rise;
+}
+
+int be_table_fall(const be_table_t *t)
+{
+    return t->fall;
+}
+
+const be_algo_t *be_table_algo(const be_table_t *t)
+{
+    return t->algo;
+}
+
+void be_table_rdlock(be_table_t *t)
+{
+    pthread_rwlock_rdlock(&t->lock);
+}
+
+void be_table_unlock(be_table_t *t)
+{
+    pthread_rwlock_unlock(&t->lock);
+}
+
+size_t be_table_count(be_table_t *t)
+{
+    return t->n;
+}
+
+be_t *be_table_at(be_table_t *t, size_t i)
+{
+    return i < t->n ? t->v[i] : NULL;
+}
+
+/* Main thread only (the only writer), so reading without the lock is safe. */
+be_t *be_find(be_table_t *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i]->id, id) == 0)
+            return t->v[i];
+    return NULL;
+}
+
+/* Main thread only. A static backend is known from the start and needs no
+ * slow start; a discovered one just joined. */
+be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned weight,
+             enum be_source src)
+{
+    be_t *b = be_find(t, id);
+    if (b)
+        return b;
+    if (strlen(id) >= sizeof(b->id))
+        return NULL;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    memcpy(b->id, id, strlen(id) + 1);
+    b->addr = *addr;
+    sock_addr_str(addr, b->addr_str, sizeof(b->addr_str));
+    b->source = src;
+    b->weight = weight < 1 ? 1 : weight > 256 ? 256 : weight;
+    b->state = BE_UP;
+    b->joined_ms = src == BE_DISCOVERED ? be_now_ms() : 0;
+    b->refs = 1;
+
+    pthread_rwlock_wrlock(&t->lock);
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        be_t **v = realloc(t->v, cap * sizeof(*v));
+        if (!v) {
+            pthread_rwlock_unlock(&t->lock);
+            free(b);
+            return NULL;
+        }
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n++] = b;
+    pthread_rwlock_unlock(&t->lock);
+    return b;
+}
+
+/* Main thread only. Takes b out of the table (keeping the others' order, so
+ * rotations stay fair) and drops the table's reference. */
+void be_remove(be_table_t *t, be_t *b)
+{
+    int found = 0;
+    pthread_rwlock_wrlock(&t->lock);
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->v[i] == b) {
+            memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(*t->v));
+            t->n--;
+            found = 1;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&t->lock);
+    if (!found)
+        return;
+    __atomic_store_n(&b->removed, 1, __ATOMIC_RELEASE);
+    be_unref(t, b);
+}
+
+be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)
+{
+    pthread_rwlock_rdlock(&t->lock);
+    be_t *b = t->algo->pick(t, exclude, nexclude, now_ms);
+    pthread_rwlock_unlock(&t->lock);
+    return b;
+}
+
+be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude)
+{
+    return be_pick_at(t, exclude, nexclude, be_now_ms());
+}
+
+void be_release(be_table_t *t, be_t *b)
+{
+    ADD(&b->active, -1);
+    ADD(&b->local_delta, -1);
+    be_unref(t, b);
+}
+
+/* Any thread. The state change is a compare-and-swap so that of several
+ * threads seeing the fall-th failure together exactly one logs it. */
+void be_report_failure(be_table_t *t, be_t *b)
+{
+    ADD(&b->failures, 1);
+    ST(&b->health_ok_streak, 0);
+    int streak = ADD(&b->fail_streak, 1);
+    if (streak < t->fall)
+        return;
+    int st = LD(&b->state);
+    while (st != BE_DOWN) {
+        if (__atomic_compare_exchange_n(&b->state, &st, BE_DOWN, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            log_warn("backend %s (%s) down: %d consecutive failures", b->id, b->addr_str, streak);
+            break;
+        }
+    }
+}
+
+void be_report_success(be_table_t *t, be_t *b)
+{
+    ST(&b->fail_streak, 0);
+}
+
+int be_set_state(be_table_t *t, be_t *b, enum be_state st)
+{
+    int old = __atomic_exchange_n(&b->state, (int)st, __ATOMIC_RELAXED);
+    if (st == BE_UP && old != BE_UP)
+        ST(&b->joined_ms, be_now_ms());
+    return old;
+}
+
+/* Resetting local_delta to 0 is an approximation: connections this lb opened
+ * after the worker took its snapshot but before this read are counted by
+ * neither figure until the next heartbeat (at most about a second). Keeping
+ * per-heartbeat deltas would fix it; the error is small and self-healing. */
+void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms)
+{
+    if (LD(&b->has_remote) && ts_ms && ts_ms <= LD(&b->remote_ts_ms))
+        return;
+    ST(&b->remote_conns, conns < 0 ? 0 : conns);
+    ST(&b->local_delta, 0);
+    ST(&b->load, load < 0 ? 0 : load);
+    ST(&b->remote_ts_ms, ts_ms);
+    __atomic_store_n(&b->has_remote, 1, __ATOMIC_RELEASE);
+}
+
+void be_clear_remote(be_t *b)
+{
+    __atomic_store_n(&b->has_remote, 0, __ATOMIC_RELEASE);
+    ST(&b->remote_ts_ms, 0);
+    ST(&b->load, 0);
+    ST(&b->remote_draining, 0);
+}
