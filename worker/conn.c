@@ -1,0 +1,472 @@
+/* wc: worker connections; see conn.h. */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+
+#include "http.h"
+#include "log.h"
+#include "pub.h"
+#include "run.h"
+
+#define WC_READ_CHUNK      16384
+#define WC_READS_PER_EVENT 8
+#define WC_HEAD_TIMEOUT    10.0
+#define WC_LINGER_TIMEOUT  2.0
+#define WC_MAX_HEAD        8192
+
+static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void wc_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void wc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void wc_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents)
+{
+    wk_t *w = idle->data;
+    wc_reap(w);
+    ev_idle_stop(loop, idle);
+}
+
+/* Updates the read watcher for backpressure: a websocket stops reading while
+ * its output is above the high-water mark. */
+static void wc_update_read(wc_conn_t *c)
+{
+    int want = !c->closed && !(c->state == WC_WS && buf_size(&c->out) > WC_OUT_HIGH);
+    if (want && !ev_is_active(&c->rio))
+        ev_io_start(c->w->loop, &c->rio);
+    else if (!want && ev_is_active(&c->rio))
+        ev_io_stop(c->w->loop, &c->rio);
+    c->read_paused = !want;
+}
+
+static void wc_start_linger(wc_conn_t *c)
+{
+    /* Half-close and keep reading (discarding) until the peer closes: a
+     * close() with unread input would send a RST that can destroy the close
+     * frame or error answer we just wrote. */
+    c->state = WC_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    ev_timer_stop(c->w->loop, &c->timer);
+    ev_timer_set(&c->timer, WC_LINGER_TIMEOUT, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
+    wc_update_read(c);
+}
+
+/* Writes as much queued output as the socket takes. Returns -1 when the
+ * connection was closed because of an error. */
+static int wc_flush(wc_conn_t *c)
+{
+    while (buf_size(&c->out) > 0) {
+        ssize_t n = write(c->fd, buf_head(&c->out), buf_size(&c->out));
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        wc_close(c, "write error");
+        return -1;
+    }
+    if (buf_size(&c->out) > 0) {
+        if (!ev_is_active(&c->wio))
+            ev_io_start(c->w->loop, &c->wio);
+    } else {
+        if (ev_is_active(&c->wio))
+            ev_io_stop(c->w->loop, &c->wio);
+        if (c->close_after_flush && c->state != WC_LINGER) {
+            wc_start_linger(c);
+            return 0;
+        }
+    }
+    if (c->state == WC_WS) {
+        int was_paused = c->read_paused;
+        wc_update_read(c);
+        if (buf_size(&c->out) < WC_OUT_LOW)
+            run_resume_output(c);
+        (void)was_paused;
+    }
+    return 0;
+}
+
+int wc_send_json(wc_conn_t *c, json_t *j)
+{
+    if (c->closed || c->close_after_flush)
+        return -1;
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (s == NULL)
+        return -1;
+    int rc = ws_frame_write(&c->out, WS_ROLE_SERVER, WS_OP_TEXT, 1, s, strlen(s));
+    free(s);
+    if (rc < 0) {
+        wc_close(c, "out of memory");
+        return -1;
+    }
+    return wc_flush(c);
+}
+
+void wc_send_close(wc_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->closed || c->close_after_flush)
+        return;
+    ws_close_write(&c->out, WS_ROLE_SERVER, code, reason);
+    c->close_after_flush = 1;
+    wc_flush(c);
+}
+
+static void wc_send_http(wc_conn_t *c, int status, const char *ctype, const char *body, size_t len,
+                         const char *extra)
+{
+    if (http_write_response(&c->out, status, ctype, body, len, extra) < 0) {
+        wc_close(c, "out of memory");
+        return;
+    }
+    c->close_after_flush = 1;
+    wc_flush(c);
+}
+
+static void wc_send_text(wc_conn_t *c, int status, const char *text)
+{
+    wc_send_http(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
+void wc_close(wc_conn_t *c, const char *why)
+{
+    if (c->closed)
+        return;
+    wk_t *w = c->w;
+    log_debug("conn %s closed: %s", c->peer, why);
+    c->closed = 1;
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    ev_timer_stop(w->loop, &c->timer);
+    run_conn_gone(c);
+    close(c->fd);
+    c->fd = -1;
+    TAILQ_REMOVE(&w->conns, c, link);
+    TAILQ_INSERT_TAIL(&w->closed, c, link);
+    w->nconns--;
+    if (c->kind != WC_HTTP) {
+        w->nws--;
+        pub_changed(w->pub);
+    }
+    ev_idle_start(w->loop, &w->reaper);
+    wk_on_run_change(w);
+}
+
+void wc_reap(wk_t *w)
+{
+    wc_conn_t *c;
+    while ((c = TAILQ_FIRST(&w->closed)) != NULL) {
+        TAILQ_REMOVE(&w->closed, c, link);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        ws_msg_free(&c->msg);
+        free(c);
+    }
+}
+
+void wc_close_all(wk_t *w, uint16_t code, const char *reason)
+{
+    wc_conn_t *c, *next;
+    for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (c->kind != WC_HTTP && c->state == WC_WS)
+            wc_send_close(c, code, reason);
+    }
+}
+
+static void wc_send_hello(wc_conn_t *c)
+{
+    wk_t *w = c->w;
+    json_t *rts = json_array();
+    for (size_t i = 0; i < w->rt.n; i++)
+        json_array_append_new(rts, json_string(w->rt.v[i].name));
+    json_t *j = json_pack("{s:s, s:s, s:o, s:s, s:I}", "type", "hello", "worker", w->cfg.id,
+                          "runtimes", rts, "isolation", sbx_isolation(w->sbx), "max_evals",
+                          (json_int_t)w->cfg.max_evals);
+    if (j != NULL) {
+        wc_send_json(c, j);
+        json_decref(j);
+    }
+}
+
+/* Constant-time comparison so that the secret cannot be guessed byte by byte
+ * from response timing. */
+static int wc_secret_ok(const wk_t *w, const http_head_t *h)
+{
+    size_t n = strlen(w->upstream_secret);
+    if (n == 0)
+        return 1;
+    const http_str_t *v = http_header_get(h, "X-Upstream-Secret");
+    if (v == NULL || v->n != n)
+        return 0;
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= (unsigned char)(v->p[i] ^ w->upstream_secret[i]);
+    return d == 0;
+}
+
+/* Answers a websocket upgrade or refuses it with a reason. */
+static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
+{
+    wk_t *w = c->w;
+    if (h->method != HTTP_GET)
+        return wc_send_text(c, 400, "websocket upgrade requires GET\n");
+    if (!h->is_websocket)
+        return wc_send_text(c, 400, "websocket upgrade required (Upgrade: websocket)\n");
+    const http_str_t *ver = http_header_get(h, "Sec-WebSocket-Version");
+    if (ver == NULL || !http_str_eq(*ver, "13"))
+        return wc_send_http(c, 426, "text/plain; charset=utf-8",
+                            "unsupported Sec-WebSocket-Version (need 13)\n", 44,
+                            "Sec-WebSocket-Version: 13\r\n");
+    const http_str_t *key = http_header_get(h, "Sec-WebSocket-Key");
+    char accept[WS_ACCEPT_LEN + 1];
+    if (key == NULL || ws_accept_key(key->p, key->n, accept) < 0)
+        return wc_send_text(c, 400, "missing or invalid Sec-WebSocket-Key\n");
+    if (!wc_secret_ok(w, h))
+        return wc_send_text(c, 403, "forbidden: missing or wrong upstream secret\n");
+    if (w->draining)
+        return wc_send_text(c, 503, "draining\n");
+
+    buf_printf(&c->out,
+               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+               accept);
+    c->state = WC_WS;
+    c->kind = kind;
+    c->msg.max_size = (uint64_t)w->cfg.max_message_kb * 1024;
+    ev_timer_stop(w->loop, &c->timer);
+    w->nws++;
+    met_inc(w->m_ws_total, 1);
+    pub_changed(w->pub);
+    wc_send_hello(c);
+}
+
+static void wc_handle_request(wc_conn_t *c, const http_head_t *h)
+{
+    wk_t *w = c->w;
+    if (http_str_eq(h->path, "/eval"))
+        return wc_upgrade(c, h, WC_EVAL);
+    if (http_str_eq(h->path, "/echo"))
+        return wc_upgrade(c, h, WC_ECHO);
+    if (http_str_eq(h->path, "/healthz")) {
+        if (h->method != HTTP_GET && h->method != HTTP_HEAD)
+            return wc_send_text(c, 405, "method not allowed\n");
+        if (w->draining)
+            return wc_send_text(c, 503, "draining\n");
+        return wc_send_text(c, 200, "ok\n");
+    }
+    if (http_str_eq(h->path, "/metrics")) {
+        if (h->method != HTTP_GET)
+            return wc_send_text(c, 405, "method not allowed\n");
+        buf_t b = BUF_INIT;
+        met_render(w->met, &b);
+        wc_send_http(c, 200, "text/plain; version=0.0.4", buf_head(&b), buf_size(&b), NULL);
+        buf_free(&b);
+        return;
+    }
+    wc_send_text(c, 404, "not found\n");
+}
+
+static void wc_process_head(wc_conn_t *c)
+{
+    http_head_t h;
+    int rc = http_parse_request(buf_head(&c->in), buf_size(&c->in), WC_MAX_HEAD, &h);
+    if (rc == HTTP_PARSE_AGAIN)
+        return;
+    if (rc == HTTP_PARSE_TOO_LARGE || rc == HTTP_PARSE_TOO_MANY) {
+        met_inc(c->w->m_proto_errors, 1);
+        return wc_send_text(c, 431, "request header fields too large\n");
+    }
+    if (rc < 0) {
+        met_inc(c->w->m_proto_errors, 1);
+        return wc_send_text(c, 400, "malformed request\n");
+    }
+    wc_handle_request(c, &h);
+    /* The head is done with: the parsed pointers into c->in die here. */
+    buf_consume(&c->in, (size_t)rc);
+    if (c->state != WC_WS)
+        buf_reset(&c->in);
+}
+
+static void wc_on_message(wc_conn_t *c)
+{
+    if (c->kind == WC_ECHO) {
+        if (ws_frame_write(&c->out, WS_ROLE_SERVER, c->msg.opcode, 1, buf_head(&c->msg.data),
+                           buf_size(&c->msg.data)) < 0)
+            return wc_close(c, "out of memory");
+        wc_flush(c);
+        return;
+    }
+    if (c->msg.opcode != WS_OP_TEXT) {
+        json_t *j = json_pack("{s:s, s:n, s:s}", "type", "error", "id", "error",
+                              "binary messages are not part of the protocol; send JSON text");
+        wc_send_json(c, j);
+        json_decref(j);
+        return;
+    }
+    run_handle_message(c, buf_head(&c->msg.data), buf_size(&c->msg.data));
+}
+
+static void wc_on_control(wc_conn_t *c, const ws_frame_t *f)
+{
+    if (f->opcode == WS_OP_PING) {
+        ws_frame_write(&c->out, WS_ROLE_SERVER, WS_OP_PONG, 1, f->payload, f->payload_len);
+        wc_flush(c);
+    } else if (f->opcode == WS_OP_CLOSE) {
+        uint16_t code;
+        int rc = ws_close_parse(f->payload, f->payload_len, &code);
+        if (rc < 0)
+            return wc_send_close(c, (uint16_t)-rc, "invalid close frame");
+        /* Echo the peer's code, as RFC 6455 5.5.1 suggests. */
+        wc_send_close(c, code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code, "");
+    }
+}
+
+static void wc_process_frames(wc_conn_t *c)
+{
+    uint64_t max = (uint64_t)c->w->cfg.max_message_kb * 1024;
+    while (!c->closed && !c->close_after_flush && buf_size(&c->in) > 0) {
+        ws_frame_t f;
+        long n =
+            ws_frame_parse((uint8_t *)buf_head(&c->in), buf_size(&c->in), WS_ROLE_SERVER, max, &f);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            met_inc(c->w->m_proto_errors, 1);
+            wc_send_close(c, (uint16_t)-n,
+                          n == -WS_CLOSE_TOO_BIG ? "message too big" : "protocol error");
+            break;
+        }
+        int rc = ws_msg_feed(&c->msg, &f);
+        if (rc == WS_MSG_CONTROL)
+            wc_on_control(c, &f);
+        buf_consume(&c->in, (size_t)n);
+        if (rc < 0) {
+            met_inc(c->w->m_proto_errors, 1);
+            wc_send_close(c, (uint16_t)-rc,
+                          rc == -WS_CLOSE_TOO_BIG ? "message too big" : "invalid message");
+            break;
+        }
+        if (rc == WS_MSG_DONE) {
+            wc_on_message(c);
+            ws_msg_reset(&c->msg);
+        }
+    }
+}
+
+static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    wc_conn_t *c = io->data;
+    for (int i = 0; i < WC_READS_PER_EVENT && !c->closed; i++) {
+        char *p = buf_reserve(&c->in, WC_READ_CHUNK);
+        if (p == NULL)
+            return wc_close(c, "out of memory");
+        ssize_t n = read(c->fd, p, WC_READ_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0)
+            return wc_close(c, n == 0 ? "eof" : "read error");
+        if (c->state == WC_LINGER) {
+            buf_reset(&c->in);
+            continue;
+        }
+        buf_commit(&c->in, (size_t)n);
+        if (c->state == WC_HEAD)
+            wc_process_head(c);
+        else if (c->state == WC_WS)
+            wc_process_frames(c);
+        if (c->closed || c->read_paused || c->close_after_flush)
+            break;
+        if ((size_t)n < WC_READ_CHUNK)
+            break;
+    }
+    /* Don't keep an empty buffer's memory while the connection idles. */
+    if (!c->closed && buf_size(&c->in) == 0)
+        buf_free(&c->in);
+}
+
+static void wc_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    wc_flush(io->data);
+}
+
+static void wc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    wc_conn_t *c = t->data;
+    if (c->state == WC_HEAD && !c->close_after_flush) {
+        buf_reset(&c->in);
+        return wc_send_text(c, 408, "request timeout\n");
+    }
+    wc_close(c, c->state == WC_LINGER ? "linger done" : "timeout");
+}
+
+static void wc_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    wk_t *w = io->data;
+    for (int i = 0; i < 64; i++) {
+        sock_addr_t peer;
+        int fd = sock_accept(w->lfd, &peer);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: pause accepting instead of spinning on a
+                 * listener that stays readable. */
+                log_warn("accept: %s; pausing accepts for 100 ms", strerror(errno));
+                ev_io_stop(loop, &w->accept_w);
+                ev_timer_start(loop, &w->accept_backoff);
+            }
+            return;
+        }
+        wc_conn_t *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        sock_set_nodelay(fd);
+        c->w = w;
+        c->fd = fd;
+        sock_addr_str(&peer, c->peer, sizeof(c->peer));
+        TAILQ_INIT(&c->runs);
+        ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);
+        ev_io_init(&c->wio, wc_write_cb, fd, EV_WRITE);
+        ev_timer_init(&c->timer, wc_timer_cb, WC_HEAD_TIMEOUT, 0.);
+        c->rio.data = c->wio.data = c->timer.data = c;
+        TAILQ_INSERT_TAIL(&w->conns, c, link);
+        w->nconns++;
+        met_inc(w->m_conns_total, 1);
+        ev_io_start(loop, &c->rio);
+        ev_timer_start(loop, &c->timer);
+    }
+}
+
+static void wc_backoff_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    wk_t *w = t->data;
+    if (!w->exiting)
+        ev_io_start(loop, &w->accept_w);
+}
+
+void wc_listen_start(wk_t *w)
+{
+    ev_io_init(&w->accept_w, wc_accept_cb, w->lfd, EV_READ);
+    w->accept_w.data = w;
+    ev_timer_init(&w->accept_backoff, wc_backoff_cb, 0.1, 0.);
+    w->accept_backoff.data = w;
+    ev_idle_init(&w->reaper, wc_reaper_cb);
+    w->reaper.data = w;
+    ev_io_start(w->loop, &w->accept_w);
+}
+
+void wc_listen_stop(wk_t *w)
+{
+    ev_io_stop(w->loop, &w->accept_w);
+    ev_timer_stop(w->loop, &w->accept_backoff);
+}

@@ -1,0 +1,66 @@
+/* wc: the worker's client connections: HTTP requests (healthz, metrics) and
+ * websockets (/echo and /eval).
+ *
+ * A connection starts by reading one request head. Plain requests get an
+ * answer and a close. An upgrade on /echo or /eval turns it into a websocket
+ * that lives until either side closes it. Buffers are allocated only while
+ * bytes are in flight. A connection is never freed inside its own callback:
+ * wc_close() moves it to the worker's closed list and the reaper frees it. */
+#ifndef WORKER_CONN_H
+#define WORKER_CONN_H
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "sock.h"
+#include "wk.h"
+#include "ws.h"
+
+/* Output queued beyond this makes evaluations stop reading their programs'
+ * output (and echo stop reading input) until the client catches up. */
+#define WC_OUT_HIGH (256 * 1024)
+#define WC_OUT_LOW  (64 * 1024)
+
+enum wc_state { WC_HEAD = 0, WC_WS, WC_LINGER };
+enum wc_kind { WC_HTTP = 0, WC_ECHO, WC_EVAL };
+
+typedef struct wc_conn {
+    wk_t *w;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer; /* head timeout, then linger timeout when closing */
+    buf_t in, out;
+    enum wc_state state;
+    enum wc_kind kind;
+    ws_msg_t msg;
+    int close_after_flush; /* send what is queued, then linger and close */
+    int closed;            /* on the closed list, waiting to be freed */
+    int read_paused;       /* backpressure: output above WC_OUT_HIGH */
+    struct run_list runs;  /* evaluations this client started */
+    size_t nruns;
+    char peer[SOCK_ADDRSTRLEN];
+    TAILQ_ENTRY(wc_conn) link;
+} wc_conn_t;
+
+/* Starts accepting on w->lfd. */
+void wc_listen_start(wk_t *w);
+void wc_listen_stop(wk_t *w);
+/* Queues one JSON text message (borrowed). Returns -1 if the connection is
+ * closing. */
+int wc_send_json(wc_conn_t *c, json_t *j);
+/* Sends a close frame, then closes once it is flushed. */
+void wc_send_close(wc_conn_t *c, uint16_t code, const char *reason);
+/* Closes now: stops watchers, kills its evaluations, queues it for freeing. */
+void wc_close(wc_conn_t *c, const char *why);
+/* Sends every websocket a close frame with code and reason. */
+void wc_close_all(wk_t *w, uint16_t code, const char *reason);
+/* Frees the connections on the closed list (from the reaper or at exit). */
+void wc_reap(wk_t *w);
+static inline size_t wc_out_pending(const wc_conn_t *c)
+{
+    return buf_size(&c->out);
+}
+
+#endif

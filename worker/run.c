@@ -1,0 +1,695 @@
+/* run: evaluations; see run.h. */
+#include "run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conn.h"
+#include "log.h"
+#include "pub.h"
+
+#define RUN_READ_CHUNK 65536
+
+static const char *const run_verdicts[V__COUNT] = {"ok",     "signaled", "timeout", "memory",
+                                                   "output", "killed",   "error"};
+
+const char *run_verdict_name(enum run_verdict v)
+{
+    return (unsigned)v < V__COUNT ? run_verdicts[v] : "error";
+}
+
+static uint64_t run_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void run_pump(wk_t *w);
+static void run_start(run_t *r);
+
+/* Sends {"type":"error","id":id,"error":msg} (id may be NULL). */
+static void run_send_error(wc_conn_t *c, const char *id, const char *msg)
+{
+    json_t *j = json_pack("{s:s, s:o, s:s}", "type", "error", "id",
+                          id ? json_string(id) : json_null(), "error", msg);
+    if (j == NULL)
+        return;
+    met_inc(c->w->m_proto_errors, 1);
+    wc_send_json(c, j);
+    json_decref(j);
+}
+
+static run_t *run_find(wc_conn_t *c, const char *id)
+{
+    run_t *r;
+    TAILQ_FOREACH(r, &c->runs, clink)
+    if (strcmp(r->id, id) == 0)
+        return r;
+    return NULL;
+}
+
+/* ---- UTF-8 sanitising ------------------------------------------------------
+ * Program output is arbitrary bytes but JSON strings must be valid UTF-8.
+ * Valid sequences pass through; a sequence cut by a read boundary waits for
+ * the next chunk; anything invalid becomes U+FFFD, one per bad byte. */
+
+/* Length of the valid sequence at p[0..n), 0 if it is invalid, or -1 if it
+ * is a valid prefix that needs more bytes. */
+static int run_utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t b = p[0];
+    int len;
+    uint32_t min;
+    if (b < 0x80)
+        return 1;
+    if (b >= 0xC2 && b <= 0xDF)
+        len = 2, min = 0x80;
+    else if (b >= 0xE0 && b <= 0xEF)
+        len = 3, min = 0x800;
+    else if (b >= 0xF0 && b <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    uint32_t cp = b & (0x7F >> len);
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= n)
+            return -1;
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+        /* Reject overlongs, surrogates and > U+10FFFF as early as possible so a
+         * bad prefix is not carried. */
+        if (i == 1 && len == 3 && b == 0xE0 && p[1] < 0xA0)
+            return 0;
+        if (i == 1 && len == 3 && b == 0xED && p[1] >= 0xA0)
+            return 0;
+        if (i == 1 && len == 4 && b == 0xF0 && p[1] < 0x90)
+            return 0;
+        if (i == 1 && len == 4 && b == 0xF4 && p[1] >= 0x90)
+            return 0;
+    }
+    return cp >= min ? len : 0;
+}
+
+static void run_utf8(run_t *r, int s, const uint8_t *p, size_t n, int final, buf_t *out)
+{
+    uint8_t tmp[8];
+    size_t i = 0;
+    /* Complete a carried sequence first, byte by byte. */
+    while (r->ncarry[s] > 0) {
+        size_t k = (size_t)r->ncarry[s];
+        memcpy(tmp, r->carry[s], k);
+        size_t add = 0;
+        while (k < 4 && i + add < n)
+            tmp[k++] = p[i + add++];
+        int len = run_utf8_seq(tmp, k);
+        if (len == -1 && !final) {
+            memcpy(r->carry[s], tmp, k);
+            r->ncarry[s] = (int)k;
+            return;
+        }
+        if (len > 0) {
+            buf_append(out, tmp, (size_t)len);
+            i += (size_t)len - (size_t)r->ncarry[s];
+            r->ncarry[s] = 0;
+        } else {
+            buf_append(out, "\xEF\xBF\xBD", 3);
+            /* Drop the first carried byte and retry with the rest. */
+            memmove(r->carry[s], r->carry[s] + 1, (size_t)r->ncarry[s] - 1);
+            r->ncarry[s]--;
+        }
+    }
+    size_t start = i;
+    while (i < n) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int len = run_utf8_seq(p + i, n - i);
+        if (len > 0) {
+            i += (size_t)len;
+            continue;
+        }
+        buf_append(out, p + start, i - start);
+        if (len == -1 && !final) {
+            memcpy(r->carry[s], p + i, n - i);
+            r->ncarry[s] = (int)(n - i);
+            return;
+        }
+        buf_append(out, "\xEF\xBF\xBD", 3);
+        i++;
+        start = i;
+    }
+    buf_append(out, p + start, i - start);
+}
+
+/* ---- messages to the client ---------------------------------------------- */
+
+static void run_send_output(run_t *r, int s, const uint8_t *p, size_t n, int final)
+{
+    if (r->conn == NULL)
+        return;
+    buf_t b = BUF_INIT;
+    run_utf8(r, s, p, n, final, &b);
+    if (buf_size(&b) > 0) {
+        json_t *j = json_pack("{s:s, s:s, s:s%}", "type", s == 0 ? "stdout" : "stderr", "id", r->id,
+                              "data", buf_head(&b), buf_size(&b));
+        if (j != NULL) {
+            wc_send_json(r->conn, j);
+            json_decref(j);
+        }
+    }
+    buf_free(&b);
+}
+
+/* Frees the run: it must not be queued, and its process must be reaped. */
+static void run_free(run_t *r)
+{
+    wk_t *w = r->w;
+    ev_io_stop(w->loop, &r->out_w);
+    ev_io_stop(w->loop, &r->err_w);
+    ev_io_stop(w->loop, &r->in_w);
+    ev_timer_stop(w->loop, &r->timer);
+    ev_child_stop(w->loop, &r->child_w);
+    if (r->conn != NULL) {
+        TAILQ_REMOVE(&r->conn->runs, r, clink);
+        r->conn->nruns--;
+    }
+    buf_free(&r->in);
+    free(r->code);
+    free(r);
+}
+
+static void run_close_fds(run_t *r)
+{
+    wk_t *w = r->w;
+    ev_io_stop(w->loop, &r->out_w);
+    ev_io_stop(w->loop, &r->err_w);
+    ev_io_stop(w->loop, &r->in_w);
+    if (r->proc.in_fd >= 0)
+        close(r->proc.in_fd);
+    if (r->proc.out_fd >= 0)
+        close(r->proc.out_fd);
+    if (r->proc.err_fd >= 0)
+        close(r->proc.err_fd);
+    r->proc.in_fd = r->proc.out_fd = r->proc.err_fd = -1;
+}
+
+/* Sends the exit message, releases the slot and frees the run. */
+static void run_finish(run_t *r, enum run_verdict v, const sbx_result_t *res, const char *error)
+{
+    wk_t *w = r->w;
+    uint64_t wall_ms = r->t_start_ns ? (run_now_ns() - r->t_start_ns) / 1000000u : 0;
+    met_inc(w->m_verdict[v], 1);
+    met_inc(w->m_evals_total, 1);
+    if (r->t_start_ns)
+        met_observe(w->m_wall_ms, (double)wall_ms);
+    if (r->conn != NULL) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "type", "exit", "id", r->id, "verdict",
+                              run_verdict_name(v), "wall_ms", (json_int_t)wall_ms);
+        json_t *status = json_null(), *sig = json_null();
+        uint64_t cpu = r->cpu_ms_build, rss = 0;
+        if (res != NULL) {
+            if (res->reported && res->exited)
+                status = json_integer(res->status);
+            if (res->signal)
+                sig = json_integer(res->signal);
+            else if (!res->reported && r->kill_reason >= 0)
+                sig = json_integer(SIGKILL);
+            cpu += res->cpu_ms;
+            rss = res->max_rss_kb;
+        }
+        json_object_set_new(j, "status", status);
+        json_object_set_new(j, "signal", sig);
+        json_object_set_new(j, "cpu_ms", json_integer((json_int_t)cpu));
+        json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)rss));
+        if (error != NULL)
+            json_object_set_new(j, "error", json_string(error));
+        wc_send_json(r->conn, j);
+        json_decref(j);
+    }
+    if (r->phase != RUN_QUEUED) {
+        w->slot_busy[r->slot] = 0;
+        w->nrunning--;
+        char err[256];
+        /* Nothing of this run may be visible to the next one in the slot. */
+        if (sbx_workdir_reset(w->sbx, r->slot, err, sizeof(err)) < 0)
+            log_warn("slot %d: reset after run: %s", r->slot, err);
+    }
+    r->phase = RUN_DONE;
+    run_free(r);
+    pub_changed(w->pub);
+    run_pump(w);
+    wk_on_run_change(w);
+}
+
+/* ---- process I/O ---------------------------------------------------------- */
+
+static void run_kill(run_t *r, enum run_verdict why)
+{
+    if (r->kill_reason < 0)
+        r->kill_reason = (int)why;
+    if (r->proc_live)
+        sbx_kill(r->w->sbx, &r->proc);
+}
+
+static void run_try_complete(run_t *r);
+
+static void run_read(run_t *r, int s)
+{
+    ev_io *io = s == 0 ? &r->out_w : &r->err_w;
+    int fd = s == 0 ? r->proc.out_fd : r->proc.err_fd;
+    uint8_t chunk[RUN_READ_CHUNK];
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        ev_io_stop(r->w->loop, io);
+        if (s == 0)
+            r->out_eof = 1;
+        else
+            r->err_eof = 1;
+        run_send_output(r, s, NULL, 0, 1);
+        run_try_complete(r);
+        return;
+    }
+    size_t take = (size_t)n;
+    if (r->out_bytes + take > r->out_cap) {
+        /* Deliver up to the cap, then stop the run; what it wrote before is
+         * the user's output and must arrive. */
+        take = r->out_cap > r->out_bytes ? (size_t)(r->out_cap - r->out_bytes) : 0;
+        run_kill(r, V_OUTPUT);
+    }
+    if (take > 0 && r->kill_reason != V_KILLED) {
+        r->out_bytes += take;
+        run_send_output(r, s, chunk, take, 0);
+    }
+    if (r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH) {
+        /* The client reads slower than the program writes: stop reading the
+         * pipes; the program blocks on a full pipe until we resume. */
+        ev_io_stop(r->w->loop, &r->out_w);
+        ev_io_stop(r->w->loop, &r->err_w);
+    }
+}
+
+static void run_out_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    run_read(io->data, 0);
+}
+
+static void run_err_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    run_read(io->data, 1);
+}
+
+static void run_close_stdin(run_t *r)
+{
+    ev_io_stop(r->w->loop, &r->in_w);
+    if (r->proc.in_fd >= 0) {
+        close(r->proc.in_fd);
+        r->proc.in_fd = -1;
+    }
+    buf_free(&r->in);
+}
+
+/* Writes pending stdin to the program. Only during the exec phase. */
+static void run_write_stdin(run_t *r)
+{
+    if (r->phase != RUN_EXEC || r->proc.in_fd < 0)
+        return;
+    while (buf_size(&r->in) > 0) {
+        ssize_t n = write(r->proc.in_fd, buf_head(&r->in), buf_size(&r->in));
+        if (n > 0) {
+            buf_consume(&r->in, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            ev_io_start(r->w->loop, &r->in_w);
+            return;
+        }
+        /* EPIPE: the program closed its stdin or ended; drop the input. */
+        run_close_stdin(r);
+        return;
+    }
+    ev_io_stop(r->w->loop, &r->in_w);
+    if (r->in_close)
+        run_close_stdin(r);
+}
+
+static void run_in_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    run_write_stdin(io->data);
+}
+
+static void run_child_cb(struct ev_loop *loop, ev_child *cw, int revents)
+{
+    run_t *r = cw->data;
+    ev_child_stop(loop, cw);
+    r->wstatus = cw->rstatus;
+    r->reaped = 1;
+    run_try_complete(r);
+}
+
+static void run_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    run_kill(t->data, V_TIMEOUT);
+}
+
+/* Spawns argv for the run's current phase and starts its watchers. */
+static int run_spawn(run_t *r, char **argv, char *err, size_t errlen)
+{
+    wk_t *w = r->w;
+    if (sbx_spawn(w->sbx, r->slot, (const char *const *)argv, (unsigned)w->cfg.memory_mb, &r->proc,
+                  err, errlen) < 0)
+        return -1;
+    met_observe(w->m_start_ms, (double)r->proc.spawn_ns / 1e6);
+    r->proc_live = 1;
+    r->out_eof = r->err_eof = r->reaped = 0;
+    ev_io_init(&r->out_w, run_out_cb, r->proc.out_fd, EV_READ);
+    ev_io_init(&r->err_w, run_err_cb, r->proc.err_fd, EV_READ);
+    ev_io_init(&r->in_w, run_in_cb, r->proc.in_fd, EV_WRITE);
+    ev_child_init(&r->child_w, run_child_cb, r->proc.pid, 0);
+    r->out_w.data = r->err_w.data = r->in_w.data = r->child_w.data = r;
+    ev_child_start(w->loop, &r->child_w);
+    int paused = r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH;
+    if (!paused) {
+        ev_io_start(w->loop, &r->out_w);
+        ev_io_start(w->loop, &r->err_w);
+    }
+    if (r->phase == RUN_BUILD) {
+        /* The compiler gets no input; the program's stdin waits for exec. */
+        close(r->proc.in_fd);
+        r->proc.in_fd = -1;
+    } else {
+        run_write_stdin(r);
+    }
+    return 0;
+}
+
+static enum run_verdict run_verdict_of(const run_t *r, const sbx_result_t *res)
+{
+    if (r->kill_reason >= 0)
+        return (enum run_verdict)r->kill_reason;
+    if (res->oom)
+        return V_MEMORY;
+    if (!res->reported)
+        return V_ERROR;
+    if (res->signal == SIGXCPU)
+        return V_TIMEOUT;
+    if (res->signal == SIGXFSZ)
+        return V_OUTPUT;
+    if (res->signal)
+        return V_SIGNALED;
+    return V_OK;
+}
+
+/* Called whenever one of the three things a phase waits for happened: the
+ * init reaped, stdout EOF, stderr EOF. */
+static void run_try_complete(run_t *r)
+{
+    if (!r->reaped || !r->out_eof || !r->err_eof)
+        return;
+    wk_t *w = r->w;
+    sbx_result_t res;
+    memset(&res, 0, sizeof(res));
+    sbx_finish(w->sbx, &r->proc, &res);
+    r->proc_live = 0;
+    run_close_fds(r);
+    if (r->phase == RUN_BUILD) {
+        r->cpu_ms_build = res.cpu_ms;
+        if (r->kill_reason < 0 && res.reported && res.exited && res.status == 0 && !res.oom) {
+            r->phase = RUN_EXEC;
+            char err[256];
+            if (run_spawn(r, r->rt->run_argv, err, sizeof(err)) < 0)
+                run_finish(r, V_ERROR, NULL, err);
+            return;
+        }
+        enum run_verdict v = run_verdict_of(r, &res);
+        char why[128];
+        if (v == V_OK || v == V_SIGNALED) {
+            v = V_ERROR;
+            if (res.exited)
+                snprintf(why, sizeof(why), "build failed (exit status %d)", res.status);
+            else
+                snprintf(why, sizeof(why), "build failed (signal %d)", res.signal);
+        } else {
+            snprintf(why, sizeof(why), "build step ended: %s", run_verdict_name(v));
+        }
+        run_finish(r, v, &res, why);
+        return;
+    }
+    enum run_verdict v = run_verdict_of(r, &res);
+    run_finish(r, v, &res,
+               v == V_ERROR && !res.reported ? "sandbox failed to start the program" : NULL);
+}
+
+/* Gives r a slot and starts it. Precondition: a slot is free. */
+static void run_start(run_t *r)
+{
+    wk_t *w = r->w;
+    int slot = -1;
+    for (long i = 0; i < w->cfg.max_evals; i++)
+        if (!w->slot_busy[i]) {
+            slot = (int)i;
+            break;
+        }
+    r->slot = slot;
+    w->slot_busy[slot] = 1;
+    w->nrunning++;
+    r->t_start_ns = run_now_ns();
+    r->phase = r->rt->build_argv ? RUN_BUILD : RUN_EXEC;
+    ev_timer_init(&r->timer, run_timer_cb, r->timeout_ms / 1000.0, 0.);
+    r->timer.data = r;
+    ev_timer_start(w->loop, &r->timer);
+    char err[256];
+    if (sbx_workdir_reset(w->sbx, slot, err, sizeof(err)) < 0 ||
+        sbx_workdir_write(w->sbx, slot, r->rt->file, r->code, r->code_len, err, sizeof(err)) < 0 ||
+        run_spawn(r, r->phase == RUN_BUILD ? r->rt->build_argv : r->rt->run_argv, err,
+                  sizeof(err)) < 0) {
+        log_warn("run %s: %s", r->id, err);
+        run_finish(r, V_ERROR, NULL, err);
+        return;
+    }
+    free(r->code); /* written to the work dir: no need to keep it */
+    r->code = NULL;
+    pub_changed(w->pub);
+}
+
+/* Starts queued runs while slots are free. */
+static void run_pump(wk_t *w)
+{
+    run_t *r;
+    while (w->nrunning < (size_t)w->cfg.max_evals && (r = TAILQ_FIRST(&w->queue)) != NULL) {
+        TAILQ_REMOVE(&w->queue, r, qlink);
+        w->nqueued--;
+        run_start(r);
+    }
+}
+
+/* ---- protocol ------------------------------------------------------------- */
+
+static void run_cmd_run(wc_conn_t *c, json_t *m, const char *id)
+{
+    wk_t *w = c->w;
+    json_t *jrt = json_object_get(m, "runtime"), *jcode = json_object_get(m, "code");
+    json_t *jin = json_object_get(m, "stdin"), *jto = json_object_get(m, "timeout_ms");
+    json_t *jopen = json_object_get(m, "stdin_open");
+    if (!json_is_string(jrt))
+        return run_send_error(c, id, "'runtime' must be a string");
+    if (!json_is_string(jcode))
+        return run_send_error(c, id, "'code' must be a string");
+    if (jin != NULL && !json_is_string(jin) && !json_is_null(jin))
+        return run_send_error(c, id, "'stdin' must be a string");
+    if (jto != NULL && !json_is_null(jto) &&
+        (!json_is_integer(jto) || json_integer_value(jto) <= 0))
+        return run_send_error(c, id, "'timeout_ms' must be a positive integer");
+    if (jopen != NULL && !json_is_boolean(jopen))
+        return run_send_error(c, id, "'stdin_open' must be a boolean");
+    if (run_find(c, id) != NULL)
+        return run_send_error(c, id, "a run with this id is still active on this connection");
+    if (w->draining)
+        return run_send_error(c, id, "draining: reconnect to run on another worker");
+
+    const rt_runtime_t *rt = rt_find(&w->rt, json_string_value(jrt));
+    if (rt == NULL) {
+        buf_t b = BUF_INIT;
+        buf_printf(&b, "unknown runtime '%.64s' (available:", json_string_value(jrt));
+        for (size_t i = 0; i < w->rt.n; i++)
+            buf_printf(&b, "%s %s", i ? "," : "", w->rt.v[i].name);
+        buf_append(&b, ")", 2);
+        json_t *j = json_pack("{s:s, s:s, s:n, s:n, s:s, s:i, s:i, s:i, s:s}", "type", "exit", "id",
+                              id, "status", "signal", "verdict", "error", "wall_ms", 0, "cpu_ms", 0,
+                              "max_rss_kb", 0, "error", buf_head(&b));
+        met_inc(w->m_verdict[V_ERROR], 1);
+        met_inc(w->m_evals_total, 1);
+        wc_send_json(c, j);
+        json_decref(j);
+        buf_free(&b);
+        return;
+    }
+    if (w->nrunning >= (size_t)w->cfg.max_evals && w->nqueued >= (size_t)w->cfg.queue)
+        return run_send_error(c, id, "busy");
+
+    run_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return run_send_error(c, id, "out of memory");
+    r->w = w;
+    r->conn = c;
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    r->rt = rt;
+    r->kill_reason = -1;
+    r->slot = -1;
+    r->proc.in_fd = r->proc.out_fd = r->proc.err_fd = r->proc.status_fd = -1;
+    r->code_len = json_string_length(jcode);
+    r->code = malloc(r->code_len + 1);
+    if (r->code == NULL) {
+        free(r);
+        return run_send_error(c, id, "out of memory");
+    }
+    memcpy(r->code, json_string_value(jcode), r->code_len + 1);
+    r->timeout_ms = (unsigned)w->cfg.timeout_ms;
+    /* A run may lower the worker's timeout, never raise it. */
+    if (json_is_integer(jto) && json_integer_value(jto) < w->cfg.timeout_ms)
+        r->timeout_ms = (unsigned)json_integer_value(jto);
+    r->out_cap = (uint64_t)w->cfg.output_kb * 1024;
+    if (json_is_string(jin)) {
+        buf_append(&r->in, json_string_value(jin), json_string_length(jin));
+        /* Input given up front is the whole input unless the client says it
+         * will send more with "stdin" messages. */
+        r->in_close = !json_is_true(jopen);
+    }
+    TAILQ_INSERT_TAIL(&c->runs, r, clink);
+    c->nruns++;
+    if (w->nrunning < (size_t)w->cfg.max_evals) {
+        run_start(r);
+    } else {
+        r->phase = RUN_QUEUED;
+        TAILQ_INSERT_TAIL(&w->queue, r, qlink);
+        w->nqueued++;
+        pub_changed(w->pub);
+    }
+}
+
+void run_handle_message(wc_conn_t *c, const char *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *m = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (m == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "invalid JSON: %s (at byte %d)", jerr.text, jerr.position);
+        return run_send_error(c, NULL, msg);
+    }
+    json_t *jtype = json_object_get(m, "type"), *jid = json_object_get(m, "id");
+    const char *type = json_string_value(jtype);
+    const char *id = json_string_value(jid);
+    if (!json_is_object(m)) {
+        run_send_error(c, NULL, "message must be a JSON object");
+    } else if (type == NULL) {
+        run_send_error(c, id, "'type' must be a string");
+    } else if (id == NULL || json_string_length(jid) == 0 || json_string_length(jid) > 128 ||
+               strlen(id) != json_string_length(jid)) {
+        run_send_error(c, NULL, "'id' must be a non-empty string of at most 128 bytes");
+    } else if (strcmp(type, "run") == 0) {
+        run_cmd_run(c, m, id);
+    } else if (strcmp(type, "stdin") == 0 || strcmp(type, "stdin_close") == 0 ||
+               strcmp(type, "kill") == 0) {
+        run_t *r = run_find(c, id);
+        json_t *jd = json_object_get(m, "data");
+        if (r == NULL) {
+            run_send_error(c, id, "no active run with this id");
+        } else if (type[0] == 'k') {
+            if (r->phase == RUN_QUEUED) {
+                TAILQ_REMOVE(&c->w->queue, r, qlink);
+                c->w->nqueued--;
+                r->kill_reason = V_KILLED;
+                run_finish(r, V_KILLED, NULL, NULL);
+            } else {
+                run_kill(r, V_KILLED);
+            }
+        } else if (strcmp(type, "stdin") == 0) {
+            if (!json_is_string(jd))
+                run_send_error(c, id, "'data' must be a string");
+            else if (r->in_close)
+                run_send_error(c, id, "stdin is already closed");
+            else if (buf_append(&r->in, json_string_value(jd), json_string_length(jd)) < 0)
+                run_send_error(c, id, "out of memory");
+            else
+                run_write_stdin(r);
+        } else {
+            r->in_close = 1;
+            if (buf_size(&r->in) == 0 && r->phase == RUN_EXEC)
+                run_close_stdin(r);
+        }
+    } else {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "unknown message type '%.32s'", type);
+        run_send_error(c, id, msg);
+    }
+    json_decref(m);
+}
+
+void run_conn_gone(wc_conn_t *c)
+{
+    run_t *r, *next;
+    for (r = TAILQ_FIRST(&c->runs); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, clink);
+        TAILQ_REMOVE(&c->runs, r, clink);
+        c->nruns--;
+        r->conn = NULL;
+        if (r->phase == RUN_QUEUED) {
+            TAILQ_REMOVE(&c->w->queue, r, qlink);
+            c->w->nqueued--;
+            run_finish(r, V_KILLED, NULL, NULL);
+            continue;
+        }
+        /* Killed and detached: it is freed when its init is reaped. Keep
+         * draining its pipes so it ends promptly. */
+        run_kill(r, V_KILLED);
+        if (r->proc_live && !r->out_eof)
+            ev_io_start(c->w->loop, &r->out_w);
+        if (r->proc_live && !r->err_eof)
+            ev_io_start(c->w->loop, &r->err_w);
+    }
+}
+
+void run_resume_output(wc_conn_t *c)
+{
+    run_t *r;
+    TAILQ_FOREACH(r, &c->runs, clink)
+    {
+        if (!r->proc_live)
+            continue;
+        if (!r->out_eof && !ev_is_active(&r->out_w))
+            ev_io_start(c->w->loop, &r->out_w);
+        if (!r->err_eof && !ev_is_active(&r->err_w))
+            ev_io_start(c->w->loop, &r->err_w);
+    }
+}
+
+void run_kill_all(wk_t *w, enum run_verdict why)
+{
+    wc_conn_t *c;
+    TAILQ_FOREACH(c, &w->conns, link)
+    {
+        run_t *r, *next;
+        for (r = TAILQ_FIRST(&c->runs); r != NULL; r = next) {
+            next = TAILQ_NEXT(r, clink);
+            if (r->phase == RUN_QUEUED) {
+                TAILQ_REMOVE(&w->queue, r, qlink);
+                w->nqueued--;
+                run_finish(r, why, NULL, NULL);
+            } else {
+                run_kill(r, why);
+            }
+        }
+    }
+}

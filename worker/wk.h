@@ -1,0 +1,102 @@
+/* wk: the worker's one context struct, shared by its modules.
+ *
+ * Everything the worker owns hangs off a wk_t: the listening socket, the
+ * connections, the evaluation queue, the sandbox, the Redis publisher and
+ * the metrics. Nothing is global; signal handling goes through ev_signal. */
+#ifndef WORKER_WK_H
+#define WORKER_WK_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "met.h"
+#include "rt.h"
+#include "sbx.h"
+#include "sock.h"
+
+struct wc_conn;
+struct run;
+struct pub;
+
+typedef struct wk_config {
+    char *listen;
+    char *id;
+    char *advertise;
+    char *redis;
+    char *redis_prefix;
+    char *runtimes;
+    char *work_root;
+    char *log_level;
+    char *upstream_secret_file;
+    long max_evals;
+    long queue;
+    long timeout_ms;
+    long memory_mb;
+    long output_kb;
+    long max_message_kb;
+    long drain_s;
+} wk_config_t;
+
+TAILQ_HEAD(wc_list, wc_conn);
+TAILQ_HEAD(run_list, run);
+
+typedef struct wk {
+    struct ev_loop *loop;
+    wk_config_t cfg;
+    char upstream_secret[256]; /* empty: no secret required */
+
+    int lfd;
+    ev_io accept_w;
+    ev_timer accept_backoff; /* accept hit EMFILE: retry later, don't spin */
+
+    struct wc_list conns;  /* live connections */
+    struct wc_list closed; /* closed, freed from the reaper */
+    ev_idle reaper;
+    size_t nconns; /* all accepted connections */
+    size_t nws;    /* of which websockets */
+
+    sbx_t *sbx;
+    rt_table_t rt;
+    struct run_list queue; /* waiting for a slot */
+    size_t nqueued;
+    size_t nrunning;
+    unsigned char *slot_busy; /* max_evals entries */
+
+    struct pub *pub;
+
+    int draining;
+    int exiting;
+    ev_timer drain_timer;
+    ev_signal sigterm_w, sigint_w;
+    ev_idle drain_check;
+
+    /* metrics */
+    met_registry_t *met;
+    met_counter_t *m_conns_total;
+    met_counter_t *m_ws_total;
+    met_counter_t *m_evals_total;
+    met_counter_t *m_verdict[8];
+    met_counter_t *m_proto_errors;
+    met_hist_t *m_start_ms;
+    met_hist_t *m_wall_ms;
+} wk_t;
+
+/* Verdicts in the order of wk_t.m_verdict. */
+enum run_verdict {
+    V_OK = 0,
+    V_SIGNALED,
+    V_TIMEOUT,
+    V_MEMORY,
+    V_OUTPUT,
+    V_KILLED,
+    V_ERROR,
+    V__COUNT
+};
+const char *run_verdict_name(enum run_verdict v);
+
+/* Called when a slot frees or a run ends, so the drain logic can proceed. */
+void wk_on_run_change(wk_t *w);
+
+#endif
