@@ -2,18 +2,22 @@
  * reassembly. No I/O and no allocation except in ws_msg_* and writers. */
 #include "ws.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define WS_GUID        "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_KEY_LEN     24 /* base64 of 16 bytes */
 #define WS_MAX_CONTROL 125
 
-/* Fills p with n random bytes; OpenSSL first, the kernel if it fails. The
- * last resort keeps callers that cannot fail (ws_make_key) total. */
+/* Fills p with n random bytes: OpenSSL first, then the kernel. If neither
+ * answers (a seccomp filter, say), the clock still makes every call differ:
+ * handshake keys are nonces, and masking keys only need to be unknown to
+ * the application, so callers like ws_make_key can stay infallible. */
 static void ws_random(void *p, size_t n)
 {
     if (RAND_bytes(p, (int)n) == 1)
@@ -21,13 +25,22 @@ static void ws_random(void *p, size_t n)
     unsigned char *q = p;
     while (n > 0) {
         ssize_t r = getrandom(q, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             break;
         q += r;
         n -= (size_t)r;
     }
-    for (size_t i = 0; i < n; i++)
-        q[i] = (unsigned char)(((uintptr_t)q >> 3) ^ (i * 131u));
+    if (n == 0)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)q;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        q[i] = (unsigned char)(x >> 56);
+    }
 }
 
 static int ws_is_b64(unsigned char c)
