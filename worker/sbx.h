@@ -47,6 +47,9 @@ typedef struct sbx_result {
     int reported;      /* 0: init died before reporting (killed from outside) */
     uint64_t cpu_ms;   /* user + system CPU of the whole run */
     uint64_t max_rss_kb;
+    /* Non-empty when the sandbox could not start the program (setup failed
+     * before exec): exited = 0, signal = 0, status = 127 then. */
+    char error[128];
 } sbx_result_t;
 
 typedef struct sbx_proc {

@@ -1,0 +1,607 @@
+/* Sandbox tests: real runs of real programs, so they need root (namespaces,
+ * cgroups, uid switching) and skip otherwise. Each run is driven by a small
+ * poll() loop with a deadline, the way the worker's event loop would. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../worker/sbx.h"
+
+#define WORK_ROOT_FMT "/tmp/sbx-test-%d"
+#define OUT_MAX       65536
+
+struct run {
+    char out[OUT_MAX];
+    char err[OUT_MAX];
+    size_t out_len, err_len;
+    sbx_result_t res;
+    uint64_t elapsed_ms;
+    uint64_t spawn_ns;
+};
+
+static sbx_t *S;
+static char work_root[64];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int drain(int *fd, char *buf, size_t *len)
+{
+    if (*fd < 0)
+        return 0;
+    for (;;) {
+        char tmp[4096];
+        ssize_t n = read(*fd, tmp, sizeof(tmp));
+        if (n > 0) {
+            size_t room = OUT_MAX - 1 - *len;
+            size_t k = (size_t)n < room ? (size_t)n : room;
+            memcpy(buf + *len, tmp, k);
+            *len += k;
+            buf[*len] = '\0';
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 1;
+        close(*fd);
+        *fd = -1;
+        return 0;
+    }
+}
+
+/* Runs argv in slot, feeding input; kills it after kill_after_ms (0: never)
+ * and fails the test if it is not over within timeout_ms. */
+static void run_full(int slot, const char *const argv[], const char *input, unsigned mem_mb,
+                     unsigned kill_after_ms, unsigned timeout_ms, struct run *r)
+{
+    char err[256] = "";
+    sbx_proc_t p;
+    memset(r, 0, sizeof(*r));
+    uint64_t t0 = now_ms();
+    int rc = sbx_spawn(S, slot, argv, mem_mb, &p, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("sbx_spawn: %s", err);
+    r->spawn_ns = p.spawn_ns;
+    if (input && input[0]) {
+        ssize_t n = write(p.in_fd, input, strlen(input));
+        assert_int_equal(n, (ssize_t)strlen(input));
+    }
+    close(p.in_fd);
+    int out = p.out_fd, errfd = p.err_fd, reaped = 0, killed = 0;
+    /* Readable when init exits: no polling interval in the measurements. */
+    int pidfd = (int)syscall(SYS_pidfd_open, p.pid, 0);
+    assert_true(pidfd >= 0);
+    while (!reaped || out >= 0 || errfd >= 0) {
+        uint64_t el = now_ms() - t0;
+        if (el > timeout_ms) {
+            sbx_kill(S, &p);
+            if (el > timeout_ms + 5000)
+                fail_msg("run did not end: %s", argv[0]);
+        }
+        if (kill_after_ms && !killed && el >= kill_after_ms) {
+            sbx_kill(S, &p);
+            sbx_kill(S, &p); /* idempotent */
+            killed = 1;
+        }
+        struct pollfd pf[3] = {
+            {out, POLLIN, 0}, {errfd, POLLIN, 0}, {reaped ? -1 : pidfd, POLLIN, 0}};
+        poll(pf, 3, 20);
+        drain(&out, r->out, &r->out_len);
+        drain(&errfd, r->err, &r->err_len);
+        if (!reaped) {
+            int st;
+            pid_t w = waitpid(p.pid, &st, WNOHANG);
+            if (w == p.pid)
+                reaped = 1;
+        }
+    }
+    close(pidfd);
+    assert_int_equal(sbx_finish(S, &p, &r->res), 0);
+    r->elapsed_ms = now_ms() - t0;
+}
+
+static void run(const char *const argv[], const char *input, struct run *r)
+{
+    run_full(0, argv, input, 0, 0, 20000, r);
+}
+
+/* Runs a Python snippet in the sandbox. */
+static void py(const char *code, struct run *r)
+{
+    const char *argv[] = {"/usr/bin/python3", "-c", code, NULL};
+    run(argv, NULL, r);
+    if (!r->res.exited || r->res.status != 0)
+        print_message("python stderr: %s\n", r->err);
+}
+
+static int group_setup(void **state)
+{
+    char err[256] = "";
+    if (geteuid() != 0)
+        return 0;
+    snprintf(work_root, sizeof(work_root), WORK_ROOT_FMT, (int)getpid());
+    sbx_config_t cfg = {.work_root = work_root, .slots = 2, .memory_mb = 256, .nproc = 32};
+    S = sbx_create(&cfg, err, sizeof(err));
+    if (!S) {
+        fprintf(stderr, "sbx_create: %s\n", err);
+        return -1;
+    }
+    printf("sandbox isolation: %s (cgroup %s)\n", sbx_isolation(S), sbx_cgroup_mode(S));
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    sbx_free(S);
+    S = NULL;
+    struct stat st;
+    if (work_root[0] && stat(work_root, &st) == 0)
+        fprintf(stderr, "work root %s left behind\n", work_root);
+    return 0;
+}
+
+static int test_setup(void **state)
+{
+    char err[256] = "";
+    if (!S)
+        skip();
+    for (int i = 0; i < 2; i++)
+        if (sbx_workdir_reset(S, i, err, sizeof(err)) != 0)
+            fail_msg("reset: %s", err);
+    return 0;
+}
+
+#define NEED_ROOT()                                                                                \
+    do {                                                                                           \
+        if (!S)                                                                                    \
+            skip();                                                                                \
+    } while (0)
+
+static void test_echo(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/echo", "hello", NULL};
+    run(argv, NULL, &r);
+    assert_true(r.res.reported);
+    assert_true(r.res.exited);
+    assert_int_equal(r.res.status, 0);
+    assert_string_equal(r.out, "hello\n");
+}
+
+static void test_python(void **state)
+{
+    struct run r;
+    py("print(6*7)", &r);
+    assert_string_equal(r.out, "42\n");
+    assert_int_equal(r.res.status, 0);
+}
+
+static void test_stdin(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/cat", NULL};
+    run(argv, "abc\ndef\n", &r);
+    assert_string_equal(r.out, "abc\ndef\n");
+}
+
+static void test_exit_status(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/sh", "-c", "echo oops >&2; exit 3", NULL};
+    run(argv, NULL, &r);
+    assert_true(r.res.exited);
+    assert_int_equal(r.res.status, 3);
+    assert_int_equal(r.res.signal, 0);
+    assert_string_equal(r.err, "oops\n");
+}
+
+static void test_signal(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/sh", "-c", "kill -SEGV $$", NULL};
+    run(argv, NULL, &r);
+    assert_false(r.res.exited);
+    assert_int_equal(r.res.signal, SIGSEGV);
+}
+
+static void test_exec_error(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/nonexistent", NULL};
+    run(argv, NULL, &r);
+    assert_true(r.res.reported);
+    assert_false(r.res.exited);
+    assert_non_null(strstr(r.res.error, "ENOENT"));
+}
+
+static void test_identity(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/sh", "-c", "id -u; id -G; hostname; pwd; echo $HOME $TMPDIR $LANG",
+                          NULL};
+    run(argv, NULL, &r);
+    assert_string_equal(r.out, "61000\n61000\nsandbox\n/work\n/work /tmp C.UTF-8\n");
+}
+
+static void test_kill(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/sleep", "100", NULL};
+    run_full(0, argv, NULL, 0, 100, 3000, &r);
+    assert_int_equal(r.res.reported, 0);
+    assert_true(r.elapsed_ms < 2000);
+}
+
+/* Scans /proc for a process whose command line contains marker. */
+static int proc_with_marker(const char *marker)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int found = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], buf[4096];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        if (n > 0) {
+            buf[n] = '\0';
+            if (strstr(buf, marker))
+                found = 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static void test_double_fork(void **state)
+{
+    struct run r;
+    char cmd[128], marker[32];
+    snprintf(marker, sizeof(marker), "1000.%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd), "(setsid sleep %s &) ; sleep 0.2; exit 0", marker);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    run(argv, NULL, &r);
+    assert_true(r.res.exited);
+    assert_true(r.elapsed_ms < 5000);
+    assert_false(proc_with_marker(marker));
+}
+
+static void test_memory_bomb(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/usr/bin/python3", "-c", "x = b'a' * (1 << 30)\nprint('survived')",
+                          NULL};
+    run_full(0, argv, NULL, 64, 0, 30000, &r);
+    print_message("memory bomb: oom=%d signal=%d exited=%d status=%d\n", r.res.oom, r.res.signal,
+                  r.res.exited, r.res.status);
+    assert_true(r.res.oom || r.res.signal == SIGKILL);
+    assert_null(strstr(r.out, "survived"));
+    /* The limit override was per run: the next run has the default again. */
+    struct run r2;
+    py("x = b'a' * (100 << 20); print(len(x))", &r2);
+    assert_string_equal(r2.out, "104857600\n");
+    assert_int_equal(r2.res.oom, 0);
+}
+
+static void test_fork_bomb(void **state)
+{
+    struct run r;
+    py("import os, time\n"
+       "n = 0\n"
+       "while True:\n"
+       "    try:\n"
+       "        pid = os.fork()\n"
+       "    except OSError:\n"
+       "        break\n"
+       "    if pid == 0:\n"
+       "        time.sleep(30)\n"
+       "        os._exit(0)\n"
+       "    n += 1\n"
+       "print(n)\n",
+       &r);
+    assert_true(r.res.exited);
+    int n = atoi(r.out);
+    assert_true(n > 0 && n < 32);
+    assert_true(r.elapsed_ms < 10000);
+    struct run r2;
+    const char *argv[] = {"/bin/echo", "next", NULL};
+    run(argv, NULL, &r2);
+    assert_string_equal(r2.out, "next\n");
+}
+
+static void test_files(void **state)
+{
+    struct run r;
+    py("import errno\n"
+       "def t(path, mode):\n"
+       "    try:\n"
+       "        open(path, mode).close()\n"
+       "        return 'ok'\n"
+       "    except OSError as e:\n"
+       "        return errno.errorcode[e.errno]\n"
+       "print(t('/etc/shadow', 'r'), t('/usr/x', 'w'), t('/x', 'w'), t('/etc/x', 'w'),\n"
+       "      t('/dev/x', 'w'), t('/proc/sys/kernel/hostname', 'w'),\n"
+       "      t('/work/x', 'w'), t('/tmp/x', 'w'), t('/dev/null', 'w'))\n",
+       &r);
+    assert_string_equal(r.out, "EACCES EROFS EROFS EROFS EROFS EACCES ok ok ok\n");
+}
+
+static void test_syscalls(void **state)
+{
+    struct run r;
+    py("import ctypes, errno, os, socket\n"
+       "libc = ctypes.CDLL(None, use_errno=True)\n"
+       "def sock(fam):\n"
+       "    try:\n"
+       "        socket.socket(fam, socket.SOCK_STREAM).close()\n"
+       "        return 'ok'\n"
+       "    except OSError as e:\n"
+       "        return errno.errorcode[e.errno]\n"
+       "def c(rv):\n"
+       "    return 'ok' if rv == 0 else errno.errorcode[ctypes.get_errno()]\n"
+       "print(sock(socket.AF_INET), sock(socket.AF_INET6), sock(socket.AF_UNIX),\n"
+       "      c(libc.ptrace(0, 0, 0, 0)), c(libc.unshare(0x10000000)),\n"
+       "      c(libc.unshare(0x20000)), c(libc.mount(b'x', b'/tmp', b'tmpfs', 0, 0)),\n"
+       "      c(libc.personality(0x0040000)))\n",
+       &r);
+    assert_string_equal(r.out, "EPERM EPERM ok EPERM EPERM EPERM EPERM EPERM\n");
+}
+
+static void test_kill_all(void **state)
+{
+    struct run r;
+    const char *argv[] = {"/bin/sh", "-c", "kill -9 -1; echo survived", NULL};
+    run(argv, NULL, &r);
+    assert_string_equal(r.out, "survived\n");
+    assert_int_equal(kill(getpid(), 0), 0);
+}
+
+static void test_fds(void **state)
+{
+    /* A descriptor without O_CLOEXEC in the worker must still not leak. */
+    int leak = open("/dev/null", O_RDONLY);
+    assert_true(leak >= 0);
+    struct run r;
+    py("import os; print(sorted(int(x) for x in os.listdir('/proc/self/fd')))", &r);
+    close(leak);
+    /* 3 is listdir's own directory fd. */
+    assert_string_equal(r.out, "[0, 1, 2, 3]\n");
+}
+
+static void test_proc(void **state)
+{
+    struct run r;
+    py("import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))", &r);
+    assert_string_equal(r.out, "[1, 2]\n");
+}
+
+static void test_int80(void **state)
+{
+    static const char src[] = "int main(void)\n"
+                              "{\n"
+                              "    long r;\n"
+                              "    __asm__ volatile(\"int $0x80\" : \"=a\"(r) : \"a\"(20L));\n"
+                              "    return r > 0 ? 0 : 1;\n"
+                              "}\n";
+    char cpath[128], cmd[512];
+    snprintf(cpath, sizeof(cpath), "%s-int80.c", work_root);
+    FILE *f = fopen(cpath, "w");
+    assert_non_null(f);
+    fputs(src, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "gcc -O0 -o %s/slot0/int80 %s 2>/dev/null && chmod 755 %s/slot0/int80", work_root,
+             cpath, work_root);
+    int rc = system(cmd);
+    unlink(cpath);
+    if (rc != 0)
+        skip();
+    struct run r;
+    const char *argv[] = {"/work/int80", NULL};
+    run(argv, NULL, &r);
+    assert_false(r.res.exited);
+    assert_int_equal(r.res.signal, SIGSYS);
+}
+
+static void test_workdir_reset(void **state)
+{
+    char err[256] = "", target[128], path[256];
+    snprintf(target, sizeof(target), "%s-target", work_root);
+    FILE *f = fopen(target, "w");
+    assert_non_null(f);
+    fputs("keep me\n", f);
+    fclose(f);
+
+    /* Planted from inside: symlinks to host files and dirs, a deep tree. */
+    struct run r;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "ln -s /etc/passwd /work/pw && mkdir -p /work/a/b && ln -s /etc /work/a/b/etc && "
+             "cd /work && for i in $(seq 60); do mkdir d && cd d || exit 1; done && touch f");
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    run(argv, NULL, &r);
+    assert_true(r.res.exited);
+    assert_int_equal(r.res.status, 0);
+    /* Planted from outside: a symlink to a host file and a hard link. */
+    snprintf(path, sizeof(path), "%s/slot0/evil", work_root);
+    assert_int_equal(symlink(target, path), 0);
+
+    assert_int_equal(sbx_workdir_reset(S, 0, err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/slot0", work_root);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    int entries = 0;
+    while ((e = readdir(d)) != NULL)
+        entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    assert_int_equal(entries, 0);
+    struct stat st;
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(stat("/etc/passwd", &st), 0);
+    assert_int_equal(stat("/etc/hostname", &st), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_uid, 61000);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    unlink(target);
+}
+
+static void test_workdir_write(void **state)
+{
+    char err[256] = "";
+    assert_int_equal(sbx_workdir_write(S, 0, "a/b", "x", 1, err, sizeof(err)), -1);
+    assert_int_equal(sbx_workdir_write(S, 0, "..", "x", 1, err, sizeof(err)), -1);
+    assert_int_equal(sbx_workdir_write(S, 0, ".", "x", 1, err, sizeof(err)), -1);
+    assert_int_equal(sbx_workdir_write(S, 0, "", "x", 1, err, sizeof(err)), -1);
+    assert_int_equal(sbx_workdir_write(S, 5, "ok", "x", 1, err, sizeof(err)), -1);
+    assert_int_equal(
+        sbx_workdir_write(S, 0, "main.py", "print('from file')\n", 19, err, sizeof(err)), 0);
+    /* O_EXCL: an existing name (or a planted symlink) is never written through. */
+    assert_int_equal(sbx_workdir_write(S, 0, "main.py", "x", 1, err, sizeof(err)), -1);
+    struct run r;
+    const char *argv[] = {"/usr/bin/python3", "/work/main.py", NULL};
+    run(argv, NULL, &r);
+    assert_string_equal(r.out, "from file\n");
+}
+
+static void test_slots_isolated(void **state)
+{
+    /* Slot 1 runs as another uid: it cannot read slot 0's files. */
+    char err[256] = "";
+    assert_int_equal(sbx_workdir_write(S, 0, "secret", "s", 1, err, sizeof(err)), 0);
+    struct run r;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "id -u; ls /work; cat %s/slot0/secret 2>&1 | head -c 0", work_root);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    run_full(1, argv, NULL, 0, 0, 20000, &r);
+    assert_string_equal(r.out, "61001\n");
+}
+
+/* Informational: wall time spawn -> reaped for a sandboxed run vs a bare
+ * fork/exec of the same program. */
+static uint64_t bare_run_us(const char *const argv[])
+{
+    uint64_t t0 = now_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_RDWR);
+        dup2(fd, 1);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return now_us() - t0;
+}
+
+static void bench_one(const char *label, const char *const argv[])
+{
+    const int n = 20;
+    uint64_t bare = 0, sbx = 0, spawn = 0;
+    struct run *r = malloc(sizeof(*r));
+    assert_non_null(r);
+    for (int i = 0; i < n; i++) {
+        bare += bare_run_us(argv);
+        uint64_t t0 = now_us();
+        run(argv, NULL, r);
+        sbx += now_us() - t0;
+        spawn += r->spawn_ns / 1000;
+        assert_true(r->res.exited);
+    }
+    printf("sandbox overhead %-24s bare %6.2f ms, sandboxed %6.2f ms (+%.2f ms), sbx_spawn %.3f "
+           "ms\n",
+           label, bare / 1000.0 / n, sbx / 1000.0 / n, ((double)sbx - (double)bare) / 1000.0 / n,
+           spawn / 1000.0 / n);
+    free(r);
+}
+
+static void test_bench(void **state)
+{
+    const char *t[] = {"/bin/true", NULL};
+    const char *p[] = {"/usr/bin/python3", "-c", "pass", NULL};
+    bench_one("/bin/true", t);
+    bench_one("python3 -c pass", p);
+}
+
+static void test_validation(void **state)
+{
+    char err[256] = "";
+    sbx_config_t bad = {.work_root = "relative", .slots = 1};
+    assert_null(sbx_create(&bad, err, sizeof(err)));
+    sbx_config_t bad2 = {.work_root = "/tmp/x", .slots = 0};
+    assert_null(sbx_create(&bad2, err, sizeof(err)));
+    sbx_free(NULL);
+    if (!S)
+        return;
+    sbx_proc_t p;
+    const char *rel[] = {"echo", NULL};
+    assert_int_equal(sbx_spawn(S, 0, rel, 0, &p, err, sizeof(err)), -1);
+    assert_int_equal(sbx_spawn(S, 9, (const char *[]){"/bin/true", NULL}, 0, &p, err, sizeof(err)),
+                     -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test_setup(test_echo, test_setup),
+        cmocka_unit_test_setup(test_python, test_setup),
+        cmocka_unit_test_setup(test_stdin, test_setup),
+        cmocka_unit_test_setup(test_exit_status, test_setup),
+        cmocka_unit_test_setup(test_signal, test_setup),
+        cmocka_unit_test_setup(test_exec_error, test_setup),
+        cmocka_unit_test_setup(test_identity, test_setup),
+        cmocka_unit_test_setup(test_kill, test_setup),
+        cmocka_unit_test_setup(test_double_fork, test_setup),
+        cmocka_unit_test_setup(test_memory_bomb, test_setup),
+        cmocka_unit_test_setup(test_fork_bomb, test_setup),
+        cmocka_unit_test_setup(test_files, test_setup),
+        cmocka_unit_test_setup(test_syscalls, test_setup),
+        cmocka_unit_test_setup(test_kill_all, test_setup),
+        cmocka_unit_test_setup(test_fds, test_setup),
+        cmocka_unit_test_setup(test_proc, test_setup),
+        cmocka_unit_test_setup(test_int80, test_setup),
+        cmocka_unit_test_setup(test_workdir_reset, test_setup),
+        cmocka_unit_test_setup(test_workdir_write, test_setup),
+        cmocka_unit_test_setup(test_slots_isolated, test_setup),
+        cmocka_unit_test_setup(test_bench, test_setup),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

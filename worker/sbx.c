@@ -1,0 +1,1703 @@
+/* sbx: namespaces + cgroups + seccomp sandbox for one untrusted program.
+ *
+ * See sbx.h for the layout of a run. Everything the child side (between
+ * clone and execve) needs is computed by the parent beforehand, so the child
+ * only makes system calls: no malloc, no stdio, no locks. That keeps it safe
+ * when the worker is multi-threaded or built with sanitizers. */
+#include "sbx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/magic.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SBX_MAX_SLOTS    1024
+#define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
+#define SBX_CG1          "/sys/fs/cgroup"
+
+/* The pipe record init (or the program, before exec) writes. Smaller than
+ * PIPE_BUF, so each write is atomic and the reader sees whole records. */
+enum { SBX_REP_DONE = 1, SBX_REP_ERROR = 2 };
+struct sbx_report {
+    uint32_t magic;
+    int32_t kind;
+    int32_t wstatus;
+    int32_t pad;
+    struct rusage ru;
+    char error[120];
+};
+
+enum sbx_cgmode { SBX_CG_NONE = 0, SBX_CG_V1, SBX_CG_V2 };
+/* v1 controllers we use; v2 keeps its single directory in CG_MEM. */
+enum { CG_MEM = 0, CG_PIDS, CG_CPU, CG_FRZ, CG_N };
+static const char *const sbx_cg1_names[CG_N] = {"memory", "pids", "cpuacct", "freezer"};
+
+struct sbx_slot {
+    int pidfd;         /* of the running init, -1 when idle */
+    pid_t pid;         /* of the running init, 0 when idle */
+    unsigned mem_mb;   /* limit currently written to the slot's cgroup */
+    uint64_t oom_base; /* oom_kill counter when the run started */
+    uint64_t cpu_base; /* v2 usage_usec when the run started */
+};
+
+struct sbx {
+    sbx_config_t cfg;
+    char *work_root;
+    int root_fd; /* work_root, O_DIRECTORY */
+    int is_root;
+    int ns_flags;   /* CLONE_NEW* for each run; 0 when namespaces are unavailable */
+    int netns_fd;   /* shared empty network namespace, -1 if none */
+    uid_t host_uid; /* when unprivileged: who we are outside the user namespace */
+    gid_t host_gid;
+    enum sbx_cgmode cg;
+    char *cg_base[CG_N]; /* per-worker parent cgroup per controller, NULL if absent */
+    char *cg_parent_v2;  /* v2: the cgroup we enabled controllers in */
+    int cg_memsw;        /* v1 memory.memsw.* present */
+    int cg_v2_kill;      /* v2 cgroup.kill present */
+    int workdir_tmpfs;   /* slot dirs are size-limited tmpfs mounts */
+    struct sock_filter *filter;
+    struct sock_fprog prog;
+    struct sbx_slot *slot;
+    char isolation[256];
+};
+
+static void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* snprintf that reports truncation: paths cut short must fail, not point
+ * somewhere else. */
+static int sbx_fmt(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int sbx_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t sbx_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uid_t sbx_slot_uid(const sbx_t *s, int slot)
+{
+    return s->cfg.uid_base + (uid_t)slot;
+}
+
+/* ---- small file helpers (parent side) ------------------------------------- */
+
+static int sbx_write_file(const char *path, const char *val)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(val);
+    ssize_t n = write(fd, val, len);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static int sbx_write_cg(const char *dir, const char *file, const char *val)
+{
+    char path[PATH_MAX];
+    if (sbx_fmt(path, sizeof(path), "%s/%s", dir, file) < 0)
+        return -1;
+    return sbx_write_file(path, val);
+}
+
+/* Reads at most buflen-1 bytes of a small file (cgroup and proc files). */
+static ssize_t sbx_read_file(const char *path, char *buf, size_t buflen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off + 1 < buflen) {
+        ssize_t n = read(fd, buf + off, buflen - 1 - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(fd);
+    buf[off] = '\0';
+    return (ssize_t)off;
+}
+
+static int sbx_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+/* Finds "key N" in a flat keyed file (memory.events, cpu.stat, oom_control). */
+static int sbx_read_key(const char *dir, const char *file, const char *key, uint64_t *out)
+{
+    char path[PATH_MAX], buf[4096];
+    sbx_fmt(path, sizeof(path), "%s/%s", dir, file);
+    if (sbx_read_file(path, buf, sizeof(buf)) < 0)
+        return -1;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+            *out = strtoull(line + klen + 1, NULL, 10);
+            return 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+static int sbx_read_u64(const char *dir, const char *file, uint64_t *out)
+{
+    char path[PATH_MAX], buf[64];
+    sbx_fmt(path, sizeof(path), "%s/%s", dir, file);
+    if (sbx_read_file(path, buf, sizeof(buf)) <= 0)
+        return -1;
+    *out = strtoull(buf, NULL, 10);
+    return 0;
+}
+
+static void sbx_slot_cg(const sbx_t *s, int ctl, int slot, char *buf, size_t len)
+{
+    sbx_fmt(buf, len, "%s/slot%d", s->cg_base[ctl], slot);
+}
+
+/* ---- seccomp ---------------------------------------------------------------- */
+
+/* Syscalls no evaluation needs and that widen the kernel attack surface or
+ * could escape or disturb the sandbox. Unknown names (older headers or other
+ * arches) are skipped. */
+static const char *const sbx_denied[] = {"ptrace",
+                                         "process_vm_readv",
+                                         "process_vm_writev",
+                                         "mount",
+                                         "umount2",
+                                         "pivot_root",
+                                         "chroot",
+                                         "unshare",
+                                         "setns",
+                                         "kexec_load",
+                                         "kexec_file_load",
+                                         "reboot",
+                                         "init_module",
+                                         "finit_module",
+                                         "delete_module",
+                                         "bpf",
+                                         "perf_event_open",
+                                         "keyctl",
+                                         "add_key",
+                                         "request_key",
+                                         "io_uring_setup",
+                                         "io_uring_enter",
+                                         "io_uring_register",
+                                         "userfaultfd",
+                                         "swapon",
+                                         "swapoff",
+                                         "acct",
+                                         "quotactl",
+                                         "quotactl_fd",
+                                         "open_by_handle_at",
+                                         "name_to_handle_at",
+                                         "settimeofday",
+                                         "clock_settime",
+                                         "clock_adjtime",
+                                         "adjtimex",
+                                         "syslog",
+                                         "lookup_dcookie",
+                                         "fanotify_init",
+                                         "fsopen",
+                                         "fsconfig",
+                                         "fsmount",
+                                         "fspick",
+                                         "move_mount",
+                                         "open_tree",
+                                         "mount_setattr",
+                                         "iopl",
+                                         "ioperm",
+                                         "vhangup",
+                                         "nfsservctl",
+                                         "uselib",
+                                         "pidfd_getfd",
+                                         "process_madvise",
+                                         "kcmp",
+                                         "sethostname",
+                                         "setdomainname",
+                                         "mbind",
+                                         "migrate_pages",
+                                         "move_pages",
+                                         "set_mempolicy",
+                                         "landlock_create_ruleset"};
+
+/* Builds the filter once and keeps it as a raw BPF program, so the child only
+ * needs a prctl() instead of running libseccomp's compiler per run. */
+static int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
+{
+    int rc = -1, memfd = -1;
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx) {
+        sbx_seterr(err, errlen, "seccomp_init failed");
+        return -1;
+    }
+    /* Only the native ABI: int 0x80 (i386) and x32 calls take other syscall
+     * tables that the rules below would not cover. */
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    /* The child sets NO_NEW_PRIVS itself before loading. */
+    if (r == 0)
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+    for (size_t i = 0; r == 0 && i < sizeof(sbx_denied) / sizeof(sbx_denied[0]); i++) {
+        int nr = seccomp_syscall_resolve_name(sbx_denied[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        r = seccomp_rule_add(ctx, eperm, nr, 0);
+    }
+    if (r == 0)
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+    if (r == 0)
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+    /* clone's arg0 low byte is the exit signal, so CLONE_NEWTIME (0x80)
+     * cannot be tested there; clone3 hides its flags in memory, so it gets
+     * ENOSYS and libc falls back to clone. */
+    static const unsigned long newflags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
+                                             CLONE_NEWIPC, CLONE_NEWUSER,   CLONE_NEWPID,
+                                             CLONE_NEWNET};
+    for (size_t i = 0; r == 0 && i < sizeof(newflags) / sizeof(newflags[0]); i++)
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, newflags[i], newflags[i]));
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* The kernel truncates ioctl's request to 32 bits: compare only those,
+     * or 1<<32 | TIOCSTI would slip through. */
+    if (r == 0)
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI));
+    if (r == 0)
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX));
+    /* Personality flags such as ADDR_NO_RANDOMIZE or READ_IMPLIES_EXEC weaken
+     * exploit mitigations; plain PER_LINUX is harmless. */
+    if (r == 0)
+        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(personality), 1, SCMP_A0(SCMP_CMP_NE, PER_LINUX));
+    if (r != 0) {
+        sbx_seterr(err, errlen, "seccomp rule: %s", strerror(-r));
+        goto out;
+    }
+
+    memfd = memfd_create("sbx-seccomp", MFD_CLOEXEC);
+    if (memfd < 0) {
+        sbx_seterr(err, errlen, "memfd_create: %s", strerror(errno));
+        goto out;
+    }
+    r = seccomp_export_bpf(ctx, memfd);
+    if (r != 0) {
+        sbx_seterr(err, errlen, "seccomp_export_bpf: %s", strerror(-r));
+        goto out;
+    }
+    struct stat st;
+    if (fstat(memfd, &st) < 0 || st.st_size <= 0 ||
+        st.st_size % (off_t)sizeof(struct sock_filter) != 0 ||
+        st.st_size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS) {
+        sbx_seterr(err, errlen, "seccomp export: bad program size");
+        goto out;
+    }
+    s->filter = malloc((size_t)st.st_size);
+    if (!s->filter || pread(memfd, s->filter, (size_t)st.st_size, 0) != st.st_size) {
+        sbx_seterr(err, errlen, "seccomp export: read failed");
+        goto out;
+    }
+    s->prog.len = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
+    s->prog.filter = s->filter;
+    rc = 0;
+out:
+    if (memfd >= 0)
+        close(memfd);
+    seccomp_release(ctx);
+    return rc;
+}
+
+/* ---- cgroups ---------------------------------------------------------------- */
+
+/* The cgroup path of this process for a v1 controller (or v2 with name ""),
+ * from /proc/self/cgroup. */
+static int sbx_own_cgroup(const char *ctl, char *out, size_t outlen)
+{
+    char buf[8192];
+    if (sbx_read_file("/proc/self/cgroup", buf, sizeof(buf)) <= 0)
+        return -1;
+    for (char *line = buf; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (c2) {
+            *c2 = '\0';
+            const char *list = c1 + 1;
+            int match = 0;
+            if (ctl[0] == '\0') {
+                match = (strcmp(line, "0") == 0 && list[0] == '\0');
+            } else {
+                /* "cpu,cpuacct" style co-mounts list several controllers. */
+                size_t n = strlen(ctl);
+                for (const char *p = list; p && *p;) {
+                    if (strncmp(p, ctl, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+                        match = 1;
+                    p = strchr(p, ',');
+                    if (p)
+                        p++;
+                }
+            }
+            if (match) {
+                sbx_fmt(out, outlen, "%s", c2 + 1);
+                return 0;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return -1;
+}
+
+static int sbx_is_fs(const char *path, long magic)
+{
+    struct statfs sf;
+    return statfs(path, &sf) == 0 && (long)sf.f_type == magic;
+}
+
+/* Picks the directory under which this worker's cgroup lives: the worker's
+ * own cgroup (so container limits keep applying), else the mount root. */
+static char *sbx_cg_base_dir(const char *mnt, const char *ctl, const char *name)
+{
+    char own[PATH_MAX], path[PATH_MAX];
+    if (sbx_own_cgroup(ctl, own, sizeof(own)) == 0 && strcmp(own, "/") != 0) {
+        sbx_fmt(path, sizeof(path), "%s%s", mnt, own);
+        if (access(path, W_OK) == 0) {
+            sbx_fmt(path, sizeof(path), "%s%s/%s", mnt, own, name);
+            return strdup(path);
+        }
+    }
+    sbx_fmt(path, sizeof(path), "%s/%s", mnt, name);
+    return strdup(path);
+}
+
+static int sbx_mkdir_cg(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    return -1;
+}
+
+/* Writes the memory limit for a slot; v1 needs memsw >= limit at every step,
+ * so the order depends on the direction. */
+static int sbx_cg_set_mem(sbx_t *s, int slot, unsigned mb)
+{
+    char dir[PATH_MAX], val[32];
+    sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
+    sbx_fmt(val, sizeof(val), "%llu", (unsigned long long)mb << 20);
+    if (s->cg == SBX_CG_V2) {
+        if (sbx_write_cg(dir, "memory.max", val) < 0)
+            return -1;
+    } else {
+        if (sbx_write_cg(dir, "memory.limit_in_bytes", val) < 0) {
+            if (!s->cg_memsw || sbx_write_cg(dir, "memory.memsw.limit_in_bytes", val) < 0 ||
+                sbx_write_cg(dir, "memory.limit_in_bytes", val) < 0)
+                return -1;
+        } else if (s->cg_memsw && sbx_write_cg(dir, "memory.memsw.limit_in_bytes", val) < 0) {
+            return -1;
+        }
+    }
+    s->slot[slot].mem_mb = mb;
+    return 0;
+}
+
+static int sbx_cg_setup_slot(sbx_t *s, int slot, char *err, size_t errlen)
+{
+    char dir[PATH_MAX], val[32];
+    for (int c = 0; c < CG_N; c++) {
+        if (!s->cg_base[c])
+            continue;
+        sbx_slot_cg(s, c, slot, dir, sizeof(dir));
+        if (sbx_mkdir_cg(dir) < 0) {
+            sbx_seterr(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+    if (sbx_cg_set_mem(s, slot, s->cfg.memory_mb) < 0) {
+        sbx_seterr(err, errlen, "cgroup memory limit slot %d: %s", slot, strerror(errno));
+        return -1;
+    }
+    /* init counts as one process of the run. */
+    sbx_fmt(val, sizeof(val), "%u", s->cfg.nproc + 1);
+    if (s->cg == SBX_CG_V2) {
+        sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
+        sbx_write_cg(dir, "memory.swap.max", "0"); /* absent without swap accounting */
+        /* An OOM in a run kills the whole run rather than leaving half a tree. */
+        sbx_write_cg(dir, "memory.oom.group", "1");
+        if (sbx_write_cg(dir, "pids.max", val) < 0) {
+            sbx_seterr(err, errlen, "cgroup pids.max: %s", strerror(errno));
+            return -1;
+        }
+    } else {
+        if (s->cg_base[CG_PIDS]) {
+            sbx_slot_cg(s, CG_PIDS, slot, dir, sizeof(dir));
+            if (sbx_write_cg(dir, "pids.max", val) < 0) {
+                sbx_seterr(err, errlen, "cgroup pids.max: %s", strerror(errno));
+                return -1;
+            }
+        }
+        sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
+        sbx_write_cg(dir, "memory.swappiness", "0");
+        sbx_write_cg(dir, "memory.max_usage_in_bytes", "0");
+        if (s->cg_base[CG_CPU]) {
+            sbx_slot_cg(s, CG_CPU, slot, dir, sizeof(dir));
+            sbx_write_cg(dir, "cpuacct.usage", "0");
+        }
+    }
+    return 0;
+}
+
+static int sbx_cg_setup_v1(sbx_t *s, const char *name)
+{
+    char path[PATH_MAX];
+    for (int c = 0; c < CG_N; c++) {
+        sbx_fmt(path, sizeof(path), SBX_CG1 "/%s", sbx_cg1_names[c]);
+        if (!sbx_is_fs(path, CGROUP_SUPER_MAGIC))
+            continue;
+        s->cg_base[c] = sbx_cg_base_dir(path, sbx_cg1_names[c], name);
+        if (!s->cg_base[c] || sbx_mkdir_cg(s->cg_base[c]) < 0) {
+            free(s->cg_base[c]);
+            s->cg_base[c] = NULL;
+        }
+    }
+    if (!s->cg_base[CG_MEM])
+        return -1;
+    sbx_fmt(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", s->cg_base[CG_MEM]);
+    s->cg_memsw = sbx_exists(path);
+    return 0;
+}
+
+static int sbx_has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* v2: controllers must be enabled in every ancestor's subtree_control, and a
+ * cgroup with enabled controllers may hold no processes ("no internal
+ * processes"). If the worker sits in such a cgroup, it moves itself into a
+ * leaf next to its sandbox cgroups. */
+static int sbx_cg_setup_v2(sbx_t *s, const char *name)
+{
+    char own[PATH_MAX], parent[PATH_MAX], path[PATH_MAX], buf[512];
+    if (sbx_own_cgroup("", own, sizeof(own)) < 0)
+        sbx_fmt(own, sizeof(own), "/");
+    sbx_fmt(parent, sizeof(parent), SBX_CG1 "%s", strcmp(own, "/") == 0 ? "" : own);
+    sbx_fmt(path, sizeof(path), "%s/cgroup.controllers", parent);
+    if (sbx_read_file(path, buf, sizeof(buf)) < 0 || !sbx_has_word(buf, "memory") ||
+        !sbx_has_word(buf, "pids"))
+        return -1;
+    sbx_fmt(path, sizeof(path), "%s/cgroup.subtree_control", parent);
+    if (sbx_read_file(path, buf, sizeof(buf)) < 0)
+        return -1;
+    if (!sbx_has_word(buf, "memory") || !sbx_has_word(buf, "pids")) {
+        if (sbx_write_file(path, "+memory +pids") < 0) {
+            if (errno != EBUSY)
+                return -1;
+            char leaf[PATH_MAX], pid[32];
+            sbx_fmt(leaf, sizeof(leaf), "%s/%s-self", parent, name);
+            sbx_fmt(pid, sizeof(pid), "%d", (int)getpid());
+            if (sbx_mkdir_cg(leaf) < 0 || sbx_write_cg(leaf, "cgroup.procs", pid) < 0 ||
+                sbx_write_file(path, "+memory +pids") < 0)
+                return -1;
+        }
+    }
+    sbx_write_file(path, "+cpu"); /* optional: cpu.stat usage works without it */
+    s->cg_parent_v2 = strdup(parent);
+    sbx_fmt(path, sizeof(path), "%s/%s", parent, name);
+    s->cg_base[CG_MEM] = strdup(path);
+    if (!s->cg_base[CG_MEM] || sbx_mkdir_cg(path) < 0)
+        return -1;
+    sbx_fmt(path, sizeof(path), "%s/cgroup.subtree_control", s->cg_base[CG_MEM]);
+    if (sbx_write_file(path, "+memory +pids") < 0)
+        return -1;
+    sbx_write_file(path, "+cpu");
+    sbx_fmt(path, sizeof(path), "%s/cgroup.kill", s->cg_base[CG_MEM]);
+    s->cg_v2_kill = sbx_exists(path);
+    return 0;
+}
+
+static void sbx_cg_cleanup(sbx_t *s)
+{
+    char dir[PATH_MAX];
+    for (int c = 0; c < CG_N; c++) {
+        if (!s->cg_base[c])
+            continue;
+        for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
+            sbx_slot_cg(s, c, (int)i, dir, sizeof(dir));
+            rmdir(dir);
+        }
+        rmdir(s->cg_base[c]);
+        free(s->cg_base[c]);
+        s->cg_base[c] = NULL;
+    }
+    free(s->cg_parent_v2);
+    s->cg_parent_v2 = NULL;
+    s->cg = SBX_CG_NONE;
+}
+
+static int sbx_cg_setup(sbx_t *s, char *why, size_t whylen)
+{
+    char name[64], err[256] = "";
+    sbx_fmt(name, sizeof(name), "wsworker-%d", (int)getpid());
+    if (sbx_is_fs(SBX_CG1, CGROUP2_SUPER_MAGIC)) {
+        s->cg = SBX_CG_V2;
+        if (sbx_cg_setup_v2(s, name) < 0) {
+            sbx_fmt(why, whylen, "no usable cgroup v2 memory+pids controllers (%s)",
+                    strerror(errno));
+            goto fail;
+        }
+    } else if (sbx_is_fs(SBX_CG1 "/memory", CGROUP_SUPER_MAGIC)) {
+        s->cg = SBX_CG_V1;
+        if (sbx_cg_setup_v1(s, name) < 0) {
+            sbx_fmt(why, whylen, "cgroup v1 memory controller not writable (%s)", strerror(errno));
+            goto fail;
+        }
+    } else {
+        sbx_fmt(why, whylen, "no cgroup memory controller");
+        return -1;
+    }
+    for (unsigned i = 0; i < s->cfg.slots; i++) {
+        if (sbx_cg_setup_slot(s, (int)i, err, sizeof(err)) < 0) {
+            sbx_fmt(why, whylen, "%s", err);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    sbx_cg_cleanup(s);
+    return -1;
+}
+
+/* Moves pid into the slot's cgroups (every v1 hierarchy we use, or the one v2
+ * directory). Called by the parent while the child waits on the sync pipe. */
+static int sbx_cg_join(sbx_t *s, int slot, pid_t pid)
+{
+    char dir[PATH_MAX], val[32];
+    sbx_fmt(val, sizeof(val), "%d", (int)pid);
+    for (int c = 0; c < CG_N; c++) {
+        if (!s->cg_base[c])
+            continue;
+        sbx_slot_cg(s, c, slot, dir, sizeof(dir));
+        if (sbx_write_cg(dir, "cgroup.procs", val) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Kills whatever is still in the slot's cgroup. v1 freezes first so a fork
+ * loop cannot outrun the kill. */
+static void sbx_cg_kill_all(sbx_t *s, int slot)
+{
+    char dir[PATH_MAX], buf[8192];
+    if (s->cg == SBX_CG_NONE)
+        return;
+    sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
+    if (s->cg == SBX_CG_V2 && s->cg_v2_kill) {
+        sbx_write_cg(dir, "cgroup.kill", "1");
+        return;
+    }
+    char frz[PATH_MAX] = "";
+    if (s->cg_base[CG_FRZ]) {
+        sbx_slot_cg(s, CG_FRZ, slot, frz, sizeof(frz));
+        sbx_write_cg(frz, "freezer.state", "FROZEN");
+    }
+    char path[PATH_MAX];
+    sbx_fmt(path, sizeof(path), "%s/cgroup.procs", dir);
+    for (int round = 0; round < 8; round++) {
+        if (sbx_read_file(path, buf, sizeof(buf)) <= 0)
+            break;
+        for (char *p = buf; *p;) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (pid > 0)
+                kill((pid_t)pid, SIGKILL);
+            p = end;
+            while (*p == '\n')
+                p++;
+        }
+        if (!frz[0])
+            continue;
+        break; /* frozen: one pass saw every task */
+    }
+    if (frz[0])
+        sbx_write_cg(frz, "freezer.state", "THAWED");
+}
+
+static int sbx_cg_oom_count(const sbx_t *s, int slot, uint64_t *out)
+{
+    char dir[PATH_MAX];
+    sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
+    if (s->cg == SBX_CG_V2)
+        return sbx_read_key(dir, "memory.events", "oom_kill", out);
+    if (s->cg == SBX_CG_V1)
+        return sbx_read_key(dir, "memory.oom_control", "oom_kill", out);
+    return -1;
+}
+
+/* ---- namespaces ------------------------------------------------------------- */
+
+static pid_t sbx_clone(unsigned long flags)
+{
+    /* Raw clone with no new stack behaves like fork but lets the child be
+     * born in new namespaces, so it is PID 1 of its own pid namespace. */
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+/* Tests whether a child can be created in the given namespaces. */
+static int sbx_try_ns(unsigned long flags)
+{
+    pid_t pid = sbx_clone(flags);
+    if (pid < 0)
+        return -1;
+    if (pid == 0)
+        _exit(0);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+/* Makes one empty network namespace and keeps a handle to it: joining an
+ * existing namespace is cheap, creating one per run is not. */
+static int sbx_make_netns(sbx_t *s)
+{
+    int pfd[2], rc = -1;
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
+        close(pfd[0]);
+        if (write(pfd[1], &c, 1) < 0) {
+        }
+        /* Stay alive until the parent has opened our namespace. */
+        char d;
+        if (read(pfd[1], &d, 1) < 0) {
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    char c = 0;
+    if (read(pfd[0], &c, 1) == 1 && c == 'y') {
+        char path[64];
+        sbx_fmt(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+        s->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        rc = s->netns_fd >= 0 ? 0 : -1;
+    }
+    close(pfd[0]);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return rc;
+}
+
+/* ---- work dirs ---------------------------------------------------------------- */
+
+#define SBX_RM_MAX_DEPTH 32
+
+/* Empties the directory dfd without following symlinks. Deep trees are
+ * flattened by renaming their deep parts up to top (bounded fd use). */
+static int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved)
+{
+    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+        return -1;
+    DIR *d = fdopendir(dup_fd);
+    if (!d) {
+        close(dup_fd);
+        return -1;
+    }
+    int rc = 0, again = 1;
+    while (again) {
+        again = 0;
+        rewinddir(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            struct stat st;
+            if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT)
+                    continue;
+                rc = -1;
+                continue;
+            }
+            if (!S_ISDIR(st.st_mode)) {
+                if (unlinkat(dfd, e->d_name, 0) < 0 && errno != ENOENT)
+                    rc = -1;
+                continue;
+            }
+            if (depth >= SBX_RM_MAX_DEPTH) {
+                char name[32];
+                sbx_fmt(name, sizeof(name), ".sbx-deep-%u", (*moved)++);
+                if (renameat(dfd, e->d_name, top, name) < 0)
+                    rc = -1;
+                continue; /* the top-level pass picks it up */
+            }
+            int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                rc = -1;
+                continue;
+            }
+            if (sbx_rm_contents(top, sub, depth + 1, moved) < 0)
+                rc = -1;
+            close(sub);
+            if (unlinkat(dfd, e->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                rc = -1;
+            if (depth == 0)
+                again = 1; /* deep parts may have been moved up meanwhile */
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int sbx_open_slot_dir(sbx_t *s, int slot, int create)
+{
+    char name[32];
+    sbx_fmt(name, sizeof(name), "slot%d", slot);
+    int fd = openat(s->root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (mkdirat(s->root_fd, name, 0700) < 0 && errno != EEXIST)
+            return -1;
+        fd = openat(s->root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    return fd;
+}
+
+int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen)
+{
+    if (!s || slot < 0 || (unsigned)slot >= s->cfg.slots) {
+        sbx_seterr(err, errlen, "bad slot %d", slot);
+        return -1;
+    }
+    int rc = -1;
+    unsigned moved = 0;
+    int fd = sbx_open_slot_dir(s, slot, 1);
+    if (fd < 0) {
+        sbx_seterr(err, errlen, "open slot%d: %s", slot, strerror(errno));
+        return -1;
+    }
+    if (sbx_rm_contents(fd, fd, 0, &moved) < 0) {
+        sbx_seterr(err, errlen, "empty slot%d: %s", slot, strerror(errno));
+        goto out;
+    }
+    uid_t uid = sbx_slot_uid(s, slot);
+    if (s->is_root && fchown(fd, uid, uid) < 0) {
+        sbx_seterr(err, errlen, "chown slot%d: %s", slot, strerror(errno));
+        goto out;
+    }
+    if (fchmod(fd, 0700) < 0) {
+        sbx_seterr(err, errlen, "chmod slot%d: %s", slot, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
+int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len, char *err,
+                      size_t errlen)
+{
+    if (!s || slot < 0 || (unsigned)slot >= s->cfg.slots) {
+        sbx_seterr(err, errlen, "bad slot %d", slot);
+        return -1;
+    }
+    if (!name || !name[0] || strchr(name, '/') || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0 || strlen(name) > NAME_MAX) {
+        sbx_seterr(err, errlen, "bad file name");
+        errno = EINVAL;
+        return -1;
+    }
+    int rc = -1, fd = -1;
+    int dfd = sbx_open_slot_dir(s, slot, 0);
+    if (dfd < 0) {
+        sbx_seterr(err, errlen, "open slot%d: %s", slot, strerror(errno));
+        return -1;
+    }
+    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        sbx_seterr(err, errlen, "create %s: %s", name, strerror(errno));
+        goto out;
+    }
+    const char *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, p + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            sbx_seterr(err, errlen, "write %s: %s", name, n < 0 ? strerror(errno) : "short");
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    /* The run owns its input files: it may rewrite or delete them. */
+    uid_t uid = sbx_slot_uid(s, slot);
+    if (s->is_root && fchown(fd, uid, uid) < 0) {
+        sbx_seterr(err, errlen, "chown %s: %s", name, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    close(dfd);
+    return rc;
+}
+
+/* Unmounts anything stacked on path (a crashed worker may have left mounts). */
+static void sbx_umount_all(const char *path)
+{
+    for (int i = 0; i < 16 && umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0; i++)
+        ;
+}
+
+/* Gives each slot dir a tmpfs of tmp_mb so /work is size-limited like /tmp.
+ * Best effort: without it /work is bounded only by RLIMIT_FSIZE per file. */
+static int sbx_mount_workdirs(sbx_t *s)
+{
+    char path[PATH_MAX], opts[128];
+    for (unsigned i = 0; i < s->cfg.slots; i++) {
+        sbx_fmt(path, sizeof(path), "%s/slot%u", s->work_root, i);
+        sbx_umount_all(path);
+        uid_t uid = sbx_slot_uid(s, (int)i);
+        sbx_fmt(opts, sizeof(opts), "size=%um,nr_inodes=16384,mode=0700,uid=%u,gid=%u",
+                s->cfg.tmp_mb, (unsigned)uid, (unsigned)uid);
+        if (mount("sbx-work", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- create / free --------------------------------------------------------- */
+
+static void sbx_defaults(sbx_config_t *c)
+{
+    if (c->uid_base == 0)
+        c->uid_base = 61000;
+    if (c->memory_mb == 0)
+        c->memory_mb = 256;
+    if (c->nproc == 0)
+        c->nproc = 64;
+    if (c->nofile == 0)
+        c->nofile = 64;
+    if (c->fsize_mb == 0)
+        c->fsize_mb = 16;
+    if (c->tmp_mb == 0)
+        c->tmp_mb = 32;
+    if (c->cpu_s == 0)
+        c->cpu_s = 60;
+}
+
+static void sbx_append(sbx_t *s, const char *what)
+{
+    size_t n = strlen(s->isolation);
+    sbx_fmt(s->isolation + n, sizeof(s->isolation) - n, "%s%s", n ? "; " : "partial: ", what);
+}
+
+sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg || !cfg->work_root || cfg->work_root[0] != '/') {
+        sbx_seterr(err, errlen, "work_root must be an absolute path");
+        return NULL;
+    }
+    if (cfg->slots == 0 || cfg->slots > SBX_MAX_SLOTS) {
+        sbx_seterr(err, errlen, "slots must be 1..%d", SBX_MAX_SLOTS);
+        return NULL;
+    }
+    sbx_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        sbx_seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    sbx_defaults(&s->cfg);
+    s->root_fd = -1;
+    s->netns_fd = -1;
+    s->is_root = geteuid() == 0;
+    s->host_uid = geteuid();
+    s->host_gid = getegid();
+    s->work_root = strdup(cfg->work_root);
+    s->slot = calloc(s->cfg.slots, sizeof(*s->slot));
+    if (!s->work_root || !s->slot) {
+        sbx_seterr(err, errlen, "out of memory");
+        goto fail;
+    }
+    s->cfg.work_root = s->work_root;
+    for (unsigned i = 0; i < s->cfg.slots; i++)
+        s->slot[i].pidfd = -1;
+    if ((uint64_t)s->cfg.uid_base + s->cfg.slots > 0xfffffffeull) {
+        sbx_seterr(err, errlen, "uid_base + slots overflows");
+        goto fail;
+    }
+
+    /* Work root: traversable but not listable by the runs. */
+    if (mkdir(s->work_root, 0711) < 0 && errno != EEXIST) {
+        sbx_seterr(err, errlen, "mkdir %s: %s", s->work_root, strerror(errno));
+        goto fail;
+    }
+    s->root_fd = open(s->work_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (s->root_fd < 0) {
+        sbx_seterr(err, errlen, "open %s: %s", s->work_root, strerror(errno));
+        goto fail;
+    }
+    if (fchmod(s->root_fd, 0711) < 0 || (s->is_root && fchown(s->root_fd, 0, 0) < 0)) {
+        sbx_seterr(err, errlen, "chmod %s: %s", s->work_root, strerror(errno));
+        goto fail;
+    }
+    /* Mount point for each run's private root; only ever used inside a run's
+     * own mount namespace, so all slots can share it. */
+    if (mkdirat(s->root_fd, ".root", 0700) < 0 && errno != EEXIST) {
+        sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
+        goto fail;
+    }
+    for (unsigned i = 0; i < s->cfg.slots; i++) {
+        int fd = sbx_open_slot_dir(s, (int)i, 1);
+        if (fd < 0) {
+            sbx_seterr(err, errlen, "mkdir slot%u: %s", i, strerror(errno));
+            goto fail;
+        }
+        close(fd);
+    }
+    if (s->is_root) {
+        if (sbx_mount_workdirs(s) == 0)
+            s->workdir_tmpfs = 1;
+        else
+            sbx_append(s, "/work not size-limited");
+    }
+    for (unsigned i = 0; i < s->cfg.slots; i++) {
+        if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
+            goto fail;
+    }
+
+    /* Namespaces: as root directly; otherwise through a user namespace. */
+    const int base = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+    if (s->is_root && sbx_try_ns(base) == 0) {
+        s->ns_flags = base;
+    } else if (sbx_try_ns(base | CLONE_NEWUSER) == 0) {
+        s->ns_flags = base | CLONE_NEWUSER;
+        if (!s->is_root)
+            sbx_append(s, "unprivileged user namespace (one uid for all slots)");
+    } else {
+        sbx_append(s, "no namespaces (host filesystem, pids and network visible)");
+    }
+    if (s->ns_flags && !(s->ns_flags & CLONE_NEWUSER)) {
+        if (sbx_make_netns(s) < 0)
+            sbx_append(s, "network not isolated");
+    } else if (s->ns_flags) {
+        /* A netns owned by another user namespace cannot be joined: make a
+         * new one per run (slower, but isolated). */
+        if (sbx_try_ns(s->ns_flags | CLONE_NEWNET) == 0)
+            s->ns_flags |= CLONE_NEWNET;
+        else
+            sbx_append(s, "network not isolated");
+    }
+
+    if (sbx_build_seccomp(s, err, errlen) < 0)
+        goto fail;
+
+    char why[256];
+    if (s->is_root && sbx_cg_setup(s, why, sizeof(why)) < 0) {
+        sbx_append(s, why);
+        sbx_append(s, "rlimit only for memory");
+    } else if (!s->is_root) {
+        sbx_append(s, "no cgroups (not root): rlimit only for memory");
+    }
+    if (!s->isolation[0])
+        sbx_fmt(s->isolation, sizeof(s->isolation), "full");
+    log_info("sandbox: %u slots under %s, cgroup %s, isolation: %s", s->cfg.slots, s->work_root,
+             sbx_cgroup_mode(s), s->isolation);
+    return s;
+fail:
+    sbx_free(s);
+    return NULL;
+}
+
+void sbx_free(sbx_t *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
+        if (s->slot[i].pidfd >= 0)
+            close(s->slot[i].pidfd);
+    }
+    sbx_cg_cleanup(s);
+    if (s->root_fd >= 0) {
+        char name[32], path[PATH_MAX];
+        for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
+            int fd = sbx_open_slot_dir(s, (int)i, 0);
+            if (fd >= 0) {
+                unsigned moved = 0;
+                sbx_rm_contents(fd, fd, 0, &moved);
+                close(fd);
+            }
+            if (s->workdir_tmpfs) {
+                sbx_fmt(path, sizeof(path), "%s/slot%u", s->work_root, i);
+                sbx_umount_all(path);
+            }
+            sbx_fmt(name, sizeof(name), "slot%u", i);
+            unlinkat(s->root_fd, name, AT_REMOVEDIR);
+        }
+        unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
+        close(s->root_fd);
+        rmdir(s->work_root);
+    }
+    if (s->netns_fd >= 0)
+        close(s->netns_fd);
+    free(s->filter);
+    free(s->slot);
+    free(s->work_root);
+    free(s);
+}
+
+const char *sbx_isolation(const sbx_t *s)
+{
+    return s ? s->isolation : "none";
+}
+
+const char *sbx_cgroup_mode(const sbx_t *s)
+{
+    if (!s)
+        return "none";
+    return s->cg == SBX_CG_V2 ? "v2" : s->cg == SBX_CG_V1 ? "v1" : "none";
+}
+
+/* ---- the child side ------------------------------------------------------------
+ * Everything below runs between clone and execve: system calls and plain
+ * memory only. */
+
+/* Fixed fd numbers in init after the shuffle. */
+enum { CFD_STATUS = 3, CFD_SYNC = 4, CFD_NETNS = 5, CFD_FIRST_FREE = 6 };
+
+struct sbx_child {
+    const sbx_t *s;
+    const char *const *argv;
+    char *const *envp;
+    int fd_in, fd_out, fd_err, fd_status, fd_sync; /* child ends, before the shuffle */
+    uid_t uid;
+    gid_t gid;
+    unsigned mem_mb;
+    char workdir[PATH_MAX];
+    char newroot[PATH_MAX];
+};
+
+static size_t sbx_c_strlcat(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(dst), m = strlen(src);
+    if (n + 1 < size) {
+        size_t k = m < size - n - 1 ? m : size - n - 1;
+        memcpy(dst + n, src, k);
+        dst[n + k] = '\0';
+    }
+    return n + m;
+}
+
+/* Reports a setup failure on the status fd; what + errno name. */
+static void sbx_c_report_error(const char *what, int e)
+{
+    struct sbx_report rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.magic = SBX_REPORT_MAGIC;
+    rep.kind = SBX_REP_ERROR;
+    sbx_c_strlcat(rep.error, what, sizeof(rep.error));
+    if (e) {
+        const char *name = strerrorname_np(e);
+        sbx_c_strlcat(rep.error, ": ", sizeof(rep.error));
+        sbx_c_strlcat(rep.error, name ? name : "error", sizeof(rep.error));
+    }
+    if (write(CFD_STATUS, &rep, sizeof(rep)) < 0) {
+    }
+}
+
+static __attribute__((noreturn)) void sbx_c_fail(const char *what)
+{
+    sbx_c_report_error(what, errno);
+    _exit(127);
+}
+
+static void sbx_c_mount(const char *src, const char *dst, const char *type, unsigned long flags,
+                        const char *data, const char *what)
+{
+    if (mount(src, dst, type, flags, data) < 0)
+        sbx_c_fail(what);
+}
+
+/* Read-only, nosuid, nodev bind of a host directory. Not recursive: a
+ * submount (e.g. a container's /etc/hosts) would keep its own write flag. */
+static void sbx_c_bind_ro(const char *src, const char *dst)
+{
+    if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+        sbx_c_fail(dst);
+    sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
+    sbx_c_mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL,
+                src);
+}
+
+static void sbx_c_bind_dev(const char *name)
+{
+    char src[32] = "/dev/", dst[32] = "dev/";
+    sbx_c_strlcat(src, name, sizeof(src));
+    sbx_c_strlcat(dst, name, sizeof(dst));
+    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        sbx_c_fail(dst);
+    close(fd);
+    sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
+}
+
+/* Builds the run's root in the current (private) mount namespace and enters
+ * it. cwd is /work afterwards. */
+static void sbx_c_build_root(const struct sbx_child *c)
+{
+    int userns = (c->s->ns_flags & CLONE_NEWUSER) != 0;
+    /* Nothing we mount may propagate back to the host. */
+    sbx_c_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
+    sbx_c_mount("sbx-root", c->newroot, "tmpfs", MS_NOSUID | MS_NODEV,
+                "size=1m,nr_inodes=256,mode=0755", "mount root tmpfs");
+    if (chdir(c->newroot) < 0)
+        sbx_c_fail("chdir new root");
+    sbx_c_bind_ro("/usr", "usr");
+    sbx_c_bind_ro("/etc", "etc");
+    /* /bin, /lib... are symlinks into /usr on merged-/usr systems. */
+    static const char *const tops[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+    for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
+        char host[16] = "/", target[PATH_MAX];
+        sbx_c_strlcat(host, tops[i], sizeof(host));
+        struct stat st;
+        if (lstat(host, &st) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            ssize_t n = readlink(host, target, sizeof(target) - 1);
+            if (n <= 0)
+                continue;
+            target[n] = '\0';
+            if (symlink(target, tops[i]) < 0)
+                sbx_c_fail("symlink");
+        } else if (S_ISDIR(st.st_mode)) {
+            sbx_c_bind_ro(host, tops[i]);
+        }
+    }
+    if (mkdir("proc", 0555) < 0)
+        sbx_c_fail("mkdir proc");
+    if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && !userns)
+        sbx_c_fail("mount proc");
+    if (mkdir("dev", 0755) < 0)
+        sbx_c_fail("mkdir dev");
+    sbx_c_mount("sbx-dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755",
+                "mount dev tmpfs");
+    static const char *const devs[] = {"null", "zero", "full", "random", "urandom"};
+    for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+        sbx_c_bind_dev(devs[i]);
+    if (symlink("/proc/self/fd", "dev/fd") < 0 || symlink("/proc/self/fd/0", "dev/stdin") < 0 ||
+        symlink("/proc/self/fd/1", "dev/stdout") < 0 ||
+        symlink("/proc/self/fd/2", "dev/stderr") < 0)
+        sbx_c_fail("dev symlinks");
+    sbx_c_mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+                "size=64k,nr_inodes=64,mode=0755", "remount dev");
+    if (mkdir("work", 0755) < 0)
+        sbx_c_fail("mkdir work");
+    sbx_c_mount(c->workdir, "work", NULL, MS_BIND, NULL, "bind work");
+    sbx_c_mount(NULL, "work", NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL,
+                "remount work");
+    if (mkdir("tmp", 01777) < 0)
+        sbx_c_fail("mkdir tmp");
+    char opts[64] = "mode=1777,nr_inodes=16384,size=";
+    char num[16];
+    int k = (int)sizeof(num) - 1;
+    num[k] = '\0';
+    unsigned v = c->s->cfg.tmp_mb;
+    do {
+        num[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && k > 0);
+    sbx_c_strlcat(opts, num + k, sizeof(opts));
+    sbx_c_strlcat(opts, "m", sizeof(opts));
+    sbx_c_mount("sbx-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts, "mount tmp");
+
+    /* pivot_root(".", ".") stacks the old root on top of the new one; the
+     * detach then drops every host mount from this namespace. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        sbx_c_fail("pivot_root");
+    if (umount2(".", MNT_DETACH) < 0)
+        sbx_c_fail("umount old root");
+    if (chdir("/") < 0)
+        sbx_c_fail("chdir /");
+    sbx_c_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL,
+                "remount / read-only");
+    if (chdir("/work") < 0)
+        sbx_c_fail("chdir /work");
+}
+
+static void sbx_c_rlimit(int res, rlim_t v, const char *what)
+{
+    struct rlimit rl = {v, v};
+    if (setrlimit(res, &rl) < 0)
+        sbx_c_fail(what);
+}
+
+/* The program: PID 2 of the namespace. Never returns. */
+static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
+{
+    const sbx_t *s = c->s;
+    if (setsid() < 0)
+        sbx_c_fail("setsid");
+    /* Raw syscalls: libc's set*id would try to broadcast to the threads the
+     * worker had, which do not exist here. */
+    if (s->is_root && syscall(SYS_setgroups, 0, NULL) < 0)
+        sbx_c_fail("setgroups");
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) < 0)
+        sbx_c_fail("setresgid");
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) < 0)
+        sbx_c_fail("setresuid");
+    sbx_c_rlimit(RLIMIT_NPROC, s->cfg.nproc, "rlimit nproc");
+    sbx_c_rlimit(RLIMIT_NOFILE, s->cfg.nofile, "rlimit nofile");
+    sbx_c_rlimit(RLIMIT_FSIZE, (rlim_t)s->cfg.fsize_mb << 20, "rlimit fsize");
+    sbx_c_rlimit(RLIMIT_CORE, 0, "rlimit core");
+    sbx_c_rlimit(RLIMIT_CPU, s->cfg.cpu_s, "rlimit cpu");
+    sbx_c_rlimit(RLIMIT_MEMLOCK, 64 << 10, "rlimit memlock");
+    sbx_c_rlimit(RLIMIT_MSGQUEUE, 0, "rlimit msgqueue");
+    if (s->cg == SBX_CG_NONE)
+        sbx_c_rlimit(RLIMIT_AS, (rlim_t)c->mem_mb << 20, "rlimit as");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        sbx_c_fail("no_new_privs");
+    if (s->ns_flags == 0 && chdir(c->workdir) < 0)
+        sbx_c_fail("chdir workdir");
+    /* Nothing of the worker (listening socket, Redis, other runs' pipes) may
+     * reach the program; the status fd closes itself at exec. */
+    if (syscall(SYS_close_range, CFD_STATUS + 1, ~0U, 0) < 0) {
+        for (int fd = CFD_STATUS + 1; fd < 65536; fd++)
+            close(fd);
+    }
+    if (fcntl(CFD_STATUS, F_SETFD, FD_CLOEXEC) < 0)
+        sbx_c_fail("cloexec status");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->prog, 0, 0) < 0)
+        sbx_c_fail("seccomp");
+    execve(c->argv[0], (char *const *)c->argv, c->envp);
+    sbx_c_fail("execve");
+}
+
+/* The namespace's init: PID 1. Never returns. */
+static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
+{
+    const sbx_t *s = c->s;
+    /* Handlers installed by the worker (libev's SIGCHLD...) must not run
+     * here: they would write into the worker's fds. Signals were blocked
+     * around clone, so none can have arrived yet. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* Move the fds we keep to fixed numbers, then drop everything else.
+     * F_DUPFD above the range first so the dup2s cannot clobber a source. */
+    int keep[6] = {c->fd_in, c->fd_out, c->fd_err, c->fd_status, c->fd_sync, s->netns_fd};
+    for (int i = 0; i < 6; i++) {
+        if (keep[i] < 0)
+            continue;
+        keep[i] = fcntl(keep[i], F_DUPFD, 16);
+        if (keep[i] < 0)
+            _exit(127);
+    }
+    for (int i = 0; i < 6; i++) {
+        if (keep[i] >= 0 && dup2(keep[i], i) < 0)
+            _exit(127);
+    }
+    if (syscall(SYS_close_range, CFD_FIRST_FREE, ~0U, 0) < 0) {
+        for (int fd = CFD_FIRST_FREE; fd < 65536; fd++)
+            close(fd);
+    }
+
+    /* If the worker dies, the run goes with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Wait until the parent has put us in the cgroup (and, with a user
+     * namespace, written our id maps). EOF means it gave up. */
+    char go = 0;
+    ssize_t n;
+    while ((n = read(CFD_SYNC, &go, 1)) < 0 && errno == EINTR)
+        ;
+    if (n != 1)
+        _exit(127);
+    close(CFD_SYNC);
+
+    if (s->netns_fd >= 0) {
+        if (setns(CFD_NETNS, CLONE_NEWNET) < 0)
+            sbx_c_fail("setns net");
+        close(CFD_NETNS);
+    }
+    if (s->ns_flags) {
+        sbx_c_build_root(c);
+        if (sethostname("sandbox", 7) < 0)
+            sbx_c_fail("sethostname");
+    }
+
+    pid_t prog = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (prog < 0)
+        sbx_c_fail("fork program");
+    if (prog == 0)
+        sbx_c_program(c);
+    close(0);
+    close(1);
+    close(2);
+
+    /* Reap everything (orphans are re-parented to us) until the program
+     * itself is gone; then report and exit, which kills the rest. */
+    int st = 0;
+    for (;;) {
+        int wst;
+        pid_t r = wait4(-1, &wst, __WALL, NULL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            break;
+        if (r == prog) {
+            st = wst;
+            break;
+        }
+    }
+    struct sbx_report rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.magic = SBX_REPORT_MAGIC;
+    rep.kind = SBX_REP_DONE;
+    rep.wstatus = st;
+    getrusage(RUSAGE_CHILDREN, &rep.ru);
+    if (write(CFD_STATUS, &rep, sizeof(rep)) < 0) {
+    }
+    _exit(0);
+}
+
+/* ---- spawn / kill / finish ------------------------------------------------------ */
+
+static void sbx_close_pair(int p[2])
+{
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+    p[0] = p[1] = -1;
+}
+
+static int sbx_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Writes the id maps of a user-namespaced init: the slot uid inside maps to
+ * us outside, so the program runs unprivileged even inside its namespace. */
+static int sbx_write_idmaps(const sbx_t *s, pid_t pid, uid_t uid)
+{
+    char path[64], map[64];
+    sbx_fmt(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+    if (sbx_write_file(path, "deny") < 0 && errno != ENOENT)
+        return -1;
+    sbx_fmt(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    sbx_fmt(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)s->host_uid);
+    if (sbx_write_file(path, map) < 0)
+        return -1;
+    sbx_fmt(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    sbx_fmt(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)s->host_gid);
+    return sbx_write_file(path, map);
+}
+
+int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, sbx_proc_t *p,
+              char *err, size_t errlen)
+{
+    static char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "LANG=C.UTF-8",
+                                 "TMPDIR=/tmp", NULL};
+    uint64_t t0 = sbx_now_ns();
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+    int pstat[2] = {-1, -1}, psync[2] = {-1, -1};
+    int pidfd = -1;
+    pid_t pid = -1;
+
+    if (!s || !p || slot < 0 || (unsigned)slot >= s->cfg.slots) {
+        sbx_seterr(err, errlen, "bad slot %d", slot);
+        return -1;
+    }
+    if (!argv || !argv[0] || argv[0][0] != '/') {
+        sbx_seterr(err, errlen, "argv[0] must be an absolute path");
+        return -1;
+    }
+    struct sbx_slot *sl = &s->slot[slot];
+    if (sl->pid > 0) {
+        sbx_seterr(err, errlen, "slot %d is busy", slot);
+        return -1;
+    }
+    unsigned mem = memory_mb ? memory_mb : s->cfg.memory_mb;
+    if (s->cg != SBX_CG_NONE && mem != sl->mem_mb && sbx_cg_set_mem(s, slot, mem) < 0) {
+        sbx_seterr(err, errlen, "set memory limit: %s", strerror(errno));
+        return -1;
+    }
+    if (s->cg != SBX_CG_NONE && sbx_cg_oom_count(s, slot, &sl->oom_base) < 0)
+        sl->oom_base = 0;
+    if (s->cg == SBX_CG_V2) {
+        char dir[PATH_MAX];
+        sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
+        if (sbx_read_key(dir, "cpu.stat", "usage_usec", &sl->cpu_base) < 0)
+            sl->cpu_base = 0;
+    }
+
+    struct sbx_child c;
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.argv = argv;
+    c.envp = envp;
+    c.uid = sbx_slot_uid(s, slot);
+    c.gid = (gid_t)c.uid;
+    if (!s->is_root && !(s->ns_flags & CLONE_NEWUSER)) {
+        c.uid = getuid();
+        c.gid = getgid();
+    }
+    c.mem_mb = mem;
+    sbx_fmt(c.workdir, sizeof(c.workdir), "%s/slot%d", s->work_root, slot);
+    sbx_fmt(c.newroot, sizeof(c.newroot), "%s/.root", s->work_root);
+
+    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
+        pipe2(pstat, O_CLOEXEC) < 0 || pipe2(psync, O_CLOEXEC) < 0) {
+        sbx_seterr(err, errlen, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    c.fd_in = pin[0];
+    c.fd_out = pout[1];
+    c.fd_err = perr[1];
+    c.fd_status = pstat[1];
+    c.fd_sync = psync[0];
+
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid = sbx_clone((unsigned long)s->ns_flags);
+    if (pid == 0)
+        sbx_c_init(&c);
+    int clone_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        sbx_seterr(err, errlen, "clone: %s", strerror(clone_errno));
+        goto fail;
+    }
+    /* A pidfd makes sbx_kill safe even after the pid was reaped and reused. */
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    close(pstat[1]);
+    close(psync[0]);
+    pin[0] = pout[1] = perr[1] = pstat[1] = psync[0] = -1;
+
+    if (s->cg != SBX_CG_NONE && sbx_cg_join(s, slot, pid) < 0) {
+        sbx_seterr(err, errlen, "join cgroup: %s", strerror(errno));
+        goto fail;
+    }
+    if ((s->ns_flags & CLONE_NEWUSER) && sbx_write_idmaps(s, pid, c.uid) < 0) {
+        sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
+        goto fail;
+    }
+    if (write(psync[1], "g", 1) != 1) {
+        sbx_seterr(err, errlen, "start child: %s", strerror(errno));
+        goto fail;
+    }
+    close(psync[1]);
+    psync[1] = -1;
+    if (sbx_set_nonblock(pin[1]) < 0 || sbx_set_nonblock(pout[0]) < 0 ||
+        sbx_set_nonblock(perr[0]) < 0 || sbx_set_nonblock(pstat[0]) < 0) {
+        sbx_seterr(err, errlen, "nonblock: %s", strerror(errno));
+        goto fail;
+    }
+
+    sl->pid = pid;
+    sl->pidfd = pidfd;
+    p->pid = pid;
+    p->in_fd = pin[1];
+    p->out_fd = pout[0];
+    p->err_fd = perr[0];
+    p->status_fd = pstat[0];
+    p->slot = slot;
+    p->spawn_ns = sbx_now_ns() - t0;
+    return 0;
+
+fail:
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+        if (s->cg != SBX_CG_NONE)
+            sbx_cg_kill_all(s, slot);
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    sbx_close_pair(pin);
+    sbx_close_pair(pout);
+    sbx_close_pair(perr);
+    sbx_close_pair(pstat);
+    sbx_close_pair(psync);
+    return -1;
+}
+
+void sbx_kill(sbx_t *s, sbx_proc_t *p)
+{
+    if (!s || !p || p->slot < 0 || (unsigned)p->slot >= s->cfg.slots)
+        return;
+    struct sbx_slot *sl = &s->slot[p->slot];
+    if (sl->pid <= 0 || sl->pid != p->pid)
+        return;
+    if (sl->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, sl->pidfd, SIGKILL, NULL, 0);
+    else
+        kill(p->pid, SIGKILL);
+    /* Without a pid namespace, init's process group is the best we have. */
+    if (s->ns_flags == 0)
+        kill(-p->pid, SIGKILL);
+    sbx_cg_kill_all(s, p->slot);
+}
+
+int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
+{
+    if (!s || !p || !r || p->slot < 0 || (unsigned)p->slot >= s->cfg.slots)
+        return -1;
+    struct sbx_slot *sl = &s->slot[p->slot];
+    memset(r, 0, sizeof(*r));
+
+    /* At most two records: the program's setup error, then init's report. */
+    struct sbx_report rep;
+    int have_done = 0;
+    while (p->status_fd >= 0) {
+        ssize_t n = read(p->status_fd, &rep, sizeof(rep));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof(rep) || rep.magic != SBX_REPORT_MAGIC)
+            break;
+        rep.error[sizeof(rep.error) - 1] = '\0';
+        if (rep.kind == SBX_REP_ERROR && !r->error[0]) {
+            sbx_fmt(r->error, sizeof(r->error), "%s", rep.error);
+            r->reported = 1;
+        } else if (rep.kind == SBX_REP_DONE) {
+            have_done = 1;
+            r->reported = 1;
+            if (WIFEXITED(rep.wstatus)) {
+                r->exited = 1;
+                r->status = WEXITSTATUS(rep.wstatus);
+            } else if (WIFSIGNALED(rep.wstatus)) {
+                r->signal = WTERMSIG(rep.wstatus);
+            }
+            r->cpu_ms =
+                ((uint64_t)rep.ru.ru_utime.tv_sec + (uint64_t)rep.ru.ru_stime.tv_sec) * 1000 +
+                ((uint64_t)rep.ru.ru_utime.tv_usec + (uint64_t)rep.ru.ru_stime.tv_usec) / 1000;
+            r->max_rss_kb = (uint64_t)rep.ru.ru_maxrss;
+        }
+    }
+    if (r->error[0]) {
+        /* A setup failure is not the program's exit status. */
+        r->exited = 0;
+        r->status = 127;
+        r->signal = 0;
+    }
+    (void)have_done;
+    if (p->status_fd >= 0) {
+        close(p->status_fd);
+        p->status_fd = -1;
+    }
+
+    if (s->cg != SBX_CG_NONE) {
+        /* Normally empty already: init's exit took the namespace down. */
+        sbx_cg_kill_all(s, p->slot);
+        char dir[PATH_MAX];
+        uint64_t v;
+        if (sbx_cg_oom_count(s, p->slot, &v) == 0 && v > sl->oom_base) {
+            r->oom = 1;
+        }
+        sbx_slot_cg(s, CG_MEM, p->slot, dir, sizeof(dir));
+        if (s->cg == SBX_CG_V2) {
+            if (sbx_read_key(dir, "cpu.stat", "usage_usec", &v) == 0 && v >= sl->cpu_base)
+                r->cpu_ms = (v - sl->cpu_base) / 1000;
+        } else {
+            if (!r->max_rss_kb && sbx_read_u64(dir, "memory.max_usage_in_bytes", &v) == 0)
+                r->max_rss_kb = v / 1024;
+            sbx_write_cg(dir, "memory.max_usage_in_bytes", "0");
+            if (s->cg_base[CG_CPU]) {
+                sbx_slot_cg(s, CG_CPU, p->slot, dir, sizeof(dir));
+                if (sbx_read_u64(dir, "cpuacct.usage", &v) == 0)
+                    r->cpu_ms = v / 1000000;
+                sbx_write_cg(dir, "cpuacct.usage", "0");
+            }
+        }
+    }
+    if (sl->pidfd >= 0)
+        close(sl->pidfd);
+    sl->pidfd = -1;
+    sl->pid = 0;
+    return 0;
+}
