@@ -1,0 +1,452 @@
+/* lb: the websocket load balancer's entry point.
+ *
+ * The main thread owns the control plane on the default loop: signals, the
+ * health checker, Redis discovery and the admin API. --threads proxy threads
+ * each run their own loop (proxy.c) and share the backend table. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "admin.h"
+#include "be.h"
+#include "cfg.h"
+#include "disc.h"
+#include "hc.h"
+#include "lbs.h"
+#include "log.h"
+#include "met.h"
+#include "proxy.h"
+#include "sock.h"
+#include "tls.h"
+
+#ifndef VERSION
+#define VERSION "dev"
+#endif
+
+#ifndef container_of
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#endif
+
+typedef struct lb_opts {
+    cfg_list_t listen, tls_listen, backend;
+    char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
+        *log_level;
+    long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
+        timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head;
+    int access_log;
+} lb_opts_t;
+
+/* Everything the process runs, in one place: the only context there is. */
+typedef struct lb {
+    struct ev_loop *loop;
+    lb_opts_t o;
+    lbs_t stats;
+    met_registry_t *reg;
+    be_table_t *table;
+    tls_t *tls;
+    hc_t *hc;
+    disc_t *disc;
+    admin_t *admin;
+    px_t *px;
+    ev_signal sig_term, sig_int, sig_hup;
+    ev_timer grace;   /* shutdown deadline */
+    ev_timer drained; /* polls for the last tunnel to end during shutdown */
+    int stopping;
+} lb_t;
+
+/* Parses "ID=HOST:PORT[,weight=N]" and adds the backend. */
+static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
+{
+    char tmp[512], e2[SOCK_ERR_LEN];
+    unsigned weight = 1;
+    sock_addr_t addr;
+
+    if (strlen(spec) >= sizeof(tmp)) {
+        snprintf(err, errlen, "--backend: too long");
+        return -1;
+    }
+    strcpy(tmp, spec);
+    char *eq = strchr(tmp, '=');
+    if (eq == NULL || eq == tmp || (size_t)(eq - tmp) >= sizeof(((be_t *)0)->id)) {
+        snprintf(err, errlen, "--backend '%s': want ID=HOST:PORT[,weight=N]", spec);
+        return -1;
+    }
+    *eq = '\0';
+    char *hp = eq + 1;
+    char *comma = strchr(hp, ',');
+    if (comma != NULL) {
+        *comma = '\0';
+        const char *opt = comma + 1;
+        char *end;
+        if (strncmp(opt, "weight=", 7) != 0) {
+            snprintf(err, errlen, "--backend '%s': unknown option '%s'", spec, opt);
+            return -1;
+        }
+        errno = 0;
+        long w = strtol(opt + 7, &end, 10);
+        if (errno || *end || end == opt + 7 || w < 1 || w > 256) {
+            snprintf(err, errlen, "--backend '%s': weight must be 1..256", spec);
+            return -1;
+        }
+        weight = (unsigned)w;
+    }
+    if (sock_parse_addr(hp, &addr, e2, sizeof(e2)) < 0) {
+        snprintf(err, errlen, "--backend '%s': %s", spec, e2);
+        return -1;
+    }
+    if (be_find(lb->table, tmp) != NULL) {
+        snprintf(err, errlen, "--backend '%s': duplicate id", spec);
+        return -1;
+    }
+    if (be_add(lb->table, tmp, &addr, weight, BE_STATIC) == NULL) {
+        snprintf(err, errlen, "--backend '%s': cannot add", spec);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the admin token: the file's first line without surrounding space.
+ * Returns a heap string or NULL with err. */
+static char *lb_read_token(const char *path, char *err, size_t errlen)
+{
+    char line[512];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "--admin-token-file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *got = fgets(line, sizeof(line), f);
+    fclose(f);
+    if (got == NULL)
+        line[0] = '\0';
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
+        line[--n] = '\0';
+    char *s = line;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '\0') {
+        snprintf(err, errlen, "--admin-token-file %s: empty", path);
+        return NULL;
+    }
+    return strdup(s);
+}
+
+/* Ends the loop once every tunnel is gone or the grace period is over. */
+static void lb_finish(lb_t *lb, const char *why)
+{
+    log_info("shutting down: %s", why);
+    ev_timer_stop(lb->loop, &lb->grace);
+    ev_timer_stop(lb->loop, &lb->drained);
+    ev_signal_stop(lb->loop, &lb->sig_term);
+    ev_signal_stop(lb->loop, &lb->sig_int);
+    ev_signal_stop(lb->loop, &lb->sig_hup);
+    ev_break(lb->loop, EVBREAK_ALL);
+}
+
+static void lb_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lb_t *lb = container_of(w, lb_t, drained);
+    if (__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED) <= 0)
+        lb_finish(lb, "all connections closed");
+}
+
+static void lb_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lb_t *lb = container_of(w, lb_t, grace);
+    log_info("grace period over with %lld connections open; closing them",
+             (long long)__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED));
+    lb_finish(lb, "grace period over");
+}
+
+/* SIGTERM/SIGINT: stop accepting, let tunnels finish within --grace-s. A
+ * second signal cuts the grace period short. */
+static void lb_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    lb_t *lb = w->data;
+    if (lb->stopping) {
+        lb_finish(lb, "second signal");
+        return;
+    }
+    lb->stopping = 1;
+    log_info("signal %d: no longer accepting; waiting up to %ld s for %lld connections", w->signum,
+             lb->o.grace_s, (long long)__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED));
+    px_stop_accepting(lb->px);
+    ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
+    ev_timer_start(loop, &lb->grace);
+    ev_timer_init(&lb->drained, lb_drained_cb, 0.0, 0.05);
+    ev_timer_start(loop, &lb->drained);
+}
+
+static void lb_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    lb_t *lb = container_of(w, lb_t, sig_hup);
+    char err[512];
+    if (lb->tls == NULL) {
+        log_info("SIGHUP: no TLS configured, nothing to reload");
+        return;
+    }
+    if (tls_reload(lb->tls, err, sizeof(err)) < 0)
+        log_error("SIGHUP: TLS reload failed, keeping the current certificate: %s", err);
+    else
+        log_info("SIGHUP: TLS certificate and key reloaded (generation %u)",
+                 tls_generation(lb->tls));
+}
+
+int main(int argc, char **argv)
+{
+    static lb_t lbs; /* zeroed; static only to keep it off the stack */
+    lb_t *lb = &lbs;
+    lb_opts_t *o = &lb->o;
+    char err[1024];
+    char *token = NULL;
+    int rc = 1;
+
+    o->admin = "127.0.0.1:8081";
+    o->algo = "leastconn";
+    o->health_path = "/healthz";
+    o->redis_prefix = "wslb:";
+    o->log_level = "info";
+    o->health_interval_ms = 1000;
+    o->rise = 2;
+    o->fall = 2;
+    o->retries = 2;
+    o->threads = 1;
+    o->timeout_head_ms = 10000;
+    o->timeout_connect_ms = 2000;
+    o->timeout_response_ms = 10000;
+    o->timeout_idle_s = 3600;
+    o->slowstart_ms = 3000;
+    o->grace_s = 10;
+    o->access_log = 1;
+
+    const cfg_opt_t opts[] = {
+        {"listen", CFG_LIST, &o->listen, "HOST:PORT",
+         "plain HTTP/websocket listener, repeatable (default 127.0.0.1:8080)", 0, 0},
+        {"tls-listen", CFG_LIST, &o->tls_listen, "HOST:PORT", "TLS listener, repeatable", 0, 0},
+        {"cert", CFG_STR, &o->cert, "PEM", "certificate chain for --tls-listen", 0, 0},
+        {"key", CFG_STR, &o->key, "PEM", "private key for --tls-listen", 0, 0},
+        {"backend", CFG_LIST, &o->backend, "ID=HOST:PORT[,weight=N]", "static backend, repeatable",
+         0, 0},
+        {"redis", CFG_STR, &o->redis, "HOST:PORT", "discover workers and their load in Redis", 0,
+         0},
+        {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        {"admin", CFG_STR, &o->admin, "HOST:PORT",
+         "admin API listener (default 127.0.0.1:8081; empty = off)", 0, 0},
+        {"admin-token-file", CFG_STR, &o->admin_token_file, "FILE",
+         "require 'Authorization: Bearer <token>' on the admin API", 0, 0},
+        {"algo", CFG_STR, &o->algo, "NAME", "leastconn|leastload|roundrobin|p2c (leastconn)", 0, 0},
+        {"health-path", CFG_STR, &o->health_path, "PATH", "health check path (/healthz)", 0, 0},
+        {"health-interval-ms", CFG_INT, &o->health_interval_ms, "MS",
+         "health check interval (1000)", 50, 600000},
+        {"rise", CFG_INT, &o->rise, "N", "successes to bring a backend up (2)", 1, 100},
+        {"fall", CFG_INT, &o->fall, "N", "failures to take a backend down (2)", 1, 100},
+        {"retries", CFG_INT, &o->retries, "N", "other backends tried after a failure (2)", 0, 7},
+        {"threads", CFG_INT, &o->threads, "N", "proxy threads (1)", 1, 256},
+        {"max-conns", CFG_INT, &o->max_conns, "N",
+         "client connections over this get 503 (0 = no limit)", 0, 100000000},
+        {"timeout-head-ms", CFG_INT, &o->timeout_head_ms, "MS",
+         "client request head (and TLS handshake) deadline (10000)", 1, 3600000},
+        {"timeout-connect-ms", CFG_INT, &o->timeout_connect_ms, "MS",
+         "backend connect deadline (2000)", 1, 600000},
+        {"timeout-response-ms", CFG_INT, &o->timeout_response_ms, "MS",
+         "backend response head deadline (10000)", 1, 3600000},
+        {"timeout-idle-s", CFG_INT, &o->timeout_idle_s, "S",
+         "close a tunnel idle this long (3600; 0 = never)", 0, 100000000},
+        {"slowstart-ms", CFG_INT, &o->slowstart_ms, "MS",
+         "ramp-up window for a new backend (3000; 0 = off)", 0, 3600000},
+        {"grace-s", CFG_INT, &o->grace_s, "S", "on SIGTERM, how long open tunnels may finish (10)",
+         0, 86400},
+        {"max-head", CFG_INT, &o->max_head, "BYTES", "largest request/response head (8192)", 512,
+         1048576},
+        {"access-log", CFG_BOOL, &o->access_log, NULL,
+         "one log line per connection (on; --access-log=false turns it off)", 0, 0},
+        {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
+        CFG_END,
+    };
+
+    log_set_tag("lb");
+    int pr = cfg_parse(opts, argc, argv,
+                       "Websocket load balancer: least-connections/least-load balancing, health "
+                       "checks, Redis discovery, TLS.",
+                       VERSION, err, sizeof(err));
+    if (pr == CFG_EXIT) {
+        cfg_free(opts);
+        return 0;
+    }
+    if (pr != CFG_OK) {
+        fprintf(stderr, "lb: %s\n", err);
+        cfg_free(opts);
+        return 2;
+    }
+
+    enum log_level lvl;
+    if (log_parse_level(o->log_level, &lvl) < 0) {
+        fprintf(stderr, "lb: --log-level: unknown level '%s'\n", o->log_level);
+        rc = 2;
+        goto out;
+    }
+    log_set_level(lvl);
+    const be_algo_t *algo = be_algo_find(o->algo);
+    if (algo == NULL) {
+        fprintf(stderr, "lb: --algo: unknown algorithm '%s'\n", o->algo);
+        rc = 2;
+        goto out;
+    }
+    if (o->tls_listen.n > 0 && (o->cert == NULL || o->key == NULL)) {
+        fprintf(stderr, "lb: --tls-listen needs --cert and --key\n");
+        rc = 2;
+        goto out;
+    }
+
+    /* Writes to a closed socket must be errors, not a dead process. */
+    signal(SIGPIPE, SIG_IGN);
+    lb->loop = ev_default_loop(EVFLAG_AUTO);
+    if (lb->loop == NULL) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+
+    static const double hs_bounds[] = {0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+    lb->reg = met_create();
+    if (lb->reg == NULL) {
+        log_error("out of memory");
+        goto out;
+    }
+    lb->stats.handshake_ms =
+        met_hist(lb->reg, "wslb_lb_handshake_ms", NULL,
+                 "Milliseconds from accepting a client to its backend's response head", hs_bounds,
+                 sizeof(hs_bounds) / sizeof(hs_bounds[0]));
+
+    lb->table = be_table_create(algo, (unsigned)o->slowstart_ms);
+    if (lb->table == NULL) {
+        log_error("out of memory");
+        goto out;
+    }
+    be_table_set_health(lb->table, (int)o->rise, (int)o->fall);
+    for (size_t i = 0; i < o->backend.n; i++) {
+        if (lb_add_static(lb, o->backend.v[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "lb: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+
+    if (o->tls_listen.n > 0) {
+        lb->tls = tls_create(o->cert, o->key, err, sizeof(err));
+        if (lb->tls == NULL) {
+            log_error("tls: %s", err);
+            goto out;
+        }
+    }
+
+    char *def_listen[] = {"127.0.0.1:8080"};
+    px_config_t pc = {
+        .listen = o->listen.n ? o->listen.v : def_listen,
+        .nlisten = o->listen.n ? o->listen.n : (o->tls_listen.n ? 0 : 1),
+        .tls_listen = o->tls_listen.v,
+        .ntls_listen = o->tls_listen.n,
+        .tls = lb->tls,
+        .threads = (int)o->threads,
+        .max_conns = o->max_conns,
+        .timeout_head_ms = (unsigned)o->timeout_head_ms,
+        .timeout_connect_ms = (unsigned)o->timeout_connect_ms,
+        .timeout_response_ms = (unsigned)o->timeout_response_ms,
+        .timeout_idle_s = (unsigned)o->timeout_idle_s,
+        .retries = (int)o->retries,
+        .access_log = o->access_log,
+        .max_head = (size_t)o->max_head,
+    };
+    lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
+    if (lb->px == NULL) {
+        log_error("%s", err);
+        goto out;
+    }
+
+    hc_config_t hcc = {
+        .path = o->health_path,
+        .interval_ms = (unsigned)o->health_interval_ms,
+        .timeout_ms = 0,
+        .rise = (int)o->rise,
+        .fall = (int)o->fall,
+    };
+    lb->hc = hc_create(lb->loop, lb->table, &hcc, err, sizeof(err));
+    if (lb->hc == NULL) {
+        log_error("health checks: %s", err);
+        goto out;
+    }
+    if (o->redis != NULL && *o->redis) {
+        lb->disc = disc_create(lb->loop, lb->table, o->redis, o->redis_prefix, err, sizeof(err));
+        if (lb->disc == NULL) {
+            log_error("--redis: %s", err);
+            goto out;
+        }
+    }
+    if (o->admin != NULL && *o->admin) {
+        if (o->admin_token_file != NULL && *o->admin_token_file) {
+            token = lb_read_token(o->admin_token_file, err, sizeof(err));
+            if (token == NULL) {
+                log_error("%s", err);
+                goto out;
+            }
+        }
+        admin_config_t ac = {.listen = o->admin, .token = token, .metrics = lb->reg};
+        lb->admin = admin_create(lb->loop, lb->table, &lb->stats, &ac, err, sizeof(err));
+        if (lb->admin == NULL) {
+            log_error("admin: %s", err);
+            goto out;
+        }
+    }
+
+    ev_signal_init(&lb->sig_term, lb_term_cb, SIGTERM);
+    ev_signal_init(&lb->sig_int, lb_term_cb, SIGINT);
+    ev_signal_init(&lb->sig_hup, lb_hup_cb, SIGHUP);
+    lb->sig_term.data = lb->sig_int.data = lb;
+    ev_signal_start(lb->loop, &lb->sig_term);
+    ev_signal_start(lb->loop, &lb->sig_int);
+    ev_signal_start(lb->loop, &lb->sig_hup);
+
+    if (px_start(lb->px, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    {
+        char a1[SOCK_ADDRSTRLEN] = "-", a2[SOCK_ADDRSTRLEN] = "-", a3[SOCK_ADDRSTRLEN] = "-";
+        sock_addr_t sa;
+        if (px_listen_addr(lb->px, 0, &sa) == 0)
+            sock_addr_str(&sa, a1, sizeof(a1));
+        if (px_listen_addr(lb->px, 1, &sa) == 0)
+            sock_addr_str(&sa, a2, sizeof(a2));
+        if (lb->admin != NULL && admin_local_addr(lb->admin, &sa) == 0)
+            sock_addr_str(&sa, a3, sizeof(a3));
+        log_info("lb %s listening on %s (tls %s), admin %s, algo %s, %ld thread(s), %zu static "
+                 "backend(s)%s%s",
+                 VERSION, a1, a2, a3, algo->name, o->threads, o->backend.n,
+                 lb->disc ? ", redis " : "", lb->disc ? o->redis : "");
+    }
+
+    ev_run(lb->loop, 0);
+    rc = 0;
+
+out:
+    /* Proxy threads first: they are the ones touching the table. */
+    px_free(lb->px);
+    admin_free(lb->admin);
+    disc_free(lb->disc);
+    hc_free(lb->hc);
+    be_table_free(lb->table);
+    tls_free(lb->tls);
+    met_free(lb->reg);
+    free(token);
+    cfg_free(opts);
+    if (lb->loop != NULL)
+        ev_loop_destroy(lb->loop);
+    if (rc == 0)
+        log_info("bye");
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* px: the lb's data path. N threads, each with its own ev_loop and its own
+ * SO_REUSEPORT listener per address, accept clients, read and rewrite the
+ * request head, pick a backend from the shared table (retrying another one
+ * when a connect fails or a backend dies before answering), forward the
+ * backend's response head and then tunnel bytes both ways until either side
+ * is done.
+ *
+ * Plain HTTP requests use the same path: after the backend's response head
+ * the connection is a tunnel, so further requests on a keep-alive client
+ * connection go to the same backend without new X-Forwarded-* headers (the
+ * tunnel mode HAProxy calls "http-tunnel"). The worker closes after each plain
+ * response, so in practice each request is its own connection. */
+#ifndef LB_PROXY_H
+#define LB_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "be.h"
+#include "buf.h"
+#include "http.h"
+#include "lbs.h"
+#include "tls.h"
+
+typedef struct px px_t;
+
+typedef struct px_config {
+    char *const *listen; /* "HOST:PORT" for plain HTTP */
+    size_t nlisten;
+    char *const *tls_listen; /* "HOST:PORT" terminated with tls */
+    size_t ntls_listen;
+    tls_t *tls; /* required when ntls_listen > 0; not owned */
+    int threads;
+    long max_conns;               /* 0 = unlimited */
+    unsigned timeout_head_ms;     /* client head (and TLS handshake) */
+    unsigned timeout_connect_ms;  /* one backend connect */
+    unsigned timeout_response_ms; /* backend response head after the request */
+    unsigned timeout_idle_s;      /* tunnel with no traffic; 0 = none */
+    int retries;                  /* further backends tried after a failure */
+    int access_log;               /* one log_info line per connection */
+    size_t max_head;              /* request/response head limit; 0 = default */
+} px_config_t;
+
+/* Binds every listener (one per address per thread) so that configuration
+ * errors show up before anything runs. table, stats and cfg->tls must outlive
+ * the px_t; strings in cfg are copied. NULL with err on failure. */
+px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen);
+/* Starts the threads. */
+int px_start(px_t *p, char *err, size_t errlen);
+/* Any thread: closes the listeners; open connections keep running. */
+void px_stop_accepting(px_t *p);
+/* Any thread: closes every connection (close reason "shutdown") and lets
+ * each thread's loop end. px_free() joins them. */
+void px_shutdown(px_t *p);
+/* Stops (if needed), joins and frees. NULL is a no-op. */
+void px_free(px_t *p);
+/* The address the first plain (tls=0) or TLS (tls=1) listener is bound to,
+ * useful with port 0. -1 if there is none. */
+int px_listen_addr(px_t *p, int tls, sock_addr_t *out);
+
+/* What px_rewrite_head() adds to a request. */
+typedef struct px_fwd {
+    const char *client_ip;  /* becomes X-Forwarded-For (appended to one the client sent) */
+    const char *proto;      /* "http" or "https": X-Forwarded-Proto */
+    const char *request_id; /* X-Request-Id */
+} px_fwd_t;
+
+/* Pure: appends to out the request head in data[0..h->head_len) (parsed into
+ * h by http_parse_request) with X-Forwarded-For, X-Forwarded-Proto and
+ * X-Request-Id set, followed by data[h->head_len..len) unchanged. Any
+ * X-Forwarded-For the client sent is merged into one header ("theirs, ip");
+ * client-sent X-Forwarded-Proto and X-Request-Id are replaced since the
+ * backend must be able to trust them. Every other byte passes untouched.
+ * Returns 0, or -1 on allocation failure. */
+int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
+                    buf_t *out);
+
+/* Bytes one connection costs the lb while its tunnel is idle (for tests and
+ * the docs): the connection struct, no buffers. */
+size_t px_conn_idle_bytes(void);
+
+#endif
