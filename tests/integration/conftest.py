@@ -1,0 +1,214 @@
+"""Fixtures for the integration tests: a private Redis and worker processes.
+
+BIN_DIR (environment) selects the binaries, default <repo>/bin; `make test`
+points it at the sanitizer build. Every process started here is killed at
+teardown, whatever the test's outcome, and a worker's stderr is printed when
+its test failed or when it reported a sanitizer error.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import util  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN_DIR = os.environ.get("BIN_DIR") or os.path.join(REPO, "bin")
+
+# Sanitizer findings in a daemon's stderr fail the test that started it.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ERROR: UndefinedBehaviorSanitizer")
+
+
+def binary(name):
+    path = os.path.join(BIN_DIR, name)
+    if not os.access(path, os.X_OK):
+        pytest.fail("%s is missing: build it first (make / make asan)" % path)
+    return path
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Fixtures read this at teardown to decide whether to print logs.
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _failed(request):
+    node = request.node
+    return any(getattr(node, "rep_" + w, None) is not None and getattr(node, "rep_" + w).failed
+               for w in ("setup", "call"))
+
+
+def sanitizer_env():
+    env = dict(os.environ)
+    # Leaks make the process exit non-zero; the report is in stderr.
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+# ---- Redis --------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_server():
+    """A private redis-server on a free port, no persistence. Yields
+    "127.0.0.1:PORT"; killed at teardown."""
+    if not os.access(util.REDIS_SERVER, os.X_OK):
+        pytest.skip("redis-server is not installed")
+    srv = util.RedisServer()
+    try:
+        yield srv.addr
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def redis_factory():
+    """start() -> util.RedisServer (with .addr, .stop(), .restart()); all
+    stopped at teardown. For tests that take Redis away and bring it back."""
+    if not os.access(util.REDIS_SERVER, os.X_OK):
+        pytest.skip("redis-server is not installed")
+    servers = []
+
+    def start():
+        srv = util.RedisServer()
+        servers.append(srv)
+        return srv
+    try:
+        yield start
+    finally:
+        for srv in servers:
+            srv.close()
+
+
+# ---- workers ---------------------------------------------------------------------------
+
+class Worker:
+    """One bin/worker process on 127.0.0.1:<free port>."""
+
+    def __init__(self, exe, tmpdir, flags, args, env):
+        # id=None: no --id flag, so the worker picks its default (host:port).
+        no_id = "id" in flags and flags["id"] is None
+        self.id = flags.pop("id", None) or "w-" + uuid.uuid4().hex[:8]
+        self.addr = flags.pop("listen", None) or "127.0.0.1:%d" % util.free_port()
+        self.port = util.split_addr(self.addr)[1]
+        self.argv = [exe, "--listen", self.addr]
+        if no_id:
+            self.id = self.addr
+        else:
+            self.argv += ["--id", self.id]
+        for k, v in flags.items():
+            if v is None or v is False:
+                continue
+            self.argv.append("--" + k.replace("_", "-"))
+            if v is not True:
+                self.argv.append(str(v))
+        self.argv += list(args)
+        self.stderr_path = os.path.join(tmpdir, "worker-%s.stderr" % self.id)
+        self._stderr = open(self.stderr_path, "w+b")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=self._stderr, env=env)
+
+    def url(self, path="/eval"):
+        return "ws://%s%s" % (self.addr, path)
+
+    def stderr_text(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout=15.0):
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("worker exited with %s before serving; stderr:\n%s"
+                                     % (self.proc.returncode, self.stderr_text()[-4000:]))
+            r = util.try_http_get(self.addr, "/healthz", timeout=1.0)
+            return r is not None and r[0] == 200
+        util.wait_for(ready, timeout, "worker %s to answer /healthz 200" % self.addr)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout=10.0):
+        """Returns the exit code; fails if it did not exit in time."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("worker %s still running after %.1fs" % (self.id, timeout))
+
+    def healthy_and_serving(self, url_path="/eval"):
+        """Asserts the worker is alive, healthy, and runs print(1)."""
+        assert self.alive(), "worker died: %s\n%s" % (self.proc.returncode,
+                                                      self.stderr_text()[-4000:])
+        status, _, body = util.http_get(self.addr, "/healthz")
+        assert status == 200, "healthz %d %r" % (status, body)
+        r = util.run_eval(self.url(url_path), "python3", "print(1)", deadline=15)
+        assert r.exit and r.exit["verdict"] == "ok" and r.stdout == "1\n", r
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._stderr.close()
+
+
+@pytest.fixture
+def worker_factory(request):
+    """start_worker(**flags) -> Worker. Keyword flags map to command-line
+    flags (max_evals=2 -> --max-evals 2; True -> bare flag); `args` adds raw
+    arguments, `ready=False` skips the /healthz wait. Workers are stopped at
+    teardown (SIGTERM, then SIGKILL) and their stderr checked for sanitizer
+    reports."""
+    exe = binary("worker")
+    tmpdir = tempfile.mkdtemp(prefix="wslb-worker-")
+    workers = []
+    env = sanitizer_env()
+
+    def start_worker(args=(), ready=True, **flags):
+        w = Worker(exe, tmpdir, dict(flags), args, env)
+        workers.append(w)
+        if ready:
+            w.wait_ready()
+        return w
+
+    try:
+        yield start_worker
+    finally:
+        problems = []
+        for w in workers:
+            try:
+                w.close()
+            except Exception as e:  # keep stopping the others
+                problems.append("stopping %s: %r" % (w.id, e))
+            text = w.stderr_text()
+            bad = [m for m in SANITIZER_MARKS if m in text]
+            if bad or _failed(request):
+                sys.stdout.write("\n---- worker %s (%s) exit %s, stderr ----\n%s\n"
+                                 % (w.id, " ".join(w.argv), w.proc.returncode, text[-20000:]))
+            if bad:
+                problems.append("worker %s stderr has sanitizer reports: %s" % (w.id, bad))
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        if problems:
+            pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def worker(worker_factory):
+    """One worker with default flags."""
+    return worker_factory()
