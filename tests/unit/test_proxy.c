@@ -1,0 +1,139 @@
+/* Unit tests for the pure parts of lb/proxy.c: request head rewriting and the
+ * idle cost of a connection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "buf.h"
+#include "http.h"
+#include "proxy.h"
+
+static const px_fwd_t fwd = {.client_ip = "10.1.2.3", .proto = "https", .request_id = "abc123"};
+
+/* Rewrites req (a complete head plus optional trailing bytes) into a NUL
+ * terminated string in out; fails the test if the head does not parse. */
+static void rewrite(const char *req, char *out, size_t outlen)
+{
+    http_head_t h;
+    int r = http_parse_request(req, strlen(req), 0, &h);
+    assert_true(r > 0);
+    buf_t b = BUF_INIT;
+    assert_int_equal(px_rewrite_head(req, strlen(req), &h, &fwd, &b), 0);
+    assert_true(buf_size(&b) < outlen);
+    memcpy(out, buf_head(&b), buf_size(&b));
+    out[buf_size(&b)] = '\0';
+    buf_free(&b);
+}
+
+static void test_adds_forwarded_headers(void **state)
+{
+    char out[1024];
+    rewrite(
+        "GET /eval?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        out, sizeof(out));
+    assert_string_equal(out, "GET /eval?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\nX-Forwarded-For: 10.1.2.3\r\n"
+                             "X-Forwarded-Proto: https\r\nX-Request-Id: abc123\r\n\r\n");
+}
+
+static void test_result_parses_with_same_headers(void **state)
+{
+    char out[1024];
+    rewrite("GET / HTTP/1.1\r\nHost: a\r\nX-Custom:  spaced value \r\n\r\n", out, sizeof(out));
+    http_head_t h;
+    assert_int_equal(http_parse_request(out, strlen(out), 0, &h), (int)strlen(out));
+    assert_true(http_str_eq(*http_header_get(&h, "X-Custom"), "spaced value"));
+    assert_true(http_str_eq(*http_header_get(&h, "Host"), "a"));
+    assert_true(http_str_eq(*http_header_get(&h, "X-Request-Id"), "abc123"));
+    /* Untouched bytes stay byte for byte, trailing space included. */
+    assert_non_null(strstr(out, "X-Custom:  spaced value \r\n"));
+}
+
+static void test_merges_existing_xff(void **state)
+{
+    char out[1024];
+    rewrite("GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\n"
+            "x-forwarded-for: 2.2.2.2, 3.3.3.3\r\n\r\n",
+            out, sizeof(out));
+    assert_non_null(strstr(out, "\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\n"));
+    /* Exactly one XFF line survives. */
+    const char *first = strcasestr(out, "x-forwarded-for");
+    assert_null(strcasestr(first + 1, "x-forwarded-for"));
+}
+
+static void test_replaces_spoofed_proto_and_id(void **state)
+{
+    char out[1024];
+    rewrite("GET / HTTP/1.1\r\nX-Forwarded-Proto: http\r\nX-Request-Id: evil\r\nHost: a\r\n\r\n",
+            out, sizeof(out));
+    assert_null(strstr(out, "evil"));
+    assert_null(strstr(out, "Proto: http\r"));
+    assert_non_null(strstr(out, "X-Forwarded-Proto: https\r\n"));
+    assert_non_null(strstr(out, "Host: a\r\n"));
+}
+
+static void test_keeps_trailing_bytes(void **state)
+{
+    char out[1024];
+    /* Bytes after the head (a body, or frames sent early) follow unchanged. */
+    rewrite("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", out, sizeof(out));
+    size_t n = strlen(out);
+    assert_true(n > 9);
+    assert_string_equal(out + n - 9, "\r\n\r\nhello");
+    assert_non_null(strstr(out, "Content-Length: 5\r\n"));
+}
+
+static void test_no_headers_and_leading_blank_lines(void **state)
+{
+    char out[1024];
+    rewrite("\r\nGET / HTTP/1.0\r\n\r\n", out, sizeof(out));
+    assert_string_equal(out, "GET / HTTP/1.0\r\nX-Forwarded-For: 10.1.2.3\r\n"
+                             "X-Forwarded-Proto: https\r\nX-Request-Id: abc123\r\n\r\n");
+}
+
+static void test_bare_lf_lines(void **state)
+{
+    char out[1024];
+    rewrite("GET / HTTP/1.1\nHost: a\nX-Request-Id: z\n\n", out, sizeof(out));
+    assert_non_null(strstr(out, "Host: a\n"));
+    assert_null(strstr(out, "X-Request-Id: z"));
+    http_head_t h;
+    assert_true(http_parse_request(out, strlen(out), 0, &h) > 0);
+}
+
+static void test_bad_head_len_rejected(void **state)
+{
+    http_head_t h;
+    memset(&h, 0, sizeof(h));
+    buf_t b = BUF_INIT;
+    assert_int_equal(px_rewrite_head("GET", 3, &h, &fwd, &b), -1);
+    h.head_len = 10; /* longer than the data */
+    assert_int_equal(px_rewrite_head("GET", 3, &h, &fwd, &b), -1);
+    buf_free(&b);
+}
+
+static void test_idle_connection_is_small(void **state)
+{
+    /* The whole cost of an idle tunnel in lb memory: no buffers are held. */
+    assert_true(px_conn_idle_bytes() < 1024);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_adds_forwarded_headers),
+        cmocka_unit_test(test_result_parses_with_same_headers),
+        cmocka_unit_test(test_merges_existing_xff),
+        cmocka_unit_test(test_replaces_spoofed_proto_and_id),
+        cmocka_unit_test(test_keeps_trailing_bytes),
+        cmocka_unit_test(test_no_headers_and_leading_blank_lines),
+        cmocka_unit_test(test_bare_lf_lines),
+        cmocka_unit_test(test_bad_head_len_rejected),
+        cmocka_unit_test(test_idle_connection_is_small),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
