@@ -1,0 +1,673 @@
+/* admin: a deliberately small HTTP/1.1 server for the lb's admin API.
+ *
+ * One request per connection, answered with Connection: close. Heads are
+ * bounded in size and in time (a slow or silent client is dropped), the
+ * number of admin connections is capped, and after the answer the socket is
+ * half-closed and drained before close(2) so a request body left unread
+ * cannot turn the close into a reset that destroys the answer in flight.
+ * Runs on the main loop; the table is only read here, apart from the
+ * admin_drain flag. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <http_parser.h>
+#include <jansson.h>
+
+#include "admin.h"
+#include "http.h"
+#include "log.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+#define ADMIN_MAX_HEAD     8192
+#define ADMIN_HEAD_TIMEOUT 5.0 /* s, to read the head and write the answer */
+#define ADMIN_LINGER       1.0 /* s, draining the client after the answer */
+#define ADMIN_MAX_CONNS    64
+#define ADMIN_ACCEPTS      16 /* per wakeup, so one burst cannot hog the loop */
+
+enum admin_phase { ADMIN_READ, ADMIN_WRITE, ADMIN_LINGERING };
+
+typedef struct admin_conn {
+    ev_io io;
+    ev_timer tmo;
+    admin_t *a;
+    int fd;
+    enum admin_phase phase;
+    buf_t in, out;
+    struct admin_conn *next, **pprev;
+} admin_conn_t;
+
+struct admin {
+    struct ev_loop *loop;
+    be_table_t *t;
+    lbs_t *stats;
+    char *token; /* NULL = no auth */
+    met_registry_t *extra;
+    int lfd;
+    sock_addr_t local;
+    ev_io lio;
+    ev_prepare reap;
+    admin_conn_t *conns; /* open */
+    admin_conn_t *dead;  /* closed, freed by the reap watcher */
+    int nconns;
+};
+
+#define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+/* ---- rendering (pure) ----------------------------------------------------- */
+
+static const char *admin_state_name(const be_t *b)
+{
+    int st = be_get_state(b);
+    if (st == BE_DOWN)
+        return "down";
+    if (st == BE_DRAINING || LD(&b->admin_drain))
+        return "draining";
+    return "up";
+}
+
+static json_t *admin_backend_json(const be_t *b)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", b->id, "addr",
+                     b->addr_str, "state", admin_state_name(b), "active",
+                     (json_int_t)LD(&b->active), "total", (json_int_t)LD(&b->total), "failures",
+                     (json_int_t)LD(&b->failures), "weight", (int)b->weight, "load",
+                     (json_int_t)LD(&b->load), "conns_global", (json_int_t)be_conns(b), "source",
+                     b->source == BE_STATIC ? "static" : "redis", "admin_drain",
+                     LD(&b->admin_drain) ? 1 : 0);
+}
+
+/* Appends the /stats document. Takes the table's read lock. */
+int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
+{
+    int rc = -1;
+    char *txt = NULL;
+    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "accepted",
+                             (json_int_t)LD(&s->accepted), "active", (json_int_t)LD(&s->active),
+                             "handshakes", (json_int_t)LD(&s->handshakes), "requests",
+                             (json_int_t)LD(&s->requests), "bytes_in", (json_int_t)LD(&s->bytes_in),
+                             "bytes_out", (json_int_t)LD(&s->bytes_out), "algo", algo ? algo : "");
+    json_t *errs = json_object();
+    json_t *bes = json_array();
+    if (!root || !errs || !bes)
+        goto done;
+    for (int e = 0; e < LBS_ERR__COUNT; e++)
+        if (json_object_set_new(errs, lbs_err_name(e), json_integer((json_int_t)LD(&s->errors[e]))))
+            goto done;
+    be_table_rdlock(t);
+    for (size_t i = 0; i < be_table_count(t); i++) {
+        if (json_array_append_new(bes, admin_backend_json(be_table_at(t, i)))) {
+            be_table_unlock(t);
+            goto done;
+        }
+    }
+    be_table_unlock(t);
+    if (json_object_set(root, "errors", errs) || json_object_set(root, "backends", bes))
+        goto done;
+    txt = json_dumps(root, JSON_COMPACT);
+    if (txt && buf_append_str(out, txt) == 0 && buf_append(out, "\n", 1) == 0)
+        rc = 0;
+done:
+    free(txt);
+    json_decref(errs);
+    json_decref(bes);
+    json_decref(root);
+    return rc;
+}
+
+/* Prometheus label values escape backslash, double quote and newline. */
+static int admin_label(buf_t *out, const char *v)
+{
+    for (; *v; v++) {
+        const char *esc = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
+        if (esc ? buf_append_str(out, esc) : buf_append(out, v, 1))
+            return -1;
+    }
+    return 0;
+}
+
+typedef int64_t (*admin_be_val)(const be_t *b);
+static int64_t admin_v_up(const be_t *b)
+{
+    return be_usable(b);
+}
+static int64_t admin_v_draining(const be_t *b)
+{
+    return strcmp(admin_state_name(b), "draining") == 0;
+}
+static int64_t admin_v_active(const be_t *b)
+{
+    return LD(&b->active);
+}
+static int64_t admin_v_total(const be_t *b)
+{
+    return (int64_t)LD(&b->total);
+}
+static int64_t admin_v_failures(const be_t *b)
+{
+    return (int64_t)LD(&b->failures);
+}
+static int64_t admin_v_weight(const be_t *b)
+{
+    return b->weight;
+}
+static int64_t admin_v_load(const be_t *b)
+{
+    return LD(&b->load);
+}
+static int64_t admin_v_global(const be_t *b)
+{
+    return be_conns(b);
+}
+
+static const struct {
+    const char *name, *type, *help;
+    admin_be_val fn;
+} admin_be_series[] = {
+    {"wslb_backend_up", "gauge", "1 when the backend takes new connections", admin_v_up},
+    {"wslb_backend_draining", "gauge", "1 while the backend is draining (worker or admin)",
+     admin_v_draining},
+    {"wslb_backend_active_connections", "gauge", "Connections this lb has open to the backend",
+     admin_v_active},
+    {"wslb_backend_connections_total", "counter", "Connections this lb sent to the backend",
+     admin_v_total},
+    {"wslb_backend_failures_total", "counter", "Connect and health-check failures",
+     admin_v_failures},
+    {"wslb_backend_weight", "gauge", "Configured weight", admin_v_weight},
+    {"wslb_backend_load", "gauge", "Evaluations running and queued, as the worker publishes",
+     admin_v_load},
+    {"wslb_backend_global_connections", "gauge",
+     "Connections on the backend from every lb, as balanced on", admin_v_global},
+};
+
+/* Lb totals through a throwaway met registry (so the rendering stays pure
+ * and types are right), then per-backend series by hand (met has no
+ * per-render series), then the caller's registry. */
+int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *out)
+{
+    int rc = -1;
+    met_registry_t *r = met_create();
+    if (!r)
+        return -1;
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } totals[] = {
+        {"wslb_lb_accepted_total", "Client connections accepted", offsetof(lbs_t, accepted)},
+        {"wslb_lb_handshakes_total", "Websocket upgrades answered 101",
+         offsetof(lbs_t, handshakes)},
+        {"wslb_lb_requests_total", "Plain HTTP requests proxied", offsetof(lbs_t, requests)},
+        {"wslb_lb_bytes_in_total", "Bytes from clients to backends", offsetof(lbs_t, bytes_in)},
+        {"wslb_lb_bytes_out_total", "Bytes from backends to clients", offsetof(lbs_t, bytes_out)},
+    };
+    for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
+        met_counter_t *c = met_counter(r, totals[i].name, NULL, totals[i].help);
+        if (!c)
+            goto done;
+        met_inc(c, LD((uint64_t *)((char *)s + totals[i].off)));
+    }
+    met_gauge_t *g = met_gauge(r, "wslb_lb_active_connections", NULL, "Client connections open");
+    if (!g)
+        goto done;
+    met_set(g, LD(&s->active));
+    for (int e = 0; e < LBS_ERR__COUNT; e++) {
+        char label[64];
+        snprintf(label, sizeof(label), "kind=\"%s\"", lbs_err_name(e));
+        met_counter_t *c = met_counter(r, "wslb_lb_errors_total", label, "Errors by kind");
+        if (!c)
+            goto done;
+        met_inc(c, LD(&s->errors[e]));
+    }
+    if (met_render(r, out) < 0)
+        goto done;
+
+    be_table_rdlock(t);
+    size_t n = be_table_count(t);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof(admin_be_series) / sizeof(admin_be_series[0]) && !bad; k++) {
+        bad |= buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", admin_be_series[k].name,
+                          admin_be_series[k].help, admin_be_series[k].name,
+                          admin_be_series[k].type) < 0;
+        for (size_t i = 0; i < n && !bad; i++) {
+            be_t *b = be_table_at(t, i);
+            bad |= buf_printf(out, "%s{backend=\"", admin_be_series[k].name) < 0;
+            bad |= admin_label(out, b->id) < 0;
+            bad |= buf_printf(out, "\"} %lld\n", (long long)admin_be_series[k].fn(b)) < 0;
+        }
+    }
+    be_table_unlock(t);
+    if (bad)
+        goto done;
+    if (extra && met_render(extra, out) < 0)
+        goto done;
+    rc = 0;
+done:
+    met_free(r);
+    return rc;
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void admin_reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    admin_t *a = container_of(w, admin_t, reap);
+    while (a->dead) {
+        admin_conn_t *c = a->dead;
+        a->dead = c->next;
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c);
+    }
+    ev_prepare_stop(loop, w);
+}
+
+/* Closes c now and queues its memory for the reap watcher, so callers may
+ * still be inside c's own callback. */
+static void admin_close(admin_conn_t *c)
+{
+    admin_t *a = c->a;
+    ev_io_stop(a->loop, &c->io);
+    ev_timer_stop(a->loop, &c->tmo);
+    close(c->fd);
+    c->fd = -1;
+    if (c->next)
+        c->next->pprev = c->pprev;
+    *c->pprev = c->next;
+    a->nconns--;
+    c->next = a->dead;
+    a->dead = c;
+    ev_prepare_start(a->loop, &a->reap);
+}
+
+static void admin_set_io(admin_conn_t *c, int events)
+{
+    ev_io_stop(c->a->loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    ev_io_start(c->a->loop, &c->io);
+}
+
+static void admin_reply(admin_conn_t *c, int status, const char *ctype, const char *body,
+                        size_t len, const char *extra)
+{
+    buf_reset(&c->out);
+    if (http_write_response(&c->out, status, ctype, body, len, extra) < 0) {
+        admin_close(c);
+        return;
+    }
+    c->phase = ADMIN_WRITE;
+    admin_set_io(c, EV_WRITE);
+}
+
+static void admin_reply_str(admin_conn_t *c, int status, const char *json, const char *extra)
+{
+    admin_reply(c, status, "application/json", json, strlen(json), extra);
+}
+
+static void admin_reply_json(admin_conn_t *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void admin_reply_json(admin_conn_t *c, int status, const char *fmt, ...)
+{
+    char body[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(body, sizeof(body), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = snprintf(body, sizeof(body), "{\"error\":\"internal\"}\n");
+    admin_reply(c, status, "application/json", body, (size_t)n, NULL);
+}
+
+/* Constant-time in the token's contents: every byte of the expected token
+ * is compared whatever the given one holds, so timing reveals nothing but
+ * the (configured, not secret) length check. */
+static int admin_token_ok(const char *want, const char *got, size_t gotlen)
+{
+    size_t wlen = strlen(want);
+    unsigned char diff = wlen != gotlen;
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gotlen ? got[i] : 0);
+    return diff == 0;
+}
+
+static int admin_authorized(const admin_t *a, const http_head_t *h)
+{
+    if (!a->token)
+        return 1;
+    const http_str_t *v = http_header_get(h, "Authorization");
+    if (!v || v->n < 7 || strncasecmp(v->p, "Bearer ", 7) != 0)
+        return 0;
+    const char *p = v->p + 7;
+    size_t n = v->n - 7;
+    while (n && *p == ' ')
+        p++, n--;
+    while (n && p[n - 1] == ' ')
+        n--;
+    return admin_token_ok(a->token, p, n);
+}
+
+static int admin_hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX escapes of an id taken from the path into out (NUL-ended);
+ * -1 when malformed, empty, holding a NUL or too long. */
+static int admin_unescape(const char *p, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)p[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = admin_hexval(p[i + 1]), lo = admin_hexval(p[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            ch = hi * 16 + lo;
+            i += 2;
+        }
+        if (ch == 0 || o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = 0;
+    return o ? 0 : -1;
+}
+
+static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const char *rest, size_t n)
+{
+    admin_t *a = c->a;
+    const char *slash = memrchr(rest, '/', n);
+    if (!slash) {
+        admin_reply_json(c, 404, "{\"error\":\"not found\"}\n");
+        return;
+    }
+    http_str_t action = {slash + 1, (size_t)(rest + n - slash - 1)};
+    int drain = http_str_eq(action, "drain"), enable = http_str_eq(action, "enable");
+    if (!drain && !enable) {
+        admin_reply_json(c, 404, "{\"error\":\"not found\"}\n");
+        return;
+    }
+    if (h->method != HTTP_POST) {
+        admin_reply_str(c, 405, "{\"error\":\"method not allowed\"}\n", "Allow: POST\r\n");
+        return;
+    }
+    char id[sizeof(((be_t *)0)->id)];
+    be_t *b = NULL;
+    if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0)
+        b = be_find(a->t, id);
+    if (!b) {
+        admin_reply_json(c, 404, "{\"error\":\"unknown backend\"}\n");
+        return;
+    }
+    int was = __atomic_exchange_n(&b->admin_drain, drain, __ATOMIC_RELAXED);
+    if (was != drain)
+        log_info("backend %s (%s) %s through the admin API", b->id, b->addr_str,
+                 drain ? "drained" : "enabled");
+    json_t *j = json_pack("{s:s, s:s, s:b}", "id", b->id, "state", admin_state_name(b),
+                          "admin_drain", drain);
+    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (txt) {
+        buf_t body = BUF_INIT;
+        if (buf_printf(&body, "%s\n", txt) == 0)
+            admin_reply(c, 200, "application/json", buf_head(&body), buf_size(&body), NULL);
+        else
+            admin_close(c);
+        buf_free(&body);
+    } else {
+        admin_reply_json(c, 500, "{\"error\":\"internal\"}\n");
+    }
+    free(txt);
+}
+
+static void admin_route(admin_conn_t *c, const http_head_t *h)
+{
+    admin_t *a = c->a;
+    if (!admin_authorized(a, h)) {
+        admin_reply_str(c, 401, "{\"error\":\"unauthorized\"}\n", "WWW-Authenticate: Bearer\r\n");
+        return;
+    }
+    http_str_t p = h->path;
+    int get = h->method == HTTP_GET;
+    if (http_str_eq(p, "/healthz") || http_str_eq(p, "/stats") || http_str_eq(p, "/metrics")) {
+        if (!get) {
+            admin_reply_str(c, 405, "{\"error\":\"method not allowed\"}\n", "Allow: GET\r\n");
+            return;
+        }
+        if (http_str_eq(p, "/healthz")) {
+            admin_reply(c, 200, "text/plain", "ok\n", 3, NULL);
+            return;
+        }
+        buf_t body = BUF_INIT;
+        int rc;
+        const char *ctype;
+        if (http_str_eq(p, "/stats")) {
+            rc = admin_render_stats(a->t, a->stats, be_table_algo(a->t)->name, &body);
+            ctype = "application/json";
+        } else {
+            rc = admin_render_metrics(a->t, a->stats, a->extra, &body);
+            ctype = "text/plain; version=0.0.4";
+        }
+        if (rc == 0)
+            admin_reply(c, 200, ctype, buf_head(&body), buf_size(&body), NULL);
+        else
+            admin_reply_json(c, 500, "{\"error\":\"internal\"}\n");
+        buf_free(&body);
+        return;
+    }
+    static const char pre[] = "/backends/";
+    if (p.n > sizeof(pre) - 1 && memcmp(p.p, pre, sizeof(pre) - 1) == 0) {
+        admin_backend_action(c, h, p.p + sizeof(pre) - 1, p.n - (sizeof(pre) - 1));
+        return;
+    }
+    admin_reply_json(c, 404, "{\"error\":\"not found\"}\n");
+}
+
+/* After the answer: discard whatever the client still sends until its EOF. */
+static void admin_on_linger(admin_conn_t *c)
+{
+    char sink[2048];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0)
+            break;
+    }
+    admin_close(c); /* EOF, error, or a client that keeps talking */
+}
+
+static void admin_on_read(admin_conn_t *c)
+{
+    for (;;) {
+        char *p = buf_reserve(&c->in, 2048);
+        if (!p) {
+            admin_close(c);
+            return;
+        }
+        ssize_t n = read(c->fd, p, 2048);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            if (n == 0 && buf_size(&c->in) > 0)
+                log_debug("admin: client closed mid-head");
+            admin_close(c);
+            return;
+        }
+        buf_commit(&c->in, (size_t)n);
+        http_head_t h;
+        int r = http_parse_request(buf_head(&c->in), buf_size(&c->in), ADMIN_MAX_HEAD, &h);
+        if (r == HTTP_PARSE_AGAIN)
+            continue;
+        if (r == HTTP_PARSE_ERROR)
+            admin_reply_json(c, 400, "{\"error\":\"bad request\"}\n");
+        else if (r < 0)
+            admin_reply_json(c, 431, "{\"error\":\"request head too large\"}\n");
+        else
+            admin_route(c, &h);
+        return;
+    }
+}
+
+static void admin_on_write(admin_conn_t *c)
+{
+    while (buf_size(&c->out) > 0) {
+        ssize_t n = write(c->fd, buf_head(&c->out), buf_size(&c->out));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            admin_close(c);
+            return;
+        }
+        buf_consume(&c->out, (size_t)n);
+    }
+    /* Answer sent: half-close and wait for the client's EOF. */
+    shutdown(c->fd, SHUT_WR);
+    buf_free(&c->in);
+    c->phase = ADMIN_LINGERING;
+    admin_set_io(c, EV_READ);
+    ev_timer_stop(c->a->loop, &c->tmo);
+    ev_timer_set(&c->tmo, ADMIN_LINGER, 0.);
+    ev_timer_start(c->a->loop, &c->tmo);
+}
+
+static void admin_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    admin_conn_t *c = container_of(w, admin_conn_t, io);
+    if (c->phase == ADMIN_WRITE)
+        admin_on_write(c);
+    else if (c->phase == ADMIN_LINGERING)
+        admin_on_linger(c);
+    else
+        admin_on_read(c);
+}
+
+static void admin_tmo_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    admin_conn_t *c = container_of(w, admin_conn_t, tmo);
+    if (c->phase == ADMIN_READ && buf_size(&c->in) > 0) {
+        /* A slow head gets its 408 (best effort; the timer is restarted
+         * for the write so a stuck client still goes). */
+        ev_timer_set(&c->tmo, ADMIN_HEAD_TIMEOUT, 0.);
+        ev_timer_start(loop, &c->tmo);
+        admin_reply_json(c, 408, "{\"error\":\"request timeout\"}\n");
+        buf_free(&c->in);
+        return;
+    }
+    admin_close(c);
+}
+
+static void admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    admin_t *a = container_of(w, admin_t, lio);
+    for (int i = 0; i < ADMIN_ACCEPTS; i++) {
+        int fd = sock_accept(a->lfd, NULL);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                log_warn("admin: accept: %s", strerror(errno));
+            return;
+        }
+        admin_conn_t *c = a->nconns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+        if (!c) {
+            close(fd); /* over the cap: the admin API is not worth more */
+            continue;
+        }
+        c->a = a;
+        c->fd = fd;
+        c->phase = ADMIN_READ;
+        c->next = a->conns;
+        if (c->next)
+            c->next->pprev = &c->next;
+        c->pprev = &a->conns;
+        a->conns = c;
+        a->nconns++;
+        ev_io_init(&c->io, admin_io_cb, fd, EV_READ);
+        ev_io_start(loop, &c->io);
+        ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_HEAD_TIMEOUT, 0.);
+        ev_timer_start(loop, &c->tmo);
+    }
+}
+
+admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const admin_config_t *cfg,
+                      char *err, size_t errlen)
+{
+    const char *listen = cfg && cfg->listen ? cfg->listen : "127.0.0.1:8081";
+    char serr[SOCK_ERR_LEN];
+    sock_addr_t sa;
+    if (sock_parse_addr(listen, &sa, serr, sizeof(serr)) < 0) {
+        snprintf(err, errlen, "admin address: %s", serr);
+        return NULL;
+    }
+    admin_t *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->lfd = -1;
+    if (cfg && cfg->token && !(a->token = strdup(cfg->token))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    a->lfd = sock_listen(&sa, 64, 0, serr, sizeof(serr));
+    if (a->lfd < 0) {
+        snprintf(err, errlen, "admin listen %s: %s", listen, serr);
+        goto fail;
+    }
+    sock_local_addr(a->lfd, &a->local);
+    a->loop = loop;
+    a->t = t;
+    a->stats = stats;
+    a->extra = cfg ? cfg->metrics : NULL;
+    ev_prepare_init(&a->reap, admin_reap_cb);
+    ev_io_init(&a->lio, admin_accept_cb, a->lfd, EV_READ);
+    ev_io_start(loop, &a->lio);
+    return a;
+fail:
+    if (a->lfd >= 0)
+        close(a->lfd);
+    free(a->token);
+    free(a);
+    return NULL;
+}
+
+int admin_local_addr(const admin_t *a, sock_addr_t *out)
+{
+    *out = a->local;
+    return 0;
+}
+
+void admin_free(admin_t *a)
+{
+    if (!a)
+        return;
+    ev_io_stop(a->loop, &a->lio);
+    close(a->lfd);
+    while (a->conns)
+        admin_close(a->conns);
+    admin_reap_cb(a->loop, &a->reap, 0);
+    if (a->token) /* scrub the secret before handing the memory back */
+        explicit_bzero(a->token, strlen(a->token));
+    free(a->token);
+    free(a);
+}
