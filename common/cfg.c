@@ -442,33 +442,38 @@ void cfg_usage(const cfg_opt_t *opts, FILE *f, const char *prog, const char *sum
     fprintf(f, "\nOptions:\n");
     for (const cfg_opt_t *o = opts; o->name != NULL; o++) {
         char extra[160] = "";
+        char def[112] = "";
         switch (o->type) {
-        case CFG_STR: {
-            const char *d = *(char **)o->dst;
-            if (d != NULL && *d)
-                snprintf(extra, sizeof(extra), " (default: %.100s)", d);
+        case CFG_STR:
+            if (*(char **)o->dst != NULL)
+                snprintf(def, sizeof(def), "%.100s", *(char **)o->dst);
             break;
-        }
         case CFG_INT:
-            if (o->min != 0 || o->max != 0)
-                snprintf(extra, sizeof(extra), " (default: %ld, range %ld..%ld)", *(long *)o->dst,
-                         o->min, o->max);
-            else
-                snprintf(extra, sizeof(extra), " (default: %ld)", *(long *)o->dst);
+            snprintf(def, sizeof(def), "%ld", *(long *)o->dst);
             break;
         case CFG_BOOL:
             if (*(int *)o->dst)
-                snprintf(extra, sizeof(extra), " (default: on; --no-%s to disable)", o->name);
+                snprintf(def, sizeof(def), "on");
             break;
         case CFG_LIST:
-            snprintf(extra, sizeof(extra), " (repeatable)");
             break;
         }
+        /* Tables often spell the default in the help text already, e.g.
+         * "interval (1000)"; saying it twice is noise. */
+        if (def[0] != '\0' && (o->help == NULL || strstr(o->help, def) == NULL))
+            snprintf(extra, sizeof(extra), " (default: %s)", def);
+        size_t el = strlen(extra);
+        if (o->type == CFG_INT && (o->min != 0 || o->max != 0))
+            snprintf(extra + el, sizeof(extra) - el, " [%ld..%ld]", o->min, o->max);
+        else if (o->type == CFG_LIST)
+            snprintf(extra + el, sizeof(extra) - el, " (repeatable)");
         cfg_usage_line(f, o->name, cfg_type_metavar(o), o->help, extra);
     }
     cfg_usage_line(f, "config", "FILE", "read options from FILE ('name = value' lines)", NULL);
     cfg_usage_line(f, "help", NULL, "show this help and exit", NULL);
     cfg_usage_line(f, "version", NULL, "show the version and exit", NULL);
+    fprintf(f, "\nValues go as --name VALUE or --name=VALUE; a boolean is set by --name\n"
+               "and cleared by --name=false or --no-name. Flags override the config file.\n");
 }
 
 void cfg_free(const cfg_opt_t *opts)

@@ -39,7 +39,7 @@ static void opts_reset(struct opts *o)
         {"listen", CFG_STR, &(o).listen, "HOST:PORT", "address to listen on", 0, 0},               \
             {"name", CFG_STR, &(o).name, "NAME", "instance name", 0, 0},                           \
             {"rise", CFG_INT, &(o).rise, "N", "successes before up", 1, 10},                       \
-            {"neg", CFG_INT, &(o).neg, NULL, "any integer", 0, 0},                                 \
+            {"neg", CFG_INT, &(o).neg, NULL, "any integer (-1)", 0, 0},                            \
             {"verbose", CFG_BOOL, &(o).verbose, NULL, "log more", 0, 0},                           \
             {"color", CFG_BOOL, &(o).color, NULL, "colour output", 0, 0},                          \
             {"backend", CFG_LIST, &(o).backends, "HOST:PORT", "a backend", 0, 0}, CFG_END          \
@@ -355,7 +355,11 @@ static void test_help_and_version(void **state)
     assert_non_null(strstr(out, "address to listen on"));
     assert_non_null(strstr(out, "(default: 127.0.0.1:8080)"));
     assert_non_null(strstr(out, "--rise N"));
-    assert_non_null(strstr(out, "range 1..10"));
+    assert_non_null(
+        strstr(out, "--rise N                 successes before up (default: 2) [1..10]\n"));
+    /* The default is not repeated when the help text already gives it. */
+    assert_non_null(strstr(out, "any integer (-1)\n"));
+    assert_non_null(strstr(out, "(default: on)"));
     assert_non_null(strstr(out, "--verbose "));
     assert_null(strstr(out, "--verbose VALUE"));
     assert_non_null(strstr(out, "--backend HOST:PORT"));
