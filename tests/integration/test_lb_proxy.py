@@ -1,0 +1,240 @@
+"""The lb's data path: websocket upgrades and plain HTTP reach a worker, the
+lb's own answers (400, 408, 431, 502, 503), retries, TLS, and no leaked
+connections afterwards."""
+
+import asyncio
+import os
+import signal
+import socket
+import tempfile
+import time
+
+import pytest
+
+import util
+from lbutil import (client_ssl_ctx, close_at_once_handler, echo_headers_handler,  # noqa: F401
+                    fake_backend, lb_factory, make_cert, open_ws, peer_cert_der, run)
+
+
+def refused_addr():
+    """An address where nothing listens (connect is refused)."""
+    return "127.0.0.1:%d" % util.free_port()
+
+
+def test_upgrade_reaches_worker_and_runs_code(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr)
+
+    async def go():
+        ws, wid = await open_ws(lb.url("/eval"))
+        try:
+            assert wid == "w1"
+            r = await util.arun(ws, "python3", "print(6*7)")
+            assert r.verdict == "ok" and r.stdout == "42\n", r
+            # The tunnel carries large messages both ways intact.
+            ws2, _ = await open_ws(lb.url("/echo"))
+            big = os.urandom(300 * 1024)
+            await ws2.send(big)
+            assert await asyncio.wait_for(ws2.recv(), 20) == big
+            await ws2.close()
+        finally:
+            await ws.close()
+    run(go())
+    st = lb.wait_active(0)
+    st = lb.stats()
+    assert st["handshakes"] >= 2 and st["accepted"] >= 2
+    assert lb.backend("w1")["total"] >= 2
+    log = lb.stderr_text()
+    assert "backend=w1" in log and 'req="GET /eval"' in log and "status=101" in log
+
+
+def test_plain_http_and_forwarded_headers(worker_factory, fake_backend, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr)
+    status, _, body = util.http_get(lb.addr, "/healthz")
+    assert status == 200 and body.strip() == b"ok"
+    status, _, _ = util.http_get(lb.addr, "/nope")
+    assert status == 404
+
+    fb = fake_backend(echo_headers_handler)
+    lb2 = lb_factory(backend="h1=" + fb.addr)
+    status, _, body = util.http_get(lb2.addr, "/x?q=1", headers={
+        "X-Forwarded-For": "203.0.113.9", "X-Request-Id": "spoofed", "X-Custom": "keep me"})
+    assert status == 200
+    import json
+    got = json.loads(body)
+    h = got["headers"]
+    assert got["request_line"] == "GET /x?q=1 HTTP/1.1"
+    assert h["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
+    assert h["x-forwarded-proto"] == ["http"]
+    assert len(h["x-request-id"]) == 1 and h["x-request-id"][0] != "spoofed"
+    assert h["x-custom"] == ["keep me"]
+    # Request ids are unique per request.
+    _, _, body2 = util.http_get(lb2.addr, "/")
+    assert json.loads(body2)["headers"]["x-request-id"] != h["x-request-id"]
+    lb.wait_active(0)
+    lb2.wait_active(0)
+
+
+def test_503_without_backend(lb_factory):
+    lb = lb_factory()
+    status, hdrs, body = util.http_get(lb.addr, "/eval")
+    assert status == 503
+    assert hdrs["content-type"].startswith("application/json")
+    assert b'"error"' in body and b"no backend" in body
+    st = lb.stats()
+    assert st["errors"]["no_backend"] == 1
+    lb.wait_active(0)
+
+
+def test_502_when_every_backend_refuses(lb_factory):
+    lb = lb_factory(backend=["a=" + refused_addr(), "b=" + refused_addr()], retries=3,
+                    health_interval_ms=60000)
+    status, hdrs, body = util.http_get(lb.addr, "/eval")
+    assert status == 502 and b'"error"' in body
+    st = lb.stats()
+    assert st["errors"]["all_failed"] == 1 and st["errors"]["connect"] >= 2
+    lb.wait_active(0)
+
+
+def test_dead_backend_is_retried_transparently(worker_factory, fake_backend, lb_factory):
+    """A refused connect and a backend that accepts then closes without a byte
+    both cost the client nothing: it is answered by the live worker."""
+    w = worker_factory(id="live")
+    dead = fake_backend(close_at_once_handler)
+    lb = lb_factory(backend=["live=" + w.addr, "dead=" + dead.addr, "gone=" + refused_addr()],
+                    algo="roundrobin", health_interval_ms=60000, fall=100)
+
+    async def go():
+        for _ in range(9):
+            ws, wid = await open_ws(lb.url("/eval"))
+            assert wid == "live"
+            await ws.close()
+    run(go())
+    assert dead.conns >= 1, "the accepting-but-dead backend was never tried"
+    st = lb.stats()
+    assert st["handshakes"] == 9 and st["errors"]["all_failed"] == 0
+    lb.wait_active(0)
+
+
+def test_bad_requests_get_answers_and_leave_nothing_behind(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, timeout_head_ms=500)
+
+    status, _, _ = util.raw_http(lb.addr, b"BLAH BLAH\r\n\r\n")
+    assert status == 400
+    status, _, _ = util.raw_http(lb.addr, b"GET / HTTP/1.1\r\nBad Header Name\r\n\r\n")
+    assert status == 400
+    big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    status, _, _ = util.raw_http(lb.addr, big)
+    assert status == 431
+    many = b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(100)) + b"\r\n"
+    status, _, _ = util.raw_http(lb.addr, many)
+    assert status == 431
+
+    # A slow head gets 408 after --timeout-head-ms.
+    t0 = time.monotonic()
+    with socket.create_connection(util.split_addr(lb.addr), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        data = s.recv(4096)
+    assert data.startswith(b"HTTP/1.1 408"), data
+    assert 0.3 < time.monotonic() - t0 < 4
+
+    # Clients that vanish: before sending anything, mid-head, and right
+    # after a complete upgrade request.
+    for payload in (b"", b"GET /eval HTTP/1.1\r\nHo",
+                    b"GET /eval HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n"):
+        s = socket.create_connection(util.split_addr(lb.addr), timeout=5)
+        if payload:
+            s.sendall(payload)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # RST
+
+    lb.wait_active(0)
+    st = lb.stats()
+    assert st["errors"]["bad_request"] == 2
+    assert st["errors"]["head_too_large"] == 2
+    assert st["errors"]["head_timeout"] == 1
+    # Still serving.
+    status, _, body = util.http_get(lb.addr, "/healthz")
+    assert status == 200
+    lb.wait_active(0)
+    log = lb.stderr_text()
+    for reason in ("bad_request", "head_too_large", "head_timeout"):
+        assert "reason=%s" % reason in log
+
+
+def test_max_conns_sheds_with_503(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, max_conns=2)
+
+    async def go():
+        a, _ = await open_ws(lb.url())
+        b, _ = await open_ws(lb.url())
+        status, _, body = await asyncio.get_running_loop().run_in_executor(
+            None, util.http_get, lb.addr, "/healthz")
+        assert status == 503 and b"overload" in body
+        await a.close()
+        await b.close()
+    run(go())
+    lb.wait_active(0)
+    assert lb.stats()["errors"]["overload"] == 1
+    assert util.http_get(lb.addr, "/healthz")[0] == 200
+
+
+def test_wss_through_tls_listener_and_reload(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    d = tempfile.mkdtemp(prefix="wslb-tls-")
+    cert, key = make_cert(d)
+    tls_addr = "127.0.0.1:%d" % util.free_port()
+    lb = lb_factory(backend="w1=" + w.addr, tls_listen=tls_addr, cert=cert, key=key)
+    ctx = client_ssl_ctx(cert)
+
+    async def go(ctx):
+        ws, wid = await open_ws("wss://%s/eval" % tls_addr, ssl_ctx=ctx)
+        assert wid == "w1"
+        r = await util.arun(ws, "python3", "print('tls')")
+        assert r.stdout == "tls\n"
+        return ws
+    ws_holder = {}
+
+    async def keep_open():
+        ws_holder["ws"] = await go(ctx)
+        # Reload with a new certificate while this tunnel stays open.
+        before = peer_cert_der(tls_addr)
+        os.rename(cert, cert + ".old")
+        os.rename(key, key + ".old")
+        make_cert(d, cn="reloaded")
+        lb.stop(signal.SIGHUP)
+        util.wait_for(lambda: peer_cert_der(tls_addr) != before, 10, "new certificate served")
+        # The old tunnel still works.
+        r = await util.arun(ws_holder["ws"], "python3", "print(1)", run_id="r2")
+        assert r.stdout == "1\n"
+        await ws_holder["ws"].close()
+        ws2 = await go(client_ssl_ctx(cert))
+        await ws2.close()
+    run(keep_open())
+    # X-Forwarded-Proto is https on the TLS listener.
+    lb.wait_active(0)
+    assert "reloaded" in lb.stderr_text()
+    assert lb.stats()["handshakes"] >= 2
+
+
+def test_sigterm_lets_tunnels_finish(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, grace_s=10)
+
+    async def go():
+        ws, _ = await open_ws(lb.url())
+        lb.stop(signal.SIGTERM)
+        # The listener goes away, the open tunnel keeps working.
+        util.wait_for(lambda: util.try_http_get(lb.addr, "/healthz", timeout=0.5) is None, 5,
+                      "listener closed")
+        r = await util.arun(ws, "python3", "print(5)")
+        assert r.stdout == "5\n"
+        assert lb.alive()
+        await ws.close()
+    run(go())
+    assert lb.wait(10) == 0
