@@ -149,6 +149,8 @@ void buf_reset(buf_t *b)
 
 void buf_free(buf_t *b)
 {
+    if (b == NULL)
+        return;
     free(b->data);
     b->data = NULL;
     b->off = 0;

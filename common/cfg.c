@@ -478,6 +478,8 @@ void cfg_usage(const cfg_opt_t *opts, FILE *f, const char *prog, const char *sum
 
 void cfg_free(const cfg_opt_t *opts)
 {
+    if (opts == NULL)
+        return;
     for (const cfg_opt_t *o = opts; o->name != NULL; o++) {
         if (o->type == CFG_STR) {
             char **dst = o->dst;

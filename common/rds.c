@@ -65,6 +65,7 @@ struct rds {
 };
 
 static void rds_try_connect(rds_t *r);
+static void rds_defer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void rds_req_unlink(rds_t *r, struct rds_req *q)
 {
@@ -268,8 +269,10 @@ rds_t *rds_create(struct ev_loop *loop, const char *hostport, rds_state_cb *on_s
     r->backoff_max = 5000;
     ev_timer_init(&r->retry, rds_retry_cb, 0.0, 0.0);
     ev_timer_init(&r->connect_to, rds_connect_timeout_cb, RDS_CONNECT_TIMEOUT, 0.0);
+    ev_timer_init(&r->defer, rds_defer_cb, 0.0, 0.0);
     r->retry.data = r;
     r->connect_to.data = r;
+    r->defer.data = r;
     rds_try_connect(r);
     return r;
 }
@@ -325,8 +328,6 @@ void rds_free(rds_t *r)
     if (r->depth > 0) {
         /* Inside one of our callbacks, possibly with hiredis on the stack:
          * finish from the loop, where nothing of ours is running. */
-        ev_timer_init(&r->defer, rds_defer_cb, 0.0, 0.0);
-        r->defer.data = r;
         ev_timer_start(r->loop, &r->defer);
         return;
     }
