@@ -21,12 +21,6 @@
 
 #define WK_CLOSE_WAIT 2.0 /* after the 1001 close frames, how long to wait for clients */
 
-enum { DRAIN_NONE = 0, DRAIN_RUNS, DRAIN_CLOSING, DRAIN_LEAVING };
-
-static int wk_drain_phase(const wk_t *w)
-{
-    return w->draining;
-}
 
 static void wk_exit_now(wk_t *w)
 {
@@ -65,11 +59,6 @@ static void wk_drain_step(struct ev_loop *loop, ev_idle *idle, int revents)
     }
 }
 
-void wk_on_run_change(wk_t *w)
-{
-    if (w->draining != DRAIN_NONE && w->draining != DRAIN_LEAVING)
-        ev_idle_start(w->loop, &w->drain_check);
-}
 
 static void wk_drain_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -372,6 +361,5 @@ out:
     if (w.loop != NULL)
         ev_loop_destroy(w.loop);
     cfg_free(opts);
-    (void)wk_drain_phase;
     return status;
 }

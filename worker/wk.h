@@ -96,6 +96,9 @@ enum run_verdict {
 };
 const char *run_verdict_name(enum run_verdict v);
 
+/* Drain phases, in w->draining. */
+enum { DRAIN_NONE = 0, DRAIN_RUNS, DRAIN_CLOSING, DRAIN_LEAVING };
+
 /* Called when a slot frees or a run ends, so the drain logic can proceed. */
 void wk_on_run_change(wk_t *w);
 
