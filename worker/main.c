@@ -21,7 +21,6 @@
 
 #define WK_CLOSE_WAIT 2.0 /* after the 1001 close frames, how long to wait for clients */
 
-
 static void wk_exit_now(wk_t *w)
 {
     w->exiting = 1;
@@ -58,7 +57,6 @@ static void wk_drain_step(struct ev_loop *loop, ev_idle *idle, int revents)
             wk_left(w);
     }
 }
-
 
 static void wk_drain_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {

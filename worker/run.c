@@ -399,6 +399,8 @@ static enum run_verdict run_verdict_of(const run_t *r, const sbx_result_t *res)
 {
     if (r->kill_reason >= 0)
         return (enum run_verdict)r->kill_reason;
+    if (res->error[0])
+        return V_ERROR;
     if (res->oom)
         return V_MEMORY;
     if (!res->reported)
@@ -434,8 +436,10 @@ static void run_try_complete(run_t *r)
             return;
         }
         enum run_verdict v = run_verdict_of(r, &res);
-        char why[128];
-        if (v == V_OK || v == V_SIGNALED) {
+        char why[192];
+        if (res.error[0]) {
+            snprintf(why, sizeof(why), "build: %s", res.error);
+        } else if (v == V_OK || v == V_SIGNALED) {
             v = V_ERROR;
             if (res.exited)
                 snprintf(why, sizeof(why), "build failed (exit status %d)", res.status);
