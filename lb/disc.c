@@ -1,0 +1,511 @@
+/* disc: Redis discovery of workers and their published load.
+ *
+ * Two connections: one for commands and one subscribed to the events
+ * channel (a subscribed connection can issue nothing else). A refresh is
+ * SMEMBERS of the set followed by one MGET of every state key; at most one
+ * runs at a time, and an event arriving meanwhile queues exactly one more.
+ *
+ * Events bump a generation counter. A refresh whose SMEMBERS was sent
+ * before the latest event may describe a worker that has since left, so it
+ * updates and removes backends but adds none; the refresh queued by the
+ * event adds them a moment later. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "disc.h"
+#include "log.h"
+#include "rds.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#endif
+
+#define DISC_REFRESH_S 1.0
+/* Published figures above this are not believable and would only risk
+ * overflow in the balancer's arithmetic. */
+#define DISC_MAX_COUNT 1000000000LL
+
+struct disc {
+    struct ev_loop *loop;
+    be_table_t *t;
+    rds_t *cmd; /* SMEMBERS, MGET, SREM */
+    rds_t *sub; /* SUBSCRIBE <prefix>events */
+    char *prefix, *set_key, *chan;
+    ev_timer tick;
+    int inflight; /* a refresh is running */
+    int again;    /* run another one when it ends */
+    unsigned gen; /* bumped by every event */
+    int down_logged;
+};
+
+/* One MGET in flight: the ids it asked for, in order. */
+typedef struct disc_batch {
+    disc_t *d;
+    unsigned gen;
+    size_t n;
+    char **ids;
+} disc_batch_t;
+
+#define LD(p)    __atomic_load_n((p), __ATOMIC_RELAXED)
+#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* ---- parsing (pure) --------------------------------------------------------- */
+
+static int disc_id_ok(const char *s, size_t n, size_t max)
+{
+    if (n == 0 || n >= max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Reads an optional non-negative integer field; -1 when present but bad. */
+static int disc_count(json_t *root, const char *name, int required, int64_t *out)
+{
+    json_t *v = json_object_get(root, name);
+    if (!v) {
+        *out = 0;
+        return required ? -1 : 0;
+    }
+    if (!json_is_integer(v))
+        return -1;
+    json_int_t x = json_integer_value(v);
+    if (x < 0 || x > DISC_MAX_COUNT)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    int rc = -1;
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    memset(out, 0, sizeof(*out));
+    if (!root) {
+        snprintf(err, errlen, "not JSON: %s", jerr.text);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "not a JSON object");
+        goto done;
+    }
+    json_t *id = json_object_get(root, "id"), *addr = json_object_get(root, "addr");
+    json_t *state = json_object_get(root, "state");
+    if (!json_is_string(id) ||
+        !disc_id_ok(json_string_value(id), json_string_length(id), sizeof(out->id))) {
+        snprintf(err, errlen, "bad or missing id");
+        goto done;
+    }
+    memcpy(out->id, json_string_value(id), json_string_length(id) + 1);
+    char aerr[SOCK_ERR_LEN];
+    if (!json_is_string(addr) || json_string_length(addr) >= sizeof(out->addr_str) ||
+        sock_parse_addr(json_string_value(addr), &out->addr, aerr, sizeof(aerr)) < 0) {
+        snprintf(err, errlen, "bad or missing addr");
+        goto done;
+    }
+    /* A wildcard or port 0 names no reachable worker. */
+    char host[SOCK_ADDRSTRLEN];
+    sock_addr_host(&out->addr, host, sizeof(host));
+    sock_addr_str(&out->addr, out->addr_str, sizeof(out->addr_str));
+    size_t alen = strlen(out->addr_str);
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+        (alen >= 2 && strcmp(out->addr_str + alen - 2, ":0") == 0)) {
+        snprintf(err, errlen, "addr '%s' is not a reachable worker address", out->addr_str);
+        goto done;
+    }
+    if (!json_is_string(state)) {
+        snprintf(err, errlen, "bad or missing state");
+        goto done;
+    }
+    if (strcmp(json_string_value(state), "draining") == 0) {
+        out->draining = 1;
+    } else if (strcmp(json_string_value(state), "up") != 0) {
+        snprintf(err, errlen, "unknown state '%.32s'", json_string_value(state));
+        goto done;
+    }
+    int64_t running, queued;
+    if (disc_count(root, "conns", 1, &out->conns) < 0 ||
+        disc_count(root, "evals_running", 0, &running) < 0 ||
+        disc_count(root, "evals_queued", 0, &queued) < 0) {
+        snprintf(err, errlen, "bad or missing conns/evals_running/evals_queued");
+        goto done;
+    }
+    if (json_object_get(root, "load")) {
+        if (disc_count(root, "load", 1, &out->load) < 0) {
+            snprintf(err, errlen, "bad load");
+            goto done;
+        }
+    } else {
+        out->load = running + queued;
+    }
+    json_t *tsv = json_object_get(root, "ts_ms");
+    if (tsv && (!json_is_integer(tsv) || json_integer_value(tsv) < 0)) {
+        snprintf(err, errlen, "bad ts_ms");
+        goto done;
+    }
+    out->ts_ms = tsv ? (uint64_t)json_integer_value(tsv) : 0;
+    rc = 0;
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- applying a refresh ----------------------------------------------------- */
+
+static const char *disc_state_name(int st)
+{
+    return st == BE_UP ? "up" : st == BE_DOWN ? "down" : "draining";
+}
+
+/* The worker says whether it drains; health checks own UP/DOWN otherwise. */
+static void disc_set_draining(disc_t *d, be_t *b, int draining)
+{
+    int st = be_get_state(b);
+    if (draining) {
+        if (!LD(&b->remote_draining)) {
+            ST(&b->remote_draining, 1);
+            if (st == BE_UP) {
+                be_set_state(d->t, b, BE_DRAINING);
+                log_info("backend %s (%s) up -> draining: the worker announced its drain", b->id,
+                         b->addr_str);
+            }
+        }
+    } else if (LD(&b->remote_draining)) {
+        ST(&b->remote_draining, 0);
+        if (st == BE_DRAINING) {
+            be_set_state(d->t, b, BE_UP);
+            log_info("backend %s (%s) draining -> up: the worker serves again", b->id, b->addr_str);
+        }
+    }
+}
+
+static void disc_remove(disc_t *d, be_t *b, const char *why)
+{
+    log_info("backend %s (%s) removed: %s (%s, %lld live connections from this lb)", b->id,
+             b->addr_str, why, disc_state_name(be_get_state(b)), (long long)LD(&b->active));
+    be_remove(d->t, b);
+}
+
+static int disc_in(be_t *const *v, size_t n, const be_t *b)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == b)
+            return 1;
+    return 0;
+}
+
+/* Applies one refresh: vals[i] is the MGET answer for ids[i] (NULL or nil =
+ * key gone). Main thread. */
+static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int may_add)
+{
+    be_t **seen = calloc(n ? n : 1, sizeof(*seen));
+    size_t nseen = 0;
+    if (!seen) {
+        log_error("discovery: out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        redisReply *v = vals ? vals[i] : NULL;
+        be_t *b = be_find(d->t, ids[i]);
+        if (!v || v->type != REDIS_REPLY_STRING) {
+            /* Registration expired: tidy the set so it does not grow forever.
+             * A live worker re-adds itself with its next heartbeat. */
+            rds_command(d->cmd, NULL, NULL, "SREM %s %s", d->set_key, ids[i]);
+            continue;
+        }
+        disc_state_t st;
+        char err[128];
+        if (disc_parse_state(v->str, v->len, &st, err, sizeof(err)) < 0 ||
+            strcmp(st.id, ids[i]) != 0) {
+            log_debug("discovery: ignoring state of '%s': %s", ids[i],
+                      strcmp(st.id, ids[i]) ? "id does not match its key" : err);
+            if (b) /* keep what we knew */
+                seen[nseen++] = b;
+            continue;
+        }
+        if (b && b->source == BE_DISCOVERED && strcmp(b->addr_str, st.addr_str) != 0) {
+            disc_remove(d, b, "address changed");
+            b = NULL;
+        }
+        if (!b) {
+            if (!may_add)
+                continue;
+            b = be_add(d->t, st.id, &st.addr, 1, BE_DISCOVERED);
+            if (!b) {
+                log_error("discovery: cannot add backend %s: out of memory", st.id);
+                continue;
+            }
+            log_info("backend %s (%s) discovered: %s, %lld connections, load %lld", b->id,
+                     b->addr_str, st.draining ? "draining" : "up", (long long)st.conns,
+                     (long long)st.load);
+        }
+        /* Only a newer snapshot may undo a drain: a drain event can arrive
+         * before the heartbeat that says so. */
+        int fresh = !LD(&b->has_remote) || !st.ts_ms || st.ts_ms > LD(&b->remote_ts_ms);
+        be_update_remote(b, st.conns, st.load, st.ts_ms);
+        if (st.draining || fresh)
+            disc_set_draining(d, b, st.draining);
+        seen[nseen++] = b;
+    }
+
+    /* Whatever Redis no longer lists has left. Collect first: removing
+     * reshuffles the table. */
+    size_t cnt = be_table_count(d->t), ngone = 0;
+    be_t **gone = calloc(cnt ? cnt : 1, sizeof(*gone));
+    if (gone) {
+        for (size_t i = 0; i < cnt; i++) {
+            be_t *b = be_table_at(d->t, i);
+            if (disc_in(seen, nseen, b))
+                continue;
+            if (b->source == BE_DISCOVERED)
+                gone[ngone++] = b;
+            else if (LD(&b->has_remote))
+                be_clear_remote(b); /* static: back to local counts */
+        }
+        for (size_t i = 0; i < ngone; i++)
+            disc_remove(d, gone[i], "registration gone from Redis");
+    }
+    free(gone);
+    free(seen);
+}
+
+/* ---- Redis plumbing --------------------------------------------------------- */
+
+static void disc_refresh(disc_t *d);
+
+static void disc_batch_free(disc_batch_t *bt)
+{
+    for (size_t i = 0; i < bt->n; i++)
+        free(bt->ids[i]);
+    free(bt->ids);
+    free(bt);
+}
+
+static void disc_refresh_done(disc_t *d)
+{
+    d->inflight = 0;
+    if (d->again) {
+        d->again = 0;
+        disc_refresh(d);
+    }
+}
+
+static void disc_on_values(rds_t *r, redisReply *reply, void *privdata)
+{
+    disc_batch_t *bt = privdata;
+    disc_t *d = bt->d;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == bt->n)
+        disc_apply(d, bt->ids, reply->element, bt->n, bt->gen == d->gen);
+    else if (reply)
+        log_warn("discovery: unexpected MGET reply (type %d)", reply->type);
+    disc_batch_free(bt);
+    if (reply) /* NULL: connection gone or shutting down; the tick retries */
+        disc_refresh_done(d);
+    else
+        d->inflight = 0;
+}
+
+static void disc_on_members(rds_t *r, redisReply *reply, void *privdata)
+{
+    disc_t *d = privdata;
+    if (!reply) {
+        d->inflight = 0;
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        log_warn("discovery: unexpected SMEMBERS reply (type %d)", reply->type);
+        disc_refresh_done(d);
+        return;
+    }
+    size_t n = reply->elements;
+    if (n == 0) {
+        disc_apply(d, NULL, NULL, 0, 1);
+        disc_refresh_done(d);
+        return;
+    }
+    disc_batch_t *bt = calloc(1, sizeof(*bt));
+    const char **argv = calloc(n + 1, sizeof(*argv));
+    size_t *argl = calloc(n + 1, sizeof(*argl));
+    if (!bt || !argv || !argl || !(bt->ids = calloc(n, sizeof(char *))))
+        goto fail;
+    bt->d = d;
+    bt->gen = d->gen;
+    argv[0] = "MGET";
+    argl[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            goto fail;
+        size_t klen = strlen(d->prefix) + 7 + e->len;
+        char *key = malloc(klen + 1);
+        /* ids is the member itself; the key buffer holds prefix+"worker:"+id */
+        bt->ids[bt->n] = strndup(e->str, e->len);
+        if (!key || !bt->ids[bt->n]) {
+            free(key);
+            free(bt->ids[bt->n]);
+            goto fail;
+        }
+        bt->n++;
+        snprintf(key, klen + 1, "%sworker:%s", d->prefix, bt->ids[bt->n - 1]);
+        argv[i + 1] = key;
+        argl[i + 1] = strlen(key);
+    }
+    if (rds_command_argv(d->cmd, disc_on_values, bt, (int)(n + 1), argv, argl) < 0)
+        goto fail;
+    for (size_t i = 1; i <= n; i++)
+        free((char *)argv[i]);
+    free(argv);
+    free(argl);
+    return;
+fail:
+    if (argv)
+        for (size_t i = 1; i <= n; i++)
+            free((char *)argv[i]);
+    free(argv);
+    free(argl);
+    if (bt)
+        disc_batch_free(bt);
+    d->inflight = 0;
+}
+
+static void disc_refresh(disc_t *d)
+{
+    if (d->inflight) {
+        d->again = 1;
+        return;
+    }
+    if (!rds_connected(d->cmd))
+        return;
+    d->inflight = 1;
+    if (rds_command(d->cmd, disc_on_members, d, "SMEMBERS %s", d->set_key) < 0)
+        d->inflight = 0;
+}
+
+static void disc_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    disc_refresh(container_of(w, disc_t, tick));
+}
+
+/* One message on the events channel: act on drain and leave at once (the
+ * next heartbeat may be a second away), then refresh for the full picture. */
+static void disc_on_event(disc_t *d, const char *msg, size_t len)
+{
+    json_t *j = json_loadb(msg, len, 0, NULL);
+    const char *ev = json_string_value(json_object_get(j, "event"));
+    const char *id = json_string_value(json_object_get(j, "id"));
+    if (ev && id) {
+        be_t *b = be_find(d->t, id);
+        log_debug("discovery: event %s for %s", ev, id);
+        if (b && strcmp(ev, "drain") == 0) {
+            disc_set_draining(d, b, 1);
+        } else if (b && strcmp(ev, "leave") == 0) {
+            if (b->source == BE_DISCOVERED)
+                disc_remove(d, b, "the worker announced it leaves");
+            else
+                be_clear_remote(b);
+        }
+    }
+    json_decref(j);
+    d->gen++;
+    disc_refresh(d);
+}
+
+static void disc_on_sub(rds_t *r, redisReply *reply, void *privdata)
+{
+    disc_t *d = privdata;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return;
+    redisReply *kind = reply->element[0], *payload = reply->element[2];
+    if (kind->type == REDIS_REPLY_STRING && strcmp(kind->str, "message") == 0 &&
+        payload->type == REDIS_REPLY_STRING)
+        disc_on_event(d, payload->str, payload->len);
+}
+
+static void disc_cmd_state(rds_t *r, int connected, void *ud)
+{
+    disc_t *d = ud;
+    if (connected) {
+        if (d->down_logged)
+            log_info("discovery: Redis is back; refreshing");
+        d->down_logged = 0;
+        disc_refresh(d);
+    } else if (!d->down_logged) {
+        d->down_logged = 1;
+        log_warn("discovery: Redis unreachable; keeping the last known %zu backends",
+                 be_table_count(d->t));
+    }
+}
+
+static void disc_sub_state(rds_t *r, int connected, void *ud)
+{
+    disc_t *d = ud;
+    if (connected && rds_command(r, disc_on_sub, d, "SUBSCRIBE %s", d->chan) < 0)
+        log_warn("discovery: cannot subscribe to %s", d->chan);
+    if (connected) /* events may have been missed while away */
+        disc_refresh(d);
+}
+
+disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr, const char *prefix,
+                    char *err, size_t errlen)
+{
+    char rerr[SOCK_ERR_LEN];
+    disc_t *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->loop = loop;
+    d->t = t;
+    ev_timer_init(&d->tick, disc_tick_cb, DISC_REFRESH_S, DISC_REFRESH_S);
+    if (!prefix)
+        prefix = "wslb:";
+    size_t plen = strlen(prefix);
+    d->prefix = strdup(prefix);
+    d->set_key = malloc(plen + sizeof("workers"));
+    d->chan = malloc(plen + sizeof("events"));
+    if (!d->prefix || !d->set_key || !d->chan) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    snprintf(d->set_key, plen + sizeof("workers"), "%sworkers", prefix);
+    snprintf(d->chan, plen + sizeof("events"), "%sevents", prefix);
+    d->cmd = rds_create(loop, redis_addr, disc_cmd_state, d, rerr, sizeof(rerr));
+    if (d->cmd)
+        d->sub = rds_create(loop, redis_addr, disc_sub_state, d, rerr, sizeof(rerr));
+    if (!d->cmd || !d->sub) {
+        snprintf(err, errlen, "redis address: %s", rerr);
+        goto fail;
+    }
+    ev_timer_start(loop, &d->tick);
+    return d;
+fail:
+    disc_free(d);
+    return NULL;
+}
+
+void disc_free(disc_t *d)
+{
+    if (!d)
+        return;
+    ev_timer_stop(d->loop, &d->tick);
+    /* rds_free answers pending commands with NULL while d is still alive. */
+    rds_free(d->sub);
+    rds_free(d->cmd);
+    free(d->prefix);
+    free(d->set_key);
+    free(d->chan);
+    free(d);
+}

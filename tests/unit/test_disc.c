@@ -1,0 +1,432 @@
+/* Unit tests for lb/disc.c: the state parser, and discovery against a
+ * private redis-server on a free loopback port (skipped when the binary is
+ * missing). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+
+#include "be.h"
+#include "disc.h"
+#include "log.h"
+#include "sock.h"
+
+/* ---- disc_parse_state -------------------------------------------------------- */
+
+static int parse(const char *json, disc_state_t *st, char *err)
+{
+    return disc_parse_state(json, strlen(json), st, err, 128);
+}
+
+static void test_parse_valid(void **state)
+{
+    disc_state_t st;
+    char err[128];
+    const char *full =
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":12,"
+        "\"evals_running\":1,\"evals_queued\":2,\"max_evals\":4,\"load\":3,"
+        "\"ts_ms\":1764150000000,\"started_ms\":1764149000000,\"isolation\":\"full\"}";
+    assert_int_equal(parse(full, &st, err), 0);
+    assert_string_equal(st.id, "w1");
+    assert_string_equal(st.addr_str, "127.0.0.1:9001");
+    assert_int_equal(st.draining, 0);
+    assert_int_equal(st.conns, 12);
+    assert_int_equal(st.load, 3);
+    assert_int_equal(st.ts_ms, 1764150000000ull);
+
+    /* minimal: load from the evaluation counts, no timestamp, IPv6 */
+    assert_int_equal(parse("{\"id\":\"w-2.x\",\"addr\":\"[::1]:9002\",\"state\":\"draining\","
+                           "\"conns\":0,\"evals_running\":2,\"evals_queued\":1}",
+                           &st, err),
+                     0);
+    assert_int_equal(st.draining, 1);
+    assert_int_equal(st.load, 3);
+    assert_int_equal(st.ts_ms, 0);
+    assert_string_equal(st.addr_str, "[::1]:9002");
+
+    /* unknown fields are fine; the length bound is respected (no NUL needed) */
+    const char *two = "{\"id\":\"a\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
+                      "\"extra\":[1,2]}GARBAGE";
+    assert_int_equal(disc_parse_state(two, strlen(two) - 7, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.load, 0);
+    /* err may be NULL */
+    assert_int_equal(disc_parse_state("{", 1, &st, NULL, 0), -1);
+}
+
+static void test_parse_invalid(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "not json",
+        "[1,2,3]",
+        "\"w1\"",
+        "{}",
+        /* id */
+        "{\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":7,\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"a\\nb\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"a\\u0000b\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
+        /* addr */
+        "{\"id\":\"w\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"example.com:80\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:99999\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:0\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"0.0.0.0:9001\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\":9001\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"[::]:9001\",\"state\":\"up\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":[],\"state\":\"up\",\"conns\":1}",
+        /* state */
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"UP\",\"conns\":1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":true,\"conns\":1}",
+        /* numbers */
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\"}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":-1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1.5}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":\"3\"}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":9223372036854775807}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"load\":-2}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"load\":null}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
+        "\"evals_running\":\"x\"}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"ts_ms\":\"now\"}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"ts_ms\":-5}",
+        /* duplicate keys could smuggle two answers past a checker */
+        "{\"id\":\"w\",\"id\":\"v\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        disc_state_t st;
+        char err[128] = "";
+        if (parse(bad[i], &st, err) != -1)
+            fail_msg("accepted bad state #%zu: %s", i, bad[i]);
+        assert_true(err[0] != 0);
+    }
+    /* an id that does not fit */
+    char longid[300];
+    snprintf(longid, sizeof(longid),
+             "{\"id\":\"%0200d\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}", 0);
+    disc_state_t st;
+    assert_int_equal(parse(longid, &st, (char[128]){0}), -1);
+}
+
+/* ---- against a real Redis ------------------------------------------------------ */
+
+typedef struct redis_fx {
+    pid_t pid;
+    int port;
+    char addr[32];
+    redisContext *c;
+} redis_fx_t;
+
+static int free_port(void)
+{
+    sock_addr_t a;
+    sock_parse_addr("127.0.0.1:0", &a, NULL, 0);
+    int fd = sock_listen(&a, 1, 0, NULL, 0);
+    if (fd < 0)
+        return -1;
+    sock_local_addr(fd, &a);
+    close(fd);
+    char s[SOCK_ADDRSTRLEN];
+    sock_addr_str(&a, s, sizeof(s));
+    return atoi(strrchr(s, ':') + 1);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void redis_kill(redis_fx_t *fx)
+{
+    if (fx->pid > 0) {
+        kill(fx->pid, SIGKILL);
+        waitpid(fx->pid, NULL, 0);
+        fx->pid = 0;
+    }
+}
+
+static int redis_setup(void **state)
+{
+    redis_fx_t *fx = calloc(1, sizeof(*fx));
+    *state = fx;
+    if (access("/usr/bin/redis-server", X_OK) != 0)
+        return 0; /* tests skip */
+    fx->port = free_port();
+    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", fx->port);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", fx->port);
+    fx->pid = fork();
+    if (fx->pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        execl("/usr/bin/redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+        _exit(127);
+    }
+    /* ready when it answers PING, within a bounded deadline */
+    uint64_t end = mono_ms() + 5000;
+    while (mono_ms() < end) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", fx->port, tv);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            if (r && r->type == REDIS_REPLY_STATUS) {
+                freeReplyObject(r);
+                fx->c = c;
+                return 0;
+            }
+            freeReplyObject(r);
+        }
+        redisFree(c);
+        usleep(20000); /* between connection attempts, not as synchronisation */
+    }
+    redis_kill(fx); /* teardown does not run when setup fails */
+    return -1;
+}
+
+static int redis_teardown(void **state)
+{
+    redis_fx_t *fx = *state;
+    if (fx->c)
+        redisFree(fx->c);
+    redis_kill(fx);
+    free(fx);
+    return 0;
+}
+
+static void rcmd(redis_fx_t *fx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(fx->c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+static long long rint_cmd(redis_fx_t *fx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(fx->c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void put_state(redis_fx_t *fx, const char *id, const char *addr, const char *st, int conns,
+                      int load, long long ts)
+{
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s\",\"addr\":\"%s\",\"state\":\"%s\",\"conns\":%d,\"load\":%d,"
+             "\"ts_ms\":%lld}",
+             id, addr, st, conns, load, ts);
+    rcmd(fx, "SET wslb:worker:%s %s PX 60000", id, json);
+    rcmd(fx, "SADD wslb:workers %s", id);
+}
+
+typedef int (*cond_fn)(void *);
+typedef struct waiter {
+    ev_timer poll;
+    cond_fn cond;
+    void *ud;
+    int met;
+} waiter_t;
+
+static void waiter_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    waiter_t *wt = (waiter_t *)w;
+    if (wt->cond(wt->ud)) {
+        wt->met = 1;
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int run_until(struct ev_loop *loop, cond_fn cond, void *ud, unsigned ms)
+{
+    waiter_t wt = {.cond = cond, .ud = ud};
+    ev_timer_init(&wt.poll, waiter_cb, 0.005, 0.005);
+    ev_timer_start(loop, &wt.poll);
+    ev_timer dl;
+    ev_timer_init(&dl, deadline_cb, ms / 1000.0, 0.);
+    ev_timer_start(loop, &dl);
+    ev_run(loop, 0);
+    ev_timer_stop(loop, &wt.poll);
+    ev_timer_stop(loop, &dl);
+    return wt.met;
+}
+
+typedef struct probe {
+    be_table_t *t;
+    redis_fx_t *fx;
+    const char *id;
+    int64_t want;
+} probe_t;
+
+static int cond_present(void *p)
+{
+    probe_t *pr = p;
+    return be_find(pr->t, pr->id) != NULL;
+}
+
+static int cond_absent(void *p)
+{
+    return !cond_present(p);
+}
+
+static int cond_draining(void *p)
+{
+    probe_t *pr = p;
+    be_t *b = be_find(pr->t, pr->id);
+    return b && be_get_state(b) == BE_DRAINING;
+}
+
+static int cond_conns(void *p)
+{
+    probe_t *pr = p;
+    be_t *b = be_find(pr->t, pr->id);
+    return b && b->has_remote && be_conns(b) == pr->want;
+}
+
+static int cond_not_member(void *p)
+{
+    probe_t *pr = p;
+    return rint_cmd(pr->fx, "SISMEMBER wslb:workers %s", pr->id) == 0;
+}
+
+static int cond_never(void *p)
+{
+    return 0;
+}
+
+static void test_discovery(void **state)
+{
+    redis_fx_t *fx = *state;
+    if (!fx->c)
+        skip();
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    be_table_t *t = be_table_create(NULL, 5000);
+    sock_addr_t sa;
+    sock_parse_addr("127.0.0.1:9500", &sa, NULL, 0);
+    be_t *s1 = be_add(t, "s1", &sa, 3, BE_STATIC);
+
+    put_state(fx, "w1", "127.0.0.1:9501", "up", 3, 1, 1000);
+    put_state(fx, "s1", "127.0.0.1:9500", "up", 7, 0, 1000);
+    rcmd(fx, "SADD wslb:workers ghost"); /* listed, but its key expired */
+
+    char err[256];
+    disc_t *d = disc_create(loop, t, fx->addr, "wslb:", err, sizeof(err));
+    assert_non_null(d);
+    probe_t w1 = {t, fx, "w1", 3}, ghost = {t, fx, "ghost", 0}, s1p = {t, fx, "s1", 7};
+    assert_true(run_until(loop, cond_conns, &w1, 3000));
+    be_t *b = be_find(t, "w1");
+    assert_int_equal(b->source, BE_DISCOVERED);
+    assert_string_equal(b->addr_str, "127.0.0.1:9501");
+    assert_int_equal(b->load, 1);
+    assert_true(b->joined_ms > 0); /* slow start from discovery */
+    /* the static backend got counts, not a twin */
+    assert_true(run_until(loop, cond_conns, &s1p, 3000));
+    assert_ptr_equal(be_find(t, "s1"), s1);
+    assert_int_equal(s1->source, BE_STATIC);
+    assert_int_equal(s1->weight, 3);
+    assert_int_equal(be_table_count(t), 2);
+    /* the expired registration was tidied away */
+    assert_true(run_until(loop, cond_not_member, &ghost, 3000));
+    assert_null(be_find(t, "ghost"));
+
+    /* a newer heartbeat updates the counts */
+    put_state(fx, "w1", "127.0.0.1:9501", "up", 5, 2, 2000);
+    w1.want = 5;
+    assert_true(run_until(loop, cond_conns, &w1, 3000));
+
+    /* a join event is acted on without waiting for the periodic refresh */
+    put_state(fx, "w2", "127.0.0.1:9502", "up", 0, 0, 1000);
+    rcmd(fx, "PUBLISH wslb:events %s", "{\"event\":\"join\",\"id\":\"w2\"}");
+    probe_t w2 = {t, fx, "w2", 0};
+    uint64_t t0 = mono_ms();
+    assert_true(run_until(loop, cond_present, &w2, 3000));
+    assert_true(mono_ms() - t0 < 900);
+
+    /* drain event: no new connections at once */
+    rcmd(fx, "PUBLISH wslb:events %s", "{\"event\":\"drain\",\"id\":\"w1\"}");
+    assert_true(run_until(loop, cond_draining, &w1, 3000));
+    assert_int_equal(be_find(t, "w1")->remote_draining, 1);
+
+    /* leave event: gone at once, even though its key is still there for a
+     * moment (no flapping back in from the heartbeat) */
+    rcmd(fx, "DEL wslb:worker:w2");
+    rcmd(fx, "PUBLISH wslb:events %s", "{\"event\":\"leave\",\"id\":\"w2\"}");
+    assert_true(run_until(loop, cond_absent, &w2, 3000));
+
+    /* a key that expires silently: removed by the periodic refresh */
+    rcmd(fx, "DEL wslb:worker:w1");
+    assert_true(run_until(loop, cond_absent, &w1, 3000));
+    assert_non_null(be_find(t, "s1"));
+
+    /* a bad state never becomes a backend */
+    rcmd(fx, "SET wslb:worker:bad %s PX 60000", "{\"id\":\"bad\",\"addr\":\"0.0.0.0:1\"}");
+    rcmd(fx, "SADD wslb:workers bad");
+    put_state(fx, "w3", "127.0.0.1:9503", "up", 1, 0, 1000);
+    probe_t w3 = {t, fx, "w3", 0}, badp = {t, fx, "bad", 0};
+    assert_true(run_until(loop, cond_present, &w3, 3000));
+    assert_false(cond_present(&badp));
+
+    /* Redis dies: the last known set stays and nothing breaks */
+    size_t before = be_table_count(t);
+    redis_kill(fx);
+    run_until(loop, cond_never, NULL, 1500);
+    assert_int_equal(be_table_count(t), before);
+    assert_non_null(be_find(t, "w3"));
+
+    disc_free(d);
+    be_table_free(t);
+    ev_loop_destroy(loop);
+}
+
+static void test_bad_address(void **state)
+{
+    char err[256];
+    be_table_t *t = be_table_create(NULL, 0);
+    assert_null(disc_create(EV_DEFAULT, t, "nowhere", NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "redis"));
+    disc_free(NULL);
+    be_table_free(t);
+}
+
+int main(void)
+{
+    log_set_level(LOG_LVL_OFF);
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_valid),
+        cmocka_unit_test(test_parse_invalid),
+        cmocka_unit_test_setup_teardown(test_discovery, redis_setup, redis_teardown),
+        cmocka_unit_test(test_bad_address),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
