@@ -158,14 +158,22 @@ class Worker:
         assert r.exit and r.exit["verdict"] == "ok" and r.stdout == "1\n", r
 
     def close(self):
+        """Stops the worker if it still runs; returns a problem or None. A
+        worker alive at teardown has no clients left, so SIGTERM must end it
+        promptly and cleanly (exit 0, which also means no leak report)."""
+        problem = None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                rc = self.proc.wait(10)
+                if rc != 0:
+                    problem = "worker %s exited %s on SIGTERM at teardown" % (self.id, rc)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+                problem = "worker %s ignored SIGTERM for 10 s at teardown" % self.id
         self._stderr.close()
+        return problem
 
 
 @pytest.fixture
@@ -192,13 +200,16 @@ def worker_factory(request):
     finally:
         problems = []
         for w in workers:
+            p = None
             try:
-                w.close()
+                p = w.close()
             except Exception as e:  # keep stopping the others
-                problems.append("stopping %s: %r" % (w.id, e))
+                p = "stopping %s: %r" % (w.id, e)
+            if p:
+                problems.append(p)
             text = w.stderr_text()
             bad = [m for m in SANITIZER_MARKS if m in text]
-            if bad or _failed(request):
+            if bad or p or _failed(request):
                 sys.stdout.write("\n---- worker %s (%s) exit %s, stderr ----\n%s\n"
                                  % (w.id, " ".join(w.argv), w.proc.returncode, text[-20000:]))
             if bad:

@@ -514,3 +514,135 @@ def test_disconnect_kills_run(worker, how):
                   5, "evaluations running to drop to 0")
     util.wait_no_process(mk, 5)
     worker.healthy_and_serving()
+
+
+def test_busy_beyond_queue(worker_factory):
+    """--max-evals 1 --queue 1: one runs, one waits, the third is refused
+    with "busy" at once; the two accepted ones both complete."""
+    w = worker_factory(max_evals=1, queue=1)
+    hold = "import sys\nprint('holding', flush=True)\nsys.stdin.read()\n"
+
+    async def go():
+        ws = await util.ws_connect(w.url())
+        try:
+            await util.recv_hello(ws)
+            await util.send_json(ws, util.run_msg("python3", hold, "a"))
+            assert (await util.recv_json(ws, 15))["data"] == "holding\n"
+            await util.send_json(ws, util.run_msg("python3", "print('b')", "b"))
+            await util.send_json(ws, util.run_msg("python3", "print('c')", "c"))
+            m = await util.recv_json(ws, 5)
+            assert m == {"type": "error", "id": "c", "error": "busy"}, m
+            await util.send_json(ws, {"type": "stdin_close", "id": "a"})
+            exits = {}
+            out = {}
+
+            async def loop():
+                while len(exits) < 2:
+                    m = await util.recv_json(ws)
+                    if m["type"] == "exit":
+                        exits[m["id"]] = m
+                    elif m["type"] == "stdout":
+                        out[m["id"]] = out.get(m["id"], "") + m["data"]
+                    else:
+                        raise AssertionError(m)
+            await asyncio.wait_for(loop(), 20)
+            return exits, out
+        finally:
+            await ws.close()
+    exits, out = asyncio.run(go())
+    assert set(exits) == {"a", "b"} and out.get("b") == "b\n", (exits, out)
+    assert all(e["verdict"] == "ok" for e in exits.values()), exits
+
+
+def test_disconnect_drops_queued_runs(worker_factory):
+    w = worker_factory(max_evals=1)
+    mk = util.marker()
+    hold = "import sys\nprint('holding', flush=True)\nsys.stdin.read()\n"
+
+    async def go():
+        a = await util.ws_connect(w.url())
+        await util.recv_hello(a)
+        await util.send_json(a, util.run_msg("python3", hold, "a"))
+        assert (await util.recv_json(a, 15))["data"] == "holding\n"
+        b = await util.ws_connect(w.url())
+        await util.recv_hello(b)
+        # Would leave a trace on the host's process list if it ever ran.
+        await util.send_json(b, util.run_msg("sh", "exec sh -c 'sleep 1000' %s" % mk, "b"))
+        util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                              "worker_evaluations_queued") == 1,
+                      5, "b to be queued")
+        total0 = util.metric_sum(util.get_metrics(w.addr), "worker_evaluations_total")
+        await b.close()
+        util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                              "worker_evaluations_queued") == 0,
+                      5, "the queued run to be dropped")
+        await util.send_json(a, {"type": "stdin_close", "id": "a"})
+        r = await asyncio.wait_for(util.collect_run(a, "a"), 10)
+        await a.close()
+        return r, total0
+    r, total0 = asyncio.run(go())
+    assert r.verdict == "ok", r
+    util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                          "worker_evaluations_running") == 0, 5, "idle")
+    assert not util.pgrep(mk), "the dropped run was started anyway"
+
+
+@pytest.mark.parametrize("msg", [
+    '{"type":"run","id":5,"runtime":"python3","code":"print(1)"}',
+    '{"type":"run","id":"%s","runtime":"python3","code":"print(1)"}' % ("i" * 1000),
+    '{"type":"run","id":"n","runtime":"python3","code":"print(1)","timeout_ms":1.5e300}',
+    '{"type":"run","id":"n","runtime":"python3\\u0000x","code":"print(1)"}',
+])
+def test_more_invalid_runs(worker, msg):
+    async def go():
+        ws = await util.ws_connect(worker.url())
+        try:
+            await util.recv_hello(ws)
+            await ws.send(msg)
+            m = await util.recv_json(ws, 10)
+            assert m["type"] == "error" and len(m["error"]) > 3, m
+            return await util.arun(ws, "python3", "print(1)", run_id="after")
+        finally:
+            await ws.close()
+    r = asyncio.run(go())
+    assert r.stdout == "1\n", r
+
+
+def test_nul_bytes_in_code_and_output(worker):
+    # NUL inside a JSON string is legal; the code either runs as sent or is
+    # refused with an error, and NUL bytes in output arrive as \u0000.
+    async def go():
+        ws = await util.ws_connect(worker.url())
+        try:
+            await util.recv_hello(ws)
+            await ws.send('{"type":"run","id":"z","runtime":"python3",'
+                          '"code":"print(len(\'a\\u0000b\'))"}')
+            r = await asyncio.wait_for(util.collect_run(ws, "z", until_error=True), 15)
+            r2 = await util.arun(ws, "python3",
+                                 "import sys\nsys.stdout.buffer.write(b'a\\x00b\\n')",
+                                 run_id="z2")
+            return r, r2
+        finally:
+            await ws.close()
+    r, r2 = asyncio.run(go())
+    assert r.errors or r.stdout == "3\n", r
+    assert r2.stdout == "a\x00b\n", r2
+
+
+def test_slow_reader_gets_all_output(worker):
+    """Backpressure: the client stops reading while the program writes
+    ~900 KB; nothing is lost once it reads again."""
+    code = "for i in range(90000):\n    print('%09d' % i)\n"
+
+    async def go():
+        ws = await util.ws_connect(worker.url(), max_queue=1, read_limit=2 ** 12)
+        try:
+            await util.recv_hello(ws)
+            await util.send_json(ws, util.run_msg("python3", code, "s"))
+            await asyncio.sleep(2)  # deliberately not reading: the load under test
+            return await asyncio.wait_for(util.collect_run(ws, "s"), 60)
+        finally:
+            await ws.close()
+    r = asyncio.run(go())
+    assert r.verdict == "ok", r.exit
+    assert r.stdout == "".join("%09d\n" % i for i in range(90000))
