@@ -12,7 +12,7 @@ CC       ?= cc
 VERSION  := 0.1.0
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
-CPPFLAGS := -Icommon -DVERSION=\"$(VERSION)\"
+CPPFLAGS := -Icommon -Ilb -Iworker -Ibench -DVERSION=\"$(VERSION)\"
 LIBS     := -lev -lssl -lcrypto -lhttp_parser -lhiredis -lseccomp -ljansson -lm -lpthread
 
 OPT_CFLAGS  := $(CSTD) $(WARN) -O2 -g
