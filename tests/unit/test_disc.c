@@ -17,8 +17,8 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
-#include "be.h"
-#include "disc.h"
+#include "../../lb/be.h"
+#include "../../lb/disc.h"
 #include "log.h"
 #include "sock.h"
 

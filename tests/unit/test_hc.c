@@ -14,8 +14,8 @@
 
 #include <ev.h>
 
-#include "be.h"
-#include "hc.h"
+#include "../../lb/be.h"
+#include "../../lb/hc.h"
 #include "log.h"
 #include "sock.h"
 
