@@ -238,3 +238,73 @@ def test_sigterm_lets_tunnels_finish(worker_factory, lb_factory):
         await ws.close()
     run(go())
     assert lb.wait(10) == 0
+
+
+def echo_until_eof_handler(c):
+    """Answers 200 at once, then echoes the request body until the client
+    half-closes, then closes: checks half-close travels both ways."""
+    from lbutil import read_head
+    head = read_head(c)
+    rest = head.partition(b"\r\n\r\n")[2]
+    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + rest)
+    while True:
+        data = c.recv(65536)
+        if not data:
+            break
+        c.sendall(data)
+
+
+def test_half_close_and_large_transfer(fake_backend, lb_factory):
+    fb = fake_backend(echo_until_eof_handler)
+    lb = lb_factory(backend="e=" + fb.addr)
+    payload = bytes(range(256)) * 8192  # 2 MiB, more than any lb buffer
+    with socket.create_connection(util.split_addr(lb.addr), timeout=10) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        # Write in pieces while reading, so neither direction blocks the test.
+        s.setblocking(False)
+        sent = 0
+        shut = False
+        deadline = time.monotonic() + 30
+        import select
+        while time.monotonic() < deadline:
+            want_w = [s] if not shut else []
+            r, w, _ = select.select([s], want_w, [], 1.0)
+            if w:
+                if sent < len(payload):
+                    try:
+                        sent += s.send(payload[sent:sent + 65536])
+                    except BlockingIOError:
+                        pass
+                else:
+                    s.shutdown(socket.SHUT_WR)
+                    shut = True
+            if r:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+    assert body == payload, "echoed %d of %d bytes" % (len(body), len(payload))
+    lb.wait_active(0)
+    st = lb.stats()
+    assert st["bytes_in"] >= len(payload) and st["bytes_out"] >= len(payload)
+
+
+def test_several_threads_serve(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, threads=3, args=["--access-log=false"])
+
+    async def go():
+        conns = await asyncio.gather(*(open_ws(lb.url("/echo")) for _ in range(40)))
+        for ws, wid in conns:
+            assert wid == "w1"
+        await asyncio.gather(*(ws.send("x%d" % i) for i, (ws, _) in enumerate(conns)))
+        got = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 10) for ws, _ in conns))
+        assert got == ["x%d" % i for i in range(40)]
+        await asyncio.gather(*(ws.close() for ws, _ in conns))
+    run(go())
+    lb.wait_active(0)
+    assert lb.stats()["handshakes"] == 40
+    assert "access client=" not in lb.stderr_text()
