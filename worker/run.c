@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "proto.h"
 #include "pub.h"
 
 #define RUN_READ_CHUNK 65536
@@ -501,75 +502,65 @@ static void run_pump(wk_t *w)
 
 /* ---- protocol ------------------------------------------------------------- */
 
-static void run_cmd_run(wc_conn_t *c, json_t *m, const char *id)
+/* Sends an exit message for a run that never got a slot. */
+static void run_send_exit_error(wc_conn_t *c, const char *id, const char *why)
 {
-    wk_t *w = c->w;
-    json_t *jrt = json_object_get(m, "runtime"), *jcode = json_object_get(m, "code");
-    json_t *jin = json_object_get(m, "stdin"), *jto = json_object_get(m, "timeout_ms");
-    json_t *jopen = json_object_get(m, "stdin_open");
-    if (!json_is_string(jrt))
-        return run_send_error(c, id, "'runtime' must be a string");
-    if (!json_is_string(jcode))
-        return run_send_error(c, id, "'code' must be a string");
-    if (jin != NULL && !json_is_string(jin) && !json_is_null(jin))
-        return run_send_error(c, id, "'stdin' must be a string");
-    if (jto != NULL && !json_is_null(jto) &&
-        (!json_is_integer(jto) || json_integer_value(jto) <= 0))
-        return run_send_error(c, id, "'timeout_ms' must be a positive integer");
-    if (jopen != NULL && !json_is_boolean(jopen))
-        return run_send_error(c, id, "'stdin_open' must be a boolean");
-    if (run_find(c, id) != NULL)
-        return run_send_error(c, id, "a run with this id is still active on this connection");
-    if (w->draining)
-        return run_send_error(c, id, "draining: reconnect to run on another worker");
-
-    const rt_runtime_t *rt = rt_find(&w->rt, json_string_value(jrt));
-    if (rt == NULL) {
-        buf_t b = BUF_INIT;
-        buf_printf(&b, "unknown runtime '%.64s' (available:", json_string_value(jrt));
-        for (size_t i = 0; i < w->rt.n; i++)
-            buf_printf(&b, "%s %s", i ? "," : "", w->rt.v[i].name);
-        buf_append(&b, ")", 2);
-        json_t *j = json_pack("{s:s, s:s, s:n, s:n, s:s, s:i, s:i, s:i, s:s}", "type", "exit", "id",
-                              id, "status", "signal", "verdict", "error", "wall_ms", 0, "cpu_ms", 0,
-                              "max_rss_kb", 0, "error", buf_head(&b));
-        met_inc(w->m_verdict[V_ERROR], 1);
-        met_inc(w->m_evals_total, 1);
+    json_t *j = json_pack("{s:s, s:s, s:n, s:n, s:s, s:i, s:i, s:i, s:s}", "type", "exit", "id", id,
+                          "status", "signal", "verdict", "error", "wall_ms", 0, "cpu_ms", 0,
+                          "max_rss_kb", 0, "error", why);
+    met_inc(c->w->m_verdict[V_ERROR], 1);
+    met_inc(c->w->m_evals_total, 1);
+    if (j != NULL) {
         wc_send_json(c, j);
         json_decref(j);
+    }
+}
+
+static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
+{
+    wk_t *w = c->w;
+    if (run_find(c, m->id) != NULL)
+        return run_send_error(c, m->id, "a run with this id is still active on this connection");
+    if (w->draining)
+        return run_send_error(c, m->id, "draining: reconnect to run on another worker");
+    const rt_runtime_t *rt = rt_find(&w->rt, m->runtime);
+    if (rt == NULL) {
+        buf_t b = BUF_INIT;
+        buf_printf(&b, "unknown runtime '%.64s' (available:", m->runtime);
+        for (size_t i = 0; i < w->rt.n; i++)
+            buf_printf(&b, "%s %s", i ? "," : "", w->rt.v[i].name);
+        buf_printf(&b, ")");
+        run_send_exit_error(c, m->id, buf_head(&b));
         buf_free(&b);
         return;
     }
     if (w->nrunning >= (size_t)w->cfg.max_evals && w->nqueued >= (size_t)w->cfg.queue)
-        return run_send_error(c, id, "busy");
+        return run_send_error(c, m->id, "busy");
 
     run_t *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return run_send_error(c, id, "out of memory");
+    if (r == NULL || (r->code = malloc(m->code_len + 1)) == NULL) {
+        free(r);
+        return run_send_error(c, m->id, "out of memory");
+    }
     r->w = w;
     r->conn = c;
-    snprintf(r->id, sizeof(r->id), "%s", id);
+    snprintf(r->id, sizeof(r->id), "%s", m->id);
     r->rt = rt;
     r->kill_reason = -1;
     r->slot = -1;
     r->proc.in_fd = r->proc.out_fd = r->proc.err_fd = r->proc.status_fd = -1;
-    r->code_len = json_string_length(jcode);
-    r->code = malloc(r->code_len + 1);
-    if (r->code == NULL) {
-        free(r);
-        return run_send_error(c, id, "out of memory");
-    }
-    memcpy(r->code, json_string_value(jcode), r->code_len + 1);
+    memcpy(r->code, m->code, m->code_len + 1);
+    r->code_len = m->code_len;
     r->timeout_ms = (unsigned)w->cfg.timeout_ms;
     /* A run may lower the worker's timeout, never raise it. */
-    if (json_is_integer(jto) && json_integer_value(jto) < w->cfg.timeout_ms)
-        r->timeout_ms = (unsigned)json_integer_value(jto);
+    if (m->timeout_ms > 0 && m->timeout_ms < w->cfg.timeout_ms)
+        r->timeout_ms = (unsigned)m->timeout_ms;
     r->out_cap = (uint64_t)w->cfg.output_kb * 1024;
-    if (json_is_string(jin)) {
-        buf_append(&r->in, json_string_value(jin), json_string_length(jin));
+    if (m->has_stdin) {
+        buf_append(&r->in, m->stdin_data, m->stdin_len);
         /* Input given up front is the whole input unless the client says it
          * will send more with "stdin" messages. */
-        r->in_close = !json_is_true(jopen);
+        r->in_close = !m->stdin_open;
     }
     TAILQ_INSERT_TAIL(&c->runs, r, clink);
     c->nruns++;
@@ -585,60 +576,43 @@ static void run_cmd_run(wc_conn_t *c, json_t *m, const char *id)
 
 void run_handle_message(wc_conn_t *c, const char *data, size_t len)
 {
-    json_error_t jerr;
-    json_t *m = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (m == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "invalid JSON: %s (at byte %d)", jerr.text, jerr.position);
-        return run_send_error(c, NULL, msg);
+    proto_msg_t m;
+    char err[256];
+    if (proto_parse(data, len, &m, err, sizeof(err)) < 0) {
+        run_send_error(c, m.id, err);
+        proto_msg_free(&m);
+        return;
     }
-    json_t *jtype = json_object_get(m, "type"), *jid = json_object_get(m, "id");
-    const char *type = json_string_value(jtype);
-    const char *id = json_string_value(jid);
-    if (!json_is_object(m)) {
-        run_send_error(c, NULL, "message must be a JSON object");
-    } else if (type == NULL) {
-        run_send_error(c, id, "'type' must be a string");
-    } else if (id == NULL || json_string_length(jid) == 0 || json_string_length(jid) > 128 ||
-               strlen(id) != json_string_length(jid)) {
-        run_send_error(c, NULL, "'id' must be a non-empty string of at most 128 bytes");
-    } else if (strcmp(type, "run") == 0) {
-        run_cmd_run(c, m, id);
-    } else if (strcmp(type, "stdin") == 0 || strcmp(type, "stdin_close") == 0 ||
-               strcmp(type, "kill") == 0) {
-        run_t *r = run_find(c, id);
-        json_t *jd = json_object_get(m, "data");
-        if (r == NULL) {
-            run_send_error(c, id, "no active run with this id");
-        } else if (type[0] == 'k') {
-            if (r->phase == RUN_QUEUED) {
-                TAILQ_REMOVE(&c->w->queue, r, qlink);
-                c->w->nqueued--;
-                r->kill_reason = V_KILLED;
-                run_finish(r, V_KILLED, NULL, NULL);
-            } else {
-                run_kill(r, V_KILLED);
-            }
-        } else if (strcmp(type, "stdin") == 0) {
-            if (!json_is_string(jd))
-                run_send_error(c, id, "'data' must be a string");
-            else if (r->in_close)
-                run_send_error(c, id, "stdin is already closed");
-            else if (buf_append(&r->in, json_string_value(jd), json_string_length(jd)) < 0)
-                run_send_error(c, id, "out of memory");
-            else
-                run_write_stdin(r);
+    if (m.type == PROTO_RUN) {
+        run_cmd_run(c, &m);
+        proto_msg_free(&m);
+        return;
+    }
+    run_t *r = run_find(c, m.id);
+    if (r == NULL) {
+        run_send_error(c, m.id, "no active run with this id");
+    } else if (m.type == PROTO_KILL) {
+        if (r->phase == RUN_QUEUED) {
+            TAILQ_REMOVE(&c->w->queue, r, qlink);
+            c->w->nqueued--;
+            r->kill_reason = V_KILLED;
+            run_finish(r, V_KILLED, NULL, NULL);
         } else {
-            r->in_close = 1;
-            if (buf_size(&r->in) == 0 && r->phase == RUN_EXEC)
-                run_close_stdin(r);
+            run_kill(r, V_KILLED);
         }
+    } else if (m.type == PROTO_STDIN) {
+        if (r->in_close)
+            run_send_error(c, m.id, "stdin is already closed");
+        else if (buf_append(&r->in, m.stdin_data, m.stdin_len) < 0)
+            run_send_error(c, m.id, "out of memory");
+        else
+            run_write_stdin(r);
     } else {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "unknown message type '%.32s'", type);
-        run_send_error(c, id, msg);
+        r->in_close = 1;
+        if (buf_size(&r->in) == 0 && r->phase == RUN_EXEC)
+            run_close_stdin(r);
     }
-    json_decref(m);
+    proto_msg_free(&m);
 }
 
 void run_conn_gone(wc_conn_t *c)
