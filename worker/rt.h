@@ -21,9 +21,9 @@
 
 typedef struct rt_runtime {
     char *name;
-    char *file;         /* name of the source file in the work dir */
-    char **run_argv;    /* NULL-terminated */
-    char **build_argv;  /* NULL-terminated, or NULL when there is no build step */
+    char *file;        /* name of the source file in the work dir */
+    char **run_argv;   /* NULL-terminated */
+    char **build_argv; /* NULL-terminated, or NULL when there is no build step */
 } rt_runtime_t;
 
 typedef struct rt_table {
