@@ -55,6 +55,7 @@ def test_leastconn_balances_where_roundrobin_does_not(worker_factory, lb_factory
     r_rr = imbalance(live_rr, ids)
     rr.wait_active(0, timeout=20)
 
+    print("leastconn max/mean %.3f %r; roundrobin %.3f %r" % (r_lc, live, r_rr, live_rr))
     assert r_lc < 1.1, "leastconn max/mean %.2f: %r (seed %d)" % (r_lc, live, seed)
     assert r_rr >= 1.1, "roundrobin max/mean %.2f: %r (seed %d)" % (r_rr, live_rr, seed)
 
@@ -130,6 +131,7 @@ def test_two_lbs_share_counts_through_redis(redis_server, worker_factory, lb_fac
     # Each lb alone would split its 40 evenly and leave w0/w1 at 40 against
     # 20 (max/mean 1.33); with global counts they fill w2 and w3 first.
     r = imbalance(live, ids)
+    print("two lbs: max/mean %.3f %r" % (r, live))
     assert r < 1.2, "max/mean %.2f: %r" % (r, live)
     lb1.wait_active(0)
     lb2.wait_active(0)
@@ -162,5 +164,6 @@ def test_restarted_lb_does_not_herd(redis_server, worker_factory, lb_factory):
     live = count_by(w for _, w in again)
     run(close_all(again))
     r = imbalance(live, ids)
+    print("restarted lb: max/mean %.3f %r" % (r, live))
     assert r < 1.2, "max/mean %.2f after restart: %r" % (r, live)
     lb2.wait_active(0)
