@@ -123,3 +123,31 @@ def test_upgrade_ok_raw(worker):
     want = base64.b64encode(hashlib.sha1(
         (UPGRADE_OK_KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
     assert hdrs["sec-websocket-accept"] == want
+
+
+def test_metrics_verdict_counts(worker):
+    m0 = util.get_metrics(worker.addr)
+    r = util.run_eval(worker.url(), "sh", "sleep 10", timeout_ms=300)
+    assert r.verdict == "timeout", r
+    r = util.run_eval(worker.url(), "sh", "kill -SEGV $$")
+    assert r.verdict == "signaled", r
+    m1 = util.get_metrics(worker.addr)
+    assert util.get_verdict(m1, "timeout") == util.get_verdict(m0, "timeout") + 1
+    assert util.get_verdict(m1, "signaled") == util.get_verdict(m0, "signaled") + 1
+    assert util.get_verdict(m1, "ok") == util.get_verdict(m0, "ok")
+
+
+def test_sandbox_start_is_cheap(worker):
+    """The sandbox must start in single-digit milliseconds: the median of
+    the start-latency histogram over 20 runs is at most 10 ms (even under
+    the sanitizer build)."""
+    for _ in range(20):
+        r = util.run_eval(worker.url(), "sh", "true")
+        assert r.verdict == "ok", r
+    m = util.get_metrics(worker.addr)
+    n = m["worker_sandbox_start_ms_count"]
+    assert n >= 20
+    buckets = sorted((float(k.split('le="')[1].split('"')[0]), v) for k, v in m.items()
+                     if k.startswith("worker_sandbox_start_ms_bucket{"))
+    median_le = next(le for le, count in buckets if count >= n / 2)
+    assert median_le <= 10, buckets

@@ -184,6 +184,10 @@ def test_drain_on_sigterm(redis_server, worker_factory):
             with pytest.raises(websockets.InvalidStatusCode) as ei:
                 await util.ws_connect(w.url())
             assert ei.value.status_code == 503
+            # Nor new runs on the open websocket.
+            await util.send_json(ws, util.run_msg("python3", "print(1)", "late"))
+            m = await util.recv_json(ws, 5)
+            assert m["type"] == "error" and m["id"] == "late" and "drain" in m["error"], m
 
             # The running evaluation goes on and its output arrives.
             assert w.alive()
