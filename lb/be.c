@@ -62,7 +62,7 @@ int be_usable(const be_t *b)
 int64_t be_conns(const be_t *b)
 {
     if (__atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE)) {
-        int64_t c = LD(&b->remote_conns) + LD(&b->local_delta);
+        int64_t c = LD(&b->remote_conns) + LD(&b->active) - LD(&b->remote_base);
         return c < 0 ? 0 : c;
     }
     int64_t a = LD(&b->active);
@@ -88,7 +88,6 @@ static void be_take(be_t *b)
 {
     be_ref(b);
     ADD(&b->active, 1);
-    ADD(&b->local_delta, 1);
     ADD(&b->total, 1);
 }
 
@@ -430,8 +429,7 @@ be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude)
 void be_release(be_table_t *t, be_t *b)
 {
     ADD(&b->active, -1);
-    ADD(&b->local_delta, -1);
-    be_unref(t, b);
+    be_unref(t, b); /* never touches t: safe after be_table_free() */
 }
 
 /* Any thread. The state change is a compare-and-swap so that of several
@@ -466,16 +464,53 @@ int be_set_state(be_table_t *t, be_t *b, enum be_state st)
     return old;
 }
 
-/* Resetting local_delta to 0 is an approximation: connections this lb opened
- * after the worker took its snapshot but before this read are counted by
- * neither figure until the next heartbeat (at most about a second). Keeping
- * per-heartbeat deltas would fix it; the error is small and self-healing. */
+uint64_t be_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void be_table_sample(be_table_t *t, uint64_t wall_ms)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        be_t *b = t->v[i];
+        b->hist[b->hist_pos] = (struct be_sample){wall_ms, LD(&b->active)};
+        b->hist_pos = (b->hist_pos + 1) % BE_HIST;
+        if (b->hist_n < BE_HIST)
+            b->hist_n++;
+    }
+}
+
+/* This lb's `active` as of wall-clock ts: the newest sample taken at or
+ * before ts, so the error is at most one sampling period of this lb's own
+ * traffic, counted twice rather than lost (the safe side: a backend looks
+ * slightly busier, never emptier). Before the first sample the backend had
+ * none of this lb's connections; a snapshot older than the whole history
+ * gets the oldest sample. With no history at all (no sampling), now. */
+static int64_t be_active_at(const be_t *b, uint64_t ts)
+{
+    if (b->hist_n == 0 || ts == 0)
+        return LD(&b->active);
+    for (unsigned k = 1; k <= b->hist_n; k++) {
+        const struct be_sample *s = &b->hist[(b->hist_pos + BE_HIST - k) % BE_HIST];
+        if (s->wall_ms <= ts)
+            return s->active;
+    }
+    if (b->hist_n < BE_HIST)
+        return 0;
+    return b->hist[b->hist_pos].active; /* oldest */
+}
+
+/* remote_conns and remote_base are stored one after the other, so a pick on
+ * another thread may see one without the other for an instant: one pick
+ * scored with a count off by a heartbeat's worth, corrected by the next. */
 void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms)
 {
     if (LD(&b->has_remote) && ts_ms && ts_ms <= LD(&b->remote_ts_ms))
         return;
     ST(&b->remote_conns, conns < 0 ? 0 : conns);
-    ST(&b->local_delta, 0);
+    ST(&b->remote_base, be_active_at(b, ts_ms));
     ST(&b->load, load < 0 ? 0 : load);
     ST(&b->remote_ts_ms, ts_ms);
     __atomic_store_n(&b->has_remote, 1, __ATOMIC_RELEASE);

@@ -9,9 +9,13 @@
  * for reading only while picking.
  *
  * Counts are global: with Redis, a backend's `remote_conns` is what the
- * worker last published (connections from every lb) and `local_delta` the
- * change this lb made since that heartbeat, so a fresh lb or one of several
- * sees the real load instead of starting from zero. */
+ * worker last published (connections from every lb, as of the worker's
+ * wall-clock ts_ms) and `remote_base` this lb's `active` at that same moment,
+ * taken from a short history of samples; the balancer uses
+ * remote_conns + (active - remote_base), so a fresh lb or one of several
+ * sees the real load instead of starting from zero, and connections this lb
+ * opened after the worker's snapshot are neither lost nor counted twice
+ * (to within one sampling period). */
 #ifndef LB_BE_H
 #define LB_BE_H
 
@@ -19,6 +23,10 @@
 #include <stdint.h>
 
 #include "sock.h"
+
+/* 128 samples every 50 ms: 6.4 s of history, twice a state key's lifetime. */
+#define BE_HIST      128
+#define BE_SAMPLE_MS 50
 
 enum be_state { BE_UP = 0, BE_DOWN, BE_DRAINING };
 enum be_source { BE_STATIC = 0, BE_DISCOVERED };
@@ -42,11 +50,19 @@ typedef struct be {
     uint64_t total;        /* connections this lb ever sent it */
     uint64_t failures;     /* connect/health failures seen by this lb */
     int64_t remote_conns;  /* from Redis: the worker's own count, all lbs */
-    int64_t local_delta;   /* this lb's change to `active` since remote_conns was read */
+    int64_t remote_base;   /* this lb's `active` when the worker took remote_conns */
     int64_t load;          /* from Redis: evaluations running + queued */
     int has_remote;        /* remote_conns is valid */
     uint64_t remote_ts_ms; /* worker's wall-clock ts_ms of remote_conns (0 = none) */
     int remote_draining;   /* the worker announced it is draining (Redis) */
+
+    /* main thread only: samples of `active` against the wall clock, to find
+     * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1) */
+    struct be_sample {
+        uint64_t wall_ms;
+        int64_t active;
+    } hist[BE_HIST];
+    unsigned hist_pos, hist_n;
 
     int refs;    /* table reference + one per live connection */
     int removed; /* no longer in the table; freed when refs reaches 0 */
@@ -117,9 +133,15 @@ int be_usable(const be_t *b);
  * plus this lb's change since, or this lb's own count without Redis. */
 int64_t be_conns(const be_t *b);
 
-/* Main thread: the worker published `conns` and `load` at wall-clock ts_ms.
- * A snapshot no newer than the last one is ignored, so a heartbeat read
- * twice does not wipe this lb's changes made since. */
+/* Wall-clock milliseconds, the clock of the workers' ts_ms. */
+uint64_t be_wall_ms(void);
+/* Main thread, every BE_SAMPLE_MS while remote counts are in use: records
+ * each backend's `active` at wall_ms for be_update_remote(). */
+void be_table_sample(be_table_t *t, uint64_t wall_ms);
+
+/* Main thread: the worker published `conns` and `load` at wall-clock ts_ms
+ * (0 = unknown: taken as now). A snapshot no newer than the last one is
+ * ignored, so a heartbeat read twice changes nothing. */
 void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
 /* Main thread: forget the remote figures (worker key gone); back to local. */
 void be_clear_remote(be_t *b);

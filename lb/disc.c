@@ -37,9 +37,10 @@ struct disc {
     rds_t *sub; /* SUBSCRIBE <prefix>events */
     char *prefix, *set_key, *chan;
     ev_timer tick;
-    int inflight; /* a refresh is running */
-    int again;    /* run another one when it ends */
-    unsigned gen; /* bumped by every event */
+    ev_timer sample; /* this lb's counts against the clock, see be.h */
+    int inflight;    /* a refresh is running */
+    int again;       /* run another one when it ends */
+    unsigned gen;    /* bumped by every event */
     int down_logged;
 };
 
@@ -399,6 +400,12 @@ static void disc_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     disc_refresh(container_of(w, disc_t, tick));
 }
 
+static void disc_sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    disc_t *d = container_of(w, disc_t, sample);
+    be_table_sample(d->t, be_wall_ms());
+}
+
 /* One message on the events channel: act on drain and leave at once (the
  * next heartbeat may be a second away), then refresh for the full picture. */
 static void disc_on_event(disc_t *d, const char *msg, size_t len)
@@ -470,6 +477,7 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr,
     d->loop = loop;
     d->t = t;
     ev_timer_init(&d->tick, disc_tick_cb, DISC_REFRESH_S, DISC_REFRESH_S);
+    ev_timer_init(&d->sample, disc_sample_cb, 0., BE_SAMPLE_MS / 1000.0);
     if (!prefix)
         prefix = "wslb:";
     size_t plen = strlen(prefix);
@@ -490,6 +498,7 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr,
         goto fail;
     }
     ev_timer_start(loop, &d->tick);
+    ev_timer_start(loop, &d->sample);
     return d;
 fail:
     disc_free(d);
@@ -501,6 +510,7 @@ void disc_free(disc_t *d)
     if (!d)
         return;
     ev_timer_stop(d->loop, &d->tick);
+    ev_timer_stop(d->loop, &d->sample);
     /* rds_free answers pending commands with NULL while d is still alive. */
     rds_free(d->sub);
     rds_free(d->cmd);

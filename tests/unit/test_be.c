@@ -332,11 +332,10 @@ static void test_global_counts(void **state)
     assert_int_equal(count[0], 0);
     assert_in_range(count[2], 29, 31);
     assert_int_equal(be_conns(bs[2]), count[2]);
-    assert_int_equal(bs[2]->local_delta, count[2]);
 
-    /* a new heartbeat already counts them: the delta restarts at zero */
+    /* a new heartbeat already counts them (no history: taken as of now) */
     be_update_remote(bs[2], 30, 0, ts + 1000);
-    assert_int_equal(bs[2]->local_delta, 0);
+    assert_int_equal(bs[2]->remote_base, count[2]);
     assert_int_equal(be_conns(bs[2]), 30);
     /* the same snapshot read again must not wipe newer local changes */
     be_t *extra = be_pick(t, NULL, 0);
@@ -358,6 +357,50 @@ static void test_global_counts(void **state)
 
     be_clear_remote(bs[0]);
     assert_int_equal(be_conns(bs[0]), 0);
+    be_table_free(t);
+}
+
+/* The worker's snapshot is older than the moment the lb reads it:
+ * connections this lb opened in between must count once, not zero times. */
+static void test_global_counts_history(void **state)
+{
+    be_t *bs[2];
+    be_table_t *t = table_with("leastconn", 2, bs, 0);
+    be_t *held[32];
+    int nh = 0;
+    be_table_sample(t, 1000); /* b0: 0 of ours */
+    for (int i = 0; i < 10; i++)
+        held[nh++] = be_pick(t, (be_t *[]){bs[1]}, 1);
+    be_table_sample(t, 1100); /* b0: 10 of ours */
+    for (int i = 0; i < 5; i++)
+        held[nh++] = be_pick(t, (be_t *[]){bs[1]}, 1);
+    assert_int_equal(bs[0]->active, 15);
+
+    /* snapshot at 1050 holds 3 from other lbs and none of ours yet */
+    be_update_remote(bs[0], 3, 0, 1050);
+    assert_int_equal(bs[0]->remote_base, 0);
+    assert_int_equal(be_conns(bs[0]), 18);
+    /* snapshot at 1150 holds our first ten plus the same 3 */
+    be_update_remote(bs[0], 13, 0, 1150);
+    assert_int_equal(be_conns(bs[0]), 18);
+    /* an older snapshot than all samples: none of ours were in it */
+    be_update_remote(bs[1], 4, 0, 500);
+    assert_int_equal(be_conns(bs[1]), 4);
+
+    /* once the ring wraps, a very old snapshot uses the oldest sample */
+    for (int i = 0; i < BE_HIST; i++)
+        be_table_sample(t, 2000 + (uint64_t)i * BE_SAMPLE_MS);
+    be_update_remote(bs[0], 20, 0, 1900);
+    assert_int_equal(bs[0]->remote_base, 15);
+    assert_int_equal(be_conns(bs[0]), 20);
+    /* ts 0 (unknown) means now */
+    be_clear_remote(bs[0]);
+    be_update_remote(bs[0], 20, 0, 0);
+    assert_int_equal(be_conns(bs[0]), 20);
+
+    for (int i = 0; i < nh; i++)
+        be_release(t, held[i]);
+    assert_int_equal(be_conns(bs[0]), 5); /* closes count too, never below 0 */
     be_table_free(t);
 }
 
@@ -546,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_slow_start),
         cmocka_unit_test(test_recovered_backend_slow_starts),
         cmocka_unit_test(test_global_counts),
+        cmocka_unit_test(test_global_counts_history),
         cmocka_unit_test(test_leastload_avoids_busy),
         cmocka_unit_test(test_p2c_prefers_lower),
         cmocka_unit_test(test_roundrobin_rotates),
