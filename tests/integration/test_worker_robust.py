@@ -1,0 +1,166 @@
+"""Robustness over many runs: no descriptor or process leaks, kills during
+builds and queues, and no sandbox outliving a crashed worker."""
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+import util
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def children(pid):
+    """(pid, state) of the worker's direct children."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            out.append((int(d), fields[0]))
+    return out
+
+
+def test_no_fd_or_process_leak_over_many_runs(worker_factory):
+    w = worker_factory(max_evals=2)
+    # Warm up once so lazily opened descriptors are counted in the baseline.
+    assert util.run_eval(w.url(), "sh", "true").verdict == "ok"
+    base = open_fds(w.proc.pid)
+
+    async def go():
+        ws = await util.ws_connect(w.url())
+        try:
+            await util.recv_hello(ws)
+            for i in range(60):
+                kind = i % 4
+                if kind == 0:
+                    r = await util.arun(ws, "sh", "echo %d" % i, run_id="n%d" % i)
+                    assert r.stdout == "%d\n" % i, r
+                elif kind == 1:
+                    r = await util.arun(ws, "sh", "sleep 5", run_id="n%d" % i, timeout_ms=50)
+                    assert r.verdict == "timeout", r
+                elif kind == 2:
+                    await util.send_json(ws, util.run_msg(
+                        "sh", "echo go; sleep 5", "n%d" % i))
+                    await util.recv_json(ws, 10)
+                    await util.send_json(ws, {"type": "kill", "id": "n%d" % i})
+                    r = await asyncio.wait_for(util.collect_run(ws, "n%d" % i), 10)
+                    assert r.verdict == "killed", r
+                else:
+                    r = await util.arun(ws, "nope", "x", run_id="n%d" % i, until_error=True)
+        finally:
+            await ws.close()
+    asyncio.run(go())
+    # Connections that go away mid-run, too.
+    for _ in range(10):
+        async def drop():
+            ws = await util.ws_connect(w.url())
+            await util.recv_hello(ws)
+            await util.send_json(ws, util.run_msg("sh", "echo x; sleep 5", "d"))
+            await util.recv_json(ws, 10)
+            ws.transport.abort()
+        asyncio.run(drop())
+    util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                          "worker_evaluations_running") == 0, 10, "idle")
+    util.wait_for(lambda: open_fds(w.proc.pid) <= base + 2, 5,
+                  "descriptors back to the baseline %d (now %d)" % (base, open_fds(w.proc.pid)))
+    util.wait_for(lambda: not children(w.proc.pid), 5,
+                  "no child processes left (%r)" % children(w.proc.pid))
+    w.healthy_and_serving()
+
+
+def test_kill_during_build(worker):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed: no c runtime")
+    # A program that takes the compiler a while: a large generated body.
+    body = "".join("int f%d(int x) { return x * %d + %d; }\n" % (i, i, i) for i in range(20000))
+    code = body + "int main(void) { return 0; }\n"
+
+    async def go():
+        ws = await util.ws_connect(worker.url())
+        try:
+            await util.recv_hello(ws)
+            await util.send_json(ws, util.run_msg("c", code, "b"))
+            await asyncio.sleep(0.3)  # let the build get going
+            await util.send_json(ws, {"type": "kill", "id": "b"})
+            return await asyncio.wait_for(util.collect_run(ws, "b"), 10)
+        finally:
+            await ws.close()
+    r = asyncio.run(go())
+    assert r.verdict in ("killed", "ok"), r  # ok only if the build won the race
+    util.wait_for(lambda: not [p for p, _ in children(worker.proc.pid)], 5, "no children left")
+    worker.healthy_and_serving()
+
+
+def test_kill_queued_run(worker_factory):
+    w = worker_factory(max_evals=1)
+    hold = "import sys\nprint('holding', flush=True)\nsys.stdin.read()\n"
+
+    async def go():
+        ws = await util.ws_connect(w.url())
+        try:
+            await util.recv_hello(ws)
+            await util.send_json(ws, util.run_msg("python3", hold, "a"))
+            assert (await util.recv_json(ws, 15))["data"] == "holding\n"
+            await util.send_json(ws, util.run_msg("python3", "print('should not run')", "q"))
+            util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                                  "worker_evaluations_queued") == 1, 5, "queued")
+            await util.send_json(ws, {"type": "kill", "id": "q"})
+            rq = await asyncio.wait_for(util.collect_run(ws, "q"), 10)
+            await util.send_json(ws, {"type": "stdin_close", "id": "a"})
+            ra = await asyncio.wait_for(util.collect_run(ws, "a"), 10)
+            return rq, ra
+        finally:
+            await ws.close()
+    rq, ra = asyncio.run(go())
+    assert rq.verdict == "killed" and rq.stdout == "", rq
+    assert ra.verdict == "ok", ra
+
+
+def test_sandboxes_do_not_outlive_a_killed_worker(worker_factory):
+    """If the worker dies (SIGKILL, a crash), nothing enforces its runs'
+    timeouts any more: the runs must die with it."""
+    w = worker_factory()
+    mk = util.marker()
+
+    async def go():
+        ws = await util.ws_connect(w.url())
+        await util.recv_hello(ws)
+        await util.send_json(ws, util.run_msg(
+            "sh", "exec sh -c 'echo started; sleep 1000' %s" % mk, "s"))
+        assert (await util.recv_json(ws, 15))["data"] == "started\n"
+        assert util.pgrep(mk)
+        w.stop(signal.SIGKILL)
+        w.wait(5)
+        ws.transport.abort()
+    asyncio.run(go())
+    util.wait_no_process(mk, 5)
+
+
+def test_timeout_accuracy_under_parallel_load(worker_factory):
+    """Four runs time out together: each within a reasonable margin."""
+    w = worker_factory(max_evals=4)
+
+    async def one(i):
+        return await util.arun_eval(w.url(), "python3", "while True: pass", timeout_ms=800,
+                                    deadline=20)
+
+    async def go():
+        return await asyncio.gather(*[one(i) for i in range(4)])
+    t0 = time.monotonic()
+    rs = asyncio.run(go())
+    for r in rs:
+        assert r.verdict == "timeout" and 800 <= r.exit["wall_ms"] < 3000, r
+    assert time.monotonic() - t0 < 8
