@@ -308,3 +308,46 @@ def test_several_threads_serve(worker_factory, lb_factory):
     lb.wait_active(0)
     assert lb.stats()["handshakes"] == 40
     assert "access client=" not in lb.stderr_text()
+
+
+def test_tls_forwarded_proto_alpn_and_stalled_handshake(fake_backend, lb_factory):
+    import json
+    import ssl
+    fb = fake_backend(echo_headers_handler)
+    d = tempfile.mkdtemp(prefix="wslb-tls-")
+    cert, key = make_cert(d)
+    tls_addr = "127.0.0.1:%d" % util.free_port()
+    lb = lb_factory(backend="h=" + fb.addr, tls_listen=tls_addr, cert=cert, key=key,
+                    timeout_head_ms=500)
+    ctx = client_ssl_ctx(cert)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(util.split_addr(tls_addr), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert s.selected_alpn_protocol() == "http/1.1"
+            s.sendall(b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["headers"]["x-forwarded-proto"] == ["https"]
+
+    # A client that opens TCP and never starts TLS is cut at the head timeout.
+    t0 = time.monotonic()
+    with socket.create_connection(util.split_addr(tls_addr), timeout=5) as s:
+        assert s.recv(100) == b""
+    assert time.monotonic() - t0 < 4
+    # Garbage instead of a ClientHello is a TLS error, not a crash.
+    with socket.create_connection(util.split_addr(tls_addr), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        try:
+            s.recv(100)
+        except ConnectionResetError:
+            pass
+    lb.wait_active(0)
+    st = lb.stats()
+    assert st["errors"]["head_timeout"] == 1 and st["errors"]["tls"] >= 1
