@@ -134,3 +134,29 @@ def test_drain_through_worker_sigterm(worker_factory, lb_factory):
     assert picked and set(picked) == {"b"}, picked
     assert a.wait(20) == 0
     lb.wait_active(0)
+
+
+def test_only_draining_workers_left_means_503(worker_factory, lb_factory):
+    a = worker_factory(id="a", drain_s=10)
+    lb = lb_factory(backend="a=" + a.addr, health_interval_ms=60000)
+
+    async def go():
+        ws, _ = await open_ws(lb.url("/eval"))
+        await util.send_json(ws, util.run_msg("python3", "import time; time.sleep(2); print(9)",
+                                              timeout_ms=20000))
+        await asyncio.sleep(0.3)
+        a.stop(signal.SIGTERM)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: util.wait_for(
+            lambda: util.http_get(a.addr, "/healthz")[0] == 503, 5, "a draining"))
+        status, _, body = await asyncio.get_running_loop().run_in_executor(
+            None, util.raw_http, lb.addr,
+            b"GET /eval HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert status == 503 and b"no backend" in body, (status, body)
+        r = await asyncio.wait_for(util.collect_run(ws, "r1"), 20)
+        assert r.stdout == "9\n", r
+        await ws.close()
+    run(go(), timeout=60)
+    assert a.wait(20) == 0
+    assert lb.stats()["errors"]["all_failed"] == 0
+    lb.wait_active(0)
