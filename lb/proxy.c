@@ -141,7 +141,8 @@ typedef struct px_conn {
     unsigned tls : 1;
     unsigned retryable : 1; /* nothing beyond hbuf has reached the backend */
     unsigned is_get : 1;
-    unsigned shed : 1; /* over --max-conns: answer 503 once the head is in */
+    unsigned shed : 1;     /* over --max-conns: answer 503 once the head is in */
+    unsigned only_503 : 1; /* every backend tried so far answered 503 (draining) */
     char reqid[17];
     char req[48]; /* "METHOD path", truncated, for the access log */
 } px_conn_t;
@@ -560,6 +561,7 @@ static void px_backend_failed(px_conn_t *c, int err, const char *why)
     px_t *px = c->th->px;
 
     lbs_inc(&px->stats->errors[err]);
+    c->only_503 = 0;
     if (c->be != NULL) {
         be_report_failure(px->table, c->be);
         log_warn("backend %s (%s) failed: %s%s", c->be->id, c->be->addr_str, why,
@@ -588,7 +590,8 @@ static void px_try_backend(px_conn_t *c)
         if (c->ntried < max_tries)
             b = be_pick(px->table, c->tried, c->ntried);
         if (b == NULL) {
-            if (c->ntried == 0)
+            /* Only draining workers left is "unavailable", not "failed". */
+            if (c->ntried == 0 || c->only_503)
                 px_reply(c, 503, LBS_ERR_NO_BACKEND, PX_R_NO_BACKEND, "no backend available");
             else
                 px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "all backends failed");
@@ -754,6 +757,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
      * replayed, another worker is the better answer. Not a health failure. */
     if (h->status == 503 && c->is_get && c->retryable) {
         log_info("backend %s answered 503 (draining?), trying another", c->be->id);
+        c->only_503 = c->ntried == 1 || c->only_503;
         px_release_backend(c);
         px_try_backend(c);
         return;
