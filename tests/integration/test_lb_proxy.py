@@ -351,3 +351,33 @@ def test_tls_forwarded_proto_alpn_and_stalled_handshake(fake_backend, lb_factory
     lb.wait_active(0)
     st = lb.stats()
     assert st["errors"]["head_timeout"] == 1 and st["errors"]["tls"] >= 1
+
+
+def test_idle_timeout_and_grace_period_end_tunnels(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, timeout_idle_s=1, grace_s=1)
+
+    async def go():
+        idle, _ = await open_ws(lb.url("/echo"))
+        t0 = time.monotonic()
+        code = await util.expect_closed(idle, timeout=10)
+        took = time.monotonic() - t0
+        assert 0.8 < took < 5, took
+        assert code == 1006
+        # A busy tunnel outlives the idle timeout...
+        busy, _ = await open_ws(lb.url("/echo"))
+        for i in range(6):
+            await busy.send("x")
+            assert await asyncio.wait_for(busy.recv(), 5) == "x"
+            await asyncio.sleep(0.3)
+        # ...but not the end of the grace period after SIGTERM.
+        lb.stop(signal.SIGTERM)
+        t0 = time.monotonic()
+        await busy.send("y")
+        assert await asyncio.wait_for(busy.recv(), 5) == "y"
+        code = await util.expect_closed(busy, timeout=10)
+        assert time.monotonic() - t0 < 5
+    run(go())
+    assert lb.wait(10) == 0
+    log = lb.stderr_text()
+    assert "reason=idle_timeout" in log and "reason=shutdown" in log
