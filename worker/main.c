@@ -189,6 +189,7 @@ static int wk_read_secret(const char *path, char *out, size_t outlen, char *err,
 int main(int argc, char **argv)
 {
     wk_t w;
+    sigset_t stopsigs;
     memset(&w, 0, sizeof(w));
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     wk_config_t *c = &w.cfg;
@@ -265,6 +266,12 @@ int main(int argc, char **argv)
         log_error("--upstream-secret-file: %s", err);
         goto out;
     }
+    /* SIGTERM before the event loop handles it must not kill the worker
+     * half-started: hold it until the ev_signal watchers are in place. */
+    sigemptyset(&stopsigs);
+    sigaddset(&stopsigs, SIGTERM);
+    sigaddset(&stopsigs, SIGINT);
+    sigprocmask(SIG_BLOCK, &stopsigs, NULL);
     /* Ignore SIGPIPE: a client or program that goes away must give EPIPE, not
      * kill the worker. */
     signal(SIGPIPE, SIG_IGN);
@@ -325,6 +332,7 @@ int main(int argc, char **argv)
     w.sigterm_w.data = w.sigint_w.data = &w;
     ev_signal_start(w.loop, &w.sigterm_w);
     ev_signal_start(w.loop, &w.sigint_w);
+    sigprocmask(SIG_UNBLOCK, &stopsigs, NULL);
     ev_idle_init(&w.drain_check, wk_drain_step);
     w.drain_check.data = &w;
     ev_init(&w.drain_timer, wk_drain_timer_cb);
@@ -337,6 +345,12 @@ int main(int argc, char **argv)
     status = w.draining == DRAIN_LEAVING ? 0 : 1;
 
 out:
+    /* Once the loop is done, a late SIGTERM (a supervisor's second one) must
+     * not turn a clean exit into death by signal. */
+    sigemptyset(&stopsigs);
+    sigaddset(&stopsigs, SIGTERM);
+    sigaddset(&stopsigs, SIGINT);
+    sigprocmask(SIG_BLOCK, &stopsigs, NULL);
     if (w.loop != NULL) {
         wc_listen_stop(&w);
         wc_conn_t *cn;

@@ -44,6 +44,10 @@ int proto_parse(const char *data, size_t len, proto_msg_t *m, char *err, size_t 
             return proto_fail(err, errlen, "'runtime' must be a string");
         if (!json_is_string(jcode))
             return proto_fail(err, errlen, "'code' must be a string");
+        /* No interpreter or compiler accepts a NUL in source; saying so beats
+         * a confusing syntax error. Input may hold any byte. */
+        if (strlen(json_string_value(jcode)) != json_string_length(jcode))
+            return proto_fail(err, errlen, "'code' must not contain NUL bytes");
         if (jin != NULL && !json_is_string(jin) && !json_is_null(jin))
             return proto_fail(err, errlen, "'stdin' must be a string");
         if (jto != NULL && !json_is_null(jto) &&

@@ -472,6 +472,9 @@ static void run_start(run_t *r)
     w->nrunning++;
     r->t_start_ns = run_now_ns();
     r->phase = r->rt->build_argv ? RUN_BUILD : RUN_EXEC;
+    /* The loop's cached time may lag the clock by this iteration's work; the
+     * timeout must not fire before timeout_ms of real time. */
+    ev_now_update(w->loop);
     ev_timer_init(&r->timer, run_timer_cb, r->timeout_ms / 1000.0, 0.);
     r->timer.data = r;
     ev_timer_start(w->loop, &r->timer);

@@ -38,9 +38,15 @@ static void test_run_minimal_and_nul_in_code(void **state)
     char err[256];
     assert_int_equal(
         parse("{\"type\":\"run\",\"id\":\"a\",\"runtime\":\"sh\",\"code\":\"x\\u0000y\"}", &m, err),
-        0);
-    assert_int_equal(m.code_len, 3); /* the NUL is kept, not truncated */
-    assert_false(m.has_stdin);
+        -1);
+    assert_non_null(strstr(err, "NUL"));
+    assert_string_equal(m.id, "a");
+    proto_msg_free(&m);
+    assert_int_equal(parse("{\"type\":\"run\",\"id\":\"a\",\"runtime\":\"sh\",\"code\":\"x\","
+                           "\"stdin\":\"a\\u0000b\"}",
+                           &m, err),
+                     0);
+    assert_int_equal(m.stdin_len, 3); /* input keeps its NUL bytes */
     assert_int_equal(m.timeout_ms, 0);
     proto_msg_free(&m);
 }
