@@ -2,6 +2,7 @@
 builds and queues, and no sandbox outliving a crashed worker."""
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -164,3 +165,35 @@ def test_timeout_accuracy_under_parallel_load(worker_factory):
     for r in rs:
         assert r.verdict == "timeout" and 800 <= r.exit["wall_ms"] < 3000, r
     assert time.monotonic() - t0 < 8
+
+
+def test_timeout_never_fires_early_when_runs_start_together(worker_factory):
+    """Runs started in one burst (one read of several messages) each get
+    their full timeout_ms: the timer counts from the run's real start, not
+    from a clock cached earlier in the event-loop iteration."""
+    w = worker_factory(max_evals=6)
+
+    async def go():
+        ws = await util.ws_connect(w.url())
+        try:
+            await util.recv_hello(ws)
+            ids = ["t%d" % i for i in range(6)]
+            # All frames in one TCP write, so that one read delivers them all.
+            from websockets.frames import Frame, OP_TEXT
+            burst = b"".join(
+                Frame(OP_TEXT, json.dumps(util.run_msg("sh", "sleep 10", i, timeout_ms=400))
+                      .encode(), True).serialize(mask=True, extensions=[])
+                for i in ids)
+            ws.transport.write(burst)
+            exits = {}
+            while len(exits) < len(ids):
+                m = await util.recv_json(ws, 20)
+                if m["type"] == "exit":
+                    exits[m["id"]] = m
+            return exits
+        finally:
+            await ws.close()
+    exits = asyncio.run(go())
+    early = {k: e["wall_ms"] for k, e in exits.items() if e["wall_ms"] < 400}
+    assert all(e["verdict"] == "timeout" for e in exits.values()), exits
+    assert not early, "runs killed before their 400 ms timeout: %r" % early
