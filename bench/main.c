@@ -365,7 +365,8 @@ static void wb_report(const wb_opts_t *o, const char *url_text, int procs, const
         for (int i = 0; i < WB_V_COUNT; i++)
             if (r->verdict[i])
                 printf(" %s=%llu", wb_verdict_names[i], (unsigned long long)r->verdict[i]);
-        printf("\n%-14s %llu\n", "reconnects", (unsigned long long)r->reconnects);
+        printf("\n%-14s %llu (%llu runs refused by a draining worker and resent)\n", "reconnects",
+               (unsigned long long)r->reconnects, (unsigned long long)r->drain_retries);
         break;
     }
     if (o->mode != WB_MODE_HOLD && o->mode != WB_MODE_BALANCE)
@@ -412,9 +413,10 @@ static void wb_report(const wb_opts_t *o, const char *url_text, int procs, const
         uint64_t fails = 0;
         for (int i = 1; i < WB_V_COUNT; i++)
             fails += r->verdict[i];
-        printf(" conns=%ld evals=%llu evals_per_s=%.2f failed=%llu reconnects=%llu", o->conns,
-               (unsigned long long)r->msgs, r->msgs / el, (unsigned long long)fails,
-               (unsigned long long)r->reconnects);
+        printf(" conns=%ld evals=%llu evals_per_s=%.2f failed=%llu reconnects=%llu "
+               "drain_retries=%llu",
+               o->conns, (unsigned long long)r->msgs, r->msgs / el, (unsigned long long)fails,
+               (unsigned long long)r->reconnects, (unsigned long long)r->drain_retries);
         for (int i = 0; i < WB_V_COUNT; i++)
             printf(" v_%s=%llu", wb_verdict_names[i], (unsigned long long)r->verdict[i]);
         break;

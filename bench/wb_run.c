@@ -96,6 +96,7 @@ void wb_result_merge(wb_result_t *d, const wb_result_t *s)
     d->held += s->held;
     d->held_end += s->held_end;
     d->reconnects += s->reconnects;
+    d->drain_retries += s->drain_retries;
     for (int i = 0; i < WB_V_COUNT; i++)
         d->verdict[i] += s->verdict[i];
     wb_hist_merge(&d->lat, &s->lat);
@@ -302,6 +303,15 @@ static void wb_on_message(wb_conn_t *c, int opcode, const uint8_t *p, size_t n)
         if (!k->run_pending)
             return;
         k->run_pending = 0;
+        char why[128];
+        if (strcmp(type, "error") == 0 && wb_json_str(p, n, "error", why, sizeof(why)) == 0 &&
+            strncmp(why, "draining", 8) == 0) {
+            /* A draining worker refuses new runs and asks the client to go
+             * elsewhere: what a real client does is reconnect and resend. */
+            x->res->drain_retries++;
+            wb_conn_close(c, WS_CLOSE_NORMAL);
+            return;
+        }
         int v = WB_V_OTHER;
         if (strcmp(type, "error") == 0) {
             v = WB_V_ERROR;
@@ -707,6 +717,8 @@ int wb_run(const wb_opts_t *o, wb_result_t *res, wb_holding_fn holding, void *ud
                 snprintf(err, errlen, "%s: %s", o->series_path, strerror(errno));
                 goto out;
             }
+            fprintf(x.series, "# t_s total max_over_mean live_w1..w%d opened_w1..w%d\n",
+                    WB_MAX_WORKERS, WB_MAX_WORKERS);
         }
     }
 
@@ -779,8 +791,15 @@ out:
             ev_timer_stop(x.loop, &x.cl[i].timer);
         }
     }
-    if (x.series != NULL)
+    if (x.series != NULL) {
+        /* Worker names are only known once each has been seen: list them
+         * last, in column order. */
+        fprintf(x.series, "# workers:");
+        for (int i = 0; i < x.nw; i++)
+            fprintf(x.series, " %s", res->worker_id[i]);
+        fprintf(x.series, "\n");
         fclose(x.series);
+    }
     if (x.env.ssl_ctx != NULL)
         SSL_CTX_free(x.env.ssl_ctx);
     ev_ref(x.loop);

@@ -76,6 +76,7 @@ typedef struct wb_result {
     uint64_t held;     /* hold: connections open when holding started */
     uint64_t held_end; /* hold: still open when holding ended */
     uint64_t reconnects;
+    uint64_t drain_retries; /* eval: runs a draining worker refused, resent elsewhere */
     uint64_t verdict[WB_V_COUNT];
     wb_hist_t lat; /* rtt / handshake / eval latency, us */
     /* balance only (never merged: balance runs in one process) */
