@@ -42,6 +42,15 @@
 #define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
 #define SBX_CG1          "/sys/fs/cgroup"
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+/* clone3's argument, version 2 (with cgroup); glibc 2.36 has no wrapper. */
+struct sbx_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
 /* The pipe record init (or the program, before exec) writes. Smaller than
  * PIPE_BUF, so each write is atomic and the reader sees whole records. */
 enum { SBX_REP_DONE = 1, SBX_REP_ERROR = 2 };
@@ -65,6 +74,10 @@ struct sbx_slot {
     unsigned mem_mb;   /* limit currently written to the slot's cgroup */
     uint64_t oom_base; /* oom_kill counter when the run started */
     uint64_t cpu_base; /* v2 usage_usec when the run started */
+    /* "<slot cgroup>/cgroup.procs" per controller: the run's init writes
+     * itself there, so the worker never blocks on a cgroup migration. */
+    char *cg_procs[CG_N];
+    int cg_fd; /* v2: the slot's cgroup directory, for CLONE_INTO_CGROUP */
 };
 
 struct sbx {
@@ -461,6 +474,7 @@ static int sbx_cg_set_mem(sbx_t *s, int slot, unsigned mb)
 static int sbx_cg_setup_slot(sbx_t *s, int slot, char *err, size_t errlen)
 {
     char dir[PATH_MAX], val[32];
+    struct sbx_slot *sl = &s->slot[slot];
     for (int c = 0; c < CG_N; c++) {
         if (!s->cg_base[c])
             continue;
@@ -469,6 +483,14 @@ static int sbx_cg_setup_slot(sbx_t *s, int slot, char *err, size_t errlen)
             sbx_seterr(err, errlen, "mkdir %s: %s", dir, strerror(errno));
             return -1;
         }
+        char procs[PATH_MAX];
+        if (sbx_fmt(procs, sizeof(procs), "%s/cgroup.procs", dir) < 0 ||
+            !(sl->cg_procs[c] = strdup(procs))) {
+            sbx_seterr(err, errlen, "cgroup path too long or out of memory");
+            return -1;
+        }
+        if (s->cg == SBX_CG_V2 && c == CG_MEM)
+            sl->cg_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     }
     if (sbx_cg_set_mem(s, slot, s->cfg.memory_mb) < 0) {
         sbx_seterr(err, errlen, "cgroup memory limit slot %d: %s", slot, strerror(errno));
@@ -479,8 +501,6 @@ static int sbx_cg_setup_slot(sbx_t *s, int slot, char *err, size_t errlen)
     if (s->cg == SBX_CG_V2) {
         sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
         sbx_write_cg(dir, "memory.swap.max", "0"); /* absent without swap accounting */
-        /* An OOM in a run kills the whole run rather than leaving half a tree. */
-        sbx_write_cg(dir, "memory.oom.group", "1");
         if (sbx_write_cg(dir, "pids.max", val) < 0) {
             sbx_seterr(err, errlen, "cgroup pids.max: %s", strerror(errno));
             return -1;
@@ -586,6 +606,12 @@ static void sbx_cg_cleanup(sbx_t *s)
         for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
             sbx_slot_cg(s, c, (int)i, dir, sizeof(dir));
             rmdir(dir);
+            free(s->slot[i].cg_procs[c]);
+            s->slot[i].cg_procs[c] = NULL;
+            if (c == CG_MEM && s->slot[i].cg_fd >= 0) {
+                close(s->slot[i].cg_fd);
+                s->slot[i].cg_fd = -1;
+            }
         }
         rmdir(s->cg_base[c]);
         free(s->cg_base[c]);
@@ -596,10 +622,63 @@ static void sbx_cg_cleanup(sbx_t *s)
     s->cg = SBX_CG_NONE;
 }
 
+/* Removes per-worker cgroups left by workers of this pid namespace that died
+ * without sbx_free (killed, crashed). The pid namespace's inode is part of
+ * the name because v1 hierarchies can be shared with other containers, whose
+ * pids mean nothing here. Non-empty cgroups refuse rmdir, which is fine. */
+static void sbx_cg_reap_stale(const char *parent, unsigned long long nsino)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int pid, end = 0;
+        unsigned long long ino;
+        if (sscanf(e->d_name, "wsworker-%d-%llu%n", &pid, &ino, &end) != 2 || ino != nsino ||
+            pid == getpid() || (e->d_name[end] && strcmp(e->d_name + end, "-self") != 0))
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char dir[PATH_MAX], sub[PATH_MAX];
+        if (sbx_fmt(dir, sizeof(dir), "%s/%s", parent, e->d_name) < 0)
+            continue;
+        DIR *sd = opendir(dir);
+        struct dirent *se;
+        while (sd && (se = readdir(sd)) != NULL) {
+            if (strncmp(se->d_name, "slot", 4) == 0 &&
+                sbx_fmt(sub, sizeof(sub), "%s/%s", dir, se->d_name) == 0)
+                rmdir(sub);
+        }
+        if (sd)
+            closedir(sd);
+        if (rmdir(dir) == 0)
+            log_info("sandbox: removed stale cgroup %s", dir);
+    }
+    closedir(d);
+}
+
+static void sbx_cg_reap_all(const sbx_t *s, unsigned long long nsino)
+{
+    char parent[PATH_MAX];
+    for (int c = 0; c < CG_N; c++) {
+        if (!s->cg_base[c] || sbx_fmt(parent, sizeof(parent), "%s", s->cg_base[c]) < 0)
+            continue;
+        char *slash = strrchr(parent, '/');
+        if (slash) {
+            *slash = '\0';
+            sbx_cg_reap_stale(parent, nsino);
+        }
+    }
+}
+
 static int sbx_cg_setup(sbx_t *s, char *why, size_t whylen)
 {
-    char name[64], err[256] = "";
-    sbx_fmt(name, sizeof(name), "wsworker-%d", (int)getpid());
+    char name[96], err[256] = "";
+    struct stat st;
+    unsigned long long nsino =
+        stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+    sbx_fmt(name, sizeof(name), "wsworker-%d-%llu", (int)getpid(), nsino);
     if (sbx_is_fs(SBX_CG1, CGROUP2_SUPER_MAGIC)) {
         s->cg = SBX_CG_V2;
         if (sbx_cg_setup_v2(s, name) < 0) {
@@ -617,6 +696,7 @@ static int sbx_cg_setup(sbx_t *s, char *why, size_t whylen)
         sbx_fmt(why, whylen, "no cgroup memory controller");
         return -1;
     }
+    sbx_cg_reap_all(s, nsino);
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_cg_setup_slot(s, (int)i, err, sizeof(err)) < 0) {
             sbx_fmt(why, whylen, "%s", err);
@@ -627,22 +707,6 @@ static int sbx_cg_setup(sbx_t *s, char *why, size_t whylen)
 fail:
     sbx_cg_cleanup(s);
     return -1;
-}
-
-/* Moves pid into the slot's cgroups (every v1 hierarchy we use, or the one v2
- * directory). Called by the parent while the child waits on the sync pipe. */
-static int sbx_cg_join(sbx_t *s, int slot, pid_t pid)
-{
-    char dir[PATH_MAX], val[32];
-    sbx_fmt(val, sizeof(val), "%d", (int)pid);
-    for (int c = 0; c < CG_N; c++) {
-        if (!s->cg_base[c])
-            continue;
-        sbx_slot_cg(s, c, slot, dir, sizeof(dir));
-        if (sbx_write_cg(dir, "cgroup.procs", val) < 0)
-            return -1;
-    }
-    return 0;
 }
 
 /* Kills whatever is still in the slot's cgroup. v1 freezes first so a fork
@@ -657,16 +721,18 @@ static void sbx_cg_kill_all(sbx_t *s, int slot)
         sbx_write_cg(dir, "cgroup.kill", "1");
         return;
     }
-    char frz[PATH_MAX] = "";
-    if (s->cg_base[CG_FRZ]) {
+    char frz[PATH_MAX] = "", path[PATH_MAX];
+    if (s->cg_base[CG_FRZ])
         sbx_slot_cg(s, CG_FRZ, slot, frz, sizeof(frz));
-        sbx_write_cg(frz, "freezer.state", "FROZEN");
-    }
-    char path[PATH_MAX];
-    sbx_fmt(path, sizeof(path), "%s/cgroup.procs", dir);
+    if (sbx_fmt(path, sizeof(path), "%s/cgroup.procs", dir) < 0)
+        return;
+    /* Frozen tasks cannot fork, but they cannot die either until thawed:
+     * kill what is listed, thaw, and look again. */
     for (int round = 0; round < 8; round++) {
         if (sbx_read_file(path, buf, sizeof(buf)) <= 0)
             break;
+        if (frz[0])
+            sbx_write_cg(frz, "freezer.state", "FROZEN");
         for (char *p = buf; *p;) {
             char *end;
             long pid = strtol(p, &end, 10);
@@ -678,12 +744,9 @@ static void sbx_cg_kill_all(sbx_t *s, int slot)
             while (*p == '\n')
                 p++;
         }
-        if (!frz[0])
-            continue;
-        break; /* frozen: one pass saw every task */
+        if (frz[0])
+            sbx_write_cg(frz, "freezer.state", "THAWED");
     }
-    if (frz[0])
-        sbx_write_cg(frz, "freezer.state", "THAWED");
 }
 
 static int sbx_cg_oom_count(const sbx_t *s, int slot, uint64_t *out)
@@ -738,11 +801,10 @@ static int sbx_make_netns(sbx_t *s)
         close(pfd[0]);
         if (write(pfd[1], &c, 1) < 0) {
         }
-        /* Stay alive until the parent has opened our namespace. */
-        char d;
-        if (read(pfd[1], &d, 1) < 0) {
-        }
-        _exit(0);
+        /* Stay alive until the parent has opened our namespace and kills us
+         * (reading the write end of the pipe would return at once). */
+        for (;;)
+            pause();
     }
     close(pfd[1]);
     char c = 0;
@@ -994,8 +1056,10 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     s->cfg.work_root = s->work_root;
-    for (unsigned i = 0; i < s->cfg.slots; i++)
+    for (unsigned i = 0; i < s->cfg.slots; i++) {
         s->slot[i].pidfd = -1;
+        s->slot[i].cg_fd = -1;
+    }
     if ((uint64_t)s->cfg.uid_base + s->cfg.slots > 0xfffffffeull) {
         sbx_seterr(err, errlen, "uid_base + slots overflows");
         goto fail;
@@ -1144,6 +1208,8 @@ struct sbx_child {
     const char *const *argv;
     char *const *envp;
     int fd_in, fd_out, fd_err, fd_status, fd_sync; /* child ends, before the shuffle */
+    int slot;
+    int cg_joined; /* born in the slot's cgroup (clone3 CLONE_INTO_CGROUP) */
     uid_t uid;
     gid_t gid;
     unsigned mem_mb;
@@ -1373,7 +1439,9 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
             _exit(127);
     }
     for (int i = 0; i < 6; i++) {
-        if (keep[i] >= 0 && dup2(keep[i], i) < 0)
+        if (keep[i] < 0)
+            close(i); /* e.g. no netns: whatever the worker had there must go */
+        else if (dup2(keep[i], i) < 0)
             _exit(127);
     }
     if (syscall(SYS_close_range, CFD_FIRST_FREE, ~0U, 0) < 0) {
@@ -1381,10 +1449,22 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
             close(fd);
     }
 
+    /* Join the slot's cgroups before anything else: every process of the run
+     * is forked from here on, so all of it is accounted and limited. */
+    for (int i = 0; !c->cg_joined && i < CG_N; i++) {
+        const char *procs = s->slot[c->slot].cg_procs[i];
+        if (!procs)
+            continue;
+        int fd = open(procs, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1)
+            sbx_c_fail("join cgroup");
+        close(fd);
+    }
+
     /* If the worker dies, the run goes with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* Wait until the parent has put us in the cgroup (and, with a user
-     * namespace, written our id maps). EOF means it gave up. */
+    /* Wait until the parent has its pidfd (and, with a user namespace, has
+     * written our id maps). EOF means it gave up. */
     char go = 0;
     ssize_t n;
     while ((n = read(CFD_SYNC, &go, 1)) < 0 && errno == EINTR)
@@ -1456,6 +1536,29 @@ static int sbx_set_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+/* Starts a run's init. With cgroup v2 it is born inside the slot's cgroup
+ * (clone3 + CLONE_INTO_CGROUP: no migration at all); otherwise the child
+ * joins by itself, so the worker's loop never waits on a cgroup migration,
+ * which can take milliseconds (an RCU grace period). */
+static pid_t sbx_clone_run(const sbx_t *s, int slot, int *joined)
+{
+    *joined = 0;
+    if (s->cg == SBX_CG_V2 && s->slot[slot].cg_fd >= 0) {
+        struct sbx_clone_args a;
+        memset(&a, 0, sizeof(a));
+        a.flags = (uint64_t)s->ns_flags | CLONE_INTO_CGROUP;
+        a.exit_signal = SIGCHLD;
+        a.cgroup = (uint64_t)s->slot[slot].cg_fd;
+        pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+        if (pid >= 0) {
+            *joined = 1;
+            return pid;
+        }
+        /* Older kernel (ENOSYS, E2BIG): fall back to clone + self-join. */
+    }
+    return sbx_clone((unsigned long)s->ns_flags);
+}
+
 /* Writes the id maps of a user-namespaced init: the slot uid inside maps to
  * us outside, so the program runs unprivileged even inside its namespace. */
 static int sbx_write_idmaps(const sbx_t *s, pid_t pid, uid_t uid)
@@ -1523,6 +1626,7 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
         c.gid = getgid();
     }
     c.mem_mb = mem;
+    c.slot = slot;
     sbx_fmt(c.workdir, sizeof(c.workdir), "%s/slot%d", s->work_root, slot);
     sbx_fmt(c.newroot, sizeof(c.newroot), "%s/.root", s->work_root);
 
@@ -1540,7 +1644,7 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid = sbx_clone((unsigned long)s->ns_flags);
+    pid = sbx_clone_run(s, slot, &c.cg_joined);
     if (pid == 0)
         sbx_c_init(&c);
     int clone_errno = errno;
@@ -1558,10 +1662,6 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
     close(psync[0]);
     pin[0] = pout[1] = perr[1] = pstat[1] = psync[0] = -1;
 
-    if (s->cg != SBX_CG_NONE && sbx_cg_join(s, slot, pid) < 0) {
-        sbx_seterr(err, errlen, "join cgroup: %s", strerror(errno));
-        goto fail;
-    }
     if ((s->ns_flags & CLONE_NEWUSER) && sbx_write_idmaps(s, pid, c.uid) < 0) {
         sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
         goto fail;
