@@ -1326,7 +1326,10 @@ static void sbx_c_build_root(const struct sbx_child *c)
         sbx_c_bind_dev(devs[i]);
     if (symlink("/proc/self/fd", "dev/fd") < 0 || symlink("/proc/self/fd/0", "dev/stdin") < 0 ||
         symlink("/proc/self/fd/1", "dev/stdout") < 0 ||
-        symlink("/proc/self/fd/2", "dev/stderr") < 0)
+        symlink("/proc/self/fd/2", "dev/stderr") < 0 ||
+        /* POSIX semaphores and shm_open (Python's multiprocessing) live in
+         * /dev/shm: point it at the run's size-limited /tmp. */
+        symlink("/tmp", "dev/shm") < 0)
         sbx_c_fail("dev symlinks");
     sbx_c_mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
                 "size=64k,nr_inodes=64,mode=0755", "remount dev");
@@ -1375,7 +1378,9 @@ static void sbx_c_rlimit(int res, rlim_t v, const char *what)
 static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
 {
     const sbx_t *s = c->s;
-    if (setsid() < 0)
+    /* No controlling terminal. Without a pid namespace the program stays in
+     * init's session instead, so sbx_kill can reach the process group. */
+    if (s->ns_flags && setsid() < 0)
         sbx_c_fail("setsid");
     /* Raw syscalls: libc's set*id would try to broadcast to the threads the
      * worker had, which do not exist here. */
@@ -1460,6 +1465,9 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
             sbx_c_fail("join cgroup");
         close(fd);
     }
+
+    if (!s->ns_flags)
+        setsid();
 
     /* If the worker dies, the run goes with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);

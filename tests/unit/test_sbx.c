@@ -350,9 +350,13 @@ static void test_files(void **state)
        "        return errno.errorcode[e.errno]\n"
        "print(t('/etc/shadow', 'r'), t('/usr/x', 'w'), t('/x', 'w'), t('/etc/x', 'w'),\n"
        "      t('/dev/x', 'w'), t('/proc/sys/kernel/hostname', 'w'),\n"
-       "      t('/work/x', 'w'), t('/tmp/x', 'w'), t('/dev/null', 'w'))\n",
+       "      t('/work/x', 'w'), t('/tmp/x', 'w'), t('/dev/null', 'w'))\n"
+       "import multiprocessing\n"
+       "multiprocessing.Lock()\n"
+       "print(open('/dev/urandom', 'rb').read(4) != b'', open('/dev/zero', 'rb').read(2))\n",
        &r);
-    assert_string_equal(r.out, "EACCES EROFS EROFS EROFS EROFS EACCES ok ok ok\n");
+    assert_string_equal(r.out, "EACCES EROFS EROFS EROFS EROFS EACCES ok ok ok\n"
+                               "True b'\\x00\\x00'\n");
 }
 
 static void test_syscalls(void **state)
