@@ -984,6 +984,22 @@ static void sbx_umount_all(const char *path)
         ;
 }
 
+/* Moves the worker into its own mount namespace, a slave of the host's: it
+ * still sees every host mount, but the slot tmpfs mounts it makes stay out
+ * of the host and are released by the kernel when the worker dies, even by
+ * SIGKILL (a crash loop would otherwise pile up mounts, and every run copies
+ * the whole mount table). Only the calling thread moves: call it before the
+ * worker starts threads. */
+static int sbx_private_mounts(void)
+{
+    if (unshare(CLONE_NEWNS) < 0)
+        return -1;
+    /* Without this, shared mounts would still propagate our mounts back. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+        return -1;
+    return 0;
+}
+
 /* Gives each slot dir a tmpfs of tmp_mb so /work is size-limited like /tmp.
  * Best effort: without it /work is bounded only by RLIMIT_FSIZE per file. */
 static int sbx_mount_workdirs(sbx_t *s)
@@ -1065,6 +1081,10 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
 
+    /* First, so that every fd opened below belongs to the new namespace (a
+     * dirfd from the old one would not see the mounts made here). */
+    int private_mounts = s->is_root && sbx_private_mounts() == 0;
+
     /* Work root: traversable but not listable by the runs. */
     if (mkdir(s->work_root, 0711) < 0 && errno != EEXIST) {
         sbx_seterr(err, errlen, "mkdir %s: %s", s->work_root, strerror(errno));
@@ -1093,12 +1113,10 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         }
         close(fd);
     }
-    if (s->is_root) {
-        if (sbx_mount_workdirs(s) == 0)
-            s->workdir_tmpfs = 1;
-        else
-            sbx_append(s, "/work not size-limited");
-    }
+    if (private_mounts && sbx_mount_workdirs(s) == 0)
+        s->workdir_tmpfs = 1;
+    else if (s->is_root)
+        sbx_append(s, "/work not size-limited");
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
             goto fail;

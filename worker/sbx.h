@@ -40,12 +40,12 @@ typedef struct sbx_config {
 
 /* Why a finished program ended, from the status init reported. */
 typedef struct sbx_result {
-    int exited;        /* 1: exited normally, status valid */
-    int status;        /* exit status when exited */
-    int signal;        /* signal number that ended it, 0 if none */
-    int oom;           /* the memory limit killed something in the run */
-    int reported;      /* 0: init died before reporting (killed from outside) */
-    uint64_t cpu_ms;   /* user + system CPU of the whole run */
+    int exited;      /* 1: exited normally, status valid */
+    int status;      /* exit status when exited */
+    int signal;      /* signal number that ended it, 0 if none */
+    int oom;         /* the memory limit killed something in the run */
+    int reported;    /* 0: init died before reporting (killed from outside) */
+    uint64_t cpu_ms; /* user + system CPU of the whole run */
     uint64_t max_rss_kb;
     /* Non-empty when the sandbox could not start the program (setup failed
      * before exec): exited = 0, signal = 0, status = 127 then. */
@@ -64,7 +64,10 @@ typedef struct sbx_proc {
 
 /* Detects namespaces and cgroups, prepares the shared network namespace, the
  * seccomp program and the per-slot cgroups. Fails only when nothing of the
- * sandbox can work; partial isolation is reported by sbx_isolation(). */
+ * sandbox can work; partial isolation is reported by sbx_isolation().
+ * As root it also moves the calling thread into a private (slave) mount
+ * namespace holding the per-slot work dir tmpfs mounts, so they vanish with
+ * the worker: call it before starting threads. */
 sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen);
 /* Kills nothing: callers kill and reap their runs first. Removes the cgroups
  * and the work root. */
@@ -81,8 +84,8 @@ const char *sbx_cgroup_mode(const sbx_t *s);
 int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen);
 /* Writes a file into the slot's work dir. name must be a plain file name (no
  * '/', not "." or "..", no NUL); the file is created O_EXCL|O_NOFOLLOW. */
-int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len,
-                      char *err, size_t errlen);
+int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len, char *err,
+                      size_t errlen);
 
 /* Starts argv (argv[0] an absolute path) in the slot's work dir with a
  * minimal environment (PATH, HOME=/work, LANG=C.UTF-8, TMPDIR=/tmp). The

@@ -525,6 +525,32 @@ static void test_workdir_write(void **state)
     assert_string_equal(r.out, "from file\n");
 }
 
+/* The slot tmpfs mounts live in the worker's own mount namespace: the host's
+ * (pid 1's) table never sees them, so a killed worker cannot leak mounts. */
+static void test_no_host_mounts(void **state)
+{
+    char buf[8192];
+    int fd = open("/proc/1/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        skip();
+    size_t off = 0;
+    ssize_t n;
+    int found = 0;
+    while ((n = read(fd, buf + off, sizeof(buf) - 1 - off)) > 0) {
+        off += (size_t)n;
+        buf[off] = '\0';
+        if (strstr(buf, work_root))
+            found = 1;
+        /* keep a tail so a match across reads is still seen */
+        if (off > sizeof(buf) / 2) {
+            memmove(buf, buf + off - 256, 256);
+            off = 256;
+        }
+    }
+    close(fd);
+    assert_false(found);
+}
+
 static void test_slots_isolated(void **state)
 {
     /* Slot 1 runs as another uid: it cannot read slot 0's files. */
@@ -728,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup(test_workdir_reset, test_setup),
         cmocka_unit_test_setup(test_workdir_write, test_setup),
         cmocka_unit_test_setup(test_slots_isolated, test_setup),
+        cmocka_unit_test_setup(test_no_host_mounts, test_setup),
         cmocka_unit_test_setup(test_concurrent, test_setup),
         cmocka_unit_test_setup(test_bench, test_setup),
     };
