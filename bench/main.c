@@ -365,8 +365,10 @@ static void wb_report(const wb_opts_t *o, const char *url_text, int procs, const
         for (int i = 0; i < WB_V_COUNT; i++)
             if (r->verdict[i])
                 printf(" %s=%llu", wb_verdict_names[i], (unsigned long long)r->verdict[i]);
-        printf("\n%-14s %llu (%llu runs refused by a draining worker and resent)\n", "reconnects",
-               (unsigned long long)r->reconnects, (unsigned long long)r->drain_retries);
+        printf("\n%-14s %llu (runs resent: %llu refused by a draining worker, %llu unanswered at "
+               "its 1001 close)\n",
+               "reconnects", (unsigned long long)r->reconnects,
+               (unsigned long long)r->drain_retries, (unsigned long long)r->resent_1001);
         break;
     }
     if (o->mode != WB_MODE_HOLD && o->mode != WB_MODE_BALANCE)
@@ -414,9 +416,10 @@ static void wb_report(const wb_opts_t *o, const char *url_text, int procs, const
         for (int i = 1; i < WB_V_COUNT; i++)
             fails += r->verdict[i];
         printf(" conns=%ld evals=%llu evals_per_s=%.2f failed=%llu reconnects=%llu "
-               "drain_retries=%llu",
+               "drain_retries=%llu resent_1001=%llu",
                o->conns, (unsigned long long)r->msgs, r->msgs / el, (unsigned long long)fails,
-               (unsigned long long)r->reconnects, (unsigned long long)r->drain_retries);
+               (unsigned long long)r->reconnects, (unsigned long long)r->drain_retries,
+               (unsigned long long)r->resent_1001);
         for (int i = 0; i < WB_V_COUNT; i++)
             printf(" v_%s=%llu", wb_verdict_names[i], (unsigned long long)r->verdict[i]);
         break;

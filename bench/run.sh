@@ -306,26 +306,37 @@ done
 stop lbrr
 
 # ---- failover: kill -9 one of four workers under handshake load ------------------
-log "failover"
-echo "wsbench handshake -c $HS_C -d $FO_D ${URL[lb]}/echo   # w4 killed with SIGKILL at ${FO_AT}s" >>"$CMDS"
-"$WSB" handshake -q -c "$HS_C" -d "$FO_D" "${URL[lb]}/echo" >"$RAW/failover.out" 2>&1 &
-fp=$!
-sleep "$FO_AT" # scenario timing, not synchronisation: the load runs meanwhile
-kill -KILL "${PID[w4]}"
-wait "${PID[w4]}" 2>/dev/null || true
-unset "PID[w4]"
-FO_DOWN_MS=$($LBSTAT state "127.0.0.1:$LB_ADMIN" w4 down,gone 15 || echo "-")
-wait "$fp" || true
-FO_FAIL=$(kv failover hs_fail)
-FO_HS=$(kv failover hs_per_s)
-FO_P99=$(kv failover p99_us)
-start_worker w4
-$LBSTAT up "127.0.0.1:$LB_ADMIN" "$NW" 15 || true
+# Through the lb, and through HAProxy (option redispatch, retries 2) for contrast.
+FO_TARGETS="lb"
+[ -n "$HAPROXY" ] && FO_TARGETS+=" haproxy"
+declare -A FO_DOWN
+for t in $FO_TARGETS; do
+    log "failover $t"
+    echo "wsbench handshake -c $HS_C -d $FO_D ${URL[$t]}/echo   # w4 killed with SIGKILL at ${FO_AT}s" >>"$CMDS"
+    "$WSB" handshake -q -c "$HS_C" -d "$FO_D" "${URL[$t]}/echo" >"$RAW/failover-$t.out" 2>&1 &
+    fp=$!
+    sleep "$FO_AT" # scenario timing, not synchronisation: the load runs meanwhile
+    kill_ns=$(date +%s%N)
+    kill -KILL "${PID[w4]}"
+    if [ "$t" = lb ]; then
+        FO_DOWN[$t]=$($LBSTAT state "127.0.0.1:$LB_ADMIN" w4 down,gone 15 "$kill_ns" || echo "-")
+    else
+        FO_DOWN[$t]=$($LBSTAT hap "$TMP/haproxy.sock" w4 DOWN 15 "$kill_ns" || echo "-")
+    fi
+    wait "${PID[w4]}" 2>/dev/null || true
+    unset "PID[w4]"
+    wait "$fp" || true
+    start_worker w4
+    $LBSTAT up "127.0.0.1:$LB_ADMIN" "$NW" 15 || true
+    [ -n "$HAPROXY" ] && { $LBSTAT hap "$TMP/haproxy.sock" w4 UP 15 >/dev/null || true; }
+done
 
 # ---- rolling deploy: SIGTERM each worker in turn while eval clients run ------------
 log "rolling deploy"
-echo "wsbench eval -c 4 -d 120 ${URL[lb]}/eval   # stopped with SIGINT after w1..w4 were drained and restarted in turn" >>"$CMDS"
-"$WSB" eval -q -c 4 -d 120 "${URL[lb]}/eval" >"$RAW/rolling.out" 2>&1 &
+# Runs that take a while, so that each drain has evaluations to wait for.
+RD_CODE='import time; time.sleep(0.1)'
+echo "wsbench eval -c 4 -d 120 --code '$RD_CODE' ${URL[lb]}/eval   # stopped with SIGINT after w1..w4 were drained and restarted in turn" >>"$CMDS"
+"$WSB" eval -q -c 4 -d 120 --code "$RD_CODE" "${URL[lb]}/eval" >"$RAW/rolling.out" 2>&1 &
 rp=$!
 wait_http "http://127.0.0.1:$LB_ADMIN/healthz" 200 5
 RD_T0=$SECONDS
@@ -345,6 +356,7 @@ RD_FAILED=$(kv rolling failed)
 RD_RECONN=$(kv rolling reconnects)
 RD_LOST=$(kv rolling v_lost)
 RD_RETRY=$(kv rolling drain_retries)
+RD_RESENT=$(kv rolling resent_1001)
 
 # ---- scale-out: a fifth worker joins a loaded set --------------------------------
 log "scale-out"
@@ -489,17 +501,23 @@ R=$OUT/report.md
         echo "| $name | $algo | $(kv bal-$t max_over_mean_p50) | $(kv bal-$t max_over_mean_p99) | $(kv bal-$t max_over_mean_max) | $(kv bal-$t opened) | $(kv bal-$t errors) |"
     done
     echo
-    echo "## Failover (kill -9 one of $NW workers at ${FO_AT}s under $HS_C concurrent handshake cycles through the lb, ${FO_D}s)"
+    echo "## Failover (kill -9 one of $NW workers at ${FO_AT}s under $HS_C concurrent handshake cycles, ${FO_D}s)"
     echo
-    echo "| failed handshakes | handshakes/s | p99 ms | time until the lb marked it down |"
-    echo "|---:|---:|---:|---:|"
-    echo "| $FO_FAIL | $FO_HS | $(ms "$FO_P99") | ${FO_DOWN_MS} ms |"
+    echo "| front | failed handshakes | handshakes/s | p99 ms | max ms | time until marked down |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for t in $FO_TARGETS; do
+        echo "| $t | $(kv failover-$t hs_fail) | $(kv failover-$t hs_per_s) | $(ms $(kv failover-$t p99_us)) | $(ms $(kv failover-$t max_us)) | ${FO_DOWN[$t]} ms |"
+    done
     echo
-    echo "## Rolling deploy (SIGTERM-drain and restart each of $NW workers in turn; 4 eval clients reconnecting on close)"
+    echo "Marked down: from the SIGKILL until the lb's /stats (or HAProxy's stats socket) shows the worker down."
     echo
-    echo "| evaluations | failed | of which lost in flight | reconnects | runs refused while draining (resent) | deploy took |"
-    echo "|---:|---:|---:|---:|---:|---:|"
-    echo "| $RD_EVALS | $RD_FAILED | $RD_LOST | $RD_RECONN | $RD_RETRY | ${RD_SECS} s |"
+    echo "## Rolling deploy (SIGTERM-drain and restart each of $NW workers in turn; 4 eval clients running \`$RD_CODE\` in a loop, reconnecting on close)"
+    echo
+    echo "| evaluations | failed | of which lost in flight | reconnects | runs resent: refused while draining | runs resent: unanswered at the 1001 close | deploy took |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| $RD_EVALS | $RD_FAILED | $RD_LOST | $RD_RECONN | $RD_RETRY | $RD_RESENT | ${RD_SECS} s |"
+    echo
+    echo "A draining worker answers a new run with a \"draining\" error and closes with 1001 once its running evaluations are done, so a run unanswered at that close was never started; the client resends both kinds on its new connection. \"Lost\" counts runs cut off by any other close."
     echo
     echo "## Scale-out (a fifth worker joins at ${SO_AT}s; about $SO_C alive, mean life ${SO_L} ms)"
     echo

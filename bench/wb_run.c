@@ -97,6 +97,7 @@ void wb_result_merge(wb_result_t *d, const wb_result_t *s)
     d->held_end += s->held_end;
     d->reconnects += s->reconnects;
     d->drain_retries += s->drain_retries;
+    d->resent_1001 += s->resent_1001;
     for (int i = 0; i < WB_V_COUNT; i++)
         d->verdict[i] += s->verdict[i];
     wb_hist_merge(&d->lat, &s->lat);
@@ -389,10 +390,18 @@ static void wb_on_close(wb_conn_t *c, enum wb_err err, int code, const char *det
         k->widx = -1;
     }
     if (k->run_pending) {
-        /* A run cut short by our own stop is not the server's failure. */
+        /* A run cut short by our own stop is not the server's failure. A
+         * draining worker lets running evaluations finish before it closes
+         * with 1001, so a run still unanswered then was never started (it
+         * crossed the close on the wire): the client resends it after
+         * reconnecting. Any other close with a run outstanding lost it. */
         k->run_pending = 0;
-        if (x->phase != WB_PH_STOP && k->run_start_ns >= x->t_run_ns)
-            x->res->verdict[WB_V_LOST]++;
+        if (x->phase != WB_PH_STOP && k->run_start_ns >= x->t_run_ns) {
+            if (c->close_rcvd && code == WS_CLOSE_GOING_AWAY && o->reconnect)
+                x->res->resent_1001++;
+            else
+                x->res->verdict[WB_V_LOST]++;
+        }
     }
     ev_timer_stop(x->loop, &k->timer);
 

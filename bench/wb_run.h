@@ -77,6 +77,7 @@ typedef struct wb_result {
     uint64_t held_end; /* hold: still open when holding ended */
     uint64_t reconnects;
     uint64_t drain_retries; /* eval: runs a draining worker refused, resent elsewhere */
+    uint64_t resent_1001;   /* eval: runs unanswered at a 1001 close, resent elsewhere */
     uint64_t verdict[WB_V_COUNT];
     wb_hist_t lat; /* rtt / handshake / eval latency, us */
     /* balance only (never merged: balance runs in one process) */
