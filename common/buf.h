@@ -25,7 +25,9 @@ static inline size_t buf_size(const buf_t *b)
 }
 static inline char *buf_head(const buf_t *b)
 {
-    return b->data + b->off;
+    /* An empty buffer may hold no memory, and NULL + 0 is undefined in C
+     * (clang's UBSan reports it). */
+    return b->data != NULL ? b->data + b->off : NULL;
 }
 
 /* Makes room for at least n more bytes; returns where to write them, or NULL
