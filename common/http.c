@@ -181,6 +181,16 @@ static int http_parse(enum http_parser_type type, const char *data, size_t len, 
         size_t head_len = used + 1;
         if (head_len > n || data[head_len - 1] != '\n' || head_len > (size_t)INT32_MAX)
             return HTTP_PARSE_ERROR;
+        /* The non-strict parser takes CR plus any byte as a line end after
+         * an empty header value, so "X:\rA\n" ends a head with no blank
+         * line: headers the lb appends would then follow the end of the
+         * head and reach the backend as body. RFC 7230 3.5: a bare CR is
+         * invalid. */
+        for (const char *q = memchr(data, '\r', head_len); q != NULL;
+             q = memchr(q + 1, '\r', (size_t)(data + head_len - (q + 1)))) {
+            if (q + 1 == data + head_len || q[1] != '\n')
+                return HTTP_PARSE_ERROR;
+        }
         /* The packaged parser is built non-strict and would take "HTTQ/1.1"
          * or an HTTP/0.9 request line; insist on the version token. */
         if (type == HTTP_REQUEST) {
