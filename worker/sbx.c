@@ -1586,7 +1586,9 @@ static pid_t sbx_clone_run(const sbx_t *s, int slot, int *joined)
 }
 
 /* Writes the id maps of a user-namespaced init: the slot uid inside maps to
- * us outside, so the program runs unprivileged even inside its namespace. */
+ * us outside (or, as root, to the same slot uid: never to host root, whose
+ * files the program could then open), so the program runs unprivileged
+ * even inside its namespace. */
 static int sbx_write_idmaps(const sbx_t *s, pid_t pid, uid_t uid)
 {
     char path[64], map[64];
@@ -1594,11 +1596,13 @@ static int sbx_write_idmaps(const sbx_t *s, pid_t pid, uid_t uid)
     if (sbx_write_file(path, "deny") < 0 && errno != ENOENT)
         return -1;
     sbx_fmt(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
-    sbx_fmt(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)s->host_uid);
+    unsigned out_uid = s->is_root ? (unsigned)uid : (unsigned)s->host_uid;
+    unsigned out_gid = s->is_root ? (unsigned)uid : (unsigned)s->host_gid;
+    sbx_fmt(map, sizeof(map), "%u %u 1\n", (unsigned)uid, out_uid);
     if (sbx_write_file(path, map) < 0)
         return -1;
     sbx_fmt(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
-    sbx_fmt(map, sizeof(map), "%u %u 1\n", (unsigned)uid, (unsigned)s->host_gid);
+    sbx_fmt(map, sizeof(map), "%u %u 1\n", (unsigned)uid, out_gid);
     return sbx_write_file(path, map);
 }
 
@@ -1657,7 +1661,10 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
     sbx_fmt(c.newroot, sizeof(c.newroot), "%s/.root", s->work_root);
 
     if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
-        pipe2(pstat, O_CLOEXEC) < 0 || pipe2(psync, O_CLOEXEC) < 0) {
+        pipe2(pstat, O_CLOEXEC) < 0 ||
+        /* A socket for the go byte: send(MSG_NOSIGNAL) cannot raise SIGPIPE
+         * in the worker if the child died first. */
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, psync) < 0) {
         sbx_seterr(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
     }
@@ -1692,7 +1699,7 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
         sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
         goto fail;
     }
-    if (write(psync[1], "g", 1) != 1) {
+    if (send(psync[1], "g", 1, MSG_NOSIGNAL) != 1) {
         sbx_seterr(err, errlen, "start child: %s", strerror(errno));
         goto fail;
     }
