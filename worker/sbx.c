@@ -901,6 +901,11 @@ int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen)
         sbx_seterr(err, errlen, "bad slot %d", slot);
         return -1;
     }
+    if (s->slot[slot].pid > 0) {
+        /* The run could keep recreating files while we empty the dir. */
+        sbx_seterr(err, errlen, "slot %d is busy", slot);
+        return -1;
+    }
     int rc = -1;
     unsigned moved = 0;
     int fd = sbx_open_slot_dir(s, slot, 1);

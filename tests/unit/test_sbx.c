@@ -574,6 +574,7 @@ static void test_concurrent(void **state)
     assert_int_equal(sbx_spawn(S, 0, a0, 0, &p[0], err, sizeof(err)), 0);
     assert_int_equal(sbx_spawn(S, 1, a1, 0, &p[1], err, sizeof(err)), 0);
     assert_int_equal(sbx_spawn(S, 1, a1, 0, &p[1], err, sizeof(err)), -1); /* busy */
+    assert_int_equal(sbx_workdir_reset(S, 0, err, sizeof(err)), -1);
     sbx_result_t res[2];
     char out[2][64];
     for (int i = 0; i < 2; i++) {
