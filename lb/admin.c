@@ -50,6 +50,7 @@ struct admin {
     be_table_t *t;
     lbs_t *stats;
     char *token; /* NULL = no auth */
+    int open_reads;
     met_registry_t *extra;
     int lfd;
     sock_addr_t local;
@@ -438,7 +439,7 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
 static void admin_route(admin_conn_t *c, const http_head_t *h)
 {
     admin_t *a = c->a;
-    if (!admin_authorized(a, h)) {
+    if (!(a->open_reads && h->method == HTTP_GET) && !admin_authorized(a, h)) {
         admin_reply_str(c, 401, "{\"error\":\"unauthorized\"}\n", "WWW-Authenticate: Bearer\r\n");
         return;
     }
@@ -629,6 +630,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    a->open_reads = cfg && cfg->open_reads;
     a->lfd = sock_listen(&sa, 64, 0, serr, sizeof(serr));
     if (a->lfd < 0) {
         snprintf(err, errlen, "admin listen %s: %s", listen, serr);

@@ -6,7 +6,8 @@
  *   POST /backends/<id>/enable   undo a drain
  *   GET  /healthz                200 ok, for whatever sits in front of the lb
  *
- * With a token, every request needs `Authorization: Bearer <token>`. */
+ * With a token, every request needs `Authorization: Bearer <token>`, except
+ * GETs when open_reads is set. */
 #ifndef LB_ADMIN_H
 #define LB_ADMIN_H
 
@@ -24,6 +25,9 @@ typedef struct admin admin_t;
 typedef struct admin_config {
     const char *listen; /* "HOST:PORT"; NULL = 127.0.0.1:8081 */
     const char *token;  /* NULL = no auth */
+    /* With a token: GET needs none (a loopback listener, where local
+     * scrapers read); POST always does. 0 = every request needs it. */
+    int open_reads;
     /* Optional registry rendered at the end of /metrics, e.g. the one that
      * holds stats->handshake_ms. NULL = none. */
     met_registry_t *metrics;

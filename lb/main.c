@@ -17,6 +17,7 @@
 #include "disc.h"
 #include "hc.h"
 #include "lbs.h"
+#include "lim.h"
 #include "log.h"
 #include "met.h"
 #include "proxy.h"
@@ -32,11 +33,12 @@
 #endif
 
 typedef struct lb_opts {
-    cfg_list_t listen, tls_listen, backend;
+    cfg_list_t listen, tls_listen, backend, trusted_proxies;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level;
+        *log_level, *upstream_secret_file;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
-        timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head;
+        timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
+        limit_conns, limit_rate, limit_burst;
     int access_log;
 } lb_opts_t;
 
@@ -52,6 +54,8 @@ typedef struct lb {
     disc_t *disc;
     admin_t *admin;
     px_t *px;
+    lim_t *lim;
+    lim_cidrs_t trusted;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer grace;   /* shutdown deadline */
     ev_timer drained; /* polls for the last tunnel to end during shutdown */
@@ -109,14 +113,15 @@ static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads the admin token: the file's first line without surrounding space.
- * Returns a heap string or NULL with err. */
-static char *lb_read_token(const char *path, char *err, size_t errlen)
+/* Reads a secret (the admin token, the upstream secret): the file's first
+ * line without surrounding space; flag names the option for errors. Returns
+ * a heap string or NULL with err. */
+static char *lb_read_token(const char *flag, const char *path, char *err, size_t errlen)
 {
     char line[512];
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        snprintf(err, errlen, "--admin-token-file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s %s: %s", flag, path, strerror(errno));
         return NULL;
     }
     char *got = fgets(line, sizeof(line), f);
@@ -131,10 +136,31 @@ static char *lb_read_token(const char *path, char *err, size_t errlen)
     while (*s == ' ' || *s == '\t')
         s++;
     if (*s == '\0') {
-        snprintf(err, errlen, "--admin-token-file %s: empty", path);
+        snprintf(err, errlen, "%s %s: empty", flag, path);
         return NULL;
     }
+    /* It is sent in a header line: no control characters. */
+    for (const char *q = s; *q; q++) {
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+            snprintf(err, errlen, "%s %s: control character in the first line", flag, path);
+            return NULL;
+        }
+    }
     return strdup(s);
+}
+
+/* Whether "HOST:PORT" names a loopback address (127.0.0.0/8, ::1). */
+static int lb_is_loopback(const char *hostport)
+{
+    sock_addr_t a;
+    char e[SOCK_ERR_LEN];
+    lim_cidrs_t lo = {0};
+    if (sock_parse_addr(hostport, &a, e, sizeof(e)) < 0)
+        return 0;
+    int yes = lim_cidrs_add(&lo, "127.0.0.0/8,::1", e, sizeof(e)) == 0 &&
+              lim_cidrs_match(&lo, (struct sockaddr *)&a.ss);
+    lim_cidrs_free(&lo);
+    return yes;
 }
 
 /* Ends the loop once every tunnel is gone or the grace period is over. */
@@ -204,7 +230,7 @@ int main(int argc, char **argv)
     lb_t *lb = &lbs;
     lb_opts_t *o = &lb->o;
     char err[1024];
-    char *token = NULL;
+    char *token = NULL, *upstream_secret = NULL;
     int rc = 1;
 
     o->admin = "127.0.0.1:8081";
@@ -264,6 +290,20 @@ int main(int argc, char **argv)
          0, 86400},
         {"max-head", CFG_INT, &o->max_head, "BYTES", "largest request/response head (8192)", 512,
          1048576},
+        {"limit-conns", CFG_INT, &o->limit_conns, "N",
+         "concurrent connections per client address; over it: 429 (0 = no limit)", 0, 1000000},
+        {"limit-rate", CFG_INT, &o->limit_rate, "R",
+         "new connections (handshakes/requests) per second per client address; over it: 429 "
+         "(0 = no limit)",
+         0, 1000000},
+        {"limit-burst", CFG_INT, &o->limit_burst, "B",
+         "with --limit-rate, how many may come at once (0 = the rate)", 0, 1000000},
+        {"trusted-proxies", CFG_LIST, &o->trusted_proxies, "CIDR[,CIDR...]",
+         "peers whose X-Forwarded-For is appended to (others' is replaced), exempt from "
+         "--limit-*; repeatable",
+         0, 0},
+        {"upstream-secret-file", CFG_STR, &o->upstream_secret_file, "FILE",
+         "send the file's first line as X-Upstream-Secret to the workers", 0, 0},
         {"access-log", CFG_BOOL, &o->access_log, NULL,
          "one log line per connection (on; --access-log=false turns it off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
@@ -302,6 +342,42 @@ int main(int argc, char **argv)
         fprintf(stderr, "lb: --tls-listen needs --cert and --key\n");
         rc = 2;
         goto out;
+    }
+    /* Anyone who reaches a non-loopback admin API could drain every worker. */
+    if (o->admin != NULL && *o->admin && !lb_is_loopback(o->admin) &&
+        (o->admin_token_file == NULL || !*o->admin_token_file)) {
+        fprintf(stderr,
+                "lb: --admin %s is not a loopback address: set --admin-token-file, or bind the "
+                "admin API to 127.0.0.1\n",
+                o->admin);
+        rc = 2;
+        goto out;
+    }
+    for (size_t i = 0; i < o->trusted_proxies.n; i++) {
+        if (lim_cidrs_add(&lb->trusted, o->trusted_proxies.v[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "lb: --trusted-proxies: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (o->upstream_secret_file != NULL && *o->upstream_secret_file) {
+        upstream_secret =
+            lb_read_token("--upstream-secret-file", o->upstream_secret_file, err, sizeof(err));
+        if (upstream_secret == NULL) {
+            fprintf(stderr, "lb: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    lim_config_t lc = {.max_conns = (unsigned)o->limit_conns,
+                       .rate = (unsigned)o->limit_rate,
+                       .burst = (unsigned)o->limit_burst};
+    if (lim_enabled(&lc)) {
+        lb->lim = lim_create(&lc, err, sizeof(err));
+        if (lb->lim == NULL) {
+            log_error("limits: %s", err);
+            goto out;
+        }
     }
 
     /* Writes to a closed socket must be errors, not a dead process. */
@@ -361,6 +437,9 @@ int main(int argc, char **argv)
         .retries = (int)o->retries,
         .access_log = o->access_log,
         .max_head = (size_t)o->max_head,
+        .lim = lb->lim,
+        .trusted = lb->trusted.n ? &lb->trusted : NULL,
+        .upstream_secret = upstream_secret,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {
@@ -389,13 +468,18 @@ int main(int argc, char **argv)
     }
     if (o->admin != NULL && *o->admin) {
         if (o->admin_token_file != NULL && *o->admin_token_file) {
-            token = lb_read_token(o->admin_token_file, err, sizeof(err));
+            token = lb_read_token("--admin-token-file", o->admin_token_file, err, sizeof(err));
             if (token == NULL) {
                 log_error("%s", err);
                 goto out;
             }
         }
-        admin_config_t ac = {.listen = o->admin, .token = token, .metrics = lb->reg};
+        /* On loopback, reading needs no token (local scrapers); changing
+         * things always does when one is set. */
+        admin_config_t ac = {.listen = o->admin,
+                             .token = token,
+                             .metrics = lb->reg,
+                             .open_reads = lb_is_loopback(o->admin)};
         lb->admin = admin_create(lb->loop, lb->table, &lb->stats, &ac, err, sizeof(err));
         if (lb->admin == NULL) {
             log_error("admin: %s", err);
@@ -425,9 +509,11 @@ int main(int argc, char **argv)
         if (lb->admin != NULL && admin_local_addr(lb->admin, &sa) == 0)
             sock_addr_str(&sa, a3, sizeof(a3));
         log_info("lb %s listening on %s (tls %s), admin %s, algo %s, %ld thread(s), %zu static "
-                 "backend(s)%s%s",
+                 "backend(s)%s%s; limits conns=%ld rate=%ld burst=%ld, %zu trusted network(s)%s",
                  VERSION, a1, a2, a3, algo->name, o->threads, o->backend.n,
-                 lb->disc ? ", redis " : "", lb->disc ? o->redis : "");
+                 lb->disc ? ", redis " : "", lb->disc ? o->redis : "", o->limit_conns,
+                 o->limit_rate, o->limit_burst, lb->trusted.n,
+                 upstream_secret ? ", upstream secret set" : "");
     }
 
     ev_run(lb->loop, 0);
@@ -442,7 +528,12 @@ out:
     be_table_free(lb->table);
     tls_free(lb->tls);
     met_free(lb->reg);
+    lim_free(lb->lim);
+    lim_cidrs_free(&lb->trusted);
     free(token);
+    if (upstream_secret != NULL)
+        explicit_bzero(upstream_secret, strlen(upstream_secret));
+    free(upstream_secret);
     cfg_free(opts);
     if (lb->loop != NULL)
         ev_loop_destroy(lb->loop);

@@ -26,6 +26,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -79,6 +80,7 @@ enum px_reason {
     PX_R_TLS_ERROR,
     PX_R_SHUTDOWN,
     PX_R_NO_MEMORY,
+    PX_R_RATE_LIMITED,
     PX_R__COUNT
 };
 
@@ -98,6 +100,7 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_TLS_ERROR] = "tls_error",
     [PX_R_SHUTDOWN] = "shutdown",
     [PX_R_NO_MEMORY] = "no_memory",
+    [PX_R_RATE_LIMITED] = "rate_limited",
 };
 
 typedef struct px_side {
@@ -143,6 +146,11 @@ typedef struct px_conn {
     unsigned is_get : 1;
     unsigned shed : 1;     /* over --max-conns: answer 503 once the head is in */
     unsigned only_503 : 1; /* every backend tried so far answered 503 (draining) */
+    unsigned trusted : 1;  /* peer is in --trusted-proxies */
+    unsigned lim_held : 1; /* counted in px->cfg.lim: lim_leave() at the end */
+    int8_t limited;        /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
+    uint16_t retry_after;  /* seconds, with limited */
+    lim_key_t lim_key;
     char reqid[17];
     char req[48]; /* "METHOD path", truncated, for the access log */
 } px_conn_t;
@@ -164,6 +172,7 @@ typedef struct px_thread {
     size_t nls;
     ev_async wake;
     ev_timer backoff; /* listeners paused after EMFILE */
+    int reserve_fd;   /* spare descriptor, given up to turn clients away at EMFILE */
     int accepting;
     px_conn_t *conns;
     uint32_t rid_rand;
@@ -210,7 +219,7 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
     if (buf_append(out, p, (size_t)(nl + 1 - p)) < 0)
         return -1;
 
-    int have_xff = 0;
+    int have_xff = 0, have_proto = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         const http_header_t *hd = &h->headers[i];
         const char *le = px_line_end(hd, end);
@@ -220,16 +229,23 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
             have_xff |= hd->value.n > 0;
             continue;
         }
-        if (http_str_caseeq(hd->name, "X-Forwarded-Proto") ||
-            http_str_caseeq(hd->name, "X-Request-Id"))
+        if (http_str_caseeq(hd->name, "X-Upstream-Secret"))
             continue;
+        /* The request id is always ours: it is the one in the access log. */
+        if (http_str_caseeq(hd->name, "X-Request-Id"))
+            continue;
+        if (http_str_caseeq(hd->name, "X-Forwarded-Proto")) {
+            if (!fwd->trusted || hd->value.n == 0)
+                continue;
+            have_proto = 1;
+        }
         if (buf_append(out, hd->name.p, (size_t)(le - hd->name.p)) < 0)
             return -1;
     }
 
     if (buf_append_str(out, "X-Forwarded-For: ") < 0)
         return -1;
-    if (have_xff) {
+    if (have_xff && fwd->trusted) {
         /* Several lines of a list header are one list (RFC 9110 5.3). */
         for (size_t i = 0; i < h->nheaders; i++) {
             const http_header_t *hd = &h->headers[i];
@@ -239,8 +255,16 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
                 return -1;
         }
     }
-    if (buf_printf(out, "%s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n\r\n", fwd->client_ip,
-                   fwd->proto, fwd->request_id) < 0)
+    if (buf_printf(out, "%s\r\n", fwd->client_ip) < 0)
+        return -1;
+    if (!have_proto && buf_printf(out, "X-Forwarded-Proto: %s\r\n", fwd->proto) < 0)
+        return -1;
+    if (buf_printf(out, "X-Request-Id: %s\r\n", fwd->request_id) < 0)
+        return -1;
+    if (fwd->upstream_secret != NULL &&
+        buf_printf(out, "X-Upstream-Secret: %s\r\n", fwd->upstream_secret) < 0)
+        return -1;
+    if (buf_append_str(out, "\r\n") < 0)
         return -1;
     if (len > h->head_len && buf_append(out, end, len - h->head_len) < 0)
         return -1;
@@ -479,6 +503,8 @@ static void px_conn_free(px_conn_t *c)
     buf_free(&c->a.out);
     buf_free(&c->hbuf);
     px_release_backend(c);
+    if (c->lim_held)
+        lim_leave(px->cfg.lim, &c->lim_key);
 
     if (c->prev)
         c->prev->next = c->next;
@@ -521,9 +547,11 @@ static void px_flush_reply(px_conn_t *c)
     px_linger(c);
 }
 
-/* Answers the client with status and a small JSON body, then closes. err is
- * an lbs error kind to count, or -1. */
-static void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const char *msg)
+/* Answers the client with status, a small JSON body and extra (header lines
+ * ending in CRLF, or NULL), then closes. err is an lbs error kind to count,
+ * or -1. */
+static void px_reply_ex(px_conn_t *c, int status, int err, enum px_reason r, const char *msg,
+                        const char *extra)
 {
     px_t *px = c->th->px;
     char body[128];
@@ -541,13 +569,32 @@ static void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const 
         return;
     }
     int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", msg);
-    if (http_write_response(&c->a.out, status, "application/json", body, (size_t)n, NULL) < 0) {
+    if (http_write_response(&c->a.out, status, "application/json", body, (size_t)n, extra) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return;
     }
     c->phase = PX_REPLY;
     px_timer(c, PX_LINGER_S);
     px_flush_reply(c);
+}
+
+static void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const char *msg)
+{
+    px_reply_ex(c, status, err, r, msg, NULL);
+}
+
+/* 429 for a client over a per-address limit. Sent as soon as the connection
+ * can carry HTTP, without waiting for the request: a refused client must cost
+ * as little as possible, and the lingering close keeps the answer from being
+ * lost to a reset when its request arrives afterwards. */
+static void px_reply_limited(px_conn_t *c)
+{
+    char extra[48];
+    snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", (unsigned)c->retry_after);
+    px_reply_ex(c, 429, LBS_ERR_RATE_LIMITED, PX_R_RATE_LIMITED,
+                c->limited == LIM_CONNS ? "too many connections from this address"
+                                        : "too many requests from this address",
+                extra);
 }
 
 /* ---- backend selection ------------------------------------------------------ */
@@ -600,6 +647,15 @@ static void px_try_backend(px_conn_t *c)
         c->tried[c->ntried++] = b;
         c->be = b;
         int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+            /* Out of descriptors here: the backend did nothing wrong, so
+             * neither count it as a failure (that would take healthy
+             * workers down) nor try the others. */
+            log_warn("backend %s: %s; answering 503", b->id, err);
+            px_release_backend(c);
+            px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
+            return;
+        }
         if (fd < 0) {
             lbs_inc(&px->stats->errors[LBS_ERR_CONNECT]);
             be_report_failure(px->table, b);
@@ -653,7 +709,11 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
     if (sock_addr_host(&pa, ip, sizeof(ip)) == NULL)
         snprintf(ip, sizeof(ip), "unknown");
-    px_fwd_t fwd = {.client_ip = ip, .proto = c->tls ? "https" : "http", .request_id = c->reqid};
+    px_fwd_t fwd = {.client_ip = ip,
+                    .proto = c->tls ? "https" : "http",
+                    .request_id = c->reqid,
+                    .trusted = c->trusted,
+                    .upstream_secret = th->px->cfg.upstream_secret};
     buf_t nb = BUF_INIT;
     if (px_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
         buf_free(&nb);
@@ -717,6 +777,10 @@ static void px_tls_handshake(px_conn_t *c)
     int r = SSL_do_handshake(c->a.ssl);
     if (r == 1) {
         c->phase = PX_HEAD;
+        if (c->limited) {
+            px_reply_limited(c);
+            return;
+        }
         px_read_head(c);
         return;
     }
@@ -1122,6 +1186,17 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
     if (px->cfg.max_conns > 0 &&
         __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > px->cfg.max_conns)
         c->shed = 1;
+    c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
+    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+        unsigned ra = 1;
+        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        if (v == LIM_OK)
+            c->lim_held = 1;
+        else if (v < 0) {
+            c->limited = (int8_t)v;
+            c->retry_after = (uint16_t)(ra > 3600 ? 3600 : ra);
+        }
+    }
     if (tls) {
         c->a.ssl = tls_new_conn(px->cfg.tls, fd);
         if (c->a.ssl == NULL) {
@@ -1133,6 +1208,12 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
         c->phase = PX_HEAD;
     }
     px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    if (c->limited && !tls) {
+        /* Not inside any of c's callbacks: px_after may free it. */
+        px_reply_limited(c);
+        px_after(c);
+        return;
+    }
     ev_io_start(th->loop, &c->a.io);
 }
 
@@ -1148,6 +1229,34 @@ static void px_listeners_set(px_thread_t *th, int on)
     }
 }
 
+/* Out of descriptors with clients waiting: frees the reserve descriptor to
+ * accept one of them, answers 503 (best effort, one non-blocking send) and
+ * closes it, then takes the reserve back. Turning clients away like this
+ * empties the backlog, so they learn at once instead of hanging until a
+ * descriptor frees up, and the listener does not stay readable. 0 if a
+ * client was turned away, -1 if that was not possible. */
+static int px_turn_away(px_thread_t *th, px_listener_t *l)
+{
+    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 23\r\n"
+                               "Connection: close\r\nRetry-After: 1\r\n\r\n"
+                               "{\"error\":\"overloaded\"}\n";
+    sock_addr_t peer;
+
+    if (th->reserve_fd < 0 || l->tls)
+        return -1; /* a TLS client cannot read a plain answer: let it wait */
+    close(th->reserve_fd);
+    th->reserve_fd = -1;
+    int fd = sock_accept(l->fd, &peer);
+    if (fd >= 0) {
+        (void)send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        lbs_inc(&th->px->stats->accepted);
+    }
+    th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? 0 : -1;
+}
+
 static void px_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     px_listener_t *l = container_of(w, px_listener_t, io);
@@ -1160,6 +1269,10 @@ static void px_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
+            if (errno == EMFILE && px_turn_away(th, l) == 0) {
+                lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
+                continue;
+            }
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: the pending connection stays queued and
                  * the listener stays readable, so accepting again at once
@@ -1186,6 +1299,8 @@ static void px_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void px_backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     px_thread_t *th = container_of(w, px_thread_t, backoff);
+    if (th->reserve_fd < 0)
+        th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (th->accepting)
         px_listeners_set(th, 1);
 }
@@ -1295,6 +1410,8 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
     p->th = calloc((size_t)p->nth, sizeof(*p->th));
     if (addrs == NULL || tls == NULL || p->th == NULL)
         goto oom;
+    for (int i = 0; i < p->nth; i++)
+        p->th[i].reserve_fd = -1; /* px_free closes it when >= 0 */
     for (size_t i = 0; i < n; i++) {
         const char *s = i < cfg->nlisten ? cfg->listen[i] : cfg->tls_listen[i - cfg->nlisten];
         char e2[SOCK_ERR_LEN];
@@ -1314,6 +1431,7 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         th->idx = i;
         th->rid_rand = seed + (uint32_t)i * 0x9e3779b9u;
         th->scratch = malloc(PX_SCRATCH);
+        th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         th->loop = ev_loop_new(EVFLAG_AUTO);
         if (th->scratch == NULL || th->loop == NULL)
             goto oom;
@@ -1408,6 +1526,8 @@ void px_free(px_t *p)
             }
             free(th->ls);
             free(th->scratch);
+            if (th->reserve_fd >= 0)
+                close(th->reserve_fd);
         }
         free(p->th);
     }

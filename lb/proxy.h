@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "http.h"
 #include "lbs.h"
+#include "lim.h"
 #include "tls.h"
 
 typedef struct px px_t;
@@ -39,11 +40,21 @@ typedef struct px_config {
     int retries;                  /* further backends tried after a failure */
     int access_log;               /* one log_info line per connection */
     size_t max_head;              /* request/response head limit; 0 = default */
+    /* Per-client-address limits shared by every thread; NULL = none. Over a
+     * limit a client gets 429 with Retry-After and is closed. Not owned. */
+    lim_t *lim;
+    /* Peers whose X-Forwarded-For is extended rather than replaced (and
+     * whose X-Forwarded-Proto is kept), exempt from lim:
+     * they speak for many clients. NULL = none. Not owned. */
+    const lim_cidrs_t *trusted;
+    /* Sent as X-Upstream-Secret with every request; NULL = none. Not owned. */
+    const char *upstream_secret;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration
- * errors show up before anything runs. table, stats and cfg->tls must outlive
- * the px_t; strings in cfg are copied. NULL with err on failure. */
+ * errors show up before anything runs. table, stats, cfg->tls, cfg->lim,
+ * cfg->trusted and cfg->upstream_secret must outlive the px_t; the listen
+ * addresses are parsed here and not kept. NULL with err on failure. */
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen);
 /* Starts the threads. */
 int px_start(px_t *p, char *err, size_t errlen);
@@ -60,18 +71,27 @@ int px_listen_addr(px_t *p, int tls, sock_addr_t *out);
 
 /* What px_rewrite_head() adds to a request. */
 typedef struct px_fwd {
-    const char *client_ip;  /* becomes X-Forwarded-For (appended to one the client sent) */
-    const char *proto;      /* "http" or "https": X-Forwarded-Proto */
-    const char *request_id; /* X-Request-Id */
+    const char *client_ip;       /* becomes X-Forwarded-For */
+    const char *proto;           /* "http" or "https": X-Forwarded-Proto */
+    const char *request_id;      /* X-Request-Id */
+    int trusted;                 /* the client is a trusted proxy (see below) */
+    const char *upstream_secret; /* X-Upstream-Secret to add; NULL = none */
 } px_fwd_t;
 
 /* Pure: appends to out the request head in data[0..h->head_len) (parsed into
  * h by http_parse_request) with X-Forwarded-For, X-Forwarded-Proto and
- * X-Request-Id set, followed by data[h->head_len..len) unchanged. Any
- * X-Forwarded-For the client sent is merged into one header ("theirs, ip");
- * client-sent X-Forwarded-Proto and X-Request-Id are replaced since the
- * backend must be able to trust them. Every other byte passes untouched.
- * Returns 0, or -1 on allocation failure. */
+ * X-Request-Id set, followed by data[h->head_len..len) unchanged.
+ *
+ * The backend must be able to believe these headers, so by default whatever
+ * the client sent under those names is dropped and replaced by one line
+ * each. From a trusted proxy (fwd->trusted) the client's X-Forwarded-For
+ * lines are merged into one with the client address appended ("theirs,
+ * ip"), and its X-Forwarded-Proto is kept (added only when missing): it
+ * knows the original scheme. X-Request-Id is always the lb's own, the one
+ * its access log shows.
+ * X-Upstream-Secret from the client is always dropped; with
+ * fwd->upstream_secret the lb's own is added last. Every other byte passes
+ * untouched. Returns 0, or -1 on allocation failure. */
 int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
                     buf_t *out);
 

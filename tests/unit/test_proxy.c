@@ -53,16 +53,76 @@ static void test_result_parses_with_same_headers(void **state)
     assert_non_null(strstr(out, "X-Custom:  spaced value \r\n"));
 }
 
-static void test_merges_existing_xff(void **state)
+static void test_replaces_client_xff(void **state)
 {
     char out[1024];
+    /* An untrusted client's X-Forwarded-For is a lie until proven otherwise. */
     rewrite("GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\n"
             "x-forwarded-for: 2.2.2.2, 3.3.3.3\r\n\r\n",
             out, sizeof(out));
+    assert_non_null(strstr(out, "\r\nX-Forwarded-For: 10.1.2.3\r\n"));
+    assert_null(strstr(out, "1.1.1.1"));
+    assert_null(strstr(out, "2.2.2.2"));
+    const char *first = strcasestr(out, "x-forwarded-for");
+    assert_null(strcasestr(first + 1, "x-forwarded-for"));
+}
+
+/* Like rewrite() with explicit forwarding values. */
+static void rewrite_fwd(const char *req, const px_fwd_t *f, char *out, size_t outlen)
+{
+    http_head_t h;
+    assert_true(http_parse_request(req, strlen(req), 0, &h) > 0);
+    buf_t b = BUF_INIT;
+    assert_int_equal(px_rewrite_head(req, strlen(req), &h, f, &b), 0);
+    assert_true(buf_size(&b) < outlen);
+    memcpy(out, buf_head(&b), buf_size(&b));
+    out[buf_size(&b)] = '\0';
+    buf_free(&b);
+}
+
+static void test_trusted_proxy_merges_xff_keeps_proto(void **state)
+{
+    char out[1024];
+    px_fwd_t t = fwd;
+    t.trusted = 1;
+    t.proto = "http";
+    rewrite_fwd("GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\n"
+                "x-forwarded-for: 2.2.2.2, 3.3.3.3\r\nX-Forwarded-Proto: https\r\n"
+                "X-Request-Id: theirs\r\n\r\n",
+                &t, out, sizeof(out));
     assert_non_null(strstr(out, "\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\n"));
     /* Exactly one XFF line survives. */
     const char *first = strcasestr(out, "x-forwarded-for");
     assert_null(strcasestr(first + 1, "x-forwarded-for"));
+    /* The proxy terminated TLS: its scheme stands, ours is not added. */
+    assert_non_null(strstr(out, "X-Forwarded-Proto: https\r\n"));
+    assert_null(strstr(out, "X-Forwarded-Proto: http\r\n"));
+    /* The request id is always the lb's. */
+    assert_null(strstr(out, "theirs"));
+    assert_non_null(strstr(out, "X-Request-Id: abc123\r\n"));
+
+    /* A trusted proxy that sends nothing gets the same headers as anyone. */
+    rewrite_fwd("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &t, out, sizeof(out));
+    assert_string_equal(out, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.1.2.3\r\n"
+                             "X-Forwarded-Proto: http\r\nX-Request-Id: abc123\r\n\r\n");
+}
+
+static void test_upstream_secret(void **state)
+{
+    char out[1024];
+    px_fwd_t t = fwd;
+    /* A client's own X-Upstream-Secret never reaches a worker... */
+    rewrite_fwd("GET /eval HTTP/1.1\r\nX-Upstream-Secret: guess\r\nHost: a\r\n"
+                "x-upstream-secret: again\r\n\r\n",
+                &t, out, sizeof(out));
+    assert_null(strcasestr(out, "upstream-secret"));
+    /* ...and with one configured, exactly the lb's does. */
+    t.upstream_secret = "s3cr3t";
+    rewrite_fwd("GET /eval HTTP/1.1\r\nX-Upstream-Secret: guess\r\nHost: a\r\n\r\nxyz", &t, out,
+                sizeof(out));
+    assert_string_equal(out, "GET /eval HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.1.2.3\r\n"
+                             "X-Forwarded-Proto: https\r\nX-Request-Id: abc123\r\n"
+                             "X-Upstream-Secret: s3cr3t\r\n\r\nxyz");
 }
 
 static void test_replaces_spoofed_proto_and_id(void **state)
@@ -127,7 +187,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adds_forwarded_headers),
         cmocka_unit_test(test_result_parses_with_same_headers),
-        cmocka_unit_test(test_merges_existing_xff),
+        cmocka_unit_test(test_replaces_client_xff),
+        cmocka_unit_test(test_trusted_proxy_merges_xff_keeps_proto),
+        cmocka_unit_test(test_upstream_secret),
         cmocka_unit_test(test_replaces_spoofed_proto_and_id),
         cmocka_unit_test(test_keeps_trailing_bytes),
         cmocka_unit_test(test_no_headers_and_leading_blank_lines),
