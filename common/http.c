@@ -92,6 +92,14 @@ static int http_on_header_value(http_parser *p, const char *at, size_t n)
     http_ctx_t *c = p->data;
     http_header_t *hd = &c->h->headers[c->h->nheaders - 1];
 
+    /* http-parser checks every byte of a value but the first against
+     * RFC 7230 field-vchar; a control byte there would pass here and be
+     * refused by the next parser once the lb merges it into a list. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -1;
+    }
     if (n == 0) {
         /* An empty value is reported with a pointer already on the next
          * line; the span set up by the field callback stays. */
