@@ -1,0 +1,181 @@
+/* Fuzzes what the lb does with what Redis tells it about workers (lb/disc.c).
+ *
+ * Byte 0 bit 0 clear: the rest is one worker state JSON for
+ * disc_parse_state(); whatever it accepts must be a usable backend
+ * description (a printable id, a reachable address that renders and parses
+ * back to itself, bounded counts).
+ *
+ * Bit 0 set: the rest is a stream of Redis replies in RESP, decoded by
+ * hiredis' own reader the way the connection does, and handed to the
+ * discoverer's reply callbacks on a real backend table: each reply is a
+ * message on the events channel when it looks like one, otherwise
+ * alternately an SMEMBERS answer and the MGET answer for the ids it listed,
+ * so several refreshes and events interleave. The discoverer runs without Redis
+ * connections (commands it sends just fail), which is also the state it
+ * must survive. Afterwards the table must hold unique ids, the static
+ * backend must still be there, and a refresh that lists no worker must
+ * remove every discovered one. The disc.c source is included to reach its
+ * static callbacks. */
+#include "../lb/disc.c"
+
+#include <stdint.h>
+
+#define FZ_CHECK(c)                                                                                \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define FZ_STATIC_ID "static-1"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    log_set_level(LOG_LVL_OFF);
+    return 0;
+}
+
+static void fz_parse_state(const char *json, size_t len)
+{
+    disc_state_t st;
+    char err[128] = "";
+    /* err may be NULL; the short form is what the lb uses for events. */
+    int r = disc_parse_state(json, len, &st, (len & 1) ? NULL : err, sizeof(err));
+    FZ_CHECK(r == 0 || r == -1);
+    if (r < 0) {
+        FZ_CHECK((len & 1) || err[0] != '\0');
+        return;
+    }
+    size_t idn = strnlen(st.id, sizeof(st.id));
+    FZ_CHECK(idn > 0 && idn < sizeof(st.id));
+    for (size_t i = 0; i < idn; i++)
+        FZ_CHECK((unsigned char)st.id[i] >= 0x20 && st.id[i] != 0x7f);
+    FZ_CHECK(st.conns >= 0 && st.conns <= DISC_MAX_COUNT);
+    FZ_CHECK(st.load >= 0 && st.load <= 2 * DISC_MAX_COUNT);
+    FZ_CHECK(st.draining == 0 || st.draining == 1);
+    /* The address as the table will show it must name the same socket. */
+    sock_addr_t back;
+    FZ_CHECK(sock_parse_addr(st.addr_str, &back, NULL, 0) == 0);
+    FZ_CHECK(back.len == st.addr.len && memcmp(&back.ss, &st.addr.ss, st.addr.len) == 0);
+}
+
+/* Every id once, every backend findable by its id. */
+static void fz_check_table(be_table_t *t)
+{
+    size_t n = be_table_count(t);
+    for (size_t i = 0; i < n; i++) {
+        be_t *b = be_table_at(t, i);
+        FZ_CHECK(b != NULL && be_find(t, b->id) == b);
+        FZ_CHECK(b->source == BE_STATIC || b->source == BE_DISCOVERED);
+        FZ_CHECK(b->load >= 0);
+    }
+    be_t *s = be_find(t, FZ_STATIC_ID);
+    FZ_CHECK(s != NULL && s->source == BE_STATIC);
+}
+
+/* A message or subscription confirmation on the events channel. */
+static int fz_is_pubsub(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return 0;
+    const redisReply *k = r->element[0];
+    return k->type == REDIS_REPLY_STRING &&
+           (strcmp(k->str, "message") == 0 || strcmp(k->str, "subscribe") == 0);
+}
+
+/* The batch disc_on_members would have sent an MGET for: ids of a SMEMBERS
+ * reply made only of strings, NULL otherwise. */
+static disc_batch_t *fz_batch(disc_t *d, const redisReply *members)
+{
+    if (members->type != REDIS_REPLY_ARRAY || members->elements == 0)
+        return NULL;
+    disc_batch_t *bt = calloc(1, sizeof(*bt));
+    if (bt == NULL || (bt->ids = calloc(members->elements, sizeof(char *))) == NULL) {
+        free(bt);
+        return NULL;
+    }
+    bt->d = d;
+    bt->gen = d->gen;
+    for (size_t i = 0; i < members->elements; i++) {
+        const redisReply *e = members->element[i];
+        if (e->type != REDIS_REPLY_STRING || (bt->ids[i] = strndup(e->str, e->len)) == NULL) {
+            disc_batch_free(bt);
+            return NULL;
+        }
+        bt->n++;
+    }
+    return bt;
+}
+
+static void fz_replies(const char *data, size_t len)
+{
+    be_table_t *t = be_table_create(NULL, 0);
+    redisReader *rd = redisReaderCreate();
+    FZ_CHECK(t != NULL && rd != NULL);
+    char prefix[] = "wslb:";
+    disc_t d = {.t = t, .prefix = prefix};
+    sock_addr_t a;
+    FZ_CHECK(sock_parse_addr("127.0.0.1:9001", &a, NULL, 0) == 0);
+    FZ_CHECK(be_add(t, FZ_STATIC_ID, &a, 1, BE_STATIC) != NULL);
+
+    FZ_CHECK(redisReaderFeed(rd, data, len) == REDIS_OK);
+    disc_batch_t *bt = NULL;
+    for (;;) {
+        void *v = NULL;
+        if (redisReaderGetReply(rd, &v) != REDIS_OK || v == NULL)
+            break;
+        redisReply *reply = v;
+        if (fz_is_pubsub(reply)) {
+            /* An event bumps the generation: a batch in flight then
+             * updates and removes but adds nothing. */
+            disc_on_sub(NULL, reply, &d);
+        } else if (bt == NULL) {
+            /* Also through the real callback: it must cope with the
+             * reply and with failing to send the MGET. */
+            d.inflight = 1;
+            disc_on_members(NULL, reply, &d);
+            FZ_CHECK(d.inflight == 0);
+            bt = fz_batch(&d, reply);
+            if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 0)
+                FZ_CHECK(be_table_count(t) == 1);
+        } else {
+            size_t before = be_table_count(t);
+            int may_add = bt->gen == d.gen;
+            d.inflight = 1;
+            disc_on_values(NULL, reply, bt); /* frees bt */
+            bt = NULL;
+            FZ_CHECK(d.inflight == 0);
+            if (!may_add)
+                FZ_CHECK(be_table_count(t) <= before);
+        }
+        freeReplyObject(reply);
+        fz_check_table(t);
+    }
+    if (bt != NULL)
+        disc_batch_free(bt);
+
+    /* Redis says no worker is registered: only the static backend stays. */
+    disc_apply(&d, NULL, NULL, 0, 1);
+    FZ_CHECK(be_table_count(t) == 1);
+    fz_check_table(t);
+
+    redisReaderFree(rd);
+    be_table_free(t);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    char *buf = malloc(size - 1 ? size - 1 : 1);
+    if (buf == NULL)
+        return 0;
+    memcpy(buf, data + 1, size - 1);
+    if (data[0] & 1)
+        fz_replies(buf, size - 1);
+    else
+        fz_parse_state(buf, size - 1);
+    free(buf);
+    return 0;
+}
