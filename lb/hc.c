@@ -245,6 +245,12 @@ static void hc_start(hc_t *h, be_t *b)
 {
     char err[SOCK_ERR_LEN];
     int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+        /* Our own shortage says nothing about the backend: skip this round
+         * rather than take a healthy backend down. */
+        log_warn("health check %s: %s; skipped", b->id, err);
+        return;
+    }
     if (fd < 0) {
         log_debug("health check %s (%s): %s", b->id, b->addr_str, err);
         hc_apply(h, b, HC_FAIL, err);

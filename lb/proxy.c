@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -61,6 +62,7 @@
 #define PX_ACCEPT_BACKOFF 0.1  /* after EMFILE/ENFILE */
 #define PX_ACCEPT_BATCH   64
 #define PX_BACKLOG        4096
+#define PX_FD_RESERVE     32 /* descriptors kept from client connections */
 
 enum px_phase { PX_TLS_HS, PX_HEAD, PX_CONNECT, PX_WAIT, PX_TUNNEL, PX_REPLY, PX_LINGER };
 
@@ -1156,6 +1158,22 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- accepting ----------------------------------------------------------------- */
 
+/* Most client connections the open-files limit allows: each needs its own
+ * descriptor and one toward a backend, and PX_FD_RESERVE stay spare for
+ * listeners, loops, health checks, Redis and the admin API. Accepting beyond
+ * it would leave accepted clients without a descriptor for their backend, so
+ * everyone would fail instead of the excess. Read on every accept so that a
+ * limit raised (or lowered) at run time counts. 0 = unlimited. */
+static long px_fd_cap(const px_t *px)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    long spare = PX_FD_RESERVE + 2L * px->nth * (long)(px->cfg.nlisten + px->cfg.ntls_listen);
+    long cap = ((long)rl.rlim_cur - spare) / 2;
+    return cap > 1 ? cap : 1;
+}
+
 /* Takes ownership of fd: a new connection in its first phase. */
 static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
@@ -1183,8 +1201,10 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
     th->conns = c;
     lbs_active(px->stats, 1);
 
-    if (px->cfg.max_conns > 0 &&
-        __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > px->cfg.max_conns)
+    long cap = px_fd_cap(px);
+    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
+        cap = px->cfg.max_conns;
+    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap)
         c->shed = 1;
     c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
     if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
@@ -1248,12 +1268,14 @@ static int px_turn_away(px_thread_t *th, px_listener_t *l)
     close(th->reserve_fd);
     th->reserve_fd = -1;
     int fd = sock_accept(l->fd, &peer);
+    int e = errno;
     if (fd >= 0) {
         (void)send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         close(fd);
         lbs_inc(&th->px->stats->accepted);
     }
     th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    errno = e; /* the caller looks at why accept failed */
     return fd >= 0 ? 0 : -1;
 }
 
@@ -1269,9 +1291,16 @@ static void px_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
-            if (errno == EMFILE && px_turn_away(th, l) == 0) {
-                lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
-                continue;
+            if (errno == EMFILE) {
+                /* EMFILE comes before the kernel looks for a client, so
+                 * there may be none: then the backlog is empty, all good. */
+                if (px_turn_away(th, l) == 0) {
+                    lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
+                    continue;
+                }
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return;
+                errno = EMFILE;
             }
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: the pending connection stays queued and

@@ -384,3 +384,27 @@ def redis_client(addr):
     import redis
     host, port = split_addr(addr)
     return redis.Redis(host=host, port=port, decode_responses=True, socket_timeout=5)
+
+
+# ---- /proc figures of a process ------------------------------------------------
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds a process has used (its threads included)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_kb(pid):
+    """Resident set size in KiB (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def proc_fd_count(pid):
+    """Open file descriptors of a process."""
+    return len(os.listdir("/proc/%d/fd" % pid))
