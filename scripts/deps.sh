@@ -6,7 +6,7 @@
 #   install: installs whatever is missing (root), or prints the line.
 PKGS="build-essential pkg-config libev-dev libssl-dev libhttp-parser-dev libhiredis-dev \
 libseccomp-dev libjansson-dev libcmocka-dev redis-server python3 python3-websockets \
-python3-redis python3-pytest gcc clang"
+python3-redis python3-pytest gcc clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do
