@@ -18,7 +18,7 @@
 #define WC_READS_PER_EVENT 8
 #define WC_HEAD_TIMEOUT    10.0
 #define WC_LINGER_TIMEOUT  2.0
-#define WC_MAX_HEAD        8192
+#define WC_MAX_HEAD        16384 /* the lb adds headers to heads up to 8 KiB */
 
 static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void wc_write_cb(struct ev_loop *loop, ev_io *io, int revents);
