@@ -84,6 +84,12 @@ integration: all asan
 
 test: unit integration
 
+# Thousands of connections through the lb under ASan, then an audit of leaks,
+# descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak
+SOAK_SECONDS ?= 120
+soak: asan
+	SOAK_SECONDS=$(SOAK_SECONDS) BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 tests/soak/soak.py
+
 # ---- running -----------------------------------------------------------------
 run: all
 	@scripts/run.sh
