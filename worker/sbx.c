@@ -22,11 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/msg.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -41,6 +45,18 @@
 #define SBX_MAX_SLOTS    1024
 #define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
 #define SBX_CG1          "/sys/fs/cgroup"
+
+/* Landlock scopes (ABI 6, Linux 6.12); Debian 12's headers predate them. */
+#define SBX_LL_CREATE_VERSION 1u
+#define SBX_LL_SCOPE_ABSTRACT 1ull
+#define SBX_LL_SCOPE_SIGNAL   2ull
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_restrict_self  446
+#endif
+struct sbx_ll_attr {
+    uint64_t handled_access_fs, handled_access_net, scoped;
+};
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
@@ -95,6 +111,9 @@ struct sbx {
     int cg_memsw;        /* v1 memory.memsw.* present */
     int cg_v2_kill;      /* v2 cgroup.kill present */
     int workdir_tmpfs;   /* slot dirs are size-limited tmpfs mounts */
+    char *etc_dir;       /* the runs' /etc: an allow-listed copy, NULL = host /etc */
+    int etc_tmpfs;       /* etc_dir is a tmpfs mount of ours */
+    int ll_scoped;       /* Landlock can scope abstract sockets and signals */
     struct sock_filter *filter;
     struct sock_fprog prog;
     struct sbx_slot *slot;
@@ -1022,6 +1041,206 @@ static int sbx_mount_workdirs(sbx_t *s)
     return 0;
 }
 
+/* ---- the runs' /etc ---------------------------------------------------------- */
+
+/* What of the host's /etc a run sees: what python3, sh and gcc read (found
+ * with strace) plus a few harmless, distribution-wide files. Host specifics
+ * (hostname, machine-id, resolv.conf, hosts, ssh keys, service configs,
+ * shadow) stay out. passwd and group are written, not copied. */
+static const char *const sbx_etc_allow[] = {
+    "alternatives",   "ld.so.cache", "localtime",    "timezone",  "nsswitch.conf", "os-release",
+    "debian_version", "mime.types",  "locale.alias", "protocols", "services"};
+
+#define SBX_ETC_MAX_FILE (8u << 20)
+
+/* Copies one regular file, world-readable ones only: a file the run's uid
+ * could not read on the host must not become readable through the copy. */
+static int sbx_copy_file(int sdir, int ddir, const char *name, const struct stat *st)
+{
+    if (!(st->st_mode & S_IROTH) || (uint64_t)st->st_size > SBX_ETC_MAX_FILE)
+        return 0;
+    int rc = -1, in = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), out = -1;
+    if (in < 0)
+        return errno == ENOENT ? 0 : -1;
+    out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out < 0)
+        goto out;
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto out;
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                goto out;
+            off += w;
+        }
+    }
+    rc = 0;
+out:
+    if (out >= 0)
+        close(out);
+    close(in);
+    return rc;
+}
+
+/* Copies a symlink, a world-readable regular file, or (one level only) a
+ * directory of those, from sdir to ddir. Anything else is left out. */
+static int sbx_copy_entry(int sdir, int ddir, const char *name, int depth)
+{
+    struct stat st;
+    if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(sdir, name, target, sizeof(target) - 1);
+        if (n <= 0)
+            return -1;
+        target[n] = '\0';
+        return symlinkat(target, ddir, name);
+    }
+    if (S_ISREG(st.st_mode))
+        return sbx_copy_file(sdir, ddir, name, &st);
+    if (!S_ISDIR(st.st_mode) || depth > 0 || !(st.st_mode & S_IROTH))
+        return 0;
+    int rc = -1, sub = -1, dsub = -1;
+    DIR *d = NULL;
+    if (mkdirat(ddir, name, 0755) < 0)
+        return -1;
+    sub = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    dsub = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int dupfd = sub >= 0 ? fcntl(sub, F_DUPFD_CLOEXEC, 0) : -1;
+    if (dsub < 0 || dupfd < 0 || !(d = fdopendir(dupfd))) {
+        if (dupfd >= 0)
+            close(dupfd);
+        goto out;
+    }
+    struct dirent *e;
+    rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            sbx_copy_entry(sub, dsub, e->d_name, depth + 1) < 0)
+            rc = -1;
+    }
+out:
+    if (d)
+        closedir(d);
+    if (sub >= 0)
+        close(sub);
+    if (dsub >= 0)
+        close(dsub);
+    return rc;
+}
+
+/* Writes passwd and group naming every uid a run can have "sandbox", so
+ * tools that look their user up (id, whoami, getpass) work. */
+static int sbx_write_ids(const sbx_t *s, int dfd)
+{
+    static const char *const head[2] = {
+        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "root:x:0:\nnogroup:x:65534:\n"};
+    static const char *const name[2] = {"passwd", "group"};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = NULL;
+        int fd = openat(dfd, name[k], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 || !(f = fdopen(fd, "w"))) {
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        fputs(head[k], f);
+        unsigned n = s->cfg.slots + (s->is_root ? 0 : 1);
+        for (unsigned i = 0; i < n; i++) {
+            unsigned id =
+                i < s->cfg.slots ? (unsigned)sbx_slot_uid(s, (int)i) : (unsigned)s->host_uid;
+            if (id == 0)
+                continue;
+            if (k == 0)
+                fprintf(f, "sandbox:x:%u:%u:sandbox:/work:/bin/sh\n", id, id);
+            else
+                fprintf(f, "sandbox:x:%u:\n", id);
+        }
+        if (fclose(f) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Fills work_root/.etc with the allow-listed copy. As root it is a tmpfs in
+ * the worker's private mount namespace, so it goes away with the worker.
+ * Copied once at start: a changed host file reaches runs at the next start. */
+static int sbx_make_etc(sbx_t *s, int private_mounts)
+{
+    char path[PATH_MAX];
+    int rc = -1, sdir = -1, dfd = -1;
+    if (sbx_fmt(path, sizeof(path), "%s/.etc", s->work_root) < 0)
+        return -1;
+    if (mkdirat(s->root_fd, ".etc", 0755) < 0 && errno != EEXIST)
+        return -1;
+    s->etc_dir = strdup(path);
+    if (!s->etc_dir)
+        return -1;
+    sbx_umount_all(path);
+    if (private_mounts && mount("sbx-etc", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                                "size=16m,nr_inodes=4096,mode=0755") == 0)
+        s->etc_tmpfs = 1;
+    dfd = openat(s->root_fd, ".etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    sdir = open("/etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || sdir < 0)
+        goto out;
+    unsigned moved = 0;
+    if (sbx_rm_contents(dfd, dfd, 0, &moved) < 0 || fchmod(dfd, 0755) < 0)
+        goto out;
+    for (size_t i = 0; i < sizeof(sbx_etc_allow) / sizeof(sbx_etc_allow[0]); i++)
+        if (sbx_copy_entry(sdir, dfd, sbx_etc_allow[i], 0) < 0)
+            goto out;
+    if (sbx_write_ids(s, dfd) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (sdir >= 0)
+        close(sdir);
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
+}
+
+static void sbx_free_etc(sbx_t *s)
+{
+    if (!s->etc_dir)
+        return;
+    int fd = openat(s->root_fd, ".etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        unsigned moved = 0;
+        sbx_rm_contents(fd, fd, 0, &moved);
+        close(fd);
+    }
+    if (s->etc_tmpfs)
+        sbx_umount_all(s->etc_dir);
+    unlinkat(s->root_fd, ".etc", AT_REMOVEDIR);
+    free(s->etc_dir);
+    s->etc_dir = NULL;
+    s->etc_tmpfs = 0;
+}
+
+/* Landlock ABI 6 scopes: a run may then neither connect to abstract unix
+ * sockets made outside its own domain (the network namespace, and with it
+ * the abstract socket namespace, is shared by all runs) nor signal outside
+ * it. Older kernels simply lack the scope. */
+static int sbx_landlock_scoped(void)
+{
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, SBX_LL_CREATE_VERSION);
+    return abi >= 6;
+}
+
 /* ---- create / free --------------------------------------------------------- */
 
 static void sbx_defaults(sbx_config_t *c)
@@ -1126,6 +1345,13 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
             goto fail;
     }
+    if (sbx_make_etc(s, private_mounts) < 0) {
+        log_warn("sandbox: cannot prepare the runs' /etc (%s): runs see the host's",
+                 strerror(errno));
+        sbx_free_etc(s);
+        sbx_append(s, "host /etc visible");
+    }
+    s->ll_scoped = sbx_landlock_scoped();
 
     /* Namespaces: as root directly; otherwise through a user namespace. */
     const int base = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
@@ -1196,6 +1422,7 @@ void sbx_free(sbx_t *s)
             unlinkat(s->root_fd, name, AT_REMOVEDIR);
         }
         unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
+        sbx_free_etc(s);
         close(s->root_fd);
         rmdir(s->work_root);
     }
@@ -1304,6 +1531,38 @@ static void sbx_c_bind_dev(const char *name)
     sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
 }
 
+/* /proc entries a program has no business with. The uid switch already
+ * denies them (they are root-only); masking them with /dev/null keeps it so
+ * should the program ever hold privileges in its namespace. */
+static const char *const sbx_proc_masked[] = {"proc/kcore", "proc/sysrq-trigger", "proc/keys",
+                                              "proc/timer_list", "proc/sched_debug"};
+
+/* The run's /proc: hidepid, so the program sees only its own processes (not
+ * init, a copy of the worker whose command line would show the worker's
+ * flags); /proc/sys read-only; a few entries masked. Under a user namespace
+ * the kernel may refuse some of this, which we accept: that mode is already
+ * reported as partial isolation. */
+static void sbx_c_mount_proc(int userns)
+{
+    const unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (mount("proc", "proc", "proc", fl, "hidepid=invisible") < 0 &&
+        mount("proc", "proc", "proc", fl, "hidepid=2") < 0) {
+        if (!userns)
+            sbx_c_fail("mount proc");
+        if (mount("proc", "proc", "proc", fl, NULL) < 0)
+            return;
+    }
+    if ((mount("proc/sys", "proc/sys", NULL, MS_BIND | MS_REC, NULL) < 0 ||
+         mount(NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL) < 0) &&
+        !userns)
+        sbx_c_fail("proc/sys read-only");
+    for (size_t i = 0; i < sizeof(sbx_proc_masked) / sizeof(sbx_proc_masked[0]); i++) {
+        if (mount("/dev/null", sbx_proc_masked[i], NULL, MS_BIND, NULL) < 0 && errno != ENOENT &&
+            !userns)
+            sbx_c_fail(sbx_proc_masked[i]);
+    }
+}
+
 /* Builds the run's root in the current (private) mount namespace and enters
  * it. cwd is /work afterwards. */
 static void sbx_c_build_root(const struct sbx_child *c)
@@ -1316,7 +1575,7 @@ static void sbx_c_build_root(const struct sbx_child *c)
     if (chdir(c->newroot) < 0)
         sbx_c_fail("chdir new root");
     sbx_c_bind_ro("/usr", "usr");
-    sbx_c_bind_ro("/etc", "etc");
+    sbx_c_bind_ro(c->s->etc_dir ? c->s->etc_dir : "/etc", "etc");
     /* /bin, /lib... are symlinks into /usr on merged-/usr systems. */
     static const char *const tops[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
     for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
@@ -1338,8 +1597,7 @@ static void sbx_c_build_root(const struct sbx_child *c)
     }
     if (mkdir("proc", 0555) < 0)
         sbx_c_fail("mkdir proc");
-    if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && !userns)
-        sbx_c_fail("mount proc");
+    sbx_c_mount_proc(userns);
     if (mkdir("dev", 0755) < 0)
         sbx_c_fail("mkdir dev");
     sbx_c_mount("sbx-dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755",
@@ -1434,10 +1692,82 @@ static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
     }
     if (fcntl(CFD_STATUS, F_SETFD, FD_CLOEXEC) < 0)
         sbx_c_fail("cloexec status");
+    if (s->ll_scoped) {
+        struct sbx_ll_attr la = {0, 0, SBX_LL_SCOPE_ABSTRACT | SBX_LL_SCOPE_SIGNAL};
+        int lfd = (int)syscall(SYS_landlock_create_ruleset, &la, sizeof(la), 0);
+        if (lfd < 0 || syscall(SYS_landlock_restrict_self, lfd, 0) < 0)
+            sbx_c_fail("landlock");
+        close(lfd);
+    }
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->prog, 0, 0) < 0)
         sbx_c_fail("seccomp");
     execve(c->argv[0], (char *const *)c->argv, c->envp);
     sbx_c_fail("execve");
+}
+
+union sbx_semun {
+    int val;
+    struct semid_ds *buf;
+    unsigned short *array;
+    struct seminfo *info;
+};
+
+/* Removes every SysV IPC object of the run's IPC namespace. The kernel would
+ * free them with the namespace, but from a work queue after an RCU grace
+ * period (tens of ms), while a shared memory segment stays charged to the
+ * slot's memory cgroup: the next run in the slot would start with less
+ * memory. Removed here, unattached segments go at once. */
+static void sbx_c_ipc_clean(void)
+{
+    struct shm_info si;
+    int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&si);
+    for (int i = 0; i <= max; i++) {
+        struct shmid_ds ds;
+        int id = shmctl(i, SHM_STAT_ANY, &ds);
+        if (id < 0) /* kernels before 4.17 */
+            id = shmctl(i, SHM_STAT, &ds);
+        if (id >= 0)
+            shmctl(id, IPC_RMID, NULL);
+    }
+    struct seminfo sem;
+    max = semctl(0, 0, SEM_INFO, (union sbx_semun){.info = &sem});
+    for (int i = 0; i <= max; i++) {
+        struct semid_ds ds;
+        int id = semctl(i, 0, SEM_STAT_ANY, (union sbx_semun){.buf = &ds});
+        if (id < 0)
+            id = semctl(i, 0, SEM_STAT, (union sbx_semun){.buf = &ds});
+        if (id >= 0)
+            semctl(id, 0, IPC_RMID);
+    }
+    struct msginfo mi;
+    max = msgctl(0, MSG_INFO, (struct msqid_ds *)(void *)&mi);
+    for (int i = 0; i <= max; i++) {
+        struct msqid_ds ds;
+        int id = msgctl(i, MSG_STAT_ANY, &ds);
+        if (id < 0)
+            id = msgctl(i, MSG_STAT, &ds);
+        if (id >= 0)
+            msgctl(id, IPC_RMID, NULL);
+    }
+}
+
+/* After the program ended: kill and reap what it left running, then drop its
+ * IPC objects, so everything the run held is released before init reports
+ * (and the worker may start the next run in this slot). Only inside our own
+ * PID and IPC namespaces: kill(-1) from a root init in the host's namespace
+ * would kill the host. */
+static void sbx_c_cleanup(const sbx_t *s)
+{
+    if (s->ns_flags & CLONE_NEWPID) {
+        kill(-1, SIGKILL);
+        for (;;) {
+            pid_t r = wait4(-1, NULL, __WALL, NULL);
+            if (r < 0 && errno != EINTR)
+                break;
+        }
+    }
+    if (s->ns_flags & CLONE_NEWIPC)
+        sbx_c_ipc_clean();
 }
 
 /* The namespace's init: PID 1. Never returns. */
@@ -1509,6 +1839,10 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
             sbx_c_fail("setns net");
         close(CFD_NETNS);
     }
+    /* A cgroup namespace rooted at the slot's cgroup: /proc/self/cgroup then
+     * shows "/", not the worker's cgroup path and host pid. */
+    if (s->ns_flags && unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
+        sbx_c_fail("unshare cgroup");
     if (s->ns_flags) {
         sbx_c_build_root(c);
         if (sethostname("sandbox", 7) < 0)
@@ -1539,6 +1873,7 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
             break;
         }
     }
+    sbx_c_cleanup(s);
     struct sbx_report rep;
     memset(&rep, 0, sizeof(rep));
     rep.magic = SBX_REPORT_MAGIC;

@@ -3,14 +3,19 @@
  * Layout of a run: the worker forks a child that joins fresh PID, mount, IPC
  * and UTS namespaces and a shared empty network namespace (made once at
  * start: a new one per run costs tens of milliseconds). That child is PID 1
- * of the new namespace, a tiny init: it builds a private read-only root with
- * the run's work directory at /work and a small tmpfs at /tmp, then forks the
- * program as PID 2, which drops to the slot's unprivileged uid, applies
- * rlimits, PR_SET_NO_NEW_PRIVS and the seccomp filter, and execs. When the
- * program ends, init writes its wait status and rusage to the status pipe and
- * exits; the kernel then kills everything left in the namespace, so a setsid
- * double-fork cannot outlive the run. Killing init from the worker kills the
- * whole tree the same way.
+ * of the new namespace, a tiny init: it enters a cgroup namespace rooted at
+ * the slot's cgroup, builds a private read-only root (/usr, an allow-listed
+ * copy of /etc, a /proc with hidepid and /proc/sys read-only, a few devices)
+ * with the run's work directory at /work and a small tmpfs at /tmp, then
+ * forks the program as PID 2, which drops to the slot's unprivileged uid,
+ * applies rlimits, PR_SET_NO_NEW_PRIVS, a Landlock scope where the kernel has
+ * one (no abstract unix sockets or signals outside the run) and the seccomp
+ * filter, and execs. When the program ends, init kills and reaps whatever it
+ * left, removes the run's SysV IPC objects (so their memory is uncharged
+ * before the next run in the slot), writes its wait status and rusage to the
+ * status pipe and exits; a setsid double-fork cannot outlive the run. Killing
+ * init from the worker kills the whole tree the same way (the kernel then
+ * ends the namespace).
  *
  * Memory, pids and CPU accounting use a cgroup per slot (v1 hierarchies or
  * the v2 unified tree, detected at start); without cgroups the sandbox falls
