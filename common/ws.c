@@ -276,7 +276,9 @@ int ws_close_write(buf_t *out, enum ws_role role, uint16_t code, const char *rea
 
 int ws_close_code_valid(unsigned code)
 {
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+    /* 1012-1014 (service restart, try again later, bad gateway) are in the
+     * IANA registry since RFC 6455; proxies and browsers use them. */
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
            (code >= 3000 && code <= 4999);
 }
 

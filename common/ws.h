@@ -26,8 +26,8 @@ enum ws_close_code {
     WS_CLOSE_GOING_AWAY = 1001,
     WS_CLOSE_PROTOCOL = 1002,
     WS_CLOSE_UNSUPPORTED = 1003,
-    WS_CLOSE_NO_STATUS = 1005,   /* never sent on the wire */
-    WS_CLOSE_ABNORMAL = 1006,    /* never sent on the wire */
+    WS_CLOSE_NO_STATUS = 1005, /* never sent on the wire */
+    WS_CLOSE_ABNORMAL = 1006,  /* never sent on the wire */
     WS_CLOSE_INVALID_DATA = 1007,
     WS_CLOSE_POLICY = 1008,
     WS_CLOSE_TOO_BIG = 1009,
@@ -76,7 +76,7 @@ int ws_close_write(buf_t *out, enum ws_role role, uint16_t code, const char *rea
 /* Parses a close payload. Returns 0 and sets code (1005 when empty), or
  * -1002 for a 1-byte payload or an invalid code, -1007 for bad UTF-8. */
 int ws_close_parse(const uint8_t *p, size_t n, uint16_t *code);
-/* True for codes a peer may send (1000-1003, 1007-1011, 3000-4999). */
+/* True for codes a peer may send (1000-1003, 1007-1014, 3000-4999). */
 int ws_close_code_valid(unsigned code);
 
 /* Validates UTF-8 (no overlongs, no surrogates, max U+10FFFF). */
@@ -85,15 +85,15 @@ int ws_utf8_valid(const uint8_t *p, size_t n);
 /* Message reassembly. Feed every frame returned by ws_frame_parse; control
  * frames pass through untouched. */
 typedef struct ws_msg {
-    buf_t data;         /* payload of the message being assembled */
-    int opcode;         /* WS_OP_TEXT / WS_OP_BINARY of the message in progress, 0 if none */
-    uint64_t max_size;  /* largest message accepted */
+    buf_t data;        /* payload of the message being assembled */
+    int opcode;        /* WS_OP_TEXT / WS_OP_BINARY of the message in progress, 0 if none */
+    uint64_t max_size; /* largest message accepted */
 } ws_msg_t;
 
 enum {
-    WS_MSG_MORE = 0,     /* fragment stored; nothing complete yet */
-    WS_MSG_DONE = 1,     /* a data message is complete in m->data */
-    WS_MSG_CONTROL = 2,  /* f is a control frame: handle it directly */
+    WS_MSG_MORE = 0,    /* fragment stored; nothing complete yet */
+    WS_MSG_DONE = 1,    /* a data message is complete in m->data */
+    WS_MSG_CONTROL = 2, /* f is a control frame: handle it directly */
 };
 /* Returns WS_MSG_* or -(close code): continuation without a start, a new
  * message inside a fragmented one (1002), message over max_size (1009),

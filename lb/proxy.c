@@ -47,6 +47,7 @@
 #include "log.h"
 #include "met.h"
 #include "sock.h"
+#include "ws.h"
 
 #ifndef container_of
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
@@ -146,12 +147,17 @@ typedef struct px_conn {
     unsigned tls : 1;
     unsigned retryable : 1; /* nothing beyond hbuf has reached the backend */
     unsigned is_get : 1;
-    unsigned shed : 1;     /* over --max-conns: answer 503 once the head is in */
-    unsigned only_503 : 1; /* every backend tried so far answered 503 (draining) */
-    unsigned trusted : 1;  /* peer is in --trusted-proxies */
-    unsigned lim_held : 1; /* counted in px->cfg.lim: lim_leave() at the end */
-    int8_t limited;        /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
-    uint16_t retry_after;  /* seconds, with limited */
+    unsigned shed : 1;      /* over --max-conns: answer 503 once the head is in */
+    unsigned only_503 : 1;  /* every backend tried so far answered 503 (draining) */
+    unsigned trusted : 1;   /* peer is in --trusted-proxies */
+    unsigned lim_held : 1;  /* counted in px->cfg.lim: lim_leave() at the end */
+    unsigned ws : 1;        /* the tunnel is a websocket (the backend said 101) */
+    unsigned ws_closed : 1; /* the backend sent a close frame */
+    int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
+    uint8_t wsf_hlen;       /* bytes of the current backend frame header seen so far */
+    uint8_t wsf_hdr[14];
+    uint64_t wsf_left;    /* payload bytes of the current backend frame still to pass */
+    uint16_t retry_after; /* seconds, with limited */
     lim_key_t lim_key;
     char reqid[17];
     char req[48]; /* "METHOD path", truncated, for the access log */
@@ -585,6 +591,88 @@ static void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const 
     px_reply_ex(c, status, err, r, msg, NULL);
 }
 
+/* ---- websocket frame tracking ----------------------------------------------- */
+
+/* Follows the frame boundaries of the backend -> client direction of a
+ * websocket tunnel, so that the lb can speak to the client itself at a
+ * boundary: a close frame when the worker dies or the lb shuts down, instead
+ * of a bare TCP close. Payload bytes are skipped, not looked at; headers are
+ * collected byte by byte, which is cheap next to the read that brought them.
+ * A backend frame is unmasked, so its header is at most 10 bytes; a masked or
+ * malformed one stops the tracking (the lb then never injects anything). */
+static void px_ws_track(px_conn_t *c, const uint8_t *p, size_t n)
+{
+    while (n > 0 && c->ws) {
+        if (c->wsf_left > 0) {
+            size_t k = c->wsf_left < n ? (size_t)c->wsf_left : n;
+            c->wsf_left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        c->wsf_hdr[c->wsf_hlen++] = *p++;
+        n--;
+        if (c->wsf_hlen < 2)
+            continue;
+        uint8_t len7 = c->wsf_hdr[1] & 0x7f;
+        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+        if (c->wsf_hdr[1] & 0x80) {
+            c->ws = 0; /* masked: not a server's frame; stop following */
+            return;
+        }
+        if (c->wsf_hlen < need)
+            continue;
+        uint64_t len = len7;
+        if (len7 == 126)
+            len = (uint64_t)c->wsf_hdr[2] << 8 | c->wsf_hdr[3];
+        else if (len7 == 127)
+            for (int i = 2; i < 10; i++)
+                len = (len << 8) | c->wsf_hdr[i];
+        if ((c->wsf_hdr[0] & 0x0f) == WS_OP_CLOSE)
+            c->ws_closed = 1;
+        c->wsf_left = len;
+        c->wsf_hlen = 0;
+    }
+}
+
+static inline void px_pass(px_conn_t *c, int upstream, const char *p, size_t n)
+{
+    if (!upstream && c->ws)
+        px_ws_track(c, (const uint8_t *)p, n);
+}
+
+/* True when the lb may put a frame of its own toward the client: a websocket
+ * tunnel between two backend frames whose backend has not closed it. */
+static int px_ws_at_boundary(const px_conn_t *c)
+{
+    return c->ws && !c->ws_closed && c->wsf_left == 0 && c->wsf_hlen == 0;
+}
+
+/* Ends a websocket tunnel that is at a frame boundary with a close frame
+ * from the lb itself: the backend side is dropped, the client gets `code`
+ * (1014 when the worker connection was lost, 1001 on idle timeout or
+ * shutdown) and the usual lingering close. A bare TCP close would reach the
+ * client as 1006, which says nothing about what to do next. */
+static void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enum px_reason r)
+{
+    px_set_reason(c, r);
+    px_close_backend_fd(c);
+    buf_free(&c->b.out);
+    if (ws_close_write(&c->a.out, WS_ROLE_SERVER, code, why) < 0) {
+        px_close(c, PX_R_NO_MEMORY);
+        return;
+    }
+    c->ws_closed = 1;
+    c->phase = PX_REPLY;
+    px_timer(c, PX_LINGER_S);
+    px_flush_reply(c);
+}
+
+static void px_ws_backend_gone(px_conn_t *c, enum px_reason r)
+{
+    px_ws_close_client(c, 1014, "worker connection lost", r);
+}
+
 /* 429 for a client over a per-address limit. Sent as soon as the connection
  * can carry HTTP, without waiting for the request: a refused client must cost
  * as little as possible, and the lingering close keeps the answer from being
@@ -837,6 +925,13 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     if (px->stats->handshake_ms != NULL)
         met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e6);
 
+    if (h->status == 101) {
+        c->ws = http_header_has_token(h, "Upgrade", "websocket");
+        /* Frames the backend sent right behind its 101 (the worker's hello). */
+        if (buf_size(&c->rbuf) > h->head_len)
+            px_ws_track(c, (const uint8_t *)buf_head(&c->rbuf) + h->head_len,
+                        buf_size(&c->rbuf) - h->head_len);
+    }
     size_t n = buf_size(&c->rbuf);
     c->bytes_out += n;
     lbs_add(&px->stats->bytes_out, n);
@@ -893,14 +988,6 @@ static void px_read_response(px_conn_t *c)
 /* Where bytes pass from one side to the other: the place to track websocket
  * frame boundaries later (to inject pings or a 1001 close when draining).
  * Doing nothing costs nothing. */
-static inline void px_pass(px_conn_t *c, int upstream, const char *p, size_t n)
-{
-    (void)c;
-    (void)upstream;
-    (void)p;
-    (void)n;
-}
-
 static enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s)
 {
     if (s == &c->a)
@@ -979,8 +1066,14 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
                 break;
             if (!up && c->phase == PX_WAIT)
                 px_backend_failed(c, LBS_ERR_CONNECT, strerror(errno));
+            else if (!up && px_ws_at_boundary(c))
+                px_ws_backend_gone(c, PX_R_BACKEND_RESET);
             else
                 px_close(c, px_reset_reason(c, x));
+            return -1;
+        }
+        if (n == 0 && !up && c->phase == PX_TUNNEL && px_ws_at_boundary(c)) {
+            px_ws_backend_gone(c, PX_R_BACKEND_EOF);
             return -1;
         }
         if (n == 0) {
@@ -1142,7 +1235,9 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         double idle = ev_now(loop) - c->last_io;
         if (lim <= 0)
             break;
-        if (idle >= lim)
+        if (idle >= lim && px_ws_at_boundary(c))
+            px_ws_close_client(c, WS_CLOSE_GOING_AWAY, "idle timeout", PX_R_IDLE_TIMEOUT);
+        else if (idle >= lim)
             px_close(c, PX_R_IDLE_TIMEOUT);
         else
             px_timer(c, lim - idle);
@@ -1360,6 +1455,13 @@ static void px_wake_cb(struct ev_loop *loop, ev_async *w, int revents)
         while (th->conns != NULL) {
             px_conn_t *c = th->conns;
             px_set_reason(c, PX_R_SHUTDOWN);
+            /* Past the grace period: a websocket client between frames gets a
+             * 1001 it can reconnect on, best effort (one non-blocking write,
+             * only when nothing else is queued toward it). */
+            if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && buf_size(&c->a.out) == 0 &&
+                ws_close_write(&c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
+                               "load balancer shutting down") == 0)
+                (void)px_swrite(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
             /* Not inside any of c's callbacks: freeing here is safe. */
             px_conn_free(c);
         }

@@ -361,7 +361,7 @@ static void test_close_parse(void **state)
     const uint8_t one[] = {0x03};
     assert_int_equal(ws_close_parse(one, 1, &code), -1002);
 
-    static const unsigned bad[] = {0,    1,    999,  1004, 1005, 1006, 1012,
+    static const unsigned bad[] = {0,    1,    999,  1004, 1005, 1006,
                                    1015, 1016, 2000, 2999, 5000, 65535};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint8_t p[2] = {(uint8_t)(bad[i] >> 8), (uint8_t)bad[i]};
@@ -369,8 +369,8 @@ static void test_close_parse(void **state)
             fail_msg("code %u accepted", bad[i]);
         assert_false(ws_close_code_valid(bad[i]));
     }
-    static const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008,
-                                    1009, 1010, 1011, 3000, 4000, 4999};
+    static const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                                    1011, 1012, 1013, 1014, 3000, 4000, 4999};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint8_t p[2] = {(uint8_t)(good[i] >> 8), (uint8_t)good[i]};
         code = 0;
