@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
