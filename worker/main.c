@@ -1,4 +1,5 @@
 /* worker: serves websockets and runs sandboxed evaluations; see README. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -186,6 +187,42 @@ static int wk_read_secret(const char *path, char *out, size_t outlen, char *err,
     return 0;
 }
 
+/* Removes the empty work roots (/tmp/wsworker-PID) that workers killed with
+ * SIGKILL left behind: their mounts went with them, their directories did
+ * not. Only empty directories are removed (rmdir), never files, and only for
+ * pids that no longer exist. */
+static void wk_clean_stale_roots(void)
+{
+    DIR *d = opendir("/tmp");
+    if (d == NULL)
+        return;
+    int dfd = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        if (strncmp(e->d_name, "wsworker-", 9) != 0)
+            continue;
+        long pid = strtol(e->d_name + 9, &end, 10);
+        if (*end != '\0' || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        int rfd = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (rfd < 0)
+            continue;
+        DIR *rd = fdopendir(rfd);
+        if (rd == NULL) {
+            close(rfd);
+            continue;
+        }
+        struct dirent *s;
+        while ((s = readdir(rd)) != NULL)
+            if (strcmp(s->d_name, ".") != 0 && strcmp(s->d_name, "..") != 0)
+                (void)unlinkat(rfd, s->d_name, AT_REMOVEDIR);
+        closedir(rd);
+        (void)unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
 int main(int argc, char **argv)
 {
     wk_t w;
@@ -303,6 +340,7 @@ int main(int argc, char **argv)
     /* The sandbox forks helpers and reaps them itself, so it must exist
      * before libev's default loop installs its SIGCHLD handler. */
     if (c->work_root == NULL) {
+        wk_clean_stale_roots();
         snprintf(workroot, sizeof(workroot), "/tmp/wsworker-%d", (int)getpid());
         c->work_root = strdup(workroot);
     }
