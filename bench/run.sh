@@ -425,16 +425,18 @@ stop w5
 
 # ---- two lbs sharing Redis, and an lb restart under churn --------------------------
 log "two lbs"
-start_lb lb2 "$LB2_PORT" "$LB2_ADMIN"
+# A short grace period so that SIGTERM ends lb2 within the wait below (its
+# tunnels are cut, as on any restart) instead of escalating to SIGKILL.
+start_lb lb2 "$LB2_PORT" "$LB2_ADMIN" --grace-s 1
 URL[lb2]=ws://127.0.0.1:$LB2_PORT
-echo "wsbench balance -c $TWO_C -L $TWO_L -d $TWO_D --workers $NW ${URL[lb]}/echo ${URL[lb2]}/echo   # lb2 restarted (SIGTERM) at ${TWO_AT}s" >>"$CMDS"
+echo "wsbench balance -c $TWO_C -L $TWO_L -d $TWO_D --workers $NW ${URL[lb]}/echo ${URL[lb2]}/echo   # lb2 (--grace-s 1) restarted with SIGTERM at ${TWO_AT}s" >>"$CMDS"
 "$WSB" balance -q -c "$TWO_C" -L "$TWO_L" -d "$TWO_D" --workers "$NW" \
     --series "$RAW/twolb.series" "${URL[lb]}/echo" "${URL[lb2]}/echo" >"$RAW/twolb.out" 2>&1 &
 tp=$!
 sleep "$TWO_AT" # scenario timing
-stop lb2 TERM 30
+stop lb2 TERM 50
 RESTART_AT=$(awk -v d="$TWO_AT" 'BEGIN { print d }')
-start_lb lb2 "$LB2_PORT" "$LB2_ADMIN"
+start_lb lb2 "$LB2_PORT" "$LB2_ADMIN" --grace-s 1
 wait "$tp" || true
 # "Before" starts after a warm-up of two mean lifetimes, or half-way to the
 # restart if that comes first, so the window is never empty.
