@@ -151,6 +151,8 @@ typedef struct px_conn {
     unsigned only_503 : 1;  /* every backend tried so far answered 503 (draining) */
     unsigned trusted : 1;   /* peer is in --trusted-proxies */
     unsigned lim_held : 1;  /* counted in px->cfg.lim: lim_leave() at the end */
+    unsigned rd_hint_a : 1; /* this event said the client socket is readable */
+    unsigned rd_hint_b : 1; /* ... the backend socket */
     unsigned ws : 1;        /* the tunnel is a websocket (the backend said 101) */
     unsigned ws_closed : 1; /* the backend sent a close frame */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
@@ -1053,6 +1055,12 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
     int up = x == &c->a;
     size_t budget = PX_PUMP_BUDGET;
 
+    /* In a plain tunnel only a side whose readiness was reported is read: a
+     * read on the quiet side would only return EAGAIN, one wasted syscall
+     * per message. Level-triggered readiness brings back any side skipped
+     * here. TLS may hold decrypted bytes the socket does not show. */
+    if (c->phase == PX_TUNNEL && x->ssl == NULL && !(up ? c->rd_hint_a : c->rd_hint_b))
+        return 0;
     while (!x->rd_eof && budget > 0) {
         size_t q = buf_size(&y->out);
         if (q >= PX_TUNNEL_CAP)
@@ -1113,6 +1121,10 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
             return -1;
         }
         budget -= (size_t)n < budget ? (size_t)n : budget;
+        /* A short read from a stream socket emptied its receive queue: the
+         * next read would be EAGAIN (HAProxy makes the same bet). */
+        if (x->ssl == NULL && (size_t)n < room)
+            break;
     }
     if (budget == 0 && x->ssl != NULL && SSL_pending(x->ssl) > 0)
         ev_feed_event(c->th->loop, &x->io, EV_READ);
@@ -1201,6 +1213,8 @@ static void px_after(px_conn_t *c)
 static void px_client_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     px_conn_t *c = container_of(w, px_conn_t, a.io);
+    c->rd_hint_a = (revents & EV_READ) != 0;
+    c->rd_hint_b = 0;
     px_step(c);
     px_after(c);
 }
@@ -1208,6 +1222,8 @@ static void px_client_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void px_backend_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     px_conn_t *c = container_of(w, px_conn_t, b.io);
+    c->rd_hint_a = 0;
+    c->rd_hint_b = (revents & EV_READ) != 0;
     px_step(c);
     px_after(c);
 }
