@@ -104,21 +104,48 @@ static int be_candidate(const be_t *b, be_t *const *ex, int nex)
     return be_usable(b) && !be_excluded(b, ex, nex);
 }
 
+/* How far b is through slow start, in thousandths: 1000 when it is not in
+ * slow start, else from BE_SLOWSTART_MIN up to 1000 over the window. */
+static int64_t be_ramp(const be_table_t *t, const be_t *b, uint64_t now)
+{
+    uint64_t joined = LD(&b->joined_ms);
+    if (!t->slowstart_ms || !joined)
+        return 1000;
+    if (now < joined) /* joined "in the future" (clock passed by a test): just joined */
+        return BE_SLOWSTART_MIN;
+    if (now - joined >= t->slowstart_ms)
+        return 1000;
+    int64_t f = (int64_t)((now - joined) * 1000 / t->slowstart_ms);
+    return f < BE_SLOWSTART_MIN ? BE_SLOWSTART_MIN : f;
+}
+
 /* Weight in thousandths, scaled down while the backend is in slow start. */
 static int64_t be_eff_weight(const be_table_t *t, const be_t *b, uint64_t now)
 {
-    int64_t w = (int64_t)(b->weight ? b->weight : 1) * 1000;
-    uint64_t joined = LD(&b->joined_ms);
-    if (t->slowstart_ms && joined && now >= joined && now - joined < t->slowstart_ms) {
-        int64_t f = (int64_t)((now - joined) * 1000 / t->slowstart_ms);
-        if (f < BE_SLOWSTART_MIN)
-            f = BE_SLOWSTART_MIN;
-        w = w * f / 1000;
-    } else if (t->slowstart_ms && joined && now < joined) {
-        /* joined "in the future" (clock passed by a test): just joined */
-        w = w * BE_SLOWSTART_MIN / 1000;
-    }
+    int64_t w = (int64_t)(b->weight ? b->weight : 1) * be_ramp(t, b, now);
     return w > 0 ? w : 1;
+}
+
+static uint64_t be_rand(void);
+
+/* Slow start caps the share of new connections, not only the weight. With
+ * weights alone an empty backend among loaded ones still has the lowest
+ * score, so leastconn would send it every new connection until it has
+ * caught up: the herd that slow start is meant to prevent. So a winner
+ * further from the end of its slow start than the runner-up keeps its pick
+ * only with probability ramp(best) / ramp(runner-up); otherwise the runner-up
+ * gets it. A fresh backend among established ones thus takes 10% of the
+ * arrivals at first, growing to what leastconn gives it over the window;
+ * backends that joined together (a restarted lb discovering every worker at
+ * once) are not held back relative to each other. */
+static be_t *be_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now)
+{
+    if (best == NULL || second == NULL)
+        return best;
+    int64_t fb = be_ramp(t, best, now), fs = be_ramp(t, second, now);
+    if (fb < fs && (int64_t)(be_rand() % (uint64_t)fs) >= fb)
+        return second;
+    return best;
 }
 
 /* a.num / a.ew < b.num / b.ew, exactly. */
@@ -138,8 +165,8 @@ static be_t *be_pick_least(be_table_t *t, be_t *const *ex, int nex, uint64_t now
     if (n == 0)
         return NULL;
     size_t start = __atomic_fetch_add(&t->rot, 1, __ATOMIC_RELAXED) % n;
-    be_t *best = NULL;
-    int64_t bnum = 0, bew = 1;
+    be_t *best = NULL, *second = NULL;
+    int64_t bnum = 0, bew = 1, snum = 0, sew = 1;
     for (size_t i = 0; i < n; i++) {
         be_t *b = t->v[(start + i) % n];
         if (!be_candidate(b, ex, nex))
@@ -151,11 +178,19 @@ static be_t *be_pick_least(be_table_t *t, be_t *const *ex, int nex, uint64_t now
         }
         int64_t ew = be_eff_weight(t, b, now);
         if (!best || be_score_less(num, ew, bnum, bew)) {
+            second = best;
+            snum = bnum;
+            sew = bew;
             best = b;
             bnum = num;
             bew = ew;
+        } else if (!second || be_score_less(num, ew, snum, sew)) {
+            second = b;
+            snum = num;
+            sew = ew;
         }
     }
+    best = be_slowstart_gate(t, best, second, now);
     if (best)
         be_take(best);
     return best;
@@ -192,6 +227,11 @@ static be_t *be_pick_roundrobin(be_table_t *t, be_t *const *ex, int nex, uint64_
 /* Per-thread generator for p2c: thread-local so that threads never contend
  * on it; seeded lazily from the thread's stack address and the clock. */
 static __thread uint64_t be_rng;
+
+void be_seed(uint64_t seed)
+{
+    be_rng = seed ? seed : 0x2545F4914F6CDD1Dull;
+}
 
 static uint64_t be_rand(void)
 {
@@ -244,9 +284,9 @@ static be_t *be_pick_p2c(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
             best = a ? a : b;
         else if (be_score_less(be_conns(b) + 1, be_eff_weight(t, b, now), be_conns(a) + 1,
                                be_eff_weight(t, a, now)))
-            best = b;
+            best = be_slowstart_gate(t, b, a, now);
         else
-            best = a;
+            best = be_slowstart_gate(t, a, b, now);
     }
     if (best)
         be_take(best);

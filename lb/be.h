@@ -116,6 +116,8 @@ const be_algo_t *be_table_algo(const be_table_t *t);
 be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms);
 /* Monotonic milliseconds: the clock of joined_ms and slow start. */
 uint64_t be_now_ms(void);
+/* Seeds this thread's generator (p2c, slow start): for reproducible tests. */
+void be_seed(uint64_t seed);
 
 /* Extra references, e.g. a health check in flight (any thread). be_unref()
  * frees a removed backend when the last reference goes. */

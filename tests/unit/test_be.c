@@ -264,6 +264,7 @@ static void test_churn_leastconn_balanced(void **state)
 
 static void test_slow_start(void **state)
 {
+    be_seed(42);
     for (int with_ss = 0; with_ss <= 1; with_ss++) {
         be_t *bs[3];
         be_table_t *t = table_with("leastconn", 3, bs, with_ss ? 10000 : 0);
@@ -299,6 +300,44 @@ static void test_slow_start(void **state)
         for (int i = 0; i < nh; i++)
             be_release(t, held[i]);
         be_table_free(t);
+    }
+}
+
+/* A fifth backend joins four loaded ones (250 each) while connections
+ * arrive at 200/s: with slow start its share of the first second's
+ * arrivals stays near its fair share instead of the whole herd. */
+static void test_slow_start_caps_share(void **state)
+{
+    for (int seed = 1; seed <= 5; seed++) {
+        for (int with_ss = 0; with_ss <= 1; with_ss++) {
+            be_seed((uint64_t)seed);
+            be_t *bs[4];
+            be_table_t *t = table_with("leastconn", 4, bs, with_ss ? 3000 : 0);
+            enum { LOADED = 1000, ARRIVALS = 200 };
+            be_t **held = calloc(LOADED + ARRIVALS, sizeof(*held));
+            int nh = 0;
+            for (int i = 0; i < LOADED; i++)
+                held[nh++] = be_pick(t, NULL, 0);
+            sock_addr_t a = addr_of(9200);
+            be_t *fresh = be_add(t, "fresh", &a, 1, BE_DISCOVERED);
+            uint64_t t0 = fresh->joined_ms;
+            int got = 0;
+            for (int i = 0; i < ARRIVALS; i++) {
+                be_t *b = be_pick_at(t, NULL, 0, t0 + (uint64_t)i * 1000 / ARRIVALS);
+                got += b == fresh;
+                held[nh++] = b;
+            }
+            if (with_ss) {
+                if (got > ARRIVALS * 35 / 100 || got < ARRIVALS * 5 / 100)
+                    fail_msg("seed %d: fresh backend took %d of %d arrivals", seed, got, ARRIVALS);
+            } else {
+                assert_true(got > ARRIVALS * 9 / 10); /* leastconn alone: the whole herd */
+            }
+            for (int i = 0; i < nh; i++)
+                be_release(t, held[i]);
+            free(held);
+            be_table_free(t);
+        }
     }
 }
 
@@ -587,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_empty_table),
         cmocka_unit_test(test_churn_leastconn_balanced),
         cmocka_unit_test(test_slow_start),
+        cmocka_unit_test(test_slow_start_caps_share),
         cmocka_unit_test(test_recovered_backend_slow_starts),
         cmocka_unit_test(test_global_counts),
         cmocka_unit_test(test_global_counts_history),
