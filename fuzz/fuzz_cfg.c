@@ -11,17 +11,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "cfg.h"
-
-#define FZ_CHECK(c)                                                                                \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static volatile unsigned fz_sink;
 
 /* The destinations, reset before every input. */
 typedef struct fz_conf {

@@ -16,17 +16,10 @@
  * backend must still be there, and a refresh that lists no worker must
  * remove every discovered one. The disc.c source is included to reach its
  * static callbacks. */
+#include "fuzz.h"
 #include "../lb/disc.c"
 
 #include <stdint.h>
-
-#define FZ_CHECK(c)                                                                                \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define FZ_STATIC_ID "static-1"
 

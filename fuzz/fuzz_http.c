@@ -11,20 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "http.h"
-
-#define FZ_CHECK(c)                                                                                \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Small limits reach the 431 paths with short inputs. */
 static const size_t fz_limits[4] = {0, 32, 200, 1024};
-
-static volatile unsigned fz_sink;
 
 /* A span must be empty or lie inside buf[0..len); reading every byte lets
  * ASan prove it. */

@@ -8,17 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "proto.h"
-
-#define FZ_CHECK(c)                                                                                \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static volatile unsigned fz_sink;
 
 /* Reads s[0..n] (the terminating NUL included) so that ASan sees every byte. */
 static void fz_bytes(const char *s, size_t n)

@@ -18,17 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "buf.h"
 #include "http.h"
 #include "proxy.h"
-
-#define FZ_CHECK(c)                                                                                \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const char *const fz_ips[4] = {"127.0.0.1", "10.200.30.4", "::1",
                                       "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"};

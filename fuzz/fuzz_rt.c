@@ -9,18 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "log.h"
 #include "rt.h"
-
-#define FZ_CHECK(c)                                                                                \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                 \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static volatile unsigned fz_sink;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include "evwait.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -243,42 +245,6 @@ static void put_state(redis_fx_t *fx, const char *id, const char *addr, const ch
              id, addr, st, conns, load, ts);
     rcmd(fx, "SET wslb:worker:%s %s PX 60000", id, json);
     rcmd(fx, "SADD wslb:workers %s", id);
-}
-
-typedef int (*cond_fn)(void *);
-typedef struct waiter {
-    ev_timer poll;
-    cond_fn cond;
-    void *ud;
-    int met;
-} waiter_t;
-
-static void waiter_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    waiter_t *wt = (waiter_t *)w;
-    if (wt->cond(wt->ud)) {
-        wt->met = 1;
-        ev_break(loop, EVBREAK_ALL);
-    }
-}
-
-static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    ev_break(loop, EVBREAK_ALL);
-}
-
-static int run_until(struct ev_loop *loop, cond_fn cond, void *ud, unsigned ms)
-{
-    waiter_t wt = {.cond = cond, .ud = ud};
-    ev_timer_init(&wt.poll, waiter_cb, 0.005, 0.005);
-    ev_timer_start(loop, &wt.poll);
-    ev_timer dl;
-    ev_timer_init(&dl, deadline_cb, ms / 1000.0, 0.);
-    ev_timer_start(loop, &dl);
-    ev_run(loop, 0);
-    ev_timer_stop(loop, &wt.poll);
-    ev_timer_stop(loop, &dl);
-    return wt.met;
 }
 
 typedef struct probe {
