@@ -495,3 +495,39 @@ void cfg_free(const cfg_opt_t *opts)
         }
     }
 }
+
+char *cfg_read_secret(const char *flag, const char *path, char *err, size_t errlen)
+{
+    char line[512];
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s %s: %s", flag, path, strerror(errno));
+        return NULL;
+    }
+    char *got = fgets(line, sizeof(line), f);
+    fclose(f);
+    if (got == NULL)
+        line[0] = '\0';
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
+        line[--n] = '\0';
+    char *s = line;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '\0') {
+        snprintf(err, errlen, "%s %s: empty", flag, path);
+        return NULL;
+    }
+    /* It travels in a header line: no control characters. */
+    for (const char *q = s; *q; q++) {
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+            snprintf(err, errlen, "%s %s: control character in the first line", flag, path);
+            return NULL;
+        }
+    }
+    char *dup = strdup(s);
+    if (dup == NULL)
+        snprintf(err, errlen, "%s: out of memory", flag);
+    return dup;
+}

@@ -32,7 +32,10 @@ typedef struct cfg_opt {
 } cfg_opt_t;
 
 /* Ends an option table. */
-#define CFG_END {NULL, 0, NULL, NULL, NULL, 0, 0}
+#define CFG_END                                                                                    \
+    {                                                                                              \
+        NULL, 0, NULL, NULL, NULL, 0, 0                                                            \
+    }
 
 enum { CFG_OK = 0, CFG_EXIT = 1, CFG_ERR = -1 };
 
@@ -47,9 +50,14 @@ int cfg_parse(const cfg_opt_t *opts, int argc, char **argv, const char *summary,
 /* Reads one config file into the table (used by cfg_parse; exposed for tests). */
 int cfg_load_file(const cfg_opt_t *opts, const char *path, char *err, size_t errlen);
 /* Sets one option by name from a string, as the file and flags do. */
-int cfg_set(const cfg_opt_t *opts, const char *name, const char *value, char *err,
-            size_t errlen);
+int cfg_set(const cfg_opt_t *opts, const char *name, const char *value, char *err, size_t errlen);
 void cfg_usage(const cfg_opt_t *opts, FILE *f, const char *prog, const char *summary);
+/* Reads a secret (a token, a shared header value) from a file: its first
+ * line without surrounding blanks, refusing an empty one or one with control
+ * characters. flag names the option in errors. Returns a heap string or NULL
+ * with err. Both daemons read their shared secrets with it, so that a file
+ * means the same thing to both. */
+char *cfg_read_secret(const char *flag, const char *path, char *err, size_t errlen);
 /* Frees every string and list the table's destinations hold. */
 void cfg_free(const cfg_opt_t *opts);
 

@@ -113,42 +113,6 @@ static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads a secret (the admin token, the upstream secret): the file's first
- * line without surrounding space; flag names the option for errors. Returns
- * a heap string or NULL with err. */
-static char *lb_read_token(const char *flag, const char *path, char *err, size_t errlen)
-{
-    char line[512];
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s %s: %s", flag, path, strerror(errno));
-        return NULL;
-    }
-    char *got = fgets(line, sizeof(line), f);
-    fclose(f);
-    if (got == NULL)
-        line[0] = '\0';
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
-                     line[n - 1] == '\t'))
-        line[--n] = '\0';
-    char *s = line;
-    while (*s == ' ' || *s == '\t')
-        s++;
-    if (*s == '\0') {
-        snprintf(err, errlen, "%s %s: empty", flag, path);
-        return NULL;
-    }
-    /* It is sent in a header line: no control characters. */
-    for (const char *q = s; *q; q++) {
-        if ((unsigned char)*q < 0x20 || *q == 0x7f) {
-            snprintf(err, errlen, "%s %s: control character in the first line", flag, path);
-            return NULL;
-        }
-    }
-    return strdup(s);
-}
-
 /* Whether "HOST:PORT" names a loopback address (127.0.0.0/8, ::1). */
 static int lb_is_loopback(const char *hostport)
 {
@@ -362,7 +326,7 @@ int main(int argc, char **argv)
     }
     if (o->upstream_secret_file != NULL && *o->upstream_secret_file) {
         upstream_secret =
-            lb_read_token("--upstream-secret-file", o->upstream_secret_file, err, sizeof(err));
+            cfg_read_secret("--upstream-secret-file", o->upstream_secret_file, err, sizeof(err));
         if (upstream_secret == NULL) {
             fprintf(stderr, "lb: %s\n", err);
             rc = 2;
@@ -468,7 +432,7 @@ int main(int argc, char **argv)
     }
     if (o->admin != NULL && *o->admin) {
         if (o->admin_token_file != NULL && *o->admin_token_file) {
-            token = lb_read_token("--admin-token-file", o->admin_token_file, err, sizeof(err));
+            token = cfg_read_secret("--admin-token-file", o->admin_token_file, err, sizeof(err));
             if (token == NULL) {
                 log_error("%s", err);
                 goto out;

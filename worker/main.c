@@ -164,29 +164,6 @@ static int wk_metrics(wk_t *w)
     return 0;
 }
 
-/* Reads a secret from a file: first line, trailing whitespace removed. */
-static int wk_read_secret(const char *path, char *out, size_t outlen, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    ssize_t n = read(fd, out, outlen - 1);
-    close(fd);
-    if (n <= 0) {
-        snprintf(err, errlen, "%s: empty or unreadable", path);
-        return -1;
-    }
-    out[n] = '\0';
-    out[strcspn(out, "\r\n")] = '\0';
-    if (out[0] == '\0') {
-        snprintf(err, errlen, "%s: empty secret", path);
-        return -1;
-    }
-    return 0;
-}
-
 /* Removes the empty work roots (/tmp/wsworker-PID) that workers killed with
  * SIGKILL left behind: their mounts went with them, their directories did
  * not. Only empty directories are removed (rmdir), never files, and only for
@@ -297,11 +274,16 @@ int main(int argc, char **argv)
         log_error("--listen: %s", err);
         goto out;
     }
-    if (c->upstream_secret_file != NULL &&
-        wk_read_secret(c->upstream_secret_file, w.upstream_secret, sizeof(w.upstream_secret), err,
-                       sizeof(err)) < 0) {
-        log_error("--upstream-secret-file: %s", err);
-        goto out;
+    if (c->upstream_secret_file != NULL) {
+        char *secret =
+            cfg_read_secret("--upstream-secret-file", c->upstream_secret_file, err, sizeof(err));
+        if (secret == NULL || strlen(secret) >= sizeof(w.upstream_secret)) {
+            log_error("%s", secret == NULL ? err : "--upstream-secret-file: secret too long");
+            free(secret);
+            goto out;
+        }
+        memcpy(w.upstream_secret, secret, strlen(secret) + 1);
+        free(secret);
     }
     /* SIGTERM before the event loop handles it must not kill the worker
      * half-started: hold it until the ev_signal watchers are in place. */

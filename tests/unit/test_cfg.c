@@ -393,6 +393,48 @@ static void test_cfg_set_direct(void **state)
     cfg_free(t);
 }
 
+/* Both daemons read shared secrets through cfg_read_secret: the first line,
+ * blanks around it dropped; empty, control characters or no file: refused. */
+static void test_read_secret(void **state)
+{
+    static const struct {
+        const char *content;
+        const char *want; /* NULL: refused */
+    } cases[] = {
+        {"s3cret\n", "s3cret"},
+        {"  tok en \t\r\nsecond line\n", "tok en"},
+        {"no-newline", "no-newline"},
+        {"\n", NULL},
+        {"", NULL},
+        {"   \n", NULL},
+        {"bad\x01char\n", NULL},
+    };
+    char path[] = "/tmp/test_cfg_secret.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(cases[i].content, f);
+        fclose(f);
+        char err[256] = "";
+        char *got = cfg_read_secret("--x", path, err, sizeof(err));
+        if (cases[i].want == NULL) {
+            assert_null(got);
+            assert_non_null(strstr(err, "--x"));
+        } else {
+            assert_non_null(got);
+            assert_string_equal(got, cases[i].want);
+        }
+        free(got);
+    }
+    unlink(path);
+    char err[256] = "";
+    assert_null(cfg_read_secret("--x", "/nonexistent/secret", err, sizeof(err)));
+    assert_non_null(strstr(err, "No such file"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_config_garbage_never_crashes),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_cfg_set_direct),
+        cmocka_unit_test(test_read_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
