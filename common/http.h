@@ -13,7 +13,7 @@
 
 #include "buf.h"
 
-#define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_HEADERS      64
 #define HTTP_DEFAULT_MAX_HEAD 8192
 
 typedef struct http_str {
@@ -50,10 +50,10 @@ typedef struct http_head {
 
 /* Results of http_parse_request/response (besides a positive head length). */
 enum {
-    HTTP_PARSE_AGAIN = 0,        /* incomplete: read more */
-    HTTP_PARSE_ERROR = -1,       /* malformed: answer 400 */
-    HTTP_PARSE_TOO_LARGE = -2,   /* head over max_head: answer 431 */
-    HTTP_PARSE_TOO_MANY = -3,    /* over HTTP_MAX_HEADERS: answer 431 */
+    HTTP_PARSE_AGAIN = 0,      /* incomplete: read more */
+    HTTP_PARSE_ERROR = -1,     /* malformed: answer 400 */
+    HTTP_PARSE_TOO_LARGE = -2, /* head over max_head: answer 431 */
+    HTTP_PARSE_TOO_MANY = -3,  /* over HTTP_MAX_HEADERS: answer 431 */
 };
 
 /* Parses a request head from data[0..len). Returns its length (>0) when the
@@ -69,8 +69,8 @@ const http_str_t *http_header_get(const http_head_t *h, const char *name);
 /* True when a comma-separated header (e.g. Connection) holds token,
  * case-insensitively. */
 int http_header_has_token(const http_head_t *h, const char *name, const char *token);
-int http_str_eq(http_str_t s, const char *lit);      /* exact */
-int http_str_caseeq(http_str_t s, const char *lit);  /* ASCII case-insensitive */
+int http_str_eq(http_str_t s, const char *lit);     /* exact */
+int http_str_caseeq(http_str_t s, const char *lit); /* ASCII case-insensitive */
 
 /* Standard reason phrase for a status ("Not Found"); "Unknown" otherwise. */
 const char *http_reason(int status);

@@ -27,8 +27,7 @@ void met_free(met_registry_t *r);
 /* labels: NULL or a Prometheus label list without braces, e.g. `verdict="ok"`. */
 met_counter_t *met_counter(met_registry_t *r, const char *name, const char *labels,
                            const char *help);
-met_gauge_t *met_gauge(met_registry_t *r, const char *name, const char *labels,
-                       const char *help);
+met_gauge_t *met_gauge(met_registry_t *r, const char *name, const char *labels, const char *help);
 /* A gauge whose value is computed at render time. */
 int met_gauge_fn(met_registry_t *r, const char *name, const char *labels, const char *help,
                  double (*fn)(void *ud), void *ud);

@@ -13,7 +13,7 @@ typedef struct sock_addr {
     socklen_t len;
 } sock_addr_t;
 
-#define SOCK_ERR_LEN 256
+#define SOCK_ERR_LEN    256
 #define SOCK_ADDRSTRLEN 64
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (meaning 0.0.0.0). HOST must be a
