@@ -148,6 +148,6 @@ $(foreach n,$(FUZZ_NAMES),$(eval $(call FUZZ_TARGET,$(n))))
 .PHONY: fuzz-regress
 fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ_NAMES))
 fuzz-smoke: fuzz
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh smoke $(FUZZ_NAMES)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) fuzz/run.sh smoke $(FUZZ_NAMES)
 fuzz-regress: fuzz
 	@fuzz/run.sh regress $(FUZZ_NAMES)

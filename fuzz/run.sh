@@ -12,6 +12,11 @@ set -u
 mode=${1:-}
 shift || true
 secs=${FUZZ_SECONDS:-30}
+# FUZZ_SEED and FUZZ_RUNS make a smoke run reproducible: the same seed and
+# run count from the same committed corpus take the same path here and in CI.
+seedopt=""
+[ -n "${FUZZ_SEED:-}" ] && seedopt="-seed=$FUZZ_SEED"
+[ -n "${FUZZ_RUNS:-}" ] && seedopt="$seedopt -runs=$FUZZ_RUNS"
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/fuzz
 opts="-rss_limit_mb=2048 -timeout=10"
@@ -35,7 +40,7 @@ for name in "$@"; do
         [ -d "$root/fuzz/regressions/$name" ] && extra=$root/fuzz/regressions/$name
         # The first directory receives new inputs; the others are only read.
         # shellcheck disable=SC2086
-        "$exe" $opts -max_total_time="$secs" -print_final_stats=1 \
+        "$exe" $opts $seedopt -max_total_time="$secs" -print_final_stats=1 \
             -artifact_prefix="$art/" "$work" $extra >"$log" 2>&1
         rc=$?
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
