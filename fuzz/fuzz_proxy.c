@@ -3,10 +3,10 @@
  * crashing, the rewritten head must parse again, with the same request line
  * and the client's headers in the same order, minus those the backend must
  * be able to believe (X-Forwarded-For, X-Request-Id, X-Upstream-Secret,
- * and X-Forwarded-Proto unless the client is a trusted proxy), followed by
+ * X-Lb-Id, and X-Forwarded-Proto unless the client is a trusted proxy), followed by
  * exactly one X-Forwarded-For (the trusted client's list, then the client
  * address), X-Forwarded-Proto when the client's was not kept, X-Request-Id
- * and the lb's X-Upstream-Secret when one is set. The bytes after the head
+ * and the lb's X-Upstream-Secret and X-Lb-Id when they are set. The bytes after the head
  * must follow unchanged, and what routes the request (upgrade, body
  * framing) must not change.
  *
@@ -38,7 +38,7 @@ static int fz_kept(const http_header_t *hd, const px_fwd_t *fwd)
         return fwd->trusted && hd->value.n > 0;
     return !http_str_caseeq(hd->name, "X-Forwarded-For") &&
            !http_str_caseeq(hd->name, "X-Request-Id") &&
-           !http_str_caseeq(hd->name, "X-Upstream-Secret");
+           !http_str_caseeq(hd->name, "X-Upstream-Secret") && !http_str_caseeq(hd->name, "X-Lb-Id");
 }
 
 /* The X-Forwarded-For value the backend must see. */
@@ -81,7 +81,7 @@ static void fz_check(const char *in, size_t len, const http_head_t *h, const px_
         have_proto |= fz_kept(&h->headers[i], fwd) &&
                       http_str_caseeq(h->headers[i].name, "X-Forwarded-Proto");
     }
-    size_t added = 2 + !have_proto + (fwd->upstream_secret != NULL);
+    size_t added = 2 + !have_proto + (fwd->upstream_secret != NULL) + (fwd->lb_id != NULL);
 
     /* Past the header count limit the backend answers 431: the client's
      * doing, as the lb accepted the maximum the backend does. */
@@ -118,6 +118,8 @@ static void fz_check(const char *in, size_t len, const http_head_t *h, const px_
     j = fz_expect(&h2, j, "X-Request-Id", fz_lit(fwd->request_id));
     if (fwd->upstream_secret != NULL)
         j = fz_expect(&h2, j, "X-Upstream-Secret", fz_lit(fwd->upstream_secret));
+    if (fwd->lb_id != NULL)
+        j = fz_expect(&h2, j, "X-Lb-Id", fz_lit(fwd->lb_id));
     FZ_CHECK(j == h2.nheaders);
     /* What decides the routing must not change either. */
     FZ_CHECK(h2.is_websocket == h->is_websocket && h2.upgrade == h->upgrade);
@@ -135,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .request_id = "0123456789abcdef",
         .trusted = (data[0] >> 3) & 1,
         .upstream_secret = (data[0] & 16) ? "s3cr3t-t0ken" : NULL,
+        .lb_id = (data[0] & 32) ? "lb-host-1234" : NULL,
     };
     size_t len = size - 1;
     char *in = malloc(len ? len : 1);

@@ -547,10 +547,15 @@ static int64_t be_active_at(const be_t *b, uint64_t ts)
  * scored with a count off by a heartbeat's worth, corrected by the next. */
 void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms)
 {
+    be_update_remote_ex(b, conns, load, ts_ms, -1);
+}
+
+void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, int64_t mine)
+{
     if (LD(&b->has_remote) && ts_ms && ts_ms <= LD(&b->remote_ts_ms))
         return;
     ST(&b->remote_conns, conns < 0 ? 0 : conns);
-    ST(&b->remote_base, be_active_at(b, ts_ms));
+    ST(&b->remote_base, mine >= 0 ? mine : be_active_at(b, ts_ms));
     ST(&b->load, load < 0 ? 0 : load);
     ST(&b->remote_ts_ms, ts_ms);
     __atomic_store_n(&b->has_remote, 1, __ATOMIC_RELEASE);

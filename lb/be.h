@@ -148,6 +148,11 @@ void be_table_sample(be_table_t *t, uint64_t wall_ms);
  * (0 = unknown: taken as now). A snapshot no newer than the last one is
  * ignored, so a heartbeat read twice changes nothing. */
 void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
+/* Same, when the worker also said how many of its connections came from this
+ * lb (mine >= 0; the X-Lb-Id header the lb sends): then the part of conns
+ * that is other lbs' is exact, and no sample of this lb's own past count is
+ * needed. mine < 0 falls back to the samples. */
+void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, int64_t mine);
 /* Main thread: forget the remote figures (worker key gone); back to local. */
 void be_clear_remote(be_t *b);
 

@@ -42,6 +42,7 @@ struct disc {
     int again;       /* run another one when it ends */
     unsigned gen;    /* bumped by every event */
     int down_logged;
+    const char *lb_id; /* borrowed; NULL: workers' per-lb counts are not used */
 };
 
 /* One MGET in flight: the ids it asked for, in order. */
@@ -85,6 +86,12 @@ static int disc_count(json_t *root, const char *name, int required, int64_t *out
 }
 
 int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err, size_t errlen)
+{
+    return disc_parse_state_for(json, len, NULL, out, err, errlen);
+}
+
+int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_state_t *out,
+                         char *err, size_t errlen)
 {
     char dummy[1];
     if (!err) {
@@ -158,6 +165,20 @@ int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err,
         goto done;
     }
     out->ts_ms = tsv ? (uint64_t)json_integer_value(tsv) : 0;
+    out->mine = -1;
+    json_t *bylb = json_object_get(root, "by_lb");
+    if (bylb && !json_is_object(bylb)) {
+        snprintf(err, errlen, "bad by_lb");
+        goto done;
+    }
+    if (bylb && lb_id) {
+        if (json_object_get(bylb, lb_id) == NULL)
+            out->mine = 0;
+        else if (disc_count(bylb, lb_id, 1, &out->mine) < 0) {
+            snprintf(err, errlen, "bad by_lb count");
+            goto done;
+        }
+    }
     rc = 0;
 done:
     json_decref(root);
@@ -229,7 +250,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         }
         disc_state_t st;
         char err[128];
-        if (disc_parse_state(v->str, v->len, &st, err, sizeof(err)) < 0 ||
+        if (disc_parse_state_for(v->str, v->len, d->lb_id, &st, err, sizeof(err)) < 0 ||
             strcmp(st.id, ids[i]) != 0) {
             log_debug("discovery: ignoring state of '%s': %s", ids[i],
                       strcmp(st.id, ids[i]) ? "id does not match its key" : err);
@@ -256,7 +277,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         /* Only a newer snapshot may undo a drain: a drain event can arrive
          * before the heartbeat that says so. */
         int fresh = !LD(&b->has_remote) || !st.ts_ms || st.ts_ms > LD(&b->remote_ts_ms);
-        be_update_remote(b, st.conns, st.load, st.ts_ms);
+        be_update_remote_ex(b, st.conns, st.load, st.ts_ms, st.mine);
         if (st.draining || fresh)
             disc_set_draining(d, b, st.draining);
         seen[nseen++] = b;
@@ -503,6 +524,11 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr,
 fail:
     disc_free(d);
     return NULL;
+}
+
+void disc_set_lb_id(disc_t *d, const char *lb_id)
+{
+    d->lb_id = lb_id;
 }
 
 void disc_free(disc_t *d)

@@ -31,11 +31,17 @@ typedef struct disc_state {
     int64_t conns;
     int64_t load; /* "load", or evals_running + evals_queued when absent */
     uint64_t ts_ms;
+    int64_t mine; /* by_lb[lb_id]: this lb's connections on it; -1 if not said */
 } disc_state_t;
 
 /* Pure: parses and validates one worker state JSON. Returns 0, or -1 with a
  * reason in err (may be NULL). */
 int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err, size_t errlen);
+/* Same, also reading "by_lb" (connections per lb id) for lb_id into out->mine:
+ * 0 when the worker lists other lbs but not this one, -1 when it publishes no
+ * per-lb counts (older workers) or lb_id is NULL. */
+int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_state_t *out,
+                         char *err, size_t errlen);
 
 /* redis_addr "HOST:PORT"; prefix NULL = "wslb:". Connection failures are
  * retried in the background; NULL only for a bad address or no memory. The
@@ -43,5 +49,8 @@ int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err,
 disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr, const char *prefix,
                     char *err, size_t errlen);
 void disc_free(disc_t *d);
+/* This lb's id, as sent in X-Lb-Id: workers count connections per lb id so
+ * that each lb can tell its own connections from the others' exactly. */
+void disc_set_lb_id(disc_t *d, const char *lb_id);
 
 #endif

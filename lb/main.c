@@ -3,6 +3,7 @@
  * The main thread owns the control plane on the default loop: signals, the
  * health checker, Redis discovery and the admin API. --threads proxy threads
  * each run their own loop (proxy.c) and share the backend table. */
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,7 +36,7 @@
 typedef struct lb_opts {
     cfg_list_t listen, tls_listen, backend, trusted_proxies;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level, *upstream_secret_file;
+        *log_level, *upstream_secret_file, *id;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst;
@@ -111,6 +112,18 @@ static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* An lb id travels in a header and keys a JSON object: keep it plain. */
+static int lb_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 63)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._:-", *p))
+            return 0;
+    return 1;
 }
 
 /* Whether "HOST:PORT" names a loopback address (127.0.0.0/8, ::1). */
@@ -226,6 +239,10 @@ int main(int argc, char **argv)
         {"redis", CFG_STR, &o->redis, "HOST:PORT", "discover workers and their load in Redis", 0,
          0},
         {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        {"id", CFG_STR, &o->id, "NAME",
+         "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "
+         "per lb process (default HOSTNAME-PID)",
+         0, 0},
         {"admin", CFG_STR, &o->admin, "HOST:PORT",
          "admin API listener (default 127.0.0.1:8081; empty = off)", 0, 0},
         {"admin-token-file", CFG_STR, &o->admin_token_file, "FILE",
@@ -296,6 +313,20 @@ int main(int argc, char **argv)
         goto out;
     }
     log_set_level(lvl);
+    if (o->id == NULL) {
+        /* Unique per process: a restarted lb must not be taken for its
+         * predecessor, whose connections may still be open. */
+        char host[64] = "lb", idbuf[96];
+        (void)gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        snprintf(idbuf, sizeof(idbuf), "%s-%d", host, (int)getpid());
+        o->id = strdup(idbuf);
+    }
+    if (o->id == NULL || !lb_id_ok(o->id)) {
+        fprintf(stderr, "lb: --id: 1-63 characters of A-Z a-z 0-9 . _ : -\n");
+        rc = 2;
+        goto out;
+    }
     const be_algo_t *algo = be_algo_find(o->algo);
     if (algo == NULL) {
         fprintf(stderr, "lb: --algo: unknown algorithm '%s'\n", o->algo);
@@ -404,6 +435,7 @@ int main(int argc, char **argv)
         .lim = lb->lim,
         .trusted = lb->trusted.n ? &lb->trusted : NULL,
         .upstream_secret = upstream_secret,
+        .lb_id = o->id,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {
@@ -429,6 +461,7 @@ int main(int argc, char **argv)
             log_error("--redis: %s", err);
             goto out;
         }
+        disc_set_lb_id(lb->disc, o->id);
     }
     if (o->admin != NULL && *o->admin) {
         if (o->admin_token_file != NULL && *o->admin_token_file) {

@@ -239,7 +239,7 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
             have_xff |= hd->value.n > 0;
             continue;
         }
-        if (http_str_caseeq(hd->name, "X-Upstream-Secret"))
+        if (http_str_caseeq(hd->name, "X-Upstream-Secret") || http_str_caseeq(hd->name, "X-Lb-Id"))
             continue;
         /* The request id is always ours: it is the one in the access log. */
         if (http_str_caseeq(hd->name, "X-Request-Id"))
@@ -273,6 +273,8 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
         return -1;
     if (fwd->upstream_secret != NULL &&
         buf_printf(out, "X-Upstream-Secret: %s\r\n", fwd->upstream_secret) < 0)
+        return -1;
+    if (fwd->lb_id != NULL && buf_printf(out, "X-Lb-Id: %s\r\n", fwd->lb_id) < 0)
         return -1;
     if (buf_append_str(out, "\r\n") < 0)
         return -1;
@@ -805,7 +807,8 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
                     .proto = c->tls ? "https" : "http",
                     .request_id = c->reqid,
                     .trusted = c->trusted,
-                    .upstream_secret = th->px->cfg.upstream_secret};
+                    .upstream_secret = th->px->cfg.upstream_secret,
+                    .lb_id = th->px->cfg.lb_id};
     buf_t nb = BUF_INIT;
     if (px_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
         buf_free(&nb);

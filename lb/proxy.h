@@ -49,6 +49,9 @@ typedef struct px_config {
     const lim_cidrs_t *trusted;
     /* Sent as X-Upstream-Secret with every request; NULL = none. Not owned. */
     const char *upstream_secret;
+    /* Sent as X-Lb-Id with every request, so that workers count connections
+     * per lb (see disc.h); NULL = none. Not owned. */
+    const char *lb_id;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration
@@ -76,6 +79,7 @@ typedef struct px_fwd {
     const char *request_id;      /* X-Request-Id */
     int trusted;                 /* the client is a trusted proxy (see below) */
     const char *upstream_secret; /* X-Upstream-Secret to add; NULL = none */
+    const char *lb_id;           /* X-Lb-Id to add; NULL = none */
 } px_fwd_t;
 
 /* Pure: appends to out the request head in data[0..h->head_len) (parsed into
@@ -89,8 +93,8 @@ typedef struct px_fwd {
  * ip"), and its X-Forwarded-Proto is kept (added only when missing): it
  * knows the original scheme. X-Request-Id is always the lb's own, the one
  * its access log shows.
- * X-Upstream-Secret from the client is always dropped; with
- * fwd->upstream_secret the lb's own is added last. Every other byte passes
+ * X-Upstream-Secret and X-Lb-Id from the client are always dropped; the
+ * lb's own (fwd->upstream_secret, fwd->lb_id) are added last. Every other byte passes
  * untouched. Returns 0, or -1 on allocation failure. */
 int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
                     buf_t *out);

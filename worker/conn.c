@@ -153,6 +153,7 @@ void wc_close(wc_conn_t *c, const char *why)
     w->nconns--;
     if (c->kind != WC_HTTP) {
         w->nws--;
+        wk_lb_release(w, c->lb_slot);
         pub_changed(w->pub);
     }
     ev_idle_start(w->loop, &w->reaper);
@@ -212,6 +213,23 @@ static int wc_secret_ok(const wk_t *w, const http_head_t *h)
     return d == 0;
 }
 
+/* The lb this upgrade came through, from X-Lb-Id: counted per lb for the
+ * Redis state. An id that is not plain (1-63 of A-Z a-z 0-9 . _ : -) is
+ * ignored rather than published. */
+static int wc_lb_slot(wk_t *w, const http_head_t *h)
+{
+    const http_str_t *v = http_header_get(h, "X-Lb-Id");
+    if (v == NULL || v->n == 0 || v->n > 63)
+        return -1;
+    for (size_t i = 0; i < v->n; i++) {
+        char ch = v->p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == ':' || ch == '-'))
+            return -1;
+    }
+    return wk_lb_take(w, v->p, v->n);
+}
+
 /* Answers a websocket upgrade or refuses it with a reason. */
 static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
 {
@@ -240,6 +258,7 @@ static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
                accept);
     c->state = WC_WS;
     c->kind = kind;
+    c->lb_slot = wc_lb_slot(w, h);
     c->msg.max_size = (uint64_t)w->cfg.max_message_kb * 1024;
     ev_timer_stop(w->loop, &c->timer);
     w->nws++;
@@ -433,6 +452,7 @@ static void wc_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         sock_set_nodelay(fd);
         c->w = w;
         c->fd = fd;
+        c->lb_slot = -1;
         sock_addr_str(&peer, c->peer, sizeof(c->peer));
         TAILQ_INIT(&c->runs);
         ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);

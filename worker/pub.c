@@ -64,6 +64,13 @@ static void pub_write(struct pub *p)
                   (json_int_t)w->nqueued, "max_evals", (json_int_t)w->cfg.max_evals, "load",
                   (json_int_t)(w->nrunning + w->nqueued), "ts_ms", (json_int_t)pub_wall_ms(),
                   "started_ms", (json_int_t)p->started_ms, "isolation", sbx_isolation(w->sbx));
+    json_t *bylb = json_object();
+    for (int i = 0; j != NULL && bylb != NULL && i < WK_MAX_LBS; i++)
+        if (w->by_lb[i].n > 0)
+            json_object_set_new(bylb, w->by_lb[i].id, json_integer((json_int_t)w->by_lb[i].n));
+    if (j != NULL && bylb != NULL)
+        json_object_set(j, "by_lb", bylb);
+    json_decref(bylb);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (s != NULL) {
         rds_command(p->rds, NULL, NULL, "SET %s %s PX %d", p->key, s, PUB_TTL_MS);

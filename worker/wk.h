@@ -42,6 +42,15 @@ typedef struct wk_config {
 TAILQ_HEAD(wc_list, wc_conn);
 TAILQ_HEAD(run_list, run);
 
+/* Websockets per load balancer (the X-Lb-Id header on the upgrade), published
+ * as "by_lb" so that each lb can tell its own connections from the others'
+ * exactly. Bounded: ids beyond WK_MAX_LBS are counted in conns only. */
+#define WK_MAX_LBS 32
+typedef struct wk_lbcount {
+    char id[64]; /* "" = free */
+    size_t n;
+} wk_lbcount_t;
+
 typedef struct wk {
     struct ev_loop *loop;
     wk_config_t cfg;
@@ -56,6 +65,7 @@ typedef struct wk {
     ev_idle reaper;
     size_t nconns; /* all accepted connections */
     size_t nws;    /* of which websockets */
+    wk_lbcount_t by_lb[WK_MAX_LBS];
 
     sbx_t *sbx;
     rt_table_t rt;
@@ -98,6 +108,12 @@ const char *run_verdict_name(enum run_verdict v);
 
 /* Drain phases, in w->draining. */
 enum { DRAIN_NONE = 0, DRAIN_RUNS, DRAIN_CLOSING, DRAIN_LEAVING };
+
+/* Counts a websocket from the lb with this id (the X-Lb-Id value, validated
+ * by the caller); returns the slot to pass to wk_lb_release(), or -1 when the
+ * table is full. */
+int wk_lb_take(wk_t *w, const char *id, size_t len);
+void wk_lb_release(wk_t *w, int slot);
 
 /* Called when a slot frees or a run ends, so the drain logic can proceed. */
 void wk_on_run_change(wk_t *w);

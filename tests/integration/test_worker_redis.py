@@ -105,6 +105,32 @@ def test_heartbeat_state_and_join(redis_server, worker_factory):
         ev.close()
 
 
+def test_connections_counted_per_lb(redis_server, worker_factory):
+    """Websockets are also counted per X-Lb-Id ("by_lb"), so that each lb can
+    subtract exactly its own connections from the worker's total; an id that
+    is not plain is not published, and entries leave when their count does."""
+    r = util.redis_client(redis_server)
+    w = worker_factory(redis=redis_server)
+
+    async def go():
+        a = [await util.ws_connect(w.url("/echo"), extra_headers={"X-Lb-Id": "lb-a"})
+             for _ in range(3)]
+        b = [await util.ws_connect(w.url("/echo"), extra_headers={"X-Lb-Id": "lb-b:2"})]
+        bad = [await util.ws_connect(w.url("/echo"), extra_headers={"X-Lb-Id": "x y\"z"})]
+        none = [await util.ws_connect(w.url("/echo"))]
+        st = wait_state(r, w.id, lambda s: s["conns"] == 6, 5, "conns == 6")
+        assert st["by_lb"] == {"lb-a": 3, "lb-b:2": 1}, st
+        for ws in a[:2] + b:
+            await ws.close()
+        st = wait_state(r, w.id, lambda s: s["conns"] == 3, 5, "conns == 3")
+        assert st["by_lb"] == {"lb-a": 1}, st
+        for ws in a[2:] + bad + none:
+            await ws.close()
+    asyncio.run(go())
+    st = wait_state(r, w.id, lambda s: s["conns"] == 0, 5, "conns back to 0")
+    assert st["by_lb"] == {}, st
+
+
 def test_advertise_and_prefix(redis_server, worker_factory):
     r = util.redis_client(redis_server)
     ev = Events(redis_server, "t9:events")

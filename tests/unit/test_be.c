@@ -352,6 +352,24 @@ static void test_recovered_backend_slow_starts(void **state)
     be_table_free(t);
 }
 
+/* With the worker's own per-lb count, the other lbs' share is exact: the
+ * worker holds 30, 12 of them ours; we have opened 3 more since. */
+static void test_global_counts_by_lb(void **state)
+{
+    be_t *bs[1];
+    be_table_t *t = table_with("leastconn", 1, bs, 0);
+    be_t *held[15];
+    for (int i = 0; i < 15; i++)
+        held[i] = be_pick(t, NULL, 0);
+    be_update_remote_ex(bs[0], 30, 0, 1764150000000ull, 12);
+    assert_int_equal(bs[0]->remote_base, 12);
+    assert_int_equal(be_conns(bs[0]), 30 - 12 + 15); /* others' 18 plus our 15 now */
+    for (int i = 0; i < 15; i++)
+        be_release(t, held[i]);
+    assert_int_equal(be_conns(bs[0]), 18);
+    be_table_free(t);
+}
+
 static void test_global_counts(void **state)
 {
     be_t *bs[3];
@@ -629,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_slow_start_caps_share),
         cmocka_unit_test(test_recovered_backend_slow_starts),
         cmocka_unit_test(test_global_counts),
+        cmocka_unit_test(test_global_counts_by_lb),
         cmocka_unit_test(test_global_counts_history),
         cmocka_unit_test(test_leastload_avoids_busy),
         cmocka_unit_test(test_p2c_prefers_lower),

@@ -66,6 +66,36 @@ static void test_parse_valid(void **state)
     assert_int_equal(disc_parse_state("{", 1, &st, NULL, 0), -1);
 }
 
+/* "by_lb": this lb's own connections on the worker, read by the lb's id. */
+static void test_parse_by_lb(void **state)
+{
+    static const char js[] = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\","
+                             "\"conns\":12,\"by_lb\":{\"lb-a\":7,\"lb-b\":5}}";
+    disc_state_t st;
+    char err[128];
+    assert_int_equal(disc_parse_state_for(js, strlen(js), "lb-a", &st, err, sizeof(err)), 0);
+    assert_int_equal(st.conns, 12);
+    assert_int_equal(st.mine, 7);
+    assert_int_equal(disc_parse_state_for(js, strlen(js), "lb-c", &st, err, sizeof(err)), 0);
+    assert_int_equal(st.mine, 0); /* listed others, not us: none of ours */
+    assert_int_equal(disc_parse_state_for(js, strlen(js), NULL, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.mine, -1);
+    static const char old[] = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\","
+                              "\"conns\":12}";
+    assert_int_equal(disc_parse_state_for(old, strlen(old), "lb-a", &st, err, sizeof(err)), 0);
+    assert_int_equal(st.mine, -1); /* a worker without per-lb counts */
+    static const char *const bad[] = {
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":1,\"by_lb\":[]}",
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":1,"
+        "\"by_lb\":{\"lb-a\":-1}}",
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":1,"
+        "\"by_lb\":{\"lb-a\":\"3\"}}",
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+        assert_int_equal(
+            disc_parse_state_for(bad[k], strlen(bad[k]), "lb-a", &st, err, sizeof(err)), -1);
+}
+
 static void test_parse_invalid(void **state)
 {
     static const char *const bad[] = {
@@ -391,6 +421,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_valid),
         cmocka_unit_test(test_parse_invalid),
+        cmocka_unit_test(test_parse_by_lb),
         cmocka_unit_test_setup_teardown(test_discovery, redis_setup, redis_teardown),
         cmocka_unit_test(test_bad_address),
     };

@@ -125,6 +125,24 @@ static void test_upstream_secret(void **state)
                              "X-Upstream-Secret: s3cr3t\r\n\r\nxyz");
 }
 
+/* The lb's id goes to the workers (per-lb counts); a client's X-Lb-Id could
+ * skew another lb's count, so it never passes. */
+static void test_lb_id(void **state)
+{
+    char out[1024];
+    px_fwd_t t = fwd;
+    t.lb_id = "lb-7";
+    t.upstream_secret = "s";
+    rewrite_fwd("GET /eval HTTP/1.1\r\nX-Lb-Id: other\r\nHost: a\r\nx-lb-id: x\r\n\r\n", &t, out,
+                sizeof(out));
+    assert_string_equal(out, "GET /eval HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.1.2.3\r\n"
+                             "X-Forwarded-Proto: https\r\nX-Request-Id: abc123\r\n"
+                             "X-Upstream-Secret: s\r\nX-Lb-Id: lb-7\r\n\r\n");
+    t.lb_id = NULL;
+    rewrite_fwd("GET / HTTP/1.1\r\nX-Lb-Id: other\r\n\r\n", &t, out, sizeof(out));
+    assert_null(strcasestr(out, "x-lb-id"));
+}
+
 static void test_replaces_spoofed_proto_and_id(void **state)
 {
     char out[1024];
@@ -190,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_replaces_client_xff),
         cmocka_unit_test(test_trusted_proxy_merges_xff_keeps_proto),
         cmocka_unit_test(test_upstream_secret),
+        cmocka_unit_test(test_lb_id),
         cmocka_unit_test(test_replaces_spoofed_proto_and_id),
         cmocka_unit_test(test_keeps_trailing_bytes),
         cmocka_unit_test(test_no_headers_and_leading_blank_lines),
