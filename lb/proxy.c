@@ -61,6 +61,7 @@
 #define PX_LINGER_S       2.0  /* REPLY + LINGER together */
 #define PX_FIN_TIMEOUT_S  30.0 /* a half-closed tunnel gets this long to finish */
 #define PX_ACCEPT_BACKOFF 0.1  /* after EMFILE/ENFILE */
+#define PX_ADDED_HEADERS  5 /* X-Forwarded-For/-Proto, X-Request-Id, X-Upstream-Secret, X-Lb-Id */
 #define PX_ACCEPT_BATCH   64
 #define PX_BACKLOG        4096
 #define PX_FD_RESERVE     32 /* descriptors kept from client connections */
@@ -856,7 +857,10 @@ static void px_read_head(px_conn_t *c)
             px_reply(c, 400, LBS_ERR_BAD_REQUEST, PX_R_BAD_REQUEST, "bad request");
             return;
         }
-        if (r == HTTP_PARSE_TOO_LARGE || r == HTTP_PARSE_TOO_MANY) {
+        /* The lb adds up to PX_ADDED_HEADERS lines; a request that would then
+         * exceed what a worker parses gets its 431 here, from the lb. */
+        if (r == HTTP_PARSE_TOO_LARGE || r == HTTP_PARSE_TOO_MANY ||
+            h.nheaders + PX_ADDED_HEADERS > HTTP_MAX_HEADERS) {
             px_reply(c, 431, LBS_ERR_HEAD_TOO_LARGE, PX_R_HEAD_TOO_LARGE,
                      "request header fields too large");
             return;
