@@ -302,7 +302,41 @@ int ws_close_parse(const uint8_t *p, size_t n, uint16_t *code)
 /* Well-formed UTF-8 per Unicode Table 3-7: the second byte's range depends
  * on the lead byte, which is what excludes overlongs (C0, C1, E0 80-9F,
  * F0 80-8F), surrogates (ED A0-BF) and code points past U+10FFFF (F4 90+,
- * F5-FF). ASCII runs are skipped eight bytes at a time. */
+ * F5-FF). */
+int ws_utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t need;
+    uint8_t lo = 0x80, hi = 0xBF; /* range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    for (size_t k = 1; k <= need; k++) {
+        if (k >= n)
+            return -1; /* what is there is a valid start; the rest is missing */
+        if (k == 1 ? (p[1] < lo || p[1] > hi) : (p[k] & 0xC0) != 0x80)
+            return 0;
+    }
+    return (int)need + 1;
+}
+
+/* ASCII runs are skipped eight bytes at a time. */
 int ws_utf8_valid(const uint8_t *p, size_t n)
 {
     size_t i = 0;
@@ -316,38 +350,10 @@ int ws_utf8_valid(const uint8_t *p, size_t n)
                 continue;
             }
         }
-        uint8_t c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint8_t lo = 0x80, hi = 0xBF; /* range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
+        int k = ws_utf8_seq(p + i, n - i);
+        if (k <= 0)
             return 0;
-        }
-        if (n - i - 1 < need)
-            return 0;
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return 0;
-        for (size_t k = 2; k <= need; k++)
-            if ((p[i + k] & 0xC0) != 0x80)
-                return 0;
-        i += need + 1;
+        i += (size_t)k;
     }
     return 1;
 }

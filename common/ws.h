@@ -81,6 +81,10 @@ int ws_close_code_valid(unsigned code);
 
 /* Validates UTF-8 (no overlongs, no surrogates, max U+10FFFF). */
 int ws_utf8_valid(const uint8_t *p, size_t n);
+/* One character at p[0..n) (n >= 1): its length (1-4) when well formed, 0
+ * when invalid, -1 when it is a valid start cut off by the end of the input
+ * (for streams that validate chunk by chunk). */
+int ws_utf8_seq(const uint8_t *p, size_t n);
 
 /* Message reassembly. Feed every frame returned by ws_frame_parse; control
  * frames pass through untouched. */

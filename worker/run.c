@@ -14,6 +14,7 @@
 #include "log.h"
 #include "proto.h"
 #include "pub.h"
+#include "ws.h"
 
 #define RUN_READ_CHUNK 65536
 
@@ -61,44 +62,6 @@ static run_t *run_find(wc_conn_t *c, const char *id)
  * Valid sequences pass through; a sequence cut by a read boundary waits for
  * the next chunk; anything invalid becomes U+FFFD, one per bad byte. */
 
-/* Length of the valid sequence at p[0..n), 0 if it is invalid, or -1 if it
- * is a valid prefix that needs more bytes. */
-static int run_utf8_seq(const uint8_t *p, size_t n)
-{
-    uint8_t b = p[0];
-    int len;
-    uint32_t min;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xC2 && b <= 0xDF)
-        len = 2, min = 0x80;
-    else if (b >= 0xE0 && b <= 0xEF)
-        len = 3, min = 0x800;
-    else if (b >= 0xF0 && b <= 0xF4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    uint32_t cp = b & (0x7F >> len);
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n)
-            return -1;
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-        /* Reject overlongs, surrogates and > U+10FFFF as early as possible so a
-         * bad prefix is not carried. */
-        if (i == 1 && len == 3 && b == 0xE0 && p[1] < 0xA0)
-            return 0;
-        if (i == 1 && len == 3 && b == 0xED && p[1] >= 0xA0)
-            return 0;
-        if (i == 1 && len == 4 && b == 0xF0 && p[1] < 0x90)
-            return 0;
-        if (i == 1 && len == 4 && b == 0xF4 && p[1] >= 0x90)
-            return 0;
-    }
-    return cp >= min ? len : 0;
-}
-
 static void run_utf8(run_t *r, int s, const uint8_t *p, size_t n, int final, buf_t *out)
 {
     uint8_t tmp[8];
@@ -110,7 +73,7 @@ static void run_utf8(run_t *r, int s, const uint8_t *p, size_t n, int final, buf
         size_t add = 0;
         while (k < 4 && i + add < n)
             tmp[k++] = p[i + add++];
-        int len = run_utf8_seq(tmp, k);
+        int len = ws_utf8_seq(tmp, k);
         if (len == -1 && !final) {
             memcpy(r->carry[s], tmp, k);
             r->ncarry[s] = (int)k;
@@ -133,7 +96,7 @@ static void run_utf8(run_t *r, int s, const uint8_t *p, size_t n, int final, buf
             i++;
             continue;
         }
-        int len = run_utf8_seq(p + i, n - i);
+        int len = ws_utf8_seq(p + i, n - i);
         if (len > 0) {
             i += (size_t)len;
             continue;

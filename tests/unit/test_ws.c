@@ -627,6 +627,38 @@ static void test_msg_errors(void **state)
     assert_int_equal(m.opcode, 0);
 }
 
+/* One character at a time, for streams: complete, invalid, or a valid start
+ * cut off by the end of the input. */
+static void test_utf8_seq(void **state)
+{
+    static const struct {
+        const char *b;
+        size_t n;
+        int want;
+    } cases[] = {
+        {"A", 1, 1},
+        {"\xC3\xA9", 2, 2},
+        {"\xE2\x82\xAC", 3, 3},
+        {"\xF0\x9F\x98\x80", 4, 4},
+        {"\xF0\x9F\x98\x80zz", 6, 4}, /* only the first character */
+        {"\xC3", 1, -1},
+        {"\xE2\x82", 2, -1},
+        {"\xF0\x9F\x98", 3, -1},
+        {"\xE0\x80", 2, 0}, /* overlong already at the second byte */
+        {"\xED\xA0", 2, 0}, /* surrogate */
+        {"\xF4\x90", 2, 0}, /* past U+10FFFF */
+        {"\xC0\x80", 2, 0},
+        {"\x80", 1, 0},
+        {"\xFF", 1, 0},
+        {"\xE2\x28\xA1", 3, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = ws_utf8_seq((const uint8_t *)cases[i].b, cases[i].n);
+        if (got != cases[i].want)
+            fail_msg("case %zu: %d, want %d", i, got, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_msg_single),
         cmocka_unit_test(test_msg_fragmented_with_ping),
         cmocka_unit_test(test_msg_errors),
+        cmocka_unit_test(test_utf8_seq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
