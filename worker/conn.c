@@ -85,11 +85,13 @@ static int wc_flush(wc_conn_t *c)
         }
     }
     if (c->state == WC_WS) {
-        int was_paused = c->read_paused;
         wc_update_read(c);
-        if (buf_size(&c->out) < WC_OUT_LOW)
+        /* Only after runs actually paused: most flushes have nothing to
+         * resume and should not walk the runs. */
+        if (c->runs_paused && buf_size(&c->out) < WC_OUT_LOW) {
+            c->runs_paused = 0;
             run_resume_output(c);
-        (void)was_paused;
+        }
     }
     return 0;
 }

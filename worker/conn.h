@@ -38,6 +38,7 @@ typedef struct wc_conn {
     int close_after_flush; /* send what is queued, then linger and close */
     int closed;            /* on the closed list, waiting to be freed */
     int read_paused;       /* backpressure: output above WC_OUT_HIGH */
+    int runs_paused;       /* runs stopped reading their pipes for this client */
     int lb_slot;           /* w->by_lb entry this websocket counts in, or -1 */
     struct run_list runs;  /* evaluations this client started */
     size_t nruns;

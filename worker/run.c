@@ -260,6 +260,7 @@ static void run_read(run_t *r, int s)
          * pipes; the program blocks on a full pipe until we resume. */
         ev_io_stop(r->w->loop, &r->out_w);
         ev_io_stop(r->w->loop, &r->err_w);
+        r->conn->runs_paused = 1;
     }
 }
 
@@ -344,8 +345,9 @@ static int run_spawn(run_t *r, char **argv, char *err, size_t errlen)
     ev_child_init(&r->child_w, run_child_cb, r->proc.pid, 0);
     r->out_w.data = r->err_w.data = r->in_w.data = r->child_w.data = r;
     ev_child_start(w->loop, &r->child_w);
-    int paused = r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH;
-    if (!paused) {
+    if (r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH) {
+        r->conn->runs_paused = 1; /* started when the client catches up */
+    } else {
         ev_io_start(w->loop, &r->out_w);
         ev_io_start(w->loop, &r->err_w);
     }
