@@ -402,3 +402,16 @@ int http_write_response(buf_t *b, int status, const char *content_type, const ch
         return -1;
     return 0;
 }
+
+int http_id_ok(const char *p, size_t n)
+{
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}

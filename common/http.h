@@ -72,6 +72,11 @@ int http_header_has_token(const http_head_t *h, const char *name, const char *to
 int http_str_eq(http_str_t s, const char *lit);     /* exact */
 int http_str_caseeq(http_str_t s, const char *lit); /* ASCII case-insensitive */
 
+/* True for an identifier the lb and its workers exchange in a header and
+ * publish as a JSON key (X-Lb-Id): 1-63 of A-Z a-z 0-9 . _ : -. One rule on
+ * both sides, so what the lb sends is what the worker counts. */
+int http_id_ok(const char *p, size_t n);
+
 /* Standard reason phrase for a status ("Not Found"); "Unknown" otherwise. */
 const char *http_reason(int status);
 /* Appends a complete response with Content-Length and Connection: close,

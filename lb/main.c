@@ -3,7 +3,6 @@
  * The main thread owns the control plane on the default loop: signals, the
  * health checker, Redis discovery and the admin API. --threads proxy threads
  * each run their own loop (proxy.c) and share the backend table. */
-#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "cfg.h"
 #include "disc.h"
 #include "hc.h"
+#include "http.h"
 #include "lbs.h"
 #include "lim.h"
 #include "log.h"
@@ -112,18 +112,6 @@ static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-/* An lb id travels in a header and keys a JSON object: keep it plain. */
-static int lb_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 63)
-        return 0;
-    for (const char *p = id; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("._:-", *p))
-            return 0;
-    return 1;
 }
 
 /* Whether "HOST:PORT" names a loopback address (127.0.0.0/8, ::1). */
@@ -322,7 +310,7 @@ int main(int argc, char **argv)
         snprintf(idbuf, sizeof(idbuf), "%s-%d", host, (int)getpid());
         o->id = strdup(idbuf);
     }
-    if (o->id == NULL || !lb_id_ok(o->id)) {
+    if (o->id == NULL || !http_id_ok(o->id, strlen(o->id))) {
         fprintf(stderr, "lb: --id: 1-63 characters of A-Z a-z 0-9 . _ : -\n");
         rc = 2;
         goto out;

@@ -221,14 +221,8 @@ static int wc_secret_ok(const wk_t *w, const http_head_t *h)
 static int wc_lb_slot(wk_t *w, const http_head_t *h)
 {
     const http_str_t *v = http_header_get(h, "X-Lb-Id");
-    if (v == NULL || v->n == 0 || v->n > 63)
+    if (v == NULL || !http_id_ok(v->p, v->n))
         return -1;
-    for (size_t i = 0; i < v->n; i++) {
-        char ch = v->p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == ':' || ch == '-'))
-            return -1;
-    }
     return wk_lb_take(w, v->p, v->n);
 }
 

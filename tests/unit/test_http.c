@@ -392,6 +392,23 @@ static void test_write_response(void **state)
     buf_free(&b);
 }
 
+/* The id rule the lb and the workers share for X-Lb-Id. */
+static void test_id_ok(void **state)
+{
+    static const char *const good[] = {"a", "lb-1", "host.example:8080", "A_b-c.d:e", "x"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(http_id_ok(good[i], strlen(good[i])));
+    static const char *const bad[] = {"", "a b", "a\"b", "a\tb", "lb/1", "\xc3\xa9", "a,b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (http_id_ok(bad[i], strlen(bad[i])))
+            fail_msg("'%s' accepted", bad[i]);
+    char id[65];
+    memset(id, 'a', sizeof(id));
+    assert_true(http_id_ok(id, 63));
+    assert_false(http_id_ok(id, 64));
+    assert_false(http_id_ok("a\0b", 3)); /* length, not NUL, ends it */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_reason),
         cmocka_unit_test(test_write_response),
+        cmocka_unit_test(test_id_ok),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
