@@ -24,12 +24,12 @@
 
 #include "sock.h"
 
-/* 640 samples every 10 ms: 6.4 s of history, twice a state key's lifetime. A
- * finer period makes the base subtracted from a heartbeat closer to this lb's
- * real count at the heartbeat's instant (at 200 new connections a second, 50 ms
- * is 10 connections of error; 10 ms is 2). */
-#define BE_HIST      640
-#define BE_SAMPLE_MS 10
+/* 128 samples every 50 ms: 6.4 s of history, twice a state key's lifetime.
+ * Only a fallback: workers that publish by_lb say exactly how many of their
+ * connections are this lb's, so the samples matter only for workers that do
+ * not, and a finer period would wake the main thread for nothing. */
+#define BE_HIST      128
+#define BE_SAMPLE_MS 50
 
 enum be_state { BE_UP = 0, BE_DOWN, BE_DRAINING };
 enum be_source { BE_STATIC = 0, BE_DISCOVERED };
