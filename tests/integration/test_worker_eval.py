@@ -521,9 +521,7 @@ def test_disconnect_kills_run(worker, how):
         else:
             ws.transport.abort()  # no close frame: a dropped TCP connection
     asyncio.run(go())
-    util.wait_for(lambda: util.metric_sum(util.get_metrics(worker.addr),
-                                          "worker_evaluations_running") == 0,
-                  5, "evaluations running to drop to 0")
+    util.wait_idle(worker.addr, 5)
     util.wait_no_process(mk, 5)
     worker.healthy_and_serving()
 
@@ -594,8 +592,7 @@ def test_disconnect_drops_queued_runs(worker_factory):
         return r, total0
     r, total0 = asyncio.run(go())
     assert r.verdict == "ok", r
-    util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
-                                          "worker_evaluations_running") == 0, 5, "idle")
+    util.wait_idle(w.addr, 5)
     assert not util.pgrep(mk), "the dropped run was started anyway"
 
 

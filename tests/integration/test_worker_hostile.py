@@ -463,15 +463,8 @@ def test_stdin_to_exited_program(w):
 def test_client_vanishes_during_output_flood(worker_factory):
     w = worker_factory(output_kb=100000)
     for _ in range(3):
-        async def go():
-            ws = await util.ws_connect(w.url())
-            await util.recv_hello(ws)
-            await util.send_json(ws, util.run_msg("sh", "yes flood", "f"))
-            await util.recv_json(ws, 15)
-            ws.transport.abort()
-        asyncio.run(go())
-    util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
-                                          "worker_evaluations_running") == 0, 10, "idle")
+        util.drop_mid_run(w.url(), "sh", "yes flood")
+    util.wait_idle(w.addr)
     w.healthy_and_serving()
 
 

@@ -66,15 +66,8 @@ def test_no_fd_or_process_leak_over_many_runs(worker_factory):
     asyncio.run(go())
     # Connections that go away mid-run, too.
     for _ in range(10):
-        async def drop():
-            ws = await util.ws_connect(w.url())
-            await util.recv_hello(ws)
-            await util.send_json(ws, util.run_msg("sh", "echo x; sleep 5", "d"))
-            await util.recv_json(ws, 10)
-            ws.transport.abort()
-        asyncio.run(drop())
-    util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
-                                          "worker_evaluations_running") == 0, 10, "idle")
+        util.drop_mid_run(w.url(), "sh", "echo x; sleep 5", first_timeout=10)
+    util.wait_idle(w.addr)
     util.wait_for(lambda: open_fds(w.proc.pid) <= base + 2, 5,
                   "descriptors back to the baseline %d (now %d)" % (base, open_fds(w.proc.pid)))
     util.wait_for(lambda: not children(w.proc.pid), 5,

@@ -249,6 +249,24 @@ class RunResult:
             self.exit, self.stdout[-500:], self.stderr[-2000:], self.errors)
 
 
+def wait_idle(addr, timeout=10.0):
+    """Waits until the worker at addr runs no evaluation (from /metrics)."""
+    wait_for(lambda: metric_sum(get_metrics(addr), "worker_evaluations_running") == 0,
+             timeout, "no evaluation running on %s" % addr)
+
+
+def drop_mid_run(url, runtime, code, first_timeout=15.0):
+    """Starts a run, waits for its first message, then drops the TCP
+    connection without a close frame, as a vanished client does."""
+    async def go():
+        ws = await ws_connect(url)
+        await recv_hello(ws)
+        await send_json(ws, run_msg(runtime, code, "dropped"))
+        await recv_json(ws, first_timeout)
+        ws.transport.abort()
+    asyncio.run(go())
+
+
 def run_msg(runtime, code, run_id="r1", stdin=None, timeout_ms=None, extra=None):
     msg = {"type": "run", "id": run_id, "runtime": runtime, "code": code}
     if stdin is not None:
