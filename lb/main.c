@@ -36,7 +36,7 @@
 typedef struct lb_opts {
     cfg_list_t listen, tls_listen, backend, trusted_proxies;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level, *upstream_secret_file, *id;
+        *log_level, *log_format, *upstream_secret_file, *id;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst;
@@ -203,6 +203,7 @@ int main(int argc, char **argv)
     o->health_path = "/healthz";
     o->redis_prefix = "wslb:";
     o->log_level = "info";
+    o->log_format = "text";
     o->health_interval_ms = 1000;
     o->rise = 2;
     o->fall = 2;
@@ -276,6 +277,8 @@ int main(int argc, char **argv)
         {"access-log", CFG_BOOL, &o->access_log, NULL,
          "one log line per connection (on; --access-log=false turns it off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
+        {"log-format", CFG_STR, &o->log_format, "FORMAT",
+         "text|json: key=value lines or one JSON object per line (text)", 0, 0},
         CFG_END,
     };
 
@@ -301,6 +304,13 @@ int main(int argc, char **argv)
         goto out;
     }
     log_set_level(lvl);
+    enum log_format lfmt;
+    if (log_parse_format(o->log_format, &lfmt) < 0) {
+        fprintf(stderr, "lb: --log-format: unknown format '%s' (text or json)\n", o->log_format);
+        rc = 2;
+        goto out;
+    }
+    log_set_format(lfmt);
     if (o->id == NULL) {
         /* Unique per process: a restarted lb must not be taken for its
          * predecessor, whose connections may still be open. */

@@ -44,6 +44,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "alog.h"
 #include "log.h"
 #include "met.h"
 #include "sock.h"
@@ -497,16 +498,19 @@ static void px_conn_free(px_conn_t *c)
         memcpy(&pa.ss, &c->peer, sizeof(c->peer));
         pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
         sock_addr_str(&pa, host, sizeof(host));
-        double ms = (double)(px_now_ns() - c->start_ns) / 1e6;
-        char status[8] = "-";
-        if (c->status)
-            snprintf(status, sizeof(status), "%u", c->status);
-        log_info("access client=%s backend=%s req=\"%s\" status=%s ms=%.1f in=%llu out=%llu "
-                 "reason=%s id=%s%s",
-                 host, c->be ? c->be->id : "-", c->req[0] ? c->req : "-", status, ms,
-                 (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-                 px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
-                 c->reqid[0] ? c->reqid : "-", c->tls ? " tls" : "");
+        alog_rec_t r = {
+            .client = host,
+            .backend = c->be ? c->be->id : NULL,
+            .req = c->req[0] ? c->req : NULL,
+            .status = c->status,
+            .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
+            .in = c->bytes_in,
+            .out = c->bytes_out,
+            .reason = px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
+            .id = c->reqid[0] ? c->reqid : NULL,
+            .tls = c->tls,
+        };
+        alog_write(&r);
     }
 
     if (c->a.ssl != NULL)
