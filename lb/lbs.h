@@ -18,6 +18,7 @@ enum lbs_err {
     LBS_ERR_TLS,             /* TLS handshake failed */
     LBS_ERR_OVERLOAD,        /* shed: max-conns or EMFILE */
     LBS_ERR_RATE_LIMITED,    /* 429 */
+    LBS_ERR_NOT_FOUND,       /* 404: not a --route or --proxy-http path */
     LBS_ERR__COUNT
 };
 

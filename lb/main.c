@@ -22,6 +22,7 @@
 #include "log.h"
 #include "met.h"
 #include "proxy.h"
+#include "route.h"
 #include "sock.h"
 #include "tls.h"
 
@@ -34,7 +35,7 @@
 #endif
 
 typedef struct lb_opts {
-    cfg_list_t listen, tls_listen, backend, trusted_proxies;
+    cfg_list_t listen, tls_listen, backend, trusted_proxies, route, proxy_http;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
         *log_level, *log_format, *upstream_secret_file, *id;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
@@ -57,6 +58,7 @@ typedef struct lb {
     px_t *px;
     lim_t *lim;
     lim_cidrs_t trusted;
+    route_t *routes;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer grace;   /* shutdown deadline */
     ev_timer drained; /* polls for the last tunnel to end during shutdown */
@@ -272,6 +274,10 @@ int main(int argc, char **argv)
          "peers whose X-Forwarded-For is appended to (others' is replaced), exempt from "
          "--limit-*; repeatable",
          0, 0},
+        {"route", CFG_LIST, &o->route, "PATH",
+         "websocket path proxied to the workers, exact match, repeatable (default /eval)", 0, 0},
+        {"proxy-http", CFG_LIST, &o->proxy_http, "PREFIX",
+         "proxy plain HTTP requests under this path prefix too, repeatable (default none)", 0, 0},
         {"upstream-secret-file", CFG_STR, &o->upstream_secret_file, "FILE",
          "send the file's first line as X-Upstream-Secret to the workers", 0, 0},
         {"access-log", CFG_BOOL, &o->access_log, NULL,
@@ -352,6 +358,29 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
+    }
+    lb->routes = route_create();
+    if (lb->routes == NULL) {
+        fprintf(stderr, "lb: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < o->route.n; i++) {
+        if (route_add_ws(lb->routes, o->route.v[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "lb: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < o->proxy_http.n; i++) {
+        if (route_add_http(lb->routes, o->proxy_http.v[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "lb: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (route_finish(lb->routes, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lb: %s\n", err);
+        goto out;
     }
     if (o->upstream_secret_file != NULL && *o->upstream_secret_file) {
         upstream_secret =
@@ -434,6 +463,7 @@ int main(int argc, char **argv)
         .trusted = lb->trusted.n ? &lb->trusted : NULL,
         .upstream_secret = upstream_secret,
         .lb_id = o->id,
+        .routes = lb->routes,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {
@@ -525,6 +555,7 @@ out:
     met_free(lb->reg);
     lim_free(lb->lim);
     lim_cidrs_free(&lb->trusted);
+    route_free(lb->routes);
     free(token);
     if (upstream_secret != NULL)
         explicit_bzero(upstream_secret, strlen(upstream_secret));

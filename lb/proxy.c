@@ -62,7 +62,6 @@
 #define PX_LINGER_S       2.0  /* REPLY + LINGER together */
 #define PX_FIN_TIMEOUT_S  30.0 /* a half-closed tunnel gets this long to finish */
 #define PX_ACCEPT_BACKOFF 0.1  /* after EMFILE/ENFILE */
-#define PX_ADDED_HEADERS  5 /* X-Forwarded-For/-Proto, X-Request-Id, X-Upstream-Secret, X-Lb-Id */
 #define PX_ACCEPT_BATCH   64
 #define PX_BACKLOG        4096
 #define PX_FD_RESERVE     32 /* descriptors kept from client connections */
@@ -86,6 +85,7 @@ enum px_reason {
     PX_R_SHUTDOWN,
     PX_R_NO_MEMORY,
     PX_R_RATE_LIMITED,
+    PX_R_NOT_FOUND,
     PX_R__COUNT
 };
 
@@ -106,6 +106,7 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_SHUTDOWN] = "shutdown",
     [PX_R_NO_MEMORY] = "no_memory",
     [PX_R_RATE_LIMITED] = "rate_limited",
+    [PX_R_NOT_FOUND] = "not_found",
 };
 
 typedef struct px_side {
@@ -157,10 +158,13 @@ typedef struct px_conn {
     unsigned rd_hint_b : 1; /* ... the backend socket */
     unsigned ws : 1;        /* the tunnel is a websocket (the backend said 101) */
     unsigned ws_closed : 1; /* the backend sent a close frame */
+    unsigned ws_route : 1;  /* routed as a websocket upgrade (else a plain request) */
+    unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
     uint8_t wsf_hlen;       /* bytes of the current backend frame header seen so far */
     uint8_t wsf_hdr[14];
     uint64_t wsf_left;    /* payload bytes of the current backend frame still to pass */
+    uint64_t up_left;     /* with up_capped: client bytes the backend may still get */
     uint16_t retry_after; /* seconds, with limited */
     lim_key_t lim_key;
     char reqid[17];
@@ -243,6 +247,10 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
         }
         if (http_str_caseeq(hd->name, "X-Upstream-Secret") || http_str_caseeq(hd->name, "X-Lb-Id"))
             continue;
+        if (fwd->close &&
+            (http_str_caseeq(hd->name, "Connection") || http_str_caseeq(hd->name, "Keep-Alive") ||
+             http_str_caseeq(hd->name, "Proxy-Connection") || http_str_caseeq(hd->name, "Upgrade")))
+            continue;
         /* The request id is always ours: it is the one in the access log. */
         if (http_str_caseeq(hd->name, "X-Request-Id"))
             continue;
@@ -278,9 +286,14 @@ int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px
         return -1;
     if (fwd->lb_id != NULL && buf_printf(out, "X-Lb-Id: %s\r\n", fwd->lb_id) < 0)
         return -1;
+    if (fwd->close && buf_append_str(out, "Connection: close\r\n") < 0)
+        return -1;
     if (buf_append_str(out, "\r\n") < 0)
         return -1;
-    if (len > h->head_len && buf_append(out, end, len - h->head_len) < 0)
+    size_t rest = len > h->head_len ? len - h->head_len : 0;
+    if (fwd->close && rest > fwd->body_max)
+        rest = fwd->body_max;
+    if (rest > 0 && buf_append(out, end, rest) < 0)
         return -1;
     return 0;
 }
@@ -787,6 +800,54 @@ static void px_kick_tls(px_conn_t *c)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
+/* Lines px_rewrite_head adds for c: X-Forwarded-For, X-Forwarded-Proto,
+ * X-Request-Id, then X-Upstream-Secret, X-Lb-Id and Connection: close when
+ * they apply. */
+static size_t px_added_lines(const px_conn_t *c, int close)
+{
+    const px_config_t *cfg = &c->th->px->cfg;
+    return 3 + (cfg->upstream_secret != NULL) + (cfg->lb_id != NULL) + (close != 0);
+}
+
+/* Decides what the public port does with a complete head, in this order:
+ * (1) a websocket upgrade on a --route path is proxied; (2) a plain request
+ * under a --proxy-http prefix is proxied, one per connection; (3) static
+ * files (see the mark below); (4) the lb answers 404. 0 when the request
+ * goes to a backend (c->ws_route says how), -1 when c was answered. */
+static int px_route(px_conn_t *c, const http_head_t *h)
+{
+    px_t *px = c->th->px;
+
+    switch (route_decide(px->cfg.routes, h)) {
+    case ROUTE_WS:
+        c->ws_route = 1;
+        break;
+    case ROUTE_HTTP:
+        /* The lb follows a plain request's body only by its Content-Length:
+         * a chunked one could carry a second request past the route check. */
+        if (h->chunked) {
+            px_reply(c, 411, LBS_ERR_BAD_REQUEST, PX_R_BAD_REQUEST, "length required");
+            return -1;
+        }
+        c->up_capped = 1;
+        c->up_left = h->has_content_length ? h->content_length : 0;
+        break;
+    case ROUTE_NONE:
+        /* (3) --static DIR hooks in here: GET and HEAD of a path that is no
+         * route are answered from files before the 404 below. */
+        px_reply(c, 404, LBS_ERR_NOT_FOUND, PX_R_NOT_FOUND, "not found");
+        return -1;
+    }
+    /* A worker parses at most HTTP_MAX_HEADERS lines: with the lb's own
+     * added, a head that would exceed that gets its 431 here, from the lb. */
+    if (h->nheaders + px_added_lines(c, !c->ws_route) > HTTP_MAX_HEADERS) {
+        px_reply(c, 431, LBS_ERR_HEAD_TOO_LARGE, PX_R_HEAD_TOO_LARGE,
+                 "request header fields too large");
+        return -1;
+    }
+    return 0;
+}
+
 /* The client's head is complete in hbuf. */
 static void px_head_done(px_conn_t *c, const http_head_t *h)
 {
@@ -801,6 +862,8 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
         px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
         return;
     }
+    if (px_route(c, h) < 0)
+        return;
     snprintf(c->reqid, sizeof(c->reqid), "%06x%02x%08x", th->rid_rand & 0xffffff,
              (unsigned)th->idx & 0xff, ++th->rid_seq);
     memset(&pa, 0, sizeof(pa));
@@ -813,12 +876,19 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
                     .request_id = c->reqid,
                     .trusted = c->trusted,
                     .upstream_secret = th->px->cfg.upstream_secret,
-                    .lb_id = th->px->cfg.lb_id};
+                    .lb_id = th->px->cfg.lb_id,
+                    .close = !c->ws_route,
+                    .body_max = (size_t)c->up_left};
     buf_t nb = BUF_INIT;
     if (px_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
         buf_free(&nb);
         px_close(c, PX_R_NO_MEMORY);
         return;
+    }
+    /* What came with the head counts against the body it may carry. */
+    if (c->up_capped) {
+        size_t extra = buf_size(&c->hbuf) - h->head_len;
+        c->up_left -= extra < c->up_left ? extra : c->up_left;
     }
     buf_free(&c->hbuf);
     c->hbuf = nb;
@@ -861,10 +931,7 @@ static void px_read_head(px_conn_t *c)
             px_reply(c, 400, LBS_ERR_BAD_REQUEST, PX_R_BAD_REQUEST, "bad request");
             return;
         }
-        /* The lb adds up to PX_ADDED_HEADERS lines; a request that would then
-         * exceed what a worker parses gets its 431 here, from the lb. */
-        if (r == HTTP_PARSE_TOO_LARGE || r == HTTP_PARSE_TOO_MANY ||
-            h.nheaders + PX_ADDED_HEADERS > HTTP_MAX_HEADERS) {
+        if (r == HTTP_PARSE_TOO_LARGE || r == HTTP_PARSE_TOO_MANY) {
             px_reply(c, 431, LBS_ERR_HEAD_TOO_LARGE, PX_R_HEAD_TOO_LARGE,
                      "request header fields too large");
             return;
@@ -928,6 +995,20 @@ static void px_response(px_conn_t *c, const http_head_t *h)
         px_release_backend(c);
         px_try_backend(c);
         return;
+    }
+    /* Only a websocket route may become a tunnel of another protocol: a 101
+     * to a plain request (whose Upgrade the lb dropped) would open one to
+     * the backend past every route. */
+    if (h->status == 101 && !c->ws_route) {
+        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", c->be->id);
+        px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "backend failed");
+        return;
+    }
+    /* An upgrade the backend refused is one answer: what the client sends
+     * after it must not reach the backend as a new, unrouted request. */
+    if (h->status != 101 && c->ws_route) {
+        c->up_capped = 1;
+        c->up_left = 0;
     }
     be_report_success(px->table, c->be);
     c->status = (uint16_t)h->status;
@@ -1109,17 +1190,24 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         if (up) {
             c->bytes_in += (uint64_t)n;
             lbs_add(&px->stats->bytes_in, (uint64_t)n);
-            if (c->phase == PX_WAIT)
-                c->retryable = 0;
         } else {
             c->bytes_out += (uint64_t)n;
             lbs_add(&px->stats->bytes_out, (uint64_t)n);
         }
         px_pass(c, up, sc, (size_t)n);
-        size_t off = 0;
+        size_t fwd = (size_t)n, off = 0;
+        if (up && c->up_capped) {
+            /* Past a plain request's body: read (to see the client's EOF)
+             * and drop. */
+            if (fwd > c->up_left)
+                fwd = (size_t)c->up_left;
+            c->up_left -= fwd;
+        }
+        if (up && fwd > 0 && c->phase == PX_WAIT)
+            c->retryable = 0;
         /* Fast path: straight from the scratch buffer to the other socket. */
-        if (q == 0) {
-            ssize_t w = px_swrite(y, sc, (size_t)n);
+        if (q == 0 && fwd > 0) {
+            ssize_t w = px_swrite(y, sc, fwd);
             if (w > 0) {
                 off = (size_t)w;
             } else if (errno != EAGAIN) {
@@ -1127,7 +1215,7 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
                 return -1;
             }
         }
-        if (off < (size_t)n && buf_append(&y->out, sc + off, (size_t)n - off) < 0) {
+        if (off < fwd && buf_append(&y->out, sc + off, fwd - off) < 0) {
             px_close(c, PX_R_NO_MEMORY);
             return -1;
         }

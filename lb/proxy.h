@@ -21,6 +21,7 @@
 #include "http.h"
 #include "lbs.h"
 #include "lim.h"
+#include "route.h"
 #include "tls.h"
 
 typedef struct px px_t;
@@ -52,6 +53,9 @@ typedef struct px_config {
     /* Sent as X-Lb-Id with every request, so that workers count connections
      * per lb (see disc.h); NULL = none. Not owned. */
     const char *lb_id;
+    /* What is proxied (--route, --proxy-http); NULL = websocket upgrades on
+     * /eval only. Everything else is answered 404. Not owned. */
+    const route_t *routes;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration
@@ -80,6 +84,12 @@ typedef struct px_fwd {
     int trusted;                 /* the client is a trusted proxy (see below) */
     const char *upstream_secret; /* X-Upstream-Secret to add; NULL = none */
     const char *lb_id;           /* X-Lb-Id to add; NULL = none */
+    /* A plain request: one per connection. The client's Connection,
+     * Keep-Alive, Proxy-Connection and Upgrade lines are dropped and
+     * "Connection: close" added, so the backend closes after its answer and
+     * nothing the client sends later on that connection can reach it. */
+    int close;
+    size_t body_max; /* with close: bytes after the head to pass on (its body) */
 } px_fwd_t;
 
 /* Pure: appends to out the request head in data[0..h->head_len) (parsed into
@@ -94,8 +104,10 @@ typedef struct px_fwd {
  * knows the original scheme. X-Request-Id is always the lb's own, the one
  * its access log shows.
  * X-Upstream-Secret and X-Lb-Id from the client are always dropped; the
- * lb's own (fwd->upstream_secret, fwd->lb_id) are added last. Every other byte passes
- * untouched. Returns 0, or -1 on allocation failure. */
+ * lb's own (fwd->upstream_secret, fwd->lb_id) are added last, then
+ * "Connection: close" with fwd->close. Every other byte passes untouched (with
+ * fwd->close, only fwd->body_max of those after the head). Returns 0, or -1 on allocation
+ * failure. */
 int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
                     buf_t *out);
 

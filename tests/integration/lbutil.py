@@ -135,6 +135,10 @@ def lb_factory(request):
 
     def start_lb(args=(), ready=True, **flags):
         flags.setdefault("grace_s", 2)
+        # The lb proxies only the websocket routes it is given (/eval by
+        # default); tests also use the workers' /echo. route=None gives the
+        # lb's own default. Plain HTTP needs proxy_http=PREFIX.
+        flags.setdefault("route", ["/eval", "/echo"])
         lb = Lb(exe, tmpdir, dict(flags), args, env, "lb%d" % len(lbs))
         lbs.append(lb)
         if ready:

@@ -114,7 +114,7 @@ def test_limit_conns_answers_429_and_frees_on_close(worker_factory, lb_factory):
 
 def test_limit_rate_token_bucket(worker_factory, lb_factory):
     w = worker_factory(id="w1")
-    lb = lb_factory(backend="w1=" + w.addr, limit_rate=2, limit_burst=3)
+    lb = lb_factory(backend="w1=" + w.addr, limit_rate=2, limit_burst=3, proxy_http="/healthz")
     got = []
     for _ in range(6):
         st, h, body, s = status_of_raw(lb.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -140,7 +140,7 @@ def test_limit_rate_token_bucket(worker_factory, lb_factory):
 
 def test_limits_off_by_default(worker_factory, lb_factory):
     w = worker_factory(id="w1")
-    lb = lb_factory(backend="w1=" + w.addr)
+    lb = lb_factory(backend="w1=" + w.addr, proxy_http="/healthz")
 
     async def go():
         socks = await asyncio.gather(*[open_ws(lb.url("/echo")) for _ in range(30)])
@@ -181,13 +181,14 @@ def test_forwarded_headers_replaced_unless_trusted(fake_backend, lb_factory):
              "X-Request-Id": "spoofed"}
     # Not trusted (the default; also a list that does not hold the peer).
     for flags in ({}, {"trusted_proxies": ["10.0.0.0/8", "::1/128"]}):
-        lb = lb_factory(backend="h1=" + fb.addr, **flags)
+        lb = lb_factory(backend="h1=" + fb.addr, proxy_http="/", **flags)
         h = forwarded(lb, spoof)
         assert h["x-forwarded-for"] == ["127.0.0.1"], (flags, h)
         assert h["x-forwarded-proto"] == ["http"], (flags, h)
         assert h["x-request-id"] != ["spoofed"] and len(h["x-request-id"]) == 1
     # Trusted: X-Forwarded-For extended, the proxy's scheme kept, the id ours.
-    lb = lb_factory(backend="h1=" + fb.addr, trusted_proxies=["192.0.2.0/24", "127.0.0.1"])
+    lb = lb_factory(backend="h1=" + fb.addr, proxy_http="/",
+                    trusted_proxies=["192.0.2.0/24", "127.0.0.1"])
     h = forwarded(lb, spoof)
     assert h["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"], h
     assert h["x-forwarded-proto"] == ["https"], h
@@ -239,7 +240,7 @@ def test_upstream_secret_between_lb_and_worker(worker_factory, fake_backend, lb_
 
     # What a backend sees: exactly the lb's secret, never the client's.
     fb = fake_backend(echo_headers_handler)
-    lb2 = lb_factory(backend="h1=" + fb.addr, upstream_secret_file=secret)
+    lb2 = lb_factory(backend="h1=" + fb.addr, upstream_secret_file=secret, proxy_http="/")
     h = forwarded(lb2, {"X-Upstream-Secret": "client-guess"})
     with open(secret) as f:
         assert h["x-upstream-secret"] == [f.read().strip()]
@@ -307,3 +308,132 @@ def test_admin_token_rules(worker_factory, lb_factory):
     assert admin_req(lb2.admin, "POST", "/backends/w1/drain") == 401
     assert admin_req(lb2.admin, "POST", "/backends/w1/drain", token) == 200
     assert lb2.backend("w1")["admin_drain"] in (True, 1)
+
+
+# ---- routes: what the public port proxies ------------------------------------------------
+
+def test_default_routes_hide_worker_endpoints(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, route=None)  # the lb's own default: /eval
+    # The workers' plain endpoints are the lb's 404, with a JSON body.
+    for path in ("/metrics", "/healthz", "/eval", "/", "/metrics?x=1"):
+        st, h, body = util.http_get(lb.addr, path)
+        assert st == 404 and h["content-type"].startswith("application/json"), (path, st, body)
+        assert json.loads(body) == {"error": "not found"}
+        assert b"worker_" not in body
+    # A websocket to anything but a route is 404 too, /echo included.
+    st, _, _, s = status_of_raw(lb.addr, upgrade_request("/echo"))
+    s.close()
+    assert st == 404
+    # /eval upgrades are proxied, query string and all.
+    async def go():
+        ws, wid = await open_ws(lb.url("/eval?session=abc"))
+        await ws.close()
+        assert wid == "w1"
+    run(go())
+    lb.wait_active(0)
+    st = lb.stats()
+    assert st["errors"]["not_found"] == 6 and st["handshakes"] == 1, st
+    metrics = util.get_metrics(lb.admin)
+    assert metrics['wslb_lb_errors_total{kind="not_found"}'] == 6
+    assert "reason=not_found" in lb.stderr_text()
+
+
+def test_route_and_proxy_http_flags(worker_factory, lb_factory):
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, route=["/echo"], proxy_http="/healthz")
+
+    async def go():
+        ws, _ = await open_ws(lb.url("/echo"))
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 10) == "x"
+        await ws.close()
+        # /eval is no route once --route names others.
+        with pytest.raises(websockets.InvalidStatusCode) as ei:
+            await util.ws_connect(lb.url("/eval"))
+        assert ei.value.status_code == 404
+    run(go())
+    st, _, body = util.http_get(lb.addr, "/healthz")
+    assert st == 200 and body == b"ok\n"
+    for path in ("/metrics", "/healthz/../metrics", "/healthz/%2e%2e/metrics", "/healthzx"):
+        assert util.http_get(lb.addr, path)[0] == 404, path
+    lb.wait_active(0)
+
+
+def test_bad_route_flags_refused(lb_factory):
+    for flags in ({"route": "eval"}, {"route": "/a/../b"}, {"proxy_http": "/x?y"}):
+        lb = lb_factory(ready=False, **flags)
+        assert lb.wait(10) == 2
+        assert ("--route" in lb.stderr_text()) or ("--proxy-http" in lb.stderr_text())
+
+
+def read_for(s, seconds):
+    """Everything s receives within `seconds` (or until EOF)."""
+    s.settimeout(seconds)
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except socket.timeout:
+        pass
+    return got
+
+
+class KeepAliveBackend:
+    """A backend that serves any number of requests per connection and
+    answers an upgrade with `upgrade_status`; records every request head."""
+
+    def __init__(self, upgrade_status=403):
+        self.heads = []
+        self.upgrade_status = upgrade_status
+
+    def __call__(self, c):
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            self.heads.append(head.decode("latin-1"))
+            st = self.upgrade_status if b"upgrade: websocket" in head.lower() else 200
+            c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: 3\r\n\r\nhi\n" % st)
+
+
+def test_one_routed_request_per_connection(fake_backend, lb_factory):
+    """Whatever follows a routed request on the same connection never reaches
+    a backend: a pipelined second request, a body beyond Content-Length, the
+    next request after a refused upgrade, an h2c upgrade."""
+    kb = KeepAliveBackend(upgrade_status=403)
+    fb = fake_backend(kb)
+    lb = lb_factory(backend="k=" + fb.addr, proxy_http="/api")
+    second = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(util.split_addr(lb.addr), timeout=5) as s:
+        s.sendall(b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                  b"Connection: keep-alive, Upgrade\r\nUpgrade: h2c\r\n\r\nbody" + second)
+        got = read_for(s, 1.0)
+    # This backend ignores "Connection: close"; the lb still sent it nothing
+    # more, so exactly one answer came back.
+    assert got.count(b"HTTP/1.1 ") == 1 and got.startswith(b"HTTP/1.1 200"), got
+    # A refused upgrade on a route, then a request on the same connection.
+    with socket.create_connection(util.split_addr(lb.addr), timeout=5) as s:
+        s.sendall(upgrade_request("/eval"))
+        st = s.recv(4096)
+        assert st.startswith(b"HTTP/1.1 403"), st
+        s.sendall(second)
+        assert read_for(s, 1.0) == b""
+    # A chunked plain body is refused (the lb follows bodies by length only).
+    st, _, _, s = status_of_raw(lb.addr, b"POST /api HTTP/1.1\r\nHost: x\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + second)
+    s.close()
+    assert st == 411
+    lb.wait_active(0)
+    heads = [h for h in kb.heads if "User-Agent: wslb-hc" not in h]  # not health checks
+    lines = [h.split("\r\n")[0] for h in heads]
+    assert lines == ["POST /api/x HTTP/1.1", "GET /eval HTTP/1.1"], heads
+    plain = heads[0].lower()
+    assert "connection: close" in plain and "upgrade" not in plain and "keep-alive" not in plain

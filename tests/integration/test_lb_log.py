@@ -40,7 +40,7 @@ def wait_access(lb, n, fmt="text"):
 
 def test_access_log_text_cannot_be_forged(fake_backend, lb_factory):
     fb = fake_backend(echo_headers_handler)
-    lb = lb_factory(backend="h1=" + fb.addr)
+    lb = lb_factory(backend="h1=" + fb.addr, proxy_http="/")
     status = send_raw(lb.addr, b"GET " + HOSTILE_PATH + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status in (200, 404), status
     rec = wait_access(lb, 1)[0]
@@ -54,7 +54,7 @@ def test_access_log_text_cannot_be_forged(fake_backend, lb_factory):
 
 def test_access_log_json(fake_backend, lb_factory):
     fb = fake_backend(echo_headers_handler)
-    lb = lb_factory(backend="h1=" + fb.addr, log_format="json")
+    lb = lb_factory(backend="h1=" + fb.addr, proxy_http="/", log_format="json")
     status = send_raw(lb.addr, b"GET " + HOSTILE_PATH + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status in (200, 404), status
     ok = util.http_get(lb.addr, "/plain?q=1")[0]

@@ -165,6 +165,27 @@ static void test_keeps_trailing_bytes(void **state)
     assert_non_null(strstr(out, "Content-Length: 5\r\n"));
 }
 
+/* A plain request is one per connection: the backend is told to close, the
+ * client cannot ask for another protocol, and only the request's own body
+ * passes (what follows it could be a second, unrouted request). */
+static void test_plain_request_closes(void **state)
+{
+    char out[1024];
+    px_fwd_t t = fwd;
+    t.close = 1;
+    t.body_max = 5;
+    rewrite_fwd("POST /api HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
+                "Upgrade: h2c\r\nKeep-Alive: 300\r\nproxy-connection: x\r\n"
+                "Content-Length: 5\r\n\r\nhelloGET /metrics HTTP/1.1\r\n\r\n",
+                &t, out, sizeof(out));
+    assert_string_equal(out, "POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                             "X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n"
+                             "X-Request-Id: abc123\r\nConnection: close\r\n\r\nhello");
+    t.body_max = 0;
+    rewrite_fwd("GET /api HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n", &t, out, sizeof(out));
+    assert_null(strstr(out, "metrics"));
+}
+
 static void test_no_headers_and_leading_blank_lines(void **state)
 {
     char out[1024];
@@ -211,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_lb_id),
         cmocka_unit_test(test_replaces_spoofed_proto_and_id),
         cmocka_unit_test(test_keeps_trailing_bytes),
+        cmocka_unit_test(test_plain_request_closes),
         cmocka_unit_test(test_no_headers_and_leading_blank_lines),
         cmocka_unit_test(test_bare_lf_lines),
         cmocka_unit_test(test_bad_head_len_rejected),
