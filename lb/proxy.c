@@ -49,6 +49,7 @@
 #include "met.h"
 #include "sock.h"
 #include "ws.h"
+#include "wsf.h"
 
 #ifndef container_of
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
@@ -65,6 +66,8 @@
 #define PX_ACCEPT_BATCH   64
 #define PX_BACKLOG        4096
 #define PX_FD_RESERVE     32 /* descriptors kept from client connections */
+
+enum { PX_WS_BY_NONE = 0, PX_WS_BY_CLIENT, PX_WS_BY_BACKEND };
 
 enum px_phase { PX_TLS_HS, PX_HEAD, PX_CONNECT, PX_WAIT, PX_TUNNEL, PX_REPLY, PX_LINGER };
 
@@ -86,6 +89,9 @@ enum px_reason {
     PX_R_NO_MEMORY,
     PX_R_RATE_LIMITED,
     PX_R_NOT_FOUND,
+    PX_R_CLIENT_CLOSE,
+    PX_R_BACKEND_CLOSE,
+    PX_R_BACKEND_LOST,
     PX_R__COUNT
 };
 
@@ -107,6 +113,9 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_NO_MEMORY] = "no_memory",
     [PX_R_RATE_LIMITED] = "rate_limited",
     [PX_R_NOT_FOUND] = "not_found",
+    [PX_R_CLIENT_CLOSE] = "client_close",
+    [PX_R_BACKEND_CLOSE] = "backend_close",
+    [PX_R_BACKEND_LOST] = "backend_lost",
 };
 
 typedef struct px_side {
@@ -157,15 +166,15 @@ typedef struct px_conn {
     unsigned rd_hint_a : 1; /* this event said the client socket is readable */
     unsigned rd_hint_b : 1; /* ... the backend socket */
     unsigned ws : 1;        /* the tunnel is a websocket (the backend said 101) */
-    unsigned ws_closed : 1; /* the backend sent a close frame */
+    unsigned lb_closed : 1; /* the lb put its own close frame toward the client */
     unsigned ws_route : 1;  /* routed as a websocket upgrade (else a plain request) */
     unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
-    uint8_t wsf_hlen;       /* bytes of the current backend frame header seen so far */
-    uint8_t wsf_hdr[14];
-    uint64_t wsf_left;    /* payload bytes of the current backend frame still to pass */
-    uint64_t up_left;     /* with up_capped: client bytes the backend may still get */
-    uint16_t retry_after; /* seconds, with limited */
+    uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
+    wsf_t wsb;              /* frames backend -> client */
+    wsf_t wsc;              /* frames client -> backend */
+    uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
+    uint16_t retry_after;   /* seconds, with limited */
     lim_key_t lim_key;
     char reqid[17];
     char req[48]; /* "METHOD path", truncated, for the access log */
@@ -615,59 +624,40 @@ static void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const 
 
 /* ---- websocket frame tracking ----------------------------------------------- */
 
-/* Follows the frame boundaries of the backend -> client direction of a
- * websocket tunnel, so that the lb can speak to the client itself at a
- * boundary: a close frame when the worker dies or the lb shuts down, instead
- * of a bare TCP close. Payload bytes are skipped, not looked at; headers are
- * collected byte by byte, which is cheap next to the read that brought them.
- * A backend frame is unmasked, so its header is at most 10 bytes; a masked or
- * malformed one stops the tracking (the lb then never injects anything). */
-static void px_ws_track(px_conn_t *c, const uint8_t *p, size_t n)
+/* Where bytes pass from one side to the other: a websocket's frames are
+ * followed both ways (lb/wsf.c), the backend's so the lb can speak to the
+ * client between two of them, both so the access log can say whose close
+ * frame came first. A websocket route's client bytes are followed from the
+ * start, frames sent before the 101 included. */
+static void px_pass(px_conn_t *c, int upstream, const char *p, size_t n)
 {
-    while (n > 0 && c->ws) {
-        if (c->wsf_left > 0) {
-            size_t k = c->wsf_left < n ? (size_t)c->wsf_left : n;
-            c->wsf_left -= k;
-            p += k;
-            n -= k;
-            continue;
-        }
-        c->wsf_hdr[c->wsf_hlen++] = *p++;
-        n--;
-        if (c->wsf_hlen < 2)
-            continue;
-        uint8_t len7 = c->wsf_hdr[1] & 0x7f;
-        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
-        if (c->wsf_hdr[1] & 0x80) {
-            c->ws = 0; /* masked: not a server's frame; stop following */
-            return;
-        }
-        if (c->wsf_hlen < need)
-            continue;
-        uint64_t len = len7;
-        if (len7 == 126)
-            len = (uint64_t)c->wsf_hdr[2] << 8 | c->wsf_hdr[3];
-        else if (len7 == 127)
-            for (int i = 2; i < 10; i++)
-                len = (len << 8) | c->wsf_hdr[i];
-        if ((c->wsf_hdr[0] & 0x0f) == WS_OP_CLOSE)
-            c->ws_closed = 1;
-        c->wsf_left = len;
-        c->wsf_hlen = 0;
-    }
-}
-
-static inline void px_pass(px_conn_t *c, int upstream, const char *p, size_t n)
-{
-    if (!upstream && c->ws)
-        px_ws_track(c, (const uint8_t *)p, n);
+    wsf_t *t = upstream ? &c->wsc : &c->wsb;
+    if (!(upstream ? c->ws_route : c->ws) || t->lost)
+        return;
+    wsf_feed(t, upstream, (const uint8_t *)p, n);
+    if (t->close && c->ws_first == PX_WS_BY_NONE)
+        c->ws_first = upstream ? PX_WS_BY_CLIENT : PX_WS_BY_BACKEND;
 }
 
 /* True when the lb may put a frame of its own toward the client: a websocket
  * tunnel between two backend frames whose backend has not closed it. */
 static int px_ws_at_boundary(const px_conn_t *c)
 {
-    return c->ws && !c->ws_closed && c->wsf_left == 0 && c->wsf_hlen == 0;
+    return c->ws && !c->wsb.close && !c->lb_closed && wsf_at_boundary(&c->wsb);
+}
+
+/* Why a tunnel ends when side `up` (1 = client) sends EOF: a websocket says
+ * who closed it (whose close frame came first, or a worker connection that
+ * ended without one: the worker died); anything else says who hung up. */
+static enum px_reason px_eof_reason(const px_conn_t *c, int up)
+{
+    if (c->ws && c->ws_first == PX_WS_BY_CLIENT)
+        return PX_R_CLIENT_CLOSE;
+    if (c->ws && c->ws_first == PX_WS_BY_BACKEND)
+        return PX_R_BACKEND_CLOSE;
+    if (up)
+        return PX_R_CLIENT_EOF;
+    return c->ws ? PX_R_BACKEND_LOST : PX_R_BACKEND_EOF;
 }
 
 /* Ends a websocket tunnel that is at a frame boundary with a close frame
@@ -684,7 +674,7 @@ static void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enu
         px_close(c, PX_R_NO_MEMORY);
         return;
     }
-    c->ws_closed = 1;
+    c->lb_closed = 1;
     c->phase = PX_REPLY;
     px_timer(c, PX_LINGER_S);
     px_flush_reply(c);
@@ -864,6 +854,8 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     }
     if (px_route(c, h) < 0)
         return;
+    if (buf_size(&c->hbuf) > h->head_len) /* frames sent with the upgrade */
+        px_pass(c, 1, buf_head(&c->hbuf) + h->head_len, buf_size(&c->hbuf) - h->head_len);
     snprintf(c->reqid, sizeof(c->reqid), "%06x%02x%08x", th->rid_rand & 0xffffff,
              (unsigned)th->idx & 0xff, ++th->rid_seq);
     memset(&pa, 0, sizeof(pa));
@@ -1023,8 +1015,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
         c->ws = http_header_has_token(h, "Upgrade", "websocket");
         /* Frames the backend sent right behind its 101 (the worker's hello). */
         if (buf_size(&c->rbuf) > h->head_len)
-            px_ws_track(c, (const uint8_t *)buf_head(&c->rbuf) + h->head_len,
-                        buf_size(&c->rbuf) - h->head_len);
+            px_pass(c, 0, buf_head(&c->rbuf) + h->head_len, buf_size(&c->rbuf) - h->head_len);
     }
     size_t n = buf_size(&c->rbuf);
     c->bytes_out += n;
@@ -1079,14 +1070,12 @@ static void px_read_response(px_conn_t *c)
 
 /* ---- tunnel ------------------------------------------------------------------ */
 
-/* Where bytes pass from one side to the other: the place to track websocket
- * frame boundaries later (to inject pings or a 1001 close when draining).
- * Doing nothing costs nothing. */
+/* Why a connection ends when reading or writing side s failed for good. */
 static enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s)
 {
-    if (s == &c->a)
-        return s->rd_eof ? PX_R_CLIENT_EOF : PX_R_CLIENT_RESET;
-    return s->rd_eof ? PX_R_BACKEND_EOF : PX_R_BACKEND_RESET;
+    if (s->rd_eof)
+        return px_eof_reason(c, s == &c->a);
+    return s == &c->a ? PX_R_CLIENT_RESET : PX_R_BACKEND_RESET;
 }
 
 /* A write to s failed for good. Before the response head a backend write
@@ -1166,20 +1155,22 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
                 break;
             if (!up && c->phase == PX_WAIT)
                 px_backend_failed(c, LBS_ERR_CONNECT, strerror(errno));
-            else if (!up && px_ws_at_boundary(c))
+            else if (!up && px_ws_at_boundary(c) && !c->wsc.close)
                 px_ws_backend_gone(c, PX_R_BACKEND_RESET);
             else
                 px_close(c, px_reset_reason(c, x));
             return -1;
         }
-        if (n == 0 && !up && c->phase == PX_TUNNEL && px_ws_at_boundary(c)) {
-            px_ws_backend_gone(c, PX_R_BACKEND_EOF);
+        /* The worker went away without closing the websocket: the client
+         * gets a 1014 it can reconnect on, unless it is closing it itself. */
+        if (n == 0 && !up && c->phase == PX_TUNNEL && px_ws_at_boundary(c) && !c->wsc.close) {
+            px_ws_backend_gone(c, px_eof_reason(c, 0));
             return -1;
         }
         if (n == 0) {
             x->rd_eof = 1;
             y->shut_pending = 1;
-            px_set_reason(c, up ? PX_R_CLIENT_EOF : PX_R_BACKEND_EOF);
+            px_set_reason(c, px_eof_reason(c, up));
             if (up && c->phase == PX_WAIT)
                 c->retryable = 0; /* a replay could not repeat the half-close timing */
             if (c->phase == PX_TUNNEL)

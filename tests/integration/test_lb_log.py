@@ -2,12 +2,18 @@
 a hostile request target cannot forge, and close reasons that say who
 closed."""
 
+import asyncio
 import json
+import signal
 import socket
+
+import pytest
+import websockets
 
 import util
 from lbutil import (access_records, echo_headers_handler, fake_backend,  # noqa: F401
-                    lb_factory)
+                    lb_factory, open_ws, run)
+from test_faults import open_tunnel, rst_close
 
 # A request target made to look like more fields, with a tab, a quote, a
 # form feed and a byte outside ASCII (http-parser lets all of them through).
@@ -95,3 +101,72 @@ def test_worker_json_log(worker_factory):
         obj = json.loads(line)
         assert obj["daemon"] == "worker" and obj["level"] in ("debug", "info", "warn", "error")
         assert obj["event"] == "message" and isinstance(obj["msg"], str), obj
+
+
+# ---- close reasons -------------------------------------------------------------------------
+
+def reason_for(lb, port):
+    """The access-log reason of the connection from local port `port`."""
+    def find():
+        for r in access_records(lb.stderr_text()):
+            if r["client"] == b"127.0.0.1:%d" % port:
+                return r["reason"].decode()
+        return None
+    return util.wait_for(find, 10, "the access line of port %d" % port)
+
+
+def test_close_reasons_say_who_closed(worker_factory, lb_factory):
+    w1 = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w1.addr)
+
+    async def client_closes():
+        ws, _ = await open_ws(lb.url("/echo"))
+        port = ws.local_address[1]
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 10) == "x"
+        await ws.close()  # close frame, the worker answers and hangs up
+        return port
+    port = run(client_closes())
+    assert reason_for(lb, port) == "client_close"
+
+    # A client that hangs up without a close frame, and one that resets.
+    s, _ = open_tunnel(lb.addr)
+    port = s.getsockname()[1]
+    s.close()
+    assert reason_for(lb, port) == "client_eof"
+    s, _ = open_tunnel(lb.addr)
+    port = s.getsockname()[1]
+    rst_close(s)
+    assert reason_for(lb, port) == "client_reset"
+
+    # The worker closes (its drain sends 1001): the backend closed.
+    w2 = worker_factory(id="w2")
+    lb2 = lb_factory(backend="w2=" + w2.addr)
+
+    async def worker_closes():
+        ws, _ = await open_ws(lb2.url("/echo"))
+        w2.stop(signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as ei:
+            await asyncio.wait_for(ws.recv(), 20)
+        assert ei.value.code == 1001
+        return ws.local_address[1]
+    port = run(worker_closes())
+    assert reason_for(lb2, port) == "backend_close"
+    assert w2.wait(20) == 0
+
+    # The worker is killed mid-tunnel: neither side closed the websocket; the
+    # client gets the lb's 1014.
+    w3 = worker_factory(id="w3")
+    lb3 = lb_factory(backend="w3=" + w3.addr, health_interval_ms=60000)
+
+    async def worker_dies():
+        ws, _ = await open_ws(lb3.url("/echo"))
+        w3.proc.kill()
+        with pytest.raises(websockets.ConnectionClosed) as ei:
+            await asyncio.wait_for(ws.recv(), 20)
+        assert ei.value.code == 1014
+        return ws.local_address[1]
+    port = run(worker_dies())
+    assert reason_for(lb3, port) in ("backend_lost", "backend_reset")
+    for x in (lb, lb2, lb3):
+        x.wait_active(0)
