@@ -45,6 +45,7 @@
 #include <openssl/ssl.h>
 
 #include "alog.h"
+#include "fwd.h"
 #include "log.h"
 #include "met.h"
 #include "sock.h"
@@ -214,98 +215,6 @@ struct px {
     int stop_accept; /* atomics: set by any thread, acted on by each loop */
     int shutdown;
 };
-
-/* ---- request head rewriting (pure) ------------------------------------- */
-
-/* End (one past the LF) of the header line that holds hd, or NULL. */
-static const char *px_line_end(const http_header_t *hd, const char *end)
-{
-    const char *from = hd->value.p + hd->value.n;
-    if (from < hd->name.p || from > end)
-        return NULL;
-    const char *nl = memchr(from, '\n', (size_t)(end - from));
-    return nl ? nl + 1 : NULL;
-}
-
-int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
-                    buf_t *out)
-{
-    const char *end = data + h->head_len;
-    const char *p = data;
-
-    if (h->head_len == 0 || h->head_len > len)
-        return -1;
-    /* http-parser skips blank lines before the request line; so do we. */
-    while (p < end && (*p == '\r' || *p == '\n'))
-        p++;
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (nl == NULL)
-        return -1;
-    if (buf_append(out, p, (size_t)(nl + 1 - p)) < 0)
-        return -1;
-
-    int have_xff = 0, have_proto = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const http_header_t *hd = &h->headers[i];
-        const char *le = px_line_end(hd, end);
-        if (le == NULL)
-            return -1;
-        if (http_str_caseeq(hd->name, "X-Forwarded-For")) {
-            have_xff |= hd->value.n > 0;
-            continue;
-        }
-        if (http_str_caseeq(hd->name, "X-Upstream-Secret") || http_str_caseeq(hd->name, "X-Lb-Id"))
-            continue;
-        if (fwd->close &&
-            (http_str_caseeq(hd->name, "Connection") || http_str_caseeq(hd->name, "Keep-Alive") ||
-             http_str_caseeq(hd->name, "Proxy-Connection") || http_str_caseeq(hd->name, "Upgrade")))
-            continue;
-        /* The request id is always ours: it is the one in the access log. */
-        if (http_str_caseeq(hd->name, "X-Request-Id"))
-            continue;
-        if (http_str_caseeq(hd->name, "X-Forwarded-Proto")) {
-            if (!fwd->trusted || hd->value.n == 0)
-                continue;
-            have_proto = 1;
-        }
-        if (buf_append(out, hd->name.p, (size_t)(le - hd->name.p)) < 0)
-            return -1;
-    }
-
-    if (buf_append_str(out, "X-Forwarded-For: ") < 0)
-        return -1;
-    if (have_xff && fwd->trusted) {
-        /* Several lines of a list header are one list (RFC 9110 5.3). */
-        for (size_t i = 0; i < h->nheaders; i++) {
-            const http_header_t *hd = &h->headers[i];
-            if (!http_str_caseeq(hd->name, "X-Forwarded-For") || hd->value.n == 0)
-                continue;
-            if (buf_append(out, hd->value.p, hd->value.n) < 0 || buf_append_str(out, ", ") < 0)
-                return -1;
-        }
-    }
-    if (buf_printf(out, "%s\r\n", fwd->client_ip) < 0)
-        return -1;
-    if (!have_proto && buf_printf(out, "X-Forwarded-Proto: %s\r\n", fwd->proto) < 0)
-        return -1;
-    if (buf_printf(out, "X-Request-Id: %s\r\n", fwd->request_id) < 0)
-        return -1;
-    if (fwd->upstream_secret != NULL &&
-        buf_printf(out, "X-Upstream-Secret: %s\r\n", fwd->upstream_secret) < 0)
-        return -1;
-    if (fwd->lb_id != NULL && buf_printf(out, "X-Lb-Id: %s\r\n", fwd->lb_id) < 0)
-        return -1;
-    if (fwd->close && buf_append_str(out, "Connection: close\r\n") < 0)
-        return -1;
-    if (buf_append_str(out, "\r\n") < 0)
-        return -1;
-    size_t rest = len > h->head_len ? len - h->head_len : 0;
-    if (fwd->close && rest > fwd->body_max)
-        rest = fwd->body_max;
-    if (rest > 0 && buf_append(out, end, rest) < 0)
-        return -1;
-    return 0;
-}
 
 size_t px_conn_idle_bytes(void)
 {
@@ -790,13 +699,11 @@ static void px_kick_tls(px_conn_t *c)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
-/* Lines px_rewrite_head adds for c: X-Forwarded-For, X-Forwarded-Proto,
- * X-Request-Id, then X-Upstream-Secret, X-Lb-Id and Connection: close when
- * they apply. */
+/* Lines fwd_rewrite_head adds to c's request. */
 static size_t px_added_lines(const px_conn_t *c, int close)
 {
     const px_config_t *cfg = &c->th->px->cfg;
-    return 3 + (cfg->upstream_secret != NULL) + (cfg->lb_id != NULL) + (close != 0);
+    return FWD_BASE_LINES + (cfg->upstream_secret != NULL) + (cfg->lb_id != NULL) + (close != 0);
 }
 
 /* Decides what the public port does with a complete head, in this order:
@@ -863,16 +770,16 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
     if (sock_addr_host(&pa, ip, sizeof(ip)) == NULL)
         snprintf(ip, sizeof(ip), "unknown");
-    px_fwd_t fwd = {.client_ip = ip,
-                    .proto = c->tls ? "https" : "http",
-                    .request_id = c->reqid,
-                    .trusted = c->trusted,
-                    .upstream_secret = th->px->cfg.upstream_secret,
-                    .lb_id = th->px->cfg.lb_id,
-                    .close = !c->ws_route,
-                    .body_max = (size_t)c->up_left};
+    fwd_t fwd = {.client_ip = ip,
+                 .proto = c->tls ? "https" : "http",
+                 .request_id = c->reqid,
+                 .trusted = c->trusted,
+                 .upstream_secret = th->px->cfg.upstream_secret,
+                 .lb_id = th->px->cfg.lb_id,
+                 .close = !c->ws_route,
+                 .body_max = (size_t)c->up_left};
     buf_t nb = BUF_INIT;
-    if (px_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
+    if (fwd_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
         buf_free(&nb);
         px_close(c, PX_R_NO_MEMORY);
         return;

@@ -76,41 +76,6 @@ void px_free(px_t *p);
  * useful with port 0. -1 if there is none. */
 int px_listen_addr(px_t *p, int tls, sock_addr_t *out);
 
-/* What px_rewrite_head() adds to a request. */
-typedef struct px_fwd {
-    const char *client_ip;       /* becomes X-Forwarded-For */
-    const char *proto;           /* "http" or "https": X-Forwarded-Proto */
-    const char *request_id;      /* X-Request-Id */
-    int trusted;                 /* the client is a trusted proxy (see below) */
-    const char *upstream_secret; /* X-Upstream-Secret to add; NULL = none */
-    const char *lb_id;           /* X-Lb-Id to add; NULL = none */
-    /* A plain request: one per connection. The client's Connection,
-     * Keep-Alive, Proxy-Connection and Upgrade lines are dropped and
-     * "Connection: close" added, so the backend closes after its answer and
-     * nothing the client sends later on that connection can reach it. */
-    int close;
-    size_t body_max; /* with close: bytes after the head to pass on (its body) */
-} px_fwd_t;
-
-/* Pure: appends to out the request head in data[0..h->head_len) (parsed into
- * h by http_parse_request) with X-Forwarded-For, X-Forwarded-Proto and
- * X-Request-Id set, followed by data[h->head_len..len) unchanged.
- *
- * The backend must be able to believe these headers, so by default whatever
- * the client sent under those names is dropped and replaced by one line
- * each. From a trusted proxy (fwd->trusted) the client's X-Forwarded-For
- * lines are merged into one with the client address appended ("theirs,
- * ip"), and its X-Forwarded-Proto is kept (added only when missing): it
- * knows the original scheme. X-Request-Id is always the lb's own, the one
- * its access log shows.
- * X-Upstream-Secret and X-Lb-Id from the client are always dropped; the
- * lb's own (fwd->upstream_secret, fwd->lb_id) are added last, then
- * "Connection: close" with fwd->close. Every other byte passes untouched (with
- * fwd->close, only fwd->body_max of those after the head). Returns 0, or -1 on allocation
- * failure. */
-int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
-                    buf_t *out);
-
 /* Bytes one connection costs the lb while its tunnel is idle (for tests and
  * the docs): the connection struct, no buffers. */
 size_t px_conn_idle_bytes(void);

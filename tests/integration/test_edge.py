@@ -178,7 +178,9 @@ def forwarded(lb, headers):
 def test_forwarded_headers_replaced_unless_trusted(fake_backend, lb_factory):
     fb = fake_backend(echo_headers_handler)
     spoof = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
-             "X-Request-Id": "spoofed"}
+             "X-Request-Id": "spoofed", "X-Real-IP": "203.0.113.9",
+             "Forwarded": "for=203.0.113.9;proto=https", "X_Forwarded_For": "203.0.113.9",
+             "True-Client-IP": "203.0.113.9", "X-Forwarded-Host": "evil.example"}
     # Not trusted (the default; also a list that does not hold the peer).
     for flags in ({}, {"trusted_proxies": ["10.0.0.0/8", "::1/128"]}):
         lb = lb_factory(backend="h1=" + fb.addr, proxy_http="/", **flags)
@@ -186,6 +188,10 @@ def test_forwarded_headers_replaced_unless_trusted(fake_backend, lb_factory):
         assert h["x-forwarded-for"] == ["127.0.0.1"], (flags, h)
         assert h["x-forwarded-proto"] == ["http"], (flags, h)
         assert h["x-request-id"] != ["spoofed"] and len(h["x-request-id"]) == 1
+        assert h["x-real-ip"] == ["127.0.0.1"], (flags, h)
+        assert h["forwarded"] == ["for=127.0.0.1;proto=http"], (flags, h)
+        for name in ("x_forwarded_for", "true-client-ip", "x-forwarded-host"):
+            assert name not in h, (name, h)
     # Trusted: X-Forwarded-For extended, the proxy's scheme kept, the id ours.
     lb = lb_factory(backend="h1=" + fb.addr, proxy_http="/",
                     trusted_proxies=["192.0.2.0/24", "127.0.0.1"])
@@ -193,8 +199,14 @@ def test_forwarded_headers_replaced_unless_trusted(fake_backend, lb_factory):
     assert h["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"], h
     assert h["x-forwarded-proto"] == ["https"], h
     assert h["x-request-id"] != ["spoofed"] and len(h["x-request-id"]) == 1
+    # Kept and extended like X-Forwarded-For (RFC 7239 for Forwarded).
+    assert h["x-real-ip"] == ["203.0.113.9"], h
+    assert h["forwarded"] == ["for=203.0.113.9;proto=https, for=127.0.0.1;proto=http"], h
+    assert h["true-client-ip"] == ["203.0.113.9"] and h["x-forwarded-host"] == ["evil.example"]
+    assert "x_forwarded_for" not in h, h
     h = forwarded(lb, {})
     assert h["x-forwarded-for"] == ["127.0.0.1"] and h["x-forwarded-proto"] == ["http"], h
+    assert h["x-real-ip"] == ["127.0.0.1"] and h["forwarded"] == ["for=127.0.0.1;proto=http"], h
 
 
 def test_bad_trusted_proxies_refused(lb_factory):
