@@ -124,8 +124,7 @@ static int fwd_merge(const http_head_t *h, enum fwd_kind kind, buf_t *out)
     return 0;
 }
 
-int fwd_rewrite_head(const char *data, size_t len, const http_head_t *h, const fwd_t *f,
-                     buf_t *out)
+int fwd_rewrite_head(const char *data, size_t len, const http_head_t *h, const fwd_t *f, buf_t *out)
 {
     const char *end = data + h->head_len;
     const char *p = data;

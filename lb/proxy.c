@@ -66,7 +66,8 @@
 #define PX_ACCEPT_BACKOFF 0.1  /* after EMFILE/ENFILE */
 #define PX_ACCEPT_BATCH   64
 #define PX_BACKLOG        4096
-#define PX_FD_RESERVE     32 /* descriptors kept from client connections */
+#define PX_FD_RESERVE     32            /* descriptors kept from client connections */
+#define PX_EVICT_AGE_NS   1000000000ull /* over the cap, a silent connection this old makes way */
 
 enum { PX_WS_BY_NONE = 0, PX_WS_BY_CLIENT, PX_WS_BY_BACKEND };
 
@@ -93,6 +94,7 @@ enum px_reason {
     PX_R_CLIENT_CLOSE,
     PX_R_BACKEND_CLOSE,
     PX_R_BACKEND_LOST,
+    PX_R_EVICTED,
     PX_R__COUNT
 };
 
@@ -117,6 +119,7 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_CLIENT_CLOSE] = "client_close",
     [PX_R_BACKEND_CLOSE] = "backend_close",
     [PX_R_BACKEND_LOST] = "backend_lost",
+    [PX_R_EVICTED] = "evicted",
 };
 
 typedef struct px_side {
@@ -134,7 +137,8 @@ typedef struct px_side {
 struct px_thread;
 
 typedef struct px_conn {
-    struct px_conn *prev, *next; /* the thread's list, for shutdown */
+    struct px_conn *prev, *next;       /* the thread's list, for shutdown */
+    struct px_conn *hq_prev, *hq_next; /* the thread's connections still without a head */
     struct px_thread *th;
     px_side_t a; /* client */
     px_side_t b; /* backend */
@@ -170,6 +174,7 @@ typedef struct px_conn {
     unsigned lb_closed : 1; /* the lb put its own close frame toward the client */
     unsigned ws_route : 1;  /* routed as a websocket upgrade (else a plain request) */
     unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
+    unsigned in_hq : 1;     /* on the thread's hq list */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
     uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
     wsf_t wsb;              /* frames backend -> client */
@@ -201,6 +206,7 @@ typedef struct px_thread {
     int reserve_fd;   /* spare descriptor, given up to turn clients away at EMFILE */
     int accepting;
     px_conn_t *conns;
+    px_conn_t *hq_first, *hq_last; /* connections without a complete head, oldest first */
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
@@ -242,6 +248,38 @@ static void px_close(px_conn_t *c, enum px_reason r)
 {
     px_set_reason(c, r);
     c->closing = 1;
+}
+
+/* The hq list: connections that have not sent a complete request head, in
+ * accept order, so that over the connection cap the oldest silent one can
+ * make way for a newcomer (px_conn_new). */
+static void px_hq_add(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    c->hq_prev = th->hq_last;
+    c->hq_next = NULL;
+    if (th->hq_last)
+        th->hq_last->hq_next = c;
+    else
+        th->hq_first = c;
+    th->hq_last = c;
+    c->in_hq = 1;
+}
+
+static void px_hq_del(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    if (!c->in_hq)
+        return;
+    if (c->hq_prev)
+        c->hq_prev->hq_next = c->hq_next;
+    else
+        th->hq_first = c->hq_next;
+    if (c->hq_next)
+        c->hq_next->hq_prev = c->hq_prev;
+    else
+        th->hq_last = c->hq_prev;
+    c->in_hq = 0;
 }
 
 /* Reads from one side. >0 bytes, 0 on EOF, -1 with errno (EAGAIN = retry
@@ -421,6 +459,7 @@ static void px_conn_free(px_conn_t *c)
     ev_io_stop(th->loop, &c->a.io);
     ev_io_stop(th->loop, &c->b.io);
     ev_timer_stop(th->loop, &c->timer);
+    px_hq_del(c);
 
     if (px->cfg.access_log) {
         char host[SOCK_ADDRSTRLEN] = "-";
@@ -506,6 +545,7 @@ static void px_reply_ex(px_conn_t *c, int status, int err, enum px_reason r, con
 
     if (err >= 0)
         lbs_inc(&px->stats->errors[err]);
+    px_hq_del(c);
     px_set_reason(c, r);
     c->status = (uint16_t)status;
     px_close_backend_fd(c);
@@ -752,6 +792,7 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     char ip[SOCK_ADDRSTRLEN];
     sock_addr_t pa;
 
+    px_hq_del(c);
     snprintf(c->req, sizeof(c->req), "%.*s %.*s", (int)h->method_str.n, h->method_str.p,
              (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
     c->is_get = http_str_eq(h->method_str, "GET");
@@ -1312,8 +1353,19 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
     long cap = px_fd_cap(px);
     if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
         cap = px->cfg.max_conns;
-    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap)
-        c->shed = 1;
+    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
+        /* Over the cap, this thread's oldest connection that has sent no
+         * complete request for a while makes way, as on the admin API
+         * (lb/acap.c): silent connections cannot lock real requests out. */
+        px_conn_t *v = th->hq_first;
+        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
+            lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
+            px_close(v, PX_R_EVICTED);
+            px_after(v); /* not inside any of v's callbacks: frees it */
+        } else {
+            c->shed = 1;
+        }
+    }
     c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
     if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
@@ -1336,6 +1388,7 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
         c->phase = PX_HEAD;
     }
     px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    px_hq_add(c);
     if (c->limited && !tls) {
         /* Not inside any of c's callbacks: px_after may free it. */
         px_reply_limited(c);

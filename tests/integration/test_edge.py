@@ -6,9 +6,11 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 import websockets
@@ -449,3 +451,77 @@ def test_one_routed_request_per_connection(fake_backend, lb_factory):
     assert lines == ["POST /api/x HTTP/1.1", "GET /eval HTTP/1.1"], heads
     plain = heads[0].lower()
     assert "connection: close" in plain and "upgrade" not in plain and "keep-alive" not in plain
+
+
+# ---- admin API under a pile of silent connections ------------------------------------------
+
+def idle_conns(addr, sources, per_source):
+    """Opens per_source silent TCP connections to addr from each source
+    address (loopback aliases); returns the sockets (some may already have
+    been closed by the peer)."""
+    socks = []
+    for src in sources:
+        for _ in range(per_source):
+            s = socket.socket()
+            s.bind((src, 0))
+            s.settimeout(5)
+            try:
+                s.connect(util.split_addr(addr))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+    return socks
+
+
+def closed_by_peer(s, timeout):
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_admin_survives_silent_connections(worker_factory, lb_factory):
+    tmp = tempfile.mkdtemp(prefix="wslb-edge-")
+    try:
+        token = "adm-" + os.urandom(8).hex()
+        tf = write_secret(tmp, "token", token)
+        w = worker_factory(id="w1")
+        lb = lb_factory(backend="w1=" + w.addr, admin_token_file=tf)
+        # Twice the API's 64 connections, 8 from each of 16 addresses, none
+        # saying a word.
+        sources = ["127.0.0.%d" % i for i in range(2, 18)]
+        t0 = time.monotonic()
+        socks = idle_conns(lb.admin, sources, 8)
+        try:
+            # The front's health check and the token holder still get in, at
+            # once, and so does an anonymous read from the host.
+            for _ in range(5):
+                t1 = time.monotonic()
+                st, _, body = util.http_get(lb.admin, "/healthz", timeout=2)
+                assert st == 200 and body == b"ok\n"
+                assert admin_req(lb.admin, "POST", "/backends/w1/drain", token) == 200
+                assert admin_req(lb.admin, "POST", "/backends/w1/enable", token) == 200
+                assert admin_req(lb.admin, "GET", "/stats") == 200
+                assert time.monotonic() - t1 < 1.5
+            # One address cannot hold more than its share.
+            more = idle_conns(lb.admin, ["127.0.0.99"], 20)
+            socks += more
+            live = [s for s in more if not closed_by_peer(s, 0.2)]
+            assert len(live) <= 8, len(live)
+            # Every silent connection is closed within the 2 s deadline.
+            for s in socks:
+                assert closed_by_peer(s, max(0.1, t0 + 6 - time.monotonic())), \
+                    "a silent admin connection outlived the deadline"
+        finally:
+            for s in socks:
+                s.close()
+        st = lb.stats()["admin_conns"]
+        assert st["evicted"] > 0 and st["timed_out"] > 0, st
+        metrics = util.get_metrics(lb.admin)
+        assert metrics['wslb_admin_connections_dropped_total{why="evicted"}'] == st["evicted"]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

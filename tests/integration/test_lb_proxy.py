@@ -400,3 +400,36 @@ def test_idle_timeout_and_grace_period_end_tunnels(worker_factory, lb_factory):
     assert lb.wait(10) == 0
     log = lb.stderr_text()
     assert "reason=idle_timeout" in log and "reason=shutdown" in log
+
+
+def test_max_conns_silent_connections_make_way(worker_factory, lb_factory):
+    """At --max-conns, a connection that has sent no request for a second
+    makes way for a newcomer instead of the newcomer getting 503: silent
+    connections cannot lock real clients out."""
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, max_conns=3)
+    silent = [socket.create_connection(util.split_addr(lb.addr), timeout=5) for _ in range(3)]
+    try:
+        lb.wait_active(3)
+        time.sleep(1.1)  # the lb lets a silent connection make way only after 1 s
+
+        async def go():
+            held = []
+            for _ in range(3):  # each one needs a silent one's place
+                ws, wid = await open_ws(lb.url("/echo"))
+                assert wid == "w1"
+                held.append(ws)
+            for ws in held:
+                await ws.close()
+        run(go())
+        # The three silent ones were closed, oldest first, one per newcomer.
+        for s in silent:
+            s.settimeout(5)
+            assert s.recv(10) == b""
+    finally:
+        for s in silent:
+            s.close()
+    lb.wait_active(0)
+    st = lb.stats()
+    assert st["errors"]["evicted"] == 3 and st["errors"]["overload"] == 0, st
+    assert "reason=evicted" in lb.stderr_text()
