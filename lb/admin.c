@@ -100,6 +100,7 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
 {
     int rc = -1;
     char *txt = NULL;
+    json_t *drained = NULL;
     json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "accepted",
                              (json_int_t)LD(&s->accepted), "active", (json_int_t)LD(&s->active),
                              "handshakes", (json_int_t)LD(&s->handshakes), "requests",
@@ -127,13 +128,20 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
         }
     }
     be_table_unlock(t);
-    if (json_object_set(root, "errors", errs) || json_object_set(root, "backends", bes))
+    /* Every id drained through this API, present or away (main thread). */
+    drained = json_array();
+    for (size_t i = 0; drained && i < be_admin_drained_count(t); i++)
+        if (json_array_append_new(drained, json_string(be_admin_drained_at(t, i))))
+            goto done;
+    if (!drained || json_object_set(root, "errors", errs) ||
+        json_object_set(root, "backends", bes) || json_object_set(root, "admin_drained", drained))
         goto done;
     txt = json_dumps(root, JSON_COMPACT);
     if (txt && buf_append_str(out, txt) == 0 && buf_append(out, "\n", 1) == 0)
         rc = 0;
 done:
     free(txt);
+    json_decref(drained);
     json_decref(adm);
     json_decref(errs);
     json_decref(bes);
@@ -447,17 +455,24 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
     }
     char id[sizeof(((be_t *)0)->id)];
     be_t *b = NULL;
-    if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0)
+    int was = 0;
+    if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0) {
         b = be_find(a->t, id);
-    if (!b) {
+        was = be_admin_drained(a->t, id);
+    }
+    /* A drained id is known while it is away: it can be enabled then. */
+    if (!b && !was) {
         admin_reply_json(c, 404, "{\"error\":\"unknown backend\"}\n");
         return;
     }
-    int was = __atomic_exchange_n(&b->admin_drain, drain, __ATOMIC_RELAXED);
+    if (be_admin_drain(a->t, id, drain) < 0) {
+        admin_reply_json(c, 503, "{\"error\":\"too many drained backends\"}\n");
+        return;
+    }
     if (was != drain)
-        log_info("backend %s (%s) %s through the admin API", b->id, b->addr_str,
-                 drain ? "drained" : "enabled");
-    json_t *j = json_pack("{s:s, s:s, s:b}", "id", b->id, "state", admin_state_name(b),
+        log_info("backend %s (%s) %s through the admin API%s", id, b ? b->addr_str : "absent",
+                 drain ? "drained" : "enabled", b ? "" : " while absent");
+    json_t *j = json_pack("{s:s, s:s, s:b}", "id", id, "state", b ? admin_state_name(b) : "absent",
                           "admin_drain", drain);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
