@@ -232,7 +232,7 @@ int main(int argc, char **argv)
         {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
         {"id", CFG_STR, &o->id, "NAME",
          "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "
-         "per lb process (default HOSTNAME-PID)",
+         "per lb process (default HOSTNAME-PID, a long host name cut and hashed)",
          0, 0},
         {"admin", CFG_STR, &o->admin, "HOST:PORT",
          "admin API listener (default 127.0.0.1:8081; empty = off)", 0, 0},
@@ -319,12 +319,13 @@ int main(int argc, char **argv)
     log_set_format(lfmt);
     if (o->id == NULL) {
         /* Unique per process: a restarted lb must not be taken for its
-         * predecessor, whose connections may still be open. */
-        char host[64] = "lb", idbuf[96];
-        (void)gethostname(host, sizeof(host) - 1);
+         * predecessor, whose connections may still be open. A long host
+         * name (Kubernetes pods reach 63 characters) is cut and hashed. */
+        char host[256] = "", idbuf[HTTP_ID_MAX + 1];
+        if (gethostname(host, sizeof(host) - 1) < 0)
+            host[0] = '\0';
         host[sizeof(host) - 1] = '\0';
-        snprintf(idbuf, sizeof(idbuf), "%s-%d", host, (int)getpid());
-        o->id = strdup(idbuf);
+        o->id = strdup(http_id_default(host, (long)getpid(), idbuf, sizeof(idbuf)));
     }
     if (o->id == NULL || !http_id_ok(o->id, strlen(o->id))) {
         fprintf(stderr, "lb: --id: 1-63 characters of A-Z a-z 0-9 . _ : -\n");
@@ -533,9 +534,10 @@ int main(int argc, char **argv)
             sock_addr_str(&sa, a2, sizeof(a2));
         if (lb->admin != NULL && admin_local_addr(lb->admin, &sa) == 0)
             sock_addr_str(&sa, a3, sizeof(a3));
-        log_info("lb %s listening on %s (tls %s), admin %s, algo %s, %ld thread(s), %zu static "
-                 "backend(s)%s%s; limits conns=%ld rate=%ld burst=%ld, %zu trusted network(s)%s",
-                 VERSION, a1, a2, a3, algo->name, o->threads, o->backend.n,
+        log_info("lb %s (id %s) listening on %s (tls %s), admin %s, algo %s, %ld thread(s), %zu "
+                 "static backend(s)%s%s; limits conns=%ld rate=%ld burst=%ld, %zu trusted "
+                 "network(s)%s",
+                 VERSION, o->id, a1, a2, a3, algo->name, o->threads, o->backend.n,
                  lb->disc ? ", redis " : "", lb->disc ? o->redis : "", o->limit_conns,
                  o->limit_rate, o->limit_burst, lb->trusted.n,
                  upstream_secret ? ", upstream secret set" : "");

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import websockets
 
 import util
-from conftest import binary
+from conftest import SANITIZER_MARKS, binary, sanitizer_env
 from lbutil import echo_headers_handler, fake_backend, lb_factory, open_ws, run  # noqa: F401
 
 
@@ -525,3 +526,44 @@ def test_admin_survives_silent_connections(worker_factory, lb_factory):
         assert metrics['wslb_admin_connections_dropped_total{why="evicted"}'] == st["evicted"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- the lb's default id ------------------------------------------------------------------
+
+def test_default_id_from_a_long_hostname(fake_backend, tmp_path):
+    """Without --id the lb names itself after the host: on a host with a
+    63-character name (a Kubernetes pod's) it still starts, with a valid id
+    that keeps the name's start and ends in its pid."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a UTS namespace")
+    host = "wslb-lb-deployment-7d9f8b6c5d-abcde.wslb-lb.production.svc.cluster"[:63]
+    fb = fake_backend(echo_headers_handler)
+    addr = "127.0.0.1:%d" % util.free_port()
+    admin = "127.0.0.1:%d" % util.free_port()
+    log = open(tmp_path / "lb.stderr", "w+b")
+    proc = subprocess.Popen(
+        ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, binary("lb"),
+         "--listen", addr, "--admin", admin, "--backend", "h1=" + fb.addr, "--proxy-http", "/",
+         "--grace-s", "1"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=sanitizer_env())
+    try:
+        def up():
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError("lb exited %s: %s" % (proc.returncode, log.read()[-2000:]))
+            return util.try_http_get(admin, "/healthz") is not None
+        util.wait_for(up, 15, "the lb to start")
+        st, _, body = util.http_get(addr, "/x")
+        assert st == 200
+        lb_id = json.loads(body)["headers"]["x-lb-id"][0]
+        assert re.fullmatch(r"[A-Za-z0-9._:-]{1,63}", lb_id), lb_id
+        assert lb_id.startswith(host[:40]) and lb_id.endswith("-%d" % proc.pid), lb_id
+    finally:
+        proc.terminate()
+        rc = proc.wait(15)
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+        log.close()
+    assert rc == 0, text
+    assert not [m for m in SANITIZER_MARKS if m in text], text
+    assert "(id %s)" % lb_id in text
