@@ -704,6 +704,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
 {
     const char *listen = cfg && cfg->listen ? cfg->listen : "127.0.0.1:8081";
     char serr[SOCK_ERR_LEN];
+    int e;
     sock_addr_t sa;
     if (sock_parse_addr(listen, &sa, serr, sizeof(serr)) < 0) {
         snprintf(err, errlen, "admin address: %s", serr);
@@ -722,7 +723,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     a->open_reads = cfg && cfg->open_reads;
     a->lfd = sock_listen(&sa, 64, 0, serr, sizeof(serr));
     if (a->lfd < 0) {
-        snprintf(err, errlen, "admin listen %s: %s", listen, serr);
+        snprintf(err, errlen, "%s", serr);
         goto fail;
     }
     sock_local_addr(a->lfd, &a->local);
@@ -735,10 +736,12 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     ev_io_start(loop, &a->lio);
     return a;
 fail:
+    e = errno; /* EADDRINUSE tells the caller the address is taken */
     if (a->lfd >= 0)
         close(a->lfd);
     free(a->token);
     free(a);
+    errno = e;
     return NULL;
 }
 

@@ -468,6 +468,10 @@ int main(int argc, char **argv)
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {
+        /* Another process on our port is a configuration error, as a bad
+         * flag is: exit 2, and never join it silently. */
+        if (errno == EADDRINUSE)
+            rc = 2;
         log_error("%s", err);
         goto out;
     }
@@ -508,6 +512,8 @@ int main(int argc, char **argv)
                              .open_reads = lb_is_loopback(o->admin)};
         lb->admin = admin_create(lb->loop, lb->table, &lb->stats, &ac, err, sizeof(err));
         if (lb->admin == NULL) {
+            if (errno == EADDRINUSE)
+                rc = 2;
             log_error("admin: %s", err);
             goto out;
         }

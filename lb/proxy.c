@@ -1583,6 +1583,7 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
     size_t n = cfg->nlisten + cfg->ntls_listen;
     sock_addr_t *addrs = NULL;
     int *tls = NULL;
+    int fail_errno = 0;
     px_t *p = calloc(1, sizeof(*p));
 
     if (p == NULL)
@@ -1619,6 +1620,15 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         }
     }
 
+    if (!cfg->takeover) {
+        for (size_t i = 0; i < n; i++) {
+            if (sock_probe_free(&addrs[i], err, errlen) < 0) {
+                fail_errno = errno;
+                goto fail;
+            }
+        }
+    }
+
     uint32_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint32_t)getpid() ^ (uint32_t)px_now_ns();
@@ -1648,6 +1658,7 @@ fail:
     free(addrs);
     free(tls);
     px_free(p);
+    errno = fail_errno;
     return NULL;
 }
 

@@ -56,12 +56,19 @@ typedef struct px_config {
     /* What is proxied (--route, --proxy-http); NULL = websocket upgrades on
      * /eval only. Everything else is answered 404. Not owned. */
     const route_t *routes;
+    /* A deliberate takeover of another lb's listeners (--takeover, to come):
+     * skips the check that nothing listens on the addresses yet. */
+    int takeover;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration
- * errors show up before anything runs. table, stats, cfg->tls, cfg->lim,
- * cfg->trusted and cfg->upstream_secret must outlive the px_t; the listen
- * addresses are parsed here and not kept. NULL with err on failure. */
+ * errors show up before anything runs. Unless cfg->takeover, each address
+ * must be free first: SO_REUSEPORT would otherwise let this lb silently
+ * share a port with another running lb, each getting part of the clients.
+ * Then NULL with errno EADDRINUSE and "address in use: HOST:PORT". table,
+ * stats, cfg->tls, cfg->lim, cfg->trusted, cfg->upstream_secret and
+ * cfg->routes must outlive the px_t; the listen addresses are parsed here
+ * and not kept. NULL with err on failure (errno 0 unless said above). */
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen);
 /* Starts the threads. */
 int px_start(px_t *p, char *err, size_t errlen);

@@ -567,3 +567,31 @@ def test_default_id_from_a_long_hostname(fake_backend, tmp_path):
     assert rc == 0, text
     assert not [m for m in SANITIZER_MARKS if m in text], text
     assert "(id %s)" % lb_id in text
+
+
+# ---- one lb per port -------------------------------------------------------------------
+
+def test_lb_refuses_a_port_another_lb_holds(worker_factory, lb_factory):
+    """SO_REUSEPORT would let a second lb join the first one's port unnoticed
+    and take a share of its clients; it refuses to start instead (exit 2),
+    and so it does for a taken admin port."""
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, threads=2)
+    lb2 = lb_factory(backend="w1=" + w.addr, listen=lb.addr, ready=False)
+    assert lb2.wait(10) == 2
+    assert "address in use: %s" % lb.addr in lb2.stderr_text()
+    wildcard = "0.0.0.0:%d" % util.split_addr(lb.addr)[1]
+    lb3 = lb_factory(backend="w1=" + w.addr, listen=wildcard, ready=False)
+    assert lb3.wait(10) == 2
+    assert "address in use: %s" % wildcard in lb3.stderr_text()
+    lb4 = lb_factory(backend="w1=" + w.addr, admin=lb.admin, ready=False)
+    assert lb4.wait(10) == 2
+    assert "address in use: %s" % lb.admin in lb4.stderr_text()
+
+    async def go():
+        for _ in range(6):
+            ws, _ = await open_ws(lb.url("/echo"))
+            await ws.close()
+    run(go())
+    lb.wait_active(0)
+    assert lb.stats()["handshakes"] == 6
