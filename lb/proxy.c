@@ -1076,6 +1076,27 @@ static int px_flush(px_conn_t *c, px_side_t *s)
     return 0;
 }
 
+/* Sends n bytes toward y: straight from the scratch buffer when nothing is
+ * queued (direct), the rest into y's queue. 0, or -1 when c failed. */
+static int px_forward(px_conn_t *c, px_side_t *y, const char *p, size_t n, int direct)
+{
+    size_t off = 0;
+    if (direct) {
+        ssize_t w = px_swrite(y, p, n);
+        if (w > 0) {
+            off = (size_t)w;
+        } else if (errno != EAGAIN) {
+            px_write_failed(c, y);
+            return -1;
+        }
+    }
+    if (off < n && buf_append(&y->out, p + off, n - off) < 0) {
+        px_close(c, PX_R_NO_MEMORY);
+        return -1;
+    }
+    return 0;
+}
+
 /* Moves bytes from x to y while y's queue has room. 0 or -1 (failed). */
 static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
 {
@@ -1134,7 +1155,7 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
             lbs_add(&px->stats->bytes_out, (uint64_t)n);
         }
         px_pass(c, up, sc, (size_t)n);
-        size_t fwd = (size_t)n, off = 0;
+        size_t fwd = (size_t)n;
         if (up && c->up_capped) {
             /* Past a plain request's body: read (to see the client's EOF)
              * and drop. */
@@ -1144,20 +1165,8 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         }
         if (up && fwd > 0 && c->phase == PX_WAIT)
             c->retryable = 0;
-        /* Fast path: straight from the scratch buffer to the other socket. */
-        if (q == 0 && fwd > 0) {
-            ssize_t w = px_swrite(y, sc, fwd);
-            if (w > 0) {
-                off = (size_t)w;
-            } else if (errno != EAGAIN) {
-                px_write_failed(c, y);
-                return -1;
-            }
-        }
-        if (off < fwd && buf_append(&y->out, sc + off, fwd - off) < 0) {
-            px_close(c, PX_R_NO_MEMORY);
+        if (fwd > 0 && px_forward(c, y, sc, fwd, q == 0) < 0)
             return -1;
-        }
         budget -= (size_t)n < budget ? (size_t)n : budget;
         /* A short read from a stream socket emptied its receive queue: the
          * next read would be EAGAIN (HAProxy makes the same bet). */
@@ -1578,6 +1587,16 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
     return 0;
 }
 
+/* Checks that nothing listens on any of the n addresses yet (see
+ * px_create). 0, or -1 with errno and err. */
+static int px_probe(const sock_addr_t *addrs, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sock_probe_free(&addrs[i], err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen)
 {
     size_t n = cfg->nlisten + cfg->ntls_listen;
@@ -1620,13 +1639,9 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         }
     }
 
-    if (!cfg->takeover) {
-        for (size_t i = 0; i < n; i++) {
-            if (sock_probe_free(&addrs[i], err, errlen) < 0) {
-                fail_errno = errno;
-                goto fail;
-            }
-        }
+    if (!cfg->takeover && px_probe(addrs, n, err, errlen) < 0) {
+        fail_errno = errno;
+        goto fail;
     }
 
     uint32_t seed = 0;
