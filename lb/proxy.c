@@ -8,7 +8,8 @@
  *   WAIT     request prefix (rewritten head + bytes read with it) sent from
  *            hbuf, backend's response head read into rbuf
  *   TUNNEL   bytes both ways until both sides are done
- *   REPLY    an answer of the lb's own (400, 408, 431, 502, 503) being sent
+ *   REPLY    an answer of the lb's own (400, 404, 408, 411, 429, 431, 502, 503)
+ *            being sent
  *   LINGER   after REPLY: reading and dropping until the client closes, so
  *            that closing with unread input does not reset the connection
  *            before the client has read the answer

@@ -5,11 +5,12 @@
  * backend's response head and then tunnel bytes both ways until either side
  * is done.
  *
- * Plain HTTP requests use the same path: after the backend's response head
- * the connection is a tunnel, so further requests on a keep-alive client
- * connection go to the same backend without new X-Forwarded-* headers (the
- * tunnel mode HAProxy calls "http-tunnel"). The worker closes after each plain
- * response, so in practice each request is its own connection. */
+ * Only routed requests reach a backend (lb/route.h): websocket upgrades on
+ * --route paths and plain requests under --proxy-http prefixes; the rest is
+ * the lb's 404. A plain request uses the same path, one per connection: the
+ * backend gets it with Connection: close and only its own body, so nothing
+ * the client sends after it can reach the backend unrouted (HAProxy's
+ * "httpclose"). */
 #ifndef LB_PROXY_H
 #define LB_PROXY_H
 
