@@ -342,7 +342,7 @@ def test_default_routes_hide_worker_endpoints(worker_factory, lb_factory):
     assert st == 404
     # /eval upgrades are proxied, query string and all.
     async def go():
-        ws, wid = await open_ws(lb.url("/eval?session=abc"))
+        ws, wid = await open_ws(lb.url("/eval?tab=3&lang=py"))
         await ws.close()
         assert wid == "w1"
     run(go())
