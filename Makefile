@@ -134,9 +134,8 @@ fuzz_cfg_SRC   := common/cfg.c
 fuzz_disc_SRC  := lb/be.c common/rds.c common/sock.c common/log.c
 fuzz_disc_DEPS := lb/disc.c
 fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
-fuzz_proxy_SRC  := lb/proxy.c lb/be.c lb/lim.c lb/tls.c common/met.c common/http.c common/ws.c common/buf.c \
-                   common/sock.c common/log.c
-fuzz_proxy_LIBS := -lhttp_parser -lev -lssl -lcrypto -lpthread -lm
+fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c
+fuzz_proxy_LIBS := -lhttp_parser
 
 define FUZZ_TARGET
 build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h)

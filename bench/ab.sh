@@ -49,7 +49,7 @@ done
 for ((i = 0; i < NW; i++)); do wait_ok "http://127.0.0.1:${ports[i]}/healthz"; done
 
 "$BIN/lb" --listen "127.0.0.1:$lb_port" --admin "127.0.0.1:$lb_admin" --access-log=false \
-    --log-level warn "${backends[@]}" 2>/dev/null &
+    --log-level warn --route /echo "${backends[@]}" 2>/dev/null &
 lb_pid=$!
 pids+=($lb_pid)
 sed -e "s|@DIR@|$tmp|g" -e "s|@PORT@|$ha_port|" bench/haproxy.cfg.in |
@@ -58,7 +58,8 @@ sed -e "s|@DIR@|$tmp|g" -e "s|@PORT@|$ha_port|" bench/haproxy.cfg.in |
 haproxy -db -f "$tmp/haproxy.cfg" 2>/dev/null &
 ha_pid=$!
 pids+=($ha_pid)
-wait_ok "http://127.0.0.1:$lb_port/healthz"
+# The lb answers only its routes on its port: ask its admin API instead.
+wait_ok "http://127.0.0.1:$lb_admin/healthz"
 wait_ok "http://127.0.0.1:$ha_port/healthz"
 
 ctxt() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^nonvoluntary/ {s += $2} END {print s + 0}'; }

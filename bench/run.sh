@@ -189,8 +189,9 @@ for i in $(seq $NW); do start_worker "w$i"; done
 lb_args() { # PORT ADMIN [extra...]
     local port=$1 admin=$2
     shift 2
+    # The bench drives the workers' /echo as well as /eval: both are routes.
     echo --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --redis "$REDIS" --threads 1 \
-        --log-level warn --access-log=false "$@"
+        --log-level warn --access-log=false --route /eval --route /echo "$@"
     if [ "${LB_STATIC:-0}" = 1 ]; then
         for i in $(seq $NW); do echo --backend "w$i=127.0.0.1:${WPORT[w$i]}"; done
     fi

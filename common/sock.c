@@ -190,7 +190,11 @@ int sock_listen(const sock_addr_t *a, int backlog, int flags, char *err, size_t 
         goto fail;
     }
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        sock_set_err(err, errlen, "bind %s: %s", sock_addr_str(a, as, sizeof(as)), strerror(errno));
+        if (errno == EADDRINUSE)
+            sock_set_err(err, errlen, "address in use: %s", sock_addr_str(a, as, sizeof(as)));
+        else
+            sock_set_err(err, errlen, "bind %s: %s", sock_addr_str(a, as, sizeof(as)),
+                         strerror(errno));
         goto fail;
     }
     if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
@@ -203,6 +207,36 @@ int sock_listen(const sock_addr_t *a, int backlog, int flags, char *err, size_t 
 fail:
     sock_close_keep_errno(fd);
     return -1;
+}
+
+static unsigned sock_port(const sock_addr_t *a)
+{
+    if (a->ss.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+int sock_probe_free(const sock_addr_t *a, char *err, size_t errlen)
+{
+    char as[SOCK_ADDRSTRLEN];
+    int one = 1;
+    if (sock_port(a) == 0)
+        return 0;
+    int fd = sock_new(a, err, errlen);
+    if (fd < 0)
+        return -1;
+    /* SO_REUSEADDR as the listeners have it, so that connections in
+     * TIME_WAIT from an earlier run do not count; no SO_REUSEPORT, so that
+     * any listener, SO_REUSEPORT or not, does. */
+    int r = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (r == 0)
+        r = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+    if (r < 0 && errno == EADDRINUSE)
+        sock_set_err(err, errlen, "address in use: %s", sock_addr_str(a, as, sizeof(as)));
+    else if (r < 0)
+        sock_set_err(err, errlen, "bind %s: %s", sock_addr_str(a, as, sizeof(as)), strerror(errno));
+    sock_close_keep_errno(fd);
+    return r < 0 ? -1 : 0;
 }
 
 int sock_connect(const sock_addr_t *a, const sock_addr_t *src, char *err, size_t errlen)

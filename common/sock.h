@@ -28,6 +28,12 @@ enum { SOCK_REUSEPORT = 1 };
 /* Creates a non-blocking, close-on-exec listening TCP socket with
  * SO_REUSEADDR (and SO_REUSEPORT when flags has SOCK_REUSEPORT). */
 int sock_listen(const sock_addr_t *a, int backlog, int flags, char *err, size_t errlen);
+/* Whether a could be listened on without SO_REUSEPORT: -1 with errno
+ * EADDRINUSE and "address in use: HOST:PORT" in err while any socket listens
+ * there, another process's SO_REUSEPORT listener included (which a listener
+ * with SO_REUSEPORT would silently join and share). Port 0 is always free.
+ * Nothing stays bound. */
+int sock_probe_free(const sock_addr_t *a, char *err, size_t errlen);
 /* Starts a non-blocking connect; returns the fd (connect may be in progress,
  * check SO_ERROR when writable). If src is not NULL, binds to it first. */
 int sock_connect(const sock_addr_t *a, const sock_addr_t *src, char *err, size_t errlen);

@@ -120,13 +120,16 @@ esc 'id = "\n' | to cfg lone-quote
 esc 'port=7\r\n\r\nneg=-1' | to cfg crlf-no-final-newline
 
 # ---- proxy: byte 0 bits 0-1 = client address, bit 2 = https, bit 3 = trusted
-# client, bit 4 = upstream secret; then a request
+# client, bit 4 = upstream secret, bit 5 = lb id, bit 6 = plain request, bit 7 =
+# its body is 3 bytes; then a request
 esc '\000GET /eval HTTP/1.1\r\nHost: lb\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' | to proxy upgrade
 esc '\005GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: a\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\nX-Forwarded-Proto: https\r\nX-Request-Id: spoofed\r\n\r\n' | to proxy spoofed
 esc '\035GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto:\r\nX-Upstream-Secret: guess\r\nX-Request-Id: trace-1\r\nHost: a\r\n\r\n' | to proxy trusted-with-secret
 esc '\002GET /?q=1 HTTP/1.0\r\nX-Forwarded-For:\r\nX-Empty:\r\nX-Sp:  a b  \r\n\r\n' | to proxy empty-values
 esc '\003\r\nPOST /x HTTP/1.1\nContent-Length: 3\nX-Request-Id: 1\n\nabcGET / HTTP/1.1\r\n' | to proxy lf-and-body
 { esc '\001GET / HTTP/1.1\r\n'; for i in $(seq 1 62); do esc "X-H$i: v\r\n"; done; esc '\r\n'; } | to proxy many-headers
+esc '\013GET / HTTP/1.1\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\nforwarded: for="[2001:db8::1]"\r\nX_Forwarded_For: 7.7.7.7\r\nTrue-Client-IP: 8.8.8.8\r\nX-Forwarded-Host: h\r\n\r\n' | to proxy real-ip-forwarded
+esc '\300POST /api HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\nKeep-Alive: 5\r\nContent-Length: 3\r\n\r\nabcGET /metrics HTTP/1.1\r\n\r\n' | to proxy plain-close
 
 # ---- disc: byte 0 bit 0 clear = one state JSON; set = RESP replies --------
 J1='{"id":"w1","addr":"127.0.0.1:9001","state":"up","conns":12,"evals_running":1,"evals_queued":0,"max_evals":4,"load":1,"ts_ms":1764150000000,"started_ms":1764149000000,"isolation":"full"}'

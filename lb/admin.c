@@ -1,10 +1,14 @@
 /* admin: a deliberately small HTTP/1.1 server for the lb's admin API.
  *
  * One request per connection, answered with Connection: close. Heads are
- * bounded in size and in time (a slow or silent client is dropped), the
- * number of admin connections is capped, and after the answer the socket is
- * half-closed and drained before close(2) so a request body left unread
- * cannot turn the close into a reset that destroys the answer in flight.
+ * bounded in size and in time (a client that has not sent a complete
+ * request within ADMIN_IDLE_TIMEOUT is dropped), connections are admitted
+ * by lb/acap.c (a total and a per-address cap, where idle connections make
+ * way for newcomers and a request with the token is never displaced, so a
+ * pile of silent connections cannot lock out /healthz or the token holder),
+ * and after the answer the socket is half-closed and drained before
+ * close(2) so a request body left unread cannot turn the close into a reset
+ * that destroys the answer in flight.
  * Runs on the main loop; the table is only read here, apart from the
  * admin_drain flag. */
 #include <errno.h>
@@ -19,6 +23,7 @@
 #include <http_parser.h>
 #include <jansson.h>
 
+#include "acap.h"
 #include "admin.h"
 #include "http.h"
 #include "log.h"
@@ -27,11 +32,13 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
-#define ADMIN_MAX_HEAD     8192
-#define ADMIN_HEAD_TIMEOUT 5.0 /* s, to read the head and write the answer */
-#define ADMIN_LINGER       1.0 /* s, draining the client after the answer */
-#define ADMIN_MAX_CONNS    64
-#define ADMIN_ACCEPTS      16 /* per wakeup, so one burst cannot hog the loop */
+#define ADMIN_MAX_HEAD      8192
+#define ADMIN_IDLE_TIMEOUT  2.0 /* s, from accept to a complete request head */
+#define ADMIN_WRITE_TIMEOUT 5.0 /* s, to write the answer */
+#define ADMIN_LINGER        1.0 /* s, draining the client after the answer */
+#define ADMIN_MAX_CONNS     64
+#define ADMIN_PER_ADDR      8  /* connections one address (IPv6 /64) may hold */
+#define ADMIN_ACCEPTS       16 /* per wakeup, so one burst cannot hog the loop */
 
 enum admin_phase { ADMIN_READ, ADMIN_WRITE, ADMIN_LINGERING };
 
@@ -42,6 +49,7 @@ typedef struct admin_conn {
     int fd;
     enum admin_phase phase;
     buf_t in, out;
+    acap_peer_t peer;
     struct admin_conn *next, **pprev;
 } admin_conn_t;
 
@@ -59,6 +67,7 @@ struct admin {
     admin_conn_t *conns; /* open */
     admin_conn_t *dead;  /* closed, freed by the reap watcher */
     int nconns;
+    uint64_t seq; /* accept order, for acap */
 };
 
 #define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -91,6 +100,7 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
 {
     int rc = -1;
     char *txt = NULL;
+    json_t *drained = NULL;
     json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "accepted",
                              (json_int_t)LD(&s->accepted), "active", (json_int_t)LD(&s->active),
                              "handshakes", (json_int_t)LD(&s->handshakes), "requests",
@@ -98,7 +108,14 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
                              "bytes_out", (json_int_t)LD(&s->bytes_out), "algo", algo ? algo : "");
     json_t *errs = json_object();
     json_t *bes = json_array();
-    if (!root || !errs || !bes)
+    json_t *adm = json_pack("{s:I, s:I, s:I}", "refused", (json_int_t)LD(&s->admin_refused),
+                            "evicted", (json_int_t)LD(&s->admin_evicted), "timed_out",
+                            (json_int_t)LD(&s->admin_timed_out));
+    if (!root || !errs || !bes || !adm)
+        goto done;
+    int bad = json_object_set_new(root, "admin_conns", adm); /* takes adm, even on failure */
+    adm = NULL;
+    if (bad)
         goto done;
     for (int e = 0; e < LBS_ERR__COUNT; e++)
         if (json_object_set_new(errs, lbs_err_name(e), json_integer((json_int_t)LD(&s->errors[e]))))
@@ -111,13 +128,21 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
         }
     }
     be_table_unlock(t);
-    if (json_object_set(root, "errors", errs) || json_object_set(root, "backends", bes))
+    /* Every id drained through this API, present or away (main thread). */
+    drained = json_array();
+    for (size_t i = 0; drained && i < be_admin_drained_count(t); i++)
+        if (json_array_append_new(drained, json_string(be_admin_drained_at(t, i))))
+            goto done;
+    if (!drained || json_object_set(root, "errors", errs) ||
+        json_object_set(root, "backends", bes) || json_object_set(root, "admin_drained", drained))
         goto done;
     txt = json_dumps(root, JSON_COMPACT);
     if (txt && buf_append_str(out, txt) == 0 && buf_append(out, "\n", 1) == 0)
         rc = 0;
 done:
     free(txt);
+    json_decref(drained);
+    json_decref(adm);
     json_decref(errs);
     json_decref(bes);
     json_decref(root);
@@ -227,6 +252,22 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
             goto done;
         met_inc(c, LD(&s->errors[e]));
     }
+    static const struct {
+        const char *label;
+        size_t off;
+    } dropped[] = {
+        {"why=\"refused\"", offsetof(lbs_t, admin_refused)},
+        {"why=\"evicted\"", offsetof(lbs_t, admin_evicted)},
+        {"why=\"timed_out\"", offsetof(lbs_t, admin_timed_out)},
+    };
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
+        met_counter_t *c =
+            met_counter(r, "wslb_admin_connections_dropped_total", dropped[i].label,
+                        "Admin API connections closed unanswered: no room, displaced, or silent");
+        if (!c)
+            goto done;
+        met_inc(c, LD((uint64_t *)((char *)s + dropped[i].off)));
+    }
     if (met_render(r, out) < 0)
         goto done;
 
@@ -304,7 +345,12 @@ static void admin_reply(admin_conn_t *c, int status, const char *ctype, const ch
         return;
     }
     c->phase = ADMIN_WRITE;
+    if (c->peer.state == ACAP_IDLE)
+        c->peer.state = ACAP_ANSWERING;
     admin_set_io(c, EV_WRITE);
+    ev_timer_stop(c->a->loop, &c->tmo);
+    ev_timer_set(&c->tmo, ADMIN_WRITE_TIMEOUT, 0.);
+    ev_timer_start(c->a->loop, &c->tmo);
 }
 
 static void admin_reply_str(admin_conn_t *c, int status, const char *json, const char *extra)
@@ -409,17 +455,24 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
     }
     char id[sizeof(((be_t *)0)->id)];
     be_t *b = NULL;
-    if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0)
+    int was = 0;
+    if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0) {
         b = be_find(a->t, id);
-    if (!b) {
+        was = be_admin_drained(a->t, id);
+    }
+    /* A drained id is known while it is away: it can be enabled then. */
+    if (!b && !was) {
         admin_reply_json(c, 404, "{\"error\":\"unknown backend\"}\n");
         return;
     }
-    int was = __atomic_exchange_n(&b->admin_drain, drain, __ATOMIC_RELAXED);
+    if (be_admin_drain(a->t, id, drain) < 0) {
+        admin_reply_json(c, 503, "{\"error\":\"too many drained backends\"}\n");
+        return;
+    }
     if (was != drain)
-        log_info("backend %s (%s) %s through the admin API", b->id, b->addr_str,
-                 drain ? "drained" : "enabled");
-    json_t *j = json_pack("{s:s, s:s, s:b}", "id", b->id, "state", admin_state_name(b),
+        log_info("backend %s (%s) %s through the admin API%s", id, b ? b->addr_str : "absent",
+                 drain ? "drained" : "enabled", b ? "" : " while absent");
+    json_t *j = json_pack("{s:s, s:s, s:b}", "id", id, "state", b ? admin_state_name(b) : "absent",
                           "admin_drain", drain);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -439,6 +492,8 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
 static void admin_route(admin_conn_t *c, const http_head_t *h)
 {
     admin_t *a = c->a;
+    /* The token holder's request is never displaced by newcomers (acap). */
+    c->peer.state = a->token && admin_authorized(a, h) ? ACAP_AUTHED : ACAP_ANSWERING;
     if (!(a->open_reads && h->method == HTTP_GET) && !admin_authorized(a, h)) {
         admin_reply_str(c, 401, "{\"error\":\"unauthorized\"}\n", "WWW-Authenticate: Bearer\r\n");
         return;
@@ -547,6 +602,7 @@ static void admin_on_write(admin_conn_t *c)
     shutdown(c->fd, SHUT_WR);
     buf_free(&c->in);
     c->phase = ADMIN_LINGERING;
+    c->peer.state = ACAP_DONE;
     admin_set_io(c, EV_READ);
     ev_timer_stop(c->a->loop, &c->tmo);
     ev_timer_set(&c->tmo, ADMIN_LINGER, 0.);
@@ -567,11 +623,11 @@ static void admin_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void admin_tmo_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     admin_conn_t *c = container_of(w, admin_conn_t, tmo);
+    if (c->phase == ADMIN_READ)
+        lbs_inc(&c->a->stats->admin_timed_out);
     if (c->phase == ADMIN_READ && buf_size(&c->in) > 0) {
-        /* A slow head gets its 408 (best effort; the timer is restarted
-         * for the write so a stuck client still goes). */
-        ev_timer_set(&c->tmo, ADMIN_HEAD_TIMEOUT, 0.);
-        ev_timer_start(loop, &c->tmo);
+        /* A slow head gets its 408 (best effort; admin_reply gives the
+         * write its own deadline, so a stuck client still goes). */
         admin_reply_json(c, 408, "{\"error\":\"request timeout\"}\n");
         buf_free(&c->in);
         return;
@@ -579,21 +635,54 @@ static void admin_tmo_cb(struct ev_loop *loop, ev_timer *w, int revents)
     admin_close(c);
 }
 
+/* Whether the newcomer described by p gets a connection: may close another
+ * one to make room (acap.h). 0 = admit, -1 = refuse. */
+static int admin_admit(admin_t *a, const acap_peer_t *p)
+{
+    const acap_peer_t *v[ADMIN_MAX_CONNS];
+    admin_conn_t *cv[ADMIN_MAX_CONNS];
+    size_t n = 0, victim = 0;
+    for (admin_conn_t *c = a->conns; c != NULL && n < ADMIN_MAX_CONNS; c = c->next) {
+        cv[n] = c;
+        v[n++] = &c->peer;
+    }
+    acap_limits_t lim = {.max_conns = ADMIN_MAX_CONNS, .per_addr = ADMIN_PER_ADDR};
+    switch (acap_admit(&lim, v, n, p, &victim)) {
+    case ACAP_ADMIT:
+        return 0;
+    case ACAP_EVICT:
+        /* Not inside the victim's callbacks: closing it here is safe. */
+        lbs_inc(&a->stats->admin_evicted);
+        admin_close(cv[victim]);
+        return 0;
+    default:
+        lbs_inc(&a->stats->admin_refused);
+        return -1;
+    }
+}
+
 static void admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     admin_t *a = container_of(w, admin_t, lio);
     for (int i = 0; i < ADMIN_ACCEPTS; i++) {
-        int fd = sock_accept(a->lfd, NULL);
+        sock_addr_t pa;
+        int fd = sock_accept(a->lfd, &pa);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 log_warn("admin: accept: %s", strerror(errno));
             return;
         }
-        admin_conn_t *c = a->nconns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+        acap_peer_t peer = {.seq = ++a->seq, .state = ACAP_IDLE};
+        const struct sockaddr *sa = (const struct sockaddr *)&pa.ss;
+        if (lim_key_from_sa(sa, &peer.key) < 0)
+            memset(&peer.key, 0, sizeof(peer.key));
+        peer.loopback = (uint8_t)acap_is_loopback(sa);
+        admin_conn_t *c = admin_admit(a, &peer) == 0 ? calloc(1, sizeof(*c)) : NULL;
         if (!c) {
-            close(fd); /* over the cap: the admin API is not worth more */
+            close(fd); /* no room, nothing to displace: not worth more */
             continue;
         }
+        c->peer = peer;
         c->a = a;
         c->fd = fd;
         c->phase = ADMIN_READ;
@@ -605,7 +694,7 @@ static void admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         a->nconns++;
         ev_io_init(&c->io, admin_io_cb, fd, EV_READ);
         ev_io_start(loop, &c->io);
-        ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_HEAD_TIMEOUT, 0.);
+        ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_IDLE_TIMEOUT, 0.);
         ev_timer_start(loop, &c->tmo);
     }
 }
@@ -615,6 +704,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
 {
     const char *listen = cfg && cfg->listen ? cfg->listen : "127.0.0.1:8081";
     char serr[SOCK_ERR_LEN];
+    int e;
     sock_addr_t sa;
     if (sock_parse_addr(listen, &sa, serr, sizeof(serr)) < 0) {
         snprintf(err, errlen, "admin address: %s", serr);
@@ -633,7 +723,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     a->open_reads = cfg && cfg->open_reads;
     a->lfd = sock_listen(&sa, 64, 0, serr, sizeof(serr));
     if (a->lfd < 0) {
-        snprintf(err, errlen, "admin listen %s: %s", listen, serr);
+        snprintf(err, errlen, "%s", serr);
         goto fail;
     }
     sock_local_addr(a->lfd, &a->local);
@@ -646,10 +736,12 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     ev_io_start(loop, &a->lio);
     return a;
 fail:
+    e = errno; /* EADDRINUSE tells the caller the address is taken */
     if (a->lfd >= 0)
         close(a->lfd);
     free(a->token);
     free(a);
+    errno = e;
     return NULL;
 }
 

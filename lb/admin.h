@@ -33,7 +33,8 @@ typedef struct admin_config {
     met_registry_t *metrics;
 } admin_config_t;
 
-/* Listens at once. t and stats must outlive the server; cfg is copied. */
+/* Listens at once. t and stats must outlive the server; cfg is copied.
+ * NULL with err on failure, errno EADDRINUSE when the address is taken. */
 admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const admin_config_t *cfg,
                       char *err, size_t errlen);
 /* Closes the listener and every connection. NULL is a no-op. */

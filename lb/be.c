@@ -32,8 +32,10 @@ struct be_table {
     int rise, fall;
     be_t **v; /* in insertion order; changed under the write lock */
     size_t n, cap;
-    unsigned rot; /* tie-break rotation (atomic) */
-    unsigned rr;  /* roundrobin cursor (atomic) */
+    unsigned rot;   /* tie-break rotation (atomic) */
+    unsigned rr;    /* roundrobin cursor (atomic) */
+    char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
+    size_t ndrained, capdrained;
 };
 
 #define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -339,6 +341,9 @@ void be_table_free(be_table_t *t)
         be_unref(t, t->v[i]);
     }
     free(t->v);
+    for (size_t i = 0; i < t->ndrained; i++)
+        free(t->drained[i]);
+    free(t->drained);
     pthread_rwlock_destroy(&t->lock);
     free(t);
 }
@@ -414,6 +419,9 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
     b->state = BE_UP;
     b->joined_ms = src == BE_DISCOVERED ? be_now_ms() : 0;
     b->refs = 1;
+    /* Set before any proxy thread can see it: a drained id never takes a
+     * connection between its return and the drain. */
+    b->admin_drain = be_admin_drained(t, id);
 
     pthread_rwlock_wrlock(&t->lock);
     if (t->n == t->cap) {
@@ -451,6 +459,58 @@ void be_remove(be_table_t *t, be_t *b)
         return;
     __atomic_store_n(&b->removed, 1, __ATOMIC_RELEASE);
     be_unref(t, b);
+}
+
+static long be_drained_index(const be_table_t *t, const char *id)
+{
+    for (size_t i = 0; i < t->ndrained; i++)
+        if (strcmp(t->drained[i], id) == 0)
+            return (long)i;
+    return -1;
+}
+
+int be_admin_drained(const be_table_t *t, const char *id)
+{
+    return be_drained_index(t, id) >= 0;
+}
+
+size_t be_admin_drained_count(const be_table_t *t)
+{
+    return t->ndrained;
+}
+
+const char *be_admin_drained_at(const be_table_t *t, size_t i)
+{
+    return i < t->ndrained ? t->drained[i] : NULL;
+}
+
+int be_admin_drain(be_table_t *t, const char *id, int on)
+{
+    long i = be_drained_index(t, id);
+    if (on && i < 0) {
+        if (t->ndrained >= BE_ADMIN_DRAINED_MAX)
+            return -1;
+        if (t->ndrained == t->capdrained) {
+            size_t cap = t->capdrained ? 2 * t->capdrained : 8;
+            char **v = realloc(t->drained, cap * sizeof(*v));
+            if (v == NULL)
+                return -1;
+            t->drained = v;
+            t->capdrained = cap;
+        }
+        if ((t->drained[t->ndrained] = strdup(id)) == NULL)
+            return -1;
+        t->ndrained++;
+    } else if (!on && i >= 0) {
+        free(t->drained[i]);
+        memmove(&t->drained[i], &t->drained[i + 1],
+                (t->ndrained - (size_t)i - 1) * sizeof(*t->drained));
+        t->ndrained--;
+    }
+    be_t *b = be_find(t, id);
+    if (b != NULL)
+        ST(&b->admin_drain, on ? 1 : 0);
+    return 0;
 }
 
 be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)

@@ -156,6 +156,23 @@ void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, i
 /* Main thread: forget the remote figures (worker key gone); back to local. */
 void be_clear_remote(be_t *b);
 
+/* Admin drains, kept by id: the operator's drain of a backend found through
+ * Redis must survive that worker leaving and coming back (a deploy, an
+ * expired key, a new address), so the table remembers drained ids until
+ * they are enabled, present or not, and be_add() applies them. Main thread
+ * only. */
+#define BE_ADMIN_DRAINED_MAX 4096
+
+/* Drains (on = 1) or enables (on = 0) id, and the backend of that id if
+ * present. 0, or -1 when on is 1 and BE_ADMIN_DRAINED_MAX ids are already
+ * drained, or without memory. */
+int be_admin_drain(be_table_t *t, const char *id, int on);
+/* Whether id is admin-drained (present or not). */
+int be_admin_drained(const be_table_t *t, const char *id);
+/* The drained ids, in the order they were drained (i < count). */
+size_t be_admin_drained_count(const be_table_t *t);
+const char *be_admin_drained_at(const be_table_t *t, size_t i);
+
 /* Iteration for the admin API, health checks and discovery (main thread,
  * or under the read lock). */
 void be_table_rdlock(be_table_t *t);

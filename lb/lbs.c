@@ -14,6 +14,8 @@ static const char *const lbs_err_names[LBS_ERR__COUNT] = {
     [LBS_ERR_TLS] = "tls",
     [LBS_ERR_OVERLOAD] = "overload",
     [LBS_ERR_RATE_LIMITED] = "rate_limited",
+    [LBS_ERR_NOT_FOUND] = "not_found",
+    [LBS_ERR_EVICTED] = "evicted",
 };
 
 const char *lbs_err_name(enum lbs_err e)

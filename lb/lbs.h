@@ -18,6 +18,8 @@ enum lbs_err {
     LBS_ERR_TLS,             /* TLS handshake failed */
     LBS_ERR_OVERLOAD,        /* shed: max-conns or EMFILE */
     LBS_ERR_RATE_LIMITED,    /* 429 */
+    LBS_ERR_NOT_FOUND,       /* 404: not a --route or --proxy-http path */
+    LBS_ERR_EVICTED,         /* over the cap: a silent connection closed to make room */
     LBS_ERR__COUNT
 };
 
@@ -30,6 +32,10 @@ typedef struct lbs {
     uint64_t bytes_out;  /* backend -> client */
     uint64_t errors[LBS_ERR__COUNT];
     met_hist_t *handshake_ms; /* accept to first byte of the backend's answer */
+    /* admin API connections closed before an answer (lb/acap.c) */
+    uint64_t admin_refused;   /* no room and nothing to displace */
+    uint64_t admin_evicted;   /* idle, displaced by a newcomer */
+    uint64_t admin_timed_out; /* no complete request within the deadline */
 } lbs_t;
 
 /* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */

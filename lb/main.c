@@ -22,6 +22,7 @@
 #include "log.h"
 #include "met.h"
 #include "proxy.h"
+#include "route.h"
 #include "sock.h"
 #include "tls.h"
 
@@ -34,9 +35,9 @@
 #endif
 
 typedef struct lb_opts {
-    cfg_list_t listen, tls_listen, backend, trusted_proxies;
+    cfg_list_t listen, tls_listen, backend, trusted_proxies, route, proxy_http;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level, *upstream_secret_file, *id;
+        *log_level, *log_format, *upstream_secret_file, *id;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst;
@@ -57,6 +58,7 @@ typedef struct lb {
     px_t *px;
     lim_t *lim;
     lim_cidrs_t trusted;
+    route_t *routes;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer grace;   /* shutdown deadline */
     ev_timer drained; /* polls for the last tunnel to end during shutdown */
@@ -203,6 +205,7 @@ int main(int argc, char **argv)
     o->health_path = "/healthz";
     o->redis_prefix = "wslb:";
     o->log_level = "info";
+    o->log_format = "text";
     o->health_interval_ms = 1000;
     o->rise = 2;
     o->fall = 2;
@@ -229,7 +232,7 @@ int main(int argc, char **argv)
         {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
         {"id", CFG_STR, &o->id, "NAME",
          "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "
-         "per lb process (default HOSTNAME-PID)",
+         "per lb process (default HOSTNAME-PID, a long host name cut and hashed)",
          0, 0},
         {"admin", CFG_STR, &o->admin, "HOST:PORT",
          "admin API listener (default 127.0.0.1:8081; empty = off)", 0, 0},
@@ -271,11 +274,17 @@ int main(int argc, char **argv)
          "peers whose X-Forwarded-For is appended to (others' is replaced), exempt from "
          "--limit-*; repeatable",
          0, 0},
+        {"route", CFG_LIST, &o->route, "PATH",
+         "websocket path proxied to the workers, exact match (default /eval)", 0, 0},
+        {"proxy-http", CFG_LIST, &o->proxy_http, "PREFIX",
+         "proxy plain HTTP requests under this path prefix too (default none)", 0, 0},
         {"upstream-secret-file", CFG_STR, &o->upstream_secret_file, "FILE",
          "send the file's first line as X-Upstream-Secret to the workers", 0, 0},
         {"access-log", CFG_BOOL, &o->access_log, NULL,
          "one log line per connection (on; --access-log=false turns it off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
+        {"log-format", CFG_STR, &o->log_format, "FORMAT",
+         "text|json: key=value lines or one JSON object per line (text)", 0, 0},
         CFG_END,
     };
 
@@ -301,14 +310,22 @@ int main(int argc, char **argv)
         goto out;
     }
     log_set_level(lvl);
+    enum log_format lfmt;
+    if (log_parse_format(o->log_format, &lfmt) < 0) {
+        fprintf(stderr, "lb: --log-format: unknown format '%s' (text or json)\n", o->log_format);
+        rc = 2;
+        goto out;
+    }
+    log_set_format(lfmt);
     if (o->id == NULL) {
         /* Unique per process: a restarted lb must not be taken for its
-         * predecessor, whose connections may still be open. */
-        char host[64] = "lb", idbuf[96];
-        (void)gethostname(host, sizeof(host) - 1);
+         * predecessor, whose connections may still be open. A long host
+         * name (Kubernetes pods reach 63 characters) is cut and hashed. */
+        char host[256] = "", idbuf[HTTP_ID_MAX + 1];
+        if (gethostname(host, sizeof(host) - 1) < 0)
+            host[0] = '\0';
         host[sizeof(host) - 1] = '\0';
-        snprintf(idbuf, sizeof(idbuf), "%s-%d", host, (int)getpid());
-        o->id = strdup(idbuf);
+        o->id = strdup(http_id_default(host, (long)getpid(), idbuf, sizeof(idbuf)));
     }
     if (o->id == NULL || !http_id_ok(o->id, strlen(o->id))) {
         fprintf(stderr, "lb: --id: 1-63 characters of A-Z a-z 0-9 . _ : -\n");
@@ -342,6 +359,29 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
+    }
+    lb->routes = route_create();
+    if (lb->routes == NULL) {
+        fprintf(stderr, "lb: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < o->route.n; i++) {
+        if (route_add_ws(lb->routes, o->route.v[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "lb: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < o->proxy_http.n; i++) {
+        if (route_add_http(lb->routes, o->proxy_http.v[i], err, sizeof(err)) < 0) {
+            fprintf(stderr, "lb: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (route_finish(lb->routes, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lb: %s\n", err);
+        goto out;
     }
     if (o->upstream_secret_file != NULL && *o->upstream_secret_file) {
         upstream_secret =
@@ -424,9 +464,14 @@ int main(int argc, char **argv)
         .trusted = lb->trusted.n ? &lb->trusted : NULL,
         .upstream_secret = upstream_secret,
         .lb_id = o->id,
+        .routes = lb->routes,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {
+        /* Another process on our port is a configuration error, as a bad
+         * flag is: exit 2, and never join it silently. */
+        if (errno == EADDRINUSE)
+            rc = 2;
         log_error("%s", err);
         goto out;
     }
@@ -467,6 +512,8 @@ int main(int argc, char **argv)
                              .open_reads = lb_is_loopback(o->admin)};
         lb->admin = admin_create(lb->loop, lb->table, &lb->stats, &ac, err, sizeof(err));
         if (lb->admin == NULL) {
+            if (errno == EADDRINUSE)
+                rc = 2;
             log_error("admin: %s", err);
             goto out;
         }
@@ -493,9 +540,10 @@ int main(int argc, char **argv)
             sock_addr_str(&sa, a2, sizeof(a2));
         if (lb->admin != NULL && admin_local_addr(lb->admin, &sa) == 0)
             sock_addr_str(&sa, a3, sizeof(a3));
-        log_info("lb %s listening on %s (tls %s), admin %s, algo %s, %ld thread(s), %zu static "
-                 "backend(s)%s%s; limits conns=%ld rate=%ld burst=%ld, %zu trusted network(s)%s",
-                 VERSION, a1, a2, a3, algo->name, o->threads, o->backend.n,
+        log_info("lb %s (id %s) listening on %s (tls %s), admin %s, algo %s, %ld thread(s), %zu "
+                 "static backend(s)%s%s; limits conns=%ld rate=%ld burst=%ld, %zu trusted "
+                 "network(s)%s",
+                 VERSION, o->id, a1, a2, a3, algo->name, o->threads, o->backend.n,
                  lb->disc ? ", redis " : "", lb->disc ? o->redis : "", o->limit_conns,
                  o->limit_rate, o->limit_burst, lb->trusted.n,
                  upstream_secret ? ", upstream secret set" : "");
@@ -515,6 +563,7 @@ out:
     met_free(lb->reg);
     lim_free(lb->lim);
     lim_cidrs_free(&lb->trusted);
+    route_free(lb->routes);
     free(token);
     if (upstream_secret != NULL)
         explicit_bzero(upstream_secret, strlen(upstream_secret));

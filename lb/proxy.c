@@ -8,7 +8,8 @@
  *   WAIT     request prefix (rewritten head + bytes read with it) sent from
  *            hbuf, backend's response head read into rbuf
  *   TUNNEL   bytes both ways until both sides are done
- *   REPLY    an answer of the lb's own (400, 408, 431, 502, 503) being sent
+ *   REPLY    an answer of the lb's own (400, 404, 408, 411, 429, 431, 502, 503)
+ *            being sent
  *   LINGER   after REPLY: reading and dropping until the client closes, so
  *            that closing with unread input does not reset the connection
  *            before the client has read the answer
@@ -44,10 +45,13 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "alog.h"
+#include "fwd.h"
 #include "log.h"
 #include "met.h"
 #include "sock.h"
 #include "ws.h"
+#include "wsf.h"
 
 #ifndef container_of
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
@@ -61,10 +65,12 @@
 #define PX_LINGER_S       2.0  /* REPLY + LINGER together */
 #define PX_FIN_TIMEOUT_S  30.0 /* a half-closed tunnel gets this long to finish */
 #define PX_ACCEPT_BACKOFF 0.1  /* after EMFILE/ENFILE */
-#define PX_ADDED_HEADERS  5 /* X-Forwarded-For/-Proto, X-Request-Id, X-Upstream-Secret, X-Lb-Id */
 #define PX_ACCEPT_BATCH   64
 #define PX_BACKLOG        4096
-#define PX_FD_RESERVE     32 /* descriptors kept from client connections */
+#define PX_FD_RESERVE     32            /* descriptors kept from client connections */
+#define PX_EVICT_AGE_NS   1000000000ull /* over the cap, a silent connection this old makes way */
+
+enum { PX_WS_BY_NONE = 0, PX_WS_BY_CLIENT, PX_WS_BY_BACKEND };
 
 enum px_phase { PX_TLS_HS, PX_HEAD, PX_CONNECT, PX_WAIT, PX_TUNNEL, PX_REPLY, PX_LINGER };
 
@@ -85,6 +91,11 @@ enum px_reason {
     PX_R_SHUTDOWN,
     PX_R_NO_MEMORY,
     PX_R_RATE_LIMITED,
+    PX_R_NOT_FOUND,
+    PX_R_CLIENT_CLOSE,
+    PX_R_BACKEND_CLOSE,
+    PX_R_BACKEND_LOST,
+    PX_R_EVICTED,
     PX_R__COUNT
 };
 
@@ -105,6 +116,11 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_SHUTDOWN] = "shutdown",
     [PX_R_NO_MEMORY] = "no_memory",
     [PX_R_RATE_LIMITED] = "rate_limited",
+    [PX_R_NOT_FOUND] = "not_found",
+    [PX_R_CLIENT_CLOSE] = "client_close",
+    [PX_R_BACKEND_CLOSE] = "backend_close",
+    [PX_R_BACKEND_LOST] = "backend_lost",
+    [PX_R_EVICTED] = "evicted",
 };
 
 typedef struct px_side {
@@ -122,7 +138,8 @@ typedef struct px_side {
 struct px_thread;
 
 typedef struct px_conn {
-    struct px_conn *prev, *next; /* the thread's list, for shutdown */
+    struct px_conn *prev, *next;       /* the thread's list, for shutdown */
+    struct px_conn *hq_prev, *hq_next; /* the thread's connections still without a head */
     struct px_thread *th;
     px_side_t a; /* client */
     px_side_t b; /* backend */
@@ -155,12 +172,16 @@ typedef struct px_conn {
     unsigned rd_hint_a : 1; /* this event said the client socket is readable */
     unsigned rd_hint_b : 1; /* ... the backend socket */
     unsigned ws : 1;        /* the tunnel is a websocket (the backend said 101) */
-    unsigned ws_closed : 1; /* the backend sent a close frame */
+    unsigned lb_closed : 1; /* the lb put its own close frame toward the client */
+    unsigned ws_route : 1;  /* routed as a websocket upgrade (else a plain request) */
+    unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
+    unsigned in_hq : 1;     /* on the thread's hq list */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
-    uint8_t wsf_hlen;       /* bytes of the current backend frame header seen so far */
-    uint8_t wsf_hdr[14];
-    uint64_t wsf_left;    /* payload bytes of the current backend frame still to pass */
-    uint16_t retry_after; /* seconds, with limited */
+    uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
+    wsf_t wsb;              /* frames backend -> client */
+    wsf_t wsc;              /* frames client -> backend */
+    uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
+    uint16_t retry_after;   /* seconds, with limited */
     lim_key_t lim_key;
     char reqid[17];
     char req[48]; /* "METHOD path", truncated, for the access log */
@@ -186,6 +207,7 @@ typedef struct px_thread {
     int reserve_fd;   /* spare descriptor, given up to turn clients away at EMFILE */
     int accepting;
     px_conn_t *conns;
+    px_conn_t *hq_first, *hq_last; /* connections without a complete head, oldest first */
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
@@ -200,89 +222,6 @@ struct px {
     int stop_accept; /* atomics: set by any thread, acted on by each loop */
     int shutdown;
 };
-
-/* ---- request head rewriting (pure) ------------------------------------- */
-
-/* End (one past the LF) of the header line that holds hd, or NULL. */
-static const char *px_line_end(const http_header_t *hd, const char *end)
-{
-    const char *from = hd->value.p + hd->value.n;
-    if (from < hd->name.p || from > end)
-        return NULL;
-    const char *nl = memchr(from, '\n', (size_t)(end - from));
-    return nl ? nl + 1 : NULL;
-}
-
-int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
-                    buf_t *out)
-{
-    const char *end = data + h->head_len;
-    const char *p = data;
-
-    if (h->head_len == 0 || h->head_len > len)
-        return -1;
-    /* http-parser skips blank lines before the request line; so do we. */
-    while (p < end && (*p == '\r' || *p == '\n'))
-        p++;
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (nl == NULL)
-        return -1;
-    if (buf_append(out, p, (size_t)(nl + 1 - p)) < 0)
-        return -1;
-
-    int have_xff = 0, have_proto = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        const http_header_t *hd = &h->headers[i];
-        const char *le = px_line_end(hd, end);
-        if (le == NULL)
-            return -1;
-        if (http_str_caseeq(hd->name, "X-Forwarded-For")) {
-            have_xff |= hd->value.n > 0;
-            continue;
-        }
-        if (http_str_caseeq(hd->name, "X-Upstream-Secret") || http_str_caseeq(hd->name, "X-Lb-Id"))
-            continue;
-        /* The request id is always ours: it is the one in the access log. */
-        if (http_str_caseeq(hd->name, "X-Request-Id"))
-            continue;
-        if (http_str_caseeq(hd->name, "X-Forwarded-Proto")) {
-            if (!fwd->trusted || hd->value.n == 0)
-                continue;
-            have_proto = 1;
-        }
-        if (buf_append(out, hd->name.p, (size_t)(le - hd->name.p)) < 0)
-            return -1;
-    }
-
-    if (buf_append_str(out, "X-Forwarded-For: ") < 0)
-        return -1;
-    if (have_xff && fwd->trusted) {
-        /* Several lines of a list header are one list (RFC 9110 5.3). */
-        for (size_t i = 0; i < h->nheaders; i++) {
-            const http_header_t *hd = &h->headers[i];
-            if (!http_str_caseeq(hd->name, "X-Forwarded-For") || hd->value.n == 0)
-                continue;
-            if (buf_append(out, hd->value.p, hd->value.n) < 0 || buf_append_str(out, ", ") < 0)
-                return -1;
-        }
-    }
-    if (buf_printf(out, "%s\r\n", fwd->client_ip) < 0)
-        return -1;
-    if (!have_proto && buf_printf(out, "X-Forwarded-Proto: %s\r\n", fwd->proto) < 0)
-        return -1;
-    if (buf_printf(out, "X-Request-Id: %s\r\n", fwd->request_id) < 0)
-        return -1;
-    if (fwd->upstream_secret != NULL &&
-        buf_printf(out, "X-Upstream-Secret: %s\r\n", fwd->upstream_secret) < 0)
-        return -1;
-    if (fwd->lb_id != NULL && buf_printf(out, "X-Lb-Id: %s\r\n", fwd->lb_id) < 0)
-        return -1;
-    if (buf_append_str(out, "\r\n") < 0)
-        return -1;
-    if (len > h->head_len && buf_append(out, end, len - h->head_len) < 0)
-        return -1;
-    return 0;
-}
 
 size_t px_conn_idle_bytes(void)
 {
@@ -310,6 +249,38 @@ static void px_close(px_conn_t *c, enum px_reason r)
 {
     px_set_reason(c, r);
     c->closing = 1;
+}
+
+/* The hq list: connections that have not sent a complete request head, in
+ * accept order, so that over the connection cap the oldest silent one can
+ * make way for a newcomer (px_conn_new). */
+static void px_hq_add(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    c->hq_prev = th->hq_last;
+    c->hq_next = NULL;
+    if (th->hq_last)
+        th->hq_last->hq_next = c;
+    else
+        th->hq_first = c;
+    th->hq_last = c;
+    c->in_hq = 1;
+}
+
+static void px_hq_del(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    if (!c->in_hq)
+        return;
+    if (c->hq_prev)
+        c->hq_prev->hq_next = c->hq_next;
+    else
+        th->hq_first = c->hq_next;
+    if (c->hq_next)
+        c->hq_next->hq_prev = c->hq_prev;
+    else
+        th->hq_last = c->hq_prev;
+    c->in_hq = 0;
 }
 
 /* Reads from one side. >0 bytes, 0 on EOF, -1 with errno (EAGAIN = retry
@@ -489,6 +460,7 @@ static void px_conn_free(px_conn_t *c)
     ev_io_stop(th->loop, &c->a.io);
     ev_io_stop(th->loop, &c->b.io);
     ev_timer_stop(th->loop, &c->timer);
+    px_hq_del(c);
 
     if (px->cfg.access_log) {
         char host[SOCK_ADDRSTRLEN] = "-";
@@ -497,16 +469,19 @@ static void px_conn_free(px_conn_t *c)
         memcpy(&pa.ss, &c->peer, sizeof(c->peer));
         pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
         sock_addr_str(&pa, host, sizeof(host));
-        double ms = (double)(px_now_ns() - c->start_ns) / 1e6;
-        char status[8] = "-";
-        if (c->status)
-            snprintf(status, sizeof(status), "%u", c->status);
-        log_info("access client=%s backend=%s req=\"%s\" status=%s ms=%.1f in=%llu out=%llu "
-                 "reason=%s id=%s%s",
-                 host, c->be ? c->be->id : "-", c->req[0] ? c->req : "-", status, ms,
-                 (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-                 px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
-                 c->reqid[0] ? c->reqid : "-", c->tls ? " tls" : "");
+        alog_rec_t r = {
+            .client = host,
+            .backend = c->be ? c->be->id : NULL,
+            .req = c->req[0] ? c->req : NULL,
+            .status = c->status,
+            .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
+            .in = c->bytes_in,
+            .out = c->bytes_out,
+            .reason = px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
+            .id = c->reqid[0] ? c->reqid : NULL,
+            .tls = c->tls,
+        };
+        alog_write(&r);
     }
 
     if (c->a.ssl != NULL)
@@ -571,6 +546,7 @@ static void px_reply_ex(px_conn_t *c, int status, int err, enum px_reason r, con
 
     if (err >= 0)
         lbs_inc(&px->stats->errors[err]);
+    px_hq_del(c);
     px_set_reason(c, r);
     c->status = (uint16_t)status;
     px_close_backend_fd(c);
@@ -598,59 +574,40 @@ static void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const 
 
 /* ---- websocket frame tracking ----------------------------------------------- */
 
-/* Follows the frame boundaries of the backend -> client direction of a
- * websocket tunnel, so that the lb can speak to the client itself at a
- * boundary: a close frame when the worker dies or the lb shuts down, instead
- * of a bare TCP close. Payload bytes are skipped, not looked at; headers are
- * collected byte by byte, which is cheap next to the read that brought them.
- * A backend frame is unmasked, so its header is at most 10 bytes; a masked or
- * malformed one stops the tracking (the lb then never injects anything). */
-static void px_ws_track(px_conn_t *c, const uint8_t *p, size_t n)
+/* Where bytes pass from one side to the other: a websocket's frames are
+ * followed both ways (lb/wsf.c), the backend's so the lb can speak to the
+ * client between two of them, both so the access log can say whose close
+ * frame came first. A websocket route's client bytes are followed from the
+ * start, frames sent before the 101 included. */
+static void px_pass(px_conn_t *c, int upstream, const char *p, size_t n)
 {
-    while (n > 0 && c->ws) {
-        if (c->wsf_left > 0) {
-            size_t k = c->wsf_left < n ? (size_t)c->wsf_left : n;
-            c->wsf_left -= k;
-            p += k;
-            n -= k;
-            continue;
-        }
-        c->wsf_hdr[c->wsf_hlen++] = *p++;
-        n--;
-        if (c->wsf_hlen < 2)
-            continue;
-        uint8_t len7 = c->wsf_hdr[1] & 0x7f;
-        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
-        if (c->wsf_hdr[1] & 0x80) {
-            c->ws = 0; /* masked: not a server's frame; stop following */
-            return;
-        }
-        if (c->wsf_hlen < need)
-            continue;
-        uint64_t len = len7;
-        if (len7 == 126)
-            len = (uint64_t)c->wsf_hdr[2] << 8 | c->wsf_hdr[3];
-        else if (len7 == 127)
-            for (int i = 2; i < 10; i++)
-                len = (len << 8) | c->wsf_hdr[i];
-        if ((c->wsf_hdr[0] & 0x0f) == WS_OP_CLOSE)
-            c->ws_closed = 1;
-        c->wsf_left = len;
-        c->wsf_hlen = 0;
-    }
-}
-
-static inline void px_pass(px_conn_t *c, int upstream, const char *p, size_t n)
-{
-    if (!upstream && c->ws)
-        px_ws_track(c, (const uint8_t *)p, n);
+    wsf_t *t = upstream ? &c->wsc : &c->wsb;
+    if (!(upstream ? c->ws_route : c->ws) || t->lost)
+        return;
+    wsf_feed(t, upstream, (const uint8_t *)p, n);
+    if (t->close && c->ws_first == PX_WS_BY_NONE)
+        c->ws_first = upstream ? PX_WS_BY_CLIENT : PX_WS_BY_BACKEND;
 }
 
 /* True when the lb may put a frame of its own toward the client: a websocket
  * tunnel between two backend frames whose backend has not closed it. */
 static int px_ws_at_boundary(const px_conn_t *c)
 {
-    return c->ws && !c->ws_closed && c->wsf_left == 0 && c->wsf_hlen == 0;
+    return c->ws && !c->wsb.close && !c->lb_closed && wsf_at_boundary(&c->wsb);
+}
+
+/* Why a tunnel ends when side `up` (1 = client) sends EOF: a websocket says
+ * who closed it (whose close frame came first, or a worker connection that
+ * ended without one: the worker died); anything else says who hung up. */
+static enum px_reason px_eof_reason(const px_conn_t *c, int up)
+{
+    if (c->ws && c->ws_first == PX_WS_BY_CLIENT)
+        return PX_R_CLIENT_CLOSE;
+    if (c->ws && c->ws_first == PX_WS_BY_BACKEND)
+        return PX_R_BACKEND_CLOSE;
+    if (up)
+        return PX_R_CLIENT_EOF;
+    return c->ws ? PX_R_BACKEND_LOST : PX_R_BACKEND_EOF;
 }
 
 /* Ends a websocket tunnel that is at a frame boundary with a close frame
@@ -667,7 +624,7 @@ static void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enu
         px_close(c, PX_R_NO_MEMORY);
         return;
     }
-    c->ws_closed = 1;
+    c->lb_closed = 1;
     c->phase = PX_REPLY;
     px_timer(c, PX_LINGER_S);
     px_flush_reply(c);
@@ -783,6 +740,52 @@ static void px_kick_tls(px_conn_t *c)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
+/* Lines fwd_rewrite_head adds to c's request. */
+static size_t px_added_lines(const px_conn_t *c, int close)
+{
+    const px_config_t *cfg = &c->th->px->cfg;
+    return FWD_BASE_LINES + (cfg->upstream_secret != NULL) + (cfg->lb_id != NULL) + (close != 0);
+}
+
+/* Decides what the public port does with a complete head, in this order:
+ * (1) a websocket upgrade on a --route path is proxied; (2) a plain request
+ * under a --proxy-http prefix is proxied, one per connection; (3) static
+ * files (see the mark below); (4) the lb answers 404. 0 when the request
+ * goes to a backend (c->ws_route says how), -1 when c was answered. */
+static int px_route(px_conn_t *c, const http_head_t *h)
+{
+    px_t *px = c->th->px;
+
+    switch (route_decide(px->cfg.routes, h)) {
+    case ROUTE_WS:
+        c->ws_route = 1;
+        break;
+    case ROUTE_HTTP:
+        /* The lb follows a plain request's body only by its Content-Length:
+         * a chunked one could carry a second request past the route check. */
+        if (h->chunked) {
+            px_reply(c, 411, LBS_ERR_BAD_REQUEST, PX_R_BAD_REQUEST, "length required");
+            return -1;
+        }
+        c->up_capped = 1;
+        c->up_left = h->has_content_length ? h->content_length : 0;
+        break;
+    case ROUTE_NONE:
+        /* (3) --static DIR hooks in here: GET and HEAD of a path that is no
+         * route are answered from files before the 404 below. */
+        px_reply(c, 404, LBS_ERR_NOT_FOUND, PX_R_NOT_FOUND, "not found");
+        return -1;
+    }
+    /* A worker parses at most HTTP_MAX_HEADERS lines: with the lb's own
+     * added, a head that would exceed that gets its 431 here, from the lb. */
+    if (h->nheaders + px_added_lines(c, !c->ws_route) > HTTP_MAX_HEADERS) {
+        px_reply(c, 431, LBS_ERR_HEAD_TOO_LARGE, PX_R_HEAD_TOO_LARGE,
+                 "request header fields too large");
+        return -1;
+    }
+    return 0;
+}
+
 /* The client's head is complete in hbuf. */
 static void px_head_done(px_conn_t *c, const http_head_t *h)
 {
@@ -790,6 +793,7 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     char ip[SOCK_ADDRSTRLEN];
     sock_addr_t pa;
 
+    px_hq_del(c);
     snprintf(c->req, sizeof(c->req), "%.*s %.*s", (int)h->method_str.n, h->method_str.p,
              (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
     c->is_get = http_str_eq(h->method_str, "GET");
@@ -797,6 +801,10 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
         px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
         return;
     }
+    if (px_route(c, h) < 0)
+        return;
+    if (buf_size(&c->hbuf) > h->head_len) /* frames sent with the upgrade */
+        px_pass(c, 1, buf_head(&c->hbuf) + h->head_len, buf_size(&c->hbuf) - h->head_len);
     snprintf(c->reqid, sizeof(c->reqid), "%06x%02x%08x", th->rid_rand & 0xffffff,
              (unsigned)th->idx & 0xff, ++th->rid_seq);
     memset(&pa, 0, sizeof(pa));
@@ -804,17 +812,24 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
     if (sock_addr_host(&pa, ip, sizeof(ip)) == NULL)
         snprintf(ip, sizeof(ip), "unknown");
-    px_fwd_t fwd = {.client_ip = ip,
-                    .proto = c->tls ? "https" : "http",
-                    .request_id = c->reqid,
-                    .trusted = c->trusted,
-                    .upstream_secret = th->px->cfg.upstream_secret,
-                    .lb_id = th->px->cfg.lb_id};
+    fwd_t fwd = {.client_ip = ip,
+                 .proto = c->tls ? "https" : "http",
+                 .request_id = c->reqid,
+                 .trusted = c->trusted,
+                 .upstream_secret = th->px->cfg.upstream_secret,
+                 .lb_id = th->px->cfg.lb_id,
+                 .close = !c->ws_route,
+                 .body_max = (size_t)c->up_left};
     buf_t nb = BUF_INIT;
-    if (px_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
+    if (fwd_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
         buf_free(&nb);
         px_close(c, PX_R_NO_MEMORY);
         return;
+    }
+    /* What came with the head counts against the body it may carry. */
+    if (c->up_capped) {
+        size_t extra = buf_size(&c->hbuf) - h->head_len;
+        c->up_left -= extra < c->up_left ? extra : c->up_left;
     }
     buf_free(&c->hbuf);
     c->hbuf = nb;
@@ -857,10 +872,7 @@ static void px_read_head(px_conn_t *c)
             px_reply(c, 400, LBS_ERR_BAD_REQUEST, PX_R_BAD_REQUEST, "bad request");
             return;
         }
-        /* The lb adds up to PX_ADDED_HEADERS lines; a request that would then
-         * exceed what a worker parses gets its 431 here, from the lb. */
-        if (r == HTTP_PARSE_TOO_LARGE || r == HTTP_PARSE_TOO_MANY ||
-            h.nheaders + PX_ADDED_HEADERS > HTTP_MAX_HEADERS) {
+        if (r == HTTP_PARSE_TOO_LARGE || r == HTTP_PARSE_TOO_MANY) {
             px_reply(c, 431, LBS_ERR_HEAD_TOO_LARGE, PX_R_HEAD_TOO_LARGE,
                      "request header fields too large");
             return;
@@ -925,6 +937,20 @@ static void px_response(px_conn_t *c, const http_head_t *h)
         px_try_backend(c);
         return;
     }
+    /* Only a websocket route may become a tunnel of another protocol: a 101
+     * to a plain request (whose Upgrade the lb dropped) would open one to
+     * the backend past every route. */
+    if (h->status == 101 && !c->ws_route) {
+        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", c->be->id);
+        px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "backend failed");
+        return;
+    }
+    /* An upgrade the backend refused is one answer: what the client sends
+     * after it must not reach the backend as a new, unrouted request. */
+    if (h->status != 101 && c->ws_route) {
+        c->up_capped = 1;
+        c->up_left = 0;
+    }
     be_report_success(px->table, c->be);
     c->status = (uint16_t)h->status;
     if (h->status == 101)
@@ -938,8 +964,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
         c->ws = http_header_has_token(h, "Upgrade", "websocket");
         /* Frames the backend sent right behind its 101 (the worker's hello). */
         if (buf_size(&c->rbuf) > h->head_len)
-            px_ws_track(c, (const uint8_t *)buf_head(&c->rbuf) + h->head_len,
-                        buf_size(&c->rbuf) - h->head_len);
+            px_pass(c, 0, buf_head(&c->rbuf) + h->head_len, buf_size(&c->rbuf) - h->head_len);
     }
     size_t n = buf_size(&c->rbuf);
     c->bytes_out += n;
@@ -994,14 +1019,12 @@ static void px_read_response(px_conn_t *c)
 
 /* ---- tunnel ------------------------------------------------------------------ */
 
-/* Where bytes pass from one side to the other: the place to track websocket
- * frame boundaries later (to inject pings or a 1001 close when draining).
- * Doing nothing costs nothing. */
+/* Why a connection ends when reading or writing side s failed for good. */
 static enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s)
 {
-    if (s == &c->a)
-        return s->rd_eof ? PX_R_CLIENT_EOF : PX_R_CLIENT_RESET;
-    return s->rd_eof ? PX_R_BACKEND_EOF : PX_R_BACKEND_RESET;
+    if (s->rd_eof)
+        return px_eof_reason(c, s == &c->a);
+    return s == &c->a ? PX_R_CLIENT_RESET : PX_R_BACKEND_RESET;
 }
 
 /* A write to s failed for good. Before the response head a backend write
@@ -1054,6 +1077,27 @@ static int px_flush(px_conn_t *c, px_side_t *s)
     return 0;
 }
 
+/* Sends n bytes toward y: straight from the scratch buffer when nothing is
+ * queued (direct), the rest into y's queue. 0, or -1 when c failed. */
+static int px_forward(px_conn_t *c, px_side_t *y, const char *p, size_t n, int direct)
+{
+    size_t off = 0;
+    if (direct) {
+        ssize_t w = px_swrite(y, p, n);
+        if (w > 0) {
+            off = (size_t)w;
+        } else if (errno != EAGAIN) {
+            px_write_failed(c, y);
+            return -1;
+        }
+    }
+    if (off < n && buf_append(&y->out, p + off, n - off) < 0) {
+        px_close(c, PX_R_NO_MEMORY);
+        return -1;
+    }
+    return 0;
+}
+
 /* Moves bytes from x to y while y's queue has room. 0 or -1 (failed). */
 static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
 {
@@ -1081,20 +1125,22 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
                 break;
             if (!up && c->phase == PX_WAIT)
                 px_backend_failed(c, LBS_ERR_CONNECT, strerror(errno));
-            else if (!up && px_ws_at_boundary(c))
+            else if (!up && px_ws_at_boundary(c) && !c->wsc.close)
                 px_ws_backend_gone(c, PX_R_BACKEND_RESET);
             else
                 px_close(c, px_reset_reason(c, x));
             return -1;
         }
-        if (n == 0 && !up && c->phase == PX_TUNNEL && px_ws_at_boundary(c)) {
-            px_ws_backend_gone(c, PX_R_BACKEND_EOF);
+        /* The worker went away without closing the websocket: the client
+         * gets a 1014 it can reconnect on, unless it is closing it itself. */
+        if (n == 0 && !up && c->phase == PX_TUNNEL && px_ws_at_boundary(c) && !c->wsc.close) {
+            px_ws_backend_gone(c, px_eof_reason(c, 0));
             return -1;
         }
         if (n == 0) {
             x->rd_eof = 1;
             y->shut_pending = 1;
-            px_set_reason(c, up ? PX_R_CLIENT_EOF : PX_R_BACKEND_EOF);
+            px_set_reason(c, px_eof_reason(c, up));
             if (up && c->phase == PX_WAIT)
                 c->retryable = 0; /* a replay could not repeat the half-close timing */
             if (c->phase == PX_TUNNEL)
@@ -1105,28 +1151,23 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         if (up) {
             c->bytes_in += (uint64_t)n;
             lbs_add(&px->stats->bytes_in, (uint64_t)n);
-            if (c->phase == PX_WAIT)
-                c->retryable = 0;
         } else {
             c->bytes_out += (uint64_t)n;
             lbs_add(&px->stats->bytes_out, (uint64_t)n);
         }
         px_pass(c, up, sc, (size_t)n);
-        size_t off = 0;
-        /* Fast path: straight from the scratch buffer to the other socket. */
-        if (q == 0) {
-            ssize_t w = px_swrite(y, sc, (size_t)n);
-            if (w > 0) {
-                off = (size_t)w;
-            } else if (errno != EAGAIN) {
-                px_write_failed(c, y);
-                return -1;
-            }
+        size_t fwd = (size_t)n;
+        if (up && c->up_capped) {
+            /* Past a plain request's body: read (to see the client's EOF)
+             * and drop. */
+            if (fwd > c->up_left)
+                fwd = (size_t)c->up_left;
+            c->up_left -= fwd;
         }
-        if (off < (size_t)n && buf_append(&y->out, sc + off, (size_t)n - off) < 0) {
-            px_close(c, PX_R_NO_MEMORY);
+        if (up && fwd > 0 && c->phase == PX_WAIT)
+            c->retryable = 0;
+        if (fwd > 0 && px_forward(c, y, sc, fwd, q == 0) < 0)
             return -1;
-        }
         budget -= (size_t)n < budget ? (size_t)n : budget;
         /* A short read from a stream socket emptied its receive queue: the
          * next read would be EAGAIN (HAProxy makes the same bet). */
@@ -1322,8 +1363,19 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
     long cap = px_fd_cap(px);
     if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
         cap = px->cfg.max_conns;
-    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap)
-        c->shed = 1;
+    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
+        /* Over the cap, this thread's oldest connection that has sent no
+         * complete request for a while makes way, as on the admin API
+         * (lb/acap.c): silent connections cannot lock real requests out. */
+        px_conn_t *v = th->hq_first;
+        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
+            lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
+            px_close(v, PX_R_EVICTED);
+            px_after(v); /* not inside any of v's callbacks: frees it */
+        } else {
+            c->shed = 1;
+        }
+    }
     c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
     if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
@@ -1346,6 +1398,7 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
         c->phase = PX_HEAD;
     }
     px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    px_hq_add(c);
     if (c->limited && !tls) {
         /* Not inside any of c's callbacks: px_after may free it. */
         px_reply_limited(c);
@@ -1535,11 +1588,22 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
     return 0;
 }
 
+/* Checks that nothing listens on any of the n addresses yet (see
+ * px_create). 0, or -1 with errno and err. */
+static int px_probe(const sock_addr_t *addrs, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sock_probe_free(&addrs[i], err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen)
 {
     size_t n = cfg->nlisten + cfg->ntls_listen;
     sock_addr_t *addrs = NULL;
     int *tls = NULL;
+    int fail_errno = 0;
     px_t *p = calloc(1, sizeof(*p));
 
     if (p == NULL)
@@ -1576,6 +1640,11 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         }
     }
 
+    if (!cfg->takeover && px_probe(addrs, n, err, errlen) < 0) {
+        fail_errno = errno;
+        goto fail;
+    }
+
     uint32_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint32_t)getpid() ^ (uint32_t)px_now_ns();
@@ -1605,6 +1674,7 @@ fail:
     free(addrs);
     free(tls);
     px_free(p);
+    errno = fail_errno;
     return NULL;
 }
 

@@ -5,11 +5,12 @@
  * backend's response head and then tunnel bytes both ways until either side
  * is done.
  *
- * Plain HTTP requests use the same path: after the backend's response head
- * the connection is a tunnel, so further requests on a keep-alive client
- * connection go to the same backend without new X-Forwarded-* headers (the
- * tunnel mode HAProxy calls "http-tunnel"). The worker closes after each plain
- * response, so in practice each request is its own connection. */
+ * Only routed requests reach a backend (lb/route.h): websocket upgrades on
+ * --route paths and plain requests under --proxy-http prefixes; the rest is
+ * the lb's 404. A plain request uses the same path, one per connection: the
+ * backend gets it with Connection: close and only its own body, so nothing
+ * the client sends after it can reach the backend unrouted (HAProxy's
+ * "httpclose"). */
 #ifndef LB_PROXY_H
 #define LB_PROXY_H
 
@@ -21,6 +22,7 @@
 #include "http.h"
 #include "lbs.h"
 #include "lim.h"
+#include "route.h"
 #include "tls.h"
 
 typedef struct px px_t;
@@ -52,12 +54,22 @@ typedef struct px_config {
     /* Sent as X-Lb-Id with every request, so that workers count connections
      * per lb (see disc.h); NULL = none. Not owned. */
     const char *lb_id;
+    /* What is proxied (--route, --proxy-http); NULL = websocket upgrades on
+     * /eval only. Everything else is answered 404. Not owned. */
+    const route_t *routes;
+    /* A deliberate takeover of another lb's listeners (--takeover, to come):
+     * skips the check that nothing listens on the addresses yet. */
+    int takeover;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration
- * errors show up before anything runs. table, stats, cfg->tls, cfg->lim,
- * cfg->trusted and cfg->upstream_secret must outlive the px_t; the listen
- * addresses are parsed here and not kept. NULL with err on failure. */
+ * errors show up before anything runs. Unless cfg->takeover, each address
+ * must be free first: SO_REUSEPORT would otherwise let this lb silently
+ * share a port with another running lb, each getting part of the clients.
+ * Then NULL with errno EADDRINUSE and "address in use: HOST:PORT". table,
+ * stats, cfg->tls, cfg->lim, cfg->trusted, cfg->upstream_secret and
+ * cfg->routes must outlive the px_t; the listen addresses are parsed here
+ * and not kept. NULL with err on failure (errno 0 unless said above). */
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen);
 /* Starts the threads. */
 int px_start(px_t *p, char *err, size_t errlen);
@@ -71,33 +83,6 @@ void px_free(px_t *p);
 /* The address the first plain (tls=0) or TLS (tls=1) listener is bound to,
  * useful with port 0. -1 if there is none. */
 int px_listen_addr(px_t *p, int tls, sock_addr_t *out);
-
-/* What px_rewrite_head() adds to a request. */
-typedef struct px_fwd {
-    const char *client_ip;       /* becomes X-Forwarded-For */
-    const char *proto;           /* "http" or "https": X-Forwarded-Proto */
-    const char *request_id;      /* X-Request-Id */
-    int trusted;                 /* the client is a trusted proxy (see below) */
-    const char *upstream_secret; /* X-Upstream-Secret to add; NULL = none */
-    const char *lb_id;           /* X-Lb-Id to add; NULL = none */
-} px_fwd_t;
-
-/* Pure: appends to out the request head in data[0..h->head_len) (parsed into
- * h by http_parse_request) with X-Forwarded-For, X-Forwarded-Proto and
- * X-Request-Id set, followed by data[h->head_len..len) unchanged.
- *
- * The backend must be able to believe these headers, so by default whatever
- * the client sent under those names is dropped and replaced by one line
- * each. From a trusted proxy (fwd->trusted) the client's X-Forwarded-For
- * lines are merged into one with the client address appended ("theirs,
- * ip"), and its X-Forwarded-Proto is kept (added only when missing): it
- * knows the original scheme. X-Request-Id is always the lb's own, the one
- * its access log shows.
- * X-Upstream-Secret and X-Lb-Id from the client are always dropped; the
- * lb's own (fwd->upstream_secret, fwd->lb_id) are added last. Every other byte passes
- * untouched. Returns 0, or -1 on allocation failure. */
-int px_rewrite_head(const char *data, size_t len, const http_head_t *h, const px_fwd_t *fwd,
-                    buf_t *out);
 
 /* Bytes one connection costs the lb while its tunnel is idle (for tests and
  * the docs): the connection struct, no buffers. */

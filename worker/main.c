@@ -217,6 +217,7 @@ int main(int argc, char **argv)
     c->output_kb = 1024;
     c->max_message_kb = 1024;
     c->drain_s = 30;
+    char *log_format = "text";
     const cfg_opt_t opts[] = {
         {"listen", CFG_STR, &c->listen, "HOST:PORT", "address to serve on (127.0.0.1:9001)", 0, 0},
         {"id", CFG_STR, &c->id, "NAME", "worker id in hello and Redis (default: HOST:PORT)", 0, 0},
@@ -241,6 +242,8 @@ int main(int argc, char **argv)
         {"upstream-secret-file", CFG_STR, &c->upstream_secret_file, "FILE",
          "require this secret in X-Upstream-Secret on upgrades", 0, 0},
         {"log-level", CFG_STR, &c->log_level, "LEVEL", "debug|info|warn|error (info)", 0, 0},
+        {"log-format", CFG_STR, &log_format, "FORMAT",
+         "text|json: plain lines or one JSON object per line (text)", 0, 0},
         CFG_END,
     };
     char err[512];
@@ -266,6 +269,13 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(lvl);
+    enum log_format lfmt;
+    if (log_parse_format(log_format, &lfmt) < 0) {
+        fprintf(stderr, "worker: --log-format: unknown format '%s' (text or json)\n", log_format);
+        cfg_free(opts);
+        return 2;
+    }
+    log_set_format(lfmt);
     if (c->queue < 0)
         c->queue = 4 * c->max_evals;
 

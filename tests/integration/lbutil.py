@@ -11,6 +11,7 @@ reports and printed when a test failed.
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -134,6 +135,10 @@ def lb_factory(request):
 
     def start_lb(args=(), ready=True, **flags):
         flags.setdefault("grace_s", 2)
+        # The lb proxies only the websocket routes it is given (/eval by
+        # default); tests also use the workers' /echo. route=None gives the
+        # lb's own default. Plain HTTP needs proxy_http=PREFIX.
+        flags.setdefault("route", ["/eval", "/echo"])
         lb = Lb(exe, tmpdir, dict(flags), args, env, "lb%d" % len(lbs))
         lbs.append(lb)
         if ready:
@@ -317,3 +322,62 @@ def wait_port_free_of(addr, deadline=5.0):
 
 def now():
     return time.monotonic()
+
+
+# ---- access log ---------------------------------------------------------------------------
+
+_TEXT_FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)(?:=("(?:[^"\\]|\\.)*"|[^ "\\]*))?')
+
+
+def _text_unescape(v):
+    """The bytes behind a text-format value (\\\\, \\" and \\xHH escapes)."""
+    if v.startswith('"'):
+        v = v[1:-1]
+    out = bytearray()
+    i = 0
+    while i < len(v):
+        if v[i] == "\\":
+            if v[i + 1] == "x":
+                out.append(int(v[i + 2:i + 4], 16))
+                i += 4
+                continue
+            out += v[i + 1].encode()
+            i += 2
+            continue
+        out += v[i].encode()
+        i += 1
+    return bytes(out)
+
+
+def parse_text_event(line, event="access"):
+    """A text-format structured line -> {key: bytes or True}. Strict: single
+    spaces between fields, no key twice, so a forged field fails here."""
+    _, sep, rest = line.partition(": %s " % event)
+    assert sep, "not a %s line: %r" % (event, line)
+    fields = {}
+    pos = 0
+    while pos < len(rest):
+        m = _TEXT_FIELD.match(rest, pos)
+        assert m and m.end() > pos, "unparsable at %d: %r" % (pos, rest)
+        key = m.group(1)
+        assert key not in fields, "field %s twice in %r" % (key, line)
+        fields[key] = _text_unescape(m.group(2)) if m.group(2) is not None else True
+        pos = m.end()
+        if pos < len(rest):
+            assert rest[pos] == " ", "junk after %s at %d: %r" % (key, pos, rest)
+            pos += 1
+    return fields
+
+
+def access_records(text, fmt="text"):
+    """Every access line of a daemon's stderr, parsed (JSON objects with
+    "event": "access", or text lines through parse_text_event)."""
+    out = []
+    for line in text.splitlines():
+        if fmt == "json":
+            obj = json.loads(line)
+            if obj.get("event") == "access":
+                out.append(obj)
+        elif ": access " in line:
+            out.append(parse_text_event(line))
+    return out

@@ -318,7 +318,7 @@ def test_client_that_never_reads_keeps_lb_memory_bounded(worker_factory, lb_fact
 
 def test_half_closed_connections(worker_factory, lb_factory):
     w = worker_factory(id="w0")
-    lb = lb_factory(backend="w0=" + w.addr)
+    lb = lb_factory(backend="w0=" + w.addr, proxy_http="/healthz")
     # Half of a head, then EOF: nothing can be answered; the lb closes.
     s = socket.create_connection(util.split_addr(lb.addr), timeout=5)
     s.sendall(b"GET /echo HTTP/1.1\r\nHost:")

@@ -97,6 +97,53 @@ def test_drain_through_admin_api(worker_factory, lb_factory):
     lb.wait_active(0)
 
 
+def test_admin_drain_survives_leave_and_rejoin(redis_server, worker_factory, lb_factory):
+    """An admin drain of a worker found through Redis holds across a deploy
+    (SIGTERM, restart under the same id at a new address) until enabled."""
+    a = worker_factory(id="a", redis=redis_server)
+    worker_factory(id="b", redis=redis_server)
+    lb = lb_factory(redis=redis_server, slowstart_ms=0)
+    util.wait_for(lambda: {x["id"] for x in lb.stats()["backends"]} == {"a", "b"}, 10,
+                  "both workers discovered")
+    status, _, body = lb.post("/backends/a/drain")
+    assert status == 200, body
+    a.stop(signal.SIGTERM)
+    assert a.wait(20) == 0
+    util.wait_for(lambda: lb.backend("a") is None, 10, "a gone from the lb")
+    st = lb.stats()
+    assert st["admin_drained"] == ["a"], st  # shown while away
+    a2 = worker_factory(id="a", redis=redis_server)
+    assert a2.addr != a.addr
+    util.wait_for(lambda: lb.backend("a") is not None, 10, "a back")
+    back = lb.backend("a")
+    assert back["admin_drain"] in (True, 1) and back["state"] == "draining", back
+
+    async def go():
+        new = [await open_ws(lb.url("/eval")) for _ in range(6)]
+        assert {w for _, w in new} == {"b"}, [w for _, w in new]
+        await asyncio.gather(*(ws.close() for ws, _ in new))
+    run(go(), timeout=60)
+    status, _, _ = lb.post("/backends/a/enable")
+    assert status == 200
+    assert lb.backend("a")["state"] == "up" and lb.stats()["admin_drained"] == []
+
+    async def again():
+        new = [await open_ws(lb.url("/eval")) for _ in range(6)]
+        assert "a" in {w for _, w in new}
+        await asyncio.gather(*(ws.close() for ws, _ in new))
+    run(again(), timeout=60)
+    # An id never seen is still unknown; one drained while away can be enabled.
+    assert lb.post("/backends/nobody/drain")[0] == 404
+    assert lb.post("/backends/a/drain")[0] == 200
+    a2.stop(signal.SIGTERM)
+    assert a2.wait(20) == 0
+    util.wait_for(lambda: lb.backend("a") is None, 10, "a gone again")
+    status, _, body = lb.post("/backends/a/enable")
+    assert status == 200 and b'"absent"' in body, body
+    assert lb.stats()["admin_drained"] == []
+    lb.wait_active(0)
+
+
 def test_drain_through_worker_sigterm(worker_factory, lb_factory):
     a = worker_factory(id="a", drain_s=10)
     b = worker_factory(id="b")

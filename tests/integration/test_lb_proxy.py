@@ -50,14 +50,14 @@ def test_upgrade_reaches_worker_and_runs_code(worker_factory, lb_factory):
 
 def test_plain_http_and_forwarded_headers(worker_factory, fake_backend, lb_factory):
     w = worker_factory(id="w1")
-    lb = lb_factory(backend="w1=" + w.addr)
+    lb = lb_factory(backend="w1=" + w.addr, proxy_http="/")
     status, _, body = util.http_get(lb.addr, "/healthz")
     assert status == 200 and body.strip() == b"ok"
     status, _, _ = util.http_get(lb.addr, "/nope")
     assert status == 404
 
     fb = fake_backend(echo_headers_handler)
-    lb2 = lb_factory(backend="h1=" + fb.addr)
+    lb2 = lb_factory(backend="h1=" + fb.addr, proxy_http="/")
     status, _, body = util.http_get(lb2.addr, "/x?q=1", headers={
         "X-Forwarded-For": "203.0.113.9", "X-Request-Id": "spoofed", "X-Custom": "keep me"})
     assert status == 200
@@ -77,9 +77,13 @@ def test_plain_http_and_forwarded_headers(worker_factory, fake_backend, lb_facto
     lb2.wait_active(0)
 
 
+UPGRADE_EVAL = (b"GET /eval HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
 def test_503_without_backend(lb_factory):
     lb = lb_factory()
-    status, hdrs, body = util.http_get(lb.addr, "/eval")
+    status, hdrs, body = util.raw_http(lb.addr, UPGRADE_EVAL)
     assert status == 503
     assert hdrs["content-type"].startswith("application/json")
     assert b'"error"' in body and b"no backend" in body
@@ -91,7 +95,7 @@ def test_503_without_backend(lb_factory):
 def test_502_when_every_backend_refuses(lb_factory):
     lb = lb_factory(backend=["a=" + refused_addr(), "b=" + refused_addr()], retries=3,
                     health_interval_ms=60000)
-    status, hdrs, body = util.http_get(lb.addr, "/eval")
+    status, hdrs, body = util.raw_http(lb.addr, UPGRADE_EVAL)
     assert status == 502 and b'"error"' in body
     st = lb.stats()
     assert st["errors"]["all_failed"] == 1 and st["errors"]["connect"] >= 2
@@ -120,7 +124,7 @@ def test_dead_backend_is_retried_transparently(worker_factory, fake_backend, lb_
 
 def test_bad_requests_get_answers_and_leave_nothing_behind(worker_factory, lb_factory):
     w = worker_factory(id="w1")
-    lb = lb_factory(backend="w1=" + w.addr, timeout_head_ms=500)
+    lb = lb_factory(backend="w1=" + w.addr, timeout_head_ms=500, proxy_http="/healthz")
 
     status, _, _ = util.raw_http(lb.addr, b"BLAH BLAH\r\n\r\n")
     assert status == 400
@@ -138,9 +142,12 @@ def test_bad_requests_get_answers_and_leave_nothing_behind(worker_factory, lb_fa
     def n_headers(n):
         return (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(n))
                 + b"\r\n")
-    status, _, body = util.raw_http(lb.addr, n_headers(60))
+    # A plain request gets seven lines from the lb (X-Forwarded-For/-Proto,
+    # X-Real-IP, Forwarded, X-Request-Id, X-Lb-Id, Connection): 57 of the
+    # client's fit in the worker's 64.
+    status, _, body = util.raw_http(lb.addr, n_headers(58))
     assert status == 431 and b"error" in body, body
-    status, _, _ = util.raw_http(lb.addr, n_headers(59))
+    status, _, _ = util.raw_http(lb.addr, n_headers(57))
     assert status == 200
 
     # A slow head gets 408 after --timeout-head-ms.
@@ -179,7 +186,7 @@ def test_bad_requests_get_answers_and_leave_nothing_behind(worker_factory, lb_fa
 
 def test_max_conns_sheds_with_503(worker_factory, lb_factory):
     w = worker_factory(id="w1")
-    lb = lb_factory(backend="w1=" + w.addr, max_conns=2)
+    lb = lb_factory(backend="w1=" + w.addr, max_conns=2, proxy_http="/healthz")
 
     async def go():
         a, _ = await open_ws(lb.url())
@@ -267,10 +274,10 @@ def echo_until_eof_handler(c):
 
 def test_half_close_and_large_transfer(fake_backend, lb_factory):
     fb = fake_backend(echo_until_eof_handler)
-    lb = lb_factory(backend="e=" + fb.addr)
+    lb = lb_factory(backend="e=" + fb.addr, proxy_http="/x")
     payload = bytes(range(256)) * 8192  # 2 MiB, more than any lb buffer
     with socket.create_connection(util.split_addr(lb.addr), timeout=10) as s:
-        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload))
         got = b""
         # Write in pieces while reading, so neither direction blocks the test.
         s.setblocking(False)
@@ -329,7 +336,7 @@ def test_tls_forwarded_proto_alpn_and_stalled_handshake(fake_backend, lb_factory
     cert, key = make_cert(d)
     tls_addr = "127.0.0.1:%d" % util.free_port()
     lb = lb_factory(backend="h=" + fb.addr, tls_listen=tls_addr, cert=cert, key=key,
-                    timeout_head_ms=500)
+                    timeout_head_ms=500, proxy_http="/p")
     ctx = client_ssl_ctx(cert)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -393,3 +400,36 @@ def test_idle_timeout_and_grace_period_end_tunnels(worker_factory, lb_factory):
     assert lb.wait(10) == 0
     log = lb.stderr_text()
     assert "reason=idle_timeout" in log and "reason=shutdown" in log
+
+
+def test_max_conns_silent_connections_make_way(worker_factory, lb_factory):
+    """At --max-conns, a connection that has sent no request for a second
+    makes way for a newcomer instead of the newcomer getting 503: silent
+    connections cannot lock real clients out."""
+    w = worker_factory(id="w1")
+    lb = lb_factory(backend="w1=" + w.addr, max_conns=3)
+    silent = [socket.create_connection(util.split_addr(lb.addr), timeout=5) for _ in range(3)]
+    try:
+        lb.wait_active(3)
+        time.sleep(1.1)  # the lb lets a silent connection make way only after 1 s
+
+        async def go():
+            held = []
+            for _ in range(3):  # each one needs a silent one's place
+                ws, wid = await open_ws(lb.url("/echo"))
+                assert wid == "w1"
+                held.append(ws)
+            for ws in held:
+                await ws.close()
+        run(go())
+        # The three silent ones were closed, oldest first, one per newcomer.
+        for s in silent:
+            s.settimeout(5)
+            assert s.recv(10) == b""
+    finally:
+        for s in silent:
+            s.close()
+    lb.wait_active(0)
+    st = lb.stats()
+    assert st["errors"]["evicted"] == 3 and st["errors"]["overload"] == 0, st
+    assert "reason=evicted" in lb.stderr_text()

@@ -181,7 +181,8 @@ def main():
         admin = "127.0.0.1:%d" % util.free_port()
         lb = Proc("lb", [os.path.join(bindir, "lb"), "--listen", lb_addr, "--admin", admin,
                          "--redis", redis.addr, "--threads", "2", "--access-log=false",
-                         "--slowstart-ms", "0", "--grace-s", "5"], tmpdir, env)
+                         "--slowstart-ms", "0", "--grace-s", "5",
+                         "--route", "/eval", "--route", "/echo"], tmpdir, env)
         procs.append(lb)
 
         def stats():

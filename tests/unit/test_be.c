@@ -96,6 +96,55 @@ static void test_add_find_remove(void **state)
     be_table_free(t);
 }
 
+/* An admin drain is kept by id: it outlives the backend (a worker that
+ * leaves and rejoins, or comes back at another address) until enabled. */
+static void test_admin_drain_outlives_backend(void **state)
+{
+    be_t *bs[2];
+    be_table_t *t = table_with("leastconn", 2, bs, 0);
+    assert_int_equal(be_admin_drain(t, "b0", 1), 0);
+    assert_true(bs[0]->admin_drain);
+    assert_false(be_usable(bs[0]));
+    be_remove(t, bs[0]);
+    assert_true(be_admin_drained(t, "b0"));
+    /* Back, even at another address: drained before anyone can pick it. */
+    sock_addr_t a = addr_of(9300);
+    be_t *again = be_add(t, "b0", &a, 1, BE_DISCOVERED);
+    assert_non_null(again);
+    assert_true(again->admin_drain);
+    for (int i = 0; i < 10; i++) {
+        be_t *p = be_pick(t, NULL, 0);
+        assert_ptr_equal(p, bs[1]);
+        be_release(t, p);
+    }
+    /* Drained while away, enabled while away: both stick. */
+    assert_int_equal(be_admin_drain(t, "gone", 1), 0);
+    assert_int_equal(be_admin_drained_count(t), 2);
+    assert_string_equal(be_admin_drained_at(t, 0), "b0");
+    assert_string_equal(be_admin_drained_at(t, 1), "gone");
+    assert_null(be_admin_drained_at(t, 2));
+    assert_int_equal(be_admin_drain(t, "gone", 0), 0);
+    assert_false(be_admin_drained(t, "gone"));
+    assert_int_equal(be_admin_drain(t, "b0", 0), 0);
+    assert_false(again->admin_drain);
+    assert_int_equal(be_admin_drained_count(t), 0);
+    be_remove(t, again);
+    again = be_add(t, "b0", &a, 1, BE_DISCOVERED);
+    assert_false(again->admin_drain);
+    /* Twice is once; the set is bounded. */
+    assert_int_equal(be_admin_drain(t, "b1", 1), 0);
+    assert_int_equal(be_admin_drain(t, "b1", 1), 0);
+    assert_int_equal(be_admin_drained_count(t), 1);
+    char id[32];
+    for (int i = 1; i < BE_ADMIN_DRAINED_MAX; i++) {
+        snprintf(id, sizeof(id), "x%d", i);
+        assert_int_equal(be_admin_drain(t, id, 1), 0);
+    }
+    assert_int_equal(be_admin_drain(t, "one-more", 1), -1);
+    assert_int_equal(be_admin_drain(t, "b1", 0), 0);
+    be_table_free(t); /* frees the set */
+}
+
 static void test_leastconn_picks_min(void **state)
 {
     be_t *bs[3];
@@ -637,6 +686,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_algo_find),
         cmocka_unit_test(test_add_find_remove),
+        cmocka_unit_test(test_admin_drain_outlives_backend),
         cmocka_unit_test(test_leastconn_picks_min),
         cmocka_unit_test(test_leastconn_weights),
         cmocka_unit_test(test_ties_rotate),

@@ -259,13 +259,31 @@ static void test_listen_errors_and_reuseport(void **state)
     /* Without SO_REUSEPORT a second bind on the same port fails and says why. */
     assert_int_equal(sock_listen(&bound, 4, 0, err, sizeof(err)), -1);
     assert_int_equal(errno, EADDRINUSE);
-    assert_non_null(strstr(err, "bind 127.0.0.1:"));
+    assert_non_null(strstr(err, "address in use: 127.0.0.1:"));
 
-    /* With it, a second listener shares the port. */
+    /* With it, a second listener shares the port, unnoticed... */
     int b = sock_listen(&bound, 4, SOCK_REUSEPORT, err, sizeof(err));
     assert_true(b >= 0);
     close(b);
+    /* ...which is what the probe is for: it sees the SO_REUSEPORT
+     * listener, binds nothing itself, and finds the port free once closed. */
+    char want[64];
+    sock_addr_str(&bound, want, sizeof(want));
+    assert_int_equal(sock_probe_free(&bound, err, sizeof(err)), -1);
+    assert_int_equal(errno, EADDRINUSE);
+    assert_non_null(strstr(err, "address in use: "));
+    assert_non_null(strstr(err, want));
+    /* Another address on the same port, a wildcard listener's port too. */
+    sock_addr_t any = bound;
+    ((struct sockaddr_in *)&any.ss)->sin_addr.s_addr = htonl(INADDR_ANY);
+    assert_int_equal(sock_probe_free(&any, err, sizeof(err)), -1);
     close(a);
+    assert_int_equal(sock_probe_free(&bound, err, sizeof(err)), 0);
+    int c = sock_listen(&bound, 4, 0, err, sizeof(err));
+    assert_true(c >= 0);
+    close(c);
+    /* Port 0 is always free. */
+    assert_int_equal(sock_probe_free(&la, err, sizeof(err)), 0);
 }
 
 static void test_set_nonblock(void **state)
