@@ -21,6 +21,7 @@
 #include "http.h"
 #include "lbs.h"
 #include "lim.h"
+#include "static.h"
 #include "tls.h"
 
 typedef struct px px_t;
@@ -52,6 +53,9 @@ typedef struct px_config {
     /* Sent as X-Lb-Id with every request, so that workers count connections
      * per lb (see disc.h); NULL = none. Not owned. */
     const char *lb_id;
+    /* Files served from memory for GET and HEAD (--static); NULL = none.
+     * Not owned. */
+    st_t *st;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration
