@@ -120,7 +120,7 @@ clean:
 FUZZ_CC     := clang
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(CSTD) -Icommon -Ilb -Iworker
-FUZZ_NAMES  := http ws proto rt cfg disc proxy
+FUZZ_NAMES  := http ws proto rt cfg disc proxy static
 FUZZ_SECONDS ?= 30
 fuzz_http_SRC  := common/http.c common/buf.c
 fuzz_http_LIBS := -lhttp_parser
@@ -134,9 +134,11 @@ fuzz_cfg_SRC   := common/cfg.c
 fuzz_disc_SRC  := lb/be.c common/rds.c common/sock.c common/log.c
 fuzz_disc_DEPS := lb/disc.c
 fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
-fuzz_proxy_SRC  := lb/proxy.c lb/be.c lb/lim.c lb/tls.c common/met.c common/http.c common/ws.c common/buf.c \
+fuzz_proxy_SRC  := lb/proxy.c lb/be.c lb/lim.c lb/tls.c lb/static.c common/met.c common/http.c common/ws.c common/buf.c \
                    common/sock.c common/log.c
 fuzz_proxy_LIBS := -lhttp_parser -lev -lssl -lcrypto -lpthread -lm
+fuzz_static_SRC  := lb/static.c common/http.c common/buf.c common/met.c common/log.c
+fuzz_static_LIBS := -lhttp_parser -lcrypto -lpthread -lm
 
 define FUZZ_TARGET
 build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h)
