@@ -195,6 +195,41 @@ static int st_etag(const char *data, size_t len, char out[35])
     return 0;
 }
 
+/* Reads fd to its end or until want bytes, into p; *got says how many.
+ * 0, or -1 with errno. */
+static int st_read_fd(int fd, char *p, size_t want, size_t *got)
+{
+    *got = 0;
+    while (*got < want) {
+        ssize_t r = read(fd, p + *got, want - *got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        *got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Fills f's ETag and its header lines from its data; -1 when out of memory
+ * or the hash fails. */
+static int st_file_meta(st_file_t *f)
+{
+    buf_t h = BUF_INIT;
+    if (st_etag(f->data, f->len, f->etag) < 0)
+        return -1;
+    if (buf_printf(&h, "Content-Type: %s\r\nETag: %s\r\nCache-Control: no-cache\r\n",
+                   st_content_type(f->path), f->etag) < 0 ||
+        buf_append(&h, "", 1) < 0) {
+        buf_free(&h);
+        return -1;
+    }
+    f->hdr = h.data; /* NUL-terminated above; owned by f from here */
+    return 0;
+}
+
 /* Reads the regular file name (in directory dfd) whose lstat is sb into a new
  * entry of set. Precondition: sb says regular and within the size cap. */
 static int st_load_file(st_t *s, st_set_t *set, int dfd, const char *name, const char *rel,
@@ -223,19 +258,9 @@ static int st_load_file(st_t *s, st_set_t *set, int dfd, const char *name, const
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (;;) {
-        ssize_t r = read(fd, f.data + got, want - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(err, errlen, "%s/%s: %s", s->dir, rel, strerror(errno));
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-        if (got == want)
-            break;
+    if (st_read_fd(fd, f.data, want, &got) < 0) {
+        snprintf(err, errlen, "%s/%s: %s", s->dir, rel, strerror(errno));
+        goto fail;
     }
     if (got > s->max_file) {
         snprintf(err, errlen, "%s/%s: over the %zu KiB per-file cap (--static-max-file-kb)", s->dir,
@@ -248,19 +273,10 @@ static int st_load_file(st_t *s, st_set_t *set, int dfd, const char *name, const
         goto fail;
     }
     f.len = got;
-    if (st_etag(f.data, f.len, f.etag) < 0) {
-        snprintf(err, errlen, "%s/%s: cannot hash", s->dir, rel);
+    if (st_file_meta(&f) < 0) {
+        snprintf(err, errlen, "%s/%s: out of memory", s->dir, rel);
         goto fail;
     }
-    buf_t h = BUF_INIT;
-    if (buf_printf(&h, "Content-Type: %s\r\nETag: %s\r\nCache-Control: no-cache\r\n",
-                   st_content_type(rel), f.etag) < 0 ||
-        buf_append(&h, "", 1) < 0) {
-        buf_free(&h);
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    f.hdr = h.data; /* NUL-terminated above; owned by f from here */
     if (set->n == set->cap) {
         size_t nc = set->cap ? set->cap * 2 : 16;
         st_file_t *nv = realloc(set->v, nc * sizeof(*nv));
