@@ -418,7 +418,13 @@ st_t *st_create(const char *dir, const st_opts_t *opts, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    pthread_rwlock_init(&s->lock, NULL);
+    /* Writer first: under a steady stream of requests a reload must still
+     * get its turn (glibc prefers readers by default). */
+    pthread_rwlockattr_t la;
+    pthread_rwlockattr_init(&la);
+    pthread_rwlockattr_setkind_np(&la, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->lock, &la);
+    pthread_rwlockattr_destroy(&la);
     s->max_file = opts->max_file ? opts->max_file : ST_DEFAULT_MAX_FILE;
     s->max_total = opts->max_total ? opts->max_total : ST_DEFAULT_MAX_TOTAL;
     const char *csp = opts->csp ? opts->csp : ST_DEFAULT_CSP;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -577,6 +578,53 @@ static void test_reload_and_metrics(void **state)
     st_free(NULL);
 }
 
+typedef struct hammer {
+    st_t *st;
+    int stop;
+    int bad;
+    long served;
+} hammer_t;
+
+/* Serves app.js over and over; every answer must be one whole version. */
+static void *hammer_main(void *arg)
+{
+    hammer_t *hm = arg;
+    while (!__atomic_load_n(&hm->stop, __ATOMIC_ACQUIRE)) {
+        answer_t a;
+        ask(hm->st, "GET /app.js HTTP/1.1\r\n\r\n", &a);
+        int ok = a.status == 200 && a.body_len == 16 &&
+                 (memcmp(a.body, "console.log(1);\n", 16) == 0 ||
+                  memcmp(a.body, "console.log(2);\n", 16) == 0);
+        if (!ok)
+            __atomic_store_n(&hm->bad, 1, __ATOMIC_RELEASE);
+        done(&a);
+        hm->served++;
+    }
+    return NULL;
+}
+
+/* Reloads while two threads serve: no answer mixes versions, nothing is
+ * used after the reload frees it (ASan would say). */
+static void test_reload_while_serving(void **state)
+{
+    fixture_t *f = *state;
+    hammer_t hm[2] = {{.st = f->st}, {.st = f->st}};
+    pthread_t t[2];
+    char err[256];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, hammer_main, &hm[i]), 0);
+    for (int i = 0; i < 40; i++) {
+        put_file(f->dir, "app.js", i % 2 ? "console.log(1);\n" : "console.log(2);\n");
+        assert_int_equal(st_reload(f->st, err, sizeof(err)), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        __atomic_store_n(&hm[i].stop, 1, __ATOMIC_RELEASE);
+        pthread_join(t[i], NULL);
+        assert_int_equal(hm[i].bad, 0);
+        assert_true(hm[i].served > 0);
+    }
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR);
@@ -591,6 +639,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_and_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_while_serving, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
