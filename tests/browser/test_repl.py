@@ -310,6 +310,37 @@ def test_large_paste_and_output_stay_responsive(cluster_factory, browser):
     assert p.console_problems() == []
 
 
+def test_busy_run_is_sent_again(cluster_factory, browser):
+    # One slot, no queue: while someone else runs, the page's run is answered
+    # "busy"; the page backs off, reconnects and sends it again.
+    c = cluster_factory(1, worker_flags={"max_evals": 1, "queue": 0})
+    p = page_for(browser, c)
+    w = next(iter(c.workers.values()))
+    other = {}
+
+    def someone_else():
+        try:
+            other["r"] = util.run_eval(w.url(), "python3", "import time\ntime.sleep(2)\n")
+        except Exception as e:  # reported below
+            other["e"] = e
+    t = threading.Thread(target=someone_else, daemon=True)
+    t.start()
+    util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                          "worker_evaluations_running") == 1,
+                  10, "the other client's run to start")
+    p.set_code('print("my turn")\n')
+    p.run()
+    util.wait_for(lambda: "busy" in p.conn_text() or "busy" in p.verdict_text(), 10,
+                  "the page to say the worker is busy (%r, %r)"
+                  % (p.conn_text(), p.verdict_text()))
+    assert p.wait_verdict(30) == "ok", p.verdict_text()
+    assert p.output().endswith("my turn\n"), p.output()
+    assert "sent again to %s" % w.id in p.output(), p.output()
+    t.join(20)
+    assert "r" in other and other["r"].verdict == "ok", other
+    assert p.console_problems() == []
+
+
 def test_keyboard_layout_and_policy(cluster_factory, browser):
     from selenium.webdriver.common.keys import Keys
     c = cluster_factory(1)
