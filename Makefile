@@ -2,7 +2,7 @@
 #
 #   make            optimised build: bin/lb bin/worker bin/wsbench
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
-#   make test       unit + integration tests (sanitizer build; unit tests on both)
+#   make test       unit + integration + browser tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
 #   make deps       install the Debian packages the build and tests need
 #   make bench      short benchmark run (see bench/README.md)
@@ -29,7 +29,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 
 PROGS := worker lb wsbench
 
-.PHONY: all asan test unit unit-opt unit-asan integration run deps check-deps bench bench-full \
+.PHONY: all asan test unit unit-opt unit-asan integration browser run deps check-deps bench bench-full \
         fuzz fuzz-smoke soak format format-check clean
 .DEFAULT_GOAL := all
 
@@ -82,7 +82,13 @@ unit: unit-asan unit-opt
 integration: all asan
 	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q tests/integration
 
-test: unit integration
+# Headless Chromium against a real cluster (tests/browser); each test is
+# skipped, with the reason printed, where chromium, chromium-driver or
+# python3-selenium is missing (`make deps` installs them).
+browser: all asan
+	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q -rs tests/browser
+
+test: unit integration browser
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak
@@ -120,7 +126,7 @@ clean:
 FUZZ_CC     := clang
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(CSTD) -Icommon -Ilb -Iworker
-FUZZ_NAMES  := http ws proto rt cfg disc proxy
+FUZZ_NAMES  := http ws proto rt cfg disc proxy static
 FUZZ_SECONDS ?= 30
 fuzz_http_SRC  := common/http.c common/buf.c
 fuzz_http_LIBS := -lhttp_parser
@@ -136,6 +142,8 @@ fuzz_disc_DEPS := lb/disc.c
 fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
 fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c
 fuzz_proxy_LIBS := -lhttp_parser
+fuzz_static_SRC  := lb/static.c common/http.c common/buf.c common/met.c common/log.c
+fuzz_static_LIBS := -lhttp_parser -lcrypto -lpthread -lm
 
 define FUZZ_TARGET
 build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h)

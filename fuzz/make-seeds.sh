@@ -156,3 +156,25 @@ resp() {
 { hex 01; resp w1 w1; resp "$J1" '{"id":"w2","addr":"127.0.0.1:9001","state":"up","conns":1}'; } | to disc resp-duplicate-and-mismatch
 { hex 01; resp w1; resp "$J1"; resp w1; resp '{"id":"w1","addr":"127.0.0.1:9099","state":"up","conns":1}'; } | to disc resp-address-change
 { hex 01; printf '*2\r\n*1\r\n$1\r\na\r\n:1\r\n'; } | to disc resp-nested
+
+# ---- static: byte 0 bit 0 = raw path for st_path_clean; clear = a request
+# (bit 1 adds If-None-Match with index.html's ETag). Paths with '%' go
+# through txt: printf would take them for directives.
+req() { hex "$1"; txt "$2 HTTP/1.1"; esc '\r\n'; esc "$3"; esc '\r\n'; }
+req 00 'GET /' 'Host: a\r\n' | to static req-index
+req 02 'GET /index.html' 'Host: a\r\n' | to static req-304
+req 00 'HEAD /app.js?v=1' '' | to static req-head-query
+req 00 'GET /sub' '' | to static req-dir-redirect
+req 00 'GET /sub?a=b%20c' '' | to static req-dir-redirect-query
+req 00 'GET /sub/' '' | to static req-dir-index
+req 00 'GET /a%20b.txt' '' | to static req-encoded-name
+req 00 'GET /%2e%2e/secret' '' | to static req-encoded-traversal
+req 00 'GET /sub/up/secret' '' | to static req-symlink-up
+req 00 'GET /root/secret' '' | to static req-symlink-root
+req 00 'GET /secret' '' | to static req-symlink-file
+req 00 'POST /index.html' 'Content-Length: 0\r\n' | to static req-post
+req 00 'GET /sub/..%5c..%5csecret' '' | to static req-backslash
+req 02 'GET /empty.txt' 'If-None-Match: W/"x", *\r\n' | to static req-inm-list
+{ hex 01; txt '/../a/./b//c%2f%00%zz%5c'; } | to static path-everything-bad
+{ hex 01; txt '/sub/x.css'; } | to static path-plain
+{ hex 01; txt '/a%20b/%41/'; } | to static path-encoded

@@ -24,6 +24,7 @@
 #include "proxy.h"
 #include "route.h"
 #include "sock.h"
+#include "static.h"
 #include "tls.h"
 
 #ifndef VERSION
@@ -37,10 +38,10 @@
 typedef struct lb_opts {
     cfg_list_t listen, tls_listen, backend, trusted_proxies, route, proxy_http;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level, *log_format, *upstream_secret_file, *id;
+        *log_level, *log_format, *upstream_secret_file, *id, *static_dir, *static_csp;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
-        limit_conns, limit_rate, limit_burst;
+        limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
     int access_log;
 } lb_opts_t;
 
@@ -57,6 +58,7 @@ typedef struct lb {
     admin_t *admin;
     px_t *px;
     lim_t *lim;
+    st_t *st;
     lim_cidrs_t trusted;
     route_t *routes;
     ev_signal sig_term, sig_int, sig_hup;
@@ -180,8 +182,16 @@ static void lb_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     lb_t *lb = container_of(w, lb_t, sig_hup);
     char err[512];
+    if (lb->st != NULL) {
+        /* The proxy threads keep serving the old files until the swap. */
+        if (st_reload(lb->st, err, sizeof(err)) < 0)
+            log_error("SIGHUP: static files not reloaded, keeping the current ones: %s", err);
+        else
+            log_info("SIGHUP: static files reloaded: %zu files, %zu KiB from %s", st_files(lb->st),
+                     (st_bytes(lb->st) + 1023) / 1024, lb->o.static_dir);
+    }
     if (lb->tls == NULL) {
-        log_info("SIGHUP: no TLS configured, nothing to reload");
+        log_info("SIGHUP: no TLS configured, no certificate to reload");
         return;
     }
     if (tls_reload(lb->tls, err, sizeof(err)) < 0)
@@ -218,6 +228,8 @@ int main(int argc, char **argv)
     o->slowstart_ms = 3000;
     o->grace_s = 10;
     o->access_log = 1;
+    o->static_max_file_kb = ST_DEFAULT_MAX_FILE / 1024;
+    o->static_max_total_kb = ST_DEFAULT_MAX_TOTAL / 1024;
 
     const cfg_opt_t opts[] = {
         {"listen", CFG_LIST, &o->listen, "HOST:PORT",
@@ -280,6 +292,18 @@ int main(int argc, char **argv)
          "proxy plain HTTP requests under this path prefix too (default none)", 0, 0},
         {"upstream-secret-file", CFG_STR, &o->upstream_secret_file, "FILE",
          "send the file's first line as X-Upstream-Secret to the workers", 0, 0},
+        {"static", CFG_STR, &o->static_dir, "DIR",
+         "serve the files under DIR from memory for GET and HEAD (the browser page: web); "
+         "SIGHUP reloads them",
+         0, 0},
+        {"static-max-file-kb", CFG_INT, &o->static_max_file_kb, "KB",
+         "largest file --static loads (1024)", 1, 1048576},
+        {"static-max-total-kb", CFG_INT, &o->static_max_total_kb, "KB",
+         "most bytes --static loads in all (16384)", 1, 16777216},
+        {"static-csp", CFG_STR, &o->static_csp, "POLICY",
+         "Content-Security-Policy of --static responses (default: same-origin scripts, styles, "
+         "images and websockets only; empty = none)",
+         0, 0},
         {"access-log", CFG_BOOL, &o->access_log, NULL,
          "one log line per connection (on; --access-log=false turns it off)", 0, 0},
         {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
@@ -444,6 +468,21 @@ int main(int argc, char **argv)
         }
     }
 
+    if (o->static_dir != NULL && *o->static_dir) {
+        st_opts_t so = {.max_file = (size_t)o->static_max_file_kb * 1024,
+                        .max_total = (size_t)o->static_max_total_kb * 1024,
+                        .csp = o->static_csp,
+                        .metrics = lb->reg};
+        lb->st = st_create(o->static_dir, &so, err, sizeof(err));
+        if (lb->st == NULL) {
+            fprintf(stderr, "lb: --static: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        log_info("static: %zu files, %zu KiB from %s", st_files(lb->st),
+                 (st_bytes(lb->st) + 1023) / 1024, o->static_dir);
+    }
+
     char *def_listen[] = {"127.0.0.1:8080"};
     px_config_t pc = {
         .listen = o->listen.n ? o->listen.v : def_listen,
@@ -465,6 +504,7 @@ int main(int argc, char **argv)
         .upstream_secret = upstream_secret,
         .lb_id = o->id,
         .routes = lb->routes,
+        .st = lb->st,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {
@@ -555,6 +595,7 @@ int main(int argc, char **argv)
 out:
     /* Proxy threads first: they are the ones touching the table. */
     px_free(lb->px);
+    st_free(lb->st);
     admin_free(lb->admin);
     disc_free(lb->disc);
     hc_free(lb->hc);

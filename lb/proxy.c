@@ -740,6 +740,41 @@ static void px_kick_tls(px_conn_t *c)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
+/* ---- static files (--static) ------------------------------------------------ */
+
+#define PX_STATIC_MIN_BPS (16 * 1024) /* a static answer must leave at least this fast */
+
+/* Answers a plain request from the in-memory files when they have it (a
+ * file, its 304, a directory's redirect, a 405 or a 400 for an unclean
+ * path); returns 0 when they do not, and the request goes on. The answer is
+ * rendered into the client's output at once and sent with the lb's own
+ * lingering close: no disk, no backend. A client gets PX_LINGER_S plus
+ * one second per PX_STATIC_MIN_BPS of the answer to take it, so a slow
+ * reader cannot hold a large file's copy for long. */
+static int px_static(px_conn_t *c, const http_head_t *h)
+{
+    px_t *px = c->th->px;
+    int status = 0;
+
+    if (px->cfg.st == NULL || h->upgrade)
+        return 0;
+    buf_free(&c->a.out);
+    int r = st_respond(px->cfg.st, h, time(NULL), &c->a.out, &status);
+    if (r == ST_PASS)
+        return 0;
+    if (r < 0) {
+        px_close(c, PX_R_NO_MEMORY);
+        return 1;
+    }
+    st_count(px->cfg.st, status);
+    c->status = (uint16_t)status;
+    buf_free(&c->hbuf);
+    c->phase = PX_REPLY;
+    px_timer(c, PX_LINGER_S + (double)buf_size(&c->a.out) / PX_STATIC_MIN_BPS);
+    px_flush_reply(c);
+    return 1;
+}
+
 /* Lines fwd_rewrite_head adds to c's request. */
 static size_t px_added_lines(const px_conn_t *c, int close)
 {
@@ -771,8 +806,9 @@ static int px_route(px_conn_t *c, const http_head_t *h)
         c->up_left = h->has_content_length ? h->content_length : 0;
         break;
     case ROUTE_NONE:
-        /* (3) --static DIR hooks in here: GET and HEAD of a path that is no
-         * route are answered from files before the 404 below. */
+        /* (3) GET and HEAD of a path that is no route: the static files. */
+        if (px_static(c, h))
+            return -1;
         px_reply(c, 404, LBS_ERR_NOT_FOUND, PX_R_NOT_FOUND, "not found");
         return -1;
     }
@@ -801,12 +837,12 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
         px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
         return;
     }
+    snprintf(c->reqid, sizeof(c->reqid), "%06x%02x%08x", th->rid_rand & 0xffffff,
+             (unsigned)th->idx & 0xff, ++th->rid_seq);
     if (px_route(c, h) < 0)
         return;
     if (buf_size(&c->hbuf) > h->head_len) /* frames sent with the upgrade */
         px_pass(c, 1, buf_head(&c->hbuf) + h->head_len, buf_size(&c->hbuf) - h->head_len);
-    snprintf(c->reqid, sizeof(c->reqid), "%06x%02x%08x", th->rid_rand & 0xffffff,
-             (unsigned)th->idx & 0xff, ++th->rid_seq);
     memset(&pa, 0, sizeof(pa));
     memcpy(&pa.ss, &c->peer, sizeof(c->peer));
     pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);

@@ -23,6 +23,7 @@
 #include "lbs.h"
 #include "lim.h"
 #include "route.h"
+#include "static.h"
 #include "tls.h"
 
 typedef struct px px_t;
@@ -60,6 +61,9 @@ typedef struct px_config {
     /* A deliberate takeover of another lb's listeners (--takeover, to come):
      * skips the check that nothing listens on the addresses yet. */
     int takeover;
+    /* Files served from memory for GET and HEAD (--static); NULL = none.
+     * Not owned. */
+    st_t *st;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration

@@ -3,10 +3,16 @@
 # need. Usage: deps.sh check|install
 #   check:   silent when everything is there; otherwise installs as root, or
 #            prints the exact apt-get line and fails.
-#   install: installs whatever is missing (root), or prints the line.
+#   install: installs whatever is missing (root), or prints the line; this
+#            includes the browser tests' packages, which check leaves alone.
 PKGS="build-essential pkg-config libev-dev libssl-dev libhttp-parser-dev libhiredis-dev \
 libseccomp-dev libjansson-dev libcmocka-dev redis-server python3 python3-websockets \
 python3-redis python3-pytest gcc clang libclang-rt-14-dev"
+# Headless Chromium for tests/browser: a few hundred MB that a build does not
+# need, so only `make deps` installs them; `make test` skips those tests,
+# saying why, where they are missing.
+BROWSER_PKGS="chromium chromium-driver python3-selenium"
+[ "${1:-check}" = install ] && PKGS="$PKGS $BROWSER_PKGS"
 
 missing=""
 for p in $PKGS; do

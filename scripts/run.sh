@@ -54,10 +54,10 @@ done
 
 if [ -x "$BIN/lb" ]; then
     "$BIN/lb" --listen "$LB_LISTEN" --admin "$LB_ADMIN" --redis "127.0.0.1:$rport" \
-        --route /eval 2> >(sed "s/^/[lb] /" >&2) &
+        --route /eval --static web 2> >(sed "s/^/[lb] /" >&2) &
     pids+=($!)
     wait_port "${LB_LISTEN%:*}" "${LB_LISTEN##*:}" 10 || { echo "lb did not start"; exit 1; }
-    echo "lb:      ws://$LB_LISTEN/eval   (admin: http://$LB_ADMIN/stats)"
+    echo "lb:      http://$LB_LISTEN/ (the page), ws://$LB_LISTEN/eval   (admin: http://$LB_ADMIN/stats)"
     url="ws://$LB_LISTEN/eval"
 else
     url="ws://127.0.0.1:$WORKER_BASE_PORT/eval"
