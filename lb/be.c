@@ -35,7 +35,16 @@ struct be_table {
     size_t n, cap;
     unsigned rot; /* tie-break rotation (atomic) */
     unsigned rr;  /* roundrobin cursor (atomic) */
+    /* main thread: ids removed while admin-drained, oldest first */
+    struct be_drained {
+        char id[sizeof(((be_t *)0)->id)];
+        uint64_t at_ms;
+    } * drained;
+    size_t ndrained, drained_cap;
 };
+
+/* Remembered drains beyond this many push out the oldest. */
+#define BE_DRAIN_MEMORY_MAX 1024
 
 #define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
@@ -340,8 +349,62 @@ void be_table_free(be_table_t *t)
         be_unref(t, t->v[i]);
     }
     free(t->v);
+    free(t->drained);
     pthread_rwlock_destroy(&t->lock);
     free(t);
+}
+
+/* ---- admin drains that outlive a backend --------------------------------- */
+
+static void be_drained_expire(be_table_t *t, uint64_t now)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < t->ndrained; i++)
+        if (now - t->drained[i].at_ms < BE_DRAIN_MEMORY_MS)
+            t->drained[k++] = t->drained[i];
+    t->ndrained = k;
+}
+
+/* Main thread: b is leaving the table while drained through the admin API. */
+static void be_drained_remember(be_table_t *t, const be_t *b)
+{
+    uint64_t now = be_now_ms();
+    be_drained_expire(t, now);
+    if (t->ndrained == BE_DRAIN_MEMORY_MAX) {
+        memmove(&t->drained[0], &t->drained[1], (t->ndrained - 1) * sizeof(*t->drained));
+        t->ndrained--;
+    } else if (t->ndrained == t->drained_cap) {
+        size_t cap = t->drained_cap ? t->drained_cap * 2 : 8;
+        struct be_drained *v = realloc(t->drained, cap * sizeof(*v));
+        if (!v) {
+            log_warn("backend %s: out of memory remembering its admin drain", b->id);
+            return;
+        }
+        t->drained = v;
+        t->drained_cap = cap;
+    }
+    memcpy(t->drained[t->ndrained].id, b->id, sizeof(b->id));
+    t->drained[t->ndrained++].at_ms = now;
+}
+
+/* Main thread: 1 (and forgotten) when id left drained not long ago. */
+static int be_drained_take(be_table_t *t, const char *id)
+{
+    be_drained_expire(t, be_now_ms());
+    for (size_t i = 0; i < t->ndrained; i++) {
+        if (strcmp(t->drained[i].id, id) == 0) {
+            memmove(&t->drained[i], &t->drained[i + 1],
+                    (t->ndrained - i - 1) * sizeof(*t->drained));
+            t->ndrained--;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t be_table_drained_count(const be_table_t *t)
+{
+    return t->ndrained;
 }
 
 void be_table_set_health(be_table_t *t, int rise, int fall)
@@ -415,6 +478,12 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
     b->state = BE_UP;
     b->joined_ms = src == BE_DISCOVERED ? be_now_ms() : 0;
     b->refs = 1;
+    if (be_drained_take(t, id)) {
+        b->admin_drain = 1;
+        log_info("backend %s (%s) is back and stays drained: it was drained through the admin "
+                 "API when it left",
+                 b->id, b->addr_str);
+    }
 
     pthread_rwlock_wrlock(&t->lock);
     if (t->n == t->cap) {
@@ -450,6 +519,8 @@ void be_remove(be_table_t *t, be_t *b)
     pthread_rwlock_unlock(&t->lock);
     if (!found)
         return;
+    if (LD(&b->admin_drain))
+        be_drained_remember(t, b);
     __atomic_store_n(&b->removed, 1, __ATOMIC_RELEASE);
     be_unref(t, b);
 }

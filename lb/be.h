@@ -167,6 +167,13 @@ void be_clear_remote(be_t *b);
 void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64_t started_ms,
                     const char *version);
 
+/* An admin drain outlives the backend's removal by this long: a discovered
+ * worker that restarts under the same id (leave, then join) comes back
+ * drained, so whoever drained it decides when it takes clients again. */
+#define BE_DRAIN_MEMORY_MS (10 * 60 * 1000)
+/* Main thread: ids remembered as admin-drained after their removal. */
+size_t be_table_drained_count(const be_table_t *t);
+
 /* Iteration for the admin API, health checks and discovery (main thread,
  * or under the read lock). */
 void be_table_rdlock(be_table_t *t);

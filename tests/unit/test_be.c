@@ -96,6 +96,45 @@ static void test_add_find_remove(void **state)
     be_table_free(t);
 }
 
+/* A worker restarting under its id leaves and joins again: an admin drain
+ * must survive that, or the restarted worker takes clients before whoever
+ * drained it has checked it. Only drained backends are remembered. */
+static void test_admin_drain_survives_rejoin(void **state)
+{
+    be_t *bs[2];
+    be_table_t *t = table_with("leastconn", 2, bs, 0);
+    sock_addr_t a = addr_of(9300);
+    be_t *w = be_add(t, "w", &a, 1, BE_DISCOVERED);
+    be_t *v = be_add(t, "v", &a, 1, BE_DISCOVERED);
+    w->admin_drain = 1;
+    be_remove(t, w);
+    be_remove(t, v);
+    assert_int_equal(be_table_drained_count(t), 1);
+    w = be_add(t, "w", &a, 1, BE_DISCOVERED);
+    v = be_add(t, "v", &a, 1, BE_DISCOVERED);
+    assert_int_equal(w->admin_drain, 1);
+    assert_int_equal(v->admin_drain, 0);
+    assert_false(be_usable(w));
+    /* taken once: the memory is spent on the first return */
+    assert_int_equal(be_table_drained_count(t), 0);
+    w->admin_drain = 0;
+    be_remove(t, w);
+    assert_non_null(w = be_add(t, "w", &a, 1, BE_DISCOVERED));
+    assert_int_equal(w->admin_drain, 0);
+    /* the memory is bounded */
+    for (int i = 0; i < 1100; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "d%d", i);
+        be_t *d = be_add(t, id, &a, 1, BE_DISCOVERED);
+        d->admin_drain = 1;
+        be_remove(t, d);
+    }
+    assert_int_equal(be_table_drained_count(t), 1024);
+    assert_int_equal(be_add(t, "d0", &a, 1, BE_DISCOVERED)->admin_drain, 0); /* pushed out */
+    assert_int_equal(be_add(t, "d1099", &a, 1, BE_DISCOVERED)->admin_drain, 1);
+    be_table_free(t);
+}
+
 static void test_leastconn_picks_min(void **state)
 {
     be_t *bs[3];
@@ -637,6 +676,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_algo_find),
         cmocka_unit_test(test_add_find_remove),
+        cmocka_unit_test(test_admin_drain_survives_rejoin),
         cmocka_unit_test(test_leastconn_picks_min),
         cmocka_unit_test(test_leastconn_weights),
         cmocka_unit_test(test_ties_rotate),
