@@ -42,6 +42,7 @@ typedef struct ctl_ctx {
 } ctl_ctx_t;
 
 static const char ctl_summary[] =
+    "       wslbctl COMMAND [ID...] [OPTIONS]\n"
     "See and steer the lbs and workers of a wslb fleet.\n"
     "\n"
     "Commands:\n"
@@ -85,7 +86,7 @@ static void ctl_table(ctl_opts_t *o, cfg_opt_t t[CTL_NOPTS])
          "rollout: the workers' upstream secret, for the probe", 0, 0},
         {"probe-runtime", CFG_STR, &o->probe_runtime, "NAME", "rollout: the probe's runtime", 0, 0},
         {"probe-code", CFG_STR, &o->probe_code, "SRC",
-         "rollout: the probe's program (print(1) must print 1)", 0, 0},
+         "rollout: the probe's program (the default, print(1), must print 1)", 0, 0},
         CFG_END,
     };
     _Static_assert(sizeof(opts) / sizeof(opts[0]) == CTL_NOPTS, "CTL_NOPTS");
@@ -99,7 +100,7 @@ static int ctl_split_args(const cfg_opt_t *t, int argc, char **argv, char **flag
                           char **pos, int *npos)
 {
     *nflags = *npos = 0;
-    flags[(*nflags)++] = "wslbctl COMMAND [ID...]"; /* cfg's usage line */
+    flags[(*nflags)++] = "wslbctl"; /* for --help and --version, whatever the path */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {

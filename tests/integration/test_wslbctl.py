@@ -341,6 +341,10 @@ def test_errors(worker_factory, lb_factory):  # noqa: F811
                           (["status", "--batch", "0"] + lbargs(lb), "--batch")):
             rc, out, err = ctl(*args)
             assert rc == 2 and msg in err, (args, rc, err)
+        rc, out, err = ctl("--version", check=0)
+        assert re.match(r"wslbctl \d+\.\d+\.\d+\n$", out), out
+        rc, out, err = ctl("--help", check=0)
+        assert "rollout [ID...]" in out and "--drain-timeout S" in out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
