@@ -54,7 +54,8 @@ void ctl_lines_flush(ctl_lines_t *l, int fd, ctl_line_fn *fn, void *ud)
 
 void ctl_lines_free(ctl_lines_t *l)
 {
-    buf_free(&l->pend);
+    if (l != NULL)
+        buf_free(&l->pend);
 }
 
 /* ---- the template (pure) ------------------------------------------------------ */

@@ -68,6 +68,8 @@ int ctl_tab_render(const ctl_tab_t *t, buf_t *out)
 
 void ctl_tab_free(ctl_tab_t *t)
 {
+    if (t == NULL)
+        return;
     for (size_t i = 0; i < t->ncells; i++)
         free(t->cells[i]);
     free(t->cells);

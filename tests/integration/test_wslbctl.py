@@ -591,3 +591,24 @@ def test_admin_drain_survives_a_restart(cluster_factory):
         loop.close()
     ctl("enable", "w1", "--wait", *lbargs(*c.lbs), check=0)
     assert all(lb.backend("w1")["state"] == "up" for lb in c.lbs)
+
+
+def test_rollout_in_batches(cluster_factory):
+    c = cluster_factory(3, nlbs=1)
+    before = {w: c.pid(w) for w in c.ids}
+    cmd = "sleep 1; %s %s {id}" % (RESTART, c.dir)
+    rc, out, err = ctl("rollout", *c.args(), "--exec", cmd, "--drain-timeout", "0", "--batch",
+                       "2", timeout=120)
+    assert rc == 0, out + err
+    assert all(r[0] == "ok" for r in summary_rows(out).values())
+    assert all(c.pid(w) != before[w] for w in c.ids)
+    # w1 and w2 restart together; w3 only once both are back.
+    lines = out.splitlines()
+
+    def first(pat):
+        return min(i for i, ln in enumerate(lines) if re.search(pat, ln))
+    assert first(r"^\[w2 \S+\] -- restart") < first(r"^\[w1 \S+\] -- enabled")
+    assert first(r"^\[w1 \S+\] -- restart") < first(r"^\[w2 \S+\] -- enabled")
+    assert first(r"^\[w3 \S+\] -- drained") > max(first(r"^\[w1 \S+\] -- enabled"),
+                                                  first(r"^\[w2 \S+\] -- enabled"))
+    assert "1 at a time" not in out and "2 at a time" in out
