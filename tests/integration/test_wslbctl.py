@@ -506,6 +506,27 @@ def test_rollout_sigint(cluster_factory):
         assert rows["w1"][0] == "ok" and rows["w2"][0] == "not started", rows
         assert c.pid("w1") != before["w1"] and c.pid("w2") == before["w2"]
         assert lb1.backend("w1")["state"] == "up"
+
+        # A second Ctrl-C stops the command itself and leaves its worker drained.
+        pidfile = os.path.join(c.dir, "cmd.pid")
+        p = subprocess.Popen([binary("wslbctl"), "rollout", "w2"] + c.args() +
+                             ["--exec", "echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 60"
+                              % (pidfile, pidfile, pidfile), "--drain-timeout", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sanitizer_env())
+        util.wait_for(lambda: os.path.exists(pidfile), 20, "the command to run")
+        with open(pidfile) as f:
+            cmd_pid = int(f.read())
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # two separate signals, as two presses of Ctrl-C are
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        out = out.decode()
+        assert p.returncode == 1, (out, err)
+        assert "aborting: stopping the running commands" in out
+        rows = summary_rows(out)
+        assert rows["w2"][0] == "FAILED" and "aborted" in rows["w2"][3], rows
+        util.wait_for(lambda: not wslbctl_restart._alive(cmd_pid), 10, "the command to be gone")
+        assert lb1.backend("w2")["admin_drain"] and c.pid("w2") == before["w2"]
     finally:
         for ws in held:
             loop.run_until_complete(ws.close())
@@ -562,6 +583,20 @@ def test_rollout_probe_gates_enable(cluster_factory):
            "'cobol'" % c.addrs["w1"] in rows["w1"][3], rows
     assert c.lbs[0].backend("w1")["admin_drain"]
     assert c.lbs[0].backend("w1")["health"] == "up"
+
+    # A command that hangs is stopped at --exec-timeout, its whole group.
+    pidfile = os.path.join(c.dir, "hung.pid")
+    rc, out, err = ctl("rollout", *c.args(), "--exec",
+                       "sleep 60 & echo $! > %s; wait" % pidfile, "--drain-timeout", "0",
+                       "--exec-timeout", "1", "--retries", "0", timeout=60)
+    assert rc == 1
+    with open(pidfile) as f:
+        bg = int(f.read())
+    # the background sleep went with its group, not just the shell
+    util.wait_for(lambda: not wslbctl_restart._alive(bg), 10, "the command's child to be gone")
+    rows = summary_rows(out)
+    assert rows["w1"][0] == "FAILED" and "did not end within 1s (--exec-timeout)" in rows["w1"][3]
+    assert "was drained before the rollout" not in out  # it failed: no enable at all
 
 
 def test_admin_drain_survives_a_restart(cluster_factory):
