@@ -1,6 +1,6 @@
 # Websocket load balancer with bundled workers.
 #
-#   make            optimised build: bin/lb bin/worker bin/wsbench
+#   make            optimised build: bin/lb bin/worker bin/wsbench bin/wslbctl
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
 #   make test       unit + integration + browser tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
@@ -13,6 +13,9 @@ VERSION  := 0.1.0
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 CPPFLAGS := -Icommon -Ilb -Iworker -Ibench -DVERSION=\"$(VERSION)\"
+# wslbctl talks to the daemons only over their public interfaces: it sees
+# common/ and its own headers, never lb/ or worker/.
+CTL_CPPFLAGS := -Icommon -Ictl -DVERSION=\"$(VERSION)\"
 LIBS     := -lev -lssl -lcrypto -lhttp_parser -lhiredis -lseccomp -ljansson -lm -lpthread
 
 OPT_CFLAGS  := $(CSTD) $(WARN) -O2 -g
@@ -24,10 +27,11 @@ COMMON_SRC := $(wildcard common/*.c)
 WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
 LB_SRC     := $(filter-out lb/main.c,$(wildcard lb/*.c))
 BENCH_SRC  := $(filter-out bench/main.c,$(wildcard bench/*.c))
+CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 
-PROGS := worker lb wsbench
+PROGS := worker lb wsbench wslbctl
 
 .PHONY: all asan test unit unit-opt unit-asan integration browser run deps check-deps bench bench-full \
         fuzz fuzz-smoke soak format format-check clean
@@ -41,10 +45,15 @@ $(1)_COMMON := $$(patsubst %.c,build/$(1)/%.o,$(COMMON_SRC))
 $(1)_WORKER := $$(patsubst %.c,build/$(1)/%.o,$(WORKER_SRC))
 $(1)_LB     := $$(patsubst %.c,build/$(1)/%.o,$(LB_SRC))
 $(1)_BENCH  := $$(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC))
+$(1)_CTL    := $$(patsubst %.c,build/$(1)/%.o,$(CTL_SRC))
 
 build/$(1)/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$(CPPFLAGS) -MMD -MP -c $$< -o $$@
+
+build/$(1)/ctl/%.o: ctl/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$(CTL_CPPFLAGS) -MMD -MP -c $$< -o $$@
 
 $(4)/worker: build/$(1)/worker/main.o $$($(1)_WORKER) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
@@ -58,8 +67,12 @@ $(4)/wsbench: build/$(1)/bench/main.o $$($(1)_BENCH) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
 
+$(4)/wslbctl: build/$(1)/ctl/main.o $$($(1)_CTL) $$($(1)_COMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+
 # Unit tests link every non-main object so they can reach any module.
-build/$(1)/tests/%: build/$(1)/tests/unit/%.o $$($(1)_WORKER) $$($(1)_LB) $$($(1)_COMMON)
+build/$(1)/tests/%: build/$(1)/tests/unit/%.o $$($(1)_WORKER) $$($(1)_LB) $$($(1)_CTL) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(3) -o $$@ $$^ $$(LIBS) -lcmocka
 

@@ -84,6 +84,34 @@ static const char *admin_state_name(const be_t *b)
     return "up";
 }
 
+static const char *admin_health_name(const be_t *b)
+{
+    int st = be_get_state(b);
+    return st == BE_DOWN ? "down" : st == BE_DRAINING ? "draining" : "up";
+}
+
+/* What the worker published besides its counts, null while nothing is
+ * known (a static backend without Redis). Main thread: discovery writes
+ * these fields on the same loop. */
+static int admin_backend_info(json_t *j, const be_t *b)
+{
+    int known = __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
+    uint64_t ts = LD(&b->remote_ts_ms), now = be_wall_ms();
+    json_int_t age = now > ts ? (json_int_t)(now - ts) : 0; /* a clock step is not negative */
+    return json_object_set_new(j, "health", json_string(admin_health_name(b))) ||
+           json_object_set_new(j, "evals_running",
+                               known ? json_integer(b->evals_running) : json_null()) ||
+           json_object_set_new(j, "evals_queued",
+                               known ? json_integer(b->evals_queued) : json_null()) ||
+           json_object_set_new(j, "version",
+                               known && b->version[0] ? json_string(b->version) : json_null()) ||
+           json_object_set_new(j, "started_ms",
+                               known && b->started_ms ? json_integer((json_int_t)b->started_ms)
+                                                      : json_null()) ||
+           json_object_set_new(j, "heartbeat_age_ms",
+                               known && ts ? json_integer(age) : json_null());
+}
+
 static json_t *admin_backend_json(const be_t *b)
 {
     return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", b->id, "addr",
@@ -122,7 +150,12 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
             goto done;
     be_table_rdlock(t);
     for (size_t i = 0; i < be_table_count(t); i++) {
-        if (json_array_append_new(bes, admin_backend_json(be_table_at(t, i)))) {
+        json_t *bj = admin_backend_json(be_table_at(t, i));
+        if (bj && admin_backend_info(bj, be_table_at(t, i)) < 0) {
+            json_decref(bj);
+            bj = NULL;
+        }
+        if (json_array_append_new(bes, bj)) {
             be_table_unlock(t);
             goto done;
         }

@@ -9,6 +9,7 @@
  * numerator / effective weight, and a < b is tested as a.num * b.ew <
  * b.num * a.ew. The effective weight is the configured weight in thousandths
  * (so slow start can scale it without floating point). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -621,10 +622,20 @@ void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, i
     __atomic_store_n(&b->has_remote, 1, __ATOMIC_RELEASE);
 }
 
+void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64_t started_ms,
+                    const char *version)
+{
+    b->evals_running = evals_running < 0 ? 0 : evals_running;
+    b->evals_queued = evals_queued < 0 ? 0 : evals_queued;
+    b->started_ms = started_ms;
+    snprintf(b->version, sizeof(b->version), "%s", version ? version : "");
+}
+
 void be_clear_remote(be_t *b)
 {
     __atomic_store_n(&b->has_remote, 0, __ATOMIC_RELEASE);
     ST(&b->remote_ts_ms, 0);
     ST(&b->load, 0);
     ST(&b->remote_draining, 0);
+    be_update_info(b, 0, 0, 0, NULL);
 }

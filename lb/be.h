@@ -59,6 +59,13 @@ typedef struct be {
     uint64_t remote_ts_ms; /* worker's wall-clock ts_ms of remote_conns (0 = none) */
     int remote_draining;   /* the worker announced it is draining (Redis) */
 
+    /* main thread only (discovery writes, the admin API reads): what the
+     * worker last published beyond its counts, for operators; valid while
+     * has_remote */
+    int64_t evals_running, evals_queued;
+    uint64_t started_ms; /* the worker process's start (0 = not published) */
+    char version[64];    /* "" = not published */
+
     /* main thread only: samples of `active` against the wall clock, to find
      * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1) */
     struct be_sample {
@@ -155,6 +162,10 @@ void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
 void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, int64_t mine);
 /* Main thread: forget the remote figures (worker key gone); back to local. */
 void be_clear_remote(be_t *b);
+/* Main thread: the rest of what the worker published with its counts
+ * (version may be NULL or "" when not published). */
+void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64_t started_ms,
+                    const char *version);
 
 /* Admin drains, kept by id: the operator's drain of a backend found through
  * Redis must survive that worker leaving and coming back (a deploy, an

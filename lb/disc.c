@@ -159,6 +159,21 @@ int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_s
     } else {
         out->load = running + queued;
     }
+    out->evals_running = running;
+    out->evals_queued = queued;
+    json_t *sv = json_object_get(root, "started_ms"), *ver = json_object_get(root, "version");
+    if (sv && (!json_is_integer(sv) || json_integer_value(sv) < 0)) {
+        snprintf(err, errlen, "bad started_ms");
+        goto done;
+    }
+    out->started_ms = sv ? (uint64_t)json_integer_value(sv) : 0;
+    if (ver && (!json_is_string(ver) || !disc_id_ok(json_string_value(ver), json_string_length(ver),
+                                                    sizeof(out->version)))) {
+        snprintf(err, errlen, "bad version");
+        goto done;
+    }
+    if (ver)
+        memcpy(out->version, json_string_value(ver), json_string_length(ver) + 1);
     json_t *tsv = json_object_get(root, "ts_ms");
     if (tsv && (!json_is_integer(tsv) || json_integer_value(tsv) < 0)) {
         snprintf(err, errlen, "bad ts_ms");
@@ -278,6 +293,8 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
          * before the heartbeat that says so. */
         int fresh = !LD(&b->has_remote) || !st.ts_ms || st.ts_ms > LD(&b->remote_ts_ms);
         be_update_remote_ex(b, st.conns, st.load, st.ts_ms, st.mine);
+        if (fresh)
+            be_update_info(b, st.evals_running, st.evals_queued, st.started_ms, st.version);
         if (st.draining || fresh)
             disc_set_draining(d, b, st.draining);
         seen[nseen++] = b;

@@ -32,6 +32,10 @@ typedef struct disc_state {
     int64_t load; /* "load", or evals_running + evals_queued when absent */
     uint64_t ts_ms;
     int64_t mine; /* by_lb[lb_id]: this lb's connections on it; -1 if not said */
+    /* For operators only (shown on the admin API, never balanced on). */
+    int64_t evals_running, evals_queued; /* 0 when not published */
+    uint64_t started_ms;                 /* 0 when not published */
+    char version[64];                    /* "" when not published */
 } disc_state_t;
 
 /* Pure: parses and validates one worker state JSON. Returns 0, or -1 with a

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -72,6 +73,11 @@ def test_heartbeat_state_and_join(redis_server, worker_factory):
         assert abs(st["ts_ms"] / 1000.0 - time.time()) < 5, st
         assert st["started_ms"] <= st["ts_ms"], st
         assert isinstance(st.get("isolation"), str), st
+        # The version is the binary's own, as --version prints it.
+        assert w.argv[0].endswith("worker")
+        out = subprocess.run([w.argv[0], "--version"], stdout=subprocess.PIPE, text=True,
+                             timeout=10).stdout.split()
+        assert st.get("version") == out[-1], (st, out)
         assert w.id in r.smembers("wslb:workers")
         ttl = r.pttl("wslb:worker:%s" % w.id)
         assert 0 < ttl <= 3000, ttl

@@ -74,6 +74,8 @@ static void test_render_stats(void **state)
     fixture_t *f = *state;
     be_t *held = be_pick(f->t, NULL, 0);
     be_update_remote(f->b1, 9, 2, 100);
+    be_update_info(f->b1, 1, 1, 50, "9.8.7");
+    uint64_t before = be_wall_ms();
     be_set_state(f->t, f->w, BE_DOWN);
     f->b0->admin_drain = 1;
 
@@ -108,6 +110,18 @@ static void test_render_stats(void **state)
     assert_string_equal(json_string_value(json_object_get(b1, "state")), "up");
     assert_int_equal(json_integer_value(json_object_get(b1, "load")), 2);
     assert_int_equal(json_integer_value(json_object_get(b1, "conns_global")), 9);
+    /* what the worker published beyond its counts: null while unknown */
+    assert_string_equal(json_string_value(json_object_get(b0, "health")), "up");
+    assert_string_equal(json_string_value(json_object_get(w, "health")), "down");
+    assert_true(json_is_null(json_object_get(b0, "evals_running")));
+    assert_true(json_is_null(json_object_get(b0, "version")));
+    assert_true(json_is_null(json_object_get(b0, "heartbeat_age_ms")));
+    assert_int_equal(json_integer_value(json_object_get(b1, "evals_running")), 1);
+    assert_int_equal(json_integer_value(json_object_get(b1, "evals_queued")), 1);
+    assert_string_equal(json_string_value(json_object_get(b1, "version")), "9.8.7");
+    assert_int_equal(json_integer_value(json_object_get(b1, "started_ms")), 50);
+    json_int_t age = json_integer_value(json_object_get(b1, "heartbeat_age_ms"));
+    assert_true(age >= (json_int_t)(before - 100) && age <= (json_int_t)(be_wall_ms() - 100));
     json_t *picked = backend_by_id(root, held->id);
     assert_int_equal(json_integer_value(json_object_get(picked, "active")), 1);
     assert_int_equal(json_integer_value(json_object_get(picked, "total")), 1);

@@ -46,6 +46,15 @@ static void test_parse_valid(void **state)
     assert_int_equal(st.conns, 12);
     assert_int_equal(st.load, 3);
     assert_int_equal(st.ts_ms, 1764150000000ull);
+    assert_int_equal(st.evals_running, 1);
+    assert_int_equal(st.evals_queued, 2);
+    assert_int_equal(st.started_ms, 1764149000000ull);
+    assert_string_equal(st.version, "");
+    const char *ver = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":0,"
+                      "\"version\":\"0.2.0-rc1\"}";
+    assert_int_equal(parse(ver, &st, err), 0);
+    assert_string_equal(st.version, "0.2.0-rc1");
+    assert_int_equal(st.started_ms, 0);
 
     /* minimal: load from the evaluation counts, no timestamp, IPv6 */
     assert_int_equal(parse("{\"id\":\"w-2.x\",\"addr\":\"[::1]:9002\",\"state\":\"draining\","
@@ -136,6 +145,13 @@ static void test_parse_invalid(void **state)
         "\"evals_running\":\"x\"}",
         "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"ts_ms\":\"now\"}",
         "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"ts_ms\":-5}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"started_ms\":-1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"version\":1}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"version\":\"\"}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
+        "\"version\":\"1\\n2\"}",
+        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
+        "\"version\":\"0123456789012345678901234567890123456789012345678901234567890123\"}",
         /* duplicate keys could smuggle two answers past a checker */
         "{\"id\":\"w\",\"id\":\"v\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
     };
