@@ -486,7 +486,7 @@ static void disc_sub_state(rds_t *r, int connected, void *ud)
         disc_refresh(d);
 }
 
-disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr, const char *prefix,
+disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc, const char *prefix,
                     char *err, size_t errlen)
 {
     char rerr[SOCK_ERR_LEN];
@@ -511,11 +511,11 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr,
     }
     snprintf(d->set_key, plen + sizeof("workers"), "%sworkers", prefix);
     snprintf(d->chan, plen + sizeof("events"), "%sevents", prefix);
-    d->cmd = rds_create(loop, redis_addr, disc_cmd_state, d, rerr, sizeof(rerr));
+    d->cmd = rds_create(loop, rc, disc_cmd_state, d, rerr, sizeof(rerr));
     if (d->cmd)
-        d->sub = rds_create(loop, redis_addr, disc_sub_state, d, rerr, sizeof(rerr));
+        d->sub = rds_create(loop, rc, disc_sub_state, d, rerr, sizeof(rerr));
     if (!d->cmd || !d->sub) {
-        snprintf(err, errlen, "redis address: %s", rerr);
+        snprintf(err, errlen, "redis: %s", rerr);
         goto fail;
     }
     ev_timer_start(loop, &d->tick);

@@ -336,7 +336,8 @@ static void test_discovery(void **state)
     rcmd(fx, "SADD wslb:workers ghost"); /* listed, but its key expired */
 
     char err[256];
-    disc_t *d = disc_create(loop, t, fx->addr, "wslb:", err, sizeof(err));
+    rds_config_t rc = {.addr = fx->addr};
+    disc_t *d = disc_create(loop, t, &rc, "wslb:", err, sizeof(err));
     assert_non_null(d);
     probe_t w1 = {t, fx, "w1", 3}, ghost = {t, fx, "ghost", 0}, s1p = {t, fx, "s1", 7};
     assert_true(run_until(loop, cond_conns, &w1, 3000));
@@ -408,7 +409,8 @@ static void test_bad_address(void **state)
 {
     char err[256];
     be_table_t *t = be_table_create(NULL, 0);
-    assert_null(disc_create(EV_DEFAULT, t, "nowhere", NULL, err, sizeof(err)));
+    rds_config_t rc = {.addr = "nowhere"};
+    assert_null(disc_create(EV_DEFAULT, t, &rc, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "redis"));
     disc_free(NULL);
     be_table_free(t);
