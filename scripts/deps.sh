@@ -5,7 +5,7 @@
 #            prints the exact apt-get line and fails.
 #   install: installs whatever is missing (root), or prints the line.
 PKGS="build-essential pkg-config libev-dev libssl-dev libhttp-parser-dev libhiredis-dev \
-libseccomp-dev libjansson-dev libcmocka-dev redis-server python3 python3-websockets \
+libseccomp-dev libjansson-dev libcmocka-dev redis-server redis-sentinel python3 python3-websockets \
 python3-redis python3-pytest gcc clang libclang-rt-14-dev"
 
 missing=""
