@@ -94,6 +94,8 @@ struct rds {
     int drop_now; /* after the drop, try again at once instead of backing off */
     int ever_connected;
     int down_logged; /* the current outage has been logged */
+    int quiet;       /* failures at debug level only (the watch link: the
+                      * query link reports the same Sentinels) */
     unsigned backoff_min, backoff_max, backoff_cur;
     ev_timer retry;
     ev_timer connect_to;
@@ -173,7 +175,7 @@ static void rds_set_name(rds_t *r)
 /* Logs a failure once per outage; later retries only at debug level. */
 static void rds_note_failure(rds_t *r, const char *what, const char *why)
 {
-    if (!r->down_logged) {
+    if (!r->down_logged && !r->quiet) {
         log_warn("redis %s: %s (%s); %s with backoff up to %u ms", r->name, what,
                  why ? why : "unknown error",
                  r->kind == RDS_SENTINEL ? "trying the next Sentinel"
@@ -739,6 +741,7 @@ rds_t *rds_create(struct ev_loop *loop, const rds_config_t *cfg, rds_state_cb *o
     r->sn->watch = w;
     if (q == NULL || w == NULL)
         goto nomem;
+    w->quiet = 1;
     int n = sen_list_parse(cfg->sentinels, q->addrs, RDS_MAX_ADDRS, err, errlen);
     if (n < 0)
         goto fail;
