@@ -150,6 +150,15 @@ static void fake_stop(struct ev_loop *loop, struct fake_sn *s)
     }
 }
 
+/* How many clients are subscribed. */
+static int fake_subscribers(const struct fake_sn *s)
+{
+    int n = 0;
+    for (int i = 0; i < 8; i++)
+        n += s->cl[i].fd > 0 && s->cl[i].sub;
+    return n;
+}
+
 /* Sends a +switch-master message to every subscriber; returns how many. */
 static int fake_switch(struct fake_sn *s, const char *payload)
 {

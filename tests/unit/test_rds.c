@@ -737,6 +737,14 @@ static redisReply *sync_cmd(int port, const char *password, const char *fmt, ...
     return x;
 }
 
+/* Records the state and frees the link when it goes down. */
+static void free_on_down(rds_t *r, int connected, void *ud)
+{
+    record_state(r, connected, ud);
+    if (!connected)
+        rds_free(r);
+}
+
 /* What the Sentinels name is asked in turn, checked with ROLE (a replica is
  * never used), and a +switch-master moves the link even though the old
  * master is still up and still a master. */
@@ -774,18 +782,21 @@ static void test_sentinel_names_and_switches(void **state)
     assert_null(strstr(x->str, "cmdstat_set:"));
     freeReplyObject(x);
 
-    /* Now s2 names the master. */
+    /* Now s2 names the master. A second link, which frees itself when the
+     * switch below takes it down, comes up too. */
     snprintf(s2.answer, sizeof(s2.answer), "127.0.0.1 %d", pa);
-    WAIT_FOR(f->loop, st.n == 1);
+    struct states gone = {0};
+    rds_t *g = rds_create(f->loop, &c, free_on_down, &gone, err, sizeof(err));
+    WAIT_FOR(f->loop, st.n == 1 && gone.n == 1);
     assert_int_equal(served_port(f, r), pa);
 
     /* B is promoted and a Sentinel announces it: the link moves at once. */
     freeReplyObject(sync_cmd(pb, NULL, "REPLICAOF NO ONE"));
-    WAIT_FOR(f->loop, s1.cl[0].sub + s1.cl[1].sub + s2.cl[0].sub + s2.cl[1].sub >= 1);
+    WAIT_FOR(f->loop, fake_subscribers(&s1) + fake_subscribers(&s2) == 2);
     snprintf(msg, sizeof(msg), "other 127.0.0.1 %d 127.0.0.1 %d", pa, dead);
-    assert_int_equal(fake_switch(&s1, msg) + fake_switch(&s2, msg), 1); /* not ours */
+    assert_int_equal(fake_switch(&s1, msg) + fake_switch(&s2, msg), 2); /* not ours */
     snprintf(msg, sizeof(msg), "m 127.0.0.1 %d 127.0.0.1 %d", pa, pb);
-    assert_int_equal(fake_switch(&s1, msg) + fake_switch(&s2, msg), 1);
+    assert_int_equal(fake_switch(&s1, msg) + fake_switch(&s2, msg), 2);
     WAIT_FOR(f->loop, st.n == 3);
     assert_int_equal(st.ev[1], 0);
     assert_int_equal(st.ev[2], 1);
@@ -795,6 +806,8 @@ static void test_sentinel_names_and_switches(void **state)
     WAIT_FOR(f->loop, set.called);
     assert_int_equal(set.type, REDIS_REPLY_STATUS);
     assert_int_equal(st.n, 3);
+    assert_int_equal(gone.n, 2); /* up, then down and freed: nothing after */
+    (void)g;
 
     rds_free(r);
     fake_stop(f->loop, &s1);
