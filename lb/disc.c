@@ -8,7 +8,12 @@
  * Events bump a generation counter. A refresh whose SMEMBERS was sent
  * before the latest event may describe a worker that has since left, so it
  * updates and removes backends but adds none; the refresh queued by the
- * event adds them a moment later. */
+ * event adds them a moment later.
+ *
+ * After a reconnect (Redis restarted empty, or a Sentinel failover to a
+ * replica that missed the last writes) the workers need a moment to write
+ * their state again: for one state-key lifetime, a backend Redis does not
+ * list is kept rather than removed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,9 @@
 #endif
 
 #define DISC_REFRESH_S 1.0
+/* The lifetime of a worker's state key (PX in the README's Redis schema): by
+ * then every live worker has written its state to the Redis we reached. */
+#define DISC_GRACE_MS 3000
 /* Published figures above this are not believable and would only risk
  * overflow in the balancer's arithmetic. */
 #define DISC_MAX_COUNT 1000000000LL
@@ -42,6 +50,9 @@ struct disc {
     int again;       /* run another one when it ends */
     unsigned gen;    /* bumped by every event */
     int down_logged;
+    int was_up;           /* the command link was connected before */
+    uint64_t grace_until; /* be_now_ms(): keep unlisted backends until then */
+    int grace_logged;
     const char *lb_id; /* borrowed; NULL: workers' per-lb counts are not used */
 };
 
@@ -300,22 +311,32 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         seen[nseen++] = b;
     }
 
-    /* Whatever Redis no longer lists has left. Collect first: removing
+    /* Whatever Redis no longer lists has left, unless we just reconnected
+     * and it may not have written its state yet. Collect first: removing
      * reshuffles the table. */
-    size_t cnt = be_table_count(d->t), ngone = 0;
+    size_t cnt = be_table_count(d->t), ngone = 0, nkept = 0;
+    int grace = d->grace_until != 0 && be_now_ms() < d->grace_until;
     be_t **gone = calloc(cnt ? cnt : 1, sizeof(*gone));
     if (gone) {
         for (size_t i = 0; i < cnt; i++) {
             be_t *b = be_table_at(d->t, i);
             if (disc_in(seen, nseen, b))
                 continue;
-            if (b->source == BE_DISCOVERED)
+            if (b->source == BE_DISCOVERED && grace)
+                nkept++;
+            else if (b->source == BE_DISCOVERED)
                 gone[ngone++] = b;
-            else if (LD(&b->has_remote))
+            else if (!grace && LD(&b->has_remote))
                 be_clear_remote(b); /* static: back to local counts */
         }
         for (size_t i = 0; i < ngone; i++)
             disc_remove(d, gone[i], "registration gone from Redis");
+    }
+    if (nkept > 0 && !d->grace_logged) {
+        d->grace_logged = 1;
+        log_info("discovery: Redis does not list %zu known backend(s) since the reconnect; "
+                 "keeping them for up to %d ms while workers write their state again",
+                 nkept, DISC_GRACE_MS);
     }
     free(gone);
     free(seen);
@@ -486,6 +507,11 @@ static void disc_cmd_state(rds_t *r, int connected, void *ud)
         if (d->down_logged)
             log_info("discovery: Redis is back; refreshing");
         d->down_logged = 0;
+        if (d->was_up) {
+            d->grace_until = be_now_ms() + DISC_GRACE_MS;
+            d->grace_logged = 0;
+        }
+        d->was_up = 1;
         disc_refresh(d);
     } else if (!d->down_logged) {
         d->down_logged = 1;
@@ -503,7 +529,7 @@ static void disc_sub_state(rds_t *r, int connected, void *ud)
         disc_refresh(d);
 }
 
-disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr, const char *prefix,
+disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc, const char *prefix,
                     char *err, size_t errlen)
 {
     char rerr[SOCK_ERR_LEN];
@@ -528,11 +554,11 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr,
     }
     snprintf(d->set_key, plen + sizeof("workers"), "%sworkers", prefix);
     snprintf(d->chan, plen + sizeof("events"), "%sevents", prefix);
-    d->cmd = rds_create(loop, redis_addr, disc_cmd_state, d, rerr, sizeof(rerr));
+    d->cmd = rds_create(loop, rc, disc_cmd_state, d, rerr, sizeof(rerr));
     if (d->cmd)
-        d->sub = rds_create(loop, redis_addr, disc_sub_state, d, rerr, sizeof(rerr));
+        d->sub = rds_create(loop, rc, disc_sub_state, d, rerr, sizeof(rerr));
     if (!d->cmd || !d->sub) {
-        snprintf(err, errlen, "redis address: %s", rerr);
+        snprintf(err, errlen, "redis: %s", rerr);
         goto fail;
     }
     ev_timer_start(loop, &d->tick);

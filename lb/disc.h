@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "be.h"
+#include "rds.h"
 #include "sock.h"
 
 struct ev_loop;
@@ -47,10 +48,10 @@ int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err,
 int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_state_t *out,
                          char *err, size_t errlen);
 
-/* redis_addr "HOST:PORT"; prefix NULL = "wslb:". Connection failures are
- * retried in the background; NULL only for a bad address or no memory. The
- * table must outlive the discoverer. */
-disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const char *redis_addr, const char *prefix,
+/* rc says where Redis is (see rds.h); prefix NULL = "wslb:". Connection
+ * failures are retried in the background; NULL only for a bad configuration
+ * or no memory. The table must outlive the discoverer. */
+disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc, const char *prefix,
                     char *err, size_t errlen);
 void disc_free(disc_t *d);
 /* This lb's id, as sent in X-Lb-Id: workers count connections per lb id so

@@ -23,6 +23,7 @@
 #include "met.h"
 #include "proxy.h"
 #include "route.h"
+#include "rdo.h"
 #include "sock.h"
 #include "static.h"
 #include "tls.h"
@@ -43,6 +44,7 @@ typedef struct lb_opts {
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
     int access_log;
+    rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
 } lb_opts_t;
 
 /* Everything the process runs, in one place: the only context there is. */
@@ -242,6 +244,7 @@ int main(int argc, char **argv)
         {"redis", CFG_STR, &o->redis, "HOST:PORT", "discover workers and their load in Redis", 0,
          0},
         {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        RDO_CFG_OPTS(&o->rdo),
         {"id", CFG_STR, &o->id, "NAME",
          "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "
          "per lb process (default HOSTNAME-PID, a long host name cut and hashed)",
@@ -528,13 +531,21 @@ int main(int argc, char **argv)
         log_error("health checks: %s", err);
         goto out;
     }
-    if (o->redis != NULL && *o->redis) {
-        lb->disc = disc_create(lb->loop, lb->table, o->redis, o->redis_prefix, err, sizeof(err));
-        if (lb->disc == NULL) {
-            log_error("--redis: %s", err);
+    {
+        rds_config_t rcfg;
+        if (rdo_config(o->redis, &o->rdo, &rcfg, err, sizeof(err)) < 0) {
+            log_error("%s", err);
             goto out;
         }
-        disc_set_lb_id(lb->disc, o->id);
+        if (rcfg.addr != NULL || rcfg.sentinels != NULL) {
+            lb->disc = disc_create(lb->loop, lb->table, &rcfg, o->redis_prefix, err, sizeof(err));
+            rdo_clear(&rcfg);
+            if (lb->disc == NULL) {
+                log_error("--redis: %s", err);
+                goto out;
+            }
+            disc_set_lb_id(lb->disc, o->id);
+        }
     }
     if (o->admin != NULL && *o->admin) {
         if (o->admin_token_file != NULL && *o->admin_token_file) {
@@ -584,7 +595,8 @@ int main(int argc, char **argv)
                  "static backend(s)%s%s; limits conns=%ld rate=%ld burst=%ld, %zu trusted "
                  "network(s)%s",
                  VERSION, o->id, a1, a2, a3, algo->name, o->threads, o->backend.n,
-                 lb->disc ? ", redis " : "", lb->disc ? o->redis : "", o->limit_conns,
+                 lb->disc ? ", redis " : "",
+                 lb->disc ? (o->redis ? o->redis : "master from Sentinels") : "", o->limit_conns,
                  o->limit_rate, o->limit_burst, lb->trusted.n,
                  upstream_secret ? ", upstream secret set" : "");
     }

@@ -6,7 +6,7 @@
 #   install: installs whatever is missing (root), or prints the line; this
 #            includes the browser tests' packages, which check leaves alone.
 PKGS="build-essential pkg-config libev-dev libssl-dev libhttp-parser-dev libhiredis-dev \
-libseccomp-dev libjansson-dev libcmocka-dev redis-server python3 python3-websockets \
+libseccomp-dev libjansson-dev libcmocka-dev redis-server redis-sentinel python3 python3-websockets \
 python3-redis python3-pytest gcc clang libclang-rt-14-dev"
 # Headless Chromium for tests/browser: a few hundred MB that a build does not
 # need, so only `make deps` installs them; `make test` skips those tests,

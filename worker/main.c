@@ -225,6 +225,7 @@ int main(int argc, char **argv)
          "address the lb should dial (default: --listen)", 0, 0},
         {"redis", CFG_STR, &c->redis, "HOST:PORT", "publish state to this Redis", 0, 0},
         {"redis-prefix", CFG_STR, &c->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        RDO_CFG_OPTS(&c->rdo),
         {"max-evals", CFG_INT, &c->max_evals, "N", "concurrent evaluations (2 x cores)", 1, 1024},
         {"queue", CFG_INT, &c->queue, "N",
          "evaluations that may wait for a slot before 'busy' (4 x max-evals)", 0, 100000},
@@ -247,6 +248,7 @@ int main(int argc, char **argv)
         CFG_END,
     };
     char err[512];
+    rds_config_t rcfg = {0};
     char idbuf[SOCK_ADDRSTRLEN], workroot[256];
     int rc = cfg_parse(opts, argc, argv,
                        "Websocket worker: sandboxed code evaluations, load published in Redis.",
@@ -294,6 +296,10 @@ int main(int argc, char **argv)
         }
         memcpy(w.upstream_secret, secret, strlen(secret) + 1);
         free(secret);
+    }
+    if (rdo_config(c->redis, &c->rdo, &rcfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
     }
     /* SIGTERM before the event loop handles it must not kill the worker
      * half-started: hold it until the ev_signal watchers are in place. */
@@ -353,10 +359,12 @@ int main(int argc, char **argv)
     TAILQ_INIT(&w.conns);
     TAILQ_INIT(&w.closed);
     TAILQ_INIT(&w.queue);
-    if (c->redis != NULL && (w.pub = pub_create(&w, err, sizeof(err))) == NULL) {
+    if ((rcfg.addr != NULL || rcfg.sentinels != NULL) &&
+        (w.pub = pub_create(&w, &rcfg, err, sizeof(err))) == NULL) {
         log_error("--redis: %s", err);
         goto out;
     }
+    rdo_clear(&rcfg);
     ev_signal_init(&w.sigterm_w, wk_signal_cb, SIGTERM);
     ev_signal_init(&w.sigint_w, wk_signal_cb, SIGINT);
     w.sigterm_w.data = w.sigint_w.data = &w;
@@ -399,6 +407,7 @@ out:
     sbx_free(w.sbx);
     met_free(w.met);
     rt_free(&w.rt);
+    rdo_clear(&rcfg);
     free(w.slot_busy);
     if (w.loop != NULL)
         ev_loop_destroy(w.loop);

@@ -104,7 +104,7 @@ static void pub_state_cb(rds_t *r, int connected, void *ud)
     }
 }
 
-struct pub *pub_create(wk_t *w, char *err, size_t errlen)
+struct pub *pub_create(wk_t *w, const rds_config_t *rc, char *err, size_t errlen)
 {
     struct pub *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -119,7 +119,7 @@ struct pub *pub_create(wk_t *w, char *err, size_t errlen)
     ev_timer_init(&p->beat, pub_beat_cb, PUB_INTERVAL, PUB_INTERVAL);
     ev_timer_init(&p->soon, pub_soon_cb, PUB_COALESCE, 0.);
     p->beat.data = p->soon.data = p;
-    p->rds = rds_create(w->loop, w->cfg.redis, pub_state_cb, p, err, errlen);
+    p->rds = rds_create(w->loop, rc, pub_state_cb, p, err, errlen);
     if (p->rds == NULL) {
         free(p);
         return NULL;

@@ -8,12 +8,14 @@
 #ifndef WORKER_PUB_H
 #define WORKER_PUB_H
 
+#include "rds.h"
 #include "wk.h"
 
 struct pub;
 
-/* NULL pub (no --redis) is accepted by every function below. */
-struct pub *pub_create(wk_t *w, char *err, size_t errlen);
+/* rc says where Redis is (see rds.h). NULL pub (no Redis) is accepted by
+ * every function below. */
+struct pub *pub_create(wk_t *w, const rds_config_t *rc, char *err, size_t errlen);
 void pub_free(struct pub *p);
 /* Something counted changed: publish soon (coalesced). */
 void pub_changed(struct pub *p);

@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "met.h"
+#include "rdo.h"
 #include "rt.h"
 #include "sbx.h"
 #include "sock.h"
@@ -37,6 +38,7 @@ typedef struct wk_config {
     long output_kb;
     long max_message_kb;
     long drain_s;
+    rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
 } wk_config_t;
 
 TAILQ_HEAD(wc_list, wc_conn);

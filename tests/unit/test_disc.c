@@ -209,14 +209,9 @@ static void redis_kill(redis_fx_t *fx)
     }
 }
 
-static int redis_setup(void **state)
+/* Starts redis-server on fx->port and connects fx->c; 0, or -1. */
+static int redis_boot(redis_fx_t *fx)
 {
-    redis_fx_t *fx = calloc(1, sizeof(*fx));
-    *state = fx;
-    if (access("/usr/bin/redis-server", X_OK) != 0)
-        return 0; /* tests skip */
-    fx->port = free_port();
-    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", fx->port);
     char port[16];
     snprintf(port, sizeof(port), "%d", fx->port);
     fx->pid = fork();
@@ -243,8 +238,19 @@ static int redis_setup(void **state)
         redisFree(c);
         usleep(20000); /* between connection attempts, not as synchronisation */
     }
-    redis_kill(fx); /* teardown does not run when setup fails */
+    redis_kill(fx);
     return -1;
+}
+
+static int redis_setup(void **state)
+{
+    redis_fx_t *fx = calloc(1, sizeof(*fx));
+    *state = fx;
+    if (access("/usr/bin/redis-server", X_OK) != 0)
+        return 0; /* tests skip */
+    fx->port = free_port();
+    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", fx->port);
+    return redis_boot(fx); /* teardown does not run when setup fails */
 }
 
 static int redis_teardown(void **state)
@@ -352,7 +358,8 @@ static void test_discovery(void **state)
     rcmd(fx, "SADD wslb:workers ghost"); /* listed, but its key expired */
 
     char err[256];
-    disc_t *d = disc_create(loop, t, fx->addr, "wslb:", err, sizeof(err));
+    rds_config_t rc = {.addr = fx->addr};
+    disc_t *d = disc_create(loop, t, &rc, "wslb:", err, sizeof(err));
     assert_non_null(d);
     probe_t w1 = {t, fx, "w1", 3}, ghost = {t, fx, "ghost", 0}, s1p = {t, fx, "s1", 7};
     assert_true(run_until(loop, cond_conns, &w1, 3000));
@@ -420,11 +427,73 @@ static void test_discovery(void **state)
     ev_loop_destroy(loop);
 }
 
+/* SMEMBERS calls the server has answered (INFO commandstats). */
+static long long smembers_calls(redis_fx_t *fx)
+{
+    redisReply *r = redisCommand(fx->c, "INFO commandstats");
+    assert_non_null(r);
+    const char *p =
+        r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_smembers:calls=") : NULL;
+    long long n = p ? atoll(p + strlen("cmdstat_smembers:calls=")) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static int cond_smembers2(void *p)
+{
+    return smembers_calls(p) >= 2;
+}
+
+/* Redis comes back empty (a restart without persistence, or a failover to a
+ * replica that missed the last writes): the lb keeps what it knew for one
+ * state-key lifetime, so workers that write their state again in time are
+ * never dropped, and only those that do not are removed. */
+static void test_reconnect_keeps_backends_for_a_grace(void **state)
+{
+    redis_fx_t *fx = *state;
+    if (!fx->c)
+        skip();
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    be_table_t *t = be_table_create(NULL, 0);
+    put_state(fx, "w1", "127.0.0.1:9501", "up", 1, 0, 1000);
+    put_state(fx, "w2", "127.0.0.1:9502", "up", 1, 0, 1000);
+    char err[256];
+    rds_config_t rc = {.addr = fx->addr};
+    disc_t *d = disc_create(loop, t, &rc, "wslb:", err, sizeof(err));
+    assert_non_null(d);
+    probe_t w1 = {t, fx, "w1", 0}, w2 = {t, fx, "w2", 0};
+    assert_true(run_until(loop, cond_present, &w1, 3000));
+    assert_true(run_until(loop, cond_present, &w2, 3000));
+    uint64_t joined = be_find(t, "w1")->joined_ms;
+
+    redisFree(fx->c);
+    fx->c = NULL;
+    redis_kill(fx);
+    assert_int_equal(redis_boot(fx), 0);
+    /* Two SMEMBERS on the empty Redis: the first answer has been applied. */
+    assert_true(run_until(loop, cond_smembers2, fx, 5000));
+    assert_non_null(be_find(t, "w1"));
+    assert_non_null(be_find(t, "w2"));
+    /* w1 writes its state again; w2 never does. */
+    put_state(fx, "w1", "127.0.0.1:9501", "up", 1, 0, 2000);
+    uint64_t t0 = mono_ms();
+    assert_true(run_until(loop, cond_absent, &w2, 6000));
+    assert_true(mono_ms() - t0 >= 1000);
+    be_t *b = be_find(t, "w1");
+    assert_non_null(b);
+    assert_int_equal(b->joined_ms, joined); /* never removed and re-added */
+
+    disc_free(d);
+    be_table_free(t);
+    ev_loop_destroy(loop);
+}
+
 static void test_bad_address(void **state)
 {
     char err[256];
     be_table_t *t = be_table_create(NULL, 0);
-    assert_null(disc_create(EV_DEFAULT, t, "nowhere", NULL, err, sizeof(err)));
+    rds_config_t rc = {.addr = "nowhere"};
+    assert_null(disc_create(EV_DEFAULT, t, &rc, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "redis"));
     disc_free(NULL);
     be_table_free(t);
@@ -439,6 +508,8 @@ int main(void)
         cmocka_unit_test(test_parse_invalid),
         cmocka_unit_test(test_parse_by_lb),
         cmocka_unit_test_setup_teardown(test_discovery, redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_keeps_backends_for_a_grace, redis_setup,
+                                        redis_teardown),
         cmocka_unit_test(test_bad_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

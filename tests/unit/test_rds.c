@@ -1,5 +1,7 @@
-/* Unit tests for common/rds.c against a real redis-server started on a free
- * 127.0.0.1 port. Skipped when redis-server is not installed. */
+/* Unit tests for common/rds.c against real redis-server and redis-sentinel
+ * processes started on free 127.0.0.1 ports, and a fake Sentinel served from
+ * the test's own loop (to make a Sentinel name a replica, or announce a
+ * switch, on cue). Skipped when redis-server is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +28,8 @@
 #include "rds.h"
 #include "sock.h"
 
+#include "fakesn.h"
+
 /* Upper bound for every wait; generous because the sanitizer build is slow. */
 #define WAIT_SECS 10.0
 
@@ -34,6 +39,9 @@ struct fx {
     pid_t pid;
     int port;
     char addr[SOCK_ADDRSTRLEN];
+    pid_t more[8]; /* other servers and Sentinels, killed at teardown */
+    int nmore;
+    char dir[64]; /* Sentinel configuration files; "" until needed */
 };
 
 static int have_redis(void)
@@ -71,7 +79,8 @@ static void msleep(int ms)
         ;
 }
 
-/* Readiness check: a TCP connect plus PING answered with +PONG. */
+/* Readiness check: a TCP connect plus PING answered (+PONG, or -NOAUTH from a
+ * server that wants a password). */
 static int redis_ping(int port)
 {
     char addr[32];
@@ -87,15 +96,15 @@ static int redis_ping(int port)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     char rb[16] = "";
     int ok = connect(fd, (struct sockaddr *)&a.ss, a.len) == 0 && write(fd, "PING\r\n", 6) == 6 &&
-             read(fd, rb, sizeof(rb) - 1) >= 5 && strncmp(rb, "+PONG", 5) == 0;
+             read(fd, rb, sizeof(rb) - 1) >= 5 &&
+             (strncmp(rb, "+PONG", 5) == 0 || strncmp(rb, "-NOAUTH", 7) == 0);
     close(fd);
     return ok ? 0 : -1;
 }
 
-static void redis_start(struct fx *f)
+/* Runs argv (a redis-server or redis-sentinel) until it answers on port. */
+static pid_t spawn(char *const *argv, int port)
 {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", f->port);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -104,22 +113,45 @@ static void redis_start(struct fx *f)
             dup2(null, STDOUT_FILENO);
             dup2(null, STDERR_FILENO);
         }
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--dir", "/tmp", (char *)NULL);
+        execvp(argv[0], argv);
         _exit(127);
     }
-    f->pid = pid;
     double deadline = ev_time() + WAIT_SECS;
-    while (redis_ping(f->port) < 0) {
+    while (redis_ping(port) < 0) {
         int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            f->pid = 0;
-            fail_msg("redis-server exited during startup (status %d)", st);
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            fail_msg("%s exited during startup (status %d)", argv[0], st);
+        if (ev_time() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("%s not ready on port %d after %.0fs", argv[0], port, WAIT_SECS);
         }
-        if (ev_time() > deadline)
-            fail_msg("redis-server not ready on port %d after %.0fs", f->port, WAIT_SECS);
         msleep(10);
     }
+    return pid;
+}
+
+/* A redis-server on port with extra configuration arguments (NULL-ended). */
+static pid_t redis_spawn(int port, ...)
+{
+    char ps[16];
+    char *argv[40] = {
+        "redis-server", "--port",      ps,   "--bind", "127.0.0.1", "--save", "", "--appendonly",
+        "no",           "--daemonize", "no", "--dir",  "/tmp"};
+    int n = 13;
+    va_list ap;
+    va_start(ap, port);
+    for (char *a; n < 39 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    snprintf(ps, sizeof(ps), "%d", port);
+    return spawn(argv, port);
+}
+
+static void redis_start(struct fx *f)
+{
+    f->pid = redis_spawn(f->port, (char *)NULL);
 }
 
 static void redis_stop(struct fx *f)
@@ -148,6 +180,23 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     redis_stop(f);
+    for (int i = 0; i < f->nmore; i++) {
+        if (f->more[i] > 0) {
+            kill(f->more[i], SIGKILL);
+            waitpid(f->more[i], NULL, 0);
+        }
+    }
+    DIR *d = f->dir[0] ? opendir(f->dir) : NULL;
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(p);
+    }
+    if (d != NULL) {
+        closedir(d);
+        rmdir(f->dir);
+    }
     ev_loop_destroy(f->loop);
     free(f);
     return 0;
@@ -182,6 +231,16 @@ static void run_for(struct ev_loop *loop, int ms)
     double end = ev_time() + ms / 1000.0;
     while (ev_time() < end)
         tick(loop);
+}
+
+/* A plain (no Sentinel, no AUTH) configuration for addr; static storage,
+ * valid until the next call, which is enough since rds_create copies it. */
+static const rds_config_t *plain(const char *addr)
+{
+    static rds_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.addr = addr;
+    return &c;
 }
 
 /* ---- recording callbacks --------------------------------------------------- */
@@ -261,11 +320,11 @@ static void test_bad_address(void **state)
 {
     struct fx *f = *state;
     char err[SOCK_ERR_LEN] = "";
-    assert_null(rds_create(f->loop, "redis.example:6379", NULL, NULL, err, sizeof(err)));
+    assert_null(rds_create(f->loop, plain("redis.example:6379"), NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "not a numeric IPv4"));
-    assert_null(rds_create(f->loop, "127.0.0.1", NULL, NULL, err, sizeof(err)));
+    assert_null(rds_create(f->loop, plain("127.0.0.1"), NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "missing ':PORT'"));
-    assert_null(rds_create(f->loop, "127.0.0.1:0", NULL, NULL, err, sizeof(err)));
+    assert_null(rds_create(f->loop, plain("127.0.0.1:0"), NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "port 0"));
     rds_free(NULL);
     assert_int_equal(rds_connected(NULL), 0);
@@ -278,7 +337,7 @@ static void test_no_server_retries_quietly(void **state)
         skip();
     struct states st = {0};
     char err[SOCK_ERR_LEN];
-    rds_t *r = rds_create(f->loop, f->addr, record_state, &st, err, sizeof(err));
+    rds_t *r = rds_create(f->loop, plain(f->addr), record_state, &st, err, sizeof(err));
     assert_non_null(r);
     rds_set_backoff(r, 5, 20);
     struct reply x = {0};
@@ -307,7 +366,7 @@ static void test_commands_pubsub_reconnect(void **state)
     redis_start(f);
     char err[SOCK_ERR_LEN];
     struct states st = {0};
-    rds_t *r = rds_create(f->loop, f->addr, record_state, &st, err, sizeof(err));
+    rds_t *r = rds_create(f->loop, plain(f->addr), record_state, &st, err, sizeof(err));
     assert_non_null(r);
     rds_set_backoff(r, 20, 200);
     /* The connect completes on the loop, never inside rds_create. */
@@ -315,7 +374,7 @@ static void test_commands_pubsub_reconnect(void **state)
     assert_int_equal(rds_command(r, NULL, NULL, "PING"), -1);
 
     struct sub s = {0};
-    s.r = rds_create(f->loop, f->addr, sub_state, &s, err, sizeof(err));
+    s.r = rds_create(f->loop, plain(f->addr), sub_state, &s, err, sizeof(err));
     assert_non_null(s.r);
     rds_set_backoff(s.r, 20, 200);
 
@@ -429,13 +488,13 @@ static void test_free_inside_callbacks(void **state)
 
     /* From a state callback. */
     int state_calls = 0;
-    rds_t *a = rds_create(f->loop, f->addr, free_in_state, &state_calls, err, sizeof(err));
+    rds_t *a = rds_create(f->loop, plain(f->addr), free_in_state, &state_calls, err, sizeof(err));
     assert_non_null(a);
 
     /* From a reply callback, with another command still pending. */
     struct states st = {0};
     struct self_free sf = {0};
-    sf.r = rds_create(f->loop, f->addr, record_state, &st, err, sizeof(err));
+    sf.r = rds_create(f->loop, plain(f->addr), record_state, &st, err, sizeof(err));
     assert_non_null(sf.r);
     WAIT_FOR(f->loop, st.n == 1 && state_calls == 1);
     assert_int_equal(rds_command(sf.r, free_in_reply, &sf, "PING"), 0);
@@ -445,8 +504,8 @@ static void test_free_inside_callbacks(void **state)
     /* From a subscription message. */
     struct states st2 = {0};
     int msg_calls = 0;
-    rds_t *sub = rds_create(f->loop, f->addr, record_state, &st2, err, sizeof(err));
-    rds_t *pub = rds_create(f->loop, f->addr, NULL, NULL, err, sizeof(err));
+    rds_t *sub = rds_create(f->loop, plain(f->addr), record_state, &st2, err, sizeof(err));
+    rds_t *pub = rds_create(f->loop, plain(f->addr), NULL, NULL, err, sizeof(err));
     WAIT_FOR(f->loop, st2.n == 1 && rds_connected(pub));
     assert_int_equal(rds_command(sub, free_in_message, &msg_calls, "SUBSCRIBE c1 c2"), 0);
     WAIT_FOR(f->loop, msg_calls == 2); /* one confirmation per channel */
@@ -506,7 +565,7 @@ static void test_connect_timeout(void **state)
 
     struct states st = {0};
     char err[SOCK_ERR_LEN];
-    rds_t *r = rds_create(f->loop, addr, record_state, &st, err, sizeof(err));
+    rds_t *r = rds_create(f->loop, plain(addr), record_state, &st, err, sizeof(err));
     double start = ev_time();
     char text[4096] = "";
     while (strstr(text, "connect timed out") == NULL && ev_time() < start + WAIT_SECS) {
@@ -529,6 +588,307 @@ static void test_connect_timeout(void **state)
     assert_int_equal(st.n, 0);
 }
 
+/* ---- configuration, AUTH and the Sentinels ---------------------------------- */
+
+static void test_config_errors(void **state)
+{
+    struct fx *f = *state;
+    char err[SOCK_ERR_LEN];
+    struct {
+        rds_config_t c;
+        const char *want;
+    } bad[] = {
+        {{.addr = "127.0.0.1:1", .sentinels = "127.0.0.1:2", .master = "m"}, "either"},
+        {{.master = "m"}, "either"},
+        {{.sentinels = "127.0.0.1:2"}, "master name"},
+        {{.sentinels = "127.0.0.1:2", .master = "a b"}, "master name"},
+        {{.addr = "127.0.0.1:1", .user = "u"}, "needs a password"},
+        {{.sentinels = "127.0.0.1:2", .master = "m", .sentinel_user = "u"}, "needs a password"},
+        {{.sentinels = "127.0.0.1:2, sentinel.example:26379", .master = "m"}, "not a numeric"},
+        {{.sentinels = " , ", .master = "m"}, "no address"},
+        {{.sentinels = "1.1.1.1:1,1.1.1.1:2,1.1.1.1:3,1.1.1.1:4,1.1.1.1:5,1.1.1.1:6,1.1.1.1:7,"
+                       "1.1.1.1:8,1.1.1.1:9,1.1.1.1:10,1.1.1.1:11,1.1.1.1:12,1.1.1.1:13,"
+                       "1.1.1.1:14,1.1.1.1:15,1.1.1.1:16,1.1.1.1:17",
+          .master = "m"},
+         "too many addresses"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_null(rds_create(f->loop, &bad[i].c, NULL, NULL, err, sizeof(err)));
+        if (strstr(err, bad[i].want) == NULL)
+            fail_msg("case %zu: error '%s' does not say '%s'", i, err, bad[i].want);
+    }
+    assert_null(rds_create(f->loop, NULL, NULL, NULL, err, sizeof(err)));
+}
+
+static void track(struct fx *f, pid_t pid)
+{
+    assert_true(f->nmore < 8);
+    f->more[f->nmore++] = pid;
+}
+
+/* stderr into a temporary file, to read what was logged. */
+struct capture {
+    FILE *f;
+    int saved;
+};
+
+static void capture_start(struct capture *c)
+{
+    fflush(stderr);
+    c->f = tmpfile();
+    assert_non_null(c->f);
+    c->saved = dup(STDERR_FILENO);
+    dup2(fileno(c->f), STDERR_FILENO);
+}
+
+static const char *capture_text(struct capture *c, char *buf, size_t len)
+{
+    size_t n = (size_t)pread(fileno(c->f), buf, len - 1, 0);
+    buf[n < len ? n : 0] = '\0';
+    return buf;
+}
+
+static void capture_stop(struct capture *c)
+{
+    fflush(stderr);
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
+    fclose(c->f);
+}
+
+static void test_auth(void **state)
+{
+    struct fx *f = *state;
+    if (!f->have_redis)
+        skip();
+    f->pid = redis_spawn(f->port, "--requirepass", "default-pw", "--user", "wk", "on", ">wk-pw",
+                         "~*", "&*", "+@all", (char *)NULL);
+    char err[SOCK_ERR_LEN], text[8192];
+    struct states ok = {0}, acl = {0}, bad = {0};
+    rds_config_t c = {.addr = f->addr, .password = "default-pw"};
+    rds_t *r = rds_create(f->loop, &c, record_state, &ok, err, sizeof(err));
+    c.user = "wk";
+    c.password = "wk-pw";
+    rds_t *u = rds_create(f->loop, &c, record_state, &acl, err, sizeof(err));
+    WAIT_FOR(f->loop, ok.n == 1 && acl.n == 1);
+    struct reply set = {0};
+    assert_int_equal(rds_command(u, record_reply, &set, "SET %s %s", "k", "v"), 0);
+    WAIT_FOR(f->loop, set.called);
+    assert_int_equal(set.type, REDIS_REPLY_STATUS);
+
+    /* A wrong password: never connected, refused in the log, the password
+     * nowhere in it. */
+    struct capture cap;
+    capture_start(&cap);
+    c.password = "not-the-pw";
+    rds_t *w = rds_create(f->loop, &c, record_state, &bad, err, sizeof(err));
+    rds_set_backoff(w, 5, 20);
+    double end = ev_time() + WAIT_SECS;
+    while (strstr(capture_text(&cap, text, sizeof(text)), "AUTH refused") == NULL &&
+           ev_time() < end)
+        tick(f->loop);
+    run_for(f->loop, 100); /* several more refused attempts */
+    capture_text(&cap, text, sizeof(text));
+    capture_stop(&cap);
+    if (strstr(text, "AUTH refused") == NULL || strstr(text, "WRONGPASS") == NULL)
+        fail_msg("no AUTH refusal logged: %s", text);
+    assert_null(strstr(text, "not-the-pw"));
+    assert_int_equal(bad.n, 0);
+    assert_int_equal(rds_connected(w), 0);
+    assert_int_equal(rds_command(w, NULL, NULL, "PING"), -1);
+    rds_free(w);
+    rds_free(u);
+    rds_free(r);
+}
+
+/* The port of the server an rds_t talks to, from CONFIG GET port. */
+static void port_reply(rds_t *r, struct redisReply *reply, void *privdata)
+{
+    int *port = privdata;
+    *port = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+                ? atoi(reply->element[1]->str)
+                : -1;
+}
+
+static int served_port(struct fx *f, rds_t *r)
+{
+    int port = 0;
+    assert_int_equal(rds_command(r, port_reply, &port, "CONFIG GET port"), 0);
+    WAIT_FOR(f->loop, port != 0);
+    return port;
+}
+
+/* A synchronous command to the server on port, AUTHed with password unless
+ * NULL; the caller frees the reply. */
+static redisReply *sync_cmd(int port, const char *password, const char *fmt, ...)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    assert_true(c != NULL && !c->err);
+    if (password != NULL)
+        freeReplyObject(redisCommand(c, "AUTH %s", password));
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *x = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    assert_non_null(x);
+    return x;
+}
+
+/* Records the state and frees the link when it goes down. */
+static void free_on_down(rds_t *r, int connected, void *ud)
+{
+    record_state(r, connected, ud);
+    if (!connected)
+        rds_free(r);
+}
+
+/* What the Sentinels name is asked in turn, checked with ROLE (a replica is
+ * never used), and a +switch-master moves the link even though the old
+ * master is still up and still a master. */
+static void test_sentinel_names_and_switches(void **state)
+{
+    struct fx *f = *state;
+    if (!f->have_redis)
+        skip();
+    int pa = f->port, pb = free_port(), dead = free_port();
+    char pas[16], cfgs[128], msg[128];
+    snprintf(pas, sizeof(pas), "%d", pa);
+    redis_start(f);
+    track(f, redis_spawn(pb, "--replicaof", "127.0.0.1", pas, (char *)NULL));
+    struct fake_sn s1 = {0}, s2 = {0};
+    fake_start(f->loop, &s1);
+    fake_start(f->loop, &s2);
+    snprintf(s2.answer, sizeof(s2.answer), "127.0.0.1 %d", pb); /* the replica */
+    snprintf(cfgs, sizeof(cfgs), "127.0.0.1:%d, 127.0.0.1:%d,127.0.0.1:%d", dead, s1.port, s2.port);
+    rds_config_t c = {.sentinels = cfgs, .master = "m"};
+    char err[SOCK_ERR_LEN];
+    struct states st = {0};
+    rds_t *r = rds_create(f->loop, &c, record_state, &st, err, sizeof(err));
+    assert_non_null(r);
+    rds_set_backoff(r, 10, 50);
+
+    /* The dead one is skipped, s1 knows no such master, s2 names a replica:
+     * ROLE refuses it, again and again. */
+    WAIT_FOR(f->loop, s2.queries >= 3);
+    assert_true(s1.queries >= 2);
+    assert_int_equal(st.n, 0);
+    assert_int_equal(rds_connected(r), 0);
+    redisReply *x = sync_cmd(pb, NULL, "INFO commandstats");
+    const char *role = strstr(x->str, "cmdstat_role:calls=");
+    assert_true(role != NULL && atoi(role + strlen("cmdstat_role:calls=")) >= 2);
+    assert_null(strstr(x->str, "cmdstat_set:"));
+    freeReplyObject(x);
+
+    /* Now s2 names the master. A second link, which frees itself when the
+     * switch below takes it down, comes up too. */
+    snprintf(s2.answer, sizeof(s2.answer), "127.0.0.1 %d", pa);
+    struct states gone = {0};
+    rds_t *g = rds_create(f->loop, &c, free_on_down, &gone, err, sizeof(err));
+    WAIT_FOR(f->loop, st.n == 1 && gone.n == 1);
+    assert_int_equal(served_port(f, r), pa);
+
+    /* B is promoted and a Sentinel announces it: the link moves at once. */
+    freeReplyObject(sync_cmd(pb, NULL, "REPLICAOF NO ONE"));
+    WAIT_FOR(f->loop, fake_subscribers(&s1) + fake_subscribers(&s2) == 2);
+    snprintf(msg, sizeof(msg), "other 127.0.0.1 %d 127.0.0.1 %d", pa, dead);
+    assert_int_equal(fake_switch(&s1, msg) + fake_switch(&s2, msg), 2); /* not ours */
+    snprintf(msg, sizeof(msg), "m 127.0.0.1 %d 127.0.0.1 %d", pa, pb);
+    assert_int_equal(fake_switch(&s1, msg) + fake_switch(&s2, msg), 2);
+    WAIT_FOR(f->loop, st.n == 3);
+    assert_int_equal(st.ev[1], 0);
+    assert_int_equal(st.ev[2], 1);
+    assert_int_equal(served_port(f, r), pb);
+    struct reply set = {0};
+    assert_int_equal(rds_command(r, record_reply, &set, "SET %s %s", "k", "on-b"), 0);
+    WAIT_FOR(f->loop, set.called);
+    assert_int_equal(set.type, REDIS_REPLY_STATUS);
+    assert_int_equal(st.n, 3);
+    assert_int_equal(gone.n, 2); /* up, then down and freed: nothing after */
+    (void)g;
+
+    rds_free(r);
+    fake_stop(f->loop, &s1);
+    fake_stop(f->loop, &s2);
+}
+
+static int have_sentinel(void)
+{
+    return access("/usr/bin/redis-sentinel", X_OK) == 0;
+}
+
+/* A SIGKILLed master, a real Sentinel, passwords everywhere: the link and a
+ * subscriber follow the failover to the promoted replica. */
+static void test_sentinel_failover(void **state)
+{
+    struct fx *f = *state;
+    if (!f->have_redis || !have_sentinel())
+        skip();
+    int pm = f->port, pr = free_port(), ps = free_port();
+    char pms[16], pss[16], path[128];
+    snprintf(pms, sizeof(pms), "%d", pm);
+    snprintf(pss, sizeof(pss), "%d", ps);
+    f->pid = redis_spawn(pm, "--requirepass", "data-pw", "--masterauth", "data-pw", (char *)NULL);
+    track(f, redis_spawn(pr, "--requirepass", "data-pw", "--masterauth", "data-pw", "--replicaof",
+                         "127.0.0.1", pms, (char *)NULL));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/wslb-rds-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(path, sizeof(path), "%s/sentinel.conf", f->dir);
+    FILE *cf = fopen(path, "w");
+    assert_non_null(cf);
+    fprintf(cf,
+            "port %d\nbind 127.0.0.1\ndir %s\nrequirepass sentinel-pw\n"
+            "sentinel monitor m 127.0.0.1 %d 1\nsentinel auth-pass m data-pw\n"
+            "sentinel down-after-milliseconds m 500\nsentinel failover-timeout m 3000\n",
+            ps, f->dir, pm);
+    fclose(cf);
+    char *argv[] = {"redis-sentinel", path, NULL};
+    track(f, spawn(argv, ps));
+    /* A failover needs a replica the Sentinel has seen in good health. */
+    double end = ev_time() + WAIT_SECS;
+    for (;;) {
+        redisReply *x = sync_cmd(ps, "sentinel-pw", "SENTINEL replicas m");
+        int good = 0;
+        for (size_t i = 0; x->type == REDIS_REPLY_ARRAY && i < x->elements; i++)
+            for (size_t k = 0; k + 1 < x->element[i]->elements; k += 2)
+                good |= strcmp(x->element[i]->element[k]->str, "master-link-status") == 0 &&
+                        strcmp(x->element[i]->element[k + 1]->str, "ok") == 0;
+        freeReplyObject(x);
+        if (good)
+            break;
+        if (ev_time() > end)
+            fail_msg("the Sentinel did not see the replica");
+        msleep(50);
+    }
+
+    char sl[64], err[SOCK_ERR_LEN];
+    snprintf(sl, sizeof(sl), "127.0.0.1:%d", ps);
+    rds_config_t c = {
+        .sentinels = sl, .master = "m", .password = "data-pw", .sentinel_password = "sentinel-pw"};
+    struct states st = {0};
+    rds_t *r = rds_create(f->loop, &c, record_state, &st, err, sizeof(err));
+    struct sub s = {0};
+    s.r = rds_create(f->loop, &c, sub_state, &s, err, sizeof(err));
+    assert_true(r != NULL && s.r != NULL);
+    WAIT_FOR(f->loop, st.n == 1 && s.subscribed == 1);
+    assert_int_equal(served_port(f, r), pm);
+
+    redis_stop(f);
+    WAIT_FOR(f->loop, st.n == 3 && s.subscribed == 2);
+    assert_int_equal(st.ev[1], 0);
+    assert_int_equal(st.ev[2], 1);
+    assert_int_equal(served_port(f, r), pr);
+    assert_int_equal(s.resubscribe_failures, 0);
+    struct reply pub = {0};
+    assert_int_equal(rds_command(r, record_reply, &pub, "PUBLISH chan %s", "after"), 0);
+    WAIT_FOR(f->loop, s.nmsg == 1 && pub.called);
+    assert_string_equal(s.msgs[0], "after");
+    rds_free(s.r);
+    rds_free(r);
+}
+
 int main(void)
 {
     if (!have_redis())
@@ -539,6 +899,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commands_pubsub_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sentinel_names_and_switches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sentinel_failover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
