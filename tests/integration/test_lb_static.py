@@ -47,7 +47,7 @@ def raw(addr, line, headers=""):
 
 def test_serves_page_and_leaves_the_rest_to_workers(worker_factory, lb_factory, webdir):
     w = worker_factory()
-    lb = lb_factory(backend=["w=" + w.addr], static=webdir)
+    lb = lb_factory(backend=["w=" + w.addr], static=webdir, proxy_http="/healthz")
 
     status, h, body = util.http_get(lb.addr, "/")
     assert status == 200 and body == INDEX
@@ -79,9 +79,12 @@ def test_serves_page_and_leaves_the_rest_to_workers(worker_factory, lb_factory, 
     for link in ("/secret.txt", "/sub/up/index.html"):
         status, _, body = raw(lb.addr, "GET " + link)
         assert status == 404 and b"SECRET" not in body, (link, status, body)
-    # What the workers serve still reaches them.
+    # A --proxy-http prefix still reaches the workers (it is decided before
+    # the files); a path that is neither a route nor a file is the lb's 404.
     status, _, body = util.http_get(lb.addr, "/healthz")
     assert status == 200 and body == b"ok\n"
+    status, _, body = util.http_get(lb.addr, "/metrics")
+    assert status == 404 and b"worker_" not in body
 
     async def ws_run():
         ws, wid = await open_ws(lb.url())
