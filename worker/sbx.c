@@ -926,6 +926,14 @@ static void sbx_c_mount_proc(int userns)
          mount(NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL) < 0) &&
         !userns)
         sbx_c_fail("proc/sys read-only");
+    /* The PSI files are world-writable: each write makes a trigger that the
+     * kernel's psimon thread polls, host-wide, for as long as the fd lives.
+     * Reading the (host-wide) pressure stays possible, like loadavg. */
+    int rc = mount("proc/pressure", "proc/pressure", NULL, MS_BIND, NULL);
+    if (rc == 0)
+        rc = mount(NULL, "proc/pressure", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL);
+    if (rc < 0 && errno != ENOENT && !userns)
+        sbx_c_fail("proc/pressure read-only");
     for (size_t i = 0; i < sizeof(sbx_proc_masked) / sizeof(sbx_proc_masked[0]); i++) {
         if (mount("/dev/null", sbx_proc_masked[i], NULL, MS_BIND, NULL) < 0 && errno != ENOENT &&
             !userns)
@@ -1046,8 +1054,15 @@ static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
     sbx_c_rlimit(RLIMIT_FSIZE, (rlim_t)s->cfg.fsize_mb << 20, "rlimit fsize");
     sbx_c_rlimit(RLIMIT_CORE, 0, "rlimit core");
     sbx_c_rlimit(RLIMIT_CPU, s->cfg.cpu_s, "rlimit cpu");
+    /* Every limit that guards something shared is set here, never inherited
+     * from however the worker was started (a unit with LimitRTPRIO= would
+     * otherwise let a run take the CPUs with SCHED_FIFO and freeze the host). */
     sbx_c_rlimit(RLIMIT_MEMLOCK, 64 << 10, "rlimit memlock");
     sbx_c_rlimit(RLIMIT_MSGQUEUE, 0, "rlimit msgqueue");
+    sbx_c_rlimit(RLIMIT_SIGPENDING, SBX_SIGPENDING, "rlimit sigpending");
+    sbx_c_rlimit(RLIMIT_RTPRIO, 0, "rlimit rtprio");
+    sbx_c_rlimit(RLIMIT_RTTIME, 0, "rlimit rttime");
+    sbx_c_rlimit(RLIMIT_NICE, 0, "rlimit nice");
     if (s->cg == SBX_CG_NONE)
         sbx_c_rlimit(RLIMIT_AS, (rlim_t)c->mem_mb << 20, "rlimit as");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)

@@ -15,6 +15,8 @@
 #define SBX_MAX_SLOTS    1024
 #define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
 #define SBX_CG1          "/sys/fs/cgroup"
+/* Queued signals and POSIX timers of a slot's uid (RLIMIT_SIGPENDING). */
+#define SBX_SIGPENDING 1024
 
 /* Landlock scopes (ABI 6, Linux 6.12); Debian 12's headers predate them. */
 #define SBX_LL_CREATE_VERSION 1u

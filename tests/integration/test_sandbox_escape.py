@@ -246,7 +246,8 @@ print(json.dumps({
     'mounts': [(m[3], m[4], m[5].split(',')[0]) for m in mounts],
     'mountinfo': open('/proc/self/mountinfo').read(),
     'writes': {p: tryrw(p, 'w') for p in ('/proc/sys/kernel/hostname', '/proc/sysrq-trigger',
-                                          '/proc/sys/vm/drop_caches')},
+                                          '/proc/sys/vm/drop_caches', '/proc/pressure/cpu',
+                                          '/proc/pressure/memory')},
     'kcore': tryrw('/proc/kcore', 'rb') if os.path.exists('/proc/kcore') else 'absent',
 }))
 """
@@ -293,19 +294,20 @@ def test_proc_snooping(worker_factory, monkeypatch):
     assert set(line.rsplit(":", 1)[1] for line in facts["cgroup"].split()) == {"/"}, facts
     # Mount points and the host paths they show.
     points = {m[1] for m in facts["mounts"]}
-    assert points <= {"/", "/usr", "/etc", "/proc", "/proc/sys", "/proc/kcore",
+    assert points <= {"/", "/usr", "/etc", "/proc", "/proc/sys", "/proc/pressure", "/proc/kcore",
                       "/proc/sysrq-trigger", "/proc/keys", "/proc/timer_list",
                       "/proc/sched_debug", "/dev", "/dev/null", "/dev/zero", "/dev/full",
                       "/dev/random", "/dev/urandom", "/work", "/tmp"}, points
     roots = {m[0] for m in facts["mounts"]}
-    assert roots <= {"/", "/usr", "/sys", "/null", "/zero", "/full", "/random",
+    assert roots <= {"/", "/usr", "/sys", "/pressure", "/null", "/zero", "/full", "/random",
                      "/urandom"}, roots
     modes = {m[1]: m[2] for m in facts["mounts"]}
     assert modes["/"] == "ro" and modes["/usr"] == "ro" and modes["/etc"] == "ro", modes
-    assert modes["/proc/sys"] == "ro", modes
+    assert modes["/proc/sys"] == "ro" and modes.get("/proc/pressure", "ro") == "ro", modes
     assert "wsworker" not in facts["mountinfo"], facts["mountinfo"]
     for path, res in facts["writes"].items():
         assert res in ("EROFS", "EACCES", "ENOENT"), (path, res)
+    assert facts["writes"]["/proc/pressure/cpu"] in ("EROFS", "ENOENT"), facts["writes"]
     assert facts["kcore"] in ("absent", "read 0", "EACCES"), facts["kcore"]
     w.healthy_and_serving()
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -395,6 +396,94 @@ static void test_syscalls(void **state)
                                "EPERM\n");
 }
 
+/* Kernel quotas one run could take from the host and the other runs: the AIO
+ * pool (fs.aio-max-nr), PSI triggers (host-wide psimon polling), KSM; and
+ * surface no run needs. Each is refused the way a kernel without it would
+ * refuse, so runtimes that probe fall back quietly. */
+static void test_kernel_quotas(void **state)
+{
+    struct run r;
+    py("import ctypes, errno, mmap\n"
+       "libc = ctypes.CDLL(None, use_errno=True)\n"
+       "L = ctypes.c_long\n"
+       "def sc(*a):\n"
+       "    rv = libc.syscall(*[L(x) for x in a])\n"
+       "    return 'ok' if rv >= 0 else errno.errorcode[ctypes.get_errno()]\n"
+       "ctx = ctypes.c_ulong(0)\n"
+       "print(sc(206, 1, ctypes.addressof(ctx)), sc(209, 0, 0, 0), sc(208, 0, 0, 0, 0, 0),\n"
+       "      sc(333, 0, 0, 0, 0, 0, 0), sc(210, 0, 0, 0), sc(207, 0))\n"
+       "print(sc(154, 0, 0, 0), sc(447, 0), sc(457, 0, 0, 0, 0), sc(458, 0, 0, 0, 0),\n"
+       "      sc(459, 0, 0, 0, 0), sc(460, 0, 0, 0, 0), sc(461, 0, 0, 0), sc(467, 0, 0, 0, 0, 0))\n"
+       "m = mmap.mmap(-1, 1 << 16)\n"
+       "a = ctypes.c_void_p.from_buffer(m)\n"
+       "print(sc(28, ctypes.addressof(a), 1 << 16, 12), sc(28, ctypes.addressof(a), 1 << 16, 4))\n"
+       "del a\n"
+       "res = []\n"
+       "for f in ('cpu', 'io', 'memory'):\n"
+       "    try:\n"
+       "        open('/proc/pressure/' + f, 'w').close()\n"
+       "        res.append('opened')\n"
+       "    except OSError as e:\n"
+       "        res.append(errno.errorcode[e.errno])\n"
+       "print(*res, len(open('/proc/pressure/cpu').read()) > 0)\n",
+       &r);
+    /* io_setup, io_submit, io_getevents, io_pgetevents, io_cancel,
+     * io_destroy; modify_ldt, memfd_secret, statmount, listmount, the three
+     * lsm_* calls, open_tree_attr; madvise MADV_MERGEABLE (KSM), then
+     * MADV_DONTNEED still working; /proc/pressure read-only but readable. */
+    assert_string_equal(r.out, "ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS\n"
+                               "ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS EPERM\n"
+                               "EINVAL ok\n"
+                               "EROFS EROFS EROFS True\n");
+    /* The host's AIO is untouched. */
+    unsigned long ctx = 0;
+    assert_int_equal(syscall(SYS_io_setup, 1, &ctx), 0);
+    assert_int_equal(syscall(SYS_io_destroy, ctx), 0);
+}
+
+/* Limits that guard something shared are the sandbox's, not inherited: a
+ * worker started with LimitRTPRIO=/LimitNICE= (here: this process, where it
+ * may raise them) must not hand real-time scheduling or negative nice values
+ * to its runs; the queued-signal and real-time CPU limits it has (the host's
+ * defaults, far above the sandbox's) must not reach them either. */
+static void test_rlimits_not_inherited(void **state)
+{
+    static const int res[] = {RLIMIT_RTPRIO, RLIMIT_NICE, RLIMIT_SIGPENDING, RLIMIT_RTTIME};
+    struct rlimit saved[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(getrlimit(res[i], &saved[i]), 0);
+    struct rlimit rt = {99, 99}, nice = {40, 40};
+    if (setrlimit(RLIMIT_RTPRIO, &rt) < 0 || setrlimit(RLIMIT_NICE, &nice) < 0)
+        print_message("cannot raise RLIMIT_RTPRIO/RLIMIT_NICE here (no CAP_SYS_RESOURCE); "
+                      "checking what the sandbox sets\n");
+    /* Soft limits up to the hard ones: what a run would inherit. */
+    for (int i = 2; i < 4; i++) {
+        struct rlimit up = {saved[i].rlim_max, saved[i].rlim_max};
+        assert_int_equal(setrlimit(res[i], &up), 0);
+        assert_true(up.rlim_cur > 1024);
+    }
+    struct run r;
+    py("import os, resource as R\n"
+       "for n in ('RTPRIO', 'NICE', 'SIGPENDING', 'MSGQUEUE', 'MEMLOCK', 'RTTIME'):\n"
+       "    print(n, *R.getrlimit(getattr(R, 'RLIMIT_' + n)))\n"
+       "try:\n"
+       "    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))\n"
+       "    print('fifo')\n"
+       "except OSError as e:\n"
+       "    print(e.strerror)\n"
+       "try:\n"
+       "    os.nice(-1)\n"
+       "    print('nice')\n"
+       "except OSError as e:\n"
+       "    print(e.strerror)\n",
+       &r);
+    for (int i = 0; i < 4; i++)
+        setrlimit(res[i], &saved[i]);
+    assert_string_equal(r.out, "RTPRIO 0 0\nNICE 0 0\nSIGPENDING 1024 1024\nMSGQUEUE 0 0\n"
+                               "MEMLOCK 65536 65536\nRTTIME 0 0\n"
+                               "Operation not permitted\nOperation not permitted\n");
+}
+
 static void test_kill_all(void **state)
 {
     struct run r;
@@ -439,17 +528,18 @@ static void test_proc_hardened(void **state)
        "    f = l.split()\n"
        "    m[f[4]] = (f[3], f[5].split(',')[0])\n"
        "masked = ('/proc/kcore', '/proc/sysrq-trigger', '/proc/keys', '/proc/timer_list')\n"
-       "print(m['/proc/sys'][1], [p for p in masked if os.path.exists(p) and\n"
-       "                          m.get(p, ('',))[0] != '/null'])\n"
+       "print(m['/proc/sys'][1], m['/proc/pressure'][1], [p for p in masked if\n"
+       "      os.path.exists(p) and (m.get(p, ('',))[0] != '/null' or open(p).read())])\n"
        "print(sorted(k for k in m if not k.startswith(('/proc/', '/dev/'))))\n"
        "print(sorted(set(v[0] for k, v in m.items() if k not in ('/usr', '/etc'))))\n"
        "print(os.path.exists('/sys'))\n",
        &r);
     assert_string_equal(r.out, "False False\n"
                                "{'/'}\n"
-                               "ro []\n"
+                               "ro ro []\n"
                                "['/', '/dev', '/etc', '/proc', '/tmp', '/usr', '/work']\n"
-                               "['/', '/full', '/null', '/random', '/sys', '/urandom', '/zero']\n"
+                               "['/', '/full', '/null', '/pressure', '/random', '/sys', '/urandom',"
+                               " '/zero']\n"
                                "False\n");
 }
 
@@ -896,6 +986,8 @@ int main(void)
         cmocka_unit_test_setup(test_fork_bomb, test_setup),
         cmocka_unit_test_setup(test_files, test_setup),
         cmocka_unit_test_setup(test_syscalls, test_setup),
+        cmocka_unit_test_setup(test_kernel_quotas, test_setup),
+        cmocka_unit_test_setup(test_rlimits_not_inherited, test_setup),
         cmocka_unit_test_setup(test_kill_all, test_setup),
         cmocka_unit_test_setup(test_fds, test_setup),
         cmocka_unit_test_setup(test_proc, test_setup),
