@@ -563,48 +563,64 @@ static int sbx_try_ns(unsigned long flags)
     return 0;
 }
 
-/* Makes one empty network namespace and keeps a handle to it: joining an
- * existing namespace is cheap, creating one per run is not. */
+/* Makes one empty network namespace per slot and keeps a handle to each:
+ * joining one is cheap, creating one per run is not (tens of milliseconds of
+ * kernel work for every namespace torn down). One per slot, not one shared:
+ * concurrent runs then cannot see each other's unix sockets in
+ * /proc/net/unix, nor meet, collide or signal through abstract socket names.
+ * A helper child unshares once per slot and waits each time until we hold
+ * the namespace. */
 static int sbx_make_netns(sbx_t *s)
 {
-    int pfd[2], rc = -1;
-    if (pipe2(pfd, O_CLOEXEC) < 0)
+    int req[2], ack[2], rc = -1;
+    if (pipe2(req, O_CLOEXEC) < 0)
         return -1;
+    if (pipe2(ack, O_CLOEXEC) < 0) {
+        close(req[0]);
+        close(req[1]);
+        return -1;
+    }
     pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return -1;
-    }
     if (pid == 0) {
-        char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
-        close(pfd[0]);
-        if (write(pfd[1], &c, 1) < 0) {
+        close(req[0]);
+        close(ack[1]);
+        for (unsigned i = 0; i < s->cfg.slots; i++) {
+            char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
+            if (write(req[1], &c, 1) != 1 || c != 'y' || read(ack[0], &c, 1) != 1)
+                _exit(1);
         }
-        /* Stay alive until the parent has opened our namespace and kills us
-         * (reading the write end of the pipe would return at once). */
-        for (;;)
-            pause();
+        _exit(0);
     }
-    close(pfd[1]);
-    char c = 0;
-    if (read(pfd[0], &c, 1) == 1 && c == 'y') {
+    close(req[1]);
+    close(ack[0]);
+    unsigned made = 0;
+    for (char c; pid > 0 && made < s->cfg.slots && read(req[0], &c, 1) == 1 && c == 'y'; made++) {
         char path[64];
         sbx_fmt(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-        s->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
-        rc = s->netns_fd >= 0 ? 0 : -1;
+        s->slot[made].netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (s->slot[made].netns_fd < 0 || write(ack[1], "g", 1) != 1)
+            break;
     }
-    close(pfd[0]);
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    rc = made == s->cfg.slots ? 0 : -1;
+    for (unsigned i = 0; rc < 0 && i < s->cfg.slots; i++) {
+        if (s->slot[i].netns_fd >= 0)
+            close(s->slot[i].netns_fd);
+        s->slot[i].netns_fd = -1;
+    }
+    close(req[0]);
+    close(ack[1]);
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
     return rc;
 }
 
 /* Landlock ABI 6 scopes: a run may then neither connect to abstract unix
- * sockets made outside its own domain (the network namespace, and with it
- * the abstract socket namespace, is shared by all runs) nor signal outside
- * it. Older kernels simply lack the scope. */
+ * sockets made outside its own domain nor signal outside it. The slot's own
+ * network namespace already keeps other runs' abstract names out of reach;
+ * the scope is a second wall where the kernel has it (Linux 6.12+). */
 static int sbx_landlock_scoped(void)
 {
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, SBX_LL_CREATE_VERSION);
@@ -655,7 +671,6 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     s->cfg = *cfg;
     sbx_defaults(&s->cfg);
     s->root_fd = -1;
-    s->netns_fd = -1;
     s->is_root = geteuid() == 0;
     s->host_uid = geteuid();
     s->host_gid = getegid();
@@ -669,6 +684,7 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         s->slot[i].pidfd = -1;
         s->slot[i].cg_fd = -1;
+        s->slot[i].netns_fd = -1;
     }
     if ((uint64_t)s->cfg.uid_base + s->cfg.slots > 0xfffffffeull) {
         sbx_seterr(err, errlen, "uid_base + slots overflows");
@@ -773,6 +789,8 @@ void sbx_free(sbx_t *s)
     for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
         if (s->slot[i].pidfd >= 0)
             close(s->slot[i].pidfd);
+        if (s->slot[i].netns_fd >= 0)
+            close(s->slot[i].netns_fd);
     }
     sbx_cg_cleanup(s);
     if (s->root_fd >= 0) {
@@ -796,8 +814,6 @@ void sbx_free(sbx_t *s)
         close(s->root_fd);
         rmdir(s->work_root);
     }
-    if (s->netns_fd >= 0)
-        close(s->netns_fd);
     free(s->filter);
     free(s->slot);
     free(s->work_root);
@@ -901,11 +917,24 @@ static void sbx_c_bind_dev(const char *name)
     sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
 }
 
-/* /proc entries a program has no business with. The uid switch already
- * denies them (they are root-only); masking them with /dev/null keeps it so
- * should the program ever hold privileges in its namespace. */
-static const char *const sbx_proc_masked[] = {"proc/kcore", "proc/sysrq-trigger", "proc/keys",
-                                              "proc/timer_list", "proc/sched_debug"};
+/* /proc entries a program has no business with, masked with /dev/null
+ * (they read empty). The first five are root-only already: masking keeps it
+ * so should the program ever hold privileges in its namespace. The rest are
+ * world-readable and identify or describe the host: its boot command line
+ * and boot id, every host user's key quota use, the kernel's configuration,
+ * symbols and modules, and its swap devices. */
+static const char *const sbx_proc_masked[] = {"proc/kcore",
+                                              "proc/sysrq-trigger",
+                                              "proc/keys",
+                                              "proc/timer_list",
+                                              "proc/sched_debug",
+                                              "proc/cmdline",
+                                              "proc/sys/kernel/random/boot_id",
+                                              "proc/key-users",
+                                              "proc/config.gz",
+                                              "proc/kallsyms",
+                                              "proc/modules",
+                                              "proc/swaps"};
 
 /* The run's /proc: hidepid, so the program sees only its own processes (not
  * init, a copy of the worker whose command line would show the worker's
@@ -1173,7 +1202,8 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
 
     /* Move the fds we keep to fixed numbers, then drop everything else.
      * F_DUPFD above the range first so the dup2s cannot clobber a source. */
-    int keep[6] = {c->fd_in, c->fd_out, c->fd_err, c->fd_status, c->fd_sync, s->netns_fd};
+    int keep[6] = {c->fd_in,     c->fd_out,  c->fd_err,
+                   c->fd_status, c->fd_sync, s->slot[c->slot].netns_fd};
     for (int i = 0; i < 6; i++) {
         if (keep[i] < 0)
             continue;
@@ -1219,7 +1249,7 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
         _exit(127);
     close(CFD_SYNC);
 
-    if (s->netns_fd >= 0) {
+    if (s->slot[c->slot].netns_fd >= 0) {
         if (setns(CFD_NETNS, CLONE_NEWNET) < 0)
             sbx_c_fail("setns net");
         close(CFD_NETNS);

@@ -1,8 +1,8 @@
 /* sbx: the sandbox that runs one untrusted program.
  *
  * Layout of a run: the worker forks a child that joins fresh PID, mount, IPC
- * and UTS namespaces and a shared empty network namespace (made once at
- * start: a new one per run costs tens of milliseconds). That child is PID 1
+ * and UTS namespaces and its slot's empty network namespace (one per slot,
+ * made at start: a new one per run costs tens of milliseconds). That child is PID 1
  * of the new namespace, a tiny init: it enters a cgroup namespace rooted at
  * the slot's cgroup, builds a private read-only root (/usr, an allow-listed
  * copy of /etc, a /proc with hidepid and /proc/sys read-only, a few devices)

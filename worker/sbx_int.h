@@ -64,7 +64,8 @@ struct sbx_slot {
     /* "<slot cgroup>/cgroup.procs" per controller: the run's init writes
      * itself there, so the worker never blocks on a cgroup migration. */
     char *cg_procs[CG_N];
-    int cg_fd; /* v2: the slot's cgroup directory, for CLONE_INTO_CGROUP */
+    int cg_fd;    /* v2: the slot's cgroup directory, for CLONE_INTO_CGROUP */
+    int netns_fd; /* the slot's empty network namespace, -1 if none */
 };
 
 struct sbx {
@@ -73,7 +74,6 @@ struct sbx {
     int root_fd; /* work_root, O_DIRECTORY */
     int is_root;
     int ns_flags;   /* CLONE_NEW* for each run; 0 when namespaces are unavailable */
-    int netns_fd;   /* shared empty network namespace, -1 if none */
     uid_t host_uid; /* when unprivileged: who we are outside the user namespace */
     gid_t host_gid;
     enum sbx_cgmode cg;

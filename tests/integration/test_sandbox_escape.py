@@ -249,6 +249,8 @@ print(json.dumps({
                                           '/proc/sys/vm/drop_caches', '/proc/pressure/cpu',
                                           '/proc/pressure/memory')},
     'kcore': tryrw('/proc/kcore', 'rb') if os.path.exists('/proc/kcore') else 'absent',
+    'host': {p: tryrw(p, 'r') for p in ('/proc/cmdline', '/proc/sys/kernel/random/boot_id',
+                                        '/proc/key-users', '/proc/kallsyms', '/proc/swaps')},
 }))
 """
 
@@ -296,7 +298,9 @@ def test_proc_snooping(worker_factory, monkeypatch):
     points = {m[1] for m in facts["mounts"]}
     assert points <= {"/", "/usr", "/etc", "/proc", "/proc/sys", "/proc/pressure", "/proc/kcore",
                       "/proc/sysrq-trigger", "/proc/keys", "/proc/timer_list",
-                      "/proc/sched_debug", "/dev", "/dev/null", "/dev/zero", "/dev/full",
+                      "/proc/sched_debug", "/proc/cmdline", "/proc/sys/kernel/random/boot_id",
+                      "/proc/key-users", "/proc/config.gz", "/proc/kallsyms", "/proc/modules",
+                      "/proc/swaps", "/dev", "/dev/null", "/dev/zero", "/dev/full",
                       "/dev/random", "/dev/urandom", "/work", "/tmp"}, points
     roots = {m[0] for m in facts["mounts"]}
     assert roots <= {"/", "/usr", "/sys", "/pressure", "/null", "/zero", "/full", "/random",
@@ -309,6 +313,8 @@ def test_proc_snooping(worker_factory, monkeypatch):
         assert res in ("EROFS", "EACCES", "ENOENT"), (path, res)
     assert facts["writes"]["/proc/pressure/cpu"] in ("EROFS", "ENOENT"), facts["writes"]
     assert facts["kcore"] in ("absent", "read 0", "EACCES"), facts["kcore"]
+    # What identifies or describes the host reads empty.
+    assert set(facts["host"].values()) <= {"read 0", "ENOENT"}, facts["host"]
     w.healthy_and_serving()
 
 
@@ -598,29 +604,37 @@ def test_nothing_left_for_the_next_run(w1):
     w1.healthy_and_serving()
 
 
-def test_abstract_sockets_between_concurrent_runs(worker_factory):
-    """The runs share one empty network namespace, and with it the abstract
-    unix socket namespace; Landlock's scope keeps them apart (Linux 6.12+)."""
+def test_sockets_between_concurrent_runs(worker_factory):
+    """Each slot has its own network namespace: a run cannot see another
+    run's unix sockets in /proc/net/unix, reach its abstract name, or take
+    that name from it (nor use any of that as a channel)."""
     w = worker_factory(max_evals=2)
     mk = util.marker()
     server = ("import socket, sys\n"
               "s = socket.socket(socket.AF_UNIX)\n"
               "s.bind(b'\\0%s')\n"
               "s.listen(1)\n"
+              "t = socket.socket(socket.AF_UNIX)\n"
+              "t.bind('/tmp/%s')\n"
+              "t.listen(1)\n"
               "print('bound', flush=True)\n"
               "s.settimeout(5)\n"
               "try:\n"
               "    s.accept()\n"
               "    print('ACCEPTED')\n"
               "except OSError:\n"
-              "    pass\n" % mk)
+              "    pass\n" % (mk, mk))
     client = ("import socket, errno\n"
+              "print(%r in open('/proc/net/unix').read())\n"
               "s = socket.socket(socket.AF_UNIX)\n"
               "try:\n"
               "    s.connect(b'\\0%s')\n"
               "    print('CONNECTED')\n"
               "except OSError as e:\n"
-              "    print(errno.errorcode[e.errno])\n" % mk)
+              "    print(errno.errorcode[e.errno])\n"
+              "s = socket.socket(socket.AF_UNIX)\n"
+              "s.bind(b'\\0%s')\n"
+              "print('bound too')\n" % (mk, mk, mk))
 
     async def go():
         ws = await util.ws_connect(w.url())
@@ -637,9 +651,7 @@ def test_abstract_sockets_between_concurrent_runs(worker_factory):
             await ws.close()
     rc, rs = asyncio.run(go())
     assert "ACCEPTED" not in rs.stdout, rs
-    if rc.stdout == "CONNECTED\n":
-        pytest.skip("kernel without Landlock scopes: concurrent runs share abstract sockets")
-    assert rc.verdict == "ok" and rc.stdout == "EPERM\n", rc
+    assert rc.verdict == "ok" and rc.stdout == "False\nECONNREFUSED\nbound too\n", rc
     w.healthy_and_serving()
 
 
