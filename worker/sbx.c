@@ -715,17 +715,11 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
         goto fail;
     }
-    for (unsigned i = 0; i < s->cfg.slots; i++) {
-        int fd = sbx_open_slot_dir(s, (int)i, 1);
-        if (fd < 0) {
-            sbx_seterr(err, errlen, "mkdir slot%u: %s", i, strerror(errno));
-            goto fail;
-        }
-        close(fd);
-    }
-    if (private_mounts && sbx_mount_workdirs(s) == 0)
-        s->workdir_tmpfs = 1;
-    else if (s->is_root)
+    sbx_sweep_old(s);
+    /* Each slot's work dir is a tmpfs of its own where we may mount (so /work
+     * is size-limited and every run gets a new one), else a plain directory. */
+    s->workdir_tmpfs = private_mounts && sbx_workdir_reset(s, 0, NULL, 0) == 0;
+    if (!s->workdir_tmpfs && s->is_root)
         sbx_append(s, "/work not size-limited");
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
@@ -796,19 +790,14 @@ void sbx_free(sbx_t *s)
     if (s->root_fd >= 0) {
         char name[32], path[PATH_MAX];
         for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
-            int fd = sbx_open_slot_dir(s, (int)i, 0);
-            if (fd >= 0) {
-                unsigned moved = 0;
-                sbx_rm_contents(fd, fd, 0, &moved);
-                close(fd);
-            }
+            sbx_fmt(name, sizeof(name), "slot%u", i);
             if (s->workdir_tmpfs) {
-                sbx_fmt(path, sizeof(path), "%s/slot%u", s->work_root, i);
+                sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name);
                 sbx_umount_all(path);
             }
-            sbx_fmt(name, sizeof(name), "slot%u", i);
-            unlinkat(s->root_fd, name, AT_REMOVEDIR);
+            sbx_rm_tree(s->root_fd, name);
         }
+        sbx_sweep_old(s);
         unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
         sbx_free_etc(s);
         close(s->root_fd);
@@ -864,13 +853,14 @@ static size_t sbx_c_strlcat(char *dst, const char *src, size_t size)
     return n + m;
 }
 
-/* Reports a setup failure on the status fd; what + errno name. */
-static void sbx_c_report_error(const char *what, int e)
+/* Reports a setup failure (kind SBX_REP_ERROR) or a failed execve
+ * (SBX_REP_EXEC) on the status fd; what + errno name. */
+static void sbx_c_report_error(int kind, const char *what, int e)
 {
     struct sbx_report rep;
     memset(&rep, 0, sizeof(rep));
     rep.magic = SBX_REPORT_MAGIC;
-    rep.kind = SBX_REP_ERROR;
+    rep.kind = kind;
     sbx_c_strlcat(rep.error, what, sizeof(rep.error));
     if (e) {
         const char *name = strerrorname_np(e);
@@ -883,7 +873,7 @@ static void sbx_c_report_error(const char *what, int e)
 
 static __attribute__((noreturn)) void sbx_c_fail(const char *what)
 {
-    sbx_c_report_error(what, errno);
+    sbx_c_report_error(SBX_REP_ERROR, what, errno);
     _exit(127);
 }
 
@@ -1116,7 +1106,10 @@ static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->prog, 0, 0) < 0)
         sbx_c_fail("seccomp");
     execve(c->argv[0], (char *const *)c->argv, c->envp);
-    sbx_c_fail("execve");
+    /* The program could not be started (say a runtime that is not
+     * installed): not a fault of the sandbox. */
+    sbx_c_report_error(SBX_REP_EXEC, "execve", errno);
+    _exit(127);
 }
 
 union sbx_semun {
@@ -1482,6 +1475,13 @@ fail:
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
+        /* A child that failed its setup before we could start it says why. */
+        struct sbx_report rep;
+        if (pstat[0] >= 0 && read(pstat[0], &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
+            rep.magic == SBX_REPORT_MAGIC && rep.kind != SBX_REP_DONE) {
+            rep.error[sizeof(rep.error) - 1] = '\0';
+            sbx_seterr(err, errlen, "%s", rep.error);
+        }
         if (s->cg != SBX_CG_NONE)
             sbx_cg_kill_all(s, slot);
     }
@@ -1529,8 +1529,9 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
         if (n != (ssize_t)sizeof(rep) || rep.magic != SBX_REPORT_MAGIC)
             break;
         rep.error[sizeof(rep.error) - 1] = '\0';
-        if (rep.kind == SBX_REP_ERROR && !r->error[0]) {
+        if (rep.kind != SBX_REP_DONE && !r->error[0]) {
             sbx_fmt(r->error, sizeof(r->error), "%s", rep.error);
+            r->sandbox_fault = rep.kind == SBX_REP_ERROR;
             r->reported = 1;
         } else if (rep.kind == SBX_REP_DONE) {
             have_done = 1;

@@ -14,9 +14,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
+
 /* ---- work dirs ---------------------------------------------------------------- */
 
 #define SBX_RM_MAX_DEPTH 32
+
+/* Opens the directory name in dfd for emptying. One a run made unreadable or
+ * unwritable (chmod 000, 0500) is given back to its owner first: without
+ * privileges the worker is that owner, but has no CAP_DAC_OVERRIDE. */
+static int sbx_open_rm(int dfd, const char *name, const struct stat *st)
+{
+    if ((st->st_mode & 0700) != 0700)
+        (void)fchmodat(dfd, name, 0700, AT_SYMLINK_NOFOLLOW);
+    return openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
 
 /* Empties the directory dfd without following symlinks. Deep trees are
  * flattened by renaming their deep parts up to top (bounded fd use). */
@@ -57,7 +69,7 @@ int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved)
                     rc = -1;
                 continue; /* the top-level pass picks it up */
             }
-            int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int sub = sbx_open_rm(dfd, e->d_name, &st);
             if (sub < 0) {
                 rc = -1;
                 continue;
@@ -75,6 +87,24 @@ int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved)
     return rc;
 }
 
+int sbx_rm_tree(int dfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
+    unsigned moved = 0;
+    int fd = sbx_open_rm(dfd, name, &st);
+    if (fd < 0)
+        return -1;
+    int rc = sbx_rm_contents(fd, fd, 0, &moved);
+    close(fd);
+    if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
+}
+
 int sbx_open_slot_dir(sbx_t *s, int slot, int create)
 {
     char name[32];
@@ -88,6 +118,74 @@ int sbx_open_slot_dir(sbx_t *s, int slot, int create)
     return fd;
 }
 
+/* A new tmpfs (a new superblock: no inode, xattr, ACL or used space of any
+ * earlier run) on the slot's mount point. Whatever is mounted there goes
+ * first: the last run's tmpfs, whose teardown frees what that run left, in
+ * this thread, or anything mounted over it. The mount point must be a
+ * directory of ours; whatever else took the name (say a /tmp cleaner removed
+ * the directory, which looks empty from the host, and a file appeared) is
+ * replaced. */
+static int sbx_workdir_remount(sbx_t *s, int slot, char *err, size_t errlen)
+{
+    char name[32], path[PATH_MAX], opts[128];
+    struct stat st;
+    sbx_fmt(name, sizeof(name), "slot%d", slot);
+    if (sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name) < 0) {
+        sbx_seterr(err, errlen, "work root path too long");
+        return -1;
+    }
+    sbx_umount_all(path);
+    if (fstatat(s->root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+        unlinkat(s->root_fd, name, 0) < 0) {
+        sbx_seterr(err, errlen, "replace %s (not a directory): %s", path, strerror(errno));
+        return -1;
+    }
+    if (mkdirat(s->root_fd, name, 0700) < 0 && errno != EEXIST) {
+        sbx_seterr(err, errlen, "mkdir %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uid_t uid = sbx_slot_uid(s, slot);
+    sbx_fmt(opts, sizeof(opts), "size=%um,nr_inodes=16384,mode=0700,uid=%u,gid=%u", s->cfg.tmp_mb,
+            (unsigned)uid, (unsigned)uid);
+    if (mount("sbx-work", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+        sbx_seterr(err, errlen, "mount tmpfs on %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Without mount privilege: the slot's directory is renamed away (O(1)), a new
+ * one made in its place (no xattr or ACL of any earlier run), and the old
+ * tree removed without following links. What cannot be removed stays under
+ * a .old- name until the next start. */
+static int sbx_workdir_replace(sbx_t *s, int slot, char *err, size_t errlen)
+{
+    char name[32], old[64];
+    sbx_fmt(name, sizeof(name), "slot%d", slot);
+    sbx_fmt(old, sizeof(old), ".old-slot%d-%u", slot, s->slot[slot].generation++);
+    if (renameat(s->root_fd, name, s->root_fd, old) < 0) {
+        if (errno != ENOENT) {
+            sbx_seterr(err, errlen, "rename %s: %s", name, strerror(errno));
+            return -1;
+        }
+        old[0] = '\0';
+    }
+    int fd = -1;
+    uid_t uid = sbx_slot_uid(s, slot);
+    if (mkdirat(s->root_fd, name, 0700) < 0 ||
+        (fd = openat(s->root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+        (s->is_root && fchown(fd, uid, uid) < 0) || fchmod(fd, 0700) < 0) {
+        sbx_seterr(err, errlen, "make %s: %s", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    if (old[0] && sbx_rm_tree(s->root_fd, old) < 0)
+        log_warn("sandbox: cannot remove %s/%s entirely: %s", s->work_root, old, strerror(errno));
+    return 0;
+}
+
 int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen)
 {
     if (!s || slot < 0 || (unsigned)slot >= s->cfg.slots) {
@@ -99,30 +197,29 @@ int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen)
         sbx_seterr(err, errlen, "slot %d is busy", slot);
         return -1;
     }
-    int rc = -1;
-    unsigned moved = 0;
-    int fd = sbx_open_slot_dir(s, slot, 1);
-    if (fd < 0) {
-        sbx_seterr(err, errlen, "open slot%d: %s", slot, strerror(errno));
-        return -1;
+    return s->workdir_tmpfs ? sbx_workdir_remount(s, slot, err, errlen)
+                            : sbx_workdir_replace(s, slot, err, errlen);
+}
+
+size_t sbx_workdir_capacity(const sbx_t *s)
+{
+    return s && s->workdir_tmpfs ? (size_t)s->cfg.tmp_mb << 20 : 0;
+}
+
+void sbx_sweep_old(sbx_t *s)
+{
+    DIR *d = NULL;
+    int fd = fcntl(s->root_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 || !(d = fdopendir(fd))) {
+        if (fd >= 0)
+            close(fd);
+        return;
     }
-    if (sbx_rm_contents(fd, fd, 0, &moved) < 0) {
-        sbx_seterr(err, errlen, "empty slot%d: %s", slot, strerror(errno));
-        goto out;
-    }
-    uid_t uid = sbx_slot_uid(s, slot);
-    if (s->is_root && fchown(fd, uid, uid) < 0) {
-        sbx_seterr(err, errlen, "chown slot%d: %s", slot, strerror(errno));
-        goto out;
-    }
-    if (fchmod(fd, 0700) < 0) {
-        sbx_seterr(err, errlen, "chmod slot%d: %s", slot, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    close(fd);
-    return rc;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, ".old-slot", 9) == 0 && sbx_rm_tree(s->root_fd, e->d_name) < 0)
+            log_warn("sandbox: cannot remove %s/%s: %s", s->work_root, e->d_name, strerror(errno));
+    closedir(d);
 }
 
 int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len, char *err,
@@ -195,23 +292,6 @@ int sbx_private_mounts(void)
     /* Without this, shared mounts would still propagate our mounts back. */
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
         return -1;
-    return 0;
-}
-
-/* Gives each slot dir a tmpfs of tmp_mb so /work is size-limited like /tmp.
- * Best effort: without it /work is bounded only by RLIMIT_FSIZE per file. */
-int sbx_mount_workdirs(sbx_t *s)
-{
-    char path[PATH_MAX], opts[128];
-    for (unsigned i = 0; i < s->cfg.slots; i++) {
-        sbx_fmt(path, sizeof(path), "%s/slot%u", s->work_root, i);
-        sbx_umount_all(path);
-        uid_t uid = sbx_slot_uid(s, (int)i);
-        sbx_fmt(opts, sizeof(opts), "size=%um,nr_inodes=16384,mode=0700,uid=%u,gid=%u",
-                s->cfg.tmp_mb, (unsigned)uid, (unsigned)uid);
-        if (mount("sbx-work", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-            return -1;
-    }
     return 0;
 }
 

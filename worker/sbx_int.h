@@ -41,7 +41,7 @@ struct sbx_clone_args {
 
 /* The pipe record init (or the program, before exec) writes. Smaller than
  * PIPE_BUF, so each write is atomic and the reader sees whole records. */
-enum { SBX_REP_DONE = 1, SBX_REP_ERROR = 2 };
+enum { SBX_REP_DONE = 1, SBX_REP_ERROR = 2, SBX_REP_EXEC = 3 };
 struct sbx_report {
     uint32_t magic;
     int32_t kind;
@@ -66,6 +66,9 @@ struct sbx_slot {
     char *cg_procs[CG_N];
     int cg_fd;    /* v2: the slot's cgroup directory, for CLONE_INTO_CGROUP */
     int netns_fd; /* the slot's empty network namespace, -1 if none */
+    /* Names the old work dir sbx_workdir_reset renames away (plain
+     * directories only); whoever resets the slot owns it. */
+    unsigned generation;
 };
 
 struct sbx {
@@ -104,10 +107,13 @@ static inline uid_t sbx_slot_uid(const sbx_t *s, int slot)
 
 /* sbx_fs.c */
 int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved);
+/* Removes name in dfd: a file, or a directory tree without following links. */
+int sbx_rm_tree(int dfd, const char *name);
 int sbx_open_slot_dir(sbx_t *s, int slot, int create);
+/* Removes the .old-slot* trees a replaced work dir could not shed. */
+void sbx_sweep_old(sbx_t *s);
 void sbx_umount_all(const char *path);
 int sbx_private_mounts(void);
-int sbx_mount_workdirs(sbx_t *s);
 int sbx_make_etc(sbx_t *s, int private_mounts);
 void sbx_free_etc(sbx_t *s);
 

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "../../worker/sbx.h"
+#include "../../worker/sbx_int.h"
 
 #define WORK_ROOT_FMT "/tmp/sbx-test-%d"
 #define OUT_MAX       65536
@@ -233,6 +237,45 @@ static void test_exec_error(void **state)
     assert_true(r.res.reported);
     assert_false(r.res.exited);
     assert_non_null(strstr(r.res.error, "ENOENT"));
+    /* A program that does not exist is not the slot's fault. */
+    assert_false(r.res.sandbox_fault);
+}
+
+/* A slot whose work dir is gone (a /tmp cleaner removed the directory, which
+ * looks empty from the host, and a file took its name) fails the sandbox's
+ * setup, which says so; a reset gives it a new tmpfs and it works again. */
+static void test_setup_fault_and_reset(void **state)
+{
+    char path[128], err[256] = "";
+    snprintf(path, sizeof(path), "%s/slot0", work_root);
+    assert_int_equal(umount2(path, MNT_DETACH), 0);
+    assert_int_equal(rmdir(path), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    sbx_proc_t p;
+    const char *argv[] = {"/bin/true", NULL};
+    if (sbx_spawn(S, 0, argv, 0, &p, err, sizeof(err)) == 0) {
+        int st;
+        close(p.in_fd);
+        assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+        sbx_result_t res;
+        assert_int_equal(sbx_finish(S, &p, &res), 0);
+        close(p.out_fd);
+        close(p.err_fd);
+        assert_true(res.sandbox_fault);
+        snprintf(err, sizeof(err), "%s", res.error);
+    }
+    assert_non_null(strstr(err, "work"));
+    assert_int_equal(sbx_workdir_reset(S, 0, err, sizeof(err)), 0);
+    struct statfs sf;
+    assert_int_equal(statfs(path, &sf), 0);
+    assert_int_equal((long)sf.f_type, (long)TMPFS_MAGIC);
+    struct run r;
+    const char *echo[] = {"/bin/echo", "again", NULL};
+    run(echo, NULL, &r);
+    assert_string_equal(r.out, "again\n");
+    assert_false(r.res.sandbox_fault);
 }
 
 static void test_identity(void **state)
@@ -757,6 +800,37 @@ static void test_workdir_reset(void **state)
     unlink(target);
 }
 
+/* The removal used for plain-directory work dirs (no mount privilege) and
+ * the runs' /etc: planted symlinks and hard links are removed, never
+ * followed; unreadable and unwritable directories and deep trees go too. */
+static void test_rm_tree_safe(void **state)
+{
+    char base[96], target[112], tdir[112], cmd[1200];
+    snprintf(base, sizeof(base), "%s-rm", work_root);
+    snprintf(target, sizeof(target), "%s-rm-target", work_root);
+    snprintf(tdir, sizeof(tdir), "%s-rm-dir", work_root);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p %s/t/a %s && echo keep > %s && echo keep > %s/f && cd %s/t && "
+             "ln -s %s file-link && ln -s %s dir-link && ln %s hard && mkdir -p x/y && "
+             "touch x/y/z && chmod 0 x/y && chmod 500 x && "
+             "for i in $(seq 40); do mkdir d && cd d || exit 1; done && touch f",
+             base, tdir, target, tdir, base, target, tdir, target);
+    assert_int_equal(system(cmd), 0);
+    int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(sbx_rm_tree(dfd, "t"), 0);
+    struct stat st;
+    assert_int_equal(fstatat(dfd, "t", &st, AT_SYMLINK_NOFOLLOW), -1);
+    close(dfd);
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 5);
+    assert_int_equal(st.st_nlink, 1);
+    snprintf(cmd, sizeof(cmd), "%s/f", tdir);
+    assert_int_equal(stat(cmd, &st), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s", base, target, tdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_workdir_write(void **state)
 {
     char err[256] = "";
@@ -991,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup(test_exit_status, test_setup),
         cmocka_unit_test_setup(test_signal, test_setup),
         cmocka_unit_test_setup(test_exec_error, test_setup),
+        cmocka_unit_test_setup(test_setup_fault_and_reset, test_setup),
         cmocka_unit_test_setup(test_identity, test_setup),
         cmocka_unit_test_setup(test_kill, test_setup),
         cmocka_unit_test_setup(test_double_fork, test_setup),
@@ -1009,6 +1084,7 @@ int main(void)
         cmocka_unit_test_setup(test_abstract_socket, test_setup),
         cmocka_unit_test_setup(test_int80, test_setup),
         cmocka_unit_test_setup(test_workdir_reset, test_setup),
+        cmocka_unit_test_setup(test_rm_tree_safe, test_setup),
         cmocka_unit_test_setup(test_workdir_write, test_setup),
         cmocka_unit_test_setup(test_slots_isolated, test_setup),
         cmocka_unit_test_setup(test_no_host_mounts, test_setup),
