@@ -2,6 +2,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -190,9 +191,10 @@ static void wc_send_hello(wc_conn_t *c)
     json_t *rts = json_array();
     for (size_t i = 0; i < w->rt.n; i++)
         json_array_append_new(rts, json_string(w->rt.v[i].name));
-    json_t *j = json_pack("{s:s, s:s, s:o, s:s, s:I}", "type", "hello", "worker", w->cfg.id,
-                          "runtimes", rts, "isolation", sbx_isolation(w->sbx), "max_evals",
-                          (json_int_t)w->cfg.max_evals);
+    json_t *j =
+        json_pack("{s:s, s:s, s:o, s:s, s:I, s:I}", "type", "hello", "worker", w->cfg.id,
+                  "runtimes", rts, "isolation", sbx_isolation(w->sbx), "max_evals",
+                  (json_int_t)w->cfg.max_evals, "slots_broken", (json_int_t)wk_slots_broken(w));
     if (j != NULL) {
         wc_send_json(c, j);
         json_decref(j);
@@ -247,6 +249,8 @@ static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
         return wc_send_text(c, 403, "forbidden: missing or wrong upstream secret\n");
     if (w->draining)
         return wc_send_text(c, 503, "draining\n");
+    if (kind == WC_EVAL && wk_unusable(w))
+        return wc_send_text(c, 503, "no usable slot\n");
 
     buf_printf(&c->out,
                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -275,6 +279,17 @@ static void wc_handle_request(wc_conn_t *c, const http_head_t *h)
             return wc_send_text(c, 405, "method not allowed\n");
         if (w->draining)
             return wc_send_text(c, 503, "draining\n");
+        /* Slots out of service: a worker that can run nothing must not be
+         * sent users (503); one that can run less says so. */
+        if (wk_unusable(w))
+            return wc_send_text(c, 503, "no usable slot\n");
+        unsigned broken = wk_slots_broken(w);
+        if (broken > 0) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "degraded: %u of %ld slots out of service\n", broken,
+                     w->cfg.max_evals);
+            return wc_send_text(c, 200, msg);
+        }
         return wc_send_text(c, 200, "ok\n");
     }
     if (http_str_eq(h->path, "/metrics")) {

@@ -14,9 +14,13 @@
 #include "log.h"
 #include "proto.h"
 #include "pub.h"
+#include "slot.h"
 #include "ws.h"
 
 #define RUN_READ_CHUNK 65536
+/* Slots that may fail one run for a sandbox reason before it gets an error. */
+#define RUN_MAX_ATTEMPTS 3
+#define RUN_NO_SLOT      "no usable sandbox slot on this worker; reconnect to run elsewhere"
 
 static const char *const run_verdicts[V__COUNT] = {"ok",     "signaled", "timeout", "memory",
                                                    "output", "killed",   "error"};
@@ -33,8 +37,7 @@ static uint64_t run_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void run_pump(wk_t *w);
-static void run_start(run_t *r);
+static void run_start(run_t *r, int slot);
 
 /* Sends {"type":"error","id":id,"error":msg} (id may be NULL). */
 static void run_send_error(wc_conn_t *c, const char *id, const char *msg)
@@ -199,13 +202,11 @@ static void run_finish(run_t *r, enum run_verdict v, const sbx_result_t *res, co
         wc_send_json(r->conn, j);
         json_decref(j);
     }
-    if (r->phase != RUN_QUEUED) {
-        w->slot_busy[r->slot] = 0;
+    if (r->slot >= 0) {
+        /* A fresh work dir before the next run: off the loop, in the janitor. */
+        slot_release(w->slots, r->slot);
+        r->slot = -1;
         w->nrunning--;
-        char err[256];
-        /* Nothing of this run may be visible to the next one in the slot. */
-        if (sbx_workdir_reset(w->sbx, r->slot, err, sizeof(err)) < 0)
-            log_warn("slot %d: reset after run: %s", r->slot, err);
     }
     r->phase = RUN_DONE;
     run_free(r);
@@ -225,6 +226,7 @@ static void run_kill(run_t *r, enum run_verdict why)
 }
 
 static void run_try_complete(run_t *r);
+static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why);
 
 static void run_read(run_t *r, int s)
 {
@@ -293,6 +295,7 @@ static void run_write_stdin(run_t *r)
         ssize_t n = write(r->proc.in_fd, buf_head(&r->in), buf_size(&r->in));
         if (n > 0) {
             buf_consume(&r->in, (size_t)n);
+            r->in_written += (uint64_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -392,13 +395,15 @@ static void run_try_complete(run_t *r)
     sbx_finish(w->sbx, &r->proc, &res);
     r->proc_live = 0;
     run_close_fds(r);
+    if (res.sandbox_fault)
+        return run_sandbox_fault(r, SLOT_STAGE_SETUP, res.error);
     if (r->phase == RUN_BUILD) {
         r->cpu_ms_build = res.cpu_ms;
         if (r->kill_reason < 0 && res.reported && res.exited && res.status == 0 && !res.oom) {
             r->phase = RUN_EXEC;
             char err[256];
             if (run_spawn(r, r->rt->run_argv, err, sizeof(err)) < 0)
-                run_finish(r, V_ERROR, NULL, err);
+                run_sandbox_fault(r, SLOT_STAGE_SPAWN, err);
             return;
         }
         enum run_verdict v = run_verdict_of(r, &res);
@@ -418,22 +423,61 @@ static void run_try_complete(run_t *r)
         return;
     }
     enum run_verdict v = run_verdict_of(r, &res);
-    run_finish(r, v, &res,
-               v == V_ERROR && !res.reported ? "sandbox failed to start the program" : NULL);
+    const char *why = NULL;
+    if (v == V_ERROR)
+        why = res.error[0]    ? res.error
+              : !res.reported ? "sandbox failed to start the program"
+                              : NULL;
+    run_finish(r, v, &res, why);
 }
 
-/* Gives r a slot and starts it. Precondition: a slot is free. */
-static void run_start(run_t *r)
+/* The slot r holds failed for a sandbox reason (not the program's): the slot
+ * goes out of service, and r starts again in another slot when nothing of it
+ * has reached the client or the program yet; otherwise it ends with an error
+ * that says the sandbox failed. */
+static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why)
 {
     wk_t *w = r->w;
-    int slot = -1;
-    for (long i = 0; i < w->cfg.max_evals; i++)
-        if (!w->slot_busy[i]) {
-            slot = (int)i;
-            break;
+    log_debug("run %s: slot %d failed: %s", r->id, r->slot, why);
+    ev_timer_stop(w->loop, &r->timer);
+    run_close_fds(r);
+    slot_fail(w->slots, r->slot, stage, why);
+    r->slot = -1;
+    w->nrunning--;
+    r->attempts++;
+    if (r->conn != NULL && r->kill_reason < 0 && r->out_bytes == 0 && r->in_written == 0 &&
+        r->attempts < RUN_MAX_ATTEMPTS && !wk_unusable(w)) {
+        r->phase = RUN_QUEUED;
+        r->t_start_ns = 0;
+        r->cpu_ms_build = 0;
+        TAILQ_INSERT_HEAD(&w->queue, r, qlink);
+        w->nqueued++;
+        met_inc(w->m_requeued, 1);
+        run_pump(w);
+    } else {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "sandbox failure: %s", wk_unusable(w) ? RUN_NO_SLOT : why);
+        run_finish(r, r->kill_reason >= 0 ? (enum run_verdict)r->kill_reason : V_ERROR, NULL, msg);
+    }
+    if (wk_unusable(w)) {
+        /* Nothing can run here until a slot heals: say so now rather than
+         * keep the queue waiting; the lb stops sending clients (healthz 503,
+         * Redis "draining"). */
+        run_t *q;
+        while ((q = TAILQ_FIRST(&w->queue)) != NULL) {
+            TAILQ_REMOVE(&w->queue, q, qlink);
+            w->nqueued--;
+            run_finish(q, V_ERROR, NULL, "sandbox failure: " RUN_NO_SLOT);
         }
+    }
+    pub_changed(w->pub);
+}
+
+/* Starts r in slot, which the caller took for it. */
+static void run_start(run_t *r, int slot)
+{
+    wk_t *w = r->w;
     r->slot = slot;
-    w->slot_busy[slot] = 1;
     w->nrunning++;
     r->t_start_ns = run_now_ns();
     r->phase = r->rt->build_argv ? RUN_BUILD : RUN_EXEC;
@@ -444,28 +488,30 @@ static void run_start(run_t *r)
     r->timer.data = r;
     ev_timer_start(w->loop, &r->timer);
     char err[256];
-    if (sbx_workdir_reset(w->sbx, slot, err, sizeof(err)) < 0 ||
-        sbx_workdir_write(w->sbx, slot, r->rt->file, r->code, r->code_len, err, sizeof(err)) < 0 ||
-        run_spawn(r, r->phase == RUN_BUILD ? r->rt->build_argv : r->rt->run_argv, err,
-                  sizeof(err)) < 0) {
-        log_warn("run %s: %s", r->id, err);
-        run_finish(r, V_ERROR, NULL, err);
-        return;
-    }
-    free(r->code); /* written to the work dir: no need to keep it */
-    r->code = NULL;
+    /* The slot's work dir is fresh: its reset completed before it was FREE. */
+    if (sbx_workdir_write(w->sbx, slot, r->rt->file, r->code, r->code_len, err, sizeof(err)) < 0)
+        return run_sandbox_fault(r, SLOT_STAGE_WRITE, err);
+    if (run_spawn(r, r->phase == RUN_BUILD ? r->rt->build_argv : r->rt->run_argv, err,
+                  sizeof(err)) < 0)
+        return run_sandbox_fault(r, SLOT_STAGE_SPAWN, err);
     pub_changed(w->pub);
 }
 
-/* Starts queued runs while slots are free. */
-static void run_pump(wk_t *w)
+void run_pump(wk_t *w)
 {
+    /* A run that fails its slot goes back to the head of the queue; the loop
+     * below (not a nested one) gives it the next slot. */
+    if (w->pumping)
+        return;
+    w->pumping = 1;
     run_t *r;
-    while (w->nrunning < (size_t)w->cfg.max_evals && (r = TAILQ_FIRST(&w->queue)) != NULL) {
+    int slot;
+    while ((r = TAILQ_FIRST(&w->queue)) != NULL && (slot = slot_take(w->slots)) >= 0) {
         TAILQ_REMOVE(&w->queue, r, qlink);
         w->nqueued--;
-        run_start(r);
+        run_start(r, slot);
     }
+    w->pumping = 0;
 }
 
 /* ---- protocol ------------------------------------------------------------- */
@@ -502,7 +548,18 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
         buf_free(&b);
         return;
     }
-    if (w->nrunning >= (size_t)w->cfg.max_evals && w->nqueued >= (size_t)w->cfg.queue)
+    if (wk_unusable(w))
+        return run_send_error(c, m->id, "unavailable: " RUN_NO_SLOT);
+    /* A source file the work dir cannot hold is the client's doing: say so,
+     * rather than fail a slot with "No space left on device". */
+    size_t cap = sbx_workdir_capacity(w->sbx);
+    if (cap != 0 && m->code_len > cap - cap / 8) {
+        char why[128];
+        snprintf(why, sizeof(why), "code too large for the work dir (at most %zu KiB)",
+                 (cap - cap / 8) >> 10);
+        return run_send_exit_error(c, m->id, why);
+    }
+    if (slot_count(w->slots, SLOT_FREE) == 0 && w->nqueued >= (size_t)w->cfg.queue)
         return run_send_error(c, m->id, "busy");
 
     run_t *r = calloc(1, sizeof(*r));
@@ -532,14 +589,13 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
     }
     TAILQ_INSERT_TAIL(&c->runs, r, clink);
     c->nruns++;
-    if (w->nrunning < (size_t)w->cfg.max_evals) {
-        run_start(r);
-    } else {
-        r->phase = RUN_QUEUED;
-        TAILQ_INSERT_TAIL(&w->queue, r, qlink);
-        w->nqueued++;
-        pub_changed(w->pub);
-    }
+    /* Through the queue, so that runs start in order even while slots are
+     * being reset; it starts at once when a slot is free. */
+    r->phase = RUN_QUEUED;
+    TAILQ_INSERT_TAIL(&w->queue, r, qlink);
+    w->nqueued++;
+    run_pump(w);
+    pub_changed(w->pub);
 }
 
 void run_handle_message(wc_conn_t *c, const char *data, size_t len)
