@@ -41,6 +41,11 @@ static void wc_update_read(wc_conn_t *c)
         ev_io_start(c->w->loop, &c->rio);
     else if (!want && ev_is_active(&c->rio))
         ev_io_stop(c->w->loop, &c->rio);
+    /* Frames read before the pause wait in c->in, and no read event may ever
+     * come for them (the client may be waiting for their answer): have the
+     * read callback parse them. */
+    if (want && c->read_paused && buf_size(&c->in) > 0)
+        ev_feed_event(c->w->loop, &c->rio, EV_READ);
     c->read_paused = !want;
 }
 
@@ -359,10 +364,12 @@ static void wc_on_control(wc_conn_t *c, const ws_frame_t *f)
     }
 }
 
+/* Parses the complete frames in c->in, until backpressure pauses the
+ * connection (the rest waits there; wc_update_read resumes it). */
 static void wc_process_frames(wc_conn_t *c)
 {
     uint64_t max = (uint64_t)c->w->cfg.max_message_kb * 1024;
-    while (!c->closed && !c->close_after_flush && buf_size(&c->in) > 0) {
+    while (!c->closed && !c->close_after_flush && !c->read_paused && buf_size(&c->in) > 0) {
         ws_frame_t f;
         long n =
             ws_frame_parse((uint8_t *)buf_head(&c->in), buf_size(&c->in), WS_ROLE_SERVER, max, &f);
@@ -391,10 +398,25 @@ static void wc_process_frames(wc_conn_t *c)
     }
 }
 
+/* Parses what c->in holds: the request head, then, once it is a websocket,
+ * frames, including any that came in the same segment as the head. */
+static void wc_process_input(wc_conn_t *c)
+{
+    if (c->state == WC_HEAD && !c->close_after_flush)
+        wc_process_head(c);
+    if (c->state == WC_WS)
+        wc_process_frames(c);
+}
+
 static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     wc_conn_t *c = io->data;
-    for (int i = 0; i < WC_READS_PER_EVENT && !c->closed; i++) {
+    /* Bytes already here first (fed after backpressure lifted). */
+    if (c->state != WC_LINGER && buf_size(&c->in) > 0)
+        wc_process_input(c);
+    for (int i = 0; i < WC_READS_PER_EVENT && !c->closed &&
+                    (c->state == WC_LINGER || (!c->read_paused && !c->close_after_flush));
+         i++) {
         char *p = buf_reserve(&c->in, WC_READ_CHUNK);
         if (p == NULL)
             return wc_close(c, "out of memory");
@@ -410,12 +432,7 @@ static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents)
             continue;
         }
         buf_commit(&c->in, (size_t)n);
-        if (c->state == WC_HEAD)
-            wc_process_head(c);
-        else if (c->state == WC_WS)
-            wc_process_frames(c);
-        if (c->closed || c->read_paused || c->close_after_flush)
-            break;
+        wc_process_input(c);
         if ((size_t)n < WC_READ_CHUNK)
             break;
     }
