@@ -33,10 +33,24 @@ static void wc_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents)
 }
 
 /* Updates the read watcher for backpressure: a websocket stops reading while
- * its output is above the high-water mark. */
+ * its output is above the high-water mark, or the input its runs have not
+ * consumed is (until it is back under the low-water mark, with a deadline
+ * for some of it to be consumed). */
 static void wc_update_read(wc_conn_t *c)
 {
-    int want = !c->closed && !(c->state == WC_WS && buf_size(&c->out) > WC_OUT_HIGH);
+    if (c->state == WC_WS) {
+        if (!c->stdin_paused && c->stdin_pending > WC_STDIN_HIGH) {
+            c->stdin_paused = 1;
+            /* A repeating timer, so that progress only needs ev_timer_again. */
+            ev_timer_set(&c->timer, 0., WC_STDIN_STALL);
+            ev_timer_again(c->w->loop, &c->timer);
+        } else if (c->stdin_paused && c->stdin_pending <= WC_STDIN_LOW) {
+            c->stdin_paused = 0;
+            ev_timer_stop(c->w->loop, &c->timer);
+        }
+    }
+    int want =
+        !c->closed && !(c->state == WC_WS && (buf_size(&c->out) > WC_OUT_HIGH || c->stdin_paused));
     if (want && !ev_is_active(&c->rio))
         ev_io_start(c->w->loop, &c->rio);
     else if (!want && ev_is_active(&c->rio))
@@ -47,6 +61,19 @@ static void wc_update_read(wc_conn_t *c)
     if (want && c->read_paused && buf_size(&c->in) > 0)
         ev_feed_event(c->w->loop, &c->rio, EV_READ);
     c->read_paused = !want;
+}
+
+void wc_stdin_changed(wc_conn_t *c, long delta)
+{
+    if (delta < 0 && (size_t)-delta > c->stdin_pending)
+        delta = -(long)c->stdin_pending;
+    c->stdin_pending += (size_t)delta;
+    if (c->closed)
+        return;
+    /* Input consumed: the stall deadline starts over. */
+    if (delta < 0 && c->stdin_paused)
+        ev_timer_again(c->w->loop, &c->timer);
+    wc_update_read(c);
 }
 
 static void wc_start_linger(wc_conn_t *c)
@@ -452,6 +479,11 @@ static void wc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (c->state == WC_HEAD && !c->close_after_flush) {
         buf_reset(&c->in);
         return wc_send_text(c, 408, "request timeout\n");
+    }
+    if (c->state == WC_WS && c->stdin_paused && !c->close_after_flush) {
+        /* Backpressure cannot help: the runs hold input they do not read. */
+        met_inc(c->w->m_proto_errors, 1);
+        return wc_send_close(c, WS_CLOSE_POLICY, "stdin not consumed: runs are not reading input");
     }
     wc_close(c, c->state == WC_LINGER ? "linger done" : "timeout");
 }

@@ -136,6 +136,20 @@ static void run_send_output(run_t *r, int s, const uint8_t *p, size_t n, int fin
     buf_free(&b);
 }
 
+/* r->in grew or shrank by delta bytes: the connection's backpressure on
+ * input its runs have not consumed follows. */
+static void run_in_changed(run_t *r, long delta)
+{
+    if (r->conn != NULL && delta != 0)
+        wc_stdin_changed(r->conn, delta);
+}
+
+static void run_in_drop(run_t *r)
+{
+    run_in_changed(r, -(long)buf_size(&r->in));
+    buf_free(&r->in);
+}
+
 /* Frees the run: it must not be queued, and its process must be reaped. */
 static void run_free(run_t *r)
 {
@@ -145,11 +159,11 @@ static void run_free(run_t *r)
     ev_io_stop(w->loop, &r->in_w);
     ev_timer_stop(w->loop, &r->timer);
     ev_child_stop(w->loop, &r->child_w);
+    run_in_drop(r);
     if (r->conn != NULL) {
         TAILQ_REMOVE(&r->conn->runs, r, clink);
         r->conn->nruns--;
     }
-    buf_free(&r->in);
     free(r->code);
     free(r);
 }
@@ -228,8 +242,24 @@ static void run_kill(run_t *r, enum run_verdict why)
 static void run_try_complete(run_t *r);
 static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why);
 
+/* Output the client has not taken yet: stop reading the program's pipes (it
+ * blocks on a full pipe) until the client catches up. */
+static int run_output_backlog(run_t *r)
+{
+    if (r->conn == NULL || wc_out_pending(r->conn) <= WC_OUT_HIGH)
+        return 0;
+    ev_io_stop(r->w->loop, &r->out_w);
+    ev_io_stop(r->w->loop, &r->err_w);
+    r->conn->runs_paused = 1;
+    return 1;
+}
+
 static void run_read(run_t *r, int s)
 {
+    /* Checked before reading too: with several runs on one connection,
+     * each would otherwise add a chunk beyond the mark. */
+    if (run_output_backlog(r))
+        return;
     ev_io *io = s == 0 ? &r->out_w : &r->err_w;
     int fd = s == 0 ? r->proc.out_fd : r->proc.err_fd;
     uint8_t chunk[RUN_READ_CHUNK];
@@ -257,13 +287,7 @@ static void run_read(run_t *r, int s)
         r->out_bytes += take;
         run_send_output(r, s, chunk, take, 0);
     }
-    if (r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH) {
-        /* The client reads slower than the program writes: stop reading the
-         * pipes; the program blocks on a full pipe until we resume. */
-        ev_io_stop(r->w->loop, &r->out_w);
-        ev_io_stop(r->w->loop, &r->err_w);
-        r->conn->runs_paused = 1;
-    }
+    run_output_backlog(r);
 }
 
 static void run_out_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -283,7 +307,7 @@ static void run_close_stdin(run_t *r)
         close(r->proc.in_fd);
         r->proc.in_fd = -1;
     }
-    buf_free(&r->in);
+    run_in_drop(r);
 }
 
 /* Writes pending stdin to the program. Only during the exec phase. */
@@ -296,6 +320,7 @@ static void run_write_stdin(run_t *r)
         if (n > 0) {
             buf_consume(&r->in, (size_t)n);
             r->in_written += (uint64_t)n;
+            run_in_changed(r, -(long)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -304,7 +329,9 @@ static void run_write_stdin(run_t *r)
             ev_io_start(r->w->loop, &r->in_w);
             return;
         }
-        /* EPIPE: the program closed its stdin or ended; drop the input. */
+        /* EPIPE: the program closed its stdin or ended; drop the input,
+         * and whatever input comes later. */
+        r->in_gone = 1;
         run_close_stdin(r);
         return;
     }
@@ -581,14 +608,17 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
     if (m->timeout_ms > 0 && m->timeout_ms < w->cfg.timeout_ms)
         r->timeout_ms = (unsigned)m->timeout_ms;
     r->out_cap = (uint64_t)w->cfg.output_kb * 1024;
-    if (m->has_stdin) {
-        buf_append(&r->in, m->stdin_data, m->stdin_len);
-        /* Input given up front is the whole input unless the client says it
-         * will send more with "stdin" messages. */
-        r->in_close = !m->stdin_open;
+    if (m->has_stdin && buf_append(&r->in, m->stdin_data, m->stdin_len) < 0) {
+        free(r->code);
+        free(r);
+        return run_send_error(c, m->id, "out of memory");
     }
+    /* Input given up front is the whole input unless the client says it
+     * will send more with "stdin" messages. */
+    r->in_close = m->has_stdin && !m->stdin_open;
     TAILQ_INSERT_TAIL(&c->runs, r, clink);
     c->nruns++;
+    run_in_changed(r, (long)buf_size(&r->in));
     /* Through the queue, so that runs start in order even while slots are
      * being reset; it starts at once when a slot is free. */
     r->phase = RUN_QUEUED;
@@ -625,12 +655,20 @@ void run_handle_message(wc_conn_t *c, const char *data, size_t len)
             run_kill(r, V_KILLED);
         }
     } else if (m.type == PROTO_STDIN) {
-        if (r->in_close)
+        if (r->in_close) {
             run_send_error(c, m.id, "stdin is already closed");
-        else if (buf_append(&r->in, m.stdin_data, m.stdin_len) < 0)
+        } else if (r->in_gone) {
+            /* Buffering it would only grow the worker: the program will never
+             * read it. Said once. */
+            if (r->in_gone == 1)
+                run_send_error(c, m.id, "the program closed its stdin; input is discarded");
+            r->in_gone = 2;
+        } else if (buf_append(&r->in, m.stdin_data, m.stdin_len) < 0) {
             run_send_error(c, m.id, "out of memory");
-        else
+        } else {
+            run_in_changed(r, (long)m.stdin_len);
             run_write_stdin(r);
+        }
     } else {
         r->in_close = 1;
         if (buf_size(&r->in) == 0 && r->phase == RUN_EXEC)
@@ -646,6 +684,7 @@ void run_conn_gone(wc_conn_t *c)
         next = TAILQ_NEXT(r, clink);
         TAILQ_REMOVE(&c->runs, r, clink);
         c->nruns--;
+        run_in_changed(r, -(long)buf_size(&r->in));
         r->conn = NULL;
         if (r->phase == RUN_QUEUED) {
             TAILQ_REMOVE(&c->w->queue, r, qlink);

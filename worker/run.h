@@ -39,8 +39,9 @@ typedef struct run {
     ev_io out_w, err_w, in_w;
     ev_child child_w;
     ev_timer timer;
-    buf_t in;     /* stdin not yet written */
+    buf_t in;     /* stdin not yet written; counted in conn->stdin_pending */
     int in_close; /* close stdin once `in` is written */
+    int in_gone;  /* the program closed its stdin: more input is dropped */
     char *code;
     size_t code_len;
     unsigned timeout_ms;

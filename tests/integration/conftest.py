@@ -183,16 +183,17 @@ def worker_factory(request):
     """start_worker(**flags) -> Worker. Keyword flags map to command-line
     flags (max_evals=2 -> --max-evals 2; True -> bare flag); `args` adds raw
     arguments, `wrap` a command line that execs the worker (e.g. setpriv),
-    `ready=False` skips the /healthz wait. Workers are stopped at
+    `env` variables to add to its environment, `ready=False` skips the
+    /healthz wait. Workers are stopped at
     teardown (SIGTERM, then SIGKILL) and their stderr checked for sanitizer
     reports."""
     exe = binary("worker")
     tmpdir = tempfile.mkdtemp(prefix="wslb-worker-")
     workers = []
-    env = sanitizer_env()
+    base_env = sanitizer_env()
 
-    def start_worker(args=(), ready=True, wrap=(), **flags):
-        w = Worker(exe, tmpdir, dict(flags), args, env, wrap)
+    def start_worker(args=(), ready=True, wrap=(), env=None, **flags):
+        w = Worker(exe, tmpdir, dict(flags), args, dict(base_env, **(env or {})), wrap)
         workers.append(w)
         if ready:
             w.wait_ready()
