@@ -1,7 +1,7 @@
 """Sandbox escape attempts through the real worker's /eval: hidden memory,
 /proc snooping, signals to the worker, inherited descriptors, planted links,
-`../` names, a compiler reading host files, leftovers between runs and the
-32-bit syscall ABIs. Each attempt must be contained, and the worker must
+`../` names, a compiler reading host files, leftovers between runs, sockets
+between concurrent runs, host-wide kernel quotas and the 32-bit syscall ABIs. Each attempt must be contained, and the worker must
 still run print(1) afterwards.
 
 Nothing here uses the network beyond the worker's and Redis's loopback
@@ -678,3 +678,43 @@ def test_32bit_syscall_abis_killed(w1, variant):
     r = run(w1, "c", code)
     assert r.verdict == "signaled" and r.exit["signal"] == signal.SIGSYS, r
     w1.healthy_and_serving()
+
+
+# ---- host-wide kernel quotas ---------------------------------------------------------------------
+
+QUOTAS = """\
+import ctypes, errno, resource as R
+libc = ctypes.CDLL(None, use_errno=True)
+ctx = ctypes.c_ulong(0)
+rv = libc.syscall(ctypes.c_long(206), ctypes.c_long(1), ctypes.c_long(ctypes.addressof(ctx)))
+print('io_setup', 'ok' if rv == 0 else errno.errorcode[ctypes.get_errno()])
+try:
+    open('/proc/pressure/memory', 'w').write('some 150000 2000000')
+    print('psi trigger made')
+except OSError as e:
+    print('psi', errno.errorcode[e.errno])
+print(*[R.getrlimit(getattr(R, 'RLIMIT_' + n)) for n in ('RTPRIO', 'NICE', 'RTTIME')])
+"""
+
+
+def test_kernel_quotas(worker_factory):
+    """A run cannot take slots of the host's AIO pool or make PSI triggers,
+    and gets no real-time or nice limits from how the worker was started
+    (under prlimit here, where this host lets us raise them)."""
+    raise_rt = subprocess.run(["prlimit", "--rtprio=99:99", "--nice=40:40", "--", "true"],
+                              stderr=subprocess.DEVNULL).returncode == 0
+    wrap = ["prlimit", "--rttime=unlimited:unlimited"]
+    if raise_rt:
+        wrap += ["--rtprio=99:99", "--nice=40:40"]
+    w = worker_factory(wrap=wrap + ["--"])
+    r = run(w, "python3", QUOTAS)
+    assert r.verdict == "ok", r
+    assert r.stdout == "io_setup ENOSYS\npsi EROFS\n(0, 0) (0, 0) (0, 0)\n", r
+    # The host's AIO is untouched.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    assert libc.syscall(ctypes.c_long(206), ctypes.c_long(1),
+                        ctypes.c_long(ctypes.addressof(ctx))) == 0
+    assert libc.syscall(ctypes.c_long(207), ctypes.c_ulong(ctx.value)) == 0
+    w.healthy_and_serving()
