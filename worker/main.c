@@ -229,6 +229,7 @@ int main(int argc, char **argv)
     c->output_kb = 1024;
     c->max_message_kb = 1024;
     c->drain_s = 30;
+    c->uid_base = 61000;
     const cfg_opt_t opts[] = {
         {"listen", CFG_STR, &c->listen, "HOST:PORT", "address to serve on (127.0.0.1:9001)", 0, 0},
         {"id", CFG_STR, &c->id, "NAME", "worker id in hello and Redis (default: HOST:PORT)", 0, 0},
@@ -248,6 +249,9 @@ int main(int argc, char **argv)
         {"runtimes", CFG_STR, &c->runtimes, "FILE", "runtimes file (built-in defaults)", 0, 0},
         {"work-root", CFG_STR, &c->work_root, "DIR",
          "where per-run work dirs live (/tmp/wsworker-PID)", 0, 0},
+        {"uid-base", CFG_INT, &c->uid_base, "UID",
+         "slot N runs as UID+N; workers sharing a host need ranges of their own (61000)", 1000,
+         4000000000L},
         {"drain-s", CFG_INT, &c->drain_s, "S", "how long running evaluations may finish (30)", 0,
          86400},
         {"upstream-secret-file", CFG_STR, &c->upstream_secret_file, "FILE",
@@ -340,6 +344,7 @@ int main(int argc, char **argv)
     }
     sbx_config_t sc = {.work_root = c->work_root,
                        .slots = (unsigned)c->max_evals,
+                       .uid_base = (uid_t)c->uid_base,
                        .memory_mb = (unsigned)c->memory_mb};
     w.sbx = sbx_create(&sc, err, sizeof(err));
     if (w.sbx == NULL) {

@@ -38,6 +38,7 @@ typedef struct wk_config {
     long output_kb;
     long max_message_kb;
     long drain_s;
+    long uid_base;
 } wk_config_t;
 
 TAILQ_HEAD(wc_list, wc_conn);

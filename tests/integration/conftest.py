@@ -104,6 +104,12 @@ class Worker:
         # wrap: a command that execs the worker (setpriv, prlimit), so the
         # process started here is still the worker itself.
         self.argv = list(wrap) + [exe, "--listen", self.addr]
+        # Slot uids of its own (from its port, unique among live workers):
+        # the kernel counts processes and other limits per uid, so workers
+        # sharing uids (this suite's, or other suites' on the same host)
+        # would share those limits.
+        if "uid_base" not in flags:
+            self.argv += ["--uid-base", str(20000000 + 64 * self.port)]
         if no_id:
             self.id = self.addr
         else:

@@ -41,6 +41,9 @@ struct run {
 
 static sbx_t *S;
 static char work_root[64];
+/* The slots' uids are this test's own, so that workers and other tests on the
+ * host, whose slots count processes against their uids, cannot interfere. */
+static uid_t uid0;
 
 static uint64_t now_ms(void)
 {
@@ -145,7 +148,9 @@ static int group_setup(void **state)
     if (geteuid() != 0)
         return 0;
     snprintf(work_root, sizeof(work_root), WORK_ROOT_FMT, (int)getpid());
-    sbx_config_t cfg = {.work_root = work_root, .slots = 2, .memory_mb = 256, .nproc = 32};
+    uid0 = (uid_t)(3000000 + 4 * getpid());
+    sbx_config_t cfg = {
+        .work_root = work_root, .slots = 2, .uid_base = uid0, .memory_mb = 256, .nproc = 32};
     S = sbx_create(&cfg, err, sizeof(err));
     if (!S) {
         fprintf(stderr, "sbx_create: %s\n", err);
@@ -284,7 +289,10 @@ static void test_identity(void **state)
     const char *argv[] = {"/bin/sh", "-c", "id -u; id -G; hostname; pwd; echo $HOME $TMPDIR $LANG",
                           NULL};
     run(argv, NULL, &r);
-    assert_string_equal(r.out, "61000\n61000\nsandbox\n/work\n/work /tmp C.UTF-8\n");
+    char want[128];
+    snprintf(want, sizeof(want), "%u\n%u\nsandbox\n/work\n/work /tmp C.UTF-8\n", (unsigned)uid0,
+             (unsigned)uid0);
+    assert_string_equal(r.out, want);
 }
 
 static void test_kill(void **state)
@@ -795,7 +803,7 @@ static void test_workdir_reset(void **state)
     assert_int_equal(stat("/etc/passwd", &st), 0);
     assert_int_equal(stat("/etc/hostname", &st), 0);
     assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_uid, 61000);
+    assert_int_equal(st.st_uid, uid0);
     assert_int_equal(st.st_mode & 07777, 0700);
     unlink(target);
 }
@@ -885,7 +893,9 @@ static void test_slots_isolated(void **state)
     snprintf(cmd, sizeof(cmd), "id -u; ls /work; cat %s/slot0/secret 2>&1 | head -c 0", work_root);
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     run_full(1, argv, NULL, 0, 0, 20000, &r);
-    assert_string_equal(r.out, "61001\n");
+    char want[32];
+    snprintf(want, sizeof(want), "%u\n", (unsigned)uid0 + 1);
+    assert_string_equal(r.out, want);
 }
 
 static void test_concurrent(void **state)
