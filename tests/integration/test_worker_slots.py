@@ -11,9 +11,9 @@ import asyncio
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-import threading
-import time
 
 import pytest
 
@@ -208,24 +208,37 @@ print(n > 10000)
 """
 
 
-def test_reset_does_not_stall_the_loop(worker_factory):
+# Health checks from a process of their own, so that this test's threads and
+# event loop (the GIL) add nothing to what is measured.
+PROBE = """\
+import http.client, os, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+lat = []
+while not os.path.exists(stop):
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    c.request('GET', '/healthz')
+    r = c.getresponse()
+    r.read()
+    c.close()
+    assert r.status == 200, r.status
+    lat.append(time.monotonic() - t0)
+lat.sort()
+print(len(lat), lat[-1], lat[len(lat) // 2])
+"""
+
+
+def test_reset_does_not_stall_the_loop(worker_factory, tmp_path):
     """A run that leaves the deepest tree its tmpfs allows (16k nested
-    directories): removing it costs the kernel hundreds of milliseconds,
-    which must not be spent on the event loop. Health checks timed while
-    such runs end and their slots are reset all answer promptly."""
+    directories): removing it costs the kernel tens to hundreds of
+    milliseconds, which must not be spent on the event loop (it was: each
+    such reset held health checks for 270-380 ms under ASan). Health checks
+    timed while such runs end and their slots are reset all answer within
+    100 ms, a bound far above this machine's noise (under 25 ms)."""
     w = worker_factory(max_evals=1)
-    lat = []
-    stop = threading.Event()
-
-    def probe():
-        while not stop.is_set():
-            t0 = time.monotonic()
-            status, _, _ = util.http_get(w.addr, "/healthz")
-            lat.append(time.monotonic() - t0)
-            assert status == 200
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
+    stop = str(tmp_path / "stop")
+    probe = subprocess.Popen([sys.executable, "-c", PROBE, str(w.port), stop],
+                             stdout=subprocess.PIPE, text=True)
     try:
         for _ in range(3):
             r = run(w, "python3", DEEP, deadline=60)
@@ -233,11 +246,12 @@ def test_reset_does_not_stall_the_loop(worker_factory):
         r = run(w, "python3", "print(1)")
         assert r.verdict == "ok", r
     finally:
-        stop.set()
-        t.join(10)
-    assert len(lat) > 50, len(lat)
-    assert max(lat) < 0.05, "a health check took %.0f ms (p50 %.1f ms)" % (
-        max(lat) * 1000, sorted(lat)[len(lat) // 2] * 1000)
+        open(stop, "w").close()
+        out, _ = probe.communicate(timeout=30)
+    n, worst, p50 = out.split()
+    assert probe.returncode == 0 and int(n) > 50, out
+    assert float(worst) < 0.1, "a health check took %.0f ms (p50 %.1f ms, %s checks)" % (
+        float(worst) * 1000, float(p50) * 1000, n)
     # The resets happened, in the janitor.
     assert util.metric_sum(util.get_metrics(w.addr), "worker_slot_reset_ms_count") >= 3
 
