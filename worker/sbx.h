@@ -71,12 +71,13 @@ typedef struct sbx_proc {
     uint64_t spawn_ns; /* time sbx_spawn took, for the start-latency histogram */
 } sbx_proc_t;
 
-/* Detects namespaces and cgroups, prepares the shared network namespace, the
- * seccomp program and the per-slot cgroups. Fails only when nothing of the
- * sandbox can work; partial isolation is reported by sbx_isolation().
- * As root it also moves the calling thread into a private (slave) mount
- * namespace holding the per-slot work dir tmpfs mounts, so they vanish with
- * the worker: call it before starting threads. */
+/* Detects namespaces and cgroups, prepares the per-slot network namespaces,
+ * the seccomp program, the per-slot cgroups and work dirs. Fails only when
+ * nothing of the sandbox can work; partial isolation is reported by
+ * sbx_isolation(). As root it also moves the calling thread into a private
+ * (slave) mount namespace holding the per-slot work dir tmpfs mounts, so
+ * they vanish with the worker: call it before starting threads (a thread
+ * started after it shares that namespace). */
 sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen);
 /* Kills nothing: callers kill and reap their runs first. Removes the cgroups
  * and the work root. */
