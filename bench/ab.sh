@@ -41,7 +41,8 @@ wait_ok() { # url
 
 backends=() servers=""
 for ((i = 0; i < NW; i++)); do
-    "$BIN/worker" --listen "127.0.0.1:${ports[i]}" --id "w$i" --log-level warn 2>/dev/null &
+    "$BIN/worker" --listen "127.0.0.1:${ports[i]}" --id "w$i" --uid-base $((61000 + 1024 * i)) \
+        --log-level warn 2>/dev/null &
     pids+=($!)
     backends+=(--backend "w$i=127.0.0.1:${ports[i]}")
     servers+="    server w$i 127.0.0.1:${ports[i]} check"$'\n'

@@ -181,7 +181,7 @@ done
 start_worker() {
     local id=$1
     start "$id" "$BIN/worker" --listen "127.0.0.1:${WPORT[$id]}" --id "$id" --redis "$REDIS" \
-        --drain-s 5 --log-level warn
+        --uid-base $((100000 + 64 * ${WPORT[$id]})) --drain-s 5 --log-level warn
     wait_http "http://127.0.0.1:${WPORT[$id]}/healthz" 200 15
 }
 for i in $(seq $NW); do start_worker "w$i"; done

@@ -45,8 +45,9 @@ echo "redis:   127.0.0.1:$rport"
 
 for ((i = 1; i <= NWORKERS; i++)); do
     port=$((WORKER_BASE_PORT + i - 1))
+    # Each worker's slots get uids of their own (per-uid kernel limits).
     "$BIN/worker" --listen "127.0.0.1:$port" --id "w$i" --redis "127.0.0.1:$rport" \
-        --drain-s 5 2> >(sed "s/^/[w$i] /" >&2) &
+        --uid-base $((61000 + 1024 * (i - 1))) --drain-s 5 2> >(sed "s/^/[w$i] /" >&2) &
     pids+=($!)
     wait_port 127.0.0.1 "$port" 10 || { echo "worker w$i did not start"; exit 1; }
     echo "worker:  w$i on ws://127.0.0.1:$port/eval"

@@ -2,6 +2,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,15 +33,47 @@ static void wc_reaper_cb(struct ev_loop *loop, ev_idle *idle, int revents)
 }
 
 /* Updates the read watcher for backpressure: a websocket stops reading while
- * its output is above the high-water mark. */
+ * its output is above the high-water mark, or the input its runs have not
+ * consumed is (until it is back under the low-water mark, with a deadline
+ * for some of it to be consumed). */
 static void wc_update_read(wc_conn_t *c)
 {
-    int want = !c->closed && !(c->state == WC_WS && buf_size(&c->out) > WC_OUT_HIGH);
+    if (c->state == WC_WS) {
+        if (!c->stdin_paused && c->stdin_pending > WC_STDIN_HIGH) {
+            c->stdin_paused = 1;
+            /* A repeating timer, so that progress only needs ev_timer_again. */
+            ev_timer_set(&c->timer, 0., WC_STDIN_STALL);
+            ev_timer_again(c->w->loop, &c->timer);
+        } else if (c->stdin_paused && c->stdin_pending <= WC_STDIN_LOW) {
+            c->stdin_paused = 0;
+            ev_timer_stop(c->w->loop, &c->timer);
+        }
+    }
+    int want =
+        !c->closed && !(c->state == WC_WS && (buf_size(&c->out) > WC_OUT_HIGH || c->stdin_paused));
     if (want && !ev_is_active(&c->rio))
         ev_io_start(c->w->loop, &c->rio);
     else if (!want && ev_is_active(&c->rio))
         ev_io_stop(c->w->loop, &c->rio);
+    /* Frames read before the pause wait in c->in, and no read event may ever
+     * come for them (the client may be waiting for their answer): have the
+     * read callback parse them. */
+    if (want && c->read_paused && buf_size(&c->in) > 0)
+        ev_feed_event(c->w->loop, &c->rio, EV_READ);
     c->read_paused = !want;
+}
+
+void wc_stdin_changed(wc_conn_t *c, long delta)
+{
+    if (delta < 0 && (size_t)-delta > c->stdin_pending)
+        delta = -(long)c->stdin_pending;
+    c->stdin_pending += (size_t)delta;
+    if (c->closed)
+        return;
+    /* Input consumed: the stall deadline starts over. */
+    if (delta < 0 && c->stdin_paused)
+        ev_timer_again(c->w->loop, &c->timer);
+    wc_update_read(c);
 }
 
 static void wc_start_linger(wc_conn_t *c)
@@ -190,9 +223,10 @@ static void wc_send_hello(wc_conn_t *c)
     json_t *rts = json_array();
     for (size_t i = 0; i < w->rt.n; i++)
         json_array_append_new(rts, json_string(w->rt.v[i].name));
-    json_t *j = json_pack("{s:s, s:s, s:o, s:s, s:I}", "type", "hello", "worker", w->cfg.id,
-                          "runtimes", rts, "isolation", sbx_isolation(w->sbx), "max_evals",
-                          (json_int_t)w->cfg.max_evals);
+    json_t *j =
+        json_pack("{s:s, s:s, s:o, s:s, s:I, s:I}", "type", "hello", "worker", w->cfg.id,
+                  "runtimes", rts, "isolation", sbx_isolation(w->sbx), "max_evals",
+                  (json_int_t)w->cfg.max_evals, "slots_broken", (json_int_t)wk_slots_broken(w));
     if (j != NULL) {
         wc_send_json(c, j);
         json_decref(j);
@@ -247,6 +281,8 @@ static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
         return wc_send_text(c, 403, "forbidden: missing or wrong upstream secret\n");
     if (w->draining)
         return wc_send_text(c, 503, "draining\n");
+    if (kind == WC_EVAL && wk_unusable(w))
+        return wc_send_text(c, 503, "no usable slot\n");
 
     buf_printf(&c->out,
                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -275,6 +311,17 @@ static void wc_handle_request(wc_conn_t *c, const http_head_t *h)
             return wc_send_text(c, 405, "method not allowed\n");
         if (w->draining)
             return wc_send_text(c, 503, "draining\n");
+        /* Slots out of service: a worker that can run nothing must not be
+         * sent users (503); one that can run less says so. */
+        if (wk_unusable(w))
+            return wc_send_text(c, 503, "no usable slot\n");
+        unsigned broken = wk_slots_broken(w);
+        if (broken > 0) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "degraded: %u of %ld slots out of service\n", broken,
+                     w->cfg.max_evals);
+            return wc_send_text(c, 200, msg);
+        }
         return wc_send_text(c, 200, "ok\n");
     }
     if (http_str_eq(h->path, "/metrics")) {
@@ -344,10 +391,12 @@ static void wc_on_control(wc_conn_t *c, const ws_frame_t *f)
     }
 }
 
+/* Parses the complete frames in c->in, until backpressure pauses the
+ * connection (the rest waits there; wc_update_read resumes it). */
 static void wc_process_frames(wc_conn_t *c)
 {
     uint64_t max = (uint64_t)c->w->cfg.max_message_kb * 1024;
-    while (!c->closed && !c->close_after_flush && buf_size(&c->in) > 0) {
+    while (!c->closed && !c->close_after_flush && !c->read_paused && buf_size(&c->in) > 0) {
         ws_frame_t f;
         long n =
             ws_frame_parse((uint8_t *)buf_head(&c->in), buf_size(&c->in), WS_ROLE_SERVER, max, &f);
@@ -376,10 +425,25 @@ static void wc_process_frames(wc_conn_t *c)
     }
 }
 
+/* Parses what c->in holds: the request head, then, once it is a websocket,
+ * frames, including any that came in the same segment as the head. */
+static void wc_process_input(wc_conn_t *c)
+{
+    if (c->state == WC_HEAD && !c->close_after_flush)
+        wc_process_head(c);
+    if (c->state == WC_WS)
+        wc_process_frames(c);
+}
+
 static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     wc_conn_t *c = io->data;
-    for (int i = 0; i < WC_READS_PER_EVENT && !c->closed; i++) {
+    /* Bytes already here first (fed after backpressure lifted). */
+    if (c->state != WC_LINGER && buf_size(&c->in) > 0)
+        wc_process_input(c);
+    for (int i = 0; i < WC_READS_PER_EVENT && !c->closed &&
+                    (c->state == WC_LINGER || (!c->read_paused && !c->close_after_flush));
+         i++) {
         char *p = buf_reserve(&c->in, WC_READ_CHUNK);
         if (p == NULL)
             return wc_close(c, "out of memory");
@@ -395,12 +459,7 @@ static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents)
             continue;
         }
         buf_commit(&c->in, (size_t)n);
-        if (c->state == WC_HEAD)
-            wc_process_head(c);
-        else if (c->state == WC_WS)
-            wc_process_frames(c);
-        if (c->closed || c->read_paused || c->close_after_flush)
-            break;
+        wc_process_input(c);
         if ((size_t)n < WC_READ_CHUNK)
             break;
     }
@@ -420,6 +479,11 @@ static void wc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (c->state == WC_HEAD && !c->close_after_flush) {
         buf_reset(&c->in);
         return wc_send_text(c, 408, "request timeout\n");
+    }
+    if (c->state == WC_WS && c->stdin_paused && !c->close_after_flush) {
+        /* Backpressure cannot help: the runs hold input they do not read. */
+        met_inc(c->w->m_proto_errors, 1);
+        return wc_send_close(c, WS_CLOSE_POLICY, "stdin not consumed: runs are not reading input");
     }
     wc_close(c, c->state == WC_LINGER ? "linger done" : "timeout");
 }

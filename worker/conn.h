@@ -22,6 +22,14 @@
  * output (and echo stop reading input) until the client catches up. */
 #define WC_OUT_HIGH (256 * 1024)
 #define WC_OUT_LOW  (64 * 1024)
+/* Input for a connection's runs that their programs have not read yet (they
+ * are queued, building, or do not read): beyond WC_STDIN_HIGH the websocket
+ * is not read until it is back under WC_STDIN_LOW, so the client waits
+ * instead of the worker buffering without bound. If none of it is consumed
+ * for WC_STDIN_STALL seconds the connection is closed with 1008. */
+#define WC_STDIN_HIGH  (1024 * 1024)
+#define WC_STDIN_LOW   (256 * 1024)
+#define WC_STDIN_STALL 10.0
 
 enum wc_state { WC_HEAD = 0, WC_WS, WC_LINGER };
 enum wc_kind { WC_HTTP = 0, WC_ECHO, WC_EVAL };
@@ -30,14 +38,16 @@ typedef struct wc_conn {
     wk_t *w;
     int fd;
     ev_io rio, wio;
-    ev_timer timer; /* head timeout, then linger timeout when closing */
+    ev_timer timer; /* head timeout; stdin stall on a websocket; linger when closing */
     buf_t in, out;
     enum wc_state state;
     enum wc_kind kind;
     ws_msg_t msg;
     int close_after_flush; /* send what is queued, then linger and close */
     int closed;            /* on the closed list, waiting to be freed */
-    int read_paused;       /* backpressure: output above WC_OUT_HIGH */
+    int read_paused;       /* backpressure: output or stdin above its mark */
+    int stdin_paused;      /* stdin above WC_STDIN_HIGH, not yet under LOW */
+    size_t stdin_pending;  /* bytes in its runs' stdin buffers */
     int runs_paused;       /* runs stopped reading their pipes for this client */
     int lb_slot;           /* w->by_lb entry this websocket counts in, or -1 */
     struct run_list runs;  /* evaluations this client started */
@@ -60,6 +70,9 @@ void wc_close(wc_conn_t *c, const char *why);
 void wc_close_all(wk_t *w, uint16_t code, const char *reason);
 /* Frees the connections on the closed list (from the reaper or at exit). */
 void wc_reap(wk_t *w);
+/* The stdin its runs hold changed by delta bytes (negative when written to
+ * a program or dropped): pauses or resumes reading the websocket. */
+void wc_stdin_changed(wc_conn_t *c, long delta);
 static inline size_t wc_out_pending(const wc_conn_t *c)
 {
     return buf_size(&c->out);

@@ -16,6 +16,7 @@
 #include "met.h"
 #include "pub.h"
 #include "run.h"
+#include "slot.h"
 #include "sock.h"
 #include "wk.h"
 #include "ws.h"
@@ -99,6 +100,15 @@ static void wk_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_idle_start(loop, &w->drain_check);
 }
 
+/* A slot became free, or one that was out of service stays out. */
+static void wk_slots_changed(void *ud)
+{
+    wk_t *w = ud;
+    run_pump(w);
+    pub_changed(w->pub);
+    wk_on_run_change(w);
+}
+
 static double wk_gauge_conns(void *ud)
 {
     return (double)((wk_t *)ud)->nconns;
@@ -150,6 +160,8 @@ static int wk_metrics(wk_t *w)
     }
     w->m_proto_errors = met_counter(m, "worker_protocol_errors_total", NULL,
                                     "Malformed requests, frames and messages.");
+    w->m_requeued = met_counter(m, "worker_evaluations_requeued_total", NULL,
+                                "Evaluations started again in another slot after theirs failed.");
     w->m_start_ms = met_hist(m, "worker_sandbox_start_ms", NULL,
                              "Time to start a sandboxed process, in milliseconds.", ms_bounds,
                              sizeof(ms_bounds) / sizeof(ms_bounds[0]));
@@ -218,6 +230,7 @@ int main(int argc, char **argv)
     c->max_message_kb = 1024;
     c->drain_s = 30;
     char *log_format = "text";
+    c->uid_base = 61000;
     const cfg_opt_t opts[] = {
         {"listen", CFG_STR, &c->listen, "HOST:PORT", "address to serve on (127.0.0.1:9001)", 0, 0},
         {"id", CFG_STR, &c->id, "NAME", "worker id in hello and Redis (default: HOST:PORT)", 0, 0},
@@ -238,6 +251,9 @@ int main(int argc, char **argv)
         {"runtimes", CFG_STR, &c->runtimes, "FILE", "runtimes file (built-in defaults)", 0, 0},
         {"work-root", CFG_STR, &c->work_root, "DIR",
          "where per-run work dirs live (/tmp/wsworker-PID)", 0, 0},
+        {"uid-base", CFG_INT, &c->uid_base, "UID",
+         "slot N runs as UID+N; workers sharing a host need ranges of their own (61000)", 1000,
+         4000000000L},
         {"drain-s", CFG_INT, &c->drain_s, "S", "how long running evaluations may finish (30)", 0,
          86400},
         {"upstream-secret-file", CFG_STR, &c->upstream_secret_file, "FILE",
@@ -344,16 +360,23 @@ int main(int argc, char **argv)
     }
     sbx_config_t sc = {.work_root = c->work_root,
                        .slots = (unsigned)c->max_evals,
+                       .uid_base = (uid_t)c->uid_base,
                        .memory_mb = (unsigned)c->memory_mb};
     w.sbx = sbx_create(&sc, err, sizeof(err));
     if (w.sbx == NULL) {
         log_error("sandbox: %s", err);
         goto out;
     }
-    w.slot_busy = calloc((size_t)c->max_evals, 1);
     w.loop = ev_default_loop(EVFLAG_AUTO);
-    if (w.loop == NULL || w.slot_busy == NULL || wk_metrics(&w) < 0) {
+    if (w.loop == NULL || wk_metrics(&w) < 0) {
         log_error("out of memory");
+        goto out;
+    }
+    /* After sbx_create: the janitor thread must share its mount namespace. */
+    w.slots = slot_pool_create(w.loop, w.sbx, (unsigned)c->max_evals, w.met, wk_slots_changed, &w,
+                               err, sizeof(err));
+    if (w.slots == NULL) {
+        log_error("sandbox slots: %s", err);
         goto out;
     }
     TAILQ_INIT(&w.conns);
@@ -404,11 +427,11 @@ out:
     }
     if (w.lfd > 0)
         close(w.lfd);
+    slot_pool_free(w.slots);
     sbx_free(w.sbx);
     met_free(w.met);
     rt_free(&w.rt);
     rdo_clear(&rcfg);
-    free(w.slot_busy);
     if (w.loop != NULL)
         ev_loop_destroy(w.loop);
     cfg_free(opts);

@@ -10,10 +10,32 @@ static int proto_fail(char *err, size_t errlen, const char *msg)
     return -1;
 }
 
+/* Whether the message holds more than PROTO_MAX_VALUES JSON values, counted
+ * by the commas and brackets outside strings that separate and open them:
+ * one pass over the bytes, before jansson builds a node for each value. */
+static int proto_too_many_values(const char *p, size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"') {
+            for (i++; i < n && p[i] != '"'; i++)
+                if (p[i] == '\\')
+                    i++;
+        } else if ((p[i] == ',' || p[i] == '[' || p[i] == '{') && ++count > PROTO_MAX_VALUES) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int proto_parse(const char *data, size_t len, proto_msg_t *m, char *err, size_t errlen)
 {
     json_error_t jerr;
     memset(m, 0, sizeof(*m));
+    if (proto_too_many_values(data, len)) {
+        snprintf(err, errlen, "message too complex: at most %d JSON values", PROTO_MAX_VALUES);
+        return -1;
+    }
     m->root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (m->root == NULL) {
         snprintf(err, errlen, "invalid JSON: %s (at byte %d)", jerr.text, jerr.position);

@@ -10,6 +10,10 @@
 enum proto_type { PROTO_RUN = 0, PROTO_STDIN, PROTO_STDIN_CLOSE, PROTO_KILL };
 
 #define PROTO_MAX_ID 128
+/* Every protocol message has a dozen values or so. Without a bound, one
+ * 1 MiB message of "[[],[],..." would make the parser build ~350,000 nodes:
+ * tens of MB of the worker's memory and tens of ms of its loop. */
+#define PROTO_MAX_VALUES 256
 
 typedef struct proto_msg {
     json_t *root; /* owns every string below */

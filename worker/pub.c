@@ -57,13 +57,16 @@ static void pub_write(struct pub *p)
     wk_t *w = p->w;
     if (p->leaving || !rds_connected(p->rds))
         return;
+    /* No usable slot: "draining" is what every lb already reads as "send no
+     * new websockets here"; slots_broken says why. */
     json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->cfg.id, "addr",
-        w->cfg.advertise, "state", w->draining ? "draining" : "up", "conns", (json_int_t)w->nws,
-        "evals_running", (json_int_t)w->nrunning, "evals_queued", (json_int_t)w->nqueued,
-        "max_evals", (json_int_t)w->cfg.max_evals, "load", (json_int_t)(w->nrunning + w->nqueued),
-        "ts_ms", (json_int_t)pub_wall_ms(), "started_ms", (json_int_t)p->started_ms, "isolation",
-        sbx_isolation(w->sbx), "version", VERSION);
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I}", "id", w->cfg.id,
+        "addr", w->cfg.advertise, "state", w->draining || wk_unusable(w) ? "draining" : "up",
+        "conns", (json_int_t)w->nws, "evals_running", (json_int_t)w->nrunning, "evals_queued",
+        (json_int_t)w->nqueued, "max_evals", (json_int_t)w->cfg.max_evals, "load",
+        (json_int_t)(w->nrunning + w->nqueued), "ts_ms", (json_int_t)pub_wall_ms(), "started_ms",
+        (json_int_t)p->started_ms, "isolation", sbx_isolation(w->sbx), "version", VERSION,
+        "slots_broken", (json_int_t)wk_slots_broken(w));
     json_t *bylb = json_object();
     for (int i = 0; j != NULL && bylb != NULL && i < WK_MAX_LBS; i++)
         if (w->by_lb[i].n > 0)

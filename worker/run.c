@@ -14,9 +14,13 @@
 #include "log.h"
 #include "proto.h"
 #include "pub.h"
+#include "slot.h"
 #include "ws.h"
 
 #define RUN_READ_CHUNK 65536
+/* Slots that may fail one run for a sandbox reason before it gets an error. */
+#define RUN_MAX_ATTEMPTS 3
+#define RUN_NO_SLOT      "no usable sandbox slot on this worker; reconnect to run elsewhere"
 
 static const char *const run_verdicts[V__COUNT] = {"ok",     "signaled", "timeout", "memory",
                                                    "output", "killed",   "error"};
@@ -33,8 +37,7 @@ static uint64_t run_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void run_pump(wk_t *w);
-static void run_start(run_t *r);
+static void run_start(run_t *r, int slot);
 
 /* Sends {"type":"error","id":id,"error":msg} (id may be NULL). */
 static void run_send_error(wc_conn_t *c, const char *id, const char *msg)
@@ -133,6 +136,20 @@ static void run_send_output(run_t *r, int s, const uint8_t *p, size_t n, int fin
     buf_free(&b);
 }
 
+/* r->in grew or shrank by delta bytes: the connection's backpressure on
+ * input its runs have not consumed follows. */
+static void run_in_changed(run_t *r, long delta)
+{
+    if (r->conn != NULL && delta != 0)
+        wc_stdin_changed(r->conn, delta);
+}
+
+static void run_in_drop(run_t *r)
+{
+    run_in_changed(r, -(long)buf_size(&r->in));
+    buf_free(&r->in);
+}
+
 /* Frees the run: it must not be queued, and its process must be reaped. */
 static void run_free(run_t *r)
 {
@@ -142,11 +159,11 @@ static void run_free(run_t *r)
     ev_io_stop(w->loop, &r->in_w);
     ev_timer_stop(w->loop, &r->timer);
     ev_child_stop(w->loop, &r->child_w);
+    run_in_drop(r);
     if (r->conn != NULL) {
         TAILQ_REMOVE(&r->conn->runs, r, clink);
         r->conn->nruns--;
     }
-    buf_free(&r->in);
     free(r->code);
     free(r);
 }
@@ -199,13 +216,11 @@ static void run_finish(run_t *r, enum run_verdict v, const sbx_result_t *res, co
         wc_send_json(r->conn, j);
         json_decref(j);
     }
-    if (r->phase != RUN_QUEUED) {
-        w->slot_busy[r->slot] = 0;
+    if (r->slot >= 0) {
+        /* A fresh work dir before the next run: off the loop, in the janitor. */
+        slot_release(w->slots, r->slot);
+        r->slot = -1;
         w->nrunning--;
-        char err[256];
-        /* Nothing of this run may be visible to the next one in the slot. */
-        if (sbx_workdir_reset(w->sbx, r->slot, err, sizeof(err)) < 0)
-            log_warn("slot %d: reset after run: %s", r->slot, err);
     }
     r->phase = RUN_DONE;
     run_free(r);
@@ -225,9 +240,26 @@ static void run_kill(run_t *r, enum run_verdict why)
 }
 
 static void run_try_complete(run_t *r);
+static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why);
+
+/* Output the client has not taken yet: stop reading the program's pipes (it
+ * blocks on a full pipe) until the client catches up. */
+static int run_output_backlog(run_t *r)
+{
+    if (r->conn == NULL || wc_out_pending(r->conn) <= WC_OUT_HIGH)
+        return 0;
+    ev_io_stop(r->w->loop, &r->out_w);
+    ev_io_stop(r->w->loop, &r->err_w);
+    r->conn->runs_paused = 1;
+    return 1;
+}
 
 static void run_read(run_t *r, int s)
 {
+    /* Checked before reading too: with several runs on one connection,
+     * each would otherwise add a chunk beyond the mark. */
+    if (run_output_backlog(r))
+        return;
     ev_io *io = s == 0 ? &r->out_w : &r->err_w;
     int fd = s == 0 ? r->proc.out_fd : r->proc.err_fd;
     uint8_t chunk[RUN_READ_CHUNK];
@@ -255,13 +287,7 @@ static void run_read(run_t *r, int s)
         r->out_bytes += take;
         run_send_output(r, s, chunk, take, 0);
     }
-    if (r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH) {
-        /* The client reads slower than the program writes: stop reading the
-         * pipes; the program blocks on a full pipe until we resume. */
-        ev_io_stop(r->w->loop, &r->out_w);
-        ev_io_stop(r->w->loop, &r->err_w);
-        r->conn->runs_paused = 1;
-    }
+    run_output_backlog(r);
 }
 
 static void run_out_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -281,7 +307,7 @@ static void run_close_stdin(run_t *r)
         close(r->proc.in_fd);
         r->proc.in_fd = -1;
     }
-    buf_free(&r->in);
+    run_in_drop(r);
 }
 
 /* Writes pending stdin to the program. Only during the exec phase. */
@@ -293,6 +319,8 @@ static void run_write_stdin(run_t *r)
         ssize_t n = write(r->proc.in_fd, buf_head(&r->in), buf_size(&r->in));
         if (n > 0) {
             buf_consume(&r->in, (size_t)n);
+            r->in_written += (uint64_t)n;
+            run_in_changed(r, -(long)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -301,7 +329,9 @@ static void run_write_stdin(run_t *r)
             ev_io_start(r->w->loop, &r->in_w);
             return;
         }
-        /* EPIPE: the program closed its stdin or ended; drop the input. */
+        /* EPIPE: the program closed its stdin or ended; drop the input,
+         * and whatever input comes later. */
+        r->in_gone = 1;
         run_close_stdin(r);
         return;
     }
@@ -392,13 +422,15 @@ static void run_try_complete(run_t *r)
     sbx_finish(w->sbx, &r->proc, &res);
     r->proc_live = 0;
     run_close_fds(r);
+    if (res.sandbox_fault)
+        return run_sandbox_fault(r, SLOT_STAGE_SETUP, res.error);
     if (r->phase == RUN_BUILD) {
         r->cpu_ms_build = res.cpu_ms;
         if (r->kill_reason < 0 && res.reported && res.exited && res.status == 0 && !res.oom) {
             r->phase = RUN_EXEC;
             char err[256];
             if (run_spawn(r, r->rt->run_argv, err, sizeof(err)) < 0)
-                run_finish(r, V_ERROR, NULL, err);
+                run_sandbox_fault(r, SLOT_STAGE_SPAWN, err);
             return;
         }
         enum run_verdict v = run_verdict_of(r, &res);
@@ -418,22 +450,61 @@ static void run_try_complete(run_t *r)
         return;
     }
     enum run_verdict v = run_verdict_of(r, &res);
-    run_finish(r, v, &res,
-               v == V_ERROR && !res.reported ? "sandbox failed to start the program" : NULL);
+    const char *why = NULL;
+    if (v == V_ERROR)
+        why = res.error[0]    ? res.error
+              : !res.reported ? "sandbox failed to start the program"
+                              : NULL;
+    run_finish(r, v, &res, why);
 }
 
-/* Gives r a slot and starts it. Precondition: a slot is free. */
-static void run_start(run_t *r)
+/* The slot r holds failed for a sandbox reason (not the program's): the slot
+ * goes out of service, and r starts again in another slot when nothing of it
+ * has reached the client or the program yet; otherwise it ends with an error
+ * that says the sandbox failed. */
+static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why)
 {
     wk_t *w = r->w;
-    int slot = -1;
-    for (long i = 0; i < w->cfg.max_evals; i++)
-        if (!w->slot_busy[i]) {
-            slot = (int)i;
-            break;
+    log_debug("run %s: slot %d failed: %s", r->id, r->slot, why);
+    ev_timer_stop(w->loop, &r->timer);
+    run_close_fds(r);
+    slot_fail(w->slots, r->slot, stage, why);
+    r->slot = -1;
+    w->nrunning--;
+    r->attempts++;
+    if (r->conn != NULL && r->kill_reason < 0 && r->out_bytes == 0 && r->in_written == 0 &&
+        r->attempts < RUN_MAX_ATTEMPTS && !wk_unusable(w)) {
+        r->phase = RUN_QUEUED;
+        r->t_start_ns = 0;
+        r->cpu_ms_build = 0;
+        TAILQ_INSERT_HEAD(&w->queue, r, qlink);
+        w->nqueued++;
+        met_inc(w->m_requeued, 1);
+        run_pump(w);
+    } else {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "sandbox failure: %s", wk_unusable(w) ? RUN_NO_SLOT : why);
+        run_finish(r, r->kill_reason >= 0 ? (enum run_verdict)r->kill_reason : V_ERROR, NULL, msg);
+    }
+    if (wk_unusable(w)) {
+        /* Nothing can run here until a slot heals: say so now rather than
+         * keep the queue waiting; the lb stops sending clients (healthz 503,
+         * Redis "draining"). */
+        run_t *q;
+        while ((q = TAILQ_FIRST(&w->queue)) != NULL) {
+            TAILQ_REMOVE(&w->queue, q, qlink);
+            w->nqueued--;
+            run_finish(q, V_ERROR, NULL, "sandbox failure: " RUN_NO_SLOT);
         }
+    }
+    pub_changed(w->pub);
+}
+
+/* Starts r in slot, which the caller took for it. */
+static void run_start(run_t *r, int slot)
+{
+    wk_t *w = r->w;
     r->slot = slot;
-    w->slot_busy[slot] = 1;
     w->nrunning++;
     r->t_start_ns = run_now_ns();
     r->phase = r->rt->build_argv ? RUN_BUILD : RUN_EXEC;
@@ -444,28 +515,30 @@ static void run_start(run_t *r)
     r->timer.data = r;
     ev_timer_start(w->loop, &r->timer);
     char err[256];
-    if (sbx_workdir_reset(w->sbx, slot, err, sizeof(err)) < 0 ||
-        sbx_workdir_write(w->sbx, slot, r->rt->file, r->code, r->code_len, err, sizeof(err)) < 0 ||
-        run_spawn(r, r->phase == RUN_BUILD ? r->rt->build_argv : r->rt->run_argv, err,
-                  sizeof(err)) < 0) {
-        log_warn("run %s: %s", r->id, err);
-        run_finish(r, V_ERROR, NULL, err);
-        return;
-    }
-    free(r->code); /* written to the work dir: no need to keep it */
-    r->code = NULL;
+    /* The slot's work dir is fresh: its reset completed before it was FREE. */
+    if (sbx_workdir_write(w->sbx, slot, r->rt->file, r->code, r->code_len, err, sizeof(err)) < 0)
+        return run_sandbox_fault(r, SLOT_STAGE_WRITE, err);
+    if (run_spawn(r, r->phase == RUN_BUILD ? r->rt->build_argv : r->rt->run_argv, err,
+                  sizeof(err)) < 0)
+        return run_sandbox_fault(r, SLOT_STAGE_SPAWN, err);
     pub_changed(w->pub);
 }
 
-/* Starts queued runs while slots are free. */
-static void run_pump(wk_t *w)
+void run_pump(wk_t *w)
 {
+    /* A run that fails its slot goes back to the head of the queue; the loop
+     * below (not a nested one) gives it the next slot. */
+    if (w->pumping)
+        return;
+    w->pumping = 1;
     run_t *r;
-    while (w->nrunning < (size_t)w->cfg.max_evals && (r = TAILQ_FIRST(&w->queue)) != NULL) {
+    int slot;
+    while ((r = TAILQ_FIRST(&w->queue)) != NULL && (slot = slot_take(w->slots)) >= 0) {
         TAILQ_REMOVE(&w->queue, r, qlink);
         w->nqueued--;
-        run_start(r);
+        run_start(r, slot);
     }
+    w->pumping = 0;
 }
 
 /* ---- protocol ------------------------------------------------------------- */
@@ -502,7 +575,18 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
         buf_free(&b);
         return;
     }
-    if (w->nrunning >= (size_t)w->cfg.max_evals && w->nqueued >= (size_t)w->cfg.queue)
+    if (wk_unusable(w))
+        return run_send_error(c, m->id, "unavailable: " RUN_NO_SLOT);
+    /* A source file the work dir cannot hold is the client's doing: say so,
+     * rather than fail a slot with "No space left on device". */
+    size_t cap = sbx_workdir_capacity(w->sbx);
+    if (cap != 0 && m->code_len > cap - cap / 8) {
+        char why[128];
+        snprintf(why, sizeof(why), "code too large for the work dir (at most %zu KiB)",
+                 (cap - cap / 8) >> 10);
+        return run_send_exit_error(c, m->id, why);
+    }
+    if (slot_count(w->slots, SLOT_FREE) == 0 && w->nqueued >= (size_t)w->cfg.queue)
         return run_send_error(c, m->id, "busy");
 
     run_t *r = calloc(1, sizeof(*r));
@@ -524,22 +608,24 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
     if (m->timeout_ms > 0 && m->timeout_ms < w->cfg.timeout_ms)
         r->timeout_ms = (unsigned)m->timeout_ms;
     r->out_cap = (uint64_t)w->cfg.output_kb * 1024;
-    if (m->has_stdin) {
-        buf_append(&r->in, m->stdin_data, m->stdin_len);
-        /* Input given up front is the whole input unless the client says it
-         * will send more with "stdin" messages. */
-        r->in_close = !m->stdin_open;
+    if (m->has_stdin && buf_append(&r->in, m->stdin_data, m->stdin_len) < 0) {
+        free(r->code);
+        free(r);
+        return run_send_error(c, m->id, "out of memory");
     }
+    /* Input given up front is the whole input unless the client says it
+     * will send more with "stdin" messages. */
+    r->in_close = m->has_stdin && !m->stdin_open;
     TAILQ_INSERT_TAIL(&c->runs, r, clink);
     c->nruns++;
-    if (w->nrunning < (size_t)w->cfg.max_evals) {
-        run_start(r);
-    } else {
-        r->phase = RUN_QUEUED;
-        TAILQ_INSERT_TAIL(&w->queue, r, qlink);
-        w->nqueued++;
-        pub_changed(w->pub);
-    }
+    run_in_changed(r, (long)buf_size(&r->in));
+    /* Through the queue, so that runs start in order even while slots are
+     * being reset; it starts at once when a slot is free. */
+    r->phase = RUN_QUEUED;
+    TAILQ_INSERT_TAIL(&w->queue, r, qlink);
+    w->nqueued++;
+    run_pump(w);
+    pub_changed(w->pub);
 }
 
 void run_handle_message(wc_conn_t *c, const char *data, size_t len)
@@ -569,12 +655,20 @@ void run_handle_message(wc_conn_t *c, const char *data, size_t len)
             run_kill(r, V_KILLED);
         }
     } else if (m.type == PROTO_STDIN) {
-        if (r->in_close)
+        if (r->in_close) {
             run_send_error(c, m.id, "stdin is already closed");
-        else if (buf_append(&r->in, m.stdin_data, m.stdin_len) < 0)
+        } else if (r->in_gone) {
+            /* Buffering it would only grow the worker: the program will never
+             * read it. Said once. */
+            if (r->in_gone == 1)
+                run_send_error(c, m.id, "the program closed its stdin; input is discarded");
+            r->in_gone = 2;
+        } else if (buf_append(&r->in, m.stdin_data, m.stdin_len) < 0) {
             run_send_error(c, m.id, "out of memory");
-        else
+        } else {
+            run_in_changed(r, (long)m.stdin_len);
             run_write_stdin(r);
+        }
     } else {
         r->in_close = 1;
         if (buf_size(&r->in) == 0 && r->phase == RUN_EXEC)
@@ -590,6 +684,7 @@ void run_conn_gone(wc_conn_t *c)
         next = TAILQ_NEXT(r, clink);
         TAILQ_REMOVE(&c->runs, r, clink);
         c->nruns--;
+        run_in_changed(r, -(long)buf_size(&r->in));
         r->conn = NULL;
         if (r->phase == RUN_QUEUED) {
             TAILQ_REMOVE(&c->w->queue, r, qlink);

@@ -39,13 +39,16 @@ typedef struct run {
     ev_io out_w, err_w, in_w;
     ev_child child_w;
     ev_timer timer;
-    buf_t in;     /* stdin not yet written */
+    buf_t in;     /* stdin not yet written; counted in conn->stdin_pending */
     int in_close; /* close stdin once `in` is written */
+    int in_gone;  /* the program closed its stdin: more input is dropped */
     char *code;
     size_t code_len;
     unsigned timeout_ms;
     uint64_t out_bytes, out_cap;
-    int kill_reason; /* -1, or the verdict that killing it will give */
+    int kill_reason;     /* -1, or the verdict that killing it will give */
+    int attempts;        /* slots that failed it for a sandbox reason */
+    uint64_t in_written; /* stdin bytes written to the program */
     int out_eof, err_eof, reaped;
     int wstatus;
     uint64_t t_start_ns;   /* when it got a slot */
@@ -64,5 +67,7 @@ void run_conn_gone(struct wc_conn *c);
 void run_resume_output(struct wc_conn *c);
 /* Kills every run (drain deadline or exit). */
 void run_kill_all(wk_t *w, enum run_verdict why);
+/* Starts queued runs while slots are free (call when a slot became free). */
+void run_pump(wk_t *w);
 
 #endif

@@ -3,8 +3,9 @@
  * See sbx.h for the layout of a run. Everything the child side (between
  * clone and execve) needs is computed by the parent beforehand, so the child
  * only makes system calls: no malloc, no stdio, no locks. That keeps it safe
- * when the worker is multi-threaded or built with sanitizers. */
-#include "sbx.h"
+ * when the worker is multi-threaded or built with sanitizers. Work dirs and
+ * the seccomp filter live in sbx_fs.c and sbx_seccomp.c. */
+#include "sbx_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -42,87 +43,9 @@
 
 #include "log.h"
 
-#define SBX_MAX_SLOTS    1024
-#define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
-#define SBX_CG1          "/sys/fs/cgroup"
-
-/* Landlock scopes (ABI 6, Linux 6.12); Debian 12's headers predate them. */
-#define SBX_LL_CREATE_VERSION 1u
-#define SBX_LL_SCOPE_ABSTRACT 1ull
-#define SBX_LL_SCOPE_SIGNAL   2ull
-#ifndef SYS_landlock_create_ruleset
-#define SYS_landlock_create_ruleset 444
-#define SYS_landlock_restrict_self  446
-#endif
-struct sbx_ll_attr {
-    uint64_t handled_access_fs, handled_access_net, scoped;
-};
-
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-/* clone3's argument, version 2 (with cgroup); glibc 2.36 has no wrapper. */
-struct sbx_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-        set_tid_size, cgroup;
-};
-
-/* The pipe record init (or the program, before exec) writes. Smaller than
- * PIPE_BUF, so each write is atomic and the reader sees whole records. */
-enum { SBX_REP_DONE = 1, SBX_REP_ERROR = 2 };
-struct sbx_report {
-    uint32_t magic;
-    int32_t kind;
-    int32_t wstatus;
-    int32_t pad;
-    struct rusage ru;
-    char error[120];
-};
-
-enum sbx_cgmode { SBX_CG_NONE = 0, SBX_CG_V1, SBX_CG_V2 };
-/* v1 controllers we use; v2 keeps its single directory in CG_MEM. */
-enum { CG_MEM = 0, CG_PIDS, CG_CPU, CG_FRZ, CG_N };
 static const char *const sbx_cg1_names[CG_N] = {"memory", "pids", "cpuacct", "freezer"};
 
-struct sbx_slot {
-    int pidfd;         /* of the running init, -1 when idle */
-    pid_t pid;         /* of the running init, 0 when idle */
-    unsigned mem_mb;   /* limit currently written to the slot's cgroup */
-    uint64_t oom_base; /* oom_kill counter when the run started */
-    uint64_t cpu_base; /* v2 usage_usec when the run started */
-    /* "<slot cgroup>/cgroup.procs" per controller: the run's init writes
-     * itself there, so the worker never blocks on a cgroup migration. */
-    char *cg_procs[CG_N];
-    int cg_fd; /* v2: the slot's cgroup directory, for CLONE_INTO_CGROUP */
-};
-
-struct sbx {
-    sbx_config_t cfg;
-    char *work_root;
-    int root_fd; /* work_root, O_DIRECTORY */
-    int is_root;
-    int ns_flags;   /* CLONE_NEW* for each run; 0 when namespaces are unavailable */
-    int netns_fd;   /* shared empty network namespace, -1 if none */
-    uid_t host_uid; /* when unprivileged: who we are outside the user namespace */
-    gid_t host_gid;
-    enum sbx_cgmode cg;
-    char *cg_base[CG_N]; /* per-worker parent cgroup per controller, NULL if absent */
-    char *cg_parent_v2;  /* v2: the cgroup we enabled controllers in */
-    int cg_memsw;        /* v1 memory.memsw.* present */
-    int cg_v2_kill;      /* v2 cgroup.kill present */
-    int workdir_tmpfs;   /* slot dirs are size-limited tmpfs mounts */
-    char *etc_dir;       /* the runs' /etc: an allow-listed copy, NULL = host /etc */
-    int etc_tmpfs;       /* etc_dir is a tmpfs mount of ours */
-    int ll_scoped;       /* Landlock can scope abstract sockets and signals */
-    struct sock_filter *filter;
-    struct sock_fprog prog;
-    struct sbx_slot *slot;
-    char isolation[256];
-};
-
-static void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
+void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || errlen == 0)
         return;
@@ -132,11 +55,7 @@ static void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* snprintf that reports truncation: paths cut short must fail, not point
- * somewhere else. */
-static int sbx_fmt(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sbx_fmt(char *buf, size_t len, const char *fmt, ...)
+int sbx_fmt(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -154,11 +73,6 @@ static uint64_t sbx_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uid_t sbx_slot_uid(const sbx_t *s, int slot)
-{
-    return s->cfg.uid_base + (uid_t)slot;
 }
 
 /* ---- small file helpers (parent side) ------------------------------------- */
@@ -241,159 +155,6 @@ static int sbx_read_u64(const char *dir, const char *file, uint64_t *out)
 static void sbx_slot_cg(const sbx_t *s, int ctl, int slot, char *buf, size_t len)
 {
     sbx_fmt(buf, len, "%s/slot%d", s->cg_base[ctl], slot);
-}
-
-/* ---- seccomp ---------------------------------------------------------------- */
-
-/* Syscalls no evaluation needs and that widen the kernel attack surface or
- * could escape or disturb the sandbox. Unknown names (older headers or other
- * arches) are skipped. */
-static const char *const sbx_denied[] = {"ptrace",
-                                         "process_vm_readv",
-                                         "process_vm_writev",
-                                         "mount",
-                                         "umount2",
-                                         "pivot_root",
-                                         "chroot",
-                                         "unshare",
-                                         "setns",
-                                         "kexec_load",
-                                         "kexec_file_load",
-                                         "reboot",
-                                         "init_module",
-                                         "finit_module",
-                                         "delete_module",
-                                         "bpf",
-                                         "perf_event_open",
-                                         "keyctl",
-                                         "add_key",
-                                         "request_key",
-                                         "io_uring_setup",
-                                         "io_uring_enter",
-                                         "io_uring_register",
-                                         "userfaultfd",
-                                         "swapon",
-                                         "swapoff",
-                                         "acct",
-                                         "quotactl",
-                                         "quotactl_fd",
-                                         "open_by_handle_at",
-                                         "name_to_handle_at",
-                                         "settimeofday",
-                                         "clock_settime",
-                                         "clock_adjtime",
-                                         "adjtimex",
-                                         "syslog",
-                                         "lookup_dcookie",
-                                         "fanotify_init",
-                                         "fsopen",
-                                         "fsconfig",
-                                         "fsmount",
-                                         "fspick",
-                                         "move_mount",
-                                         "open_tree",
-                                         "mount_setattr",
-                                         "iopl",
-                                         "ioperm",
-                                         "vhangup",
-                                         "nfsservctl",
-                                         "uselib",
-                                         "pidfd_getfd",
-                                         "process_madvise",
-                                         "kcmp",
-                                         "sethostname",
-                                         "setdomainname",
-                                         "mbind",
-                                         "migrate_pages",
-                                         "move_pages",
-                                         "set_mempolicy",
-                                         "landlock_create_ruleset"};
-
-/* Builds the filter once and keeps it as a raw BPF program, so the child only
- * needs a prctl() instead of running libseccomp's compiler per run. */
-static int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
-{
-    int rc = -1, memfd = -1;
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    if (!ctx) {
-        sbx_seterr(err, errlen, "seccomp_init failed");
-        return -1;
-    }
-    /* Only the native ABI: int 0x80 (i386) and x32 calls take other syscall
-     * tables that the rules below would not cover. */
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-    /* The child sets NO_NEW_PRIVS itself before loading. */
-    if (r == 0)
-        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-    const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
-    for (size_t i = 0; r == 0 && i < sizeof(sbx_denied) / sizeof(sbx_denied[0]); i++) {
-        int nr = seccomp_syscall_resolve_name(sbx_denied[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue;
-        r = seccomp_rule_add(ctx, eperm, nr, 0);
-    }
-    if (r == 0)
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
-    if (r == 0)
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
-    /* clone's arg0 low byte is the exit signal, so CLONE_NEWTIME (0x80)
-     * cannot be tested there; clone3 hides its flags in memory, so it gets
-     * ENOSYS and libc falls back to clone. */
-    static const unsigned long newflags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
-                                             CLONE_NEWIPC, CLONE_NEWUSER,   CLONE_NEWPID,
-                                             CLONE_NEWNET};
-    for (size_t i = 0; r == 0 && i < sizeof(newflags) / sizeof(newflags[0]); i++)
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1,
-                             SCMP_A0(SCMP_CMP_MASKED_EQ, newflags[i], newflags[i]));
-    if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-    /* The kernel truncates ioctl's request to 32 bits: compare only those,
-     * or 1<<32 | TIOCSTI would slip through. */
-    if (r == 0)
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
-                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI));
-    if (r == 0)
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
-                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX));
-    /* Personality flags such as ADDR_NO_RANDOMIZE or READ_IMPLIES_EXEC weaken
-     * exploit mitigations; plain PER_LINUX is harmless. */
-    if (r == 0)
-        r = seccomp_rule_add(ctx, eperm, SCMP_SYS(personality), 1, SCMP_A0(SCMP_CMP_NE, PER_LINUX));
-    if (r != 0) {
-        sbx_seterr(err, errlen, "seccomp rule: %s", strerror(-r));
-        goto out;
-    }
-
-    memfd = memfd_create("sbx-seccomp", MFD_CLOEXEC);
-    if (memfd < 0) {
-        sbx_seterr(err, errlen, "memfd_create: %s", strerror(errno));
-        goto out;
-    }
-    r = seccomp_export_bpf(ctx, memfd);
-    if (r != 0) {
-        sbx_seterr(err, errlen, "seccomp_export_bpf: %s", strerror(-r));
-        goto out;
-    }
-    struct stat st;
-    if (fstat(memfd, &st) < 0 || st.st_size <= 0 ||
-        st.st_size % (off_t)sizeof(struct sock_filter) != 0 ||
-        st.st_size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS) {
-        sbx_seterr(err, errlen, "seccomp export: bad program size");
-        goto out;
-    }
-    s->filter = malloc((size_t)st.st_size);
-    if (!s->filter || pread(memfd, s->filter, (size_t)st.st_size, 0) != st.st_size) {
-        sbx_seterr(err, errlen, "seccomp export: read failed");
-        goto out;
-    }
-    s->prog.len = (unsigned short)(st.st_size / (off_t)sizeof(struct sock_filter));
-    s->prog.filter = s->filter;
-    rc = 0;
-out:
-    if (memfd >= 0)
-        close(memfd);
-    seccomp_release(ctx);
-    return rc;
 }
 
 /* ---- cgroups ---------------------------------------------------------------- */
@@ -802,439 +563,64 @@ static int sbx_try_ns(unsigned long flags)
     return 0;
 }
 
-/* Makes one empty network namespace and keeps a handle to it: joining an
- * existing namespace is cheap, creating one per run is not. */
+/* Makes one empty network namespace per slot and keeps a handle to each:
+ * joining one is cheap, creating one per run is not (tens of milliseconds of
+ * kernel work for every namespace torn down). One per slot, not one shared:
+ * concurrent runs then cannot see each other's unix sockets in
+ * /proc/net/unix, nor meet, collide or signal through abstract socket names.
+ * A helper child unshares once per slot and waits each time until we hold
+ * the namespace. */
 static int sbx_make_netns(sbx_t *s)
 {
-    int pfd[2], rc = -1;
-    if (pipe2(pfd, O_CLOEXEC) < 0)
+    int req[2], ack[2], rc = -1;
+    if (pipe2(req, O_CLOEXEC) < 0)
         return -1;
+    if (pipe2(ack, O_CLOEXEC) < 0) {
+        close(req[0]);
+        close(req[1]);
+        return -1;
+    }
     pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return -1;
-    }
     if (pid == 0) {
-        char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
-        close(pfd[0]);
-        if (write(pfd[1], &c, 1) < 0) {
+        close(req[0]);
+        close(ack[1]);
+        for (unsigned i = 0; i < s->cfg.slots; i++) {
+            char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
+            if (write(req[1], &c, 1) != 1 || c != 'y' || read(ack[0], &c, 1) != 1)
+                _exit(1);
         }
-        /* Stay alive until the parent has opened our namespace and kills us
-         * (reading the write end of the pipe would return at once). */
-        for (;;)
-            pause();
+        _exit(0);
     }
-    close(pfd[1]);
-    char c = 0;
-    if (read(pfd[0], &c, 1) == 1 && c == 'y') {
+    close(req[1]);
+    close(ack[0]);
+    unsigned made = 0;
+    for (char c; pid > 0 && made < s->cfg.slots && read(req[0], &c, 1) == 1 && c == 'y'; made++) {
         char path[64];
         sbx_fmt(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-        s->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
-        rc = s->netns_fd >= 0 ? 0 : -1;
-    }
-    close(pfd[0]);
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    return rc;
-}
-
-/* ---- work dirs ---------------------------------------------------------------- */
-
-#define SBX_RM_MAX_DEPTH 32
-
-/* Empties the directory dfd without following symlinks. Deep trees are
- * flattened by renaming their deep parts up to top (bounded fd use). */
-static int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved)
-{
-    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0)
-        return -1;
-    DIR *d = fdopendir(dup_fd);
-    if (!d) {
-        close(dup_fd);
-        return -1;
-    }
-    int rc = 0, again = 1;
-    while (again) {
-        again = 0;
-        rewinddir(d);
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            struct stat st;
-            if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno == ENOENT)
-                    continue;
-                rc = -1;
-                continue;
-            }
-            if (!S_ISDIR(st.st_mode)) {
-                if (unlinkat(dfd, e->d_name, 0) < 0 && errno != ENOENT)
-                    rc = -1;
-                continue;
-            }
-            if (depth >= SBX_RM_MAX_DEPTH) {
-                char name[32];
-                sbx_fmt(name, sizeof(name), ".sbx-deep-%u", (*moved)++);
-                if (renameat(dfd, e->d_name, top, name) < 0)
-                    rc = -1;
-                continue; /* the top-level pass picks it up */
-            }
-            int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub < 0) {
-                rc = -1;
-                continue;
-            }
-            if (sbx_rm_contents(top, sub, depth + 1, moved) < 0)
-                rc = -1;
-            close(sub);
-            if (unlinkat(dfd, e->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                rc = -1;
-            if (depth == 0)
-                again = 1; /* deep parts may have been moved up meanwhile */
-        }
-    }
-    closedir(d);
-    return rc;
-}
-
-static int sbx_open_slot_dir(sbx_t *s, int slot, int create)
-{
-    char name[32];
-    sbx_fmt(name, sizeof(name), "slot%d", slot);
-    int fd = openat(s->root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && create) {
-        if (mkdirat(s->root_fd, name, 0700) < 0 && errno != EEXIST)
-            return -1;
-        fd = openat(s->root_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    return fd;
-}
-
-int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen)
-{
-    if (!s || slot < 0 || (unsigned)slot >= s->cfg.slots) {
-        sbx_seterr(err, errlen, "bad slot %d", slot);
-        return -1;
-    }
-    if (s->slot[slot].pid > 0) {
-        /* The run could keep recreating files while we empty the dir. */
-        sbx_seterr(err, errlen, "slot %d is busy", slot);
-        return -1;
-    }
-    int rc = -1;
-    unsigned moved = 0;
-    int fd = sbx_open_slot_dir(s, slot, 1);
-    if (fd < 0) {
-        sbx_seterr(err, errlen, "open slot%d: %s", slot, strerror(errno));
-        return -1;
-    }
-    if (sbx_rm_contents(fd, fd, 0, &moved) < 0) {
-        sbx_seterr(err, errlen, "empty slot%d: %s", slot, strerror(errno));
-        goto out;
-    }
-    uid_t uid = sbx_slot_uid(s, slot);
-    if (s->is_root && fchown(fd, uid, uid) < 0) {
-        sbx_seterr(err, errlen, "chown slot%d: %s", slot, strerror(errno));
-        goto out;
-    }
-    if (fchmod(fd, 0700) < 0) {
-        sbx_seterr(err, errlen, "chmod slot%d: %s", slot, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    close(fd);
-    return rc;
-}
-
-int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len, char *err,
-                      size_t errlen)
-{
-    if (!s || slot < 0 || (unsigned)slot >= s->cfg.slots) {
-        sbx_seterr(err, errlen, "bad slot %d", slot);
-        return -1;
-    }
-    if (!name || !name[0] || strchr(name, '/') || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0 || strlen(name) > NAME_MAX) {
-        sbx_seterr(err, errlen, "bad file name");
-        errno = EINVAL;
-        return -1;
-    }
-    int rc = -1, fd = -1;
-    int dfd = sbx_open_slot_dir(s, slot, 0);
-    if (dfd < 0) {
-        sbx_seterr(err, errlen, "open slot%d: %s", slot, strerror(errno));
-        return -1;
-    }
-    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        sbx_seterr(err, errlen, "create %s: %s", name, strerror(errno));
-        goto out;
-    }
-    const char *p = data;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, p + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            sbx_seterr(err, errlen, "write %s: %s", name, n < 0 ? strerror(errno) : "short");
-            goto out;
-        }
-        off += (size_t)n;
-    }
-    /* The run owns its input files: it may rewrite or delete them. */
-    uid_t uid = sbx_slot_uid(s, slot);
-    if (s->is_root && fchown(fd, uid, uid) < 0) {
-        sbx_seterr(err, errlen, "chown %s: %s", name, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    close(dfd);
-    return rc;
-}
-
-/* Unmounts anything stacked on path (a crashed worker may have left mounts). */
-static void sbx_umount_all(const char *path)
-{
-    for (int i = 0; i < 16 && umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0; i++)
-        ;
-}
-
-/* Moves the worker into its own mount namespace, a slave of the host's: it
- * still sees every host mount, but the slot tmpfs mounts it makes stay out
- * of the host and are released by the kernel when the worker dies, even by
- * SIGKILL (a crash loop would otherwise pile up mounts, and every run copies
- * the whole mount table). Only the calling thread moves: call it before the
- * worker starts threads. */
-static int sbx_private_mounts(void)
-{
-    if (unshare(CLONE_NEWNS) < 0)
-        return -1;
-    /* Without this, shared mounts would still propagate our mounts back. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-        return -1;
-    return 0;
-}
-
-/* Gives each slot dir a tmpfs of tmp_mb so /work is size-limited like /tmp.
- * Best effort: without it /work is bounded only by RLIMIT_FSIZE per file. */
-static int sbx_mount_workdirs(sbx_t *s)
-{
-    char path[PATH_MAX], opts[128];
-    for (unsigned i = 0; i < s->cfg.slots; i++) {
-        sbx_fmt(path, sizeof(path), "%s/slot%u", s->work_root, i);
-        sbx_umount_all(path);
-        uid_t uid = sbx_slot_uid(s, (int)i);
-        sbx_fmt(opts, sizeof(opts), "size=%um,nr_inodes=16384,mode=0700,uid=%u,gid=%u",
-                s->cfg.tmp_mb, (unsigned)uid, (unsigned)uid);
-        if (mount("sbx-work", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* ---- the runs' /etc ---------------------------------------------------------- */
-
-/* What of the host's /etc a run sees: what python3, sh and gcc read (found
- * with strace) plus a few harmless, distribution-wide files. Host specifics
- * (hostname, machine-id, resolv.conf, hosts, ssh keys, service configs,
- * shadow) stay out. passwd and group are written, not copied. */
-static const char *const sbx_etc_allow[] = {
-    "alternatives",   "ld.so.cache", "localtime",    "timezone",  "nsswitch.conf", "os-release",
-    "debian_version", "mime.types",  "locale.alias", "protocols", "services"};
-
-#define SBX_ETC_MAX_FILE (8u << 20)
-
-/* Copies one regular file, world-readable ones only: a file the run's uid
- * could not read on the host must not become readable through the copy. */
-static int sbx_copy_file(int sdir, int ddir, const char *name, const struct stat *st)
-{
-    if (!(st->st_mode & S_IROTH) || (uint64_t)st->st_size > SBX_ETC_MAX_FILE)
-        return 0;
-    int rc = -1, in = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), out = -1;
-    if (in < 0)
-        return errno == ENOENT ? 0 : -1;
-    out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (out < 0)
-        goto out;
-    char buf[16384];
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto out;
-        if (n == 0)
+        s->slot[made].netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (s->slot[made].netns_fd < 0 || write(ack[1], "g", 1) != 1)
             break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                goto out;
-            off += w;
-        }
     }
-    rc = 0;
-out:
-    if (out >= 0)
-        close(out);
-    close(in);
+    rc = made == s->cfg.slots ? 0 : -1;
+    for (unsigned i = 0; rc < 0 && i < s->cfg.slots; i++) {
+        if (s->slot[i].netns_fd >= 0)
+            close(s->slot[i].netns_fd);
+        s->slot[i].netns_fd = -1;
+    }
+    close(req[0]);
+    close(ack[1]);
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
     return rc;
-}
-
-/* Copies a symlink, a world-readable regular file, or (one level only) a
- * directory of those, from sdir to ddir. Anything else is left out. */
-static int sbx_copy_entry(int sdir, int ddir, const char *name, int depth)
-{
-    struct stat st;
-    if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -1;
-    if (S_ISLNK(st.st_mode)) {
-        char target[PATH_MAX];
-        ssize_t n = readlinkat(sdir, name, target, sizeof(target) - 1);
-        if (n <= 0)
-            return -1;
-        target[n] = '\0';
-        return symlinkat(target, ddir, name);
-    }
-    if (S_ISREG(st.st_mode))
-        return sbx_copy_file(sdir, ddir, name, &st);
-    if (!S_ISDIR(st.st_mode) || depth > 0 || !(st.st_mode & S_IROTH))
-        return 0;
-    int rc = -1, sub = -1, dsub = -1;
-    DIR *d = NULL;
-    if (mkdirat(ddir, name, 0755) < 0)
-        return -1;
-    sub = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    dsub = openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int dupfd = sub >= 0 ? fcntl(sub, F_DUPFD_CLOEXEC, 0) : -1;
-    if (dsub < 0 || dupfd < 0 || !(d = fdopendir(dupfd))) {
-        if (dupfd >= 0)
-            close(dupfd);
-        goto out;
-    }
-    struct dirent *e;
-    rc = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            sbx_copy_entry(sub, dsub, e->d_name, depth + 1) < 0)
-            rc = -1;
-    }
-out:
-    if (d)
-        closedir(d);
-    if (sub >= 0)
-        close(sub);
-    if (dsub >= 0)
-        close(dsub);
-    return rc;
-}
-
-/* Writes passwd and group naming every uid a run can have "sandbox", so
- * tools that look their user up (id, whoami, getpass) work. */
-static int sbx_write_ids(const sbx_t *s, int dfd)
-{
-    static const char *const head[2] = {
-        "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-        "root:x:0:\nnogroup:x:65534:\n"};
-    static const char *const name[2] = {"passwd", "group"};
-    for (int k = 0; k < 2; k++) {
-        FILE *f = NULL;
-        int fd = openat(dfd, name[k], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0 || !(f = fdopen(fd, "w"))) {
-            if (fd >= 0)
-                close(fd);
-            return -1;
-        }
-        fputs(head[k], f);
-        unsigned n = s->cfg.slots + (s->is_root ? 0 : 1);
-        for (unsigned i = 0; i < n; i++) {
-            unsigned id =
-                i < s->cfg.slots ? (unsigned)sbx_slot_uid(s, (int)i) : (unsigned)s->host_uid;
-            if (id == 0)
-                continue;
-            if (k == 0)
-                fprintf(f, "sandbox:x:%u:%u:sandbox:/work:/bin/sh\n", id, id);
-            else
-                fprintf(f, "sandbox:x:%u:\n", id);
-        }
-        if (fclose(f) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Fills work_root/.etc with the allow-listed copy. As root it is a tmpfs in
- * the worker's private mount namespace, so it goes away with the worker.
- * Copied once at start: a changed host file reaches runs at the next start. */
-static int sbx_make_etc(sbx_t *s, int private_mounts)
-{
-    char path[PATH_MAX];
-    int rc = -1, sdir = -1, dfd = -1;
-    if (sbx_fmt(path, sizeof(path), "%s/.etc", s->work_root) < 0)
-        return -1;
-    if (mkdirat(s->root_fd, ".etc", 0755) < 0 && errno != EEXIST)
-        return -1;
-    s->etc_dir = strdup(path);
-    if (!s->etc_dir)
-        return -1;
-    sbx_umount_all(path);
-    if (private_mounts && mount("sbx-etc", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                                "size=16m,nr_inodes=4096,mode=0755") == 0)
-        s->etc_tmpfs = 1;
-    dfd = openat(s->root_fd, ".etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    sdir = open("/etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || sdir < 0)
-        goto out;
-    unsigned moved = 0;
-    if (sbx_rm_contents(dfd, dfd, 0, &moved) < 0 || fchmod(dfd, 0755) < 0)
-        goto out;
-    for (size_t i = 0; i < sizeof(sbx_etc_allow) / sizeof(sbx_etc_allow[0]); i++)
-        if (sbx_copy_entry(sdir, dfd, sbx_etc_allow[i], 0) < 0)
-            goto out;
-    if (sbx_write_ids(s, dfd) < 0)
-        goto out;
-    rc = 0;
-out:
-    if (sdir >= 0)
-        close(sdir);
-    if (dfd >= 0)
-        close(dfd);
-    return rc;
-}
-
-static void sbx_free_etc(sbx_t *s)
-{
-    if (!s->etc_dir)
-        return;
-    int fd = openat(s->root_fd, ".etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0) {
-        unsigned moved = 0;
-        sbx_rm_contents(fd, fd, 0, &moved);
-        close(fd);
-    }
-    if (s->etc_tmpfs)
-        sbx_umount_all(s->etc_dir);
-    unlinkat(s->root_fd, ".etc", AT_REMOVEDIR);
-    free(s->etc_dir);
-    s->etc_dir = NULL;
-    s->etc_tmpfs = 0;
 }
 
 /* Landlock ABI 6 scopes: a run may then neither connect to abstract unix
- * sockets made outside its own domain (the network namespace, and with it
- * the abstract socket namespace, is shared by all runs) nor signal outside
- * it. Older kernels simply lack the scope. */
+ * sockets made outside its own domain nor signal outside it. The slot's own
+ * network namespace already keeps other runs' abstract names out of reach;
+ * the scope is a second wall where the kernel has it (Linux 6.12+). */
 static int sbx_landlock_scoped(void)
 {
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, SBX_LL_CREATE_VERSION);
@@ -1285,7 +671,6 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     s->cfg = *cfg;
     sbx_defaults(&s->cfg);
     s->root_fd = -1;
-    s->netns_fd = -1;
     s->is_root = geteuid() == 0;
     s->host_uid = geteuid();
     s->host_gid = getegid();
@@ -1299,6 +684,7 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         s->slot[i].pidfd = -1;
         s->slot[i].cg_fd = -1;
+        s->slot[i].netns_fd = -1;
     }
     if ((uint64_t)s->cfg.uid_base + s->cfg.slots > 0xfffffffeull) {
         sbx_seterr(err, errlen, "uid_base + slots overflows");
@@ -1329,17 +715,11 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
         goto fail;
     }
-    for (unsigned i = 0; i < s->cfg.slots; i++) {
-        int fd = sbx_open_slot_dir(s, (int)i, 1);
-        if (fd < 0) {
-            sbx_seterr(err, errlen, "mkdir slot%u: %s", i, strerror(errno));
-            goto fail;
-        }
-        close(fd);
-    }
-    if (private_mounts && sbx_mount_workdirs(s) == 0)
-        s->workdir_tmpfs = 1;
-    else if (s->is_root)
+    sbx_sweep_old(s);
+    /* Each slot's work dir is a tmpfs of its own where we may mount (so /work
+     * is size-limited and every run gets a new one), else a plain directory. */
+    s->workdir_tmpfs = private_mounts && sbx_workdir_reset(s, 0, NULL, 0) == 0;
+    if (!s->workdir_tmpfs && s->is_root)
         sbx_append(s, "/work not size-limited");
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
@@ -1403,31 +783,26 @@ void sbx_free(sbx_t *s)
     for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
         if (s->slot[i].pidfd >= 0)
             close(s->slot[i].pidfd);
+        if (s->slot[i].netns_fd >= 0)
+            close(s->slot[i].netns_fd);
     }
     sbx_cg_cleanup(s);
     if (s->root_fd >= 0) {
         char name[32], path[PATH_MAX];
         for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
-            int fd = sbx_open_slot_dir(s, (int)i, 0);
-            if (fd >= 0) {
-                unsigned moved = 0;
-                sbx_rm_contents(fd, fd, 0, &moved);
-                close(fd);
-            }
+            sbx_fmt(name, sizeof(name), "slot%u", i);
             if (s->workdir_tmpfs) {
-                sbx_fmt(path, sizeof(path), "%s/slot%u", s->work_root, i);
+                sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name);
                 sbx_umount_all(path);
             }
-            sbx_fmt(name, sizeof(name), "slot%u", i);
-            unlinkat(s->root_fd, name, AT_REMOVEDIR);
+            sbx_rm_tree(s->root_fd, name);
         }
+        sbx_sweep_old(s);
         unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
         sbx_free_etc(s);
         close(s->root_fd);
         rmdir(s->work_root);
     }
-    if (s->netns_fd >= 0)
-        close(s->netns_fd);
     free(s->filter);
     free(s->slot);
     free(s->work_root);
@@ -1478,13 +853,14 @@ static size_t sbx_c_strlcat(char *dst, const char *src, size_t size)
     return n + m;
 }
 
-/* Reports a setup failure on the status fd; what + errno name. */
-static void sbx_c_report_error(const char *what, int e)
+/* Reports a setup failure (kind SBX_REP_ERROR) or a failed execve
+ * (SBX_REP_EXEC) on the status fd; what + errno name. */
+static void sbx_c_report_error(int kind, const char *what, int e)
 {
     struct sbx_report rep;
     memset(&rep, 0, sizeof(rep));
     rep.magic = SBX_REPORT_MAGIC;
-    rep.kind = SBX_REP_ERROR;
+    rep.kind = kind;
     sbx_c_strlcat(rep.error, what, sizeof(rep.error));
     if (e) {
         const char *name = strerrorname_np(e);
@@ -1497,7 +873,7 @@ static void sbx_c_report_error(const char *what, int e)
 
 static __attribute__((noreturn)) void sbx_c_fail(const char *what)
 {
-    sbx_c_report_error(what, errno);
+    sbx_c_report_error(SBX_REP_ERROR, what, errno);
     _exit(127);
 }
 
@@ -1531,11 +907,24 @@ static void sbx_c_bind_dev(const char *name)
     sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
 }
 
-/* /proc entries a program has no business with. The uid switch already
- * denies them (they are root-only); masking them with /dev/null keeps it so
- * should the program ever hold privileges in its namespace. */
-static const char *const sbx_proc_masked[] = {"proc/kcore", "proc/sysrq-trigger", "proc/keys",
-                                              "proc/timer_list", "proc/sched_debug"};
+/* /proc entries a program has no business with, masked with /dev/null
+ * (they read empty). The first five are root-only already: masking keeps it
+ * so should the program ever hold privileges in its namespace. The rest are
+ * world-readable and identify or describe the host: its boot command line
+ * and boot id, every host user's key quota use, the kernel's configuration,
+ * symbols and modules, and its swap devices. */
+static const char *const sbx_proc_masked[] = {"proc/kcore",
+                                              "proc/sysrq-trigger",
+                                              "proc/keys",
+                                              "proc/timer_list",
+                                              "proc/sched_debug",
+                                              "proc/cmdline",
+                                              "proc/sys/kernel/random/boot_id",
+                                              "proc/key-users",
+                                              "proc/config.gz",
+                                              "proc/kallsyms",
+                                              "proc/modules",
+                                              "proc/swaps"};
 
 /* The run's /proc: hidepid, so the program sees only its own processes (not
  * init, a copy of the worker whose command line would show the worker's
@@ -1556,6 +945,14 @@ static void sbx_c_mount_proc(int userns)
          mount(NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL) < 0) &&
         !userns)
         sbx_c_fail("proc/sys read-only");
+    /* The PSI files are world-writable: each write makes a trigger that the
+     * kernel's psimon thread polls, host-wide, for as long as the fd lives.
+     * Reading the (host-wide) pressure stays possible, like loadavg. */
+    int rc = mount("proc/pressure", "proc/pressure", NULL, MS_BIND, NULL);
+    if (rc == 0)
+        rc = mount(NULL, "proc/pressure", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL);
+    if (rc < 0 && errno != ENOENT && !userns)
+        sbx_c_fail("proc/pressure read-only");
     for (size_t i = 0; i < sizeof(sbx_proc_masked) / sizeof(sbx_proc_masked[0]); i++) {
         if (mount("/dev/null", sbx_proc_masked[i], NULL, MS_BIND, NULL) < 0 && errno != ENOENT &&
             !userns)
@@ -1676,8 +1073,15 @@ static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
     sbx_c_rlimit(RLIMIT_FSIZE, (rlim_t)s->cfg.fsize_mb << 20, "rlimit fsize");
     sbx_c_rlimit(RLIMIT_CORE, 0, "rlimit core");
     sbx_c_rlimit(RLIMIT_CPU, s->cfg.cpu_s, "rlimit cpu");
+    /* Every limit that guards something shared is set here, never inherited
+     * from however the worker was started (a unit with LimitRTPRIO= would
+     * otherwise let a run take the CPUs with SCHED_FIFO and freeze the host). */
     sbx_c_rlimit(RLIMIT_MEMLOCK, 64 << 10, "rlimit memlock");
     sbx_c_rlimit(RLIMIT_MSGQUEUE, 0, "rlimit msgqueue");
+    sbx_c_rlimit(RLIMIT_SIGPENDING, SBX_SIGPENDING, "rlimit sigpending");
+    sbx_c_rlimit(RLIMIT_RTPRIO, 0, "rlimit rtprio");
+    sbx_c_rlimit(RLIMIT_RTTIME, 0, "rlimit rttime");
+    sbx_c_rlimit(RLIMIT_NICE, 0, "rlimit nice");
     if (s->cg == SBX_CG_NONE)
         sbx_c_rlimit(RLIMIT_AS, (rlim_t)c->mem_mb << 20, "rlimit as");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -1702,7 +1106,10 @@ static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->prog, 0, 0) < 0)
         sbx_c_fail("seccomp");
     execve(c->argv[0], (char *const *)c->argv, c->envp);
-    sbx_c_fail("execve");
+    /* The program could not be started (say a runtime that is not
+     * installed): not a fault of the sandbox. */
+    sbx_c_report_error(SBX_REP_EXEC, "execve", errno);
+    _exit(127);
 }
 
 union sbx_semun {
@@ -1788,7 +1195,8 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
 
     /* Move the fds we keep to fixed numbers, then drop everything else.
      * F_DUPFD above the range first so the dup2s cannot clobber a source. */
-    int keep[6] = {c->fd_in, c->fd_out, c->fd_err, c->fd_status, c->fd_sync, s->netns_fd};
+    int keep[6] = {c->fd_in,     c->fd_out,  c->fd_err,
+                   c->fd_status, c->fd_sync, s->slot[c->slot].netns_fd};
     for (int i = 0; i < 6; i++) {
         if (keep[i] < 0)
             continue;
@@ -1834,7 +1242,7 @@ static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
         _exit(127);
     close(CFD_SYNC);
 
-    if (s->netns_fd >= 0) {
+    if (s->slot[c->slot].netns_fd >= 0) {
         if (setns(CFD_NETNS, CLONE_NEWNET) < 0)
             sbx_c_fail("setns net");
         close(CFD_NETNS);
@@ -2067,6 +1475,13 @@ fail:
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
+        /* A child that failed its setup before we could start it says why. */
+        struct sbx_report rep;
+        if (pstat[0] >= 0 && read(pstat[0], &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
+            rep.magic == SBX_REPORT_MAGIC && rep.kind != SBX_REP_DONE) {
+            rep.error[sizeof(rep.error) - 1] = '\0';
+            sbx_seterr(err, errlen, "%s", rep.error);
+        }
         if (s->cg != SBX_CG_NONE)
             sbx_cg_kill_all(s, slot);
     }
@@ -2114,8 +1529,9 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
         if (n != (ssize_t)sizeof(rep) || rep.magic != SBX_REPORT_MAGIC)
             break;
         rep.error[sizeof(rep.error) - 1] = '\0';
-        if (rep.kind == SBX_REP_ERROR && !r->error[0]) {
+        if (rep.kind != SBX_REP_DONE && !r->error[0]) {
             sbx_fmt(r->error, sizeof(r->error), "%s", rep.error);
+            r->sandbox_fault = rep.kind == SBX_REP_ERROR;
             r->reported = 1;
         } else if (rep.kind == SBX_REP_DONE) {
             have_done = 1;

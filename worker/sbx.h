@@ -1,8 +1,8 @@
 /* sbx: the sandbox that runs one untrusted program.
  *
  * Layout of a run: the worker forks a child that joins fresh PID, mount, IPC
- * and UTS namespaces and a shared empty network namespace (made once at
- * start: a new one per run costs tens of milliseconds). That child is PID 1
+ * and UTS namespaces and its slot's empty network namespace (one per slot,
+ * made at start: a new one per run costs tens of milliseconds). That child is PID 1
  * of the new namespace, a tiny init: it enters a cgroup namespace rooted at
  * the slot's cgroup, builds a private read-only root (/usr, an allow-listed
  * copy of /etc, a /proc with hidepid and /proc/sys read-only, a few devices)
@@ -21,7 +21,8 @@
  * the v2 unified tree, detected at start); without cgroups the sandbox falls
  * back to rlimits and says so in sbx_isolation().
  *
- * Not thread-safe: one sbx_t per worker, used from its event loop. */
+ * Not thread-safe: one sbx_t per worker, used from its event loop (but see
+ * sbx_workdir_reset). */
 #ifndef WORKER_SBX_H
 #define WORKER_SBX_H
 
@@ -55,6 +56,9 @@ typedef struct sbx_result {
     /* Non-empty when the sandbox could not start the program (setup failed
      * before exec): exited = 0, signal = 0, status = 127 then. */
     char error[128];
+    /* error is the sandbox's own setup failing (a mount, a cgroup, a limit),
+     * not the program failing to exec: the slot is at fault, not the run. */
+    int sandbox_fault;
 } sbx_result_t;
 
 typedef struct sbx_proc {
@@ -67,12 +71,13 @@ typedef struct sbx_proc {
     uint64_t spawn_ns; /* time sbx_spawn took, for the start-latency histogram */
 } sbx_proc_t;
 
-/* Detects namespaces and cgroups, prepares the shared network namespace, the
- * seccomp program and the per-slot cgroups. Fails only when nothing of the
- * sandbox can work; partial isolation is reported by sbx_isolation().
- * As root it also moves the calling thread into a private (slave) mount
- * namespace holding the per-slot work dir tmpfs mounts, so they vanish with
- * the worker: call it before starting threads. */
+/* Detects namespaces and cgroups, prepares the per-slot network namespaces,
+ * the seccomp program, the per-slot cgroups and work dirs. Fails only when
+ * nothing of the sandbox can work; partial isolation is reported by
+ * sbx_isolation(). As root it also moves the calling thread into a private
+ * (slave) mount namespace holding the per-slot work dir tmpfs mounts, so
+ * they vanish with the worker: call it before starting threads (a thread
+ * started after it shares that namespace). */
 sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen);
 /* Kills nothing: callers kill and reap their runs first. Removes the cgroups
  * and the work root. */
@@ -83,10 +88,17 @@ const char *sbx_isolation(const sbx_t *s);
 /* "v1", "v2" or "none". */
 const char *sbx_cgroup_mode(const sbx_t *s);
 
-/* Empties (or creates) the slot's work dir. Safe against symlinks and hard
- * links planted by a previous run: everything is removed with openat /
- * unlinkat / O_NOFOLLOW relative to a directory fd, never by path. */
+/* Gives the slot a work dir that is fresh by construction: a new tmpfs (a new
+ * superblock: no file, xattr, ACL or used space of any earlier run), or
+ * without mount privilege a new directory, the old one renamed away and
+ * removed with openat / unlinkat / O_NOFOLLOW relative to a directory fd, so
+ * planted symlinks and hard links are never followed. The teardown of the
+ * old tmpfs or tree costs time in proportion to what the last run left: call
+ * it off the event loop. The one sbx function another thread may call, for
+ * a slot with no run, while the loop uses the other slots. */
 int sbx_workdir_reset(sbx_t *s, int slot, char *err, size_t errlen);
+/* Bytes a work dir holds (its tmpfs size), or 0 when it is not limited. */
+size_t sbx_workdir_capacity(const sbx_t *s);
 /* Writes a file into the slot's work dir. name must be a plain file name (no
  * '/', not "." or "..", no NUL); the file is created O_EXCL|O_NOFOLLOW. */
 int sbx_workdir_write(sbx_t *s, int slot, const char *name, const void *data, size_t len, char *err,

@@ -3,12 +3,24 @@
 
 #include <string.h>
 
+#include "slot.h"
+
 void wk_on_run_change(wk_t *w)
 {
     /* The drain step runs from an idle watcher, never inside the callback of
      * the connection or run that changed. */
     if (w->draining != DRAIN_NONE && w->draining != DRAIN_LEAVING)
         ev_idle_start(w->loop, &w->drain_check);
+}
+
+unsigned wk_slots_broken(const wk_t *w)
+{
+    return slot_count(w->slots, SLOT_BROKEN);
+}
+
+int wk_unusable(const wk_t *w)
+{
+    return w->slots != NULL && slot_count(w->slots, SLOT_BROKEN) == slot_total(w->slots);
 }
 
 int wk_lb_take(wk_t *w, const char *id, size_t len)

@@ -20,6 +20,7 @@
 struct wc_conn;
 struct run;
 struct pub;
+struct slot_pool;
 
 typedef struct wk_config {
     char *listen;
@@ -39,6 +40,7 @@ typedef struct wk_config {
     long max_message_kb;
     long drain_s;
     rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
+    long uid_base;
 } wk_config_t;
 
 TAILQ_HEAD(wc_list, wc_conn);
@@ -70,11 +72,12 @@ typedef struct wk {
     wk_lbcount_t by_lb[WK_MAX_LBS];
 
     sbx_t *sbx;
+    struct slot_pool *slots; /* the sandbox slots' states and their janitor */
     rt_table_t rt;
     struct run_list queue; /* waiting for a slot */
     size_t nqueued;
-    size_t nrunning;
-    unsigned char *slot_busy; /* max_evals entries */
+    size_t nrunning; /* runs holding a slot */
+    int pumping;     /* run_pump is on the stack */
 
     struct pub *pub;
 
@@ -91,6 +94,7 @@ typedef struct wk {
     met_counter_t *m_evals_total;
     met_counter_t *m_verdict[8];
     met_counter_t *m_proto_errors;
+    met_counter_t *m_requeued;
     met_hist_t *m_start_ms;
     met_hist_t *m_wall_ms;
 } wk_t;
@@ -119,5 +123,11 @@ void wk_lb_release(wk_t *w, int slot);
 
 /* Called when a slot frees or a run ends, so the drain logic can proceed. */
 void wk_on_run_change(wk_t *w);
+
+/* Slots out of service (BROKEN), and whether none is usable: then the worker
+ * can run nothing, says so on /healthz (503) and in Redis (draining), and
+ * refuses new /eval websockets and runs. */
+unsigned wk_slots_broken(const wk_t *w);
+int wk_unusable(const wk_t *w);
 
 #endif

@@ -95,13 +95,21 @@ def redis_factory():
 class Worker:
     """One bin/worker process on 127.0.0.1:<free port>."""
 
-    def __init__(self, exe, tmpdir, flags, args, env):
+    def __init__(self, exe, tmpdir, flags, args, env, wrap=()):
         # id=None: no --id flag, so the worker picks its default (host:port).
         no_id = "id" in flags and flags["id"] is None
         self.id = flags.pop("id", None) or "w-" + uuid.uuid4().hex[:8]
         self.addr = flags.pop("listen", None) or "127.0.0.1:%d" % util.free_port()
         self.port = util.split_addr(self.addr)[1]
-        self.argv = [exe, "--listen", self.addr]
+        # wrap: a command that execs the worker (setpriv, prlimit), so the
+        # process started here is still the worker itself.
+        self.argv = list(wrap) + [exe, "--listen", self.addr]
+        # Slot uids of its own (from its port, unique among live workers):
+        # the kernel counts processes and other limits per uid, so workers
+        # sharing uids (this suite's, or other suites' on the same host)
+        # would share those limits.
+        if "uid_base" not in flags:
+            self.argv += ["--uid-base", str(20000000 + 64 * self.port)]
         if no_id:
             self.id = self.addr
         else:
@@ -180,16 +188,18 @@ class Worker:
 def worker_factory(request):
     """start_worker(**flags) -> Worker. Keyword flags map to command-line
     flags (max_evals=2 -> --max-evals 2; True -> bare flag); `args` adds raw
-    arguments, `ready=False` skips the /healthz wait. Workers are stopped at
+    arguments, `wrap` a command line that execs the worker (e.g. setpriv),
+    `env` variables to add to its environment, `ready=False` skips the
+    /healthz wait. Workers are stopped at
     teardown (SIGTERM, then SIGKILL) and their stderr checked for sanitizer
     reports."""
     exe = binary("worker")
     tmpdir = tempfile.mkdtemp(prefix="wslb-worker-")
     workers = []
-    env = sanitizer_env()
+    base_env = sanitizer_env()
 
-    def start_worker(args=(), ready=True, **flags):
-        w = Worker(exe, tmpdir, dict(flags), args, env)
+    def start_worker(args=(), ready=True, wrap=(), env=None, **flags):
+        w = Worker(exe, tmpdir, dict(flags), args, dict(base_env, **(env or {})), wrap)
         workers.append(w)
         if ready:
             w.wait_ready()

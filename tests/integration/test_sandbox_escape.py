@@ -1,7 +1,7 @@
 """Sandbox escape attempts through the real worker's /eval: hidden memory,
 /proc snooping, signals to the worker, inherited descriptors, planted links,
-`../` names, a compiler reading host files, leftovers between runs and the
-32-bit syscall ABIs. Each attempt must be contained, and the worker must
+`../` names, a compiler reading host files, leftovers between runs, sockets
+between concurrent runs, host-wide kernel quotas and the 32-bit syscall ABIs. Each attempt must be contained, and the worker must
 still run print(1) afterwards.
 
 Nothing here uses the network beyond the worker's and Redis's loopback
@@ -246,8 +246,11 @@ print(json.dumps({
     'mounts': [(m[3], m[4], m[5].split(',')[0]) for m in mounts],
     'mountinfo': open('/proc/self/mountinfo').read(),
     'writes': {p: tryrw(p, 'w') for p in ('/proc/sys/kernel/hostname', '/proc/sysrq-trigger',
-                                          '/proc/sys/vm/drop_caches')},
+                                          '/proc/sys/vm/drop_caches', '/proc/pressure/cpu',
+                                          '/proc/pressure/memory')},
     'kcore': tryrw('/proc/kcore', 'rb') if os.path.exists('/proc/kcore') else 'absent',
+    'host': {p: tryrw(p, 'r') for p in ('/proc/cmdline', '/proc/sys/kernel/random/boot_id',
+                                        '/proc/key-users', '/proc/kallsyms', '/proc/swaps')},
 }))
 """
 
@@ -293,20 +296,25 @@ def test_proc_snooping(worker_factory, monkeypatch):
     assert set(line.rsplit(":", 1)[1] for line in facts["cgroup"].split()) == {"/"}, facts
     # Mount points and the host paths they show.
     points = {m[1] for m in facts["mounts"]}
-    assert points <= {"/", "/usr", "/etc", "/proc", "/proc/sys", "/proc/kcore",
+    assert points <= {"/", "/usr", "/etc", "/proc", "/proc/sys", "/proc/pressure", "/proc/kcore",
                       "/proc/sysrq-trigger", "/proc/keys", "/proc/timer_list",
-                      "/proc/sched_debug", "/dev", "/dev/null", "/dev/zero", "/dev/full",
+                      "/proc/sched_debug", "/proc/cmdline", "/proc/sys/kernel/random/boot_id",
+                      "/proc/key-users", "/proc/config.gz", "/proc/kallsyms", "/proc/modules",
+                      "/proc/swaps", "/dev", "/dev/null", "/dev/zero", "/dev/full",
                       "/dev/random", "/dev/urandom", "/work", "/tmp"}, points
     roots = {m[0] for m in facts["mounts"]}
-    assert roots <= {"/", "/usr", "/sys", "/null", "/zero", "/full", "/random",
+    assert roots <= {"/", "/usr", "/sys", "/pressure", "/null", "/zero", "/full", "/random",
                      "/urandom"}, roots
     modes = {m[1]: m[2] for m in facts["mounts"]}
     assert modes["/"] == "ro" and modes["/usr"] == "ro" and modes["/etc"] == "ro", modes
-    assert modes["/proc/sys"] == "ro", modes
+    assert modes["/proc/sys"] == "ro" and modes.get("/proc/pressure", "ro") == "ro", modes
     assert "wsworker" not in facts["mountinfo"], facts["mountinfo"]
     for path, res in facts["writes"].items():
         assert res in ("EROFS", "EACCES", "ENOENT"), (path, res)
+    assert facts["writes"]["/proc/pressure/cpu"] in ("EROFS", "ENOENT"), facts["writes"]
     assert facts["kcore"] in ("absent", "read 0", "EACCES"), facts["kcore"]
+    # What identifies or describes the host reads empty.
+    assert set(facts["host"].values()) <= {"read 0", "ENOENT"}, facts["host"]
     w.healthy_and_serving()
 
 
@@ -596,29 +604,37 @@ def test_nothing_left_for_the_next_run(w1):
     w1.healthy_and_serving()
 
 
-def test_abstract_sockets_between_concurrent_runs(worker_factory):
-    """The runs share one empty network namespace, and with it the abstract
-    unix socket namespace; Landlock's scope keeps them apart (Linux 6.12+)."""
+def test_sockets_between_concurrent_runs(worker_factory):
+    """Each slot has its own network namespace: a run cannot see another
+    run's unix sockets in /proc/net/unix, reach its abstract name, or take
+    that name from it (nor use any of that as a channel)."""
     w = worker_factory(max_evals=2)
     mk = util.marker()
     server = ("import socket, sys\n"
               "s = socket.socket(socket.AF_UNIX)\n"
               "s.bind(b'\\0%s')\n"
               "s.listen(1)\n"
+              "t = socket.socket(socket.AF_UNIX)\n"
+              "t.bind('/tmp/%s')\n"
+              "t.listen(1)\n"
               "print('bound', flush=True)\n"
               "s.settimeout(5)\n"
               "try:\n"
               "    s.accept()\n"
               "    print('ACCEPTED')\n"
               "except OSError:\n"
-              "    pass\n" % mk)
+              "    pass\n" % (mk, mk))
     client = ("import socket, errno\n"
+              "print(%r in open('/proc/net/unix').read())\n"
               "s = socket.socket(socket.AF_UNIX)\n"
               "try:\n"
               "    s.connect(b'\\0%s')\n"
               "    print('CONNECTED')\n"
               "except OSError as e:\n"
-              "    print(errno.errorcode[e.errno])\n" % mk)
+              "    print(errno.errorcode[e.errno])\n"
+              "s = socket.socket(socket.AF_UNIX)\n"
+              "s.bind(b'\\0%s')\n"
+              "print('bound too')\n" % (mk, mk, mk))
 
     async def go():
         ws = await util.ws_connect(w.url())
@@ -635,9 +651,7 @@ def test_abstract_sockets_between_concurrent_runs(worker_factory):
             await ws.close()
     rc, rs = asyncio.run(go())
     assert "ACCEPTED" not in rs.stdout, rs
-    if rc.stdout == "CONNECTED\n":
-        pytest.skip("kernel without Landlock scopes: concurrent runs share abstract sockets")
-    assert rc.verdict == "ok" and rc.stdout == "EPERM\n", rc
+    assert rc.verdict == "ok" and rc.stdout == "False\nECONNREFUSED\nbound too\n", rc
     w.healthy_and_serving()
 
 
@@ -664,3 +678,43 @@ def test_32bit_syscall_abis_killed(w1, variant):
     r = run(w1, "c", code)
     assert r.verdict == "signaled" and r.exit["signal"] == signal.SIGSYS, r
     w1.healthy_and_serving()
+
+
+# ---- host-wide kernel quotas ---------------------------------------------------------------------
+
+QUOTAS = """\
+import ctypes, errno, resource as R
+libc = ctypes.CDLL(None, use_errno=True)
+ctx = ctypes.c_ulong(0)
+rv = libc.syscall(ctypes.c_long(206), ctypes.c_long(1), ctypes.c_long(ctypes.addressof(ctx)))
+print('io_setup', 'ok' if rv == 0 else errno.errorcode[ctypes.get_errno()])
+try:
+    open('/proc/pressure/memory', 'w').write('some 150000 2000000')
+    print('psi trigger made')
+except OSError as e:
+    print('psi', errno.errorcode[e.errno])
+print(*[R.getrlimit(getattr(R, 'RLIMIT_' + n)) for n in ('RTPRIO', 'NICE', 'RTTIME')])
+"""
+
+
+def test_kernel_quotas(worker_factory):
+    """A run cannot take slots of the host's AIO pool or make PSI triggers,
+    and gets no real-time or nice limits from how the worker was started
+    (under prlimit here, where this host lets us raise them)."""
+    raise_rt = subprocess.run(["prlimit", "--rtprio=99:99", "--nice=40:40", "--", "true"],
+                              stderr=subprocess.DEVNULL).returncode == 0
+    wrap = ["prlimit", "--rttime=unlimited:unlimited"]
+    if raise_rt:
+        wrap += ["--rtprio=99:99", "--nice=40:40"]
+    w = worker_factory(wrap=wrap + ["--"])
+    r = run(w, "python3", QUOTAS)
+    assert r.verdict == "ok", r
+    assert r.stdout == "io_setup ENOSYS\npsi EROFS\n(0, 0) (0, 0) (0, 0)\n", r
+    # The host's AIO is untouched.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    assert libc.syscall(ctypes.c_long(206), ctypes.c_long(1),
+                        ctypes.c_long(ctypes.addressof(ctx))) == 0
+    assert libc.syscall(ctypes.c_long(207), ctypes.c_ulong(ctx.value)) == 0
+    w.healthy_and_serving()

@@ -1,5 +1,5 @@
 """The worker's command line: --help/--version, bad flags, --config,
---runtimes, --upstream-secret-file, --max-message-kb and a busy port."""
+--runtimes, --upstream-secret-file, --max-message-kb, --uid-base and a busy port."""
 
 import asyncio
 import json
@@ -37,6 +37,7 @@ def test_version_and_help():
     assert r.returncode == 0, r
     for flag in ("--listen", "--id", "--advertise", "--redis", "--redis-prefix", "--max-evals",
                  "--timeout-ms", "--memory-mb", "--output-kb", "--runtimes", "--drain-s",
+                 "--uid-base",
                  "--config", "--log-level", "--help", "--version"):
         assert flag in r.stdout, flag
 
@@ -48,12 +49,21 @@ def test_version_and_help():
     ["--listen", "not-an-address"],
     ["--config", "/nonexistent/worker.conf"],
     ["--runtimes", "/nonexistent/runtimes"],
+    ["--uid-base", "0"],
 ])
 def test_bad_flags_fail_fast(args):
     r = run_cli("--listen", "127.0.0.1:%d" % util.free_port(), *args) \
         if args[0] != "--listen" else run_cli(*args)
     assert r.returncode != 0, r
     assert r.stderr.strip(), "no reason given"
+
+
+def test_uid_base(worker_factory):
+    """Slots run as --uid-base + slot, so that workers sharing a kernel do not
+    share the limits it keeps per uid."""
+    w = worker_factory(uid_base=4100000, max_evals=2)
+    r = util.run_eval(w.url(), "sh", "id -u; id -un")
+    assert r.verdict == "ok" and r.stdout == "4100000\nsandbox\n", r
 
 
 def test_listen_port_in_use():

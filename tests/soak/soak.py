@@ -173,6 +173,7 @@ def main():
             w = Proc("worker%d" % i, [os.path.join(bindir, "worker"), "--listen", addr,
                                       "--id", "soak%d" % i, "--redis", redis.addr,
                                       "--max-evals", "4", "--queue", "256",
+                                      "--uid-base", str(61000 + 1024 * i),
                                       "--log-level", "warn"], tmpdir, env)
             w.addr = addr
             procs.append(w)

@@ -2,6 +2,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -108,6 +110,33 @@ static void test_errors(void **state)
     }
 }
 
+/* A message of many tiny values is refused before it is parsed: a parse tree
+ * of one node per value would cost far more memory and time than its size. */
+static void test_too_many_values(void **state)
+{
+    proto_msg_t m;
+    char err[256];
+    size_t n = 300000;
+    char *s = malloc(n * 4 + 64);
+    assert_non_null(s);
+    size_t off = (size_t)sprintf(s, "{\"type\":\"kill\",\"id\":\"k\",\"x\":[");
+    for (size_t i = 0; i < n; i++)
+        off += (size_t)sprintf(s + off, "[],");
+    sprintf(s + off - 1, "]}");
+    assert_int_equal(proto_parse(s, strlen(s), &m, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "at most 256 JSON values"));
+    proto_msg_free(&m);
+    /* Brackets and commas inside strings are data, not values. */
+    off = (size_t)sprintf(s, "{\"type\":\"stdin\",\"id\":\"k\",\"data\":\"");
+    for (size_t i = 0; i < n; i++)
+        off += (size_t)sprintf(s + off, "[\\\"{");
+    sprintf(s + off, ",\"}");
+    assert_int_equal(proto_parse(s, strlen(s), &m, err, sizeof(err)), 0);
+    assert_int_equal(m.stdin_len, n * 3 + 1);
+    proto_msg_free(&m);
+    free(s);
+}
+
 static void test_long_id(void **state)
 {
     char msg[512], id[200];
@@ -129,7 +158,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_full), cmocka_unit_test(test_run_minimal_and_nul_in_code),
         cmocka_unit_test(test_others),   cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_long_id),
+        cmocka_unit_test(test_long_id),  cmocka_unit_test(test_too_many_values),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include "../../worker/sbx.h"
+#include "../../worker/sbx_int.h"
 
 #define WORK_ROOT_FMT "/tmp/sbx-test-%d"
 #define OUT_MAX       65536
@@ -36,6 +41,9 @@ struct run {
 
 static sbx_t *S;
 static char work_root[64];
+/* The slots' uids are this test's own, so that workers and other tests on the
+ * host, whose slots count processes against their uids, cannot interfere. */
+static uid_t uid0;
 
 static uint64_t now_ms(void)
 {
@@ -140,7 +148,9 @@ static int group_setup(void **state)
     if (geteuid() != 0)
         return 0;
     snprintf(work_root, sizeof(work_root), WORK_ROOT_FMT, (int)getpid());
-    sbx_config_t cfg = {.work_root = work_root, .slots = 2, .memory_mb = 256, .nproc = 32};
+    uid0 = (uid_t)(3000000 + 4 * getpid());
+    sbx_config_t cfg = {
+        .work_root = work_root, .slots = 2, .uid_base = uid0, .memory_mb = 256, .nproc = 32};
     S = sbx_create(&cfg, err, sizeof(err));
     if (!S) {
         fprintf(stderr, "sbx_create: %s\n", err);
@@ -232,6 +242,45 @@ static void test_exec_error(void **state)
     assert_true(r.res.reported);
     assert_false(r.res.exited);
     assert_non_null(strstr(r.res.error, "ENOENT"));
+    /* A program that does not exist is not the slot's fault. */
+    assert_false(r.res.sandbox_fault);
+}
+
+/* A slot whose work dir is gone (a /tmp cleaner removed the directory, which
+ * looks empty from the host, and a file took its name) fails the sandbox's
+ * setup, which says so; a reset gives it a new tmpfs and it works again. */
+static void test_setup_fault_and_reset(void **state)
+{
+    char path[128], err[256] = "";
+    snprintf(path, sizeof(path), "%s/slot0", work_root);
+    assert_int_equal(umount2(path, MNT_DETACH), 0);
+    assert_int_equal(rmdir(path), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    sbx_proc_t p;
+    const char *argv[] = {"/bin/true", NULL};
+    if (sbx_spawn(S, 0, argv, 0, &p, err, sizeof(err)) == 0) {
+        int st;
+        close(p.in_fd);
+        assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+        sbx_result_t res;
+        assert_int_equal(sbx_finish(S, &p, &res), 0);
+        close(p.out_fd);
+        close(p.err_fd);
+        assert_true(res.sandbox_fault);
+        snprintf(err, sizeof(err), "%s", res.error);
+    }
+    assert_non_null(strstr(err, "work"));
+    assert_int_equal(sbx_workdir_reset(S, 0, err, sizeof(err)), 0);
+    struct statfs sf;
+    assert_int_equal(statfs(path, &sf), 0);
+    assert_int_equal((long)sf.f_type, (long)TMPFS_MAGIC);
+    struct run r;
+    const char *echo[] = {"/bin/echo", "again", NULL};
+    run(echo, NULL, &r);
+    assert_string_equal(r.out, "again\n");
+    assert_false(r.res.sandbox_fault);
 }
 
 static void test_identity(void **state)
@@ -240,7 +289,10 @@ static void test_identity(void **state)
     const char *argv[] = {"/bin/sh", "-c", "id -u; id -G; hostname; pwd; echo $HOME $TMPDIR $LANG",
                           NULL};
     run(argv, NULL, &r);
-    assert_string_equal(r.out, "61000\n61000\nsandbox\n/work\n/work /tmp C.UTF-8\n");
+    char want[128];
+    snprintf(want, sizeof(want), "%u\n%u\nsandbox\n/work\n/work /tmp C.UTF-8\n", (unsigned)uid0,
+             (unsigned)uid0);
+    assert_string_equal(r.out, want);
 }
 
 static void test_kill(void **state)
@@ -395,6 +447,94 @@ static void test_syscalls(void **state)
                                "EPERM\n");
 }
 
+/* Kernel quotas one run could take from the host and the other runs: the AIO
+ * pool (fs.aio-max-nr), PSI triggers (host-wide psimon polling), KSM; and
+ * surface no run needs. Each is refused the way a kernel without it would
+ * refuse, so runtimes that probe fall back quietly. */
+static void test_kernel_quotas(void **state)
+{
+    struct run r;
+    py("import ctypes, errno, mmap\n"
+       "libc = ctypes.CDLL(None, use_errno=True)\n"
+       "L = ctypes.c_long\n"
+       "def sc(*a):\n"
+       "    rv = libc.syscall(*[L(x) for x in a])\n"
+       "    return 'ok' if rv >= 0 else errno.errorcode[ctypes.get_errno()]\n"
+       "ctx = ctypes.c_ulong(0)\n"
+       "print(sc(206, 1, ctypes.addressof(ctx)), sc(209, 0, 0, 0), sc(208, 0, 0, 0, 0, 0),\n"
+       "      sc(333, 0, 0, 0, 0, 0, 0), sc(210, 0, 0, 0), sc(207, 0))\n"
+       "print(sc(154, 0, 0, 0), sc(447, 0), sc(457, 0, 0, 0, 0), sc(458, 0, 0, 0, 0),\n"
+       "      sc(459, 0, 0, 0, 0), sc(460, 0, 0, 0, 0), sc(461, 0, 0, 0), sc(467, 0, 0, 0, 0, 0))\n"
+       "m = mmap.mmap(-1, 1 << 16)\n"
+       "a = ctypes.c_void_p.from_buffer(m)\n"
+       "print(sc(28, ctypes.addressof(a), 1 << 16, 12), sc(28, ctypes.addressof(a), 1 << 16, 4))\n"
+       "del a\n"
+       "res = []\n"
+       "for f in ('cpu', 'io', 'memory'):\n"
+       "    try:\n"
+       "        open('/proc/pressure/' + f, 'w').close()\n"
+       "        res.append('opened')\n"
+       "    except OSError as e:\n"
+       "        res.append(errno.errorcode[e.errno])\n"
+       "print(*res, len(open('/proc/pressure/cpu').read()) > 0)\n",
+       &r);
+    /* io_setup, io_submit, io_getevents, io_pgetevents, io_cancel,
+     * io_destroy; modify_ldt, memfd_secret, statmount, listmount, the three
+     * lsm_* calls, open_tree_attr; madvise MADV_MERGEABLE (KSM), then
+     * MADV_DONTNEED still working; /proc/pressure read-only but readable. */
+    assert_string_equal(r.out, "ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS\n"
+                               "ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS ENOSYS EPERM\n"
+                               "EINVAL ok\n"
+                               "EROFS EROFS EROFS True\n");
+    /* The host's AIO is untouched. */
+    unsigned long ctx = 0;
+    assert_int_equal(syscall(SYS_io_setup, 1, &ctx), 0);
+    assert_int_equal(syscall(SYS_io_destroy, ctx), 0);
+}
+
+/* Limits that guard something shared are the sandbox's, not inherited: a
+ * worker started with LimitRTPRIO=/LimitNICE= (here: this process, where it
+ * may raise them) must not hand real-time scheduling or negative nice values
+ * to its runs; the queued-signal and real-time CPU limits it has (the host's
+ * defaults, far above the sandbox's) must not reach them either. */
+static void test_rlimits_not_inherited(void **state)
+{
+    static const int res[] = {RLIMIT_RTPRIO, RLIMIT_NICE, RLIMIT_SIGPENDING, RLIMIT_RTTIME};
+    struct rlimit saved[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(getrlimit(res[i], &saved[i]), 0);
+    struct rlimit rt = {99, 99}, nice = {40, 40};
+    if (setrlimit(RLIMIT_RTPRIO, &rt) < 0 || setrlimit(RLIMIT_NICE, &nice) < 0)
+        print_message("cannot raise RLIMIT_RTPRIO/RLIMIT_NICE here (no CAP_SYS_RESOURCE); "
+                      "checking what the sandbox sets\n");
+    /* Soft limits up to the hard ones: what a run would inherit. */
+    for (int i = 2; i < 4; i++) {
+        struct rlimit up = {saved[i].rlim_max, saved[i].rlim_max};
+        assert_int_equal(setrlimit(res[i], &up), 0);
+        assert_true(up.rlim_cur > 1024);
+    }
+    struct run r;
+    py("import os, resource as R\n"
+       "for n in ('RTPRIO', 'NICE', 'SIGPENDING', 'MSGQUEUE', 'MEMLOCK', 'RTTIME'):\n"
+       "    print(n, *R.getrlimit(getattr(R, 'RLIMIT_' + n)))\n"
+       "try:\n"
+       "    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))\n"
+       "    print('fifo')\n"
+       "except OSError as e:\n"
+       "    print(e.strerror)\n"
+       "try:\n"
+       "    os.nice(-1)\n"
+       "    print('nice')\n"
+       "except OSError as e:\n"
+       "    print(e.strerror)\n",
+       &r);
+    for (int i = 0; i < 4; i++)
+        setrlimit(res[i], &saved[i]);
+    assert_string_equal(r.out, "RTPRIO 0 0\nNICE 0 0\nSIGPENDING 1024 1024\nMSGQUEUE 0 0\n"
+                               "MEMLOCK 65536 65536\nRTTIME 0 0\n"
+                               "Operation not permitted\nOperation not permitted\n");
+}
+
 static void test_kill_all(void **state)
 {
     struct run r;
@@ -438,18 +578,21 @@ static void test_proc_hardened(void **state)
        "for l in open('/proc/self/mountinfo'):\n"
        "    f = l.split()\n"
        "    m[f[4]] = (f[3], f[5].split(',')[0])\n"
-       "masked = ('/proc/kcore', '/proc/sysrq-trigger', '/proc/keys', '/proc/timer_list')\n"
-       "print(m['/proc/sys'][1], [p for p in masked if os.path.exists(p) and\n"
-       "                          m.get(p, ('',))[0] != '/null'])\n"
+       "masked = ('/proc/kcore', '/proc/sysrq-trigger', '/proc/keys', '/proc/timer_list',\n"
+       "          '/proc/cmdline', '/proc/sys/kernel/random/boot_id', '/proc/key-users',\n"
+       "          '/proc/kallsyms', '/proc/config.gz', '/proc/swaps')\n"
+       "print(m['/proc/sys'][1], m['/proc/pressure'][1], [p for p in masked if\n"
+       "      os.path.exists(p) and (m.get(p, ('',))[0] != '/null' or open(p).read())])\n"
        "print(sorted(k for k in m if not k.startswith(('/proc/', '/dev/'))))\n"
        "print(sorted(set(v[0] for k, v in m.items() if k not in ('/usr', '/etc'))))\n"
        "print(os.path.exists('/sys'))\n",
        &r);
     assert_string_equal(r.out, "False False\n"
                                "{'/'}\n"
-                               "ro []\n"
+                               "ro ro []\n"
                                "['/', '/dev', '/etc', '/proc', '/tmp', '/usr', '/work']\n"
-                               "['/', '/full', '/null', '/random', '/sys', '/urandom', '/zero']\n"
+                               "['/', '/full', '/null', '/pressure', '/random', '/sys', '/urandom',"
+                               " '/zero']\n"
                                "False\n");
 }
 
@@ -525,13 +668,11 @@ static void test_ipc_released(void **state)
     }
 }
 
-/* Two concurrent runs share the empty network namespace and so the abstract
- * unix socket namespace; Landlock's scope (Linux 6.12+) keeps them apart. */
+/* Two concurrent runs in different slots have different network namespaces:
+ * neither sees the other's unix sockets in /proc/net/unix, connects to its
+ * abstract name, or collides with it when binding the same one. */
 static void test_abstract_socket(void **state)
 {
-    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, 1u);
-    if (abi < 6)
-        skip();
     char err[256] = "";
     sbx_proc_t p;
     const char *srv[] = {"/usr/bin/python3", "-c",
@@ -539,6 +680,9 @@ static void test_abstract_socket(void **state)
                          "s = socket.socket(socket.AF_UNIX)\n"
                          "s.bind(b'\\0sbx-test-abstract')\n"
                          "s.listen(4)\n"
+                         "t = socket.socket(socket.AF_UNIX)\n"
+                         "t.bind('/tmp/sbx-test-path')\n"
+                         "t.listen(4)\n"
                          "print('bound', flush=True)\n"
                          "sys.stdin.read()\n",
                          NULL};
@@ -552,10 +696,18 @@ static void test_abstract_socket(void **state)
     assert_string_equal(buf, "bound\n");
     struct run r;
     py("import socket, errno\n"
+       "u = open('/proc/net/unix').read()\n"
+       "print('sbx-test' in u, len(u.splitlines()))\n"
        "s = socket.socket(socket.AF_UNIX)\n"
        "try:\n"
        "    s.connect(b'\\0sbx-test-abstract')\n"
        "    print('CONNECTED')\n"
+       "except OSError as e:\n"
+       "    print(errno.errorcode[e.errno])\n"
+       "s = socket.socket(socket.AF_UNIX)\n"
+       "try:\n"
+       "    s.bind(b'\\0sbx-test-abstract')\n"
+       "    print('bound too')\n"
        "except OSError as e:\n"
        "    print(errno.errorcode[e.errno])\n",
        &r);
@@ -567,7 +719,8 @@ static void test_abstract_socket(void **state)
     close(p.out_fd);
     close(p.err_fd);
     assert_int_equal(res.status, 0);
-    assert_string_equal(r.out, "EPERM\n");
+    /* Only the header line of /proc/net/unix: no socket of the other run. */
+    assert_string_equal(r.out, "False 1\nECONNREFUSED\nbound too\n");
 }
 
 /* Other syscall ABIs of an x86-64 kernel: i386 via int 0x80 (getpid is 20
@@ -650,9 +803,40 @@ static void test_workdir_reset(void **state)
     assert_int_equal(stat("/etc/passwd", &st), 0);
     assert_int_equal(stat("/etc/hostname", &st), 0);
     assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_uid, 61000);
+    assert_int_equal(st.st_uid, uid0);
     assert_int_equal(st.st_mode & 07777, 0700);
     unlink(target);
+}
+
+/* The removal used for plain-directory work dirs (no mount privilege) and
+ * the runs' /etc: planted symlinks and hard links are removed, never
+ * followed; unreadable and unwritable directories and deep trees go too. */
+static void test_rm_tree_safe(void **state)
+{
+    char base[96], target[112], tdir[112], cmd[1200];
+    snprintf(base, sizeof(base), "%s-rm", work_root);
+    snprintf(target, sizeof(target), "%s-rm-target", work_root);
+    snprintf(tdir, sizeof(tdir), "%s-rm-dir", work_root);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p %s/t/a %s && echo keep > %s && echo keep > %s/f && cd %s/t && "
+             "ln -s %s file-link && ln -s %s dir-link && ln %s hard && mkdir -p x/y && "
+             "touch x/y/z && chmod 0 x/y && chmod 500 x && "
+             "for i in $(seq 40); do mkdir d && cd d || exit 1; done && touch f",
+             base, tdir, target, tdir, base, target, tdir, target);
+    assert_int_equal(system(cmd), 0);
+    int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(sbx_rm_tree(dfd, "t"), 0);
+    struct stat st;
+    assert_int_equal(fstatat(dfd, "t", &st, AT_SYMLINK_NOFOLLOW), -1);
+    close(dfd);
+    assert_int_equal(stat(target, &st), 0);
+    assert_int_equal(st.st_size, 5);
+    assert_int_equal(st.st_nlink, 1);
+    snprintf(cmd, sizeof(cmd), "%s/f", tdir);
+    assert_int_equal(stat(cmd, &st), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s", base, target, tdir);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_workdir_write(void **state)
@@ -709,7 +893,9 @@ static void test_slots_isolated(void **state)
     snprintf(cmd, sizeof(cmd), "id -u; ls /work; cat %s/slot0/secret 2>&1 | head -c 0", work_root);
     const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
     run_full(1, argv, NULL, 0, 0, 20000, &r);
-    assert_string_equal(r.out, "61001\n");
+    char want[32];
+    snprintf(want, sizeof(want), "%u\n", (unsigned)uid0 + 1);
+    assert_string_equal(r.out, want);
 }
 
 static void test_concurrent(void **state)
@@ -889,6 +1075,7 @@ int main(void)
         cmocka_unit_test_setup(test_exit_status, test_setup),
         cmocka_unit_test_setup(test_signal, test_setup),
         cmocka_unit_test_setup(test_exec_error, test_setup),
+        cmocka_unit_test_setup(test_setup_fault_and_reset, test_setup),
         cmocka_unit_test_setup(test_identity, test_setup),
         cmocka_unit_test_setup(test_kill, test_setup),
         cmocka_unit_test_setup(test_double_fork, test_setup),
@@ -896,6 +1083,8 @@ int main(void)
         cmocka_unit_test_setup(test_fork_bomb, test_setup),
         cmocka_unit_test_setup(test_files, test_setup),
         cmocka_unit_test_setup(test_syscalls, test_setup),
+        cmocka_unit_test_setup(test_kernel_quotas, test_setup),
+        cmocka_unit_test_setup(test_rlimits_not_inherited, test_setup),
         cmocka_unit_test_setup(test_kill_all, test_setup),
         cmocka_unit_test_setup(test_fds, test_setup),
         cmocka_unit_test_setup(test_proc, test_setup),
@@ -905,6 +1094,7 @@ int main(void)
         cmocka_unit_test_setup(test_abstract_socket, test_setup),
         cmocka_unit_test_setup(test_int80, test_setup),
         cmocka_unit_test_setup(test_workdir_reset, test_setup),
+        cmocka_unit_test_setup(test_rm_tree_safe, test_setup),
         cmocka_unit_test_setup(test_workdir_write, test_setup),
         cmocka_unit_test_setup(test_slots_isolated, test_setup),
         cmocka_unit_test_setup(test_no_host_mounts, test_setup),

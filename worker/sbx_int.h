@@ -1,0 +1,123 @@
+/* sbx internals shared by the sandbox's source files (sbx.c: lifecycle,
+ * cgroups, namespaces and the child side; sbx_fs.c: work dirs and the runs'
+ * /etc; sbx_seccomp.c: the syscall filter). Not for other modules: they use
+ * sbx.h. */
+#ifndef WORKER_SBX_INT_H
+#define WORKER_SBX_INT_H
+
+#include <linux/filter.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "sbx.h"
+
+#define SBX_MAX_SLOTS    1024
+#define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
+#define SBX_CG1          "/sys/fs/cgroup"
+/* Queued signals and POSIX timers of a slot's uid (RLIMIT_SIGPENDING). */
+#define SBX_SIGPENDING 1024
+
+/* Landlock scopes (ABI 6, Linux 6.12); Debian 12's headers predate them. */
+#define SBX_LL_CREATE_VERSION 1u
+#define SBX_LL_SCOPE_ABSTRACT 1ull
+#define SBX_LL_SCOPE_SIGNAL   2ull
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_restrict_self  446
+#endif
+struct sbx_ll_attr {
+    uint64_t handled_access_fs, handled_access_net, scoped;
+};
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+/* clone3's argument, version 2 (with cgroup); glibc 2.36 has no wrapper. */
+struct sbx_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+/* The pipe record init (or the program, before exec) writes. Smaller than
+ * PIPE_BUF, so each write is atomic and the reader sees whole records. */
+enum { SBX_REP_DONE = 1, SBX_REP_ERROR = 2, SBX_REP_EXEC = 3 };
+struct sbx_report {
+    uint32_t magic;
+    int32_t kind;
+    int32_t wstatus;
+    int32_t pad;
+    struct rusage ru;
+    char error[120];
+};
+
+enum sbx_cgmode { SBX_CG_NONE = 0, SBX_CG_V1, SBX_CG_V2 };
+/* v1 controllers we use; v2 keeps its single directory in CG_MEM. */
+enum { CG_MEM = 0, CG_PIDS, CG_CPU, CG_FRZ, CG_N };
+
+struct sbx_slot {
+    int pidfd;         /* of the running init, -1 when idle */
+    pid_t pid;         /* of the running init, 0 when idle */
+    unsigned mem_mb;   /* limit currently written to the slot's cgroup */
+    uint64_t oom_base; /* oom_kill counter when the run started */
+    uint64_t cpu_base; /* v2 usage_usec when the run started */
+    /* "<slot cgroup>/cgroup.procs" per controller: the run's init writes
+     * itself there, so the worker never blocks on a cgroup migration. */
+    char *cg_procs[CG_N];
+    int cg_fd;    /* v2: the slot's cgroup directory, for CLONE_INTO_CGROUP */
+    int netns_fd; /* the slot's empty network namespace, -1 if none */
+    /* Names the old work dir sbx_workdir_reset renames away (plain
+     * directories only); whoever resets the slot owns it. */
+    unsigned generation;
+};
+
+struct sbx {
+    sbx_config_t cfg;
+    char *work_root;
+    int root_fd; /* work_root, O_DIRECTORY */
+    int is_root;
+    int ns_flags;   /* CLONE_NEW* for each run; 0 when namespaces are unavailable */
+    uid_t host_uid; /* when unprivileged: who we are outside the user namespace */
+    gid_t host_gid;
+    enum sbx_cgmode cg;
+    char *cg_base[CG_N]; /* per-worker parent cgroup per controller, NULL if absent */
+    char *cg_parent_v2;  /* v2: the cgroup we enabled controllers in */
+    int cg_memsw;        /* v1 memory.memsw.* present */
+    int cg_v2_kill;      /* v2 cgroup.kill present */
+    int workdir_tmpfs;   /* slot dirs are size-limited tmpfs mounts */
+    char *etc_dir;       /* the runs' /etc: an allow-listed copy, NULL = host /etc */
+    int etc_tmpfs;       /* etc_dir is a tmpfs mount of ours */
+    int ll_scoped;       /* Landlock can scope abstract sockets and signals */
+    struct sock_filter *filter;
+    struct sock_fprog prog;
+    struct sbx_slot *slot;
+    char isolation[256];
+};
+
+void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* snprintf that reports truncation: paths cut short must fail, not point
+ * somewhere else. */
+int sbx_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static inline uid_t sbx_slot_uid(const sbx_t *s, int slot)
+{
+    return s->cfg.uid_base + (uid_t)slot;
+}
+
+/* sbx_fs.c */
+int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved);
+/* Removes name in dfd: a file, or a directory tree without following links. */
+int sbx_rm_tree(int dfd, const char *name);
+int sbx_open_slot_dir(sbx_t *s, int slot, int create);
+/* Removes the .old-slot* trees a replaced work dir could not shed. */
+void sbx_sweep_old(sbx_t *s);
+void sbx_umount_all(const char *path);
+int sbx_private_mounts(void);
+int sbx_make_etc(sbx_t *s, int private_mounts);
+void sbx_free_etc(sbx_t *s);
+
+/* sbx_seccomp.c */
+int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen);
+
+#endif
