@@ -214,6 +214,7 @@ int main(int argc, char **argv)
     o->timeout_idle_s = 3600;
     o->slowstart_ms = 3000;
     o->grace_s = 10;
+    o->max_head = HTTP_DEFAULT_MAX_HEAD;
     o->access_log = 1;
 
     const cfg_opt_t opts[] = {
