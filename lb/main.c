@@ -322,6 +322,15 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    /* A certificate with no TLS listener would be silently unused: the
+     * operator meant to serve TLS and would not be. */
+    if (o->tls_listen.n == 0 && (o->cert != NULL || o->key != NULL)) {
+        fprintf(stderr, "lb: --%s given without --tls-listen: add --tls-listen HOST:PORT, or "
+                        "drop --cert and --key\n",
+                o->cert != NULL ? "cert" : "key");
+        rc = 2;
+        goto out;
+    }
     if (o->tls_listen.n > 0 && (o->cert == NULL || o->key == NULL)) {
         fprintf(stderr, "lb: --tls-listen needs --cert and --key\n");
         rc = 2;

@@ -44,3 +44,24 @@ def test_help_shows_computed_defaults_as_auto():
     lb = run("lb", "--help").stdout
     line = next(x for x in lb.splitlines() if "--max-head" in x)
     assert "(8192)" in line and "(default: 0)" not in line, line
+
+
+@pytest.mark.parametrize("flag", ["--cert", "--key"])
+def test_lb_refuses_certificate_without_tls_listener(tmp_path, flag):
+    pem = tmp_path / "x.pem"
+    pem.write_text("not used\n")
+    port = util.free_port()
+    r = run("lb", "--listen", "127.0.0.1:%d" % port, "--admin", "", flag, str(pem))
+    assert r.returncode == 2, r
+    assert "%s given without --tls-listen" % flag in r.stderr, r.stderr
+    # It refused before listening: nothing was served.
+    with pytest.raises(OSError):
+        util.http_get("127.0.0.1:%d" % port, "/", timeout=1.0)
+
+
+def test_lb_refuses_cert_without_tls_listener_in_config_file(tmp_path):
+    conf = tmp_path / "lb.conf"
+    conf.write_text("listen = 127.0.0.1:%d\nadmin =\ncert = /etc/ssl/x.pem\n" % util.free_port())
+    r = run("lb", "--config", str(conf))
+    assert r.returncode == 2, r
+    assert "--cert given without --tls-listen" in r.stderr, r.stderr
