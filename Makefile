@@ -4,7 +4,7 @@
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
 #   make test       unit + integration tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
-#   make deps       install the Debian packages the build and tests need
+#   make deps       install every Debian package the build, tests and benchmarks need
 #   make bench      short benchmark run (see bench/README.md)
 #   make fuzz / fuzz-smoke / soak   see README.md
 
@@ -29,9 +29,33 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 
 PROGS := worker lb wsbench
 
-.PHONY: all asan test unit unit-opt unit-asan integration run deps check-deps bench bench-full \
-        fuzz fuzz-smoke soak format format-check clean
+.PHONY: all asan test unit unit-opt unit-asan integration run deps check-deps deps-ok bench \
+        bench-full fuzz fuzz-smoke soak format format-check clean
 .DEFAULT_GOAL := all
+
+# ---- Debian packages -----------------------------------------------------------
+# Every compile waits for deps-ok (an order-only prerequisite), so that with
+# -j the packages are in place before the first compiler runs. Plain `make`
+# only checks the build dependencies and prints the apt-get line; the targets
+# below also install what they need when run as root (scripts/deps.sh).
+DEPS_ACTION := check
+DEPS_GROUPS := build
+ifneq ($(filter test unit unit-opt unit-asan integration soak,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += test
+endif
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += run
+endif
+ifneq ($(filter bench bench-full,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += bench
+endif
+ifneq ($(filter fuzz fuzz-smoke fuzz-regress,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += fuzz
+endif
 
 # ---- per-variant rules -------------------------------------------------------
 # $(1) = variant name (opt|asan), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
@@ -42,7 +66,7 @@ $(1)_WORKER := $$(patsubst %.c,build/$(1)/%.o,$(WORKER_SRC))
 $(1)_LB     := $$(patsubst %.c,build/$(1)/%.o,$(LB_SRC))
 $(1)_BENCH  := $$(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC))
 
-build/$(1)/%.o: %.c
+build/$(1)/%.o: %.c | deps-ok
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$(CPPFLAGS) -MMD -MP -c $$< -o $$@
 
@@ -69,17 +93,17 @@ endef
 $(eval $(call VARIANT,opt,$(OPT_CFLAGS),,bin))
 $(eval $(call VARIANT,asan,$(ASAN_CFLAGS),$(ASAN_LDFLAGS),bin/asan))
 
-all: check-deps $(addprefix bin/,$(PROGS))
-asan: check-deps $(addprefix bin/asan/,$(PROGS))
+all: $(addprefix bin/,$(PROGS))
+asan: $(addprefix bin/asan/,$(PROGS))
 
 # ---- tests -------------------------------------------------------------------
-unit-opt: check-deps $(addprefix build/opt/tests/,$(UNIT_NAMES))
+unit-opt: $(addprefix build/opt/tests/,$(UNIT_NAMES))
 	@scripts/run-unit.sh build/opt/tests $(UNIT_NAMES)
-unit-asan: check-deps $(addprefix build/asan/tests/,$(UNIT_NAMES))
+unit-asan: $(addprefix build/asan/tests/,$(UNIT_NAMES))
 	@scripts/run-unit.sh build/asan/tests $(UNIT_NAMES)
 unit: unit-asan unit-opt
 
-integration: all asan
+integration: all asan | deps-ok
 	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q tests/integration
 
 test: unit integration
@@ -95,9 +119,11 @@ run: all
 	@scripts/run.sh
 
 deps:
-	@scripts/deps.sh install
+	@scripts/deps.sh install all
 check-deps:
-	@scripts/deps.sh check
+	@scripts/deps.sh check $(DEPS_GROUPS)
+deps-ok:
+	@scripts/deps.sh $(DEPS_ACTION) $(DEPS_GROUPS)
 
 bench: all
 	@bench/run.sh short
@@ -139,7 +165,7 @@ fuzz_proxy_SRC  := lb/proxy.c lb/be.c lb/lim.c lb/tls.c common/met.c common/http
 fuzz_proxy_LIBS := -lhttp_parser -lev -lssl -lcrypto -lpthread -lm
 
 define FUZZ_TARGET
-build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h)
+build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h) | deps-ok
 	@mkdir -p $$(dir $$@)
 	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$< $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_LIBS)
 endef
