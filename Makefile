@@ -4,6 +4,7 @@
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
 #   make test       unit + integration tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
+#                   (WORKERS=N workers; supervised; Ctrl-C drains and stops)
 #   make deps       install every Debian package the build, tests and benchmarks need
 #   make bench      short benchmark run (see bench/README.md)
 #   make fuzz / fuzz-smoke / soak   see README.md
@@ -115,8 +116,9 @@ soak: asan
 	SOAK_SECONDS=$(SOAK_SECONDS) BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 tests/soak/soak.py
 
 # ---- running -----------------------------------------------------------------
+WORKERS ?= 3
 run: all
-	@scripts/run.sh
+	@WORKERS=$(WORKERS) scripts/run.sh
 
 deps:
 	@scripts/deps.sh install all
