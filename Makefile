@@ -5,6 +5,7 @@
 #   make test       unit + integration tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
 #                   (WORKERS=N workers; supervised; Ctrl-C drains and stops)
+#   make install    install as wslb-lb, wslb-worker, ... (PREFIX=/usr/local, DESTDIR)
 #   make deps       install every Debian package the build, tests and benchmarks need
 #   make bench      short benchmark run (see bench/README.md)
 #   make fuzz / fuzz-smoke / soak   see README.md
@@ -31,7 +32,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 PROGS := worker lb wsbench
 
 .PHONY: all asan test unit unit-opt unit-asan integration run deps check-deps deps-ok bench \
-        bench-full fuzz fuzz-smoke soak format format-check clean
+        bench-full fuzz fuzz-smoke soak format format-check clean install uninstall man
 .DEFAULT_GOAL := all
 
 # ---- Debian packages -----------------------------------------------------------
@@ -126,6 +127,22 @@ check-deps:
 	@scripts/deps.sh check $(DEPS_GROUPS)
 deps-ok:
 	@scripts/deps.sh $(DEPS_ACTION) $(DEPS_GROUPS)
+
+# ---- installing --------------------------------------------------------------------
+# Installed names carry the project's prefix so they clash with nothing:
+# bin/lb -> wslb-lb, bin/worker -> wslb-worker, bin/wsbench -> wslb-bench,
+# bin/wslbctl -> wslbctl. Whatever programs `all` builds are installed.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL_FROM ?= bin
+install: all man
+	@scripts/install.sh "$(INSTALL_FROM)" "$(DESTDIR)" "$(PREFIX)" build/man
+uninstall:
+	@scripts/install.sh --uninstall "$(INSTALL_FROM)" "$(DESTDIR)" "$(PREFIX)" build/man
+
+# Short man pages generated from each program's --help.
+man: all
+	@scripts/mkman.sh "$(INSTALL_FROM)" build/man "$(VERSION)"
 
 bench: all
 	@bench/run.sh short
