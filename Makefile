@@ -6,6 +6,7 @@
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
 #                   (WORKERS=N workers; supervised; Ctrl-C drains and stops)
 #   make install    install as wslb-lb, wslb-worker, ... (PREFIX=/usr/local, DESTDIR)
+#   make deb        build a Debian package into build/deb/ (see deploy/debian/)
 #   make deps       install every Debian package the build, tests and benchmarks need
 #   make bench      short benchmark run (see bench/README.md)
 #   make fuzz / fuzz-smoke / soak   see README.md
@@ -32,7 +33,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 PROGS := worker lb wsbench
 
 .PHONY: all asan test unit unit-opt unit-asan integration run deps check-deps deps-ok bench \
-        bench-full fuzz fuzz-smoke soak format format-check clean install uninstall man
+        bench-full fuzz fuzz-smoke soak format format-check clean install uninstall deb man
 .DEFAULT_GOAL := all
 
 # ---- Debian packages -----------------------------------------------------------
@@ -94,6 +95,12 @@ endef
 
 $(eval $(call VARIANT,opt,$(OPT_CFLAGS),,bin))
 $(eval $(call VARIANT,asan,$(ASAN_CFLAGS),$(ASAN_LDFLAGS),bin/asan))
+# The Debian package's build: Debian's hardening flags on top of the
+# optimised build (stack protector, fortified libc calls, full RELRO).
+PKG_CFLAGS  := $(OPT_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
+               -Werror=format-security
+PKG_LDFLAGS := -Wl,-z,relro -Wl,-z,now
+$(eval $(call VARIANT,pkg,$(PKG_CFLAGS),$(PKG_LDFLAGS),build/pkg/bin))
 
 all: $(addprefix bin/,$(PROGS))
 asan: $(addprefix bin/asan/,$(PROGS))
@@ -105,7 +112,8 @@ unit-asan: $(addprefix build/asan/tests/,$(UNIT_NAMES))
 	@scripts/run-unit.sh build/asan/tests $(UNIT_NAMES)
 unit: unit-asan unit-opt
 
-integration: all asan | deps-ok
+# The package's hardened build too: tests/integration/test_package.py packs it.
+integration: all asan $(addprefix build/pkg/bin/,$(PROGS)) | deps-ok
 	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q tests/integration
 
 test: unit integration
@@ -128,7 +136,7 @@ check-deps:
 deps-ok:
 	@scripts/deps.sh $(DEPS_ACTION) $(DEPS_GROUPS)
 
-# ---- installing --------------------------------------------------------------------
+# ---- installing and packaging ------------------------------------------------------
 # Installed names carry the project's prefix so they clash with nothing:
 # bin/lb -> wslb-lb, bin/worker -> wslb-worker, bin/wsbench -> wslb-bench,
 # bin/wslbctl -> wslbctl. Whatever programs `all` builds are installed.
@@ -143,6 +151,11 @@ uninstall:
 # Short man pages generated from each program's --help.
 man: all
 	@scripts/mkman.sh "$(INSTALL_FROM)" build/man "$(VERSION)"
+
+# A .deb built with dpkg-deb from the hardened build (deploy/debian/).
+DEB_REVISION ?= 1
+deb: $(addprefix build/pkg/bin/,$(PROGS))
+	@deploy/debian/build.sh build/pkg/bin "$(VERSION)-$(DEB_REVISION)" build/deb
 
 bench: all
 	@bench/run.sh short
