@@ -186,7 +186,7 @@ shutdown() {
     while left=$(alive_pids "${pids[@]}") && [ -n "$left" ]; do
         start_timer 1
         # shellcheck disable=SC2086
-        wait -n -p dead $left "$TIMER"
+        wait -n -p dead $left "$TIMER" 2>/dev/null
         st=$?
         if [ "${dead:-}" = "$TIMER" ]; then
             TIMER=""
@@ -267,7 +267,8 @@ EOT
 # ---- supervise -------------------------------------------------------------------
 while ((ints == 0)); do
     dead=""
-    wait -n -p dead
+    # (bash would report a job killed by a signal on stderr; we say it below.)
+    wait -n -p dead 2>/dev/null
     st=$?
     ((ints > 0)) && break
     if [ -n "$TIMER" ] && [ "${dead:-}" = "$TIMER" ]; then

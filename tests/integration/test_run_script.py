@@ -226,6 +226,8 @@ def test_dead_worker_is_restarted_and_lines_arrive_at_once(run_script):
     w1_addr = "127.0.0.1:%d" % r.base
     os.kill(w1, signal.SIGKILL)
     r.wait_text(r"^\[run\] w1 \(pid %d\) killed by SIGKILL; restarting it in 1 s$" % w1)
+    # Said once, in its words: no shell job report next to it.
+    assert "Killed" not in r.text(), r.text()[-3000:]
     new = int(r.wait_text(r"^\[run\] w1 restarted \(pid (\d+)\)$").group(1))
     assert new != w1
     util.wait_for(lambda: (util.try_http_get(w1_addr, "/healthz") or [0])[0] == 200, 20,
