@@ -48,6 +48,15 @@ def _failed(request):
                for w in ("setup", "call"))
 
 
+def plain_make_env():
+    """The environment for running make from a test: without the variables
+    an outer `make test` passes down (jobserver, -w directory lines)."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(k, None)
+    return env
+
+
 def sanitizer_env():
     env = dict(os.environ)
     # Leaks make the process exit non-zero; the report is in stderr.

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import util
-from conftest import BIN_DIR, REPO, binary
+from conftest import BIN_DIR, REPO, binary, plain_make_env
 from lbutil import lb_factory, make_cert  # noqa: F401
 
 ANSIBLE = os.path.join(REPO, "deploy", "ansible")
@@ -70,9 +70,11 @@ def deb():
     if shutil.which("dpkg-deb") is None:
         pytest.skip("dpkg-deb is missing")
     r = subprocess.run(["make", "deb"], cwd=REPO, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, timeout=600)
+                       stderr=subprocess.STDOUT, text=True, timeout=600, env=plain_make_env())
     assert r.returncode == 0, r.stdout[-3000:]
-    return r.stdout.strip().splitlines()[-1]
+    debs = [x for x in r.stdout.splitlines() if x.endswith(".deb")]
+    assert debs and os.path.exists(debs[-1]), r.stdout[-3000:]
+    return debs[-1]
 
 
 def local_inventory(path, groups):

@@ -7,12 +7,12 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, plain_make_env
 
 
-def run(*args, env=None):
+def run(*args):
     return subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300, env=env, cwd=REPO)
+                          text=True, timeout=300, env=plain_make_env(), cwd=REPO)
 
 
 def files_under(root):

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, plain_make_env
 
 
 def write_exe(path, text):
@@ -44,7 +44,7 @@ exit 1
 def make(tree, *args):
     return subprocess.run(["make", "-C", str(tree), "CC=%s/fakecc" % tree] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=120)
+                          timeout=120, env=plain_make_env())
 
 
 def log(tree, name):
@@ -71,7 +71,7 @@ def test_parallel_build_waits_for_packages(tree, goal, groups):
 
 def test_run_installs_what_it_needs(tree):
     r = subprocess.run(["make", "-n", "-C", str(tree), "run"], stdout=subprocess.PIPE, text=True,
-                       timeout=60)
+                       timeout=60, env=plain_make_env())
     assert "scripts/deps.sh install build run" in r.stdout, r.stdout
 
 

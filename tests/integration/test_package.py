@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, plain_make_env
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None,
                                 reason="dpkg-deb is missing (a Debian system is needed)")
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None,
 
 def run(*args, **kw):
     kw.setdefault("timeout", 600)
+    kw.setdefault("env", plain_make_env())
     return subprocess.run(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, cwd=REPO, **kw)
 
@@ -25,9 +26,9 @@ def run(*args, **kw):
 def deb():
     r = run("make", "deb")
     assert r.returncode == 0, r.stdout[-4000:]
-    path = r.stdout.strip().splitlines()[-1]
-    assert path.endswith(".deb") and os.path.exists(path), r.stdout[-2000:]
-    return path
+    debs = [x for x in r.stdout.splitlines() if x.endswith(".deb")]
+    assert debs and os.path.exists(debs[-1]), r.stdout[-2000:]
+    return debs[-1]
 
 
 def field(info, name):
