@@ -325,8 +325,9 @@ int main(int argc, char **argv)
     /* A certificate with no TLS listener would be silently unused: the
      * operator meant to serve TLS and would not be. */
     if (o->tls_listen.n == 0 && (o->cert != NULL || o->key != NULL)) {
-        fprintf(stderr, "lb: --%s given without --tls-listen: add --tls-listen HOST:PORT, or "
-                        "drop --cert and --key\n",
+        fprintf(stderr,
+                "lb: --%s given without --tls-listen: add --tls-listen HOST:PORT, or "
+                "drop --cert and --key\n",
                 o->cert != NULL ? "cert" : "key");
         rc = 2;
         goto out;
