@@ -65,6 +65,16 @@ def sanitizer_env():
     return env
 
 
+@pytest.fixture(autouse=True)
+def _remove_tmp_path(request):
+    """A test's tmp_path goes when the test ends: it may hold private keys
+    and secrets (pytest would keep the last few runs' directories)."""
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 # ---- Redis --------------------------------------------------------------------------
 
 @pytest.fixture

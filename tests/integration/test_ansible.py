@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -258,6 +257,15 @@ echo $! >"$dir/$id.pid"
 """
 
 
+def gone(pid):
+    """Exited: no such process, or a zombie its new parent has not reaped."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 class LocalFleet:
     """Two workers started and restarted by restart.sh, one lb."""
 
@@ -310,14 +318,9 @@ class LocalFleet:
                 os.kill(pid, signal.SIGTERM)
             except (OSError, ValueError):
                 continue
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
+            try:
+                util.wait_for(lambda: gone(pid), 15, "%s to exit" % wid)
+            except AssertionError:
                 os.kill(pid, signal.SIGKILL)
 
 
