@@ -143,6 +143,8 @@ cleanup() {
         sleep 0.1
     done
     [ "$left" -eq 0 ] || echo "try-units: could not remove every cgroup in $work/cgroups" >&2
+    # The logs stay in $work; the throwaway key does not.
+    rm -rf "$work/tls"
 }
 trap cleanup EXIT
 
