@@ -4,7 +4,10 @@
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
 #   make test       unit + integration + browser tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
-#   make deps       install the Debian packages the build and tests need
+#                   (WORKERS=N workers; supervised; Ctrl-C drains and stops)
+#   make install    install as wslb-lb, wslb-worker, ... (PREFIX=/usr/local, DESTDIR)
+#   make deb        build a Debian package into build/deb/ (see deploy/debian/)
+#   make deps       install every Debian package the build, tests and benchmarks need
 #   make bench      short benchmark run (see bench/README.md)
 #   make fuzz / fuzz-smoke / soak   see README.md
 
@@ -33,9 +36,33 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 
 PROGS := worker lb wsbench wslbctl
 
-.PHONY: all asan test unit unit-opt unit-asan integration browser run deps check-deps bench bench-full \
-        fuzz fuzz-smoke soak format format-check clean
+.PHONY: all asan test unit unit-opt unit-asan integration browser run deps check-deps deps-ok bench \
+        bench-full fuzz fuzz-smoke soak format format-check clean install uninstall deb man
 .DEFAULT_GOAL := all
+
+# ---- Debian packages -----------------------------------------------------------
+# Every compile waits for deps-ok (an order-only prerequisite), so that with
+# -j the packages are in place before the first compiler runs. Plain `make`
+# only checks the build dependencies and prints the apt-get line; the targets
+# below also install what they need when run as root (scripts/deps.sh).
+DEPS_ACTION := check
+DEPS_GROUPS := build
+ifneq ($(filter test unit unit-opt unit-asan integration soak,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += test
+endif
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += run
+endif
+ifneq ($(filter bench bench-full,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += bench
+endif
+ifneq ($(filter fuzz fuzz-smoke fuzz-regress,$(MAKECMDGOALS)),)
+DEPS_ACTION := install
+DEPS_GROUPS += fuzz
+endif
 
 # ---- per-variant rules -------------------------------------------------------
 # $(1) = variant name (opt|asan), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
@@ -47,7 +74,7 @@ $(1)_LB     := $$(patsubst %.c,build/$(1)/%.o,$(LB_SRC))
 $(1)_BENCH  := $$(patsubst %.c,build/$(1)/%.o,$(BENCH_SRC))
 $(1)_CTL    := $$(patsubst %.c,build/$(1)/%.o,$(CTL_SRC))
 
-build/$(1)/%.o: %.c
+build/$(1)/%.o: %.c | deps-ok
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$(CPPFLAGS) -MMD -MP -c $$< -o $$@
 
@@ -81,18 +108,25 @@ endef
 
 $(eval $(call VARIANT,opt,$(OPT_CFLAGS),,bin))
 $(eval $(call VARIANT,asan,$(ASAN_CFLAGS),$(ASAN_LDFLAGS),bin/asan))
+# The Debian package's build: Debian's hardening flags on top of the
+# optimised build (stack protector, fortified libc calls, full RELRO).
+PKG_CFLAGS  := $(OPT_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
+               -Werror=format-security
+PKG_LDFLAGS := -Wl,-z,relro -Wl,-z,now
+$(eval $(call VARIANT,pkg,$(PKG_CFLAGS),$(PKG_LDFLAGS),build/pkg/bin))
 
-all: check-deps $(addprefix bin/,$(PROGS))
-asan: check-deps $(addprefix bin/asan/,$(PROGS))
+all: $(addprefix bin/,$(PROGS))
+asan: $(addprefix bin/asan/,$(PROGS))
 
 # ---- tests -------------------------------------------------------------------
-unit-opt: check-deps $(addprefix build/opt/tests/,$(UNIT_NAMES))
+unit-opt: $(addprefix build/opt/tests/,$(UNIT_NAMES))
 	@scripts/run-unit.sh build/opt/tests $(UNIT_NAMES)
-unit-asan: check-deps $(addprefix build/asan/tests/,$(UNIT_NAMES))
+unit-asan: $(addprefix build/asan/tests/,$(UNIT_NAMES))
 	@scripts/run-unit.sh build/asan/tests $(UNIT_NAMES)
 unit: unit-asan unit-opt
 
-integration: all asan
+# The package's hardened build too: tests/integration/test_package.py packs it.
+integration: all asan $(addprefix build/pkg/bin/,$(PROGS)) | deps-ok
 	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q tests/integration
 
 # Headless Chromium against a real cluster (tests/browser); each test is
@@ -110,13 +144,37 @@ soak: asan
 	SOAK_SECONDS=$(SOAK_SECONDS) BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 tests/soak/soak.py
 
 # ---- running -----------------------------------------------------------------
+WORKERS ?= 3
 run: all
-	@scripts/run.sh
+	@WORKERS=$(WORKERS) scripts/run.sh
 
 deps:
-	@scripts/deps.sh install
+	@scripts/deps.sh install all
 check-deps:
-	@scripts/deps.sh check
+	@scripts/deps.sh check $(DEPS_GROUPS)
+deps-ok:
+	@scripts/deps.sh $(DEPS_ACTION) $(DEPS_GROUPS)
+
+# ---- installing and packaging ------------------------------------------------------
+# Installed names carry the project's prefix so they clash with nothing:
+# bin/lb -> wslb-lb, bin/worker -> wslb-worker, bin/wsbench -> wslb-bench,
+# bin/wslbctl -> wslbctl. Whatever programs `all` builds are installed.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL_FROM ?= bin
+install: all man
+	@scripts/install.sh "$(INSTALL_FROM)" "$(DESTDIR)" "$(PREFIX)" build/man
+uninstall:
+	@scripts/install.sh --uninstall "$(INSTALL_FROM)" "$(DESTDIR)" "$(PREFIX)" build/man
+
+# Short man pages generated from each program's --help.
+man: all
+	@scripts/mkman.sh "$(INSTALL_FROM)" build/man "$(VERSION)"
+
+# A .deb built with dpkg-deb from the hardened build (deploy/debian/).
+DEB_REVISION ?= 1
+deb: $(addprefix build/pkg/bin/,$(PROGS))
+	@deploy/debian/build.sh build/pkg/bin "$(VERSION)-$(DEB_REVISION)" build/deb
 
 bench: all
 	@bench/run.sh short
@@ -159,7 +217,7 @@ fuzz_static_SRC  := lb/static.c common/http.c common/buf.c common/met.c common/l
 fuzz_static_LIBS := -lhttp_parser -lcrypto -lpthread -lm
 
 define FUZZ_TARGET
-build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h)
+build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h) | deps-ok
 	@mkdir -p $$(dir $$@)
 	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$< $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_LIBS)
 endef

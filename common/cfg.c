@@ -315,6 +315,11 @@ static int cfg_arg(const cfg_opt_t *opts, int argc, char **argv, int *i, const c
     *builtin = NULL;
     *val = NULL;
     *negate = 0;
+    /* "-h" is the one short flag: it is what people type first. */
+    if (strcmp(a, "-h") == 0) {
+        *builtin = "help";
+        return 0;
+    }
     if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
         cfg_err(err, errlen, "unexpected argument '%.64s'", a);
         return -1;
@@ -448,9 +453,17 @@ void cfg_usage(const cfg_opt_t *opts, FILE *f, const char *prog, const char *sum
             if (*(char **)o->dst != NULL)
                 snprintf(def, sizeof(def), "%.100s", *(char **)o->dst);
             break;
-        case CFG_INT:
-            snprintf(def, sizeof(def), "%ld", *(long *)o->dst);
+        case CFG_INT: {
+            long v = *(long *)o->dst;
+            /* A default outside the bounds is a placeholder the program
+             * replaces after parsing (e.g. "4 x max-evals"): its number
+             * means nothing to the reader. */
+            if ((o->min != 0 || o->max != 0) && (v < o->min || v > o->max))
+                snprintf(def, sizeof(def), "auto");
+            else
+                snprintf(def, sizeof(def), "%ld", v);
             break;
+        }
         case CFG_BOOL:
             if (*(int *)o->dst)
                 snprintf(def, sizeof(def), "on");
@@ -465,12 +478,12 @@ void cfg_usage(const cfg_opt_t *opts, FILE *f, const char *prog, const char *sum
         size_t el = strlen(extra);
         if (o->type == CFG_INT && (o->min != 0 || o->max != 0))
             snprintf(extra + el, sizeof(extra) - el, " [%ld..%ld]", o->min, o->max);
-        else if (o->type == CFG_LIST)
+        else if (o->type == CFG_LIST && (o->help == NULL || strstr(o->help, "repeatable") == NULL))
             snprintf(extra + el, sizeof(extra) - el, " (repeatable)");
         cfg_usage_line(f, o->name, cfg_type_metavar(o), o->help, extra);
     }
     cfg_usage_line(f, "config", "FILE", "read options from FILE ('name = value' lines)", NULL);
-    cfg_usage_line(f, "help", NULL, "show this help and exit", NULL);
+    cfg_usage_line(f, "help", NULL, "show this help and exit (also -h)", NULL);
     cfg_usage_line(f, "version", NULL, "show the version and exit", NULL);
     fprintf(f, "\nValues go as --name VALUE or --name=VALUE; a boolean is set by --name\n"
                "and cleared by --name=false or --no-name. Flags override the config file.\n");

@@ -40,8 +40,10 @@ typedef struct cfg_opt {
 enum { CFG_OK = 0, CFG_EXIT = 1, CFG_ERR = -1 };
 
 /* Parses argv (argv[0] is the program). Accepts "--name value" and
- * "--name=value", "--config FILE", "--help" and "--version" (which print to
- * stdout and return CFG_EXIT). String defaults already in *dst are copied to
+ * "--name=value", "--config FILE", "--help" (or "-h") and "--version" (which
+ * print to stdout and return CFG_EXIT). In the help, an integer default
+ * outside the option's bounds reads "auto": it is a placeholder the program
+ * fills in after parsing. String defaults already in *dst are copied to
  * the heap first, so cfg_free() can free every string. Returns CFG_OK,
  * CFG_EXIT, or CFG_ERR with a message like "--rise: not a number: 'x'" or
  * "app.conf:3: unknown option 'foo'" in err. */

@@ -229,6 +229,7 @@ int main(int argc, char **argv)
     o->timeout_idle_s = 3600;
     o->slowstart_ms = 3000;
     o->grace_s = 10;
+    o->max_head = HTTP_DEFAULT_MAX_HEAD;
     o->access_log = 1;
     o->static_max_file_kb = ST_DEFAULT_MAX_FILE / 1024;
     o->static_max_total_kb = ST_DEFAULT_MAX_TOTAL / 1024;
@@ -362,6 +363,16 @@ int main(int argc, char **argv)
     const be_algo_t *algo = be_algo_find(o->algo);
     if (algo == NULL) {
         fprintf(stderr, "lb: --algo: unknown algorithm '%s'\n", o->algo);
+        rc = 2;
+        goto out;
+    }
+    /* A certificate with no TLS listener would be silently unused: the
+     * operator meant to serve TLS and would not be. */
+    if (o->tls_listen.n == 0 && (o->cert != NULL || o->key != NULL)) {
+        fprintf(stderr,
+                "lb: --%s given without --tls-listen: add --tls-listen HOST:PORT, or "
+                "drop --cert and --key\n",
+                o->cert != NULL ? "cert" : "key");
         rc = 2;
         goto out;
     }

@@ -222,7 +222,7 @@ int main(int argc, char **argv)
     c->listen = "127.0.0.1:9001";
     c->redis_prefix = "wslb:";
     c->log_level = "info";
-    c->max_evals = 2 * (ncpu > 0 ? ncpu : 1);
+    c->max_evals = 0; /* below the bounds: "auto" in --help, computed after parsing */
     c->queue = -1;
     c->timeout_ms = 10000;
     c->memory_mb = 256;
@@ -294,6 +294,8 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_format(lfmt);
+    if (c->max_evals == 0)
+        c->max_evals = 2 * (ncpu > 0 ? ncpu : 1);
     if (c->queue < 0)
         c->queue = 4 * c->max_evals;
 

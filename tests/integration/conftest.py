@@ -48,12 +48,31 @@ def _failed(request):
                for w in ("setup", "call"))
 
 
+def plain_make_env():
+    """The environment for running make from a test: without the variables
+    an outer `make test` passes down (jobserver, -w directory lines)."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(k, None)
+    return env
+
+
 def sanitizer_env():
     env = dict(os.environ)
     # Leaks make the process exit non-zero; the report is in stderr.
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     return env
+
+
+@pytest.fixture(autouse=True)
+def _remove_tmp_path(request):
+    """A test's tmp_path goes when the test ends: it may hold private keys
+    and secrets (pytest would keep the last few runs' directories)."""
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ---- Redis --------------------------------------------------------------------------

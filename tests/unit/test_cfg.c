@@ -347,7 +347,7 @@ static void test_help_and_version(void **state)
     cfg_opt_t t[] = TABLE(o);
     char out[4096];
     /* --help wins even next to a config file that does not exist. */
-    assert_int_equal(parse_capture(t, out, sizeof(out), "--config", "/nonexistent", "--help", NULL),
+    assert_int_equal(parse_capture(t, out, sizeof(out), "--config", "/nonexistent", "-h", NULL),
                      CFG_EXIT);
     assert_non_null(strstr(out, "Usage: prog [OPTIONS]"));
     assert_non_null(strstr(out, "Balances things."));
@@ -370,6 +370,43 @@ static void test_help_and_version(void **state)
     opts_reset(&o);
     assert_int_equal(parse_capture(t, out, sizeof(out), "--version", NULL), CFG_EXIT);
     assert_string_equal(out, "prog 1.2.3\n");
+    cfg_free(t);
+}
+
+/* The help says "(repeatable)" once, prints "auto" for a default that is a
+ * placeholder outside the option's bounds, and "-h" is --help. */
+static void test_help_placeholders_and_short_flag(void **state)
+{
+    long queue = -1, head = 0, plain = 5;
+    cfg_list_t listen = {0}, peers = {0};
+    cfg_opt_t t[] = {
+        {"listen", CFG_LIST, &listen, "HOST:PORT", "listener, repeatable", 0, 0},
+        {"peer", CFG_LIST, &peers, "HOST", "a peer", 0, 0},
+        {"queue", CFG_INT, &queue, "N", "waiting runs (4 x slots)", 0, 100},
+        {"max-head", CFG_INT, &head, "BYTES", "largest head", 512, 4096},
+        {"plain", CFG_INT, &plain, "N", "in range", 1, 10},
+        CFG_END,
+    };
+    char out[4096];
+    assert_int_equal(parse_capture(t, out, sizeof(out), "--config", "/nonexistent", "-h", NULL),
+                     CFG_EXIT);
+    assert_non_null(strstr(out, "Usage: prog [OPTIONS]"));
+    assert_non_null(strstr(out, "listener, repeatable\n"));
+    assert_null(strstr(out, "repeatable (repeatable)"));
+    assert_non_null(strstr(out, "a peer (repeatable)\n"));
+    assert_non_null(strstr(out, "waiting runs (4 x slots) (default: auto) [0..100]\n"));
+    assert_non_null(strstr(out, "largest head (default: auto) [512..4096]\n"));
+    assert_null(strstr(out, "(default: -1)"));
+    assert_null(strstr(out, "(default: 0)"));
+    assert_non_null(strstr(out, "in range (default: 5) [1..10]\n"));
+    assert_non_null(strstr(out, "also -h"));
+    cfg_free(t);
+
+    /* Only "-h" itself: other short forms stay errors. */
+    char err[256] = "";
+    queue = -1;
+    assert_int_equal(parse(t, err, sizeof(err), "-hv", NULL), CFG_ERR);
+    assert_non_null(strstr(err, "unexpected argument '-hv'"));
     cfg_free(t);
 }
 
@@ -447,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_config_too_large),
         cmocka_unit_test(test_config_garbage_never_crashes),
         cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_help_placeholders_and_short_flag),
         cmocka_unit_test(test_cfg_set_direct),
         cmocka_unit_test(test_read_secret),
     };
