@@ -25,8 +25,9 @@
  * privileges the worker is that owner, but has no CAP_DAC_OVERRIDE. */
 static int sbx_open_rm(int dfd, const char *name, const struct stat *st)
 {
-    if ((st->st_mode & 0700) != 0700)
-        (void)fchmodat(dfd, name, 0700, AT_SYMLINK_NOFOLLOW);
+    /* Best effort: if it fails, the openat below says why. */
+    if ((st->st_mode & 0700) != 0700 && fchmodat(dfd, name, 0700, AT_SYMLINK_NOFOLLOW) < 0)
+        errno = 0;
     return openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
