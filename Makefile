@@ -78,7 +78,7 @@ build/$(1)/%.o: %.c | deps-ok
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$(CPPFLAGS) -MMD -MP -c $$< -o $$@
 
-build/$(1)/ctl/%.o: ctl/%.c
+build/$(1)/ctl/%.o: ctl/%.c | deps-ok
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$(CTL_CPPFLAGS) -MMD -MP -c $$< -o $$@
 

@@ -57,13 +57,20 @@ def test_example_config_is_all_comments(prog):
         assert line == "" or line.startswith("#"), line
 
 
-def uncommented(name, replace, tmp_path):
-    """The example with every `#name = value` line switched on; values of
-    the options in replace are substituted (addresses, files)."""
+# Alternatives to `redis` (a daemon takes one or the other): left off when
+# every other line is switched on.
+SENTINEL_KEYS = ("redis-sentinel", "redis-master", "redis-sentinel-user",
+                 "redis-sentinel-password-file")
+
+
+def uncommented(name, replace, tmp_path, skip=SENTINEL_KEYS):
+    """The example with every `#name = value` line switched on but those in
+    skip; values of the options in replace are substituted (addresses,
+    files)."""
     out = []
     for line in conf_lines(name):
         m = re.match(r"^#([a-z][a-z0-9-]*) = (.*)$", line)
-        if m:
+        if m and m.group(1) not in skip:
             key = m.group(1)
             out.append("%s = %s" % (key, replace.get(key, m.group(2))))
     path = tmp_path / ("all-" + name)
@@ -88,6 +95,7 @@ def test_worker_starts_with_every_default_switched_on(worker_factory, tmp_path):
         "runtimes": str(runtimes),
         "work-root": str(work),
         "upstream-secret-file": str(secret),
+        "redis-password-file": str(secret),
         "max-evals": "3",
     }, tmp_path)
     w = worker_factory(args=["--config", path])
@@ -108,6 +116,9 @@ def test_lb_starts_with_every_default_switched_on(lb_factory, tmp_path):  # noqa
     token.write_text("t0ken\n")
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<!doctype html><title>t</title>\n")
     tls = "127.0.0.1:%d" % util.free_port()
     path = uncommented("lb.conf", {
         "listen": "127.0.0.1:%d" % util.free_port(),
@@ -119,6 +130,8 @@ def test_lb_starts_with_every_default_switched_on(lb_factory, tmp_path):  # noqa
         "admin": "127.0.0.1:%d" % util.free_port(),  # lb_factory's --admin wins
         "admin-token-file": str(token),
         "upstream-secret-file": str(secret),
+        "redis-password-file": str(secret),
+        "static": str(web),
     }, tmp_path)
     lb = lb_factory(args=["--config", path])
     util.wait_for(lambda: "limits conns=0" in lb.stderr_text(), 10, "the start-up line")
