@@ -1521,7 +1521,6 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
 
     /* At most two records: the program's setup error, then init's report. */
     struct sbx_report rep;
-    int have_done = 0;
     while (p->status_fd >= 0) {
         ssize_t n = read(p->status_fd, &rep, sizeof(rep));
         if (n < 0 && errno == EINTR)
@@ -1534,7 +1533,6 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
             r->sandbox_fault = rep.kind == SBX_REP_ERROR;
             r->reported = 1;
         } else if (rep.kind == SBX_REP_DONE) {
-            have_done = 1;
             r->reported = 1;
             if (WIFEXITED(rep.wstatus)) {
                 r->exited = 1;
@@ -1554,7 +1552,6 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
         r->status = 127;
         r->signal = 0;
     }
-    (void)have_done;
     if (p->status_fd >= 0) {
         close(p->status_fd);
         p->status_fd = -1;
