@@ -1,10 +1,11 @@
-/* sbx internals shared by the sandbox's source files (sbx.c: lifecycle,
- * cgroups, namespaces and the child side; sbx_fs.c: work dirs and the runs'
- * /etc; sbx_seccomp.c: the syscall filter). Not for other modules: they use
- * sbx.h. */
+/* sbx internals shared by the sandbox's source files (sbx.c: lifecycle and
+ * namespaces; sbx_child.c: everything after clone; sbx_fs.c: work dirs and
+ * the runs' /etc; sbx_seccomp.c: the syscall filter). Not for other modules:
+ * they use sbx.h. */
 #ifndef WORKER_SBX_INT_H
 #define WORKER_SBX_INT_H
 
+#include <limits.h>
 #include <linux/filter.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -116,6 +117,30 @@ void sbx_umount_all(const char *path);
 int sbx_private_mounts(void);
 int sbx_make_etc(sbx_t *s, int private_mounts);
 void sbx_free_etc(sbx_t *s);
+
+/* What a run's init needs, computed by the parent before clone so that the
+ * child only makes system calls. */
+struct sbx_child {
+    const sbx_t *s;
+    const char *const *argv;
+    char *const *envp;
+    int fd_in, fd_out, fd_err, fd_status, fd_sync; /* child ends, before the shuffle */
+    int slot;
+    int cg_joined; /* born in the slot's cgroup (clone3 CLONE_INTO_CGROUP) */
+    uid_t uid;
+    gid_t gid;
+    unsigned mem_mb;
+    char workdir[PATH_MAX];
+    char newroot[PATH_MAX];
+};
+
+/* sbx_child.c: run in a child between clone and execve; never return. */
+/* The run's init (PID 1 of its namespace): builds the run's world, starts the
+ * program as PID 2, reaps the run and reports on the status fd. */
+__attribute__((noreturn)) void sbx_child_init(const struct sbx_child *c);
+/* The helper that makes n network namespaces: one unshare per 'g' on ack,
+ * each answered by 'y' (or 'n') on req. */
+__attribute__((noreturn)) void sbx_child_netns(int req, int ack, unsigned n);
 
 /* sbx_seccomp.c */
 int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen);
