@@ -1,7 +1,7 @@
 /* sbx internals shared by the sandbox's source files (sbx.c: lifecycle and
- * namespaces; sbx_child.c: everything after clone; sbx_fs.c: work dirs and
- * the runs' /etc; sbx_seccomp.c: the syscall filter). Not for other modules:
- * they use sbx.h. */
+ * namespaces; sbx_child.c: everything after clone; sbx_cg.c: cgroups v1 and
+ * v2; sbx_fs.c: work dirs and the runs' /etc; sbx_seccomp.c: the syscall
+ * filter). Not for other modules: they use sbx.h. */
 #ifndef WORKER_SBX_INT_H
 #define WORKER_SBX_INT_H
 
@@ -101,10 +101,29 @@ void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
  * somewhere else. */
 int sbx_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Writes val to a small kernel file (cgroup, /proc). */
+int sbx_write_file(const char *path, const char *val);
+
 static inline uid_t sbx_slot_uid(const sbx_t *s, int slot)
 {
     return s->cfg.uid_base + (uid_t)slot;
 }
+
+/* sbx_cg.c. Root only; every call is a no-op without cgroups (s->cg NONE),
+ * except sbx_cg_setup, which decides that. */
+/* Detects the cgroup version, makes the worker's and the slots' cgroups with
+ * their limits, and removes those of dead workers; on failure says why and
+ * leaves none. */
+int sbx_cg_setup(sbx_t *s, char *why, size_t whylen);
+/* Removes the cgroups sbx_cg_setup made (they must be empty). */
+void sbx_cg_cleanup(sbx_t *s);
+/* Before a run in slot: its memory limit, and the counters it is measured by. */
+int sbx_cg_run_begin(sbx_t *s, int slot, unsigned mem_mb);
+/* After the run in slot was reaped: kills leftovers, adds what the cgroup
+ * measured (OOM kills, CPU, peak memory) to r and resets the counters. */
+void sbx_cg_run_end(sbx_t *s, int slot, sbx_result_t *r);
+/* Kills whatever is still in the slot's cgroup. */
+void sbx_cg_kill_all(sbx_t *s, int slot);
 
 /* sbx_fs.c */
 int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved);
