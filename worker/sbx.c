@@ -180,7 +180,8 @@ static void sbx_append(sbx_t *s, const char *what)
     sbx_fmt(s->isolation + n, sizeof(s->isolation) - n, "%s%s", n ? "; " : "partial: ", what);
 }
 
-sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
+/* A zeroed sbx_t for cfg with defaults applied and nothing opened yet. */
+static sbx_t *sbx_alloc(const sbx_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg || !cfg->work_root || cfg->work_root[0] != '/') {
         sbx_seterr(err, errlen, "work_root must be an absolute path");
@@ -217,31 +218,20 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_seterr(err, errlen, "uid_base + slots overflows");
         goto fail;
     }
+    return s;
+fail:
+    sbx_free(s);
+    return NULL;
+}
 
+/* The work root, each slot's work dir and the runs' /etc. */
+static int sbx_setup_files(sbx_t *s, char *err, size_t errlen)
+{
     /* First, so that every fd opened below belongs to the new namespace (a
      * dirfd from the old one would not see the mounts made here). */
     int private_mounts = s->is_root && sbx_private_mounts() == 0;
-
-    /* Work root: traversable but not listable by the runs. */
-    if (mkdir(s->work_root, 0711) < 0 && errno != EEXIST) {
-        sbx_seterr(err, errlen, "mkdir %s: %s", s->work_root, strerror(errno));
-        goto fail;
-    }
-    s->root_fd = open(s->work_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (s->root_fd < 0) {
-        sbx_seterr(err, errlen, "open %s: %s", s->work_root, strerror(errno));
-        goto fail;
-    }
-    if (fchmod(s->root_fd, 0711) < 0 || (s->is_root && fchown(s->root_fd, 0, 0) < 0)) {
-        sbx_seterr(err, errlen, "chmod %s: %s", s->work_root, strerror(errno));
-        goto fail;
-    }
-    /* Mount point for each run's private root; only ever used inside a run's
-     * own mount namespace, so all slots can share it. */
-    if (mkdirat(s->root_fd, ".root", 0700) < 0 && errno != EEXIST) {
-        sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
-        goto fail;
-    }
+    if (sbx_root_open(s, err, errlen) < 0)
+        return -1;
     sbx_sweep_old(s);
     /* Each slot's work dir is a tmpfs of its own where we may mount (so /work
      * is size-limited and every run gets a new one), else a plain directory. */
@@ -250,7 +240,7 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_append(s, "/work not size-limited");
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
-            goto fail;
+            return -1;
     }
     if (sbx_make_etc(s, private_mounts) < 0) {
         log_warn("sandbox: cannot prepare the runs' /etc (%s): runs see the host's",
@@ -258,9 +248,13 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_free_etc(s);
         sbx_append(s, "host /etc visible");
     }
-    s->ll_scoped = sbx_landlock_scoped();
+    return 0;
+}
 
-    /* Namespaces: as root directly; otherwise through a user namespace. */
+/* Which namespaces runs get: as root directly; otherwise through a user
+ * namespace; and how their network is isolated. */
+static void sbx_setup_ns(sbx_t *s)
+{
     const int base = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
     if (s->is_root && sbx_try_ns(base) == 0) {
         s->ns_flags = base;
@@ -282,7 +276,17 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         else
             sbx_append(s, "network not isolated");
     }
+}
 
+sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
+{
+    sbx_t *s = sbx_alloc(cfg, err, errlen);
+    if (!s)
+        return NULL;
+    if (sbx_setup_files(s, err, errlen) < 0)
+        goto fail;
+    s->ll_scoped = sbx_landlock_scoped();
+    sbx_setup_ns(s);
     if (sbx_build_seccomp(s, err, errlen) < 0)
         goto fail;
 
@@ -314,22 +318,7 @@ void sbx_free(sbx_t *s)
             close(s->slot[i].netns_fd);
     }
     sbx_cg_cleanup(s);
-    if (s->root_fd >= 0) {
-        char name[32], path[PATH_MAX];
-        for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
-            sbx_fmt(name, sizeof(name), "slot%u", i);
-            if (s->workdir_tmpfs) {
-                sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name);
-                sbx_umount_all(path);
-            }
-            sbx_rm_tree(s->root_fd, name);
-        }
-        sbx_sweep_old(s);
-        unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
-        sbx_free_etc(s);
-        close(s->root_fd);
-        rmdir(s->work_root);
-    }
+    sbx_root_remove(s);
     free(s->filter);
     free(s->slot);
     free(s->work_root);
@@ -402,17 +391,130 @@ static int sbx_write_idmaps(const sbx_t *s, pid_t pid, uid_t uid)
     return sbx_write_file(path, map);
 }
 
-int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, sbx_proc_t *p,
-              char *err, size_t errlen)
+/* The pipes between the worker and a run: [0] read end, [1] write end. The
+ * child's ends go to init; the worker keeps the others. */
+struct sbx_pipes {
+    int in[2], out[2], err[2], stat[2], sync[2];
+};
+
+static void sbx_pipes_close_all(struct sbx_pipes *fp)
+{
+    sbx_close_pair(fp->in);
+    sbx_close_pair(fp->out);
+    sbx_close_pair(fp->err);
+    sbx_close_pair(fp->stat);
+    sbx_close_pair(fp->sync);
+}
+
+static int sbx_pipes_open(struct sbx_pipes *fp)
+{
+    if (pipe2(fp->in, O_CLOEXEC) < 0 || pipe2(fp->out, O_CLOEXEC) < 0 ||
+        pipe2(fp->err, O_CLOEXEC) < 0 || pipe2(fp->stat, O_CLOEXEC) < 0 ||
+        /* A socket for the go byte: send(MSG_NOSIGNAL) cannot raise SIGPIPE
+         * in the worker if the child died first. */
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fp->sync) < 0)
+        return -1;
+    return 0;
+}
+
+/* Once init has them: the worker's copies of the child's ends go. */
+static void sbx_pipes_close_child_ends(struct sbx_pipes *fp)
+{
+    close(fp->in[0]);
+    close(fp->out[1]);
+    close(fp->err[1]);
+    close(fp->stat[1]);
+    close(fp->sync[0]);
+    fp->in[0] = fp->out[1] = fp->err[1] = fp->stat[1] = fp->sync[0] = -1;
+}
+
+/* Everything init will need, computed now: the child may not allocate. */
+static void sbx_child_prepare(const sbx_t *s, int slot, const char *const argv[], unsigned mem,
+                              const struct sbx_pipes *fp, struct sbx_child *c)
 {
     static char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "LANG=C.UTF-8",
                                  "TMPDIR=/tmp", NULL};
-    uint64_t t0 = sbx_now_ns();
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
-    int pstat[2] = {-1, -1}, psync[2] = {-1, -1};
-    int pidfd = -1;
-    pid_t pid = -1;
+    memset(c, 0, sizeof(*c));
+    c->s = s;
+    c->argv = argv;
+    c->envp = envp;
+    c->uid = sbx_slot_uid(s, slot);
+    c->gid = (gid_t)c->uid;
+    if (!s->is_root && !(s->ns_flags & CLONE_NEWUSER)) {
+        c->uid = getuid();
+        c->gid = getgid();
+    }
+    c->mem_mb = mem;
+    c->slot = slot;
+    sbx_fmt(c->workdir, sizeof(c->workdir), "%s/slot%d", s->work_root, slot);
+    sbx_fmt(c->newroot, sizeof(c->newroot), "%s/.root", s->work_root);
+    c->fd_in = fp->in[0];
+    c->fd_out = fp->out[1];
+    c->fd_err = fp->err[1];
+    c->fd_status = fp->stat[1];
+    c->fd_sync = fp->sync[0];
+}
 
+/* Clones init with every signal blocked, so that no handler of the worker's
+ * runs in the child before init resets them. In the child this never
+ * returns. */
+static pid_t sbx_clone_init(const sbx_t *s, int slot, struct sbx_child *c)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = sbx_clone_run(s, slot, &c->cg_joined);
+    if (pid == 0)
+        sbx_child_init(c);
+    int clone_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    errno = clone_errno;
+    return pid;
+}
+
+/* Lets init go once the worker holds what it needs of it: the id maps of a
+ * user namespace written, then the go byte; the worker's ends non-blocking. */
+static int sbx_release_init(const sbx_t *s, pid_t pid, uid_t uid, struct sbx_pipes *fp, char *err,
+                            size_t errlen)
+{
+    if ((s->ns_flags & CLONE_NEWUSER) && sbx_write_idmaps(s, pid, uid) < 0) {
+        sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
+        return -1;
+    }
+    if (send(fp->sync[1], "g", 1, MSG_NOSIGNAL) != 1) {
+        sbx_seterr(err, errlen, "start child: %s", strerror(errno));
+        return -1;
+    }
+    close(fp->sync[1]);
+    fp->sync[1] = -1;
+    if (sbx_set_nonblock(fp->in[1]) < 0 || sbx_set_nonblock(fp->out[0]) < 0 ||
+        sbx_set_nonblock(fp->err[0]) < 0 || sbx_set_nonblock(fp->stat[0]) < 0) {
+        sbx_seterr(err, errlen, "nonblock: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A spawn failed after clone: init is killed and reaped (with whatever it
+ * forked), and a setup error it reported becomes err. */
+static void sbx_abort_init(sbx_t *s, int slot, pid_t pid, int stat_fd, char *err, size_t errlen)
+{
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    /* A child that failed its setup before we could start it says why. */
+    struct sbx_report rep;
+    if (stat_fd >= 0 && read(stat_fd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
+        rep.magic == SBX_REPORT_MAGIC && rep.kind != SBX_REP_DONE) {
+        rep.error[sizeof(rep.error) - 1] = '\0';
+        sbx_seterr(err, errlen, "%s", rep.error);
+    }
+    sbx_cg_kill_all(s, slot);
+}
+
+static int sbx_spawn_check(const sbx_t *s, int slot, const char *const argv[], const sbx_proc_t *p,
+                           char *err, size_t errlen)
+{
     if (!s || !p || slot < 0 || (unsigned)slot >= s->cfg.slots) {
         sbx_seterr(err, errlen, "bad slot %d", slot);
         return -1;
@@ -421,117 +523,63 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
         sbx_seterr(err, errlen, "argv[0] must be an absolute path");
         return -1;
     }
-    struct sbx_slot *sl = &s->slot[slot];
-    if (sl->pid > 0) {
+    if (s->slot[slot].pid > 0) {
         sbx_seterr(err, errlen, "slot %d is busy", slot);
         return -1;
     }
+    return 0;
+}
+
+int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, sbx_proc_t *p,
+              char *err, size_t errlen)
+{
+    uint64_t t0 = sbx_now_ns();
+    struct sbx_pipes fp = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    int pidfd = -1;
+    pid_t pid = -1;
+
+    if (sbx_spawn_check(s, slot, argv, p, err, errlen) < 0)
+        return -1;
+    struct sbx_slot *sl = &s->slot[slot];
     unsigned mem = memory_mb ? memory_mb : s->cfg.memory_mb;
     if (sbx_cg_run_begin(s, slot, mem) < 0) {
         sbx_seterr(err, errlen, "set memory limit: %s", strerror(errno));
         return -1;
     }
-
-    struct sbx_child c;
-    memset(&c, 0, sizeof(c));
-    c.s = s;
-    c.argv = argv;
-    c.envp = envp;
-    c.uid = sbx_slot_uid(s, slot);
-    c.gid = (gid_t)c.uid;
-    if (!s->is_root && !(s->ns_flags & CLONE_NEWUSER)) {
-        c.uid = getuid();
-        c.gid = getgid();
-    }
-    c.mem_mb = mem;
-    c.slot = slot;
-    sbx_fmt(c.workdir, sizeof(c.workdir), "%s/slot%d", s->work_root, slot);
-    sbx_fmt(c.newroot, sizeof(c.newroot), "%s/.root", s->work_root);
-
-    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
-        pipe2(pstat, O_CLOEXEC) < 0 ||
-        /* A socket for the go byte: send(MSG_NOSIGNAL) cannot raise SIGPIPE
-         * in the worker if the child died first. */
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, psync) < 0) {
+    if (sbx_pipes_open(&fp) < 0) {
         sbx_seterr(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
     }
-    c.fd_in = pin[0];
-    c.fd_out = pout[1];
-    c.fd_err = perr[1];
-    c.fd_status = pstat[1];
-    c.fd_sync = psync[0];
-
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_SETMASK, &all, &old);
-    pid = sbx_clone_run(s, slot, &c.cg_joined);
-    if (pid == 0)
-        sbx_child_init(&c);
-    int clone_errno = errno;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    struct sbx_child c;
+    sbx_child_prepare(s, slot, argv, mem, &fp, &c);
+    pid = sbx_clone_init(s, slot, &c);
     if (pid < 0) {
-        sbx_seterr(err, errlen, "clone: %s", strerror(clone_errno));
+        sbx_seterr(err, errlen, "clone: %s", strerror(errno));
         goto fail;
     }
     /* A pidfd makes sbx_kill safe even after the pid was reaped and reused. */
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    close(pstat[1]);
-    close(psync[0]);
-    pin[0] = pout[1] = perr[1] = pstat[1] = psync[0] = -1;
-
-    if ((s->ns_flags & CLONE_NEWUSER) && sbx_write_idmaps(s, pid, c.uid) < 0) {
-        sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
+    sbx_pipes_close_child_ends(&fp);
+    if (sbx_release_init(s, pid, c.uid, &fp, err, errlen) < 0)
         goto fail;
-    }
-    if (send(psync[1], "g", 1, MSG_NOSIGNAL) != 1) {
-        sbx_seterr(err, errlen, "start child: %s", strerror(errno));
-        goto fail;
-    }
-    close(psync[1]);
-    psync[1] = -1;
-    if (sbx_set_nonblock(pin[1]) < 0 || sbx_set_nonblock(pout[0]) < 0 ||
-        sbx_set_nonblock(perr[0]) < 0 || sbx_set_nonblock(pstat[0]) < 0) {
-        sbx_seterr(err, errlen, "nonblock: %s", strerror(errno));
-        goto fail;
-    }
 
     sl->pid = pid;
     sl->pidfd = pidfd;
     p->pid = pid;
-    p->in_fd = pin[1];
-    p->out_fd = pout[0];
-    p->err_fd = perr[0];
-    p->status_fd = pstat[0];
+    p->in_fd = fp.in[1];
+    p->out_fd = fp.out[0];
+    p->err_fd = fp.err[0];
+    p->status_fd = fp.stat[0];
     p->slot = slot;
     p->spawn_ns = sbx_now_ns() - t0;
     return 0;
 
 fail:
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
-            ;
-        /* A child that failed its setup before we could start it says why. */
-        struct sbx_report rep;
-        if (pstat[0] >= 0 && read(pstat[0], &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
-            rep.magic == SBX_REPORT_MAGIC && rep.kind != SBX_REP_DONE) {
-            rep.error[sizeof(rep.error) - 1] = '\0';
-            sbx_seterr(err, errlen, "%s", rep.error);
-        }
-        if (s->cg != SBX_CG_NONE)
-            sbx_cg_kill_all(s, slot);
-    }
+    if (pid > 0)
+        sbx_abort_init(s, slot, pid, fp.stat[0], err, errlen);
     if (pidfd >= 0)
         close(pidfd);
-    sbx_close_pair(pin);
-    sbx_close_pair(pout);
-    sbx_close_pair(perr);
-    sbx_close_pair(pstat);
-    sbx_close_pair(psync);
+    sbx_pipes_close_all(&fp);
     return -1;
 }
 

@@ -1,5 +1,5 @@
-/* sbx_fs: the sandbox's files on the worker's side: per-slot work dirs and
- * the runs' allow-listed /etc; see sbx_int.h. */
+/* sbx_fs: the sandbox's files on the worker's side: the work root, per-slot
+ * work dirs and the runs' allow-listed /etc; see sbx_int.h. */
 #include "sbx_int.h"
 
 #include <dirent.h>
@@ -15,6 +15,54 @@
 #include <unistd.h>
 
 #include "log.h"
+
+/* ---- the work root ------------------------------------------------------------- */
+
+int sbx_root_open(sbx_t *s, char *err, size_t errlen)
+{
+    /* Traversable but not listable by the runs. */
+    if (mkdir(s->work_root, 0711) < 0 && errno != EEXIST) {
+        sbx_seterr(err, errlen, "mkdir %s: %s", s->work_root, strerror(errno));
+        return -1;
+    }
+    s->root_fd = open(s->work_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (s->root_fd < 0) {
+        sbx_seterr(err, errlen, "open %s: %s", s->work_root, strerror(errno));
+        return -1;
+    }
+    if (fchmod(s->root_fd, 0711) < 0 || (s->is_root && fchown(s->root_fd, 0, 0) < 0)) {
+        sbx_seterr(err, errlen, "chmod %s: %s", s->work_root, strerror(errno));
+        return -1;
+    }
+    /* Mount point for each run's private root; only ever used inside a run's
+     * own mount namespace, so all slots can share it. */
+    if (mkdirat(s->root_fd, ".root", 0700) < 0 && errno != EEXIST) {
+        sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void sbx_root_remove(sbx_t *s)
+{
+    if (s->root_fd < 0)
+        return;
+    char name[32], path[PATH_MAX];
+    for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
+        sbx_fmt(name, sizeof(name), "slot%u", i);
+        if (s->workdir_tmpfs) {
+            sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name);
+            sbx_umount_all(path);
+        }
+        sbx_rm_tree(s->root_fd, name);
+    }
+    sbx_sweep_old(s);
+    unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
+    sbx_free_etc(s);
+    close(s->root_fd);
+    s->root_fd = -1;
+    rmdir(s->work_root);
+}
 
 /* ---- work dirs ---------------------------------------------------------------- */
 

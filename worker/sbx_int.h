@@ -126,6 +126,10 @@ void sbx_cg_run_end(sbx_t *s, int slot, sbx_result_t *r);
 void sbx_cg_kill_all(sbx_t *s, int slot);
 
 /* sbx_fs.c */
+/* Makes (or takes over) the work root, root-owned 0711, and opens root_fd. */
+int sbx_root_open(sbx_t *s, char *err, size_t errlen);
+/* Removes what sbx_root_open and the work dirs made, then the root itself. */
+void sbx_root_remove(sbx_t *s);
 int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved);
 /* Removes name in dfd: a file, or a directory tree without following links. */
 int sbx_rm_tree(int dfd, const char *name);
