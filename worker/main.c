@@ -1,7 +1,5 @@
 /* worker: serves websockets and runs sandboxed evaluations; see README. */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,40 +174,41 @@ static int wk_metrics(wk_t *w)
     return 0;
 }
 
-/* Removes the empty work roots (/tmp/wsworker-PID) that workers killed with
- * SIGKILL left behind: their mounts went with them, their directories did
- * not. Only empty directories are removed (rmdir), never files, and only for
- * pids that no longer exist. */
-static void wk_clean_stale_roots(void)
+/* Default work roots: /tmp/wsworker-PID, or /tmp/wsworker-PID-N when a
+ * live worker of another PID namespace (a container sharing /tmp) has the
+ * same pid and holds that name. */
+#define WK_ROOT_DIR    "/tmp"
+#define WK_ROOT_PREFIX "wsworker-"
+#define WK_ROOT_TRIES  16
+
+/* Starts the sandbox in --work-root, or in a default root of its own after
+ * removing those of workers that are gone (their mounts went with them,
+ * their directories did not). Whether a worker is gone is told by the lock
+ * it holds on its root, never by its pid: a pid means nothing in another PID
+ * namespace. */
+static sbx_t *wk_sandbox(wk_config_t *c, char *err, size_t errlen)
 {
-    DIR *d = opendir("/tmp");
-    if (d == NULL)
-        return;
-    int dfd = dirfd(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        if (strncmp(e->d_name, "wsworker-", 9) != 0)
-            continue;
-        long pid = strtol(e->d_name + 9, &end, 10);
-        if (*end != '\0' || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
-            continue;
-        int rfd = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (rfd < 0)
-            continue;
-        DIR *rd = fdopendir(rfd);
-        if (rd == NULL) {
-            close(rfd);
-            continue;
-        }
-        struct dirent *s;
-        while ((s = readdir(rd)) != NULL)
-            if (strcmp(s->d_name, ".") != 0 && strcmp(s->d_name, "..") != 0)
-                (void)unlinkat(rfd, s->d_name, AT_REMOVEDIR);
-        closedir(rd);
-        (void)unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+    sbx_config_t sc = {.work_root = c->work_root,
+                       .slots = (unsigned)c->max_evals,
+                       .uid_base = (uid_t)c->uid_base,
+                       .memory_mb = (unsigned)c->memory_mb};
+    if (c->work_root != NULL)
+        return sbx_create(&sc, err, errlen);
+    sbx_reap_roots(WK_ROOT_DIR, WK_ROOT_PREFIX);
+    char root[64];
+    sc.work_root = root;
+    for (int n = 1; n <= WK_ROOT_TRIES; n++) {
+        if (n == 1)
+            snprintf(root, sizeof(root), WK_ROOT_DIR "/" WK_ROOT_PREFIX "%d", (int)getpid());
+        else
+            snprintf(root, sizeof(root), WK_ROOT_DIR "/" WK_ROOT_PREFIX "%d-%d", (int)getpid(), n);
+        sbx_t *s = sbx_create(&sc, err, errlen);
+        if (s != NULL)
+            c->work_root = strdup(root);
+        if (s != NULL || errno != EBUSY)
+            return s;
     }
-    closedir(d);
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -265,7 +264,7 @@ int main(int argc, char **argv)
     };
     char err[512];
     rds_config_t rcfg = {0};
-    char idbuf[SOCK_ADDRSTRLEN], workroot[256];
+    char idbuf[SOCK_ADDRSTRLEN];
     int rc = cfg_parse(opts, argc, argv,
                        "Websocket worker: sandboxed code evaluations, load published in Redis.",
                        VERSION, err, sizeof(err));
@@ -353,16 +352,7 @@ int main(int argc, char **argv)
 
     /* The sandbox forks helpers and reaps them itself, so it must exist
      * before libev's default loop installs its SIGCHLD handler. */
-    if (c->work_root == NULL) {
-        wk_clean_stale_roots();
-        snprintf(workroot, sizeof(workroot), "/tmp/wsworker-%d", (int)getpid());
-        c->work_root = strdup(workroot);
-    }
-    sbx_config_t sc = {.work_root = c->work_root,
-                       .slots = (unsigned)c->max_evals,
-                       .uid_base = (uid_t)c->uid_base,
-                       .memory_mb = (unsigned)c->memory_mb};
-    w.sbx = sbx_create(&sc, err, sizeof(err));
+    w.sbx = wk_sandbox(c, err, sizeof(err));
     if (w.sbx == NULL) {
         log_error("sandbox: %s", err);
         goto out;

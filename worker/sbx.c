@@ -199,6 +199,7 @@ static sbx_t *sbx_alloc(const sbx_config_t *cfg, char *err, size_t errlen)
     s->cfg = *cfg;
     sbx_defaults(&s->cfg);
     s->root_fd = -1;
+    s->lock_fd = -1;
     s->is_root = geteuid() == 0;
     s->host_uid = geteuid();
     s->host_gid = getegid();
@@ -227,8 +228,10 @@ fail:
 /* The work root, each slot's work dir and the runs' /etc. */
 static int sbx_setup_files(sbx_t *s, char *err, size_t errlen)
 {
-    /* First, so that every fd opened below belongs to the new namespace (a
-     * dirfd from the old one would not see the mounts made here). */
+    if (sbx_root_lock(s, err, errlen) < 0)
+        return -1;
+    /* Before any fd below, so that they belong to the new namespace (a dirfd
+     * from the old one would not see the mounts made here). */
     int private_mounts = s->is_root && sbx_private_mounts() == 0;
     if (sbx_root_open(s, err, errlen) < 0)
         return -1;
@@ -302,8 +305,11 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     log_info("sandbox: %u slots under %s, cgroup %s, isolation: %s", s->cfg.slots, s->work_root,
              sbx_cgroup_mode(s), s->isolation);
     return s;
-fail:
+fail:;
+    /* EBUSY says that the work root is another live sandbox's, nothing else. */
+    int e = errno == EBUSY && s->lock_fd >= 0 ? EIO : errno;
     sbx_free(s);
+    errno = e;
     return NULL;
 }
 

@@ -334,7 +334,10 @@ void sbx_cg_cleanup(sbx_t *s)
 /* Removes per-worker cgroups left by workers of this pid namespace that died
  * without sbx_free (killed, crashed). The pid namespace's inode is part of
  * the name because v1 hierarchies can be shared with other containers, whose
- * pids mean nothing here. Non-empty cgroups refuse rmdir, which is fine. */
+ * pids mean nothing here: only a cgroup named for our own namespace is
+ * judged by its pid, which kill() then sees whenever it lives. Non-empty
+ * cgroups refuse rmdir, but a live worker's idle slots are empty: that
+ * namespace test is what keeps them. */
 static void sbx_cg_reap_stale(const char *parent, unsigned long long nsino)
 {
     DIR *d = opendir(parent);
@@ -405,7 +408,10 @@ int sbx_cg_setup(sbx_t *s, char *why, size_t whylen)
         sbx_fmt(why, whylen, "no cgroup memory controller");
         return -1;
     }
-    sbx_cg_reap_all(s, nsino);
+    /* Without /proc the namespace is unknown (0 for every worker): a pid
+     * then proves nothing, so nothing is reaped. */
+    if (nsino != 0)
+        sbx_cg_reap_all(s, nsino);
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_cg_setup_slot(s, (int)i, err, sizeof(err)) < 0) {
             sbx_fmt(why, whylen, "%s", err);

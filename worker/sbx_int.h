@@ -16,6 +16,9 @@
 #define SBX_MAX_SLOTS    1024
 #define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
 #define SBX_CG1          "/sys/fs/cgroup"
+/* In the work root: the worker flocks it for its whole life, so that whoever
+ * can take it knows the root is a dead worker's (see sbx_reap_roots). */
+#define SBX_LOCK_NAME ".lock"
 /* Queued signals and POSIX timers of a slot's uid (RLIMIT_SIGPENDING). */
 #define SBX_SIGPENDING 1024
 
@@ -76,6 +79,7 @@ struct sbx {
     sbx_config_t cfg;
     char *work_root;
     int root_fd; /* work_root, O_DIRECTORY */
+    int lock_fd; /* work_root/.lock, flocked while root_fd is open */
     int is_root;
     int ns_flags;   /* CLONE_NEW* for each run; 0 when namespaces are unavailable */
     uid_t host_uid; /* when unprivileged: who we are outside the user namespace */
@@ -126,7 +130,11 @@ void sbx_cg_run_end(sbx_t *s, int slot, sbx_result_t *r);
 void sbx_cg_kill_all(sbx_t *s, int slot);
 
 /* sbx_fs.c */
-/* Makes (or takes over) the work root, root-owned 0711, and opens root_fd. */
+/* Makes the work root, or takes over one whose worker is gone, and holds its
+ * lock (lock_fd). Fails with EBUSY when a live worker holds it. Call before
+ * sbx_private_mounts, so that a refusal leaves the caller as it was. */
+int sbx_root_lock(sbx_t *s, char *err, size_t errlen);
+/* Then, in the worker's mount namespace: opens root_fd, root-owned 0711. */
 int sbx_root_open(sbx_t *s, char *err, size_t errlen);
 /* Removes what sbx_root_open and the work dirs made, then the root itself. */
 void sbx_root_remove(sbx_t *s);
