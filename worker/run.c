@@ -24,6 +24,8 @@
 
 static const char *const run_verdicts[V__COUNT] = {"ok",     "signaled", "timeout", "memory",
                                                    "output", "killed",   "error"};
+_Static_assert(V__COUNT <= sizeof(((wk_t *)0)->m_verdict) / sizeof(((wk_t *)0)->m_verdict[0]),
+               "wk_t.m_verdict has a counter per verdict");
 
 const char *run_verdict_name(enum run_verdict v)
 {

@@ -25,6 +25,19 @@
 
 struct wc_conn;
 
+/* Verdicts in the order of wk_t.m_verdict. */
+enum run_verdict {
+    V_OK = 0,
+    V_SIGNALED,
+    V_TIMEOUT,
+    V_MEMORY,
+    V_OUTPUT,
+    V_KILLED,
+    V_ERROR,
+    V__COUNT
+};
+const char *run_verdict_name(enum run_verdict v);
+
 enum run_phase { RUN_QUEUED = 0, RUN_BUILD, RUN_EXEC, RUN_DONE };
 
 typedef struct run {
