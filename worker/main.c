@@ -372,6 +372,7 @@ int main(int argc, char **argv)
     TAILQ_INIT(&w.conns);
     TAILQ_INIT(&w.closed);
     TAILQ_INIT(&w.queue);
+    TAILQ_INIT(&w.running);
     if ((rcfg.addr != NULL || rcfg.sentinels != NULL) &&
         (w.pub = pub_create(&w, &rcfg, err, sizeof(err))) == NULL) {
         log_error("--redis: %s", err);

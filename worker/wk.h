@@ -76,8 +76,9 @@ typedef struct wk {
     rt_table_t rt;
     struct run_list queue; /* waiting for a slot */
     size_t nqueued;
-    size_t nrunning; /* runs holding a slot */
-    int pumping;     /* run_pump is on the stack */
+    struct run_list running; /* holding a slot */
+    size_t nrunning;
+    int pumping; /* run_pump is on the stack, or run_kill_all holds it off */
 
     struct pub *pub;
 
