@@ -3,6 +3,7 @@
 #   make            optimised build: bin/lb bin/worker bin/wsbench bin/wslbctl
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
 #   make test       unit + integration + browser tests (sanitizer build; unit tests on both)
+#   make check-child  the sandbox's after-clone code calls only async-signal-safe functions
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
 #                   (WORKERS=N workers; supervised; Ctrl-C drains and stops)
 #   make install    install as wslb-lb, wslb-worker, ... (PREFIX=/usr/local, DESTDIR)
@@ -36,8 +37,9 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 
 PROGS := worker lb wsbench wslbctl
 
-.PHONY: all asan test unit unit-opt unit-asan integration browser run deps check-deps deps-ok bench \
-        bench-full fuzz fuzz-smoke soak format format-check clean install uninstall deb man
+.PHONY: all asan test unit unit-opt unit-asan integration browser check-child run deps check-deps \
+        deps-ok bench bench-full fuzz fuzz-smoke soak format format-check clean install uninstall \
+        deb man
 .DEFAULT_GOAL := all
 
 # ---- Debian packages -----------------------------------------------------------
@@ -135,7 +137,12 @@ integration: all asan $(addprefix build/pkg/bin/,$(PROGS)) | deps-ok
 browser: all asan
 	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q -rs tests/browser
 
-test: unit integration browser
+# What runs between clone and execve in the sandbox may call only
+# async-signal-safe functions: checked on the object's undefined symbols.
+check-child: build/opt/worker/sbx_child.o
+	@scripts/check-child.sh $<
+
+test: check-child unit integration browser
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak

@@ -63,7 +63,9 @@ static void wc_update_read(wc_conn_t *c)
     c->read_paused = !want;
 }
 
-void wc_stdin_changed(wc_conn_t *c, long delta)
+/* The stdin its runs hold changed by delta bytes (negative when written to
+ * a program or dropped): pauses or resumes reading the websocket. */
+static void wc_stdin_changed(wc_conn_t *c, long delta)
 {
     if (delta < 0 && (size_t)-delta > c->stdin_pending)
         delta = -(long)c->stdin_pending;
@@ -119,17 +121,15 @@ static int wc_flush(wc_conn_t *c)
     }
     if (c->state == WC_WS) {
         wc_update_read(c);
-        /* Only after runs actually paused: most flushes have nothing to
-         * resume and should not walk the runs. */
-        if (c->runs_paused && buf_size(&c->out) < WC_OUT_LOW) {
-            c->runs_paused = 0;
-            run_resume_output(c);
-        }
+        if (c->kind == WC_EVAL && buf_size(&c->out) < WC_OUT_LOW)
+            run_resume_output(&c->rc);
     }
     return 0;
 }
 
-int wc_send_json(wc_conn_t *c, json_t *j)
+/* Queues one JSON text message (borrowed). Returns -1 if the connection is
+ * closing. */
+static int wc_send_json(wc_conn_t *c, json_t *j)
 {
     if (c->closed || c->close_after_flush)
         return -1;
@@ -180,7 +180,8 @@ void wc_close(wc_conn_t *c, const char *why)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->timer);
-    run_conn_gone(c);
+    if (c->kind == WC_EVAL)
+        run_client_gone(&c->rc);
     close(c->fd);
     c->fd = -1;
     TAILQ_REMOVE(&w->conns, c, link);
@@ -260,6 +261,24 @@ static int wc_lb_slot(wk_t *w, const http_head_t *h)
     return wk_lb_take(w, v->p, v->n);
 }
 
+/* How an /eval websocket's runs reach it. */
+static int wc_sink_send_json(void *ctx, json_t *j)
+{
+    return wc_send_json(ctx, j);
+}
+
+static int wc_sink_out_full(void *ctx)
+{
+    return buf_size(&((wc_conn_t *)ctx)->out) > WC_OUT_HIGH;
+}
+
+static void wc_sink_stdin_changed(void *ctx, long delta)
+{
+    wc_stdin_changed(ctx, delta);
+}
+
+static const run_sink_t wc_run_sink = {wc_sink_send_json, wc_sink_out_full, wc_sink_stdin_changed};
+
 /* Answers a websocket upgrade or refuses it with a reason. */
 static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
 {
@@ -290,6 +309,8 @@ static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
                accept);
     c->state = WC_WS;
     c->kind = kind;
+    if (kind == WC_EVAL)
+        run_client_init(&c->rc, w, &wc_run_sink, c);
     c->lb_slot = wc_lb_slot(w, h);
     c->msg.max_size = (uint64_t)w->cfg.max_message_kb * 1024;
     ev_timer_stop(w->loop, &c->timer);
@@ -373,7 +394,7 @@ static void wc_on_message(wc_conn_t *c)
         json_decref(j);
         return;
     }
-    run_handle_message(c, buf_head(&c->msg.data), buf_size(&c->msg.data));
+    run_handle_message(&c->rc, buf_head(&c->msg.data), buf_size(&c->msg.data));
 }
 
 static void wc_on_control(wc_conn_t *c, const ws_frame_t *f)
@@ -514,7 +535,6 @@ static void wc_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->fd = fd;
         c->lb_slot = -1;
         sock_addr_str(&peer, c->peer, sizeof(c->peer));
-        TAILQ_INIT(&c->runs);
         ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);
         ev_io_init(&c->wio, wc_write_cb, fd, EV_WRITE);
         ev_timer_init(&c->timer, wc_timer_cb, WC_HEAD_TIMEOUT, 0.);

@@ -10,10 +10,10 @@
 #define WORKER_CONN_H
 
 #include <ev.h>
-#include <jansson.h>
 #include <stdint.h>
 
 #include "buf.h"
+#include "run.h"
 #include "sock.h"
 #include "wk.h"
 #include "ws.h"
@@ -48,10 +48,8 @@ typedef struct wc_conn {
     int read_paused;       /* backpressure: output or stdin above its mark */
     int stdin_paused;      /* stdin above WC_STDIN_HIGH, not yet under LOW */
     size_t stdin_pending;  /* bytes in its runs' stdin buffers */
-    int runs_paused;       /* runs stopped reading their pipes for this client */
     int lb_slot;           /* w->by_lb entry this websocket counts in, or -1 */
-    struct run_list runs;  /* evaluations this client started */
-    size_t nruns;
+    run_client_t rc;       /* an /eval websocket's runs (kind WC_EVAL only) */
     char peer[SOCK_ADDRSTRLEN];
     TAILQ_ENTRY(wc_conn) link;
 } wc_conn_t;
@@ -59,9 +57,6 @@ typedef struct wc_conn {
 /* Starts accepting on w->lfd. */
 void wc_listen_start(wk_t *w);
 void wc_listen_stop(wk_t *w);
-/* Queues one JSON text message (borrowed). Returns -1 if the connection is
- * closing. */
-int wc_send_json(wc_conn_t *c, json_t *j);
 /* Sends a close frame, then closes once it is flushed. */
 void wc_send_close(wc_conn_t *c, uint16_t code, const char *reason);
 /* Closes now: stops watchers, kills its evaluations, queues it for freeing. */
@@ -70,12 +65,5 @@ void wc_close(wc_conn_t *c, const char *why);
 void wc_close_all(wk_t *w, uint16_t code, const char *reason);
 /* Frees the connections on the closed list (from the reaper or at exit). */
 void wc_reap(wk_t *w);
-/* The stdin its runs hold changed by delta bytes (negative when written to
- * a program or dropped): pauses or resumes reading the websocket. */
-void wc_stdin_changed(wc_conn_t *c, long delta);
-static inline size_t wc_out_pending(const wc_conn_t *c)
-{
-    return buf_size(&c->out);
-}
 
 #endif

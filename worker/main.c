@@ -1,7 +1,5 @@
 /* worker: serves websockets and runs sandboxed evaluations; see README. */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,49 +174,45 @@ static int wk_metrics(wk_t *w)
     return 0;
 }
 
-/* Removes the empty work roots (/tmp/wsworker-PID) that workers killed with
- * SIGKILL left behind: their mounts went with them, their directories did
- * not. Only empty directories are removed (rmdir), never files, and only for
- * pids that no longer exist. */
-static void wk_clean_stale_roots(void)
+/* Default work roots: /tmp/wsworker-PID, or /tmp/wsworker-PID-N when a
+ * live worker of another PID namespace (a container sharing /tmp) has the
+ * same pid and holds that name. */
+#define WK_ROOT_DIR    "/tmp"
+#define WK_ROOT_PREFIX "wsworker-"
+#define WK_ROOT_TRIES  16
+
+/* Starts the sandbox in --work-root, or in a default root of its own after
+ * removing those of workers that are gone (their mounts went with them,
+ * their directories did not). Whether a worker is gone is told by the lock
+ * it holds on its root, never by its pid: a pid means nothing in another PID
+ * namespace. */
+static sbx_t *wk_sandbox(wk_config_t *c, char *err, size_t errlen)
 {
-    DIR *d = opendir("/tmp");
-    if (d == NULL)
-        return;
-    int dfd = dirfd(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        if (strncmp(e->d_name, "wsworker-", 9) != 0)
-            continue;
-        long pid = strtol(e->d_name + 9, &end, 10);
-        if (*end != '\0' || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
-            continue;
-        int rfd = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (rfd < 0)
-            continue;
-        DIR *rd = fdopendir(rfd);
-        if (rd == NULL) {
-            close(rfd);
-            continue;
-        }
-        struct dirent *s;
-        while ((s = readdir(rd)) != NULL)
-            if (strcmp(s->d_name, ".") != 0 && strcmp(s->d_name, "..") != 0)
-                (void)unlinkat(rfd, s->d_name, AT_REMOVEDIR);
-        closedir(rd);
-        (void)unlinkat(dfd, e->d_name, AT_REMOVEDIR);
+    sbx_config_t sc = {.work_root = c->work_root,
+                       .slots = (unsigned)c->max_evals,
+                       .uid_base = (uid_t)c->uid_base,
+                       .memory_mb = (unsigned)c->memory_mb};
+    if (c->work_root != NULL)
+        return sbx_create(&sc, err, errlen);
+    sbx_reap_roots(WK_ROOT_DIR, WK_ROOT_PREFIX);
+    char root[64];
+    sc.work_root = root;
+    for (int n = 1; n <= WK_ROOT_TRIES; n++) {
+        if (n == 1)
+            snprintf(root, sizeof(root), WK_ROOT_DIR "/" WK_ROOT_PREFIX "%d", (int)getpid());
+        else
+            snprintf(root, sizeof(root), WK_ROOT_DIR "/" WK_ROOT_PREFIX "%d-%d", (int)getpid(), n);
+        sbx_t *s = sbx_create(&sc, err, errlen);
+        if (s != NULL)
+            c->work_root = strdup(root);
+        if (s != NULL || errno != EBUSY)
+            return s;
     }
-    closedir(d);
+    return NULL;
 }
 
-int main(int argc, char **argv)
+static void wk_defaults(wk_config_t *c)
 {
-    wk_t w;
-    sigset_t stopsigs;
-    memset(&w, 0, sizeof(w));
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    wk_config_t *c = &w.cfg;
     c->listen = "127.0.0.1:9001";
     c->redis_prefix = "wslb:";
     c->log_level = "info";
@@ -229,8 +223,214 @@ int main(int argc, char **argv)
     c->output_kb = 1024;
     c->max_message_kb = 1024;
     c->drain_s = 30;
-    char *log_format = "text";
     c->uid_base = 61000;
+}
+
+/* Applies --log-level and --log-format; says why on stderr if it cannot. */
+static int wk_setup_log(const wk_config_t *c, const char *log_format)
+{
+    log_set_tag("worker");
+    enum log_level lvl;
+    if (log_parse_level(c->log_level, &lvl) < 0) {
+        fprintf(stderr, "worker: --log-level: unknown level '%s'\n", c->log_level);
+        return -1;
+    }
+    log_set_level(lvl);
+    enum log_format lfmt;
+    if (log_parse_format(log_format, &lfmt) < 0) {
+        fprintf(stderr, "worker: --log-format: unknown format '%s' (text or json)\n", log_format);
+        return -1;
+    }
+    log_set_format(lfmt);
+    return 0;
+}
+
+/* Checks and reads what the flags name before anything starts: the listen
+ * address, the upstream secret, the Redis options. Logs what is wrong. */
+static int wk_configure(wk_t *w, sock_addr_t *laddr, rds_config_t *rcfg)
+{
+    wk_config_t *c = &w->cfg;
+    char err[512];
+    if (c->max_evals == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        c->max_evals = 2 * (ncpu > 0 ? ncpu : 1);
+    }
+    if (c->queue < 0)
+        c->queue = 4 * c->max_evals;
+    if (sock_parse_addr(c->listen, laddr, err, sizeof(err)) < 0) {
+        log_error("--listen: %s", err);
+        return -1;
+    }
+    if (c->upstream_secret_file != NULL) {
+        char *secret =
+            cfg_read_secret("--upstream-secret-file", c->upstream_secret_file, err, sizeof(err));
+        if (secret == NULL || strlen(secret) >= sizeof(w->upstream_secret)) {
+            log_error("%s", secret == NULL ? err : "--upstream-secret-file: secret too long");
+            free(secret);
+            return -1;
+        }
+        memcpy(w->upstream_secret, secret, strlen(secret) + 1);
+        free(secret);
+    }
+    if (rdo_config(c->redis, &c->rdo, rcfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Listens, names the worker after its address unless --id/--advertise did,
+ * and loads the runtimes. */
+static int wk_listen(wk_t *w, sock_addr_t *laddr, char *idbuf, size_t idlen)
+{
+    wk_config_t *c = &w->cfg;
+    char err[512];
+    w->lfd = sock_listen(laddr, 1024, 0, err, sizeof(err));
+    if (w->lfd < 0) {
+        log_error("listen %s: %s", c->listen, err);
+        return -1;
+    }
+    sock_local_addr(w->lfd, laddr);
+    sock_addr_str(laddr, idbuf, idlen);
+    if (c->id == NULL)
+        c->id = strdup(idbuf);
+    if (c->advertise == NULL)
+        c->advertise = strdup(idbuf);
+
+    if (c->runtimes != NULL) {
+        if (rt_load_file(&w->rt, c->runtimes, err, sizeof(err)) < 0) {
+            log_error("--runtimes: %s", err);
+            return -1;
+        }
+        rt_prune_missing(&w->rt);
+    } else {
+        rt_load_defaults(&w->rt);
+    }
+    if (w->rt.n == 0)
+        log_warn("no runtime is available: every run will fail");
+    return 0;
+}
+
+/* Starts the sandbox, the loop, the slots, the publisher, the signal
+ * watchers and accepting. rcfg is consumed. Stop signals are blocked by the
+ * caller; they are let through once their watchers are in place. */
+static int wk_start(wk_t *w, rds_config_t *rcfg, const sigset_t *stopsigs)
+{
+    wk_config_t *c = &w->cfg;
+    char err[512];
+    /* The sandbox forks helpers and reaps them itself, so it must exist
+     * before libev's default loop installs its SIGCHLD handler. */
+    w->sbx = wk_sandbox(c, err, sizeof(err));
+    if (w->sbx == NULL) {
+        log_error("sandbox: %s", err);
+        return -1;
+    }
+    w->loop = ev_default_loop(EVFLAG_AUTO);
+    if (w->loop == NULL || wk_metrics(w) < 0) {
+        log_error("out of memory");
+        return -1;
+    }
+    /* After sbx_create: the janitor thread must share its mount namespace. */
+    w->slots = slot_pool_create(w->loop, w->sbx, (unsigned)c->max_evals, w->met, wk_slots_changed,
+                                w, err, sizeof(err));
+    if (w->slots == NULL) {
+        log_error("sandbox slots: %s", err);
+        return -1;
+    }
+    TAILQ_INIT(&w->conns);
+    TAILQ_INIT(&w->closed);
+    TAILQ_INIT(&w->queue);
+    TAILQ_INIT(&w->running);
+    if ((rcfg->addr != NULL || rcfg->sentinels != NULL) &&
+        (w->pub = pub_create(w, rcfg, err, sizeof(err))) == NULL) {
+        log_error("--redis: %s", err);
+        return -1;
+    }
+    rdo_clear(rcfg);
+    ev_signal_init(&w->sigterm_w, wk_signal_cb, SIGTERM);
+    ev_signal_init(&w->sigint_w, wk_signal_cb, SIGINT);
+    w->sigterm_w.data = w->sigint_w.data = w;
+    ev_signal_start(w->loop, &w->sigterm_w);
+    ev_signal_start(w->loop, &w->sigint_w);
+    sigprocmask(SIG_UNBLOCK, stopsigs, NULL);
+    ev_idle_init(&w->drain_check, wk_drain_step);
+    w->drain_check.data = w;
+    ev_init(&w->drain_timer, wk_drain_timer_cb);
+    w->drain_timer.data = w;
+    wc_listen_start(w);
+    return 0;
+}
+
+/* Closes whatever wk_listen and wk_start opened (any part of it). */
+static void wk_stop(wk_t *w)
+{
+    if (w->loop != NULL) {
+        wc_listen_stop(w);
+        wc_conn_t *cn;
+        while ((cn = TAILQ_FIRST(&w->conns)) != NULL)
+            wc_close(cn, "exit");
+        wc_reap(w);
+        pub_free(w->pub);
+        ev_signal_stop(w->loop, &w->sigterm_w);
+        ev_signal_stop(w->loop, &w->sigint_w);
+        ev_timer_stop(w->loop, &w->drain_timer);
+        ev_idle_stop(w->loop, &w->drain_check);
+        ev_idle_stop(w->loop, &w->reaper);
+    }
+    if (w->lfd > 0)
+        close(w->lfd);
+    slot_pool_free(w->slots);
+    sbx_free(w->sbx);
+    met_free(w->met);
+    rt_free(&w->rt);
+    if (w->loop != NULL)
+        ev_loop_destroy(w->loop);
+}
+
+/* Runs the worker until it has drained (0) or failed (1). */
+static int wk_run(wk_t *w)
+{
+    int status = 1;
+    sock_addr_t laddr;
+    rds_config_t rcfg = {0};
+    char idbuf[SOCK_ADDRSTRLEN];
+    sigset_t stopsigs;
+    sigemptyset(&stopsigs);
+    sigaddset(&stopsigs, SIGTERM);
+    sigaddset(&stopsigs, SIGINT);
+    if (wk_configure(w, &laddr, &rcfg) < 0)
+        goto out;
+    /* SIGTERM before the event loop handles it must not kill the worker
+     * half-started: hold it until the ev_signal watchers are in place. */
+    sigprocmask(SIG_BLOCK, &stopsigs, NULL);
+    /* Ignore SIGPIPE: a client or program that goes away must give EPIPE, not
+     * kill the worker. */
+    signal(SIGPIPE, SIG_IGN);
+    if (wk_listen(w, &laddr, idbuf, sizeof(idbuf)) < 0 || wk_start(w, &rcfg, &stopsigs) < 0)
+        goto out;
+
+    log_info("worker %s listening on %s (max-evals %ld, sandbox %s, cgroups %s, %zu runtimes)",
+             w->cfg.id, idbuf, w->cfg.max_evals, sbx_isolation(w->sbx), sbx_cgroup_mode(w->sbx),
+             w->rt.n);
+    ev_run(w->loop, 0);
+    status = w->draining == DRAIN_LEAVING ? 0 : 1;
+
+out:
+    /* Once the loop is done, a late SIGTERM (a supervisor's second one) must
+     * not turn a clean exit into death by signal. */
+    sigprocmask(SIG_BLOCK, &stopsigs, NULL);
+    wk_stop(w);
+    rdo_clear(&rcfg);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    wk_t w;
+    memset(&w, 0, sizeof(w));
+    wk_config_t *c = &w.cfg;
+    wk_defaults(c);
+    char *log_format = "text";
     const cfg_opt_t opts[] = {
         {"listen", CFG_STR, &c->listen, "HOST:PORT", "address to serve on (127.0.0.1:9001)", 0, 0},
         {"id", CFG_STR, &c->id, "NAME", "worker id in hello and Redis (default: HOST:PORT)", 0, 0},
@@ -264,178 +464,17 @@ int main(int argc, char **argv)
         CFG_END,
     };
     char err[512];
-    rds_config_t rcfg = {0};
-    char idbuf[SOCK_ADDRSTRLEN], workroot[256];
     int rc = cfg_parse(opts, argc, argv,
                        "Websocket worker: sandboxed code evaluations, load published in Redis.",
                        VERSION, err, sizeof(err));
-    if (rc == CFG_EXIT) {
+    if (rc != CFG_OK || wk_setup_log(c, log_format) < 0) {
+        if (rc != CFG_OK && rc != CFG_EXIT)
+            fprintf(stderr, "worker: %s (try --help)\n", err);
         cfg_free(opts);
-        return 0;
+        return rc == CFG_EXIT ? 0 : 2;
     }
-    int status = 1;
-    if (rc != CFG_OK) {
-        fprintf(stderr, "worker: %s (try --help)\n", err);
-        cfg_free(opts);
-        return 2;
-    }
-    log_set_tag("worker");
-    enum log_level lvl;
-    if (log_parse_level(c->log_level, &lvl) < 0) {
-        fprintf(stderr, "worker: --log-level: unknown level '%s'\n", c->log_level);
-        cfg_free(opts);
-        return 2;
-    }
-    log_set_level(lvl);
-    enum log_format lfmt;
-    if (log_parse_format(log_format, &lfmt) < 0) {
-        fprintf(stderr, "worker: --log-format: unknown format '%s' (text or json)\n", log_format);
-        cfg_free(opts);
-        return 2;
-    }
-    log_set_format(lfmt);
-    if (c->max_evals == 0)
-        c->max_evals = 2 * (ncpu > 0 ? ncpu : 1);
-    if (c->queue < 0)
-        c->queue = 4 * c->max_evals;
 
-    sock_addr_t laddr;
-    if (sock_parse_addr(c->listen, &laddr, err, sizeof(err)) < 0) {
-        log_error("--listen: %s", err);
-        goto out;
-    }
-    if (c->upstream_secret_file != NULL) {
-        char *secret =
-            cfg_read_secret("--upstream-secret-file", c->upstream_secret_file, err, sizeof(err));
-        if (secret == NULL || strlen(secret) >= sizeof(w.upstream_secret)) {
-            log_error("%s", secret == NULL ? err : "--upstream-secret-file: secret too long");
-            free(secret);
-            goto out;
-        }
-        memcpy(w.upstream_secret, secret, strlen(secret) + 1);
-        free(secret);
-    }
-    if (rdo_config(c->redis, &c->rdo, &rcfg, err, sizeof(err)) < 0) {
-        log_error("%s", err);
-        goto out;
-    }
-    /* SIGTERM before the event loop handles it must not kill the worker
-     * half-started: hold it until the ev_signal watchers are in place. */
-    sigemptyset(&stopsigs);
-    sigaddset(&stopsigs, SIGTERM);
-    sigaddset(&stopsigs, SIGINT);
-    sigprocmask(SIG_BLOCK, &stopsigs, NULL);
-    /* Ignore SIGPIPE: a client or program that goes away must give EPIPE, not
-     * kill the worker. */
-    signal(SIGPIPE, SIG_IGN);
-
-    w.lfd = sock_listen(&laddr, 1024, 0, err, sizeof(err));
-    if (w.lfd < 0) {
-        log_error("listen %s: %s", c->listen, err);
-        goto out;
-    }
-    sock_local_addr(w.lfd, &laddr);
-    sock_addr_str(&laddr, idbuf, sizeof(idbuf));
-    if (c->id == NULL)
-        c->id = strdup(idbuf);
-    if (c->advertise == NULL)
-        c->advertise = strdup(idbuf);
-
-    if (c->runtimes != NULL) {
-        if (rt_load_file(&w.rt, c->runtimes, err, sizeof(err)) < 0) {
-            log_error("--runtimes: %s", err);
-            goto out;
-        }
-        rt_prune_missing(&w.rt);
-    } else {
-        rt_load_defaults(&w.rt);
-    }
-    if (w.rt.n == 0)
-        log_warn("no runtime is available: every run will fail");
-
-    /* The sandbox forks helpers and reaps them itself, so it must exist
-     * before libev's default loop installs its SIGCHLD handler. */
-    if (c->work_root == NULL) {
-        wk_clean_stale_roots();
-        snprintf(workroot, sizeof(workroot), "/tmp/wsworker-%d", (int)getpid());
-        c->work_root = strdup(workroot);
-    }
-    sbx_config_t sc = {.work_root = c->work_root,
-                       .slots = (unsigned)c->max_evals,
-                       .uid_base = (uid_t)c->uid_base,
-                       .memory_mb = (unsigned)c->memory_mb};
-    w.sbx = sbx_create(&sc, err, sizeof(err));
-    if (w.sbx == NULL) {
-        log_error("sandbox: %s", err);
-        goto out;
-    }
-    w.loop = ev_default_loop(EVFLAG_AUTO);
-    if (w.loop == NULL || wk_metrics(&w) < 0) {
-        log_error("out of memory");
-        goto out;
-    }
-    /* After sbx_create: the janitor thread must share its mount namespace. */
-    w.slots = slot_pool_create(w.loop, w.sbx, (unsigned)c->max_evals, w.met, wk_slots_changed, &w,
-                               err, sizeof(err));
-    if (w.slots == NULL) {
-        log_error("sandbox slots: %s", err);
-        goto out;
-    }
-    TAILQ_INIT(&w.conns);
-    TAILQ_INIT(&w.closed);
-    TAILQ_INIT(&w.queue);
-    if ((rcfg.addr != NULL || rcfg.sentinels != NULL) &&
-        (w.pub = pub_create(&w, &rcfg, err, sizeof(err))) == NULL) {
-        log_error("--redis: %s", err);
-        goto out;
-    }
-    rdo_clear(&rcfg);
-    ev_signal_init(&w.sigterm_w, wk_signal_cb, SIGTERM);
-    ev_signal_init(&w.sigint_w, wk_signal_cb, SIGINT);
-    w.sigterm_w.data = w.sigint_w.data = &w;
-    ev_signal_start(w.loop, &w.sigterm_w);
-    ev_signal_start(w.loop, &w.sigint_w);
-    sigprocmask(SIG_UNBLOCK, &stopsigs, NULL);
-    ev_idle_init(&w.drain_check, wk_drain_step);
-    w.drain_check.data = &w;
-    ev_init(&w.drain_timer, wk_drain_timer_cb);
-    w.drain_timer.data = &w;
-    wc_listen_start(&w);
-
-    log_info("worker %s listening on %s (max-evals %ld, sandbox %s, cgroups %s, %zu runtimes)",
-             c->id, idbuf, c->max_evals, sbx_isolation(w.sbx), sbx_cgroup_mode(w.sbx), w.rt.n);
-    ev_run(w.loop, 0);
-    status = w.draining == DRAIN_LEAVING ? 0 : 1;
-
-out:
-    /* Once the loop is done, a late SIGTERM (a supervisor's second one) must
-     * not turn a clean exit into death by signal. */
-    sigemptyset(&stopsigs);
-    sigaddset(&stopsigs, SIGTERM);
-    sigaddset(&stopsigs, SIGINT);
-    sigprocmask(SIG_BLOCK, &stopsigs, NULL);
-    if (w.loop != NULL) {
-        wc_listen_stop(&w);
-        wc_conn_t *cn;
-        while ((cn = TAILQ_FIRST(&w.conns)) != NULL)
-            wc_close(cn, "exit");
-        wc_reap(&w);
-        pub_free(w.pub);
-        ev_signal_stop(w.loop, &w.sigterm_w);
-        ev_signal_stop(w.loop, &w.sigint_w);
-        ev_timer_stop(w.loop, &w.drain_timer);
-        ev_idle_stop(w.loop, &w.drain_check);
-        ev_idle_stop(w.loop, &w.reaper);
-    }
-    if (w.lfd > 0)
-        close(w.lfd);
-    slot_pool_free(w.slots);
-    sbx_free(w.sbx);
-    met_free(w.met);
-    rt_free(&w.rt);
-    rdo_clear(&rcfg);
-    if (w.loop != NULL)
-        ev_loop_destroy(w.loop);
+    int status = wk_run(&w);
     cfg_free(opts);
     return status;
 }

@@ -28,6 +28,45 @@ static int proto_too_many_values(const char *p, size_t n)
     return 0;
 }
 
+/* The fields of a "run" message, checked; m->root holds them. */
+static int proto_parse_run(proto_msg_t *m, char *err, size_t errlen)
+{
+    m->type = PROTO_RUN;
+    json_t *jrt = json_object_get(m->root, "runtime");
+    json_t *jcode = json_object_get(m->root, "code");
+    json_t *jin = json_object_get(m->root, "stdin");
+    json_t *jto = json_object_get(m->root, "timeout_ms");
+    json_t *jopen = json_object_get(m->root, "stdin_open");
+    if (!json_is_string(jrt) || strlen(json_string_value(jrt)) != json_string_length(jrt))
+        return proto_fail(err, errlen, "'runtime' must be a string");
+    if (!json_is_string(jcode))
+        return proto_fail(err, errlen, "'code' must be a string");
+    /* No interpreter or compiler accepts a NUL in source; saying so beats
+     * a confusing syntax error. Input may hold any byte. */
+    if (strlen(json_string_value(jcode)) != json_string_length(jcode))
+        return proto_fail(err, errlen, "'code' must not contain NUL bytes");
+    if (jin != NULL && !json_is_string(jin) && !json_is_null(jin))
+        return proto_fail(err, errlen, "'stdin' must be a string");
+    if (jto != NULL && !json_is_null(jto) &&
+        (!json_is_integer(jto) || json_integer_value(jto) <= 0))
+        return proto_fail(err, errlen, "'timeout_ms' must be a positive integer");
+    if (jopen != NULL && !json_is_boolean(jopen))
+        return proto_fail(err, errlen, "'stdin_open' must be a boolean");
+    m->runtime = json_string_value(jrt);
+    m->code = json_string_value(jcode);
+    m->code_len = json_string_length(jcode);
+    if (json_is_string(jin)) {
+        m->has_stdin = 1;
+        m->stdin_data = json_string_value(jin);
+        m->stdin_len = json_string_length(jin);
+    }
+    if (json_is_integer(jto))
+        m->timeout_ms =
+            json_integer_value(jto) > 86400000 ? 86400000 : (long)json_integer_value(jto);
+    m->stdin_open = json_is_true(jopen);
+    return 0;
+}
+
 int proto_parse(const char *data, size_t len, proto_msg_t *m, char *err, size_t errlen)
 {
     json_error_t jerr;
@@ -55,42 +94,8 @@ int proto_parse(const char *data, size_t len, proto_msg_t *m, char *err, size_t 
     if (m->id == NULL)
         return proto_fail(err, errlen, "'id' must be a non-empty string of at most 128 bytes");
 
-    if (strcmp(type, "run") == 0) {
-        m->type = PROTO_RUN;
-        json_t *jrt = json_object_get(m->root, "runtime");
-        json_t *jcode = json_object_get(m->root, "code");
-        json_t *jin = json_object_get(m->root, "stdin");
-        json_t *jto = json_object_get(m->root, "timeout_ms");
-        json_t *jopen = json_object_get(m->root, "stdin_open");
-        if (!json_is_string(jrt) || strlen(json_string_value(jrt)) != json_string_length(jrt))
-            return proto_fail(err, errlen, "'runtime' must be a string");
-        if (!json_is_string(jcode))
-            return proto_fail(err, errlen, "'code' must be a string");
-        /* No interpreter or compiler accepts a NUL in source; saying so beats
-         * a confusing syntax error. Input may hold any byte. */
-        if (strlen(json_string_value(jcode)) != json_string_length(jcode))
-            return proto_fail(err, errlen, "'code' must not contain NUL bytes");
-        if (jin != NULL && !json_is_string(jin) && !json_is_null(jin))
-            return proto_fail(err, errlen, "'stdin' must be a string");
-        if (jto != NULL && !json_is_null(jto) &&
-            (!json_is_integer(jto) || json_integer_value(jto) <= 0))
-            return proto_fail(err, errlen, "'timeout_ms' must be a positive integer");
-        if (jopen != NULL && !json_is_boolean(jopen))
-            return proto_fail(err, errlen, "'stdin_open' must be a boolean");
-        m->runtime = json_string_value(jrt);
-        m->code = json_string_value(jcode);
-        m->code_len = json_string_length(jcode);
-        if (json_is_string(jin)) {
-            m->has_stdin = 1;
-            m->stdin_data = json_string_value(jin);
-            m->stdin_len = json_string_length(jin);
-        }
-        if (json_is_integer(jto))
-            m->timeout_ms =
-                json_integer_value(jto) > 86400000 ? 86400000 : (long)json_integer_value(jto);
-        m->stdin_open = json_is_true(jopen);
-        return 0;
-    }
+    if (strcmp(type, "run") == 0)
+        return proto_parse_run(m, err, errlen);
     if (strcmp(type, "stdin") == 0) {
         m->type = PROTO_STDIN;
         json_t *jd = json_object_get(m->root, "data");

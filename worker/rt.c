@@ -175,6 +175,48 @@ fail:
     return -1;
 }
 
+/* Applies one "key = value" line (s, trimmed) to the section cur. */
+static int rt_parse_key(rt_runtime_t *cur, char *s, const char *origin, int lineno, char *err,
+                        size_t errlen)
+{
+    char *eq = strchr(s, '=');
+    if (eq == NULL) {
+        snprintf(err, errlen, "%s:%d: expected 'key = value'", origin, lineno);
+        return -1;
+    }
+    *eq = '\0';
+    char *key = rt_trim(s), *val = rt_trim(eq + 1);
+    if (cur->name == NULL) {
+        snprintf(err, errlen, "%s:%d: '%.64s' outside a [runtime] section", origin, lineno, key);
+        return -1;
+    }
+    if (strcmp(key, "file") == 0) {
+        if (!rt_file_ok(val)) {
+            snprintf(err, errlen, "%s:%d: file must be a plain file name", origin, lineno);
+            return -1;
+        }
+        free(cur->file);
+        if ((cur->file = strdup(val)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } else if (strcmp(key, "run") == 0 || strcmp(key, "build") == 0) {
+        char serr[128];
+        char **argv = rt_split(val, serr, sizeof(serr));
+        if (argv == NULL) {
+            snprintf(err, errlen, "%s:%d: %s: %s", origin, lineno, key, serr);
+            return -1;
+        }
+        char ***dst = key[0] == 'r' ? &cur->run_argv : &cur->build_argv;
+        rt_argv_free(*dst);
+        *dst = argv;
+    } else {
+        snprintf(err, errlen, "%s:%d: unknown key '%.64s'", origin, lineno, key);
+        return -1;
+    }
+    return 0;
+}
+
 int rt_load_string(rt_table_t *t, const char *text, size_t len, const char *origin, char *err,
                    size_t errlen)
 {
@@ -215,40 +257,8 @@ int rt_load_string(rt_table_t *t, const char *text, size_t len, const char *orig
                 goto oom;
             continue;
         }
-        char *eq = strchr(s, '=');
-        if (eq == NULL) {
-            snprintf(err, errlen, "%s:%d: expected 'key = value'", origin, lineno);
+        if (rt_parse_key(&cur, s, origin, lineno, err, errlen) < 0)
             goto done;
-        }
-        *eq = '\0';
-        char *key = rt_trim(s), *val = rt_trim(eq + 1);
-        if (cur.name == NULL) {
-            snprintf(err, errlen, "%s:%d: '%.64s' outside a [runtime] section", origin, lineno,
-                     key);
-            goto done;
-        }
-        if (strcmp(key, "file") == 0) {
-            if (!rt_file_ok(val)) {
-                snprintf(err, errlen, "%s:%d: file must be a plain file name", origin, lineno);
-                goto done;
-            }
-            free(cur.file);
-            if ((cur.file = strdup(val)) == NULL)
-                goto oom;
-        } else if (strcmp(key, "run") == 0 || strcmp(key, "build") == 0) {
-            char serr[128];
-            char **argv = rt_split(val, serr, sizeof(serr));
-            if (argv == NULL) {
-                snprintf(err, errlen, "%s:%d: %s: %s", origin, lineno, key, serr);
-                goto done;
-            }
-            char ***dst = key[0] == 'r' ? &cur.run_argv : &cur.build_argv;
-            rt_argv_free(*dst);
-            *dst = argv;
-        } else {
-            snprintf(err, errlen, "%s:%d: unknown key '%.64s'", origin, lineno, key);
-            goto done;
-        }
     }
     if (rt_finish_section(t, &cur, origin, lineno, err, errlen) < 0)
         goto done;

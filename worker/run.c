@@ -10,7 +10,6 @@
 
 #include <jansson.h>
 
-#include "conn.h"
 #include "log.h"
 #include "proto.h"
 #include "pub.h"
@@ -24,6 +23,8 @@
 
 static const char *const run_verdicts[V__COUNT] = {"ok",     "signaled", "timeout", "memory",
                                                    "output", "killed",   "error"};
+_Static_assert(V__COUNT <= sizeof(((wk_t *)0)->m_verdict) / sizeof(((wk_t *)0)->m_verdict[0]),
+               "wk_t.m_verdict has a counter per verdict");
 
 const char *run_verdict_name(enum run_verdict v)
 {
@@ -39,22 +40,27 @@ static uint64_t run_now_ns(void)
 
 static void run_start(run_t *r, int slot);
 
+static void run_send(run_client_t *rc, json_t *j)
+{
+    rc->sink->send_json(rc->ctx, j);
+}
+
 /* Sends {"type":"error","id":id,"error":msg} (id may be NULL). */
-static void run_send_error(wc_conn_t *c, const char *id, const char *msg)
+static void run_send_error(run_client_t *rc, const char *id, const char *msg)
 {
     json_t *j = json_pack("{s:s, s:o, s:s}", "type", "error", "id",
                           id ? json_string(id) : json_null(), "error", msg);
     if (j == NULL)
         return;
-    met_inc(c->w->m_proto_errors, 1);
-    wc_send_json(c, j);
+    met_inc(rc->w->m_proto_errors, 1);
+    run_send(rc, j);
     json_decref(j);
 }
 
-static run_t *run_find(wc_conn_t *c, const char *id)
+static run_t *run_find(run_client_t *rc, const char *id)
 {
     run_t *r;
-    TAILQ_FOREACH(r, &c->runs, clink)
+    TAILQ_FOREACH(r, &rc->runs, clink)
     if (strcmp(r->id, id) == 0)
         return r;
     return NULL;
@@ -121,7 +127,7 @@ static void run_utf8(run_t *r, int s, const uint8_t *p, size_t n, int final, buf
 
 static void run_send_output(run_t *r, int s, const uint8_t *p, size_t n, int final)
 {
-    if (r->conn == NULL)
+    if (r->client == NULL)
         return;
     buf_t b = BUF_INIT;
     run_utf8(r, s, p, n, final, &b);
@@ -129,19 +135,19 @@ static void run_send_output(run_t *r, int s, const uint8_t *p, size_t n, int fin
         json_t *j = json_pack("{s:s, s:s, s:s%}", "type", s == 0 ? "stdout" : "stderr", "id", r->id,
                               "data", buf_head(&b), buf_size(&b));
         if (j != NULL) {
-            wc_send_json(r->conn, j);
+            run_send(r->client, j);
             json_decref(j);
         }
     }
     buf_free(&b);
 }
 
-/* r->in grew or shrank by delta bytes: the connection's backpressure on
- * input its runs have not consumed follows. */
+/* r->in grew or shrank by delta bytes: the client's backpressure on input
+ * its runs have not consumed follows. */
 static void run_in_changed(run_t *r, long delta)
 {
-    if (r->conn != NULL && delta != 0)
-        wc_stdin_changed(r->conn, delta);
+    if (r->client != NULL && delta != 0)
+        r->client->sink->stdin_changed(r->client->ctx, delta);
 }
 
 static void run_in_drop(run_t *r)
@@ -160,9 +166,9 @@ static void run_free(run_t *r)
     ev_timer_stop(w->loop, &r->timer);
     ev_child_stop(w->loop, &r->child_w);
     run_in_drop(r);
-    if (r->conn != NULL) {
-        TAILQ_REMOVE(&r->conn->runs, r, clink);
-        r->conn->nruns--;
+    if (r->client != NULL) {
+        TAILQ_REMOVE(&r->client->runs, r, clink);
+        r->client->nruns--;
     }
     free(r->code);
     free(r);
@@ -192,7 +198,7 @@ static void run_finish(run_t *r, enum run_verdict v, const sbx_result_t *res, co
     met_inc(w->m_evals_total, 1);
     if (r->t_start_ns)
         met_observe(w->m_wall_ms, (double)wall_ms);
-    if (r->conn != NULL) {
+    if (r->client != NULL) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "type", "exit", "id", r->id, "verdict",
                               run_verdict_name(v), "wall_ms", (json_int_t)wall_ms);
         json_t *status = json_null(), *sig = json_null();
@@ -213,13 +219,14 @@ static void run_finish(run_t *r, enum run_verdict v, const sbx_result_t *res, co
         json_object_set_new(j, "max_rss_kb", json_integer((json_int_t)rss));
         if (error != NULL)
             json_object_set_new(j, "error", json_string(error));
-        wc_send_json(r->conn, j);
+        run_send(r->client, j);
         json_decref(j);
     }
     if (r->slot >= 0) {
         /* A fresh work dir before the next run: off the loop, in the janitor. */
         slot_release(w->slots, r->slot);
         r->slot = -1;
+        TAILQ_REMOVE(&w->running, r, qlink);
         w->nrunning--;
     }
     r->phase = RUN_DONE;
@@ -246,11 +253,11 @@ static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why);
  * blocks on a full pipe) until the client catches up. */
 static int run_output_backlog(run_t *r)
 {
-    if (r->conn == NULL || wc_out_pending(r->conn) <= WC_OUT_HIGH)
+    if (r->client == NULL || !r->client->sink->out_full(r->client->ctx))
         return 0;
     ev_io_stop(r->w->loop, &r->out_w);
     ev_io_stop(r->w->loop, &r->err_w);
-    r->conn->runs_paused = 1;
+    r->client->paused = 1;
     return 1;
 }
 
@@ -375,8 +382,8 @@ static int run_spawn(run_t *r, char **argv, char *err, size_t errlen)
     ev_child_init(&r->child_w, run_child_cb, r->proc.pid, 0);
     r->out_w.data = r->err_w.data = r->in_w.data = r->child_w.data = r;
     ev_child_start(w->loop, &r->child_w);
-    if (r->conn != NULL && wc_out_pending(r->conn) > WC_OUT_HIGH) {
-        r->conn->runs_paused = 1; /* started when the client catches up */
+    if (r->client != NULL && r->client->sink->out_full(r->client->ctx)) {
+        r->client->paused = 1; /* started when the client catches up */
     } else {
         ev_io_start(w->loop, &r->out_w);
         ev_io_start(w->loop, &r->err_w);
@@ -470,9 +477,10 @@ static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why)
     run_close_fds(r);
     slot_fail(w->slots, r->slot, stage, why);
     r->slot = -1;
+    TAILQ_REMOVE(&w->running, r, qlink);
     w->nrunning--;
     r->attempts++;
-    if (r->conn != NULL && r->kill_reason < 0 && r->out_bytes == 0 && r->in_written == 0 &&
+    if (r->client != NULL && r->kill_reason < 0 && r->out_bytes == 0 && r->in_written == 0 &&
         r->attempts < RUN_MAX_ATTEMPTS && !wk_unusable(w)) {
         r->phase = RUN_QUEUED;
         r->t_start_ns = 0;
@@ -505,6 +513,7 @@ static void run_start(run_t *r, int slot)
 {
     wk_t *w = r->w;
     r->slot = slot;
+    TAILQ_INSERT_TAIL(&w->running, r, qlink);
     w->nrunning++;
     r->t_start_ns = run_now_ns();
     r->phase = r->rt->build_argv ? RUN_BUILD : RUN_EXEC;
@@ -544,20 +553,20 @@ void run_pump(wk_t *w)
 /* ---- protocol ------------------------------------------------------------- */
 
 /* Sends an exit message for a run that never got a slot. */
-static void run_send_exit_error(wc_conn_t *c, const char *id, const char *why)
+static void run_send_exit_error(run_client_t *rc, const char *id, const char *why)
 {
     json_t *j = json_pack("{s:s, s:s, s:n, s:n, s:s, s:i, s:i, s:i, s:s}", "type", "exit", "id", id,
                           "status", "signal", "verdict", "error", "wall_ms", 0, "cpu_ms", 0,
                           "max_rss_kb", 0, "error", why);
-    met_inc(c->w->m_verdict[V_ERROR], 1);
-    met_inc(c->w->m_evals_total, 1);
+    met_inc(rc->w->m_verdict[V_ERROR], 1);
+    met_inc(rc->w->m_evals_total, 1);
     if (j != NULL) {
-        wc_send_json(c, j);
+        run_send(rc, j);
         json_decref(j);
     }
 }
 
-static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
+static void run_cmd_run(run_client_t *c, const proto_msg_t *m)
 {
     wk_t *w = c->w;
     if (run_find(c, m->id) != NULL)
@@ -595,7 +604,7 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
         return run_send_error(c, m->id, "out of memory");
     }
     r->w = w;
-    r->conn = c;
+    r->client = c;
     snprintf(r->id, sizeof(r->id), "%s", m->id);
     r->rt = rt;
     r->kill_reason = -1;
@@ -628,7 +637,16 @@ static void run_cmd_run(wc_conn_t *c, const proto_msg_t *m)
     pub_changed(w->pub);
 }
 
-void run_handle_message(wc_conn_t *c, const char *data, size_t len)
+void run_client_init(run_client_t *rc, wk_t *w, const run_sink_t *sink, void *ctx)
+{
+    memset(rc, 0, sizeof(*rc));
+    rc->w = w;
+    rc->sink = sink;
+    rc->ctx = ctx;
+    TAILQ_INIT(&rc->runs);
+}
+
+void run_handle_message(run_client_t *c, const char *data, size_t len)
 {
     proto_msg_t m;
     char err[256];
@@ -677,7 +695,7 @@ void run_handle_message(wc_conn_t *c, const char *data, size_t len)
     proto_msg_free(&m);
 }
 
-void run_conn_gone(wc_conn_t *c)
+void run_client_gone(run_client_t *c)
 {
     run_t *r, *next;
     for (r = TAILQ_FIRST(&c->runs); r != NULL; r = next) {
@@ -685,7 +703,7 @@ void run_conn_gone(wc_conn_t *c)
         TAILQ_REMOVE(&c->runs, r, clink);
         c->nruns--;
         run_in_changed(r, -(long)buf_size(&r->in));
-        r->conn = NULL;
+        r->client = NULL;
         if (r->phase == RUN_QUEUED) {
             TAILQ_REMOVE(&c->w->queue, r, qlink);
             c->w->nqueued--;
@@ -702,8 +720,12 @@ void run_conn_gone(wc_conn_t *c)
     }
 }
 
-void run_resume_output(wc_conn_t *c)
+void run_resume_output(run_client_t *c)
 {
+    /* Most flushes have nothing to resume and should not walk the runs. */
+    if (!c->paused)
+        return;
+    c->paused = 0;
     run_t *r;
     TAILQ_FOREACH(r, &c->runs, clink)
     {
@@ -718,19 +740,18 @@ void run_resume_output(wc_conn_t *c)
 
 void run_kill_all(wk_t *w, enum run_verdict why)
 {
-    wc_conn_t *c;
-    TAILQ_FOREACH(c, &w->conns, link)
-    {
-        run_t *r, *next;
-        for (r = TAILQ_FIRST(&c->runs); r != NULL; r = next) {
-            next = TAILQ_NEXT(r, clink);
-            if (r->phase == RUN_QUEUED) {
-                TAILQ_REMOVE(&w->queue, r, qlink);
-                w->nqueued--;
-                run_finish(r, why, NULL, NULL);
-            } else {
-                run_kill(r, why);
-            }
-        }
+    /* Queued runs end at once. With pumping held off none of them starts
+     * meanwhile, and killing a running one changes no list: both walks are
+     * safe. */
+    int pumping = w->pumping;
+    w->pumping = 1;
+    run_t *r;
+    while ((r = TAILQ_FIRST(&w->queue)) != NULL) {
+        TAILQ_REMOVE(&w->queue, r, qlink);
+        w->nqueued--;
+        run_finish(r, why, NULL, NULL);
     }
+    TAILQ_FOREACH(r, &w->running, qlink)
+    run_kill(r, why);
+    w->pumping = pumping;
 }

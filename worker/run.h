@@ -10,7 +10,10 @@
  * have reached EOF, so no output is ever lost behind the exit.
  *
  * A run outlives its client: when the connection closes its runs are killed
- * and detached, and freed once reaped. */
+ * and detached, and freed once reaped.
+ *
+ * run knows its clients only through run_client_t and the run_sink_t the
+ * connection gives it: conn.c calls run, never the other way round. */
 #ifndef WORKER_RUN_H
 #define WORKER_RUN_H
 
@@ -23,13 +26,50 @@
 #include "sbx.h"
 #include "wk.h"
 
-struct wc_conn;
+#include <jansson.h>
+
+/* Verdicts in the order of wk_t.m_verdict. */
+enum run_verdict {
+    V_OK = 0,
+    V_SIGNALED,
+    V_TIMEOUT,
+    V_MEMORY,
+    V_OUTPUT,
+    V_KILLED,
+    V_ERROR,
+    V__COUNT
+};
+const char *run_verdict_name(enum run_verdict v);
+
+/* What runs need of the client they report to. The connection fills one in
+ * for its /eval websocket; ctx is handed back to each call. */
+typedef struct run_sink {
+    /* Queues one JSON text message (borrowed); -1 if the client is closing. */
+    int (*send_json)(void *ctx, json_t *j);
+    /* Output queued to the client is above its high-water mark: runs stop
+     * reading their programs' output until run_resume_output. */
+    int (*out_full)(void *ctx);
+    /* Input the client's runs hold and their programs have not read grew
+     * (or, negative, shrank) by delta bytes: the client's backpressure. */
+    void (*stdin_changed)(void *ctx, long delta);
+} run_sink_t;
+
+/* A client's side of the evaluation protocol: its runs. Embedded in the
+ * connection; run_client_gone before the connection goes. */
+typedef struct run_client {
+    wk_t *w;
+    const run_sink_t *sink;
+    void *ctx;
+    struct run_list runs; /* evaluations this client started */
+    size_t nruns;
+    int paused; /* its runs stopped reading their pipes: output backlog */
+} run_client_t;
 
 enum run_phase { RUN_QUEUED = 0, RUN_BUILD, RUN_EXEC, RUN_DONE };
 
 typedef struct run {
     wk_t *w;
-    struct wc_conn *conn; /* NULL once the client went away */
+    run_client_t *client; /* NULL once the client went away */
     char id[129];
     const rt_runtime_t *rt;
     enum run_phase phase;
@@ -39,7 +79,7 @@ typedef struct run {
     ev_io out_w, err_w, in_w;
     ev_child child_w;
     ev_timer timer;
-    buf_t in;     /* stdin not yet written; counted in conn->stdin_pending */
+    buf_t in;     /* stdin not yet written; told to the sink's stdin_changed */
     int in_close; /* close stdin once `in` is written */
     int in_gone;  /* the program closed its stdin: more input is dropped */
     char *code;
@@ -55,16 +95,20 @@ typedef struct run {
     uint64_t cpu_ms_build; /* CPU the build step used */
     uint8_t carry[2][4];   /* incomplete UTF-8 tail per stream */
     int ncarry[2];
-    TAILQ_ENTRY(run) qlink; /* in w->queue while queued */
-    TAILQ_ENTRY(run) clink; /* in conn->runs while the client is there */
+    /* In w->queue while queued, in w->running while it holds a slot. */
+    TAILQ_ENTRY(run) qlink;
+    TAILQ_ENTRY(run) clink; /* in client->runs while the client is there */
 } run_t;
 
-/* Handles one /eval text message from c. */
-void run_handle_message(struct wc_conn *c, const char *data, size_t len);
-/* The client closed: kills its runs and detaches them. */
-void run_conn_gone(struct wc_conn *c);
-/* The client's output drained below the low-water mark. */
-void run_resume_output(struct wc_conn *c);
+/* A new client of w, reached through sink with ctx (both outlive it). */
+void run_client_init(run_client_t *rc, wk_t *w, const run_sink_t *sink, void *ctx);
+/* Handles one /eval text message from the client. */
+void run_handle_message(run_client_t *rc, const char *data, size_t len);
+/* The client is going: kills its runs and detaches them. */
+void run_client_gone(run_client_t *rc);
+/* The client's output drained below its low-water mark: paused runs read
+ * their programs' output again. */
+void run_resume_output(run_client_t *rc);
 /* Kills every run (drain deadline or exit). */
 void run_kill_all(wk_t *w, enum run_verdict why);
 /* Starts queued runs while slots are free (call when a slot became free). */

@@ -1,40 +1,26 @@
-/* sbx: namespaces + cgroups + seccomp sandbox for one untrusted program.
+/* sbx: namespaces + cgroups + seccomp sandbox for one untrusted program;
+ * this file holds its lifecycle (create, spawn, kill, finish) and the
+ * namespaces.
  *
  * See sbx.h for the layout of a run. Everything the child side (between
- * clone and execve) needs is computed by the parent beforehand, so the child
- * only makes system calls: no malloc, no stdio, no locks. That keeps it safe
- * when the worker is multi-threaded or built with sanitizers. Work dirs and
- * the seccomp filter live in sbx_fs.c and sbx_seccomp.c. */
+ * clone and execve, in sbx_child.c) needs is computed here beforehand, so the
+ * child only makes system calls: no malloc, no stdio, no locks. That keeps it
+ * safe when the worker is multi-threaded or built with sanitizers. Cgroups,
+ * work dirs and the seccomp filter live in sbx_cg.c, sbx_fs.c and
+ * sbx_seccomp.c. */
 #include "sbx_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <linux/filter.h>
-#include <linux/magic.h>
-#include <linux/seccomp.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/ipc.h>
-#include <sys/mman.h>
-#include <sys/mount.h>
-#include <sys/msg.h>
-#include <sys/personality.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/sem.h>
-#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -42,8 +28,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-static const char *const sbx_cg1_names[CG_N] = {"memory", "pids", "cpuacct", "freezer"};
 
 void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -75,9 +59,7 @@ static uint64_t sbx_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- small file helpers (parent side) ------------------------------------- */
-
-static int sbx_write_file(const char *path, const char *val)
+int sbx_write_file(const char *path, const char *val)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
@@ -88,456 +70,6 @@ static int sbx_write_file(const char *path, const char *val)
     close(fd);
     errno = saved;
     return n == (ssize_t)len ? 0 : -1;
-}
-
-static int sbx_write_cg(const char *dir, const char *file, const char *val)
-{
-    char path[PATH_MAX];
-    if (sbx_fmt(path, sizeof(path), "%s/%s", dir, file) < 0)
-        return -1;
-    return sbx_write_file(path, val);
-}
-
-/* Reads at most buflen-1 bytes of a small file (cgroup and proc files). */
-static ssize_t sbx_read_file(const char *path, char *buf, size_t buflen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t off = 0;
-    while (off + 1 < buflen) {
-        ssize_t n = read(fd, buf + off, buflen - 1 - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    close(fd);
-    buf[off] = '\0';
-    return (ssize_t)off;
-}
-
-static int sbx_exists(const char *path)
-{
-    return access(path, F_OK) == 0;
-}
-
-/* Finds "key N" in a flat keyed file (memory.events, cpu.stat, oom_control). */
-static int sbx_read_key(const char *dir, const char *file, const char *key, uint64_t *out)
-{
-    char path[PATH_MAX], buf[4096];
-    sbx_fmt(path, sizeof(path), "%s/%s", dir, file);
-    if (sbx_read_file(path, buf, sizeof(buf)) < 0)
-        return -1;
-    size_t klen = strlen(key);
-    for (char *line = buf; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
-            *out = strtoull(line + klen + 1, NULL, 10);
-            return 0;
-        }
-        line = nl ? nl + 1 : NULL;
-    }
-    return -1;
-}
-
-static int sbx_read_u64(const char *dir, const char *file, uint64_t *out)
-{
-    char path[PATH_MAX], buf[64];
-    sbx_fmt(path, sizeof(path), "%s/%s", dir, file);
-    if (sbx_read_file(path, buf, sizeof(buf)) <= 0)
-        return -1;
-    *out = strtoull(buf, NULL, 10);
-    return 0;
-}
-
-static void sbx_slot_cg(const sbx_t *s, int ctl, int slot, char *buf, size_t len)
-{
-    sbx_fmt(buf, len, "%s/slot%d", s->cg_base[ctl], slot);
-}
-
-/* ---- cgroups ---------------------------------------------------------------- */
-
-/* The cgroup path of this process for a v1 controller (or v2 with name ""),
- * from /proc/self/cgroup. */
-static int sbx_own_cgroup(const char *ctl, char *out, size_t outlen)
-{
-    char buf[8192];
-    if (sbx_read_file("/proc/self/cgroup", buf, sizeof(buf)) <= 0)
-        return -1;
-    for (char *line = buf; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = '\0';
-        char *c1 = strchr(line, ':');
-        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (c2) {
-            *c2 = '\0';
-            const char *list = c1 + 1;
-            int match = 0;
-            if (ctl[0] == '\0') {
-                match = (strcmp(line, "0") == 0 && list[0] == '\0');
-            } else {
-                /* "cpu,cpuacct" style co-mounts list several controllers. */
-                size_t n = strlen(ctl);
-                for (const char *p = list; p && *p;) {
-                    if (strncmp(p, ctl, n) == 0 && (p[n] == ',' || p[n] == '\0'))
-                        match = 1;
-                    p = strchr(p, ',');
-                    if (p)
-                        p++;
-                }
-            }
-            if (match) {
-                sbx_fmt(out, outlen, "%s", c2 + 1);
-                return 0;
-            }
-        }
-        line = nl ? nl + 1 : NULL;
-    }
-    return -1;
-}
-
-static int sbx_is_fs(const char *path, long magic)
-{
-    struct statfs sf;
-    return statfs(path, &sf) == 0 && (long)sf.f_type == magic;
-}
-
-/* Picks the directory under which this worker's cgroup lives: the worker's
- * own cgroup (so container limits keep applying), else the mount root. */
-static char *sbx_cg_base_dir(const char *mnt, const char *ctl, const char *name)
-{
-    char own[PATH_MAX], path[PATH_MAX];
-    if (sbx_own_cgroup(ctl, own, sizeof(own)) == 0 && strcmp(own, "/") != 0) {
-        sbx_fmt(path, sizeof(path), "%s%s", mnt, own);
-        if (access(path, W_OK) == 0) {
-            sbx_fmt(path, sizeof(path), "%s%s/%s", mnt, own, name);
-            return strdup(path);
-        }
-    }
-    sbx_fmt(path, sizeof(path), "%s/%s", mnt, name);
-    return strdup(path);
-}
-
-static int sbx_mkdir_cg(const char *path)
-{
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
-        return 0;
-    return -1;
-}
-
-/* Writes the memory limit for a slot; v1 needs memsw >= limit at every step,
- * so the order depends on the direction. */
-static int sbx_cg_set_mem(sbx_t *s, int slot, unsigned mb)
-{
-    char dir[PATH_MAX], val[32];
-    sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
-    sbx_fmt(val, sizeof(val), "%llu", (unsigned long long)mb << 20);
-    if (s->cg == SBX_CG_V2) {
-        if (sbx_write_cg(dir, "memory.max", val) < 0)
-            return -1;
-    } else {
-        if (sbx_write_cg(dir, "memory.limit_in_bytes", val) < 0) {
-            if (!s->cg_memsw || sbx_write_cg(dir, "memory.memsw.limit_in_bytes", val) < 0 ||
-                sbx_write_cg(dir, "memory.limit_in_bytes", val) < 0)
-                return -1;
-        } else if (s->cg_memsw && sbx_write_cg(dir, "memory.memsw.limit_in_bytes", val) < 0) {
-            return -1;
-        }
-    }
-    s->slot[slot].mem_mb = mb;
-    return 0;
-}
-
-static int sbx_cg_setup_slot(sbx_t *s, int slot, char *err, size_t errlen)
-{
-    char dir[PATH_MAX], val[32];
-    struct sbx_slot *sl = &s->slot[slot];
-    for (int c = 0; c < CG_N; c++) {
-        if (!s->cg_base[c])
-            continue;
-        sbx_slot_cg(s, c, slot, dir, sizeof(dir));
-        if (sbx_mkdir_cg(dir) < 0) {
-            sbx_seterr(err, errlen, "mkdir %s: %s", dir, strerror(errno));
-            return -1;
-        }
-        char procs[PATH_MAX];
-        if (sbx_fmt(procs, sizeof(procs), "%s/cgroup.procs", dir) < 0 ||
-            !(sl->cg_procs[c] = strdup(procs))) {
-            sbx_seterr(err, errlen, "cgroup path too long or out of memory");
-            return -1;
-        }
-        if (s->cg == SBX_CG_V2 && c == CG_MEM)
-            sl->cg_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    }
-    if (sbx_cg_set_mem(s, slot, s->cfg.memory_mb) < 0) {
-        sbx_seterr(err, errlen, "cgroup memory limit slot %d: %s", slot, strerror(errno));
-        return -1;
-    }
-    /* init counts as one process of the run. */
-    sbx_fmt(val, sizeof(val), "%u", s->cfg.nproc + 1);
-    if (s->cg == SBX_CG_V2) {
-        sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
-        sbx_write_cg(dir, "memory.swap.max", "0"); /* absent without swap accounting */
-        if (sbx_write_cg(dir, "pids.max", val) < 0) {
-            sbx_seterr(err, errlen, "cgroup pids.max: %s", strerror(errno));
-            return -1;
-        }
-    } else {
-        if (s->cg_base[CG_PIDS]) {
-            sbx_slot_cg(s, CG_PIDS, slot, dir, sizeof(dir));
-            if (sbx_write_cg(dir, "pids.max", val) < 0) {
-                sbx_seterr(err, errlen, "cgroup pids.max: %s", strerror(errno));
-                return -1;
-            }
-        }
-        sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
-        sbx_write_cg(dir, "memory.swappiness", "0");
-        sbx_write_cg(dir, "memory.max_usage_in_bytes", "0");
-        if (s->cg_base[CG_CPU]) {
-            sbx_slot_cg(s, CG_CPU, slot, dir, sizeof(dir));
-            sbx_write_cg(dir, "cpuacct.usage", "0");
-        }
-    }
-    return 0;
-}
-
-static int sbx_cg_setup_v1(sbx_t *s, const char *name)
-{
-    char path[PATH_MAX];
-    for (int c = 0; c < CG_N; c++) {
-        sbx_fmt(path, sizeof(path), SBX_CG1 "/%s", sbx_cg1_names[c]);
-        if (!sbx_is_fs(path, CGROUP_SUPER_MAGIC))
-            continue;
-        s->cg_base[c] = sbx_cg_base_dir(path, sbx_cg1_names[c], name);
-        if (!s->cg_base[c] || sbx_mkdir_cg(s->cg_base[c]) < 0) {
-            free(s->cg_base[c]);
-            s->cg_base[c] = NULL;
-        }
-    }
-    if (!s->cg_base[CG_MEM])
-        return -1;
-    sbx_fmt(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", s->cg_base[CG_MEM]);
-    s->cg_memsw = sbx_exists(path);
-    return 0;
-}
-
-static int sbx_has_word(const char *list, const char *word)
-{
-    size_t n = strlen(word);
-    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
-        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-/* v2: controllers must be enabled in every ancestor's subtree_control, and a
- * cgroup with enabled controllers may hold no processes ("no internal
- * processes"). If the worker sits in such a cgroup, it moves itself into a
- * leaf next to its sandbox cgroups. */
-static int sbx_cg_setup_v2(sbx_t *s, const char *name)
-{
-    char own[PATH_MAX], parent[PATH_MAX], path[PATH_MAX], buf[512];
-    if (sbx_own_cgroup("", own, sizeof(own)) < 0)
-        sbx_fmt(own, sizeof(own), "/");
-    sbx_fmt(parent, sizeof(parent), SBX_CG1 "%s", strcmp(own, "/") == 0 ? "" : own);
-    sbx_fmt(path, sizeof(path), "%s/cgroup.controllers", parent);
-    if (sbx_read_file(path, buf, sizeof(buf)) < 0 || !sbx_has_word(buf, "memory") ||
-        !sbx_has_word(buf, "pids"))
-        return -1;
-    sbx_fmt(path, sizeof(path), "%s/cgroup.subtree_control", parent);
-    if (sbx_read_file(path, buf, sizeof(buf)) < 0)
-        return -1;
-    if (!sbx_has_word(buf, "memory") || !sbx_has_word(buf, "pids")) {
-        if (sbx_write_file(path, "+memory +pids") < 0) {
-            if (errno != EBUSY)
-                return -1;
-            char leaf[PATH_MAX], pid[32];
-            sbx_fmt(leaf, sizeof(leaf), "%s/%s-self", parent, name);
-            sbx_fmt(pid, sizeof(pid), "%d", (int)getpid());
-            if (sbx_mkdir_cg(leaf) < 0 || sbx_write_cg(leaf, "cgroup.procs", pid) < 0 ||
-                sbx_write_file(path, "+memory +pids") < 0)
-                return -1;
-        }
-    }
-    sbx_write_file(path, "+cpu"); /* optional: cpu.stat usage works without it */
-    s->cg_parent_v2 = strdup(parent);
-    sbx_fmt(path, sizeof(path), "%s/%s", parent, name);
-    s->cg_base[CG_MEM] = strdup(path);
-    if (!s->cg_base[CG_MEM] || sbx_mkdir_cg(path) < 0)
-        return -1;
-    sbx_fmt(path, sizeof(path), "%s/cgroup.subtree_control", s->cg_base[CG_MEM]);
-    if (sbx_write_file(path, "+memory +pids") < 0)
-        return -1;
-    sbx_write_file(path, "+cpu");
-    sbx_fmt(path, sizeof(path), "%s/cgroup.kill", s->cg_base[CG_MEM]);
-    s->cg_v2_kill = sbx_exists(path);
-    return 0;
-}
-
-static void sbx_cg_cleanup(sbx_t *s)
-{
-    char dir[PATH_MAX];
-    for (int c = 0; c < CG_N; c++) {
-        if (!s->cg_base[c])
-            continue;
-        for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
-            sbx_slot_cg(s, c, (int)i, dir, sizeof(dir));
-            rmdir(dir);
-            free(s->slot[i].cg_procs[c]);
-            s->slot[i].cg_procs[c] = NULL;
-            if (c == CG_MEM && s->slot[i].cg_fd >= 0) {
-                close(s->slot[i].cg_fd);
-                s->slot[i].cg_fd = -1;
-            }
-        }
-        rmdir(s->cg_base[c]);
-        free(s->cg_base[c]);
-        s->cg_base[c] = NULL;
-    }
-    free(s->cg_parent_v2);
-    s->cg_parent_v2 = NULL;
-    s->cg = SBX_CG_NONE;
-}
-
-/* Removes per-worker cgroups left by workers of this pid namespace that died
- * without sbx_free (killed, crashed). The pid namespace's inode is part of
- * the name because v1 hierarchies can be shared with other containers, whose
- * pids mean nothing here. Non-empty cgroups refuse rmdir, which is fine. */
-static void sbx_cg_reap_stale(const char *parent, unsigned long long nsino)
-{
-    DIR *d = opendir(parent);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        int pid, end = 0;
-        unsigned long long ino;
-        if (sscanf(e->d_name, "wsworker-%d-%llu%n", &pid, &ino, &end) != 2 || ino != nsino ||
-            pid == getpid() || (e->d_name[end] && strcmp(e->d_name + end, "-self") != 0))
-            continue;
-        if (kill(pid, 0) == 0 || errno != ESRCH)
-            continue;
-        char dir[PATH_MAX], sub[PATH_MAX];
-        if (sbx_fmt(dir, sizeof(dir), "%s/%s", parent, e->d_name) < 0)
-            continue;
-        DIR *sd = opendir(dir);
-        struct dirent *se;
-        while (sd && (se = readdir(sd)) != NULL) {
-            if (strncmp(se->d_name, "slot", 4) == 0 &&
-                sbx_fmt(sub, sizeof(sub), "%s/%s", dir, se->d_name) == 0)
-                rmdir(sub);
-        }
-        if (sd)
-            closedir(sd);
-        if (rmdir(dir) == 0)
-            log_info("sandbox: removed stale cgroup %s", dir);
-    }
-    closedir(d);
-}
-
-static void sbx_cg_reap_all(const sbx_t *s, unsigned long long nsino)
-{
-    char parent[PATH_MAX];
-    for (int c = 0; c < CG_N; c++) {
-        if (!s->cg_base[c] || sbx_fmt(parent, sizeof(parent), "%s", s->cg_base[c]) < 0)
-            continue;
-        char *slash = strrchr(parent, '/');
-        if (slash) {
-            *slash = '\0';
-            sbx_cg_reap_stale(parent, nsino);
-        }
-    }
-}
-
-static int sbx_cg_setup(sbx_t *s, char *why, size_t whylen)
-{
-    char name[96], err[256] = "";
-    struct stat st;
-    unsigned long long nsino =
-        stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
-    sbx_fmt(name, sizeof(name), "wsworker-%d-%llu", (int)getpid(), nsino);
-    if (sbx_is_fs(SBX_CG1, CGROUP2_SUPER_MAGIC)) {
-        s->cg = SBX_CG_V2;
-        if (sbx_cg_setup_v2(s, name) < 0) {
-            sbx_fmt(why, whylen, "no usable cgroup v2 memory+pids controllers (%s)",
-                    strerror(errno));
-            goto fail;
-        }
-    } else if (sbx_is_fs(SBX_CG1 "/memory", CGROUP_SUPER_MAGIC)) {
-        s->cg = SBX_CG_V1;
-        if (sbx_cg_setup_v1(s, name) < 0) {
-            sbx_fmt(why, whylen, "cgroup v1 memory controller not writable (%s)", strerror(errno));
-            goto fail;
-        }
-    } else {
-        sbx_fmt(why, whylen, "no cgroup memory controller");
-        return -1;
-    }
-    sbx_cg_reap_all(s, nsino);
-    for (unsigned i = 0; i < s->cfg.slots; i++) {
-        if (sbx_cg_setup_slot(s, (int)i, err, sizeof(err)) < 0) {
-            sbx_fmt(why, whylen, "%s", err);
-            goto fail;
-        }
-    }
-    return 0;
-fail:
-    sbx_cg_cleanup(s);
-    return -1;
-}
-
-/* Kills whatever is still in the slot's cgroup. v1 freezes first so a fork
- * loop cannot outrun the kill. */
-static void sbx_cg_kill_all(sbx_t *s, int slot)
-{
-    char dir[PATH_MAX], buf[8192];
-    if (s->cg == SBX_CG_NONE)
-        return;
-    sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
-    if (s->cg == SBX_CG_V2 && s->cg_v2_kill) {
-        sbx_write_cg(dir, "cgroup.kill", "1");
-        return;
-    }
-    char frz[PATH_MAX] = "", path[PATH_MAX];
-    if (s->cg_base[CG_FRZ])
-        sbx_slot_cg(s, CG_FRZ, slot, frz, sizeof(frz));
-    if (sbx_fmt(path, sizeof(path), "%s/cgroup.procs", dir) < 0)
-        return;
-    /* Frozen tasks cannot fork, but they cannot die either until thawed:
-     * kill what is listed, thaw, and look again. */
-    for (int round = 0; round < 8; round++) {
-        if (sbx_read_file(path, buf, sizeof(buf)) <= 0)
-            break;
-        if (frz[0])
-            sbx_write_cg(frz, "freezer.state", "FROZEN");
-        for (char *p = buf; *p;) {
-            char *end;
-            long pid = strtol(p, &end, 10);
-            if (end == p)
-                break;
-            if (pid > 0)
-                kill((pid_t)pid, SIGKILL);
-            p = end;
-            while (*p == '\n')
-                p++;
-        }
-        if (frz[0])
-            sbx_write_cg(frz, "freezer.state", "THAWED");
-    }
-}
-
-static int sbx_cg_oom_count(const sbx_t *s, int slot, uint64_t *out)
-{
-    char dir[PATH_MAX];
-    sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
-    if (s->cg == SBX_CG_V2)
-        return sbx_read_key(dir, "memory.events", "oom_kill", out);
-    if (s->cg == SBX_CG_V1)
-        return sbx_read_key(dir, "memory.oom_control", "oom_kill", out);
-    return -1;
 }
 
 /* ---- namespaces ------------------------------------------------------------- */
@@ -584,12 +116,7 @@ static int sbx_make_netns(sbx_t *s)
     if (pid == 0) {
         close(req[0]);
         close(ack[1]);
-        for (unsigned i = 0; i < s->cfg.slots; i++) {
-            char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
-            if (write(req[1], &c, 1) != 1 || c != 'y' || read(ack[0], &c, 1) != 1)
-                _exit(1);
-        }
-        _exit(0);
+        sbx_child_netns(req[1], ack[0], s->cfg.slots);
     }
     close(req[1]);
     close(ack[0]);
@@ -653,7 +180,8 @@ static void sbx_append(sbx_t *s, const char *what)
     sbx_fmt(s->isolation + n, sizeof(s->isolation) - n, "%s%s", n ? "; " : "partial: ", what);
 }
 
-sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
+/* A zeroed sbx_t for cfg with defaults applied and nothing opened yet. */
+static sbx_t *sbx_alloc(const sbx_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg || !cfg->work_root || cfg->work_root[0] != '/') {
         sbx_seterr(err, errlen, "work_root must be an absolute path");
@@ -671,6 +199,7 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     s->cfg = *cfg;
     sbx_defaults(&s->cfg);
     s->root_fd = -1;
+    s->lock_fd = -1;
     s->is_root = geteuid() == 0;
     s->host_uid = geteuid();
     s->host_gid = getegid();
@@ -690,31 +219,22 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_seterr(err, errlen, "uid_base + slots overflows");
         goto fail;
     }
+    return s;
+fail:
+    sbx_free(s);
+    return NULL;
+}
 
-    /* First, so that every fd opened below belongs to the new namespace (a
-     * dirfd from the old one would not see the mounts made here). */
+/* The work root, each slot's work dir and the runs' /etc. */
+static int sbx_setup_files(sbx_t *s, char *err, size_t errlen)
+{
+    if (sbx_root_lock(s, err, errlen) < 0)
+        return -1;
+    /* Before any fd below, so that they belong to the new namespace (a dirfd
+     * from the old one would not see the mounts made here). */
     int private_mounts = s->is_root && sbx_private_mounts() == 0;
-
-    /* Work root: traversable but not listable by the runs. */
-    if (mkdir(s->work_root, 0711) < 0 && errno != EEXIST) {
-        sbx_seterr(err, errlen, "mkdir %s: %s", s->work_root, strerror(errno));
-        goto fail;
-    }
-    s->root_fd = open(s->work_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (s->root_fd < 0) {
-        sbx_seterr(err, errlen, "open %s: %s", s->work_root, strerror(errno));
-        goto fail;
-    }
-    if (fchmod(s->root_fd, 0711) < 0 || (s->is_root && fchown(s->root_fd, 0, 0) < 0)) {
-        sbx_seterr(err, errlen, "chmod %s: %s", s->work_root, strerror(errno));
-        goto fail;
-    }
-    /* Mount point for each run's private root; only ever used inside a run's
-     * own mount namespace, so all slots can share it. */
-    if (mkdirat(s->root_fd, ".root", 0700) < 0 && errno != EEXIST) {
-        sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
-        goto fail;
-    }
+    if (sbx_root_open(s, err, errlen) < 0)
+        return -1;
     sbx_sweep_old(s);
     /* Each slot's work dir is a tmpfs of its own where we may mount (so /work
      * is size-limited and every run gets a new one), else a plain directory. */
@@ -723,7 +243,7 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_append(s, "/work not size-limited");
     for (unsigned i = 0; i < s->cfg.slots; i++) {
         if (sbx_workdir_reset(s, (int)i, err, errlen) < 0)
-            goto fail;
+            return -1;
     }
     if (sbx_make_etc(s, private_mounts) < 0) {
         log_warn("sandbox: cannot prepare the runs' /etc (%s): runs see the host's",
@@ -731,9 +251,13 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         sbx_free_etc(s);
         sbx_append(s, "host /etc visible");
     }
-    s->ll_scoped = sbx_landlock_scoped();
+    return 0;
+}
 
-    /* Namespaces: as root directly; otherwise through a user namespace. */
+/* Which namespaces runs get: as root directly; otherwise through a user
+ * namespace; and how their network is isolated. */
+static void sbx_setup_ns(sbx_t *s)
+{
     const int base = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
     if (s->is_root && sbx_try_ns(base) == 0) {
         s->ns_flags = base;
@@ -755,7 +279,17 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         else
             sbx_append(s, "network not isolated");
     }
+}
 
+sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
+{
+    sbx_t *s = sbx_alloc(cfg, err, errlen);
+    if (!s)
+        return NULL;
+    if (sbx_setup_files(s, err, errlen) < 0)
+        goto fail;
+    s->ll_scoped = sbx_landlock_scoped();
+    sbx_setup_ns(s);
     if (sbx_build_seccomp(s, err, errlen) < 0)
         goto fail;
 
@@ -771,8 +305,11 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     log_info("sandbox: %u slots under %s, cgroup %s, isolation: %s", s->cfg.slots, s->work_root,
              sbx_cgroup_mode(s), s->isolation);
     return s;
-fail:
+fail:;
+    /* EBUSY says that the work root is another live sandbox's, nothing else. */
+    int e = errno == EBUSY && s->lock_fd >= 0 ? EIO : errno;
     sbx_free(s);
+    errno = e;
     return NULL;
 }
 
@@ -787,22 +324,7 @@ void sbx_free(sbx_t *s)
             close(s->slot[i].netns_fd);
     }
     sbx_cg_cleanup(s);
-    if (s->root_fd >= 0) {
-        char name[32], path[PATH_MAX];
-        for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
-            sbx_fmt(name, sizeof(name), "slot%u", i);
-            if (s->workdir_tmpfs) {
-                sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name);
-                sbx_umount_all(path);
-            }
-            sbx_rm_tree(s->root_fd, name);
-        }
-        sbx_sweep_old(s);
-        unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
-        sbx_free_etc(s);
-        close(s->root_fd);
-        rmdir(s->work_root);
-    }
+    sbx_root_remove(s);
     free(s->filter);
     free(s->slot);
     free(s->work_root);
@@ -812,485 +334,6 @@ void sbx_free(sbx_t *s)
 const char *sbx_isolation(const sbx_t *s)
 {
     return s ? s->isolation : "none";
-}
-
-const char *sbx_cgroup_mode(const sbx_t *s)
-{
-    if (!s)
-        return "none";
-    return s->cg == SBX_CG_V2 ? "v2" : s->cg == SBX_CG_V1 ? "v1" : "none";
-}
-
-/* ---- the child side ------------------------------------------------------------
- * Everything below runs between clone and execve: system calls and plain
- * memory only. */
-
-/* Fixed fd numbers in init after the shuffle. */
-enum { CFD_STATUS = 3, CFD_SYNC = 4, CFD_NETNS = 5, CFD_FIRST_FREE = 6 };
-
-struct sbx_child {
-    const sbx_t *s;
-    const char *const *argv;
-    char *const *envp;
-    int fd_in, fd_out, fd_err, fd_status, fd_sync; /* child ends, before the shuffle */
-    int slot;
-    int cg_joined; /* born in the slot's cgroup (clone3 CLONE_INTO_CGROUP) */
-    uid_t uid;
-    gid_t gid;
-    unsigned mem_mb;
-    char workdir[PATH_MAX];
-    char newroot[PATH_MAX];
-};
-
-static size_t sbx_c_strlcat(char *dst, const char *src, size_t size)
-{
-    size_t n = strlen(dst), m = strlen(src);
-    if (n + 1 < size) {
-        size_t k = m < size - n - 1 ? m : size - n - 1;
-        memcpy(dst + n, src, k);
-        dst[n + k] = '\0';
-    }
-    return n + m;
-}
-
-/* Reports a setup failure (kind SBX_REP_ERROR) or a failed execve
- * (SBX_REP_EXEC) on the status fd; what + errno name. */
-static void sbx_c_report_error(int kind, const char *what, int e)
-{
-    struct sbx_report rep;
-    memset(&rep, 0, sizeof(rep));
-    rep.magic = SBX_REPORT_MAGIC;
-    rep.kind = kind;
-    sbx_c_strlcat(rep.error, what, sizeof(rep.error));
-    if (e) {
-        const char *name = strerrorname_np(e);
-        sbx_c_strlcat(rep.error, ": ", sizeof(rep.error));
-        sbx_c_strlcat(rep.error, name ? name : "error", sizeof(rep.error));
-    }
-    if (write(CFD_STATUS, &rep, sizeof(rep)) < 0) {
-    }
-}
-
-static __attribute__((noreturn)) void sbx_c_fail(const char *what)
-{
-    sbx_c_report_error(SBX_REP_ERROR, what, errno);
-    _exit(127);
-}
-
-static void sbx_c_mount(const char *src, const char *dst, const char *type, unsigned long flags,
-                        const char *data, const char *what)
-{
-    if (mount(src, dst, type, flags, data) < 0)
-        sbx_c_fail(what);
-}
-
-/* Read-only, nosuid, nodev bind of a host directory. Not recursive: a
- * submount (e.g. a container's /etc/hosts) would keep its own write flag. */
-static void sbx_c_bind_ro(const char *src, const char *dst)
-{
-    if (mkdir(dst, 0755) < 0 && errno != EEXIST)
-        sbx_c_fail(dst);
-    sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
-    sbx_c_mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL,
-                src);
-}
-
-static void sbx_c_bind_dev(const char *name)
-{
-    char src[32] = "/dev/", dst[32] = "dev/";
-    sbx_c_strlcat(src, name, sizeof(src));
-    sbx_c_strlcat(dst, name, sizeof(dst));
-    int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0)
-        sbx_c_fail(dst);
-    close(fd);
-    sbx_c_mount(src, dst, NULL, MS_BIND, NULL, src);
-}
-
-/* /proc entries a program has no business with, masked with /dev/null
- * (they read empty). The first five are root-only already: masking keeps it
- * so should the program ever hold privileges in its namespace. The rest are
- * world-readable and identify or describe the host: its boot command line
- * and boot id, every host user's key quota use, the kernel's configuration,
- * symbols and modules, and its swap devices. */
-static const char *const sbx_proc_masked[] = {"proc/kcore",
-                                              "proc/sysrq-trigger",
-                                              "proc/keys",
-                                              "proc/timer_list",
-                                              "proc/sched_debug",
-                                              "proc/cmdline",
-                                              "proc/sys/kernel/random/boot_id",
-                                              "proc/key-users",
-                                              "proc/config.gz",
-                                              "proc/kallsyms",
-                                              "proc/modules",
-                                              "proc/swaps"};
-
-/* The run's /proc: hidepid, so the program sees only its own processes (not
- * init, a copy of the worker whose command line would show the worker's
- * flags); /proc/sys read-only; a few entries masked. Under a user namespace
- * the kernel may refuse some of this, which we accept: that mode is already
- * reported as partial isolation. */
-static void sbx_c_mount_proc(int userns)
-{
-    const unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    if (mount("proc", "proc", "proc", fl, "hidepid=invisible") < 0 &&
-        mount("proc", "proc", "proc", fl, "hidepid=2") < 0) {
-        if (!userns)
-            sbx_c_fail("mount proc");
-        if (mount("proc", "proc", "proc", fl, NULL) < 0)
-            return;
-    }
-    if ((mount("proc/sys", "proc/sys", NULL, MS_BIND | MS_REC, NULL) < 0 ||
-         mount(NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL) < 0) &&
-        !userns)
-        sbx_c_fail("proc/sys read-only");
-    /* The PSI files are world-writable: each write makes a trigger that the
-     * kernel's psimon thread polls, host-wide, for as long as the fd lives.
-     * Reading the (host-wide) pressure stays possible, like loadavg. */
-    int rc = mount("proc/pressure", "proc/pressure", NULL, MS_BIND, NULL);
-    if (rc == 0)
-        rc = mount(NULL, "proc/pressure", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL);
-    if (rc < 0 && errno != ENOENT && !userns)
-        sbx_c_fail("proc/pressure read-only");
-    for (size_t i = 0; i < sizeof(sbx_proc_masked) / sizeof(sbx_proc_masked[0]); i++) {
-        if (mount("/dev/null", sbx_proc_masked[i], NULL, MS_BIND, NULL) < 0 && errno != ENOENT &&
-            !userns)
-            sbx_c_fail(sbx_proc_masked[i]);
-    }
-}
-
-/* Builds the run's root in the current (private) mount namespace and enters
- * it. cwd is /work afterwards. */
-static void sbx_c_build_root(const struct sbx_child *c)
-{
-    int userns = (c->s->ns_flags & CLONE_NEWUSER) != 0;
-    /* Nothing we mount may propagate back to the host. */
-    sbx_c_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
-    sbx_c_mount("sbx-root", c->newroot, "tmpfs", MS_NOSUID | MS_NODEV,
-                "size=1m,nr_inodes=256,mode=0755", "mount root tmpfs");
-    if (chdir(c->newroot) < 0)
-        sbx_c_fail("chdir new root");
-    sbx_c_bind_ro("/usr", "usr");
-    sbx_c_bind_ro(c->s->etc_dir ? c->s->etc_dir : "/etc", "etc");
-    /* /bin, /lib... are symlinks into /usr on merged-/usr systems. */
-    static const char *const tops[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
-    for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
-        char host[16] = "/", target[PATH_MAX];
-        sbx_c_strlcat(host, tops[i], sizeof(host));
-        struct stat st;
-        if (lstat(host, &st) < 0)
-            continue;
-        if (S_ISLNK(st.st_mode)) {
-            ssize_t n = readlink(host, target, sizeof(target) - 1);
-            if (n <= 0)
-                continue;
-            target[n] = '\0';
-            if (symlink(target, tops[i]) < 0)
-                sbx_c_fail("symlink");
-        } else if (S_ISDIR(st.st_mode)) {
-            sbx_c_bind_ro(host, tops[i]);
-        }
-    }
-    if (mkdir("proc", 0555) < 0)
-        sbx_c_fail("mkdir proc");
-    sbx_c_mount_proc(userns);
-    if (mkdir("dev", 0755) < 0)
-        sbx_c_fail("mkdir dev");
-    sbx_c_mount("sbx-dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755",
-                "mount dev tmpfs");
-    static const char *const devs[] = {"null", "zero", "full", "random", "urandom"};
-    for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
-        sbx_c_bind_dev(devs[i]);
-    if (symlink("/proc/self/fd", "dev/fd") < 0 || symlink("/proc/self/fd/0", "dev/stdin") < 0 ||
-        symlink("/proc/self/fd/1", "dev/stdout") < 0 ||
-        symlink("/proc/self/fd/2", "dev/stderr") < 0 ||
-        /* POSIX semaphores and shm_open (Python's multiprocessing) live in
-         * /dev/shm: point it at the run's size-limited /tmp. */
-        symlink("/tmp", "dev/shm") < 0)
-        sbx_c_fail("dev symlinks");
-    sbx_c_mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
-                "size=64k,nr_inodes=64,mode=0755", "remount dev");
-    if (mkdir("work", 0755) < 0)
-        sbx_c_fail("mkdir work");
-    sbx_c_mount(c->workdir, "work", NULL, MS_BIND, NULL, "bind work");
-    sbx_c_mount(NULL, "work", NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL,
-                "remount work");
-    if (mkdir("tmp", 01777) < 0)
-        sbx_c_fail("mkdir tmp");
-    char opts[64] = "mode=1777,nr_inodes=16384,size=";
-    char num[16];
-    int k = (int)sizeof(num) - 1;
-    num[k] = '\0';
-    unsigned v = c->s->cfg.tmp_mb;
-    do {
-        num[--k] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v && k > 0);
-    sbx_c_strlcat(opts, num + k, sizeof(opts));
-    sbx_c_strlcat(opts, "m", sizeof(opts));
-    sbx_c_mount("sbx-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts, "mount tmp");
-
-    /* pivot_root(".", ".") stacks the old root on top of the new one; the
-     * detach then drops every host mount from this namespace. */
-    if (syscall(SYS_pivot_root, ".", ".") < 0)
-        sbx_c_fail("pivot_root");
-    if (umount2(".", MNT_DETACH) < 0)
-        sbx_c_fail("umount old root");
-    if (chdir("/") < 0)
-        sbx_c_fail("chdir /");
-    sbx_c_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL,
-                "remount / read-only");
-    if (chdir("/work") < 0)
-        sbx_c_fail("chdir /work");
-}
-
-static void sbx_c_rlimit(int res, rlim_t v, const char *what)
-{
-    struct rlimit rl = {v, v};
-    if (setrlimit(res, &rl) < 0)
-        sbx_c_fail(what);
-}
-
-/* The program: PID 2 of the namespace. Never returns. */
-static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
-{
-    const sbx_t *s = c->s;
-    /* No controlling terminal. Without a pid namespace the program stays in
-     * init's session instead, so sbx_kill can reach the process group. */
-    if (s->ns_flags && setsid() < 0)
-        sbx_c_fail("setsid");
-    /* Raw syscalls: libc's set*id would try to broadcast to the threads the
-     * worker had, which do not exist here. */
-    if (s->is_root && syscall(SYS_setgroups, 0, NULL) < 0)
-        sbx_c_fail("setgroups");
-    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) < 0)
-        sbx_c_fail("setresgid");
-    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) < 0)
-        sbx_c_fail("setresuid");
-    sbx_c_rlimit(RLIMIT_NPROC, s->cfg.nproc, "rlimit nproc");
-    sbx_c_rlimit(RLIMIT_NOFILE, s->cfg.nofile, "rlimit nofile");
-    sbx_c_rlimit(RLIMIT_FSIZE, (rlim_t)s->cfg.fsize_mb << 20, "rlimit fsize");
-    sbx_c_rlimit(RLIMIT_CORE, 0, "rlimit core");
-    sbx_c_rlimit(RLIMIT_CPU, s->cfg.cpu_s, "rlimit cpu");
-    /* Every limit that guards something shared is set here, never inherited
-     * from however the worker was started (a unit with LimitRTPRIO= would
-     * otherwise let a run take the CPUs with SCHED_FIFO and freeze the host). */
-    sbx_c_rlimit(RLIMIT_MEMLOCK, 64 << 10, "rlimit memlock");
-    sbx_c_rlimit(RLIMIT_MSGQUEUE, 0, "rlimit msgqueue");
-    sbx_c_rlimit(RLIMIT_SIGPENDING, SBX_SIGPENDING, "rlimit sigpending");
-    sbx_c_rlimit(RLIMIT_RTPRIO, 0, "rlimit rtprio");
-    sbx_c_rlimit(RLIMIT_RTTIME, 0, "rlimit rttime");
-    sbx_c_rlimit(RLIMIT_NICE, 0, "rlimit nice");
-    if (s->cg == SBX_CG_NONE)
-        sbx_c_rlimit(RLIMIT_AS, (rlim_t)c->mem_mb << 20, "rlimit as");
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        sbx_c_fail("no_new_privs");
-    if (s->ns_flags == 0 && chdir(c->workdir) < 0)
-        sbx_c_fail("chdir workdir");
-    /* Nothing of the worker (listening socket, Redis, other runs' pipes) may
-     * reach the program; the status fd closes itself at exec. */
-    if (syscall(SYS_close_range, CFD_STATUS + 1, ~0U, 0) < 0) {
-        for (int fd = CFD_STATUS + 1; fd < 65536; fd++)
-            close(fd);
-    }
-    if (fcntl(CFD_STATUS, F_SETFD, FD_CLOEXEC) < 0)
-        sbx_c_fail("cloexec status");
-    if (s->ll_scoped) {
-        struct sbx_ll_attr la = {0, 0, SBX_LL_SCOPE_ABSTRACT | SBX_LL_SCOPE_SIGNAL};
-        int lfd = (int)syscall(SYS_landlock_create_ruleset, &la, sizeof(la), 0);
-        if (lfd < 0 || syscall(SYS_landlock_restrict_self, lfd, 0) < 0)
-            sbx_c_fail("landlock");
-        close(lfd);
-    }
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->prog, 0, 0) < 0)
-        sbx_c_fail("seccomp");
-    execve(c->argv[0], (char *const *)c->argv, c->envp);
-    /* The program could not be started (say a runtime that is not
-     * installed): not a fault of the sandbox. */
-    sbx_c_report_error(SBX_REP_EXEC, "execve", errno);
-    _exit(127);
-}
-
-union sbx_semun {
-    int val;
-    struct semid_ds *buf;
-    unsigned short *array;
-    struct seminfo *info;
-};
-
-/* Removes every SysV IPC object of the run's IPC namespace. The kernel would
- * free them with the namespace, but from a work queue after an RCU grace
- * period (tens of ms), while a shared memory segment stays charged to the
- * slot's memory cgroup: the next run in the slot would start with less
- * memory. Removed here, unattached segments go at once. */
-static void sbx_c_ipc_clean(void)
-{
-    struct shm_info si;
-    int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&si);
-    for (int i = 0; i <= max; i++) {
-        struct shmid_ds ds;
-        int id = shmctl(i, SHM_STAT_ANY, &ds);
-        if (id < 0) /* kernels before 4.17 */
-            id = shmctl(i, SHM_STAT, &ds);
-        if (id >= 0)
-            shmctl(id, IPC_RMID, NULL);
-    }
-    struct seminfo sem;
-    max = semctl(0, 0, SEM_INFO, (union sbx_semun){.info = &sem});
-    for (int i = 0; i <= max; i++) {
-        struct semid_ds ds;
-        int id = semctl(i, 0, SEM_STAT_ANY, (union sbx_semun){.buf = &ds});
-        if (id < 0)
-            id = semctl(i, 0, SEM_STAT, (union sbx_semun){.buf = &ds});
-        if (id >= 0)
-            semctl(id, 0, IPC_RMID);
-    }
-    struct msginfo mi;
-    max = msgctl(0, MSG_INFO, (struct msqid_ds *)(void *)&mi);
-    for (int i = 0; i <= max; i++) {
-        struct msqid_ds ds;
-        int id = msgctl(i, MSG_STAT_ANY, &ds);
-        if (id < 0)
-            id = msgctl(i, MSG_STAT, &ds);
-        if (id >= 0)
-            msgctl(id, IPC_RMID, NULL);
-    }
-}
-
-/* After the program ended: kill and reap what it left running, then drop its
- * IPC objects, so everything the run held is released before init reports
- * (and the worker may start the next run in this slot). Only inside our own
- * PID and IPC namespaces: kill(-1) from a root init in the host's namespace
- * would kill the host. */
-static void sbx_c_cleanup(const sbx_t *s)
-{
-    if (s->ns_flags & CLONE_NEWPID) {
-        kill(-1, SIGKILL);
-        for (;;) {
-            pid_t r = wait4(-1, NULL, __WALL, NULL);
-            if (r < 0 && errno != EINTR)
-                break;
-        }
-    }
-    if (s->ns_flags & CLONE_NEWIPC)
-        sbx_c_ipc_clean();
-}
-
-/* The namespace's init: PID 1. Never returns. */
-static __attribute__((noreturn)) void sbx_c_init(const struct sbx_child *c)
-{
-    const sbx_t *s = c->s;
-    /* Handlers installed by the worker (libev's SIGCHLD...) must not run
-     * here: they would write into the worker's fds. Signals were blocked
-     * around clone, so none can have arrived yet. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    /* Move the fds we keep to fixed numbers, then drop everything else.
-     * F_DUPFD above the range first so the dup2s cannot clobber a source. */
-    int keep[6] = {c->fd_in,     c->fd_out,  c->fd_err,
-                   c->fd_status, c->fd_sync, s->slot[c->slot].netns_fd};
-    for (int i = 0; i < 6; i++) {
-        if (keep[i] < 0)
-            continue;
-        keep[i] = fcntl(keep[i], F_DUPFD, 16);
-        if (keep[i] < 0)
-            _exit(127);
-    }
-    for (int i = 0; i < 6; i++) {
-        if (keep[i] < 0)
-            close(i); /* e.g. no netns: whatever the worker had there must go */
-        else if (dup2(keep[i], i) < 0)
-            _exit(127);
-    }
-    if (syscall(SYS_close_range, CFD_FIRST_FREE, ~0U, 0) < 0) {
-        for (int fd = CFD_FIRST_FREE; fd < 65536; fd++)
-            close(fd);
-    }
-
-    /* Join the slot's cgroups before anything else: every process of the run
-     * is forked from here on, so all of it is accounted and limited. */
-    for (int i = 0; !c->cg_joined && i < CG_N; i++) {
-        const char *procs = s->slot[c->slot].cg_procs[i];
-        if (!procs)
-            continue;
-        int fd = open(procs, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, "0", 1) != 1)
-            sbx_c_fail("join cgroup");
-        close(fd);
-    }
-
-    if (!s->ns_flags)
-        setsid();
-
-    /* If the worker dies, the run goes with it. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* Wait until the parent has its pidfd (and, with a user namespace, has
-     * written our id maps). EOF means it gave up. */
-    char go = 0;
-    ssize_t n;
-    while ((n = read(CFD_SYNC, &go, 1)) < 0 && errno == EINTR)
-        ;
-    if (n != 1)
-        _exit(127);
-    close(CFD_SYNC);
-
-    if (s->slot[c->slot].netns_fd >= 0) {
-        if (setns(CFD_NETNS, CLONE_NEWNET) < 0)
-            sbx_c_fail("setns net");
-        close(CFD_NETNS);
-    }
-    /* A cgroup namespace rooted at the slot's cgroup: /proc/self/cgroup then
-     * shows "/", not the worker's cgroup path and host pid. */
-    if (s->ns_flags && unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
-        sbx_c_fail("unshare cgroup");
-    if (s->ns_flags) {
-        sbx_c_build_root(c);
-        if (sethostname("sandbox", 7) < 0)
-            sbx_c_fail("sethostname");
-    }
-
-    pid_t prog = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-    if (prog < 0)
-        sbx_c_fail("fork program");
-    if (prog == 0)
-        sbx_c_program(c);
-    close(0);
-    close(1);
-    close(2);
-
-    /* Reap everything (orphans are re-parented to us) until the program
-     * itself is gone; then report and exit, which kills the rest. */
-    int st = 0;
-    for (;;) {
-        int wst;
-        pid_t r = wait4(-1, &wst, __WALL, NULL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            break;
-        if (r == prog) {
-            st = wst;
-            break;
-        }
-    }
-    sbx_c_cleanup(s);
-    struct sbx_report rep;
-    memset(&rep, 0, sizeof(rep));
-    rep.magic = SBX_REPORT_MAGIC;
-    rep.kind = SBX_REP_DONE;
-    rep.wstatus = st;
-    getrusage(RUSAGE_CHILDREN, &rep.ru);
-    if (write(CFD_STATUS, &rep, sizeof(rep)) < 0) {
-    }
-    _exit(0);
 }
 
 /* ---- spawn / kill / finish ------------------------------------------------------ */
@@ -1354,17 +397,130 @@ static int sbx_write_idmaps(const sbx_t *s, pid_t pid, uid_t uid)
     return sbx_write_file(path, map);
 }
 
-int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, sbx_proc_t *p,
-              char *err, size_t errlen)
+/* The pipes between the worker and a run: [0] read end, [1] write end. The
+ * child's ends go to init; the worker keeps the others. */
+struct sbx_pipes {
+    int in[2], out[2], err[2], stat[2], sync[2];
+};
+
+static void sbx_pipes_close_all(struct sbx_pipes *fp)
+{
+    sbx_close_pair(fp->in);
+    sbx_close_pair(fp->out);
+    sbx_close_pair(fp->err);
+    sbx_close_pair(fp->stat);
+    sbx_close_pair(fp->sync);
+}
+
+static int sbx_pipes_open(struct sbx_pipes *fp)
+{
+    if (pipe2(fp->in, O_CLOEXEC) < 0 || pipe2(fp->out, O_CLOEXEC) < 0 ||
+        pipe2(fp->err, O_CLOEXEC) < 0 || pipe2(fp->stat, O_CLOEXEC) < 0 ||
+        /* A socket for the go byte: send(MSG_NOSIGNAL) cannot raise SIGPIPE
+         * in the worker if the child died first. */
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fp->sync) < 0)
+        return -1;
+    return 0;
+}
+
+/* Once init has them: the worker's copies of the child's ends go. */
+static void sbx_pipes_close_child_ends(struct sbx_pipes *fp)
+{
+    close(fp->in[0]);
+    close(fp->out[1]);
+    close(fp->err[1]);
+    close(fp->stat[1]);
+    close(fp->sync[0]);
+    fp->in[0] = fp->out[1] = fp->err[1] = fp->stat[1] = fp->sync[0] = -1;
+}
+
+/* Everything init will need, computed now: the child may not allocate. */
+static void sbx_child_prepare(const sbx_t *s, int slot, const char *const argv[], unsigned mem,
+                              const struct sbx_pipes *fp, struct sbx_child *c)
 {
     static char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "LANG=C.UTF-8",
                                  "TMPDIR=/tmp", NULL};
-    uint64_t t0 = sbx_now_ns();
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
-    int pstat[2] = {-1, -1}, psync[2] = {-1, -1};
-    int pidfd = -1;
-    pid_t pid = -1;
+    memset(c, 0, sizeof(*c));
+    c->s = s;
+    c->argv = argv;
+    c->envp = envp;
+    c->uid = sbx_slot_uid(s, slot);
+    c->gid = (gid_t)c->uid;
+    if (!s->is_root && !(s->ns_flags & CLONE_NEWUSER)) {
+        c->uid = getuid();
+        c->gid = getgid();
+    }
+    c->mem_mb = mem;
+    c->slot = slot;
+    sbx_fmt(c->workdir, sizeof(c->workdir), "%s/slot%d", s->work_root, slot);
+    sbx_fmt(c->newroot, sizeof(c->newroot), "%s/.root", s->work_root);
+    c->fd_in = fp->in[0];
+    c->fd_out = fp->out[1];
+    c->fd_err = fp->err[1];
+    c->fd_status = fp->stat[1];
+    c->fd_sync = fp->sync[0];
+}
 
+/* Clones init with every signal blocked, so that no handler of the worker's
+ * runs in the child before init resets them. In the child this never
+ * returns. */
+static pid_t sbx_clone_init(const sbx_t *s, int slot, struct sbx_child *c)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = sbx_clone_run(s, slot, &c->cg_joined);
+    if (pid == 0)
+        sbx_child_init(c);
+    int clone_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    errno = clone_errno;
+    return pid;
+}
+
+/* Lets init go once the worker holds what it needs of it: the id maps of a
+ * user namespace written, then the go byte; the worker's ends non-blocking. */
+static int sbx_release_init(const sbx_t *s, pid_t pid, uid_t uid, struct sbx_pipes *fp, char *err,
+                            size_t errlen)
+{
+    if ((s->ns_flags & CLONE_NEWUSER) && sbx_write_idmaps(s, pid, uid) < 0) {
+        sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
+        return -1;
+    }
+    if (send(fp->sync[1], "g", 1, MSG_NOSIGNAL) != 1) {
+        sbx_seterr(err, errlen, "start child: %s", strerror(errno));
+        return -1;
+    }
+    close(fp->sync[1]);
+    fp->sync[1] = -1;
+    if (sbx_set_nonblock(fp->in[1]) < 0 || sbx_set_nonblock(fp->out[0]) < 0 ||
+        sbx_set_nonblock(fp->err[0]) < 0 || sbx_set_nonblock(fp->stat[0]) < 0) {
+        sbx_seterr(err, errlen, "nonblock: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A spawn failed after clone: init is killed and reaped (with whatever it
+ * forked), and a setup error it reported becomes err. */
+static void sbx_abort_init(sbx_t *s, int slot, pid_t pid, int stat_fd, char *err, size_t errlen)
+{
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    /* A child that failed its setup before we could start it says why. */
+    struct sbx_report rep;
+    if (stat_fd >= 0 && read(stat_fd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
+        rep.magic == SBX_REPORT_MAGIC && rep.kind != SBX_REP_DONE) {
+        rep.error[sizeof(rep.error) - 1] = '\0';
+        sbx_seterr(err, errlen, "%s", rep.error);
+    }
+    sbx_cg_kill_all(s, slot);
+}
+
+static int sbx_spawn_check(const sbx_t *s, int slot, const char *const argv[], const sbx_proc_t *p,
+                           char *err, size_t errlen)
+{
     if (!s || !p || slot < 0 || (unsigned)slot >= s->cfg.slots) {
         sbx_seterr(err, errlen, "bad slot %d", slot);
         return -1;
@@ -1373,125 +529,63 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
         sbx_seterr(err, errlen, "argv[0] must be an absolute path");
         return -1;
     }
-    struct sbx_slot *sl = &s->slot[slot];
-    if (sl->pid > 0) {
+    if (s->slot[slot].pid > 0) {
         sbx_seterr(err, errlen, "slot %d is busy", slot);
         return -1;
     }
+    return 0;
+}
+
+int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, sbx_proc_t *p,
+              char *err, size_t errlen)
+{
+    uint64_t t0 = sbx_now_ns();
+    struct sbx_pipes fp = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    int pidfd = -1;
+    pid_t pid = -1;
+
+    if (sbx_spawn_check(s, slot, argv, p, err, errlen) < 0)
+        return -1;
+    struct sbx_slot *sl = &s->slot[slot];
     unsigned mem = memory_mb ? memory_mb : s->cfg.memory_mb;
-    if (s->cg != SBX_CG_NONE && mem != sl->mem_mb && sbx_cg_set_mem(s, slot, mem) < 0) {
+    if (sbx_cg_run_begin(s, slot, mem) < 0) {
         sbx_seterr(err, errlen, "set memory limit: %s", strerror(errno));
         return -1;
     }
-    if (s->cg != SBX_CG_NONE && sbx_cg_oom_count(s, slot, &sl->oom_base) < 0)
-        sl->oom_base = 0;
-    if (s->cg == SBX_CG_V2) {
-        char dir[PATH_MAX];
-        sbx_slot_cg(s, CG_MEM, slot, dir, sizeof(dir));
-        if (sbx_read_key(dir, "cpu.stat", "usage_usec", &sl->cpu_base) < 0)
-            sl->cpu_base = 0;
-    }
-
-    struct sbx_child c;
-    memset(&c, 0, sizeof(c));
-    c.s = s;
-    c.argv = argv;
-    c.envp = envp;
-    c.uid = sbx_slot_uid(s, slot);
-    c.gid = (gid_t)c.uid;
-    if (!s->is_root && !(s->ns_flags & CLONE_NEWUSER)) {
-        c.uid = getuid();
-        c.gid = getgid();
-    }
-    c.mem_mb = mem;
-    c.slot = slot;
-    sbx_fmt(c.workdir, sizeof(c.workdir), "%s/slot%d", s->work_root, slot);
-    sbx_fmt(c.newroot, sizeof(c.newroot), "%s/.root", s->work_root);
-
-    if (pipe2(pin, O_CLOEXEC) < 0 || pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 ||
-        pipe2(pstat, O_CLOEXEC) < 0 ||
-        /* A socket for the go byte: send(MSG_NOSIGNAL) cannot raise SIGPIPE
-         * in the worker if the child died first. */
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, psync) < 0) {
+    if (sbx_pipes_open(&fp) < 0) {
         sbx_seterr(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
     }
-    c.fd_in = pin[0];
-    c.fd_out = pout[1];
-    c.fd_err = perr[1];
-    c.fd_status = pstat[1];
-    c.fd_sync = psync[0];
-
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_SETMASK, &all, &old);
-    pid = sbx_clone_run(s, slot, &c.cg_joined);
-    if (pid == 0)
-        sbx_c_init(&c);
-    int clone_errno = errno;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    struct sbx_child c;
+    sbx_child_prepare(s, slot, argv, mem, &fp, &c);
+    pid = sbx_clone_init(s, slot, &c);
     if (pid < 0) {
-        sbx_seterr(err, errlen, "clone: %s", strerror(clone_errno));
+        sbx_seterr(err, errlen, "clone: %s", strerror(errno));
         goto fail;
     }
     /* A pidfd makes sbx_kill safe even after the pid was reaped and reused. */
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    close(pstat[1]);
-    close(psync[0]);
-    pin[0] = pout[1] = perr[1] = pstat[1] = psync[0] = -1;
-
-    if ((s->ns_flags & CLONE_NEWUSER) && sbx_write_idmaps(s, pid, c.uid) < 0) {
-        sbx_seterr(err, errlen, "user namespace id maps: %s", strerror(errno));
+    sbx_pipes_close_child_ends(&fp);
+    if (sbx_release_init(s, pid, c.uid, &fp, err, errlen) < 0)
         goto fail;
-    }
-    if (send(psync[1], "g", 1, MSG_NOSIGNAL) != 1) {
-        sbx_seterr(err, errlen, "start child: %s", strerror(errno));
-        goto fail;
-    }
-    close(psync[1]);
-    psync[1] = -1;
-    if (sbx_set_nonblock(pin[1]) < 0 || sbx_set_nonblock(pout[0]) < 0 ||
-        sbx_set_nonblock(perr[0]) < 0 || sbx_set_nonblock(pstat[0]) < 0) {
-        sbx_seterr(err, errlen, "nonblock: %s", strerror(errno));
-        goto fail;
-    }
 
     sl->pid = pid;
     sl->pidfd = pidfd;
     p->pid = pid;
-    p->in_fd = pin[1];
-    p->out_fd = pout[0];
-    p->err_fd = perr[0];
-    p->status_fd = pstat[0];
+    p->in_fd = fp.in[1];
+    p->out_fd = fp.out[0];
+    p->err_fd = fp.err[0];
+    p->status_fd = fp.stat[0];
     p->slot = slot;
     p->spawn_ns = sbx_now_ns() - t0;
     return 0;
 
 fail:
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
-            ;
-        /* A child that failed its setup before we could start it says why. */
-        struct sbx_report rep;
-        if (pstat[0] >= 0 && read(pstat[0], &rep, sizeof(rep)) == (ssize_t)sizeof(rep) &&
-            rep.magic == SBX_REPORT_MAGIC && rep.kind != SBX_REP_DONE) {
-            rep.error[sizeof(rep.error) - 1] = '\0';
-            sbx_seterr(err, errlen, "%s", rep.error);
-        }
-        if (s->cg != SBX_CG_NONE)
-            sbx_cg_kill_all(s, slot);
-    }
+    if (pid > 0)
+        sbx_abort_init(s, slot, pid, fp.stat[0], err, errlen);
     if (pidfd >= 0)
         close(pidfd);
-    sbx_close_pair(pin);
-    sbx_close_pair(pout);
-    sbx_close_pair(perr);
-    sbx_close_pair(pstat);
-    sbx_close_pair(psync);
+    sbx_pipes_close_all(&fp);
     return -1;
 }
 
@@ -1521,7 +615,6 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
 
     /* At most two records: the program's setup error, then init's report. */
     struct sbx_report rep;
-    int have_done = 0;
     while (p->status_fd >= 0) {
         ssize_t n = read(p->status_fd, &rep, sizeof(rep));
         if (n < 0 && errno == EINTR)
@@ -1534,7 +627,6 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
             r->sandbox_fault = rep.kind == SBX_REP_ERROR;
             r->reported = 1;
         } else if (rep.kind == SBX_REP_DONE) {
-            have_done = 1;
             r->reported = 1;
             if (WIFEXITED(rep.wstatus)) {
                 r->exited = 1;
@@ -1554,36 +646,12 @@ int sbx_finish(sbx_t *s, sbx_proc_t *p, sbx_result_t *r)
         r->status = 127;
         r->signal = 0;
     }
-    (void)have_done;
     if (p->status_fd >= 0) {
         close(p->status_fd);
         p->status_fd = -1;
     }
 
-    if (s->cg != SBX_CG_NONE) {
-        /* Normally empty already: init's exit took the namespace down. */
-        sbx_cg_kill_all(s, p->slot);
-        char dir[PATH_MAX];
-        uint64_t v;
-        if (sbx_cg_oom_count(s, p->slot, &v) == 0 && v > sl->oom_base) {
-            r->oom = 1;
-        }
-        sbx_slot_cg(s, CG_MEM, p->slot, dir, sizeof(dir));
-        if (s->cg == SBX_CG_V2) {
-            if (sbx_read_key(dir, "cpu.stat", "usage_usec", &v) == 0 && v >= sl->cpu_base)
-                r->cpu_ms = (v - sl->cpu_base) / 1000;
-        } else {
-            if (!r->max_rss_kb && sbx_read_u64(dir, "memory.max_usage_in_bytes", &v) == 0)
-                r->max_rss_kb = v / 1024;
-            sbx_write_cg(dir, "memory.max_usage_in_bytes", "0");
-            if (s->cg_base[CG_CPU]) {
-                sbx_slot_cg(s, CG_CPU, p->slot, dir, sizeof(dir));
-                if (sbx_read_u64(dir, "cpuacct.usage", &v) == 0)
-                    r->cpu_ms = v / 1000000;
-                sbx_write_cg(dir, "cpuacct.usage", "0");
-            }
-        }
-    }
+    sbx_cg_run_end(s, p->slot, r);
     if (sl->pidfd >= 0)
         close(sl->pidfd);
     sl->pidfd = -1;

@@ -79,6 +79,14 @@ typedef struct sbx_proc {
  * they vanish with the worker: call it before starting threads (a thread
  * started after it shares that namespace). */
 sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen);
+/* sbx_create holds an exclusive flock on a lock file in work_root until
+ * sbx_free, whatever PID namespace or container it runs in: a work_root held
+ * by a live sandbox makes sbx_create fail with errno EBUSY. */
+/* Removes the work roots of sandboxes that are gone (killed, crashed): the
+ * directories in dir named prefix followed by digits and dashes whose lock
+ * no process holds. Only their empty directories and lock file are removed;
+ * a directory without a lock file is left alone. Returns how many went. */
+int sbx_reap_roots(const char *dir, const char *prefix);
 /* Kills nothing: callers kill and reap their runs first. Removes the cgroups
  * and the work root. */
 void sbx_free(sbx_t *s);

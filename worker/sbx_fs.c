@@ -1,5 +1,5 @@
-/* sbx_fs: the sandbox's files on the worker's side: per-slot work dirs and
- * the runs' allow-listed /etc; see sbx_int.h. */
+/* sbx_fs: the sandbox's files on the worker's side: the work root, per-slot
+ * work dirs and the runs' allow-listed /etc; see sbx_int.h. */
 #include "sbx_int.h"
 
 #include <dirent.h>
@@ -10,11 +10,210 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+
+/* ---- the work root ------------------------------------------------------------- */
+
+/* A dead worker's root being removed holds its lock for a few system calls;
+ * a live worker's, for good. How long to tell them apart. */
+#define SBX_LOCK_WAITS   10
+#define SBX_LOCK_WAIT_NS (5 * 1000 * 1000)
+
+/* Whether the lock we hold is still the root's: a cleanup that took it before
+ * us unlinks it, and may have removed the root, before letting go. */
+static int sbx_lock_current(const sbx_t *s, int root_fd, int lock_fd)
+{
+    struct stat lk, named, rfd, rpath;
+    return fstat(lock_fd, &lk) == 0 && lk.st_nlink > 0 &&
+           fstatat(root_fd, SBX_LOCK_NAME, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+           named.st_dev == lk.st_dev && named.st_ino == lk.st_ino && fstat(root_fd, &rfd) == 0 &&
+           lstat(s->work_root, &rpath) == 0 && rpath.st_dev == rfd.st_dev &&
+           rpath.st_ino == rfd.st_ino;
+}
+
+/* One attempt at making and locking the root: 0 with *lock_fd set, 1 to try
+ * again (a cleanup was removing it), -1 with errno (EBUSY: a live worker
+ * holds it). */
+static int sbx_root_try(const sbx_t *s, int *lock_fd)
+{
+    /* Traversable but not listable by the runs. */
+    if (mkdir(s->work_root, 0711) < 0 && errno != EEXIST)
+        return -1;
+    int rfd = open(s->work_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (rfd < 0)
+        return errno == ENOENT ? 1 : -1;
+    int lfd = openat(rfd, SBX_LOCK_NAME, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lfd < 0) {
+        int e = errno;
+        close(rfd);
+        errno = e;
+        return e == ENOENT ? 1 : -1; /* the root went while we looked */
+    }
+    int rc = 0;
+    for (int waits = 0; flock(lfd, LOCK_EX | LOCK_NB) < 0; waits++) {
+        int e = errno;
+        struct stat st;
+        int unlinked = fstat(lfd, &st) == 0 && st.st_nlink == 0;
+        if (e != EWOULDBLOCK || unlinked || waits == SBX_LOCK_WAITS) {
+            errno = e == EWOULDBLOCK ? EBUSY : e;
+            rc = unlinked ? 1 : -1;
+            break;
+        }
+        nanosleep(&(struct timespec){0, SBX_LOCK_WAIT_NS}, NULL);
+    }
+    if (rc == 0 && !sbx_lock_current(s, rfd, lfd))
+        rc = 1;
+    int e = errno;
+    close(rfd);
+    if (rc == 0)
+        *lock_fd = lfd;
+    else
+        close(lfd);
+    errno = e;
+    return rc;
+}
+
+int sbx_root_lock(sbx_t *s, char *err, size_t errlen)
+{
+    int rc = 1;
+    for (int tries = 0; rc == 1 && tries < 8; tries++)
+        rc = sbx_root_try(s, &s->lock_fd);
+    if (rc == 0)
+        return 0;
+    if (rc == 1)
+        errno = EAGAIN;
+    if (errno == EBUSY)
+        sbx_seterr(err, errlen, "work root %s is in use by another worker", s->work_root);
+    else
+        sbx_seterr(err, errlen, "work root %s: %s", s->work_root, strerror(errno));
+    return -1;
+}
+
+int sbx_root_open(sbx_t *s, char *err, size_t errlen)
+{
+    s->root_fd = open(s->work_root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (s->root_fd < 0) {
+        sbx_seterr(err, errlen, "open %s: %s", s->work_root, strerror(errno));
+        return -1;
+    }
+    /* Nothing removes a root whose lock is held: still the one we locked. */
+    if (!sbx_lock_current(s, s->root_fd, s->lock_fd)) {
+        sbx_seterr(err, errlen, "work root %s was replaced while starting", s->work_root);
+        close(s->root_fd);
+        s->root_fd = -1;
+        return -1;
+    }
+    if (fchmod(s->root_fd, 0711) < 0 || (s->is_root && fchown(s->root_fd, 0, 0) < 0)) {
+        sbx_seterr(err, errlen, "chmod %s: %s", s->work_root, strerror(errno));
+        return -1;
+    }
+    /* Mount point for each run's private root; only ever used inside a run's
+     * own mount namespace, so all slots can share it. */
+    if (mkdirat(s->root_fd, ".root", 0700) < 0 && errno != EEXIST) {
+        sbx_seterr(err, errlen, "mkdir .root: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void sbx_root_remove(sbx_t *s)
+{
+    if (s->root_fd < 0) {
+        if (s->lock_fd >= 0)
+            close(s->lock_fd); /* the root stays, for the next cleanup */
+        s->lock_fd = -1;
+        return;
+    }
+    char name[32], path[PATH_MAX];
+    for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
+        sbx_fmt(name, sizeof(name), "slot%u", i);
+        if (s->workdir_tmpfs) {
+            sbx_fmt(path, sizeof(path), "%s/%s", s->work_root, name);
+            sbx_umount_all(path);
+        }
+        sbx_rm_tree(s->root_fd, name);
+    }
+    sbx_sweep_old(s);
+    unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
+    sbx_free_etc(s);
+    /* The lock goes last but one: until the root is gone, a cleanup started
+     * meanwhile must see it as live. */
+    unlinkat(s->root_fd, SBX_LOCK_NAME, 0);
+    close(s->root_fd);
+    s->root_fd = -1;
+    rmdir(s->work_root);
+    close(s->lock_fd);
+    s->lock_fd = -1;
+}
+
+/* Removes the root name in dfd if no worker holds its lock: its empty
+ * directories (the mounts on them went with their worker), then the lock,
+ * then the root. A root with no lock file is left alone: whether its worker
+ * lives cannot be told. Returns 0 once the root is gone. */
+static int sbx_reap_root(int dfd, const char *name)
+{
+    int rc = -1, lfd = -1, left = 0;
+    DIR *d = NULL;
+    int rfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (rfd < 0)
+        return -1;
+    struct stat st;
+    lfd = openat(rfd, SBX_LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* Another cleanup may have taken and unlinked it first (st_nlink 0). */
+    if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0 || fstat(lfd, &st) < 0 || st.st_nlink == 0)
+        goto out;
+    int dup_fd = fcntl(rfd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0 || !(d = fdopendir(dup_fd))) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        goto out;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, SBX_LOCK_NAME) != 0 && unlinkat(rfd, e->d_name, AT_REMOVEDIR) < 0)
+            left++;
+    }
+    /* Something stays: keep the lock file, so that the next start tries again. */
+    if (left == 0 && unlinkat(rfd, SBX_LOCK_NAME, 0) == 0)
+        rc = unlinkat(dfd, name, AT_REMOVEDIR);
+out:
+    if (d)
+        closedir(d);
+    if (lfd >= 0)
+        close(lfd); /* only now: until the root is gone, it stays locked */
+    close(rfd);
+    return rc;
+}
+
+int sbx_reap_roots(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    size_t plen = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *rest = e->d_name + plen;
+        if (strncmp(e->d_name, prefix, plen) != 0 || !*rest ||
+            rest[strspn(rest, "0123456789-")] != '\0')
+            continue;
+        if (sbx_reap_root(dirfd(d), e->d_name) == 0) {
+            log_info("sandbox: removed the work root %s/%s of a worker that is gone", dir,
+                     e->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
 
 /* ---- work dirs ---------------------------------------------------------------- */
 

@@ -1,10 +1,11 @@
-/* sbx internals shared by the sandbox's source files (sbx.c: lifecycle,
- * cgroups, namespaces and the child side; sbx_fs.c: work dirs and the runs'
- * /etc; sbx_seccomp.c: the syscall filter). Not for other modules: they use
- * sbx.h. */
+/* sbx internals shared by the sandbox's source files (sbx.c: lifecycle and
+ * namespaces; sbx_child.c: everything after clone; sbx_cg.c: cgroups v1 and
+ * v2; sbx_fs.c: work dirs and the runs' /etc; sbx_seccomp.c: the syscall
+ * filter). Not for other modules: they use sbx.h. */
 #ifndef WORKER_SBX_INT_H
 #define WORKER_SBX_INT_H
 
+#include <limits.h>
 #include <linux/filter.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -15,6 +16,9 @@
 #define SBX_MAX_SLOTS    1024
 #define SBX_REPORT_MAGIC 0x53425852u /* "SBXR" */
 #define SBX_CG1          "/sys/fs/cgroup"
+/* In the work root: the worker flocks it for its whole life, so that whoever
+ * can take it knows the root is a dead worker's (see sbx_reap_roots). */
+#define SBX_LOCK_NAME ".lock"
 /* Queued signals and POSIX timers of a slot's uid (RLIMIT_SIGPENDING). */
 #define SBX_SIGPENDING 1024
 
@@ -75,6 +79,7 @@ struct sbx {
     sbx_config_t cfg;
     char *work_root;
     int root_fd; /* work_root, O_DIRECTORY */
+    int lock_fd; /* work_root/.lock, flocked while root_fd is open */
     int is_root;
     int ns_flags;   /* CLONE_NEW* for each run; 0 when namespaces are unavailable */
     uid_t host_uid; /* when unprivileged: who we are outside the user namespace */
@@ -100,12 +105,39 @@ void sbx_seterr(char *err, size_t errlen, const char *fmt, ...)
  * somewhere else. */
 int sbx_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Writes val to a small kernel file (cgroup, /proc). */
+int sbx_write_file(const char *path, const char *val);
+
 static inline uid_t sbx_slot_uid(const sbx_t *s, int slot)
 {
     return s->cfg.uid_base + (uid_t)slot;
 }
 
+/* sbx_cg.c. Root only; every call is a no-op without cgroups (s->cg NONE),
+ * except sbx_cg_setup, which decides that. */
+/* Detects the cgroup version, makes the worker's and the slots' cgroups with
+ * their limits, and removes those of dead workers; on failure says why and
+ * leaves none. */
+int sbx_cg_setup(sbx_t *s, char *why, size_t whylen);
+/* Removes the cgroups sbx_cg_setup made (they must be empty). */
+void sbx_cg_cleanup(sbx_t *s);
+/* Before a run in slot: its memory limit, and the counters it is measured by. */
+int sbx_cg_run_begin(sbx_t *s, int slot, unsigned mem_mb);
+/* After the run in slot was reaped: kills leftovers, adds what the cgroup
+ * measured (OOM kills, CPU, peak memory) to r and resets the counters. */
+void sbx_cg_run_end(sbx_t *s, int slot, sbx_result_t *r);
+/* Kills whatever is still in the slot's cgroup. */
+void sbx_cg_kill_all(sbx_t *s, int slot);
+
 /* sbx_fs.c */
+/* Makes the work root, or takes over one whose worker is gone, and holds its
+ * lock (lock_fd). Fails with EBUSY when a live worker holds it. Call before
+ * sbx_private_mounts, so that a refusal leaves the caller as it was. */
+int sbx_root_lock(sbx_t *s, char *err, size_t errlen);
+/* Then, in the worker's mount namespace: opens root_fd, root-owned 0711. */
+int sbx_root_open(sbx_t *s, char *err, size_t errlen);
+/* Removes what sbx_root_open and the work dirs made, then the root itself. */
+void sbx_root_remove(sbx_t *s);
 int sbx_rm_contents(int top, int dfd, int depth, unsigned *moved);
 /* Removes name in dfd: a file, or a directory tree without following links. */
 int sbx_rm_tree(int dfd, const char *name);
@@ -116,6 +148,30 @@ void sbx_umount_all(const char *path);
 int sbx_private_mounts(void);
 int sbx_make_etc(sbx_t *s, int private_mounts);
 void sbx_free_etc(sbx_t *s);
+
+/* What a run's init needs, computed by the parent before clone so that the
+ * child only makes system calls. */
+struct sbx_child {
+    const sbx_t *s;
+    const char *const *argv;
+    char *const *envp;
+    int fd_in, fd_out, fd_err, fd_status, fd_sync; /* child ends, before the shuffle */
+    int slot;
+    int cg_joined; /* born in the slot's cgroup (clone3 CLONE_INTO_CGROUP) */
+    uid_t uid;
+    gid_t gid;
+    unsigned mem_mb;
+    char workdir[PATH_MAX];
+    char newroot[PATH_MAX];
+};
+
+/* sbx_child.c: run in a child between clone and execve; never return. */
+/* The run's init (PID 1 of its namespace): builds the run's world, starts the
+ * program as PID 2, reaps the run and reports on the status fd. */
+__attribute__((noreturn)) void sbx_child_init(const struct sbx_child *c);
+/* The helper that makes n network namespaces: one unshare per 'g' on ack,
+ * each answered by 'y' (or 'n') on req. */
+__attribute__((noreturn)) void sbx_child_netns(int req, int ack, unsigned n);
 
 /* sbx_seccomp.c */
 int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen);

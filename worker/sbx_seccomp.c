@@ -177,30 +177,12 @@ static int sbx_rules_quotas(const sbx_t *s, scmp_filter_ctx ctx, int r)
     return r;
 }
 
-/* Builds the filter once and keeps it as a raw BPF program, so the child only
- * needs a prctl() instead of running libseccomp's compiler per run. */
-int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
+/* Calls refused by their arguments: sockets other than unix ones, new
+ * namespaces through clone, terminal injection, personality flags. r is the
+ * result so far (0: go on). */
+static int sbx_rules_args(scmp_filter_ctx ctx, int r)
 {
-    int rc = -1, memfd = -1;
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-    if (!ctx) {
-        sbx_seterr(err, errlen, "seccomp_init failed");
-        return -1;
-    }
-    /* Only the native ABI: int 0x80 (i386) and x32 calls take other syscall
-     * tables that the rules below would not cover. */
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-    /* The child sets NO_NEW_PRIVS itself before loading. */
-    if (r == 0)
-        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
-    for (size_t i = 0; r == 0 && i < sizeof(sbx_denied) / sizeof(sbx_denied[0]); i++) {
-        int nr = seccomp_syscall_resolve_name(sbx_denied[i]);
-        if (nr == __NR_SCMP_ERROR)
-            continue;
-        r = seccomp_rule_add(ctx, eperm, nr, 0);
-    }
-    r = sbx_rules_quotas(s, ctx, r);
     if (r == 0)
         r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
     if (r == 0)
@@ -228,17 +210,18 @@ int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
      * exploit mitigations; plain PER_LINUX is harmless. */
     if (r == 0)
         r = seccomp_rule_add(ctx, eperm, SCMP_SYS(personality), 1, SCMP_A0(SCMP_CMP_NE, PER_LINUX));
-    if (r != 0) {
-        sbx_seterr(err, errlen, "seccomp rule: %s", strerror(-r));
-        goto out;
-    }
+    return r;
+}
 
-    memfd = memfd_create("sbx-seccomp", MFD_CLOEXEC);
+/* Compiles ctx to BPF and keeps it in s->prog behind the ABI prefix. */
+static int sbx_export_bpf(sbx_t *s, scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+    int rc = -1, memfd = memfd_create("sbx-seccomp", MFD_CLOEXEC);
     if (memfd < 0) {
         sbx_seterr(err, errlen, "memfd_create: %s", strerror(errno));
-        goto out;
+        return -1;
     }
-    r = seccomp_export_bpf(ctx, memfd);
+    int r = seccomp_export_bpf(ctx, memfd);
     if (r != 0) {
         sbx_seterr(err, errlen, "seccomp_export_bpf: %s", strerror(-r));
         goto out;
@@ -263,8 +246,40 @@ int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
     s->prog.filter = s->filter;
     rc = 0;
 out:
-    if (memfd >= 0)
-        close(memfd);
+    close(memfd);
+    return rc;
+}
+
+/* Builds the filter once and keeps it as a raw BPF program, so the child only
+ * needs a prctl() instead of running libseccomp's compiler per run. */
+int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
+{
+    int rc = -1;
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx) {
+        sbx_seterr(err, errlen, "seccomp_init failed");
+        return -1;
+    }
+    /* Only the native ABI: int 0x80 (i386) and x32 calls take other syscall
+     * tables that the rules below would not cover. */
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    /* The child sets NO_NEW_PRIVS itself before loading. */
+    if (r == 0)
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    for (size_t i = 0; r == 0 && i < sizeof(sbx_denied) / sizeof(sbx_denied[0]); i++) {
+        int nr = seccomp_syscall_resolve_name(sbx_denied[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    }
+    r = sbx_rules_quotas(s, ctx, r);
+    r = sbx_rules_args(ctx, r);
+    if (r != 0) {
+        sbx_seterr(err, errlen, "seccomp rule: %s", strerror(-r));
+        goto out;
+    }
+    rc = sbx_export_bpf(s, ctx, err, errlen);
+out:
     seccomp_release(ctx);
     return rc;
 }

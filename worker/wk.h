@@ -76,8 +76,9 @@ typedef struct wk {
     rt_table_t rt;
     struct run_list queue; /* waiting for a slot */
     size_t nqueued;
-    size_t nrunning; /* runs holding a slot */
-    int pumping;     /* run_pump is on the stack */
+    struct run_list running; /* holding a slot */
+    size_t nrunning;
+    int pumping; /* run_pump is on the stack, or run_kill_all holds it off */
 
     struct pub *pub;
 
@@ -92,25 +93,12 @@ typedef struct wk {
     met_counter_t *m_conns_total;
     met_counter_t *m_ws_total;
     met_counter_t *m_evals_total;
-    met_counter_t *m_verdict[8];
+    met_counter_t *m_verdict[8]; /* by enum run_verdict (run.h) */
     met_counter_t *m_proto_errors;
     met_counter_t *m_requeued;
     met_hist_t *m_start_ms;
     met_hist_t *m_wall_ms;
 } wk_t;
-
-/* Verdicts in the order of wk_t.m_verdict. */
-enum run_verdict {
-    V_OK = 0,
-    V_SIGNALED,
-    V_TIMEOUT,
-    V_MEMORY,
-    V_OUTPUT,
-    V_KILLED,
-    V_ERROR,
-    V__COUNT
-};
-const char *run_verdict_name(enum run_verdict v);
 
 /* Drain phases, in w->draining. */
 enum { DRAIN_NONE = 0, DRAIN_RUNS, DRAIN_CLOSING, DRAIN_LEAVING };

@@ -272,6 +272,36 @@ def test_drain_deadline_kills_runs(worker_factory):
     assert w.wait(10) == 0
 
 
+def test_drain_deadline_ends_queued_runs_too(worker_factory):
+    """At the drain deadline the runs still waiting for a slot end as well as
+    the running ones, each with its exit message (killed, no output)."""
+    w = worker_factory(drain_s=1, max_evals=1)
+
+    async def go():
+        a = await util.ws_connect(w.url())
+        b = await util.ws_connect(w.url())
+        try:
+            await util.recv_hello(a)
+            await util.recv_hello(b)
+            await util.send_json(a, util.run_msg("python3", HOLD, "a"))
+            assert (await util.recv_json(a, 15))["data"] == "holding\n"
+            await util.send_json(b, util.run_msg("python3", "print('never')", "b"))
+            util.wait_for(lambda: util.metric_sum(util.get_metrics(w.addr),
+                                                  "worker_evaluations_queued") == 1,
+                          5, "the second run to be queued")
+            w.stop(signal.SIGTERM)
+            ra = await asyncio.wait_for(util.collect_run(a, "a"), 10)
+            rb = await asyncio.wait_for(util.collect_run(b, "b"), 10)
+            return ra, rb
+        finally:
+            await a.close()
+            await b.close()
+    ra, rb = asyncio.run(go())
+    assert ra.verdict == "killed", ra
+    assert rb.verdict == "killed" and rb.stdout == "", rb
+    assert w.wait(10) == 0
+
+
 def test_second_sigterm_exits_at_once(worker_factory):
     w = worker_factory(drain_s=60)
     mk = util.marker()

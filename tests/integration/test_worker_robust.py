@@ -1,9 +1,12 @@
 """Robustness over many runs: no descriptor or process leaks, kills during
-builds and queues, and no sandbox outliving a crashed worker."""
+builds and queues, no sandbox outliving a crashed worker, and work roots
+told live or dead by their lock, never by a pid another namespace cannot
+see."""
 
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -190,3 +193,81 @@ def test_timeout_never_fires_early_when_runs_start_together(worker_factory):
     early = {k: e["wall_ms"] for k, e in exits.items() if e["wall_ms"] < 400}
     assert all(e["verdict"] == "timeout" for e in exits.values()), exits
     assert not early, "runs killed before their 400 ms timeout: %r" % early
+
+
+UNSHARE_PID = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+def work_root(w):
+    """The work root a worker logged at start."""
+    m = util.wait_for(lambda: re.search(r"slots under (\S+),", w.stderr_text()), 5,
+                      "the worker's sandbox line")
+    return m.group(1)
+
+
+def stop_unshared(w):
+    """Stops a worker started under UNSHARE_PID: the signal goes to the worker
+    (PID 1 of its namespace), and unshare exits with its status."""
+    for pid, _ in children(w.proc.pid):
+        os.kill(pid, signal.SIGTERM)
+    assert w.wait(15) == 0, w.stderr_text()[-4000:]
+
+
+def needs_unshare():
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+
+
+def test_a_worker_in_another_pid_namespace_leaves_a_live_root(worker_factory):
+    """Workers remove the work roots (/tmp/wsworker-PID) of workers that are
+    gone. A worker in another PID namespace (a container sharing /tmp) cannot
+    see our pid, and once took our root for a dead worker's: every run here
+    then failed with "open slot0: No such file or directory"."""
+    needs_unshare()
+    a = worker_factory(max_evals=1)
+    a.healthy_and_serving()
+    root = work_root(a)
+    assert root == "/tmp/wsworker-%d" % a.proc.pid
+    b = worker_factory(max_evals=1, wrap=UNSHARE_PID)
+    try:
+        b.healthy_and_serving()
+        assert os.path.isdir(os.path.join(root, "slot0")), os.listdir("/tmp")
+        for _ in range(2):  # the slot's work dir, then its fresh one
+            a.healthy_and_serving()
+    finally:
+        stop_unshared(b)
+
+
+def test_workers_with_the_same_pid_get_roots_of_their_own(worker_factory):
+    """Two workers that are each PID 1 of their namespace, sharing /tmp: the
+    second finds /tmp/wsworker-1 held and takes another name rather than
+    share (and later remove) the first one's work dirs."""
+    needs_unshare()
+    b1 = worker_factory(max_evals=1, wrap=UNSHARE_PID)
+    b2 = worker_factory(max_evals=1, wrap=UNSHARE_PID)
+    try:
+        r1, r2 = work_root(b1), work_root(b2)
+        same_pid = re.compile(r"/tmp/wsworker-1(-\d+)?$")
+        assert r1 != r2 and same_pid.match(r1) and same_pid.match(r2), (r1, r2)
+        b1.healthy_and_serving()
+        b2.healthy_and_serving()
+        stop_unshared(b2)
+        assert not os.path.exists(r2)
+        b1.healthy_and_serving()
+    finally:
+        for w in (b1, b2):
+            if w.alive():
+                stop_unshared(w)
+
+
+def test_the_root_of_a_killed_worker_is_removed(worker_factory):
+    """A worker killed with SIGKILL leaves its work root (its mounts go with
+    it, its directories do not); the next worker that starts removes it."""
+    a = worker_factory(max_evals=1)
+    root = work_root(a)
+    a.stop(signal.SIGKILL)
+    a.wait(5)
+    assert os.path.isdir(root)
+    b = worker_factory(max_evals=1)
+    assert not os.path.exists(root), os.listdir(root)
+    b.healthy_and_serving()

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/statfs.h>
@@ -164,6 +165,10 @@ static int group_teardown(void **state)
 {
     sbx_free(S);
     S = NULL;
+    char roots[96];
+    snprintf(roots, sizeof(roots), "%s-roots", work_root);
+    if (work_root[0])
+        sbx_rm_tree(AT_FDCWD, roots); /* test_root_lock's, should it fail */
     struct stat st;
     if (work_root[0] && stat(work_root, &st) == 0)
         fprintf(stderr, "work root %s left behind\n", work_root);
@@ -1048,6 +1053,80 @@ static void test_bench(void **state)
     bench_total("python3 -c pass", p);
 }
 
+/* Makes dir/name with the given entries ("d:" a directory, "f:" a file). */
+static void make_root(const char *dir, const char *name, const char *const *entries)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_int_equal(mkdir(path, 0711), 0);
+    for (; *entries; entries++) {
+        snprintf(path, sizeof(path), "%s/%s/%s", dir, name, *entries + 2);
+        if ((*entries)[0] == 'd') {
+            assert_int_equal(mkdir(path, 0700), 0);
+        } else {
+            int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            assert_true(fd >= 0);
+            close(fd);
+        }
+    }
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return lstat(path, &st) == 0;
+}
+
+/* A work root is live while its sandbox holds its lock, whatever its pid
+ * looks like from here: another sandbox is refused it (EBUSY, and the live
+ * one keeps working), and sbx_reap_roots keeps it. A root whose lock nobody
+ * holds is removed; one without a lock file, or with something left in it,
+ * or of another name, stays. */
+static void test_root_lock(void **state)
+{
+    char err[256] = "", dir[96];
+    sbx_config_t mine = {.work_root = work_root, .slots = 1, .uid_base = uid0 + 2};
+    errno = 0;
+    assert_null(sbx_create(&mine, err, sizeof(err)));
+    assert_int_equal(errno, EBUSY);
+    assert_non_null(strstr(err, "in use"));
+    struct run *r = calloc(1, sizeof(*r));
+    run((const char *[]){"/bin/echo", "still mine", NULL}, NULL, r);
+    assert_true(r->res.exited && r->res.status == 0);
+    assert_string_equal(r->out, "still mine\n");
+    free(r);
+
+    snprintf(dir, sizeof(dir), "%s-roots", work_root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    make_root(dir, "t-1", (const char *[]){"f:.lock", "d:slot0", NULL});
+    make_root(dir, "t-2", (const char *[]){"f:.lock", "d:slot0", "d:.root", "d:.etc", NULL});
+    make_root(dir, "t-3", (const char *[]){"d:slot0", NULL});
+    make_root(dir, "t-4-2", (const char *[]){"f:.lock", "d:slot0", "f:slot0/left", NULL});
+    make_root(dir, "t-x", (const char *[]){"f:.lock", NULL});
+    make_root(dir, "u-5", (const char *[]){"f:.lock", NULL});
+    char path[256];
+    snprintf(path, sizeof(path), "%s/t-1/.lock", dir);
+    int held = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0);
+
+    assert_int_equal(sbx_reap_roots(dir, "t-"), 1);
+    assert_true(exists_in(dir, "t-1/slot0"));   /* live: its lock is held */
+    assert_false(exists_in(dir, "t-2"));        /* gone */
+    assert_true(exists_in(dir, "t-3/slot0"));   /* no lock: cannot tell */
+    assert_true(exists_in(dir, "t-4-2/.lock")); /* not empty: tried again later */
+    assert_true(exists_in(dir, "t-x/.lock"));   /* not a root's name */
+    assert_true(exists_in(dir, "u-5/.lock"));
+    close(held);
+    assert_int_equal(sbx_reap_roots(dir, "t-"), 1);
+    assert_false(exists_in(dir, "t-1"));
+    assert_true(exists_in(dir, "t-4-2/.lock"));
+
+    assert_int_equal(sbx_rm_tree(AT_FDCWD, dir), 0);
+}
+
 static void test_validation(void **state)
 {
     char err[256] = "";
@@ -1069,6 +1148,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validation),
+        cmocka_unit_test_setup(test_root_lock, test_setup),
         cmocka_unit_test_setup(test_echo, test_setup),
         cmocka_unit_test_setup(test_python, test_setup),
         cmocka_unit_test_setup(test_stdin, test_setup),
