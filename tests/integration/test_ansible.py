@@ -276,11 +276,15 @@ class LocalFleet:
         (tmp / "restart.sh").write_text(RESTART)
         (tmp / "restart.sh").chmod(0o755)
         exe = binary("worker")
-        for wid in self.ids:
+        for i, wid in enumerate(self.ids):
             self.ports[wid] = util.free_port()
+            # A work root and a range of slot uids of its own: a root is held
+            # by one live worker at a time.
+            (tmp / ("work-" + wid)).mkdir()
             (tmp / (wid + ".cmd")).write_text(
-                "%s --listen 127.0.0.1:%d --id %s --redis %s --drain-s 5 --work-root %s"
-                % (exe, self.ports[wid], wid, redis, tmp))
+                "%s --listen 127.0.0.1:%d --id %s --redis %s --drain-s 5 --work-root %s "
+                "--uid-base %d"
+                % (exe, self.ports[wid], wid, redis, tmp / ("work-" + wid), 62000 + 1024 * i))
             r = subprocess.run([str(tmp / "restart.sh"), wid], timeout=30)
             assert r.returncode == 0
         for wid in self.ids:
