@@ -27,10 +27,7 @@
 #include "admin.h"
 #include "http.h"
 #include "log.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
+#include "util.h"
 
 #define ADMIN_MAX_HEAD      8192
 #define ADMIN_IDLE_TIMEOUT  2.0 /* s, from accept to a complete request head */

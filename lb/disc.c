@@ -25,10 +25,7 @@
 #include "disc.h"
 #include "log.h"
 #include "rds.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
+#include "util.h"
 
 #define DISC_REFRESH_S 1.0
 /* The lifetime of a worker's state key (PX in the README's Redis schema): by

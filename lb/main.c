@@ -27,13 +27,10 @@
 #include "sock.h"
 #include "static.h"
 #include "tls.h"
+#include "util.h"
 
 #ifndef VERSION
 #define VERSION "dev"
-#endif
-
-#ifndef container_of
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #endif
 
 typedef struct lb_opts {

@@ -50,12 +50,9 @@
 #include "log.h"
 #include "met.h"
 #include "sock.h"
+#include "util.h"
 #include "ws.h"
 #include "wsf.h"
-
-#ifndef container_of
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#endif
 
 #define PX_TUNNEL_CAP     (64 * 1024)   /* most bytes queued toward one side */
 #define PX_SCRATCH        (64 * 1024)   /* per-thread read buffer */
