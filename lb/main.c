@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "admin.h"
+#include "atomic.h"
 #include "be.h"
 #include "cfg.h"
 #include "disc.h"
@@ -146,7 +147,7 @@ static void lb_finish(lb_t *lb, const char *why)
 static void lb_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     lb_t *lb = container_of(w, lb_t, drained);
-    if (__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED) <= 0)
+    if (AT_LOAD(&lb->stats.active) <= 0)
         lb_finish(lb, "all connections closed");
 }
 
@@ -154,7 +155,7 @@ static void lb_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     lb_t *lb = container_of(w, lb_t, grace);
     log_info("grace period over with %lld connections open; closing them",
-             (long long)__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED));
+             (long long)AT_LOAD(&lb->stats.active));
     lb_finish(lb, "grace period over");
 }
 
@@ -169,7 +170,7 @@ static void lb_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
     lb->stopping = 1;
     log_info("signal %d: no longer accepting; waiting up to %ld s for %lld connections", w->signum,
-             lb->o.grace_s, (long long)__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED));
+             lb->o.grace_s, (long long)AT_LOAD(&lb->stats.active));
     px_stop_accepting(lb->px);
     ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
     ev_timer_start(loop, &lb->grace);
