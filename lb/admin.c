@@ -25,6 +25,7 @@
 
 #include "acap.h"
 #include "admin.h"
+#include "ct.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -402,18 +403,6 @@ static void admin_reply_json(admin_conn_t *c, int status, const char *fmt, ...)
     admin_reply(c, status, "application/json", body, (size_t)n, NULL);
 }
 
-/* Constant-time in the token's contents: every byte of the expected token
- * is compared whatever the given one holds, so timing reveals nothing but
- * the (configured, not secret) length check. */
-static int admin_token_ok(const char *want, const char *got, size_t gotlen)
-{
-    size_t wlen = strlen(want);
-    unsigned char diff = wlen != gotlen;
-    for (size_t i = 0; i < wlen; i++)
-        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gotlen ? got[i] : 0);
-    return diff == 0;
-}
-
 static int admin_authorized(const admin_t *a, const http_head_t *h)
 {
     if (!a->token)
@@ -427,7 +416,9 @@ static int admin_authorized(const admin_t *a, const http_head_t *h)
         p++, n--;
     while (n && p[n - 1] == ' ')
         n--;
-    return admin_token_ok(a->token, p, n);
+    /* Constant time in the token's contents (common/ct.h): timing reveals
+     * nothing but the (configured, not secret) length check. */
+    return ct_eq(a->token, strlen(a->token), p, n);
 }
 
 static int admin_hexval(char ch)

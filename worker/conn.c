@@ -10,6 +10,7 @@
 
 #include <http_parser.h>
 
+#include "ct.h"
 #include "http.h"
 #include "log.h"
 #include "pub.h"
@@ -233,20 +234,15 @@ static void wc_send_hello(wc_conn_t *c)
     }
 }
 
-/* Constant-time comparison so that the secret cannot be guessed byte by byte
- * from response timing. */
+/* Compared in constant time, so that the secret cannot be guessed byte by
+ * byte from response timing. */
 static int wc_secret_ok(const wk_t *w, const http_head_t *h)
 {
     size_t n = strlen(w->upstream_secret);
     if (n == 0)
         return 1;
     const http_str_t *v = http_header_get(h, "X-Upstream-Secret");
-    if (v == NULL || v->n != n)
-        return 0;
-    unsigned char d = 0;
-    for (size_t i = 0; i < n; i++)
-        d |= (unsigned char)(v->p[i] ^ w->upstream_secret[i]);
-    return d == 0;
+    return v != NULL && ct_eq(w->upstream_secret, n, v->p, v->n);
 }
 
 /* The lb this upgrade came through, from X-Lb-Id: counted per lb for the
