@@ -15,6 +15,7 @@
 #include "atomic.h"
 #include "be.h"
 #include "cfg.h"
+#include "cidr.h"
 #include "disc.h"
 #include "hc.h"
 #include "http.h"
@@ -59,7 +60,7 @@ typedef struct lb {
     px_t *px;
     lim_t *lim;
     st_t *st;
-    lim_cidrs_t trusted;
+    cidr_set_t trusted;
     route_t *routes;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer grace;   /* shutdown deadline */
@@ -123,12 +124,12 @@ static int lb_is_loopback(const char *hostport)
 {
     sock_addr_t a;
     char e[SOCK_ERR_LEN];
-    lim_cidrs_t lo = {0};
+    cidr_set_t lo = {0};
     if (sock_parse_addr(hostport, &a, e, sizeof(e)) < 0)
         return 0;
-    int yes = lim_cidrs_add(&lo, "127.0.0.0/8,::1", e, sizeof(e)) == 0 &&
-              lim_cidrs_match(&lo, (struct sockaddr *)&a.ss);
-    lim_cidrs_free(&lo);
+    int yes = cidr_set_add(&lo, "127.0.0.0/8,::1", e, sizeof(e)) == 0 &&
+              cidr_set_match(&lo, (struct sockaddr *)&a.ss);
+    cidr_set_free(&lo);
     return yes;
 }
 
@@ -379,7 +380,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < o->trusted_proxies.n; i++) {
-        if (lim_cidrs_add(&lb->trusted, o->trusted_proxies.v[i], err, sizeof(err)) < 0) {
+        if (cidr_set_add(&lb->trusted, o->trusted_proxies.v[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "lb: --trusted-proxies: %s\n", err);
             rc = 2;
             goto out;
@@ -613,7 +614,7 @@ out:
     tls_free(lb->tls);
     met_free(lb->reg);
     lim_free(lb->lim);
-    lim_cidrs_free(&lb->trusted);
+    cidr_set_free(&lb->trusted);
     route_free(lb->routes);
     free(token);
     if (upstream_secret != NULL)

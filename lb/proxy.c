@@ -1409,7 +1409,7 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
             c->shed = 1;
         }
     }
-    c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
+    c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
     if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
         enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
