@@ -17,6 +17,7 @@
 #include "cfg.h"
 #include "cidr.h"
 #include "disc.h"
+#include "fleet.h"
 #include "hc.h"
 #include "http.h"
 #include "lbs.h"
@@ -347,13 +348,13 @@ int main(int argc, char **argv)
         /* Unique per process: a restarted lb must not be taken for its
          * predecessor, whose connections may still be open. A long host
          * name (Kubernetes pods reach 63 characters) is cut and hashed. */
-        char host[256] = "", idbuf[HTTP_ID_MAX + 1];
+        char host[256] = "", idbuf[FLEET_ID_MAX + 1];
         if (gethostname(host, sizeof(host) - 1) < 0)
             host[0] = '\0';
         host[sizeof(host) - 1] = '\0';
-        o->id = strdup(http_id_default(host, (long)getpid(), idbuf, sizeof(idbuf)));
+        o->id = strdup(fleet_id_default(host, (long)getpid(), idbuf, sizeof(idbuf)));
     }
-    if (o->id == NULL || !http_id_ok(o->id, strlen(o->id))) {
+    if (o->id == NULL || !fleet_id_ok(o->id, strlen(o->id))) {
         fprintf(stderr, "lb: --id: 1-63 characters of A-Z a-z 0-9 . _ : -\n");
         rc = 2;
         goto out;

@@ -11,6 +11,7 @@
 #include <http_parser.h>
 
 #include "ct.h"
+#include "fleet.h"
 #include "http.h"
 #include "log.h"
 #include "pub.h"
@@ -251,7 +252,7 @@ static int wc_secret_ok(const wk_t *w, const http_head_t *h)
 static int wc_lb_slot(wk_t *w, const http_head_t *h)
 {
     const http_str_t *v = http_header_get(h, "X-Lb-Id");
-    if (v == NULL || !http_id_ok(v->p, v->n))
+    if (v == NULL || !fleet_id_ok(v->p, v->n))
         return -1;
     return wk_lb_take(w, v->p, v->n);
 }
