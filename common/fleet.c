@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- ids ------------------------------------------------------------------ */
 
@@ -50,4 +51,13 @@ char *fleet_id_default(const char *host, long pid, char *out, size_t outlen)
         out[i] = fleet_id_char(host[i]) ? host[i] : '-';
     snprintf(out + keep, outlen - keep, "-%06x%s", (unsigned)(h & 0xffffff), suffix);
     return out;
+}
+
+/* ---- time ----------------------------------------------------------------- */
+
+uint64_t fleet_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

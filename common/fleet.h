@@ -1,7 +1,8 @@
 /* fleet: the contract between load balancers and workers, in one place.
  *
  * What one side writes and the other reads lives here and nowhere else: the
- * id rule for what the lb sends in X-Lb-Id and the workers publish. */
+ * id rule for what the lb sends in X-Lb-Id and the workers publish, and the
+ * wall clock both sides stamp Redis state with. */
 #ifndef COMMON_FLEET_H
 #define COMMON_FLEET_H
 
@@ -23,5 +24,11 @@ int fleet_id_ok(const char *p, size_t n);
  * so two long names that share a prefix stay apart. An empty name is "lb".
  * Returns out. */
 char *fleet_id_default(const char *host, long pid, char *out, size_t outlen);
+
+/* ---- time ----------------------------------------------------------------- */
+
+/* Wall-clock milliseconds: the clock of ts_ms and started_ms in a worker's
+ * state, compared across hosts. */
+uint64_t fleet_wall_ms(void);
 
 #endif

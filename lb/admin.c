@@ -26,6 +26,7 @@
 #include "acap.h"
 #include "admin.h"
 #include "ct.h"
+#include "fleet.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -94,7 +95,7 @@ static const char *admin_health_name(const be_t *b)
 static int admin_backend_info(json_t *j, const be_t *b)
 {
     int known = __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
-    uint64_t ts = LD(&b->remote_ts_ms), now = be_wall_ms();
+    uint64_t ts = LD(&b->remote_ts_ms), now = fleet_wall_ms();
     json_int_t age = now > ts ? (json_int_t)(now - ts) : 0; /* a clock step is not negative */
     return json_object_set_new(j, "health", json_string(admin_health_name(b))) ||
            json_object_set_new(j, "evals_running",

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "disc.h"
+#include "fleet.h"
 #include "log.h"
 #include "rds.h"
 #include "util.h"
@@ -459,7 +460,7 @@ static void disc_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void disc_sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     disc_t *d = container_of(w, disc_t, sample);
-    be_table_sample(d->t, be_wall_ms());
+    be_table_sample(d->t, fleet_wall_ms());
 }
 
 /* One message on the events channel: act on drain and leave at once (the

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "fleet.h"
 #include "log.h"
 #include "rds.h"
 
@@ -32,13 +32,6 @@ struct pub {
     char set[256];
     char chan[256];
 };
-
-static uint64_t pub_wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-}
 
 static void pub_event(struct pub *p, const char *event)
 {
@@ -64,7 +57,7 @@ static void pub_write(struct pub *p)
         "addr", w->cfg.advertise, "state", w->draining || wk_unusable(w) ? "draining" : "up",
         "conns", (json_int_t)w->nws, "evals_running", (json_int_t)w->nrunning, "evals_queued",
         (json_int_t)w->nqueued, "max_evals", (json_int_t)w->cfg.max_evals, "load",
-        (json_int_t)(w->nrunning + w->nqueued), "ts_ms", (json_int_t)pub_wall_ms(), "started_ms",
+        (json_int_t)(w->nrunning + w->nqueued), "ts_ms", (json_int_t)fleet_wall_ms(), "started_ms",
         (json_int_t)p->started_ms, "isolation", sbx_isolation(w->sbx), "version", VERSION,
         "slots_broken", (json_int_t)wk_slots_broken(w));
     json_t *bylb = json_object();
@@ -115,7 +108,7 @@ struct pub *pub_create(wk_t *w, const rds_config_t *rc, char *err, size_t errlen
         return NULL;
     }
     p->w = w;
-    p->started_ms = pub_wall_ms();
+    p->started_ms = fleet_wall_ms();
     snprintf(p->key, sizeof(p->key), "%sworker:%s", w->cfg.redis_prefix, w->cfg.id);
     snprintf(p->set, sizeof(p->set), "%sworkers", w->cfg.redis_prefix);
     snprintf(p->chan, sizeof(p->chan), "%sevents", w->cfg.redis_prefix);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "fleet.h"
@@ -61,11 +62,22 @@ static void test_id_default(void **state)
     assert_string_equal(out + strlen(out) - 6, "-99999");
 }
 
+/* ---- time ------------------------------------------------------------------------ */
+
+static void test_wall_ms(void **state)
+{
+    uint64_t before = (uint64_t)time(NULL) * 1000;
+    uint64_t now = fleet_wall_ms();
+    uint64_t after = (uint64_t)time(NULL) * 1000 + 1000;
+    assert_true(now >= before && now < after);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_ok),
         cmocka_unit_test(test_id_default),
+        cmocka_unit_test(test_wall_ms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
