@@ -242,7 +242,7 @@ static int wc_secret_ok(const wk_t *w, const http_head_t *h)
     size_t n = strlen(w->upstream_secret);
     if (n == 0)
         return 1;
-    const http_str_t *v = http_header_get(h, "X-Upstream-Secret");
+    const http_str_t *v = http_header_get(h, FLEET_HDR_SECRET);
     return v != NULL && ct_eq(w->upstream_secret, n, v->p, v->n);
 }
 
@@ -251,7 +251,7 @@ static int wc_secret_ok(const wk_t *w, const http_head_t *h)
  * ignored rather than published. */
 static int wc_lb_slot(wk_t *w, const http_head_t *h)
 {
-    const http_str_t *v = http_header_get(h, "X-Lb-Id");
+    const http_str_t *v = http_header_get(h, FLEET_HDR_LB_ID);
     if (v == NULL || !fleet_id_ok(v->p, v->n))
         return -1;
     return wk_lb_take(w, v->p, v->n);
