@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "ctl_net.h"
+#include "fleet.h"
 
 /* A printable string of at most max-1 bytes into dst; 0 or -1. */
 static int ctl_reg_str(json_t *root, const char *name, char *dst, size_t max, int required)
@@ -106,14 +107,15 @@ static int ctl_reg_states(redisContext *c, const char *prefix, redisReply *membe
     argl[0] = 4;
     for (size_t i = 0; i < n; i++) {
         redisReply *e = members->element[i];
-        size_t kl = strlen(prefix) + 7 + (e->type == REDIS_REPLY_STRING ? e->len : 0);
+        size_t kl =
+            e->type == REDIS_REPLY_STRING ? fleet_key_worker(prefix, e->str, e->len, NULL, 0) : 0;
         if (e->type != REDIS_REPLY_STRING || (keys[i] = malloc(kl + 1)) == NULL) {
             snprintf(err, errlen, "unexpected member in the workers set");
             goto done;
         }
-        snprintf(keys[i], kl + 1, "%sworker:%.*s", prefix, (int)e->len, e->str);
+        fleet_key_worker(prefix, e->str, e->len, keys[i], kl + 1);
         argv[i + 1] = keys[i];
-        argl[i + 1] = strlen(keys[i]);
+        argl[i + 1] = kl;
     }
     vals = redisCommandArgv(c, (int)n + 1, argv, argl);
     if (vals == NULL || vals->type != REDIS_REPLY_ARRAY || vals->elements != n) {
@@ -152,10 +154,14 @@ done:
 int ctl_reg_read(const char *hostport, const char *prefix, double timeout_s, ctl_reg_t *out,
                  char *err, size_t errlen)
 {
-    char host[256], port[8], serr[200];
+    char host[256], port[8], serr[200], set[256];
     memset(out, 0, sizeof(*out));
     if (prefix == NULL)
-        prefix = "wslb:";
+        prefix = FLEET_DEFAULT_PREFIX;
+    if (fleet_key_workers(prefix, set, sizeof(set)) >= sizeof(set)) {
+        snprintf(err, errlen, "--redis-prefix: too long");
+        return -1;
+    }
     if (ctl_net_split(hostport, host, sizeof(host), port, sizeof(port), serr, sizeof(serr)) < 0) {
         snprintf(err, errlen, "--redis: %s", serr);
         return -1;
@@ -170,9 +176,9 @@ int ctl_reg_read(const char *hostport, const char *prefix, double timeout_s, ctl
         goto done;
     }
     redisSetTimeout(c, tv);
-    members = redisCommand(c, "SMEMBERS %sworkers", prefix);
+    members = redisCommand(c, "SMEMBERS %s", set);
     if (members == NULL || members->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "SMEMBERS %sworkers: %s", prefix,
+        snprintf(err, errlen, "SMEMBERS %s: %s", set,
                  members == NULL                      ? c->errstr
                  : members->type == REDIS_REPLY_ERROR ? members->str
                                                       : "not a set");

@@ -29,9 +29,9 @@
 #include "util.h"
 
 #define DISC_REFRESH_S 1.0
-/* The lifetime of a worker's state key (PX in the README's Redis schema): by
- * then every live worker has written its state to the Redis we reached. */
-#define DISC_GRACE_MS 3000
+/* The lifetime of a worker's state key: by then every live worker has
+ * written its state to the Redis we reached. */
+#define DISC_GRACE_MS FLEET_STATE_TTL_MS
 /* Published figures above this are not believable and would only risk
  * overflow in the balancer's arithmetic. */
 #define DISC_MAX_COUNT 1000000000LL
@@ -407,9 +407,9 @@ static void disc_on_members(rds_t *r, redisReply *reply, void *privdata)
         redisReply *e = reply->element[i];
         if (e->type != REDIS_REPLY_STRING)
             goto fail;
-        size_t klen = strlen(d->prefix) + 7 + e->len;
+        size_t klen = fleet_key_worker(d->prefix, e->str, e->len, NULL, 0);
         char *key = malloc(klen + 1);
-        /* ids is the member itself; the key buffer holds prefix+"worker:"+id */
+        /* ids is the member itself; the key is the state key of that id */
         bt->ids[bt->n] = strndup(e->str, e->len);
         if (!key || !bt->ids[bt->n]) {
             free(key);
@@ -417,9 +417,9 @@ static void disc_on_members(rds_t *r, redisReply *reply, void *privdata)
             goto fail;
         }
         bt->n++;
-        snprintf(key, klen + 1, "%sworker:%s", d->prefix, bt->ids[bt->n - 1]);
+        fleet_key_worker(d->prefix, e->str, e->len, key, klen + 1);
         argv[i + 1] = key;
-        argl[i + 1] = strlen(key);
+        argl[i + 1] = klen;
     }
     if (rds_command_argv(d->cmd, disc_on_values, bt, (int)(n + 1), argv, argl) < 0)
         goto fail;
@@ -467,22 +467,19 @@ static void disc_sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * next heartbeat may be a second away), then refresh for the full picture. */
 static void disc_on_event(disc_t *d, const char *msg, size_t len)
 {
-    json_t *j = json_loadb(msg, len, 0, NULL);
-    const char *ev = json_string_value(json_object_get(j, "event"));
-    const char *id = json_string_value(json_object_get(j, "id"));
-    if (ev && id) {
-        be_t *b = be_find(d->t, id);
-        log_debug("discovery: event %s for %s", ev, id);
-        if (b && strcmp(ev, "drain") == 0) {
+    fleet_event_t ev;
+    if (fleet_event_parse(msg, len, &ev, NULL, 0) == 0) {
+        be_t *b = be_find(d->t, ev.id);
+        log_debug("discovery: event %s for %s", fleet_event_name(ev.type), ev.id);
+        if (b && ev.type == FLEET_EV_DRAIN) {
             disc_set_draining(d, b, 1);
-        } else if (b && strcmp(ev, "leave") == 0) {
+        } else if (b && ev.type == FLEET_EV_LEAVE) {
             if (b->source == BE_DISCOVERED)
                 disc_remove(d, b, "the worker announced it leaves");
             else
                 be_clear_remote(b);
         }
     }
-    json_decref(j);
     d->gen++;
     disc_refresh(d);
 }
@@ -541,17 +538,17 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc,
     ev_timer_init(&d->tick, disc_tick_cb, DISC_REFRESH_S, DISC_REFRESH_S);
     ev_timer_init(&d->sample, disc_sample_cb, 0., BE_SAMPLE_MS / 1000.0);
     if (!prefix)
-        prefix = "wslb:";
-    size_t plen = strlen(prefix);
+        prefix = FLEET_DEFAULT_PREFIX;
+    size_t sn = fleet_key_workers(prefix, NULL, 0) + 1, cn = fleet_key_events(prefix, NULL, 0) + 1;
     d->prefix = strdup(prefix);
-    d->set_key = malloc(plen + sizeof("workers"));
-    d->chan = malloc(plen + sizeof("events"));
+    d->set_key = malloc(sn);
+    d->chan = malloc(cn);
     if (!d->prefix || !d->set_key || !d->chan) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    snprintf(d->set_key, plen + sizeof("workers"), "%sworkers", prefix);
-    snprintf(d->chan, plen + sizeof("events"), "%sevents", prefix);
+    fleet_key_workers(prefix, d->set_key, sn);
+    fleet_key_events(prefix, d->chan, cn);
     d->cmd = rds_create(loop, rc, disc_cmd_state, d, rerr, sizeof(rerr));
     if (d->cmd)
         d->sub = rds_create(loop, rc, disc_sub_state, d, rerr, sizeof(rerr));

@@ -48,7 +48,7 @@ int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err,
 int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_state_t *out,
                          char *err, size_t errlen);
 
-/* rc says where Redis is (see rds.h); prefix NULL = "wslb:". Connection
+/* rc says where Redis is (see rds.h); prefix NULL = FLEET_DEFAULT_PREFIX. Connection
  * failures are retried in the background; NULL only for a bad configuration
  * or no memory. The table must outlive the discoverer. */
 disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc, const char *prefix,

@@ -215,7 +215,7 @@ int main(int argc, char **argv)
     o->admin = "127.0.0.1:8081";
     o->algo = "leastconn";
     o->health_path = "/healthz";
-    o->redis_prefix = "wslb:";
+    o->redis_prefix = FLEET_DEFAULT_PREFIX;
     o->log_level = "info";
     o->log_format = "text";
     o->health_interval_ms = 1000;
@@ -243,7 +243,8 @@ int main(int argc, char **argv)
          0, 0},
         {"redis", CFG_STR, &o->redis, "HOST:PORT", "discover workers and their load in Redis", 0,
          0},
-        {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX",
+         "Redis key prefix (" FLEET_DEFAULT_PREFIX ")", 0, 0},
         RDO_CFG_OPTS(&o->rdo),
         {"id", CFG_STR, &o->id, "NAME",
          "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "

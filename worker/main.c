@@ -12,6 +12,7 @@
 
 #include "cfg.h"
 #include "conn.h"
+#include "fleet.h"
 #include "log.h"
 #include "met.h"
 #include "pub.h"
@@ -220,7 +221,7 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     wk_config_t *c = &w.cfg;
     c->listen = "127.0.0.1:9001";
-    c->redis_prefix = "wslb:";
+    c->redis_prefix = FLEET_DEFAULT_PREFIX;
     c->log_level = "info";
     c->max_evals = 2 * (ncpu > 0 ? ncpu : 1);
     c->queue = -1;
@@ -237,7 +238,8 @@ int main(int argc, char **argv)
         {"advertise", CFG_STR, &c->advertise, "HOST:PORT",
          "address the lb should dial (default: --listen)", 0, 0},
         {"redis", CFG_STR, &c->redis, "HOST:PORT", "publish state to this Redis", 0, 0},
-        {"redis-prefix", CFG_STR, &c->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        {"redis-prefix", CFG_STR, &c->redis_prefix, "PREFIX",
+         "Redis key prefix (" FLEET_DEFAULT_PREFIX ")", 0, 0},
         RDO_CFG_OPTS(&c->rdo),
         {"max-evals", CFG_INT, &c->max_evals, "N", "concurrent evaluations (2 x cores)", 1, 1024},
         {"queue", CFG_INT, &c->queue, "N",

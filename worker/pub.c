@@ -12,8 +12,6 @@
 #include "log.h"
 #include "rds.h"
 
-#define PUB_TTL_MS   3000
-#define PUB_INTERVAL 1.0
 /* Changes are published at most this often, so a burst of connections costs
  * one write, yet the lb's view lags by little. */
 #define PUB_COALESCE 0.1
@@ -33,16 +31,16 @@ struct pub {
     char chan[256];
 };
 
-static void pub_event(struct pub *p, const char *event)
+static void pub_event(struct pub *p, enum fleet_event_type type)
 {
-    wk_t *w = p->w;
-    json_t *j =
-        json_pack("{s:s, s:s, s:s}", "event", event, "id", w->cfg.id, "addr", w->cfg.advertise);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fleet_event_t e = {.type = type};
+    /* pub_create checked that both fit. */
+    snprintf(e.id, sizeof(e.id), "%s", p->w->cfg.id);
+    snprintf(e.addr, sizeof(e.addr), "%s", p->w->cfg.advertise);
+    char *s = fleet_event_to_json(&e);
     if (s != NULL)
         rds_command(p->rds, NULL, NULL, "PUBLISH %s %s", p->chan, s);
     free(s);
-    json_decref(j);
 }
 
 static void pub_write(struct pub *p)
@@ -69,11 +67,11 @@ static void pub_write(struct pub *p)
     json_decref(bylb);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (s != NULL) {
-        rds_command(p->rds, NULL, NULL, "SET %s %s PX %d", p->key, s, PUB_TTL_MS);
+        rds_command(p->rds, NULL, NULL, "SET %s %s PX %d", p->key, s, FLEET_STATE_TTL_MS);
         rds_command(p->rds, NULL, NULL, "SADD %s %s", p->set, w->cfg.id);
         if (!p->joined) {
             p->joined = 1;
-            pub_event(p, w->draining ? "drain" : "join");
+            pub_event(p, w->draining ? FLEET_EV_DRAIN : FLEET_EV_JOIN);
         }
     }
     free(s);
@@ -109,19 +107,32 @@ struct pub *pub_create(wk_t *w, const rds_config_t *rc, char *err, size_t errlen
     }
     p->w = w;
     p->started_ms = fleet_wall_ms();
-    snprintf(p->key, sizeof(p->key), "%sworker:%s", w->cfg.redis_prefix, w->cfg.id);
-    snprintf(p->set, sizeof(p->set), "%sworkers", w->cfg.redis_prefix);
-    snprintf(p->chan, sizeof(p->chan), "%sevents", w->cfg.redis_prefix);
-    ev_timer_init(&p->beat, pub_beat_cb, PUB_INTERVAL, PUB_INTERVAL);
+    const char *id = w->cfg.id, *prefix = w->cfg.redis_prefix;
+    /* What the lbs would not read is refused here rather than published. */
+    if (!fleet_worker_id_ok(id, strlen(id)) || strlen(w->cfg.advertise) >= SOCK_ADDRSTRLEN) {
+        snprintf(err, errlen,
+                 "worker id '%.40s' or address '%.80s' cannot be published: "
+                 "an id is 1-127 bytes without control characters, an address HOST:PORT",
+                 id, w->cfg.advertise);
+        goto fail;
+    }
+    if (fleet_key_worker(prefix, id, strlen(id), p->key, sizeof(p->key)) >= sizeof(p->key) ||
+        fleet_key_workers(prefix, p->set, sizeof(p->set)) >= sizeof(p->set) ||
+        fleet_key_events(prefix, p->chan, sizeof(p->chan)) >= sizeof(p->chan)) {
+        snprintf(err, errlen, "--redis-prefix and --id make keys over %zu bytes", sizeof(p->key));
+        goto fail;
+    }
+    ev_timer_init(&p->beat, pub_beat_cb, FLEET_HEARTBEAT_MS / 1000.0, FLEET_HEARTBEAT_MS / 1000.0);
     ev_timer_init(&p->soon, pub_soon_cb, PUB_COALESCE, 0.);
     p->beat.data = p->soon.data = p;
     p->rds = rds_create(w->loop, rc, pub_state_cb, p, err, errlen);
-    if (p->rds == NULL) {
-        free(p);
-        return NULL;
-    }
+    if (p->rds == NULL)
+        goto fail;
     ev_timer_start(w->loop, &p->beat);
     return p;
+fail:
+    free(p);
+    return NULL;
 }
 
 void pub_free(struct pub *p)
@@ -149,7 +160,7 @@ void pub_drain(struct pub *p)
         return;
     pub_write(p);
     if (rds_connected(p->rds))
-        pub_event(p, "drain");
+        pub_event(p, FLEET_EV_DRAIN);
 }
 
 static void pub_leave_finish(struct pub *p)
@@ -184,7 +195,7 @@ void pub_leave(struct pub *p, void (*done)(wk_t *w))
     }
     rds_command(p->rds, NULL, NULL, "DEL %s", p->key);
     rds_command(p->rds, NULL, NULL, "SREM %s %s", p->set, p->w->cfg.id);
-    pub_event(p, "leave");
+    pub_event(p, FLEET_EV_LEAVE);
     /* Replies come in order: the PING's answer means all of the above landed. */
     ev_timer_init(&p->leave_timeout, pub_leave_timeout_cb, 1.0, 0.);
     p->leave_timeout.data = p;
