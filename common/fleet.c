@@ -161,6 +161,262 @@ int fleet_event_parse(const char *json, size_t len, fleet_event_t *out, char *er
     return rc;
 }
 
+/* ---- the worker's state ------------------------------------------------------ */
+
+const char *fleet_state_name(const fleet_state_t *s)
+{
+    return s->draining ? "draining" : "up";
+}
+
+/* Adds k: v to j (taking v, even on failure); 1 on failure. */
+static int fleet_put(json_t *j, const char *k, json_t *v)
+{
+    if (j == NULL || v == NULL) {
+        json_decref(v);
+        return 1;
+    }
+    return json_object_set_new(j, k, v) < 0;
+}
+
+static json_t *fleet_int(int64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+/* by_lb as an object, in the order of the array. */
+static json_t *fleet_by_lb_json(const fleet_state_t *s)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o != NULL && i < s->nlbs && i < FLEET_MAX_LBS; i++)
+        if (fleet_put(o, s->by_lb[i].id, fleet_int(s->by_lb[i].n))) {
+            json_decref(o);
+            o = NULL;
+        }
+    return o;
+}
+
+char *fleet_state_to_json(const fleet_state_t *s)
+{
+    json_t *j = json_object();
+    unsigned h = s->has;
+    int bad = fleet_put(j, "id", json_string(s->id));
+    bad |= fleet_put(j, "addr", json_string(s->addr));
+    bad |= fleet_put(j, "state", json_string(fleet_state_name(s)));
+    bad |= fleet_put(j, "conns", fleet_int(s->conns));
+    if (h & FLEET_HAS_EVALS_RUNNING)
+        bad |= fleet_put(j, "evals_running", fleet_int(s->evals_running));
+    if (h & FLEET_HAS_EVALS_QUEUED)
+        bad |= fleet_put(j, "evals_queued", fleet_int(s->evals_queued));
+    if (h & FLEET_HAS_MAX_EVALS)
+        bad |= fleet_put(j, "max_evals", fleet_int(s->max_evals));
+    if (h & FLEET_HAS_LOAD)
+        bad |= fleet_put(j, "load", fleet_int(s->load));
+    if (h & FLEET_HAS_TS)
+        bad |= fleet_put(j, "ts_ms", fleet_int((int64_t)s->ts_ms));
+    if (h & FLEET_HAS_STARTED)
+        bad |= fleet_put(j, "started_ms", fleet_int((int64_t)s->started_ms));
+    if (h & FLEET_HAS_ISOLATION)
+        bad |= fleet_put(j, "isolation", json_string(s->isolation));
+    if (h & FLEET_HAS_VERSION)
+        bad |= fleet_put(j, "version", json_string(s->version));
+    if (h & FLEET_HAS_SLOTS_BROKEN)
+        bad |= fleet_put(j, "slots_broken", fleet_int(s->slots_broken));
+    if (h & FLEET_HAS_BY_LB)
+        bad |= fleet_put(j, "by_lb", fleet_by_lb_json(s));
+    char *out = bad ? NULL : json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return out;
+}
+
+/* A count: 1 when v is an integer in 0..FLEET_MAX_COUNT, 0 when v is
+ * absent, -1 otherwise. */
+static int fleet_count(json_t *v, int64_t *out)
+{
+    *out = 0;
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > FLEET_MAX_COUNT)
+        return -1;
+    *out = json_integer_value(v);
+    return 1;
+}
+
+/* An optional count of root, noted in *has with bit; -1 when bad. */
+static int fleet_opt_count(json_t *root, const char *name, unsigned bit, int64_t *out,
+                           unsigned *has)
+{
+    int r = fleet_count(json_object_get(root, name), out);
+    if (r > 0)
+        *has |= bit;
+    return r < 0 ? -1 : 0;
+}
+
+/* An optional time in milliseconds (any non-negative integer); -1 when bad. */
+static int fleet_opt_time(json_t *root, const char *name, unsigned bit, uint64_t *out,
+                          unsigned *has)
+{
+    json_t *v = json_object_get(root, name);
+    *out = 0;
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    *has |= bit;
+    return 0;
+}
+
+/* An optional printable string that fits max bytes; -1 when bad. */
+static int fleet_opt_text(json_t *root, const char *name, unsigned bit, char *dst, size_t max,
+                          unsigned *has)
+{
+    json_t *v = json_object_get(root, name);
+    dst[0] = '\0';
+    if (v == NULL)
+        return 0;
+    if (fleet_json_text(v, dst, max) < 0)
+        return -1;
+    *has |= bit;
+    return 0;
+}
+
+/* id, addr and state: who the worker is, where, and whether it takes new
+ * websockets. */
+static int fleet_parse_ident(json_t *root, fleet_state_t *out, char *err, size_t errlen)
+{
+    json_t *addr = json_object_get(root, "addr"), *state = json_object_get(root, "state");
+    char aerr[SOCK_ERR_LEN], host[SOCK_ADDRSTRLEN];
+    if (fleet_json_text(json_object_get(root, "id"), out->id, sizeof(out->id)) < 0) {
+        snprintf(err, errlen, "bad or missing id");
+        return -1;
+    }
+    if (!json_is_string(addr) || json_string_length(addr) >= sizeof(out->addr) ||
+        sock_parse_addr(json_string_value(addr), &out->sa, aerr, sizeof(aerr)) < 0) {
+        snprintf(err, errlen, "bad or missing addr");
+        return -1;
+    }
+    /* A wildcard or port 0 names no reachable worker. */
+    sock_addr_host(&out->sa, host, sizeof(host));
+    sock_addr_str(&out->sa, out->addr, sizeof(out->addr));
+    size_t alen = strlen(out->addr);
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+        (alen >= 2 && strcmp(out->addr + alen - 2, ":0") == 0)) {
+        snprintf(err, errlen, "addr '%s' is not a reachable worker address", out->addr);
+        return -1;
+    }
+    if (!json_is_string(state)) {
+        snprintf(err, errlen, "bad or missing state");
+        return -1;
+    }
+    if (strcmp(json_string_value(state), "draining") == 0) {
+        out->draining = 1;
+    } else if (strcmp(json_string_value(state), "up") != 0) {
+        snprintf(err, errlen, "unknown state '%.32s'", json_string_value(state));
+        return -1;
+    }
+    return 0;
+}
+
+/* The counts, the times and the strings besides id, addr and state. */
+static int fleet_parse_figures(json_t *root, fleet_state_t *out, char *err, size_t errlen)
+{
+    unsigned *h = &out->has;
+    const char *bad = NULL;
+    if (fleet_count(json_object_get(root, "conns"), &out->conns) <= 0 ||
+        fleet_opt_count(root, "evals_running", FLEET_HAS_EVALS_RUNNING, &out->evals_running, h) ||
+        fleet_opt_count(root, "evals_queued", FLEET_HAS_EVALS_QUEUED, &out->evals_queued, h))
+        bad = "bad or missing conns/evals_running/evals_queued";
+    else if (fleet_opt_count(root, "load", FLEET_HAS_LOAD, &out->load, h))
+        bad = "bad load";
+    else if (fleet_opt_count(root, "max_evals", FLEET_HAS_MAX_EVALS, &out->max_evals, h))
+        bad = "bad max_evals";
+    else if (fleet_opt_count(root, "slots_broken", FLEET_HAS_SLOTS_BROKEN, &out->slots_broken, h))
+        bad = "bad slots_broken";
+    else if (fleet_opt_time(root, "started_ms", FLEET_HAS_STARTED, &out->started_ms, h))
+        bad = "bad started_ms";
+    else if (fleet_opt_time(root, "ts_ms", FLEET_HAS_TS, &out->ts_ms, h))
+        bad = "bad ts_ms";
+    else if (fleet_opt_text(root, "version", FLEET_HAS_VERSION, out->version, sizeof(out->version),
+                            h))
+        bad = "bad version";
+    else if (fleet_opt_text(root, "isolation", FLEET_HAS_ISOLATION, out->isolation,
+                            sizeof(out->isolation), h))
+        bad = "bad isolation";
+    if (bad != NULL) {
+        snprintf(err, errlen, "%s", bad);
+        return -1;
+    }
+    if (!(*h & FLEET_HAS_LOAD))
+        out->load = out->evals_running + out->evals_queued;
+    return 0;
+}
+
+/* by_lb: connections per lb id, and lb_id's own into out->mine. */
+static int fleet_parse_by_lb(json_t *root, const char *lb_id, fleet_state_t *out, char *err,
+                             size_t errlen)
+{
+    json_t *bylb = json_object_get(root, "by_lb");
+    out->mine = -1;
+    if (bylb == NULL)
+        return 0;
+    if (!json_is_object(bylb)) {
+        snprintf(err, errlen, "bad by_lb");
+        return -1;
+    }
+    if (json_object_size(bylb) > FLEET_MAX_LBS) {
+        snprintf(err, errlen, "by_lb lists more than %d lbs", FLEET_MAX_LBS);
+        return -1;
+    }
+    out->has |= FLEET_HAS_BY_LB;
+    if (lb_id != NULL)
+        out->mine = 0; /* listed others, not us: none of ours */
+    for (void *it = json_object_iter(bylb); it != NULL; it = json_object_iter_next(bylb, it)) {
+        const char *k = json_object_iter_key(it);
+        size_t klen = json_object_iter_key_len(it);
+        fleet_lb_count_t *c = &out->by_lb[out->nlbs];
+        if (!fleet_id_ok(k, klen)) {
+            snprintf(err, errlen, "bad by_lb id");
+            return -1;
+        }
+        if (fleet_count(json_object_iter_value(it), &c->n) <= 0) {
+            snprintf(err, errlen, "bad by_lb count");
+            return -1;
+        }
+        memcpy(c->id, k, klen + 1);
+        out->nlbs++;
+        if (lb_id != NULL && strcmp(c->id, lb_id) == 0)
+            out->mine = c->n;
+    }
+    return 0;
+}
+
+int fleet_state_parse(const char *json, size_t len, const char *lb_id, fleet_state_t *out,
+                      char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    memset(out, 0, sizeof(*out));
+    out->mine = -1;
+    if (!root) {
+        snprintf(err, errlen, "not JSON: %s", jerr.text);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root))
+        snprintf(err, errlen, "not a JSON object");
+    else if (fleet_parse_ident(root, out, err, errlen) == 0 &&
+             fleet_parse_figures(root, out, err, errlen) == 0 &&
+             fleet_parse_by_lb(root, lb_id, out, err, errlen) == 0)
+        rc = 0;
+    json_decref(root);
+    return rc;
+}
+
 /* ---- time ----------------------------------------------------------------- */
 
 uint64_t fleet_wall_ms(void)

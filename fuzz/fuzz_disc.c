@@ -1,7 +1,7 @@
 /* Fuzzes what the lb does with what Redis tells it about workers (lb/disc.c).
  *
  * Byte 0 bit 0 clear: the rest is one worker state JSON for
- * disc_parse_state(); whatever it accepts must be a usable backend
+ * fleet_state_parse(); whatever it accepts must be a usable backend
  * description (a printable id, a reachable address that renders and parses
  * back to itself, bounded counts).
  *
@@ -31,10 +31,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void fz_parse_state(const char *json, size_t len)
 {
-    disc_state_t st;
+    fleet_state_t st;
     char err[128] = "";
-    /* err may be NULL; the short form is what the lb uses for events. */
-    int r = disc_parse_state(json, len, &st, (len & 1) ? NULL : err, sizeof(err));
+    /* err may be NULL. */
+    int r = fleet_state_parse(json, len, NULL, &st, (len & 1) ? NULL : err, sizeof(err));
     FZ_CHECK(r == 0 || r == -1);
     if (r < 0) {
         FZ_CHECK((len & 1) || err[0] != '\0');
@@ -44,13 +44,13 @@ static void fz_parse_state(const char *json, size_t len)
     FZ_CHECK(idn > 0 && idn < sizeof(st.id));
     for (size_t i = 0; i < idn; i++)
         FZ_CHECK((unsigned char)st.id[i] >= 0x20 && st.id[i] != 0x7f);
-    FZ_CHECK(st.conns >= 0 && st.conns <= DISC_MAX_COUNT);
-    FZ_CHECK(st.load >= 0 && st.load <= 2 * DISC_MAX_COUNT);
+    FZ_CHECK(st.conns >= 0 && st.conns <= FLEET_MAX_COUNT);
+    FZ_CHECK(st.load >= 0 && st.load <= 2 * FLEET_MAX_COUNT);
     FZ_CHECK(st.draining == 0 || st.draining == 1);
     /* The address as the table will show it must name the same socket. */
     sock_addr_t back;
-    FZ_CHECK(sock_parse_addr(st.addr_str, &back, NULL, 0) == 0);
-    FZ_CHECK(back.len == st.addr.len && memcmp(&back.ss, &st.addr.ss, st.addr.len) == 0);
+    FZ_CHECK(sock_parse_addr(st.addr, &back, NULL, 0) == 0);
+    FZ_CHECK(back.len == st.sa.len && memcmp(&back.ss, &st.sa.ss, st.sa.len) == 0);
 }
 
 /* Every id once, every backend findable by its id. */

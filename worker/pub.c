@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <jansson.h>
 
 #include "fleet.h"
 #include "log.h"
@@ -43,29 +42,45 @@ static void pub_event(struct pub *p, enum fleet_event_type type)
     free(s);
 }
 
+/* This worker's state as the contract has it (common/fleet.h). */
+static void pub_state(struct pub *p, fleet_state_t *st)
+{
+    wk_t *w = p->w;
+    memset(st, 0, sizeof(*st));
+    /* pub_create checked that id and address fit. */
+    snprintf(st->id, sizeof(st->id), "%s", w->cfg.id);
+    snprintf(st->addr, sizeof(st->addr), "%s", w->cfg.advertise);
+    /* No usable slot: "draining" is what every lb already reads as "send no
+     * new websockets here"; slots_broken says why. */
+    st->draining = w->draining || wk_unusable(w);
+    st->conns = (int64_t)w->nws;
+    st->has = FLEET_HAS_ALL;
+    st->evals_running = (int64_t)w->nrunning;
+    st->evals_queued = (int64_t)w->nqueued;
+    st->max_evals = w->cfg.max_evals;
+    st->load = (int64_t)(w->nrunning + w->nqueued);
+    st->ts_ms = fleet_wall_ms();
+    st->started_ms = p->started_ms;
+    snprintf(st->isolation, sizeof(st->isolation), "%s", sbx_isolation(w->sbx));
+    snprintf(st->version, sizeof(st->version), "%s", VERSION);
+    st->slots_broken = (int64_t)wk_slots_broken(w);
+    for (int i = 0; i < WK_MAX_LBS && st->nlbs < FLEET_MAX_LBS; i++) {
+        if (w->by_lb[i].n == 0)
+            continue;
+        fleet_lb_count_t *c = &st->by_lb[st->nlbs++];
+        snprintf(c->id, sizeof(c->id), "%s", w->by_lb[i].id);
+        c->n = (int64_t)w->by_lb[i].n;
+    }
+}
+
 static void pub_write(struct pub *p)
 {
     wk_t *w = p->w;
     if (p->leaving || !rds_connected(p->rds))
         return;
-    /* No usable slot: "draining" is what every lb already reads as "send no
-     * new websockets here"; slots_broken says why. */
-    json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I}", "id", w->cfg.id,
-        "addr", w->cfg.advertise, "state", w->draining || wk_unusable(w) ? "draining" : "up",
-        "conns", (json_int_t)w->nws, "evals_running", (json_int_t)w->nrunning, "evals_queued",
-        (json_int_t)w->nqueued, "max_evals", (json_int_t)w->cfg.max_evals, "load",
-        (json_int_t)(w->nrunning + w->nqueued), "ts_ms", (json_int_t)fleet_wall_ms(), "started_ms",
-        (json_int_t)p->started_ms, "isolation", sbx_isolation(w->sbx), "version", VERSION,
-        "slots_broken", (json_int_t)wk_slots_broken(w));
-    json_t *bylb = json_object();
-    for (int i = 0; j != NULL && bylb != NULL && i < WK_MAX_LBS; i++)
-        if (w->by_lb[i].n > 0)
-            json_object_set_new(bylb, w->by_lb[i].id, json_integer((json_int_t)w->by_lb[i].n));
-    if (j != NULL && bylb != NULL)
-        json_object_set(j, "by_lb", bylb);
-    json_decref(bylb);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fleet_state_t st;
+    pub_state(p, &st);
+    char *s = fleet_state_to_json(&st);
     if (s != NULL) {
         rds_command(p->rds, NULL, NULL, "SET %s %s PX %d", p->key, s, FLEET_STATE_TTL_MS);
         rds_command(p->rds, NULL, NULL, "SADD %s %s", p->set, w->cfg.id);
@@ -75,7 +90,6 @@ static void pub_write(struct pub *p)
         }
     }
     free(s);
-    json_decref(j);
 }
 
 static void pub_beat_cb(struct ev_loop *loop, ev_timer *t, int revents)
