@@ -10,6 +10,7 @@
 
 #include <http_parser.h>
 
+#include "acc.h"
 #include "ct.h"
 #include "fleet.h"
 #include "http.h"
@@ -485,65 +486,46 @@ static void wc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     wc_close(c, c->state == WC_LINGER ? "linger done" : "timeout");
 }
 
-static void wc_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* A new connection from the acceptor: reads its head under a deadline. */
+static void wc_on_accept(acc_t *a, int fd, const sock_addr_t *peer, void *ud)
 {
-    wk_t *w = io->data;
-    for (int i = 0; i < 64; i++) {
-        sock_addr_t peer;
-        int fd = sock_accept(w->lfd, &peer);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: pause accepting instead of spinning on a
-                 * listener that stays readable. */
-                log_warn("accept: %s; pausing accepts for 100 ms", strerror(errno));
-                ev_io_stop(loop, &w->accept_w);
-                ev_timer_start(loop, &w->accept_backoff);
-            }
-            return;
-        }
-        wc_conn_t *c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            close(fd);
-            return;
-        }
-        sock_set_nodelay(fd);
-        c->w = w;
-        c->fd = fd;
-        c->lb_slot = -1;
-        sock_addr_str(&peer, c->peer, sizeof(c->peer));
-        TAILQ_INIT(&c->runs);
-        ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);
-        ev_io_init(&c->wio, wc_write_cb, fd, EV_WRITE);
-        ev_timer_init(&c->timer, wc_timer_cb, WC_HEAD_TIMEOUT, 0.);
-        c->rio.data = c->wio.data = c->timer.data = c;
-        TAILQ_INSERT_TAIL(&w->conns, c, link);
-        w->nconns++;
-        met_inc(w->m_conns_total, 1);
-        ev_io_start(loop, &c->rio);
-        ev_timer_start(loop, &c->timer);
+    wk_t *w = ud;
+    wc_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
     }
+    sock_set_nodelay(fd);
+    c->w = w;
+    c->fd = fd;
+    c->lb_slot = -1;
+    sock_addr_str(peer, c->peer, sizeof(c->peer));
+    TAILQ_INIT(&c->runs);
+    ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, wc_write_cb, fd, EV_WRITE);
+    ev_timer_init(&c->timer, wc_timer_cb, WC_HEAD_TIMEOUT, 0.);
+    c->rio.data = c->wio.data = c->timer.data = c;
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    met_inc(w->m_conns_total, 1);
+    ev_io_start(w->loop, &c->rio);
+    ev_timer_start(w->loop, &c->timer);
 }
 
-static void wc_backoff_cb(struct ev_loop *loop, ev_timer *t, int revents)
+int wc_listen_start(wk_t *w, char *err, size_t errlen)
 {
-    wk_t *w = t->data;
-    if (!w->exiting)
-        ev_io_start(loop, &w->accept_w);
-}
-
-void wc_listen_start(wk_t *w)
-{
-    ev_io_init(&w->accept_w, wc_accept_cb, w->lfd, EV_READ);
-    w->accept_w.data = w;
-    ev_timer_init(&w->accept_backoff, wc_backoff_cb, 0.1, 0.);
-    w->accept_backoff.data = w;
+    acc_config_t ac = {.fd = w->lfd, .on_fd = wc_on_accept, .ud = w};
+    w->acc = acc_create(w->loop, &ac, err, errlen);
+    if (w->acc == NULL)
+        return -1;
     ev_idle_init(&w->reaper, wc_reaper_cb);
     w->reaper.data = w;
-    ev_io_start(w->loop, &w->accept_w);
+    acc_start(w->acc);
+    return 0;
 }
 
 void wc_listen_stop(wk_t *w)
 {
-    ev_io_stop(w->loop, &w->accept_w);
-    ev_timer_stop(w->loop, &w->accept_backoff);
+    acc_free(w->acc);
+    w->acc = NULL;
 }

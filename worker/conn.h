@@ -56,8 +56,9 @@ typedef struct wc_conn {
     TAILQ_ENTRY(wc_conn) link;
 } wc_conn_t;
 
-/* Starts accepting on w->lfd. */
-void wc_listen_start(wk_t *w);
+/* Starts accepting on w->lfd (common/acc.h). 0, or -1 with err (no memory). */
+int wc_listen_start(wk_t *w, char *err, size_t errlen);
+/* Stops accepting; the listening socket stays open. */
 void wc_listen_stop(wk_t *w);
 /* Queues one JSON text message (borrowed). Returns -1 if the connection is
  * closing. */

@@ -400,7 +400,10 @@ int main(int argc, char **argv)
     w.drain_check.data = &w;
     ev_init(&w.drain_timer, wk_drain_timer_cb);
     w.drain_timer.data = &w;
-    wc_listen_start(&w);
+    if (wc_listen_start(&w, err, sizeof(err)) < 0) {
+        log_error("listen: %s", err);
+        goto out;
+    }
 
     log_info("worker %s listening on %s (max-evals %ld, sandbox %s, cgroups %s, %zu runtimes)",
              c->id, idbuf, c->max_evals, sbx_isolation(w.sbx), sbx_cgroup_mode(w.sbx), w.rt.n);

@@ -62,8 +62,7 @@ typedef struct wk {
     char upstream_secret[256]; /* empty: no secret required */
 
     int lfd;
-    ev_io accept_w;
-    ev_timer accept_backoff; /* accept hit EMFILE: retry later, don't spin */
+    struct acc *acc; /* accepts on lfd */
 
     struct wc_list conns;  /* live connections */
     struct wc_list closed; /* closed, freed from the reaper */
