@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "acap.h"
+#include "acc.h"
 #include "admin.h"
 #include "ct.h"
 #include "fleet.h"
@@ -61,7 +62,7 @@ struct admin {
     met_registry_t *extra;
     int lfd;
     sock_addr_t local;
-    ev_io lio;
+    acc_t *acc; /* accepts on lfd */
     ev_prepare reap;
     admin_conn_t *conns; /* open */
     admin_conn_t *dead;  /* closed, freed by the reap watcher */
@@ -683,42 +684,34 @@ static int admin_admit(admin_t *a, const acap_peer_t *p)
     }
 }
 
-static void admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* A new connection from the acceptor: admitted by acap, or closed. */
+static void admin_on_accept(acc_t *acc, int fd, const sock_addr_t *pa, void *ud)
 {
-    admin_t *a = container_of(w, admin_t, lio);
-    for (int i = 0; i < ADMIN_ACCEPTS; i++) {
-        sock_addr_t pa;
-        int fd = sock_accept(a->lfd, &pa);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-                log_warn("admin: accept: %s", strerror(errno));
-            return;
-        }
-        acap_peer_t peer = {.seq = ++a->seq, .state = ACAP_IDLE};
-        const struct sockaddr *sa = (const struct sockaddr *)&pa.ss;
-        if (lim_key_from_sa(sa, &peer.key) < 0)
-            memset(&peer.key, 0, sizeof(peer.key));
-        peer.loopback = (uint8_t)acap_is_loopback(sa);
-        admin_conn_t *c = admin_admit(a, &peer) == 0 ? calloc(1, sizeof(*c)) : NULL;
-        if (!c) {
-            close(fd); /* no room, nothing to displace: not worth more */
-            continue;
-        }
-        c->peer = peer;
-        c->a = a;
-        c->fd = fd;
-        c->phase = ADMIN_READ;
-        c->next = a->conns;
-        if (c->next)
-            c->next->pprev = &c->next;
-        c->pprev = &a->conns;
-        a->conns = c;
-        a->nconns++;
-        ev_io_init(&c->io, admin_io_cb, fd, EV_READ);
-        ev_io_start(loop, &c->io);
-        ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_IDLE_TIMEOUT, 0.);
-        ev_timer_start(loop, &c->tmo);
+    admin_t *a = ud;
+    acap_peer_t peer = {.seq = ++a->seq, .state = ACAP_IDLE};
+    const struct sockaddr *sa = (const struct sockaddr *)&pa->ss;
+    if (lim_key_from_sa(sa, &peer.key) < 0)
+        memset(&peer.key, 0, sizeof(peer.key));
+    peer.loopback = (uint8_t)acap_is_loopback(sa);
+    admin_conn_t *c = admin_admit(a, &peer) == 0 ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        close(fd); /* no room, nothing to displace: not worth more */
+        return;
     }
+    c->peer = peer;
+    c->a = a;
+    c->fd = fd;
+    c->phase = ADMIN_READ;
+    c->next = a->conns;
+    if (c->next)
+        c->next->pprev = &c->next;
+    c->pprev = &a->conns;
+    a->conns = c;
+    a->nconns++;
+    ev_io_init(&c->io, admin_io_cb, fd, EV_READ);
+    ev_io_start(a->loop, &c->io);
+    ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_IDLE_TIMEOUT, 0.);
+    ev_timer_start(a->loop, &c->tmo);
 }
 
 admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const admin_config_t *cfg,
@@ -754,8 +747,11 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     a->stats = stats;
     a->extra = cfg ? cfg->metrics : NULL;
     ev_prepare_init(&a->reap, admin_reap_cb);
-    ev_io_init(&a->lio, admin_accept_cb, a->lfd, EV_READ);
-    ev_io_start(loop, &a->lio);
+    acc_config_t ac = {
+        .fd = a->lfd, .batch = ADMIN_ACCEPTS, .name = "admin", .on_fd = admin_on_accept, .ud = a};
+    if ((a->acc = acc_create(loop, &ac, err, errlen)) == NULL)
+        goto fail;
+    acc_start(a->acc);
     return a;
 fail:
     e = errno; /* EADDRINUSE tells the caller the address is taken */
@@ -777,7 +773,7 @@ void admin_free(admin_t *a)
 {
     if (!a)
         return;
-    ev_io_stop(a->loop, &a->lio);
+    acc_free(a->acc);
     close(a->lfd);
     while (a->conns)
         admin_close(a->conns);
