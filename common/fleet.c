@@ -1,6 +1,7 @@
 /* fleet: the lb/worker contract (see fleet.h). */
 #include "fleet.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -195,33 +196,54 @@ static json_t *fleet_by_lb_json(const fleet_state_t *s)
     return o;
 }
 
+/* The optional fields other than by_lb, in the order they are written. */
+enum fleet_kind { FLEET_COUNT, FLEET_TIME, FLEET_TEXT };
+
+static const struct fleet_field {
+    const char *name;
+    unsigned bit;
+    enum fleet_kind kind;
+    size_t off;  /* in fleet_state_t: int64_t, uint64_t or char[size] */
+    size_t size; /* FLEET_TEXT */
+} fleet_fields[] = {
+#define F(name, bit, kind, size)                                                                   \
+    {                                                                                              \
+#name, bit, kind, offsetof(fleet_state_t, name), size                                      \
+    }
+    F(evals_running, FLEET_HAS_EVALS_RUNNING, FLEET_COUNT, 0),
+    F(evals_queued, FLEET_HAS_EVALS_QUEUED, FLEET_COUNT, 0),
+    F(max_evals, FLEET_HAS_MAX_EVALS, FLEET_COUNT, 0),
+    F(load, FLEET_HAS_LOAD, FLEET_COUNT, 0),
+    F(ts_ms, FLEET_HAS_TS, FLEET_TIME, 0),
+    F(started_ms, FLEET_HAS_STARTED, FLEET_TIME, 0),
+    F(isolation, FLEET_HAS_ISOLATION, FLEET_TEXT, FLEET_ISOLATION_LEN),
+    F(version, FLEET_HAS_VERSION, FLEET_TEXT, FLEET_VERSION_LEN),
+    F(slots_broken, FLEET_HAS_SLOTS_BROKEN, FLEET_COUNT, 0),
+#undef F
+};
+#define FLEET_NFIELDS (sizeof(fleet_fields) / sizeof(fleet_fields[0]))
+
+static json_t *fleet_field_json(const struct fleet_field *f, const fleet_state_t *s)
+{
+    const char *p = (const char *)s + f->off;
+    if (f->kind == FLEET_TEXT)
+        return json_string(p);
+    if (f->kind == FLEET_TIME)
+        return fleet_int((int64_t) * (const uint64_t *)p);
+    return fleet_int(*(const int64_t *)p);
+}
+
 char *fleet_state_to_json(const fleet_state_t *s)
 {
     json_t *j = json_object();
-    unsigned h = s->has;
     int bad = fleet_put(j, "id", json_string(s->id));
     bad |= fleet_put(j, "addr", json_string(s->addr));
     bad |= fleet_put(j, "state", json_string(fleet_state_name(s)));
     bad |= fleet_put(j, "conns", fleet_int(s->conns));
-    if (h & FLEET_HAS_EVALS_RUNNING)
-        bad |= fleet_put(j, "evals_running", fleet_int(s->evals_running));
-    if (h & FLEET_HAS_EVALS_QUEUED)
-        bad |= fleet_put(j, "evals_queued", fleet_int(s->evals_queued));
-    if (h & FLEET_HAS_MAX_EVALS)
-        bad |= fleet_put(j, "max_evals", fleet_int(s->max_evals));
-    if (h & FLEET_HAS_LOAD)
-        bad |= fleet_put(j, "load", fleet_int(s->load));
-    if (h & FLEET_HAS_TS)
-        bad |= fleet_put(j, "ts_ms", fleet_int((int64_t)s->ts_ms));
-    if (h & FLEET_HAS_STARTED)
-        bad |= fleet_put(j, "started_ms", fleet_int((int64_t)s->started_ms));
-    if (h & FLEET_HAS_ISOLATION)
-        bad |= fleet_put(j, "isolation", json_string(s->isolation));
-    if (h & FLEET_HAS_VERSION)
-        bad |= fleet_put(j, "version", json_string(s->version));
-    if (h & FLEET_HAS_SLOTS_BROKEN)
-        bad |= fleet_put(j, "slots_broken", fleet_int(s->slots_broken));
-    if (h & FLEET_HAS_BY_LB)
+    for (size_t i = 0; i < FLEET_NFIELDS; i++)
+        if (s->has & fleet_fields[i].bit)
+            bad |= fleet_put(j, fleet_fields[i].name, fleet_field_json(&fleet_fields[i], s));
+    if (s->has & FLEET_HAS_BY_LB)
         bad |= fleet_put(j, "by_lb", fleet_by_lb_json(s));
     char *out = bad ? NULL : json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -241,42 +263,18 @@ static int fleet_count(json_t *v, int64_t *out)
     return 1;
 }
 
-/* An optional count of root, noted in *has with bit; -1 when bad. */
-static int fleet_opt_count(json_t *root, const char *name, unsigned bit, int64_t *out,
-                           unsigned *has)
+/* One optional field from v (not NULL) into s; -1 when it breaks its rule. */
+static int fleet_field_parse(const struct fleet_field *f, json_t *v, fleet_state_t *s)
 {
-    int r = fleet_count(json_object_get(root, name), out);
-    if (r > 0)
-        *has |= bit;
-    return r < 0 ? -1 : 0;
-}
-
-/* An optional time in milliseconds (any non-negative integer); -1 when bad. */
-static int fleet_opt_time(json_t *root, const char *name, unsigned bit, uint64_t *out,
-                          unsigned *has)
-{
-    json_t *v = json_object_get(root, name);
-    *out = 0;
-    if (v == NULL)
-        return 0;
+    char *p = (char *)s + f->off;
+    if (f->kind == FLEET_TEXT)
+        return fleet_json_text(v, p, f->size);
+    if (f->kind == FLEET_COUNT)
+        return fleet_count(v, (int64_t *)p) > 0 ? 0 : -1;
+    /* a time in milliseconds: any non-negative integer */
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return -1;
-    *out = (uint64_t)json_integer_value(v);
-    *has |= bit;
-    return 0;
-}
-
-/* An optional printable string that fits max bytes; -1 when bad. */
-static int fleet_opt_text(json_t *root, const char *name, unsigned bit, char *dst, size_t max,
-                          unsigned *has)
-{
-    json_t *v = json_object_get(root, name);
-    dst[0] = '\0';
-    if (v == NULL)
-        return 0;
-    if (fleet_json_text(v, dst, max) < 0)
-        return -1;
-    *has |= bit;
+    *(uint64_t *)p = (uint64_t)json_integer_value(v);
     return 0;
 }
 
@@ -317,36 +315,25 @@ static int fleet_parse_ident(json_t *root, fleet_state_t *out, char *err, size_t
     return 0;
 }
 
-/* The counts, the times and the strings besides id, addr and state. */
+/* conns and the optional fields besides by_lb. */
 static int fleet_parse_figures(json_t *root, fleet_state_t *out, char *err, size_t errlen)
 {
-    unsigned *h = &out->has;
-    const char *bad = NULL;
-    if (fleet_count(json_object_get(root, "conns"), &out->conns) <= 0 ||
-        fleet_opt_count(root, "evals_running", FLEET_HAS_EVALS_RUNNING, &out->evals_running, h) ||
-        fleet_opt_count(root, "evals_queued", FLEET_HAS_EVALS_QUEUED, &out->evals_queued, h))
-        bad = "bad or missing conns/evals_running/evals_queued";
-    else if (fleet_opt_count(root, "load", FLEET_HAS_LOAD, &out->load, h))
-        bad = "bad load";
-    else if (fleet_opt_count(root, "max_evals", FLEET_HAS_MAX_EVALS, &out->max_evals, h))
-        bad = "bad max_evals";
-    else if (fleet_opt_count(root, "slots_broken", FLEET_HAS_SLOTS_BROKEN, &out->slots_broken, h))
-        bad = "bad slots_broken";
-    else if (fleet_opt_time(root, "started_ms", FLEET_HAS_STARTED, &out->started_ms, h))
-        bad = "bad started_ms";
-    else if (fleet_opt_time(root, "ts_ms", FLEET_HAS_TS, &out->ts_ms, h))
-        bad = "bad ts_ms";
-    else if (fleet_opt_text(root, "version", FLEET_HAS_VERSION, out->version, sizeof(out->version),
-                            h))
-        bad = "bad version";
-    else if (fleet_opt_text(root, "isolation", FLEET_HAS_ISOLATION, out->isolation,
-                            sizeof(out->isolation), h))
-        bad = "bad isolation";
-    if (bad != NULL) {
-        snprintf(err, errlen, "%s", bad);
+    if (fleet_count(json_object_get(root, "conns"), &out->conns) <= 0) {
+        snprintf(err, errlen, "bad or missing conns");
         return -1;
     }
-    if (!(*h & FLEET_HAS_LOAD))
+    for (size_t i = 0; i < FLEET_NFIELDS; i++) {
+        const struct fleet_field *f = &fleet_fields[i];
+        json_t *v = json_object_get(root, f->name);
+        if (v == NULL)
+            continue;
+        if (fleet_field_parse(f, v, out) < 0) {
+            snprintf(err, errlen, "bad %s", f->name);
+            return -1;
+        }
+        out->has |= f->bit;
+    }
+    if (!(out->has & FLEET_HAS_LOAD))
         out->load = out->evals_running + out->evals_queued;
     return 0;
 }
