@@ -26,7 +26,6 @@
 
 static void wk_exit_now(wk_t *w)
 {
-    w->exiting = 1;
     ev_break(w->loop, EVBREAK_ALL);
 }
 

@@ -82,7 +82,6 @@ typedef struct wk {
     struct pub *pub;
 
     int draining;
-    int exiting;
     ev_timer drain_timer;
     ev_signal sigterm_w, sigint_w;
     ev_idle drain_check;
