@@ -33,7 +33,7 @@ typedef struct ctl_reg {
 } ctl_reg_t;
 
 /* Reads every registered worker from Redis at "HOST:PORT" (prefix NULL =
- * "wslb:"), with connect and command timeouts of timeout_s. Returns 0 with
+ * FLEET_DEFAULT_PREFIX), with connect and command timeouts of timeout_s. Returns 0 with
  * the workers in out (ctl_reg_free it), or -1 with err. */
 int ctl_reg_read(const char *hostport, const char *prefix, double timeout_s, ctl_reg_t *out,
                  char *err, size_t errlen);
