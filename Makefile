@@ -204,7 +204,7 @@ clean:
 FUZZ_CC     := clang
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(CSTD) -Icommon -Ilb -Iworker
-FUZZ_NAMES  := http ws proto rt cfg disc proxy static
+FUZZ_NAMES  := http ws proto rt cfg disc fleet proxy static
 FUZZ_SECONDS ?= 30
 fuzz_http_SRC  := common/http.c common/buf.c
 fuzz_http_LIBS := -lhttp_parser
@@ -215,9 +215,11 @@ fuzz_proto_LIBS := -ljansson
 fuzz_rt_SRC    := worker/rt.c common/log.c
 fuzz_cfg_SRC   := common/cfg.c
 # fuzz_disc.c includes lb/disc.c itself to reach its static reply callbacks.
-fuzz_disc_SRC  := lb/be.c common/rds.c common/sen.c common/sock.c common/log.c
+fuzz_disc_SRC  := lb/be.c common/fleet.c common/rds.c common/sen.c common/sock.c common/log.c
 fuzz_disc_DEPS := lb/disc.c
 fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
+fuzz_fleet_SRC  := common/fleet.c common/sock.c
+fuzz_fleet_LIBS := -ljansson
 fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c
 fuzz_proxy_LIBS := -lhttp_parser
 fuzz_static_SRC  := lb/static.c common/http.c common/buf.c common/met.c common/log.c

@@ -11,12 +11,11 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "util.h"
 
 #define WB_CLOSE_WAIT_S    2.0
 #define WB_MAX_MSG         (64u * 1024 * 1024)
 #define WB_READS_PER_EVENT 16
-
-#define wb_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 const char *const wb_err_names[WB_E_COUNT] = {
     "ok", "connect", "timeout", "tls", "status", "accept", "eof", "io", "protocol", "abort",
@@ -404,7 +403,7 @@ static void wb_conn_tls(wb_conn_t *c, int *want_write)
 
 static void wb_conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    wb_conn_t *c = wb_container_of(w, wb_conn_t, io);
+    wb_conn_t *c = container_of(w, wb_conn_t, io);
     int want_write = 0;
 
     c->in_cb = 1;
@@ -447,7 +446,7 @@ static void wb_conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void wb_conn_tmo_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_conn_t *c = wb_container_of(w, wb_conn_t, tmo);
+    wb_conn_t *c = container_of(w, wb_conn_t, tmo);
     if (c->close_sent && c->close_rcvd)
         wb_conn_fail(c, WB_OK, NULL); /* both close frames seen: clean enough */
     else

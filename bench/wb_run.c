@@ -10,8 +10,7 @@
 #include <string.h>
 
 #include "log.h"
-
-#define wb_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#include "util.h"
 
 #define WB_PACE_S      0.001 /* opener granularity */
 #define WB_DRAIN_S     3.0   /* graceful close budget at the end */
@@ -208,7 +207,7 @@ static int wb_worker_index(wb_ctx_t *x, const char *id)
 
 static void wb_lifetime_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_client_t *k = wb_container_of(w, wb_client_t, timer);
+    wb_client_t *k = container_of(w, wb_client_t, timer);
     wb_conn_close(&k->conn, WS_CLOSE_NORMAL);
 }
 
@@ -342,7 +341,7 @@ static void wb_on_message(wb_conn_t *c, int opcode, const uint8_t *p, size_t n)
 
 static void wb_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_client_t *k = wb_container_of(w, wb_client_t, timer);
+    wb_client_t *k = container_of(w, wb_client_t, timer);
     if (k->ctx->phase == WB_PH_RUN || k->ctx->phase == WB_PH_RAMP)
         wb_client_open(k);
     else
@@ -485,7 +484,7 @@ static void wb_hold_check(wb_ctx_t *x)
 /* Opens connections at the configured rate until the target is reached. */
 static void wb_pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_ctx_t *x = wb_container_of(w, wb_ctx_t, pace);
+    wb_ctx_t *x = container_of(w, wb_ctx_t, pace);
     const wb_opts_t *o = x->o;
     if (x->phase == WB_PH_STOP)
         return;
@@ -512,7 +511,7 @@ static void wb_pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Balance sampler: live connections per worker, max/mean, series rows. */
 static void wb_sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_ctx_t *x = wb_container_of(w, wb_ctx_t, sample);
+    wb_ctx_t *x = container_of(w, wb_ctx_t, sample);
     const wb_opts_t *o = x->o;
     double t = wb_secs_since(x->t0_ns);
     long total = 0, max = 0;
@@ -553,7 +552,7 @@ static int wb_cmp_double(const void *a, const void *b)
 
 static void wb_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_ctx_t *x = wb_container_of(w, wb_ctx_t, drain);
+    wb_ctx_t *x = container_of(w, wb_ctx_t, drain);
     /* Graceful closes ran out of time: abort what is left. */
     for (long i = 0; i < x->ncl; i++)
         if (x->cl[i].in_use && wb_conn_active(&x->cl[i].conn))
@@ -616,7 +615,7 @@ static void wb_start_run(wb_ctx_t *x)
  * by hand when every connection is open). */
 static void wb_end_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_ctx_t *x = wb_container_of(w, wb_ctx_t, end);
+    wb_ctx_t *x = container_of(w, wb_ctx_t, end);
     if (x->phase == WB_PH_RAMP) {
         ev_timer_stop(loop, w);
         wb_start_run(x);
@@ -629,7 +628,7 @@ static void wb_end_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void wb_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    wb_ctx_t *x = wb_container_of(w, wb_ctx_t, watchdog);
+    wb_ctx_t *x = container_of(w, wb_ctx_t, watchdog);
     log_warn("watchdog: run exceeded its time budget, stopping");
     if (x->phase != WB_PH_STOP)
         wb_stop(x);

@@ -72,20 +72,6 @@ int http_header_has_token(const http_head_t *h, const char *name, const char *to
 int http_str_eq(http_str_t s, const char *lit);     /* exact */
 int http_str_caseeq(http_str_t s, const char *lit); /* ASCII case-insensitive */
 
-#define HTTP_ID_MAX 63
-
-/* True for an identifier the lb and its workers exchange in a header and
- * publish as a JSON key (X-Lb-Id): 1-63 of A-Z a-z 0-9 . _ : -. One rule on
- * both sides, so what the lb sends is what the worker counts. */
-int http_id_ok(const char *p, size_t n);
-/* Writes into out (at least 64 bytes) a default id that passes http_id_ok,
- * unique per process: "HOST-PID" when the host name fits the rule as it
- * is, else the host name with characters outside the rule as '-', cut to
- * fit, then "-" and 6 hex digits of a hash of the whole name, then "-PID",
- * so two long names that share a prefix stay apart. An empty name is "lb".
- * Returns out. */
-char *http_id_default(const char *host, long pid, char *out, size_t outlen);
-
 /* Standard reason phrase for a status ("Not Found"); "Unknown" otherwise. */
 const char *http_reason(int status);
 /* Appends a complete response with Content-Length and Connection: close,

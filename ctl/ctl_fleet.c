@@ -291,7 +291,7 @@ static int ctl_reg_usable(const ctl_be_t *b)
 int64_t ctl_be_ws_global(const ctl_fleet_t *f, const ctl_be_t *b)
 {
     if (ctl_reg_usable(b))
-        return b->reg->conns;
+        return b->reg->s.conns;
     int64_t best = -1;
     for (size_t l = 0; l < f->nlbs; l++)
         if (b->views[l].known && b->views[l].conns_global > best)
@@ -302,7 +302,7 @@ int64_t ctl_be_ws_global(const ctl_fleet_t *f, const ctl_be_t *b)
 int64_t ctl_be_evals(const ctl_fleet_t *f, const ctl_be_t *b, int queued)
 {
     if (ctl_reg_usable(b))
-        return queued ? b->reg->evals_queued : b->reg->evals_running;
+        return queued ? b->reg->s.evals_queued : b->reg->s.evals_running;
     for (size_t l = 0; l < f->nlbs; l++) {
         int64_t v = queued ? b->views[l].evals_queued : b->views[l].evals_running;
         if (b->views[l].known && v >= 0)
@@ -313,8 +313,8 @@ int64_t ctl_be_evals(const ctl_fleet_t *f, const ctl_be_t *b, int queued)
 
 int64_t ctl_be_hb_age(const ctl_fleet_t *f, const ctl_be_t *b)
 {
-    if (ctl_reg_usable(b) && b->reg->ts_ms)
-        return f->wall_ms > b->reg->ts_ms ? (int64_t)(f->wall_ms - b->reg->ts_ms) : 0;
+    if (ctl_reg_usable(b) && b->reg->s.ts_ms)
+        return f->wall_ms > b->reg->s.ts_ms ? (int64_t)(f->wall_ms - b->reg->s.ts_ms) : 0;
     int64_t best = -1;
     for (size_t l = 0; l < f->nlbs; l++)
         if (b->views[l].known && b->views[l].hb_age_ms >= 0 &&
@@ -325,8 +325,8 @@ int64_t ctl_be_hb_age(const ctl_fleet_t *f, const ctl_be_t *b)
 
 uint64_t ctl_be_started(const ctl_fleet_t *f, const ctl_be_t *b)
 {
-    if (ctl_reg_usable(b) && b->reg->started_ms)
-        return b->reg->started_ms;
+    if (ctl_reg_usable(b) && b->reg->s.started_ms)
+        return b->reg->s.started_ms;
     for (size_t l = 0; l < f->nlbs; l++)
         if (b->views[l].known && b->views[l].started_ms)
             return b->views[l].started_ms;
@@ -335,8 +335,8 @@ uint64_t ctl_be_started(const ctl_fleet_t *f, const ctl_be_t *b)
 
 const char *ctl_be_version(const ctl_fleet_t *f, const ctl_be_t *b)
 {
-    if (ctl_reg_usable(b) && b->reg->version[0])
-        return b->reg->version;
+    if (ctl_reg_usable(b) && b->reg->s.version[0])
+        return b->reg->s.version;
     for (size_t l = 0; l < f->nlbs; l++)
         if (b->views[l].known && b->views[l].version[0])
             return b->views[l].version;
@@ -346,7 +346,7 @@ const char *ctl_be_version(const ctl_fleet_t *f, const ctl_be_t *b)
 const char *ctl_be_addr(const ctl_fleet_t *f, const ctl_be_t *b)
 {
     if (ctl_reg_usable(b))
-        return b->reg->addr;
+        return b->reg->s.addr;
     for (size_t l = 0; l < f->nlbs; l++)
         if (b->views[l].known && b->views[l].addr[0])
             return b->views[l].addr;
@@ -424,7 +424,7 @@ static int ctl_fleet_lb_warnings(const ctl_fleet_t *f, const ctl_be_t *b, buf_t 
     }
     if (known == 0 && reachable > 0 && b->reg != NULL) {
         buf_printf(out, "%s: registered in Redis (%s) but unknown to every lb\n", b->id,
-                   b->reg->addr[0] ? b->reg->addr : "?");
+                   b->reg->s.addr[0] ? b->reg->s.addr : "?");
         n++;
     } else if (known > 0 && known < reachable) {
         buf_printf(out, "%s: unknown to", b->id);

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "ctl_net.h"
+#include "fleet.h"
 #include "http.h"
 #include "ws.h"
 
@@ -45,7 +46,7 @@ static int ctl_probe_upgrade(ctl_probe_t *p, char *err, size_t errlen)
                          "Sec-WebSocket-Version: 13\r\nUser-Agent: wslbctl-probe\r\n",
                          p->o->addr, key) < 0;
     if (!bad && p->o->secret)
-        bad = buf_printf(&req, "X-Upstream-Secret: %s\r\n", p->o->secret) < 0;
+        bad = buf_printf(&req, FLEET_HDR_SECRET ": %s\r\n", p->o->secret) < 0;
     bad = bad || buf_append_str(&req, "\r\n") < 0;
     int rc =
         bad ? -1

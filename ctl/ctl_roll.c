@@ -370,12 +370,12 @@ static int ctl_roll_ready_state(ctl_roll_t *r, ctl_rw_t *w, const ctl_be_t *b)
     const ctl_fleet_t *f = &r->fleet;
     if (w->in_reg) {
         const ctl_regw_t *g = b ? b->reg : NULL;
-        const char *miss = !f->reg_ok                        ? "Redis does not answer"
-                           : g == NULL                       ? "not registered in Redis yet"
-                           : g->err[0]                       ? g->err
-                           : g->started_ms == w->reg_started ? "Redis still shows the old process"
-                           : strcmp(g->state, "up") != 0     ? "draining in Redis"
-                                                             : NULL;
+        const char *miss = !f->reg_ok                          ? "Redis does not answer"
+                           : g == NULL                         ? "not registered in Redis yet"
+                           : g->err[0]                         ? g->err
+                           : g->s.started_ms == w->reg_started ? "Redis still shows the old process"
+                           : g->s.draining                     ? "draining in Redis"
+                                                               : NULL;
         if (miss) {
             snprintf(w->why, sizeof(w->why), "%s", miss);
             return 0;
@@ -602,7 +602,7 @@ static int ctl_roll_snapshot(ctl_roll_t *r, ctl_rw_t *w, const ctl_be_t *b, char
         return -1;
     }
     w->in_reg = b->reg != NULL && b->reg->err[0] == '\0';
-    w->reg_started = w->in_reg ? b->reg->started_ms : 0;
+    w->reg_started = w->in_reg ? b->reg->s.started_ms : 0;
     snprintf(w->id, sizeof(w->id), "%s", b->id);
     char serr[200];
     if (ctl_net_split(ctl_be_addr(f, b), w->host, sizeof(w->host), w->port, sizeof(w->port), serr,

@@ -206,12 +206,13 @@ static json_t *ctl_show_reg(const ctl_regw_t *r)
         return json_null();
     if (r->err[0])
         return json_pack("{s:s}", "error", r->err);
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o}", "addr", r->addr, "state", r->state,
-                     "websockets", (json_int_t)r->conns, "evals_running",
-                     (json_int_t)r->evals_running, "evals_queued", (json_int_t)r->evals_queued,
-                     "version", ctl_show_str(r->version), "ts_ms",
-                     r->ts_ms ? json_integer((json_int_t)r->ts_ms) : json_null(), "started_ms",
-                     r->started_ms ? json_integer((json_int_t)r->started_ms) : json_null());
+    const fleet_state_t *s = &r->s;
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o}", "addr", s->addr, "state",
+                     fleet_state_name(s), "websockets", (json_int_t)s->conns, "evals_running",
+                     (json_int_t)s->evals_running, "evals_queued", (json_int_t)s->evals_queued,
+                     "version", ctl_show_str(s->version), "ts_ms",
+                     s->ts_ms ? json_integer((json_int_t)s->ts_ms) : json_null(), "started_ms",
+                     s->started_ms ? json_integer((json_int_t)s->started_ms) : json_null());
 }
 
 static json_t *ctl_show_be(const ctl_fleet_t *f, const ctl_be_t *b)

@@ -20,6 +20,7 @@
 #include "ctl_out.h"
 #include "ctl_roll.h"
 #include "ctl_show.h"
+#include "fleet.h"
 
 #ifndef VERSION
 #define VERSION "unknown"
@@ -358,7 +359,7 @@ static void ctl_scrub(char *s)
 
 int main(int argc, char **argv)
 {
-    ctl_ctx_t x = {.o = {.prefix = "wslb:",
+    ctl_ctx_t x = {.o = {.prefix = FLEET_DEFAULT_PREFIX,
                          .timeout = 60,
                          .batch = 1,
                          .max_failures = 1,

@@ -1,21 +1,17 @@
 /* Fuzzes what the lb does with what Redis tells it about workers (lb/disc.c).
  *
- * Byte 0 bit 0 clear: the rest is one worker state JSON for
- * disc_parse_state(); whatever it accepts must be a usable backend
- * description (a printable id, a reachable address that renders and parses
- * back to itself, bounded counts).
- *
- * Bit 0 set: the rest is a stream of Redis replies in RESP, decoded by
- * hiredis' own reader the way the connection does, and handed to the
- * discoverer's reply callbacks on a real backend table: each reply is a
- * message on the events channel when it looks like one, otherwise
- * alternately an SMEMBERS answer and the MGET answer for the ids it listed,
- * so several refreshes and events interleave. The discoverer runs without Redis
- * connections (commands it sends just fail), which is also the state it
- * must survive. Afterwards the table must hold unique ids, the static
- * backend must still be there, and a refresh that lists no worker must
- * remove every discovered one. The disc.c source is included to reach its
- * static callbacks. */
+ * The input is a stream of Redis replies in RESP, decoded by hiredis' own
+ * reader the way the connection does, and handed to the discoverer's reply
+ * callbacks on a real backend table: each reply is a message on the events
+ * channel when it looks like one, otherwise alternately an SMEMBERS answer
+ * and the MGET answer for the ids it listed, so several refreshes and
+ * events interleave. The discoverer runs without Redis connections
+ * (commands it sends just fail), which is also the state it must survive.
+ * Afterwards the table must hold unique ids, the static backend must still
+ * be there, and a refresh that lists no worker must remove every
+ * discovered one. The disc.c source is included to reach its static
+ * callbacks. The worker states and events inside the replies are parsed by
+ * common/fleet.c, fuzzed on its own by fuzz_fleet.c. */
 #include "fuzz.h"
 #include "../lb/disc.c"
 
@@ -27,30 +23,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     log_set_level(LOG_LVL_OFF);
     return 0;
-}
-
-static void fz_parse_state(const char *json, size_t len)
-{
-    disc_state_t st;
-    char err[128] = "";
-    /* err may be NULL; the short form is what the lb uses for events. */
-    int r = disc_parse_state(json, len, &st, (len & 1) ? NULL : err, sizeof(err));
-    FZ_CHECK(r == 0 || r == -1);
-    if (r < 0) {
-        FZ_CHECK((len & 1) || err[0] != '\0');
-        return;
-    }
-    size_t idn = strnlen(st.id, sizeof(st.id));
-    FZ_CHECK(idn > 0 && idn < sizeof(st.id));
-    for (size_t i = 0; i < idn; i++)
-        FZ_CHECK((unsigned char)st.id[i] >= 0x20 && st.id[i] != 0x7f);
-    FZ_CHECK(st.conns >= 0 && st.conns <= DISC_MAX_COUNT);
-    FZ_CHECK(st.load >= 0 && st.load <= 2 * DISC_MAX_COUNT);
-    FZ_CHECK(st.draining == 0 || st.draining == 1);
-    /* The address as the table will show it must name the same socket. */
-    sock_addr_t back;
-    FZ_CHECK(sock_parse_addr(st.addr_str, &back, NULL, 0) == 0);
-    FZ_CHECK(back.len == st.addr.len && memcmp(&back.ss, &st.addr.ss, st.addr.len) == 0);
 }
 
 /* Every id once, every backend findable by its id. */
@@ -181,16 +153,12 @@ static void fz_replies(const char *data, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    char *buf = malloc(size - 1 ? size - 1 : 1);
+    /* A copy of exactly the input, so reading past it is caught. */
+    char *buf = malloc(size ? size : 1);
     if (buf == NULL)
         return 0;
-    memcpy(buf, data + 1, size - 1);
-    if (data[0] & 1)
-        fz_replies(buf, size - 1);
-    else
-        fz_parse_state(buf, size - 1);
+    memcpy(buf, data, size);
+    fz_replies(buf, size);
     free(buf);
     return 0;
 }

@@ -131,18 +131,10 @@ esc '\003\r\nPOST /x HTTP/1.1\nContent-Length: 3\nX-Request-Id: 1\n\nabcGET / HT
 esc '\013GET / HTTP/1.1\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\nforwarded: for="[2001:db8::1]"\r\nX_Forwarded_For: 7.7.7.7\r\nTrue-Client-IP: 8.8.8.8\r\nX-Forwarded-Host: h\r\n\r\n' | to proxy real-ip-forwarded
 esc '\300POST /api HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: h2c\r\nKeep-Alive: 5\r\nContent-Length: 3\r\n\r\nabcGET /metrics HTTP/1.1\r\n\r\n' | to proxy plain-close
 
-# ---- disc: byte 0 bit 0 clear = one state JSON; set = RESP replies --------
+# ---- disc: RESP replies (SMEMBERS, MGET, events), one after the other ------
 J1='{"id":"w1","addr":"127.0.0.1:9001","state":"up","conns":12,"evals_running":1,"evals_queued":0,"max_evals":4,"load":1,"ts_ms":1764150000000,"started_ms":1764149000000,"isolation":"full"}'
 J2='{"id":"w2","addr":"[::1]:9002","state":"draining","conns":0,"evals_running":2,"evals_queued":3}'
 J3='{"id":"static-1","addr":"localhost:9001","state":"up","conns":5}'
-{ hex 00; txt "$J1"; } | to disc state-full
-{ hex 02; txt "$J2"; } | to disc state-draining-v6
-{ hex 00; txt '{"id":"w3","addr":"0.0.0.0:9001","state":"up","conns":1}'; } | to disc state-wildcard
-{ hex 00; txt '{"id":"w4","addr":"127.0.0.1:0","state":"up","conns":1}'; } | to disc state-port0
-{ hex 00; txt '{"id":"w5","addr":"127.0.0.1:9005","state":"gone","conns":1}'; } | to disc state-bad-state
-{ hex 00; txt '{"id":"w6","addr":"127.0.0.1:9006","state":"up","conns":-1,"load":2000000000}'; } | to disc state-bad-counts
-{ hex 00; txt '{"id":"a\tb","addr":"127.0.0.1:9007","state":"up","conns":1,"ts_ms":-5}'; } | to disc state-bad-id
-{ hex 00; txt '{"id":"w1","id":"w2"}'; } | to disc state-duplicate-key
 # resp ARG...: one RESP array of bulk strings ("-" for a nil element).
 resp() {
     printf '*%d\r\n' "$#"
@@ -150,12 +142,38 @@ resp() {
         if [ "$a" = - ]; then printf '$-1\r\n'; else printf '$%d\r\n%s\r\n' "${#a}" "$a"; fi
     done
 }
-{ hex 01; resp w1 w2 static-1 w9; resp "$J1" "$J2" "$J3" -; resp message wslb:events '{"event":"drain","id":"w1"}'; resp message wslb:events '{"event":"leave","id":"w2"}'; resp message wslb:events '{"event":"leave","id":"static-1"}'; } | to disc resp-refresh-events
-{ hex 01; printf '*0\r\n'; } | to disc resp-empty-set
-{ hex 01; resp w1; printf '*1\r\n:5\r\n'; printf -- '-ERR wrong type\r\n'; printf '+OK\r\n'; } | to disc resp-odd-types
-{ hex 01; resp w1 w1; resp "$J1" '{"id":"w2","addr":"127.0.0.1:9001","state":"up","conns":1}'; } | to disc resp-duplicate-and-mismatch
-{ hex 01; resp w1; resp "$J1"; resp w1; resp '{"id":"w1","addr":"127.0.0.1:9099","state":"up","conns":1}'; } | to disc resp-address-change
-{ hex 01; printf '*2\r\n*1\r\n$1\r\na\r\n:1\r\n'; } | to disc resp-nested
+{ resp w1 w2 static-1 w9; resp "$J1" "$J2" "$J3" -; resp message wslb:events '{"event":"drain","id":"w1"}'; resp message wslb:events '{"event":"leave","id":"w2"}'; resp message wslb:events '{"event":"leave","id":"static-1"}'; } | to disc resp-refresh-events
+printf '*0\r\n' | to disc resp-empty-set
+{ resp w1; printf '*1\r\n:5\r\n'; printf -- '-ERR wrong type\r\n'; printf '+OK\r\n'; } | to disc resp-odd-types
+{ resp w1 w1; resp "$J1" '{"id":"w2","addr":"127.0.0.1:9001","state":"up","conns":1}'; } | to disc resp-duplicate-and-mismatch
+{ resp w1; resp "$J1"; resp w1; resp '{"id":"w1","addr":"127.0.0.1:9099","state":"up","conns":1}'; } | to disc resp-address-change
+printf '*2\r\n*1\r\n$1\r\na\r\n:1\r\n' | to disc resp-nested
+
+# ---- fleet: byte 0 bit 0 clear = a worker state, bits 1-2 the reader's lb id
+# (none, lb-a, lb1-4242, lb2-977), bit 3 no error buffer; set = an event.
+# REAL and REAL_EV are what bin/worker wrote to Redis; FULL is the README's.
+REAL='{"id":"w1","addr":"127.0.0.1:39335","state":"up","conns":0,"evals_running":0,"evals_queued":0,"max_evals":2,"load":0,"ts_ms":1796195958164,"started_ms":1796195958164,"isolation":"full","version":"0.1.0","slots_broken":0,"by_lb":{}}'
+REAL_EV='{"event":"join","id":"w1","addr":"127.0.0.1:39335"}'
+FULL='{"id":"w1","addr":"127.0.0.1:9001","state":"up","conns":12,"evals_running":1,"evals_queued":0,"max_evals":4,"load":1,"ts_ms":1764150000000,"started_ms":1764149000000,"isolation":"full","version":"0.1.0","slots_broken":0,"by_lb":{"lb1-4242":7,"lb2-977":5}}'
+{ hex 00; txt "$REAL"; } | to fleet state-real
+{ hex 04; txt "$FULL"; } | to fleet state-full-lb1
+{ hex 06; txt "$FULL"; } | to fleet state-full-lb2
+{ hex 02; txt "$FULL"; } | to fleet state-full-other-lb
+{ hex 02; txt "$J2"; } | to fleet state-draining-v6
+{ hex 08; txt '{"id":"w","addr":"127.0.0.1:1","state":"up","conns":0}'; } | to fleet state-minimal
+{ hex 00; txt '{"id":"w4","addr":"10.0.0.4:9004","state":"draining","conns":1,"isolation":"partial: no cgroup memory controller; no seccomp","slots_broken":2,"max_evals":2}'; } | to fleet state-partial-broken
+{ hex 02; txt '{"id":"w5","addr":"127.0.0.1:9005","state":"up","conns":64,"by_lb":{'; for i in $(seq 1 32); do [ "$i" -gt 1 ] && txt ','; txt "\"lb-$i\":2"; done; txt '}}'; } | to fleet state-by-lb-32
+{ hex 00; txt '{"id":"w3","addr":"0.0.0.0:9001","state":"up","conns":1}'; } | to fleet state-wildcard
+{ hex 00; txt '{"id":"w4","addr":"127.0.0.1:0","state":"up","conns":1}'; } | to fleet state-port0
+{ hex 00; txt '{"id":"w5","addr":"127.0.0.1:9005","state":"gone","conns":1}'; } | to fleet state-bad-state
+{ hex 00; txt '{"id":"w6","addr":"127.0.0.1:9006","state":"up","conns":-1,"load":2000000000}'; } | to fleet state-bad-counts
+{ hex 00; txt '{"id":"a\tb","addr":"127.0.0.1:9007","state":"up","conns":1,"ts_ms":-5}'; } | to fleet state-bad-id
+{ hex 00; txt '{"id":"w1","id":"w2"}'; } | to fleet state-duplicate-key
+{ hex 02; txt '{"id":"w8","addr":"127.0.0.1:9008","state":"up","conns":1,"by_lb":{"lb a":1,"lb-a":"2"}}'; } | to fleet state-bad-by-lb
+{ hex 01; txt "$REAL_EV"; } | to fleet event-real-join
+{ hex 01; txt '{"event":"drain","id":"w2","addr":"[::1]:9002"}'; } | to fleet event-drain-v6
+{ hex 01; txt '{"event":"leave","id":"static-1"}'; } | to fleet event-leave-no-addr
+{ hex 01; txt '{"event":"rejoin","id":"w1","addr":9001}'; } | to fleet event-bad
 
 # ---- static: byte 0 bit 0 = raw path for st_path_clean; clear = a request
 # (bit 1 adds If-None-Match with index.html's ETag). Paths with '%' go

@@ -24,13 +24,13 @@
 #include <jansson.h>
 
 #include "acap.h"
+#include "acc.h"
 #include "admin.h"
+#include "ct.h"
+#include "fleet.h"
 #include "http.h"
 #include "log.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
+#include "util.h"
 
 #define ADMIN_MAX_HEAD      8192
 #define ADMIN_IDLE_TIMEOUT  2.0 /* s, from accept to a complete request head */
@@ -62,7 +62,7 @@ struct admin {
     met_registry_t *extra;
     int lfd;
     sock_addr_t local;
-    ev_io lio;
+    acc_t *acc; /* accepts on lfd */
     ev_prepare reap;
     admin_conn_t *conns; /* open */
     admin_conn_t *dead;  /* closed, freed by the reap watcher */
@@ -96,7 +96,7 @@ static const char *admin_health_name(const be_t *b)
 static int admin_backend_info(json_t *j, const be_t *b)
 {
     int known = __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
-    uint64_t ts = LD(&b->remote_ts_ms), now = be_wall_ms();
+    uint64_t ts = LD(&b->remote_ts_ms), now = fleet_wall_ms();
     json_int_t age = now > ts ? (json_int_t)(now - ts) : 0; /* a clock step is not negative */
     return json_object_set_new(j, "health", json_string(admin_health_name(b))) ||
            json_object_set_new(j, "evals_running",
@@ -405,18 +405,6 @@ static void admin_reply_json(admin_conn_t *c, int status, const char *fmt, ...)
     admin_reply(c, status, "application/json", body, (size_t)n, NULL);
 }
 
-/* Constant-time in the token's contents: every byte of the expected token
- * is compared whatever the given one holds, so timing reveals nothing but
- * the (configured, not secret) length check. */
-static int admin_token_ok(const char *want, const char *got, size_t gotlen)
-{
-    size_t wlen = strlen(want);
-    unsigned char diff = wlen != gotlen;
-    for (size_t i = 0; i < wlen; i++)
-        diff |= (unsigned char)want[i] ^ (unsigned char)(i < gotlen ? got[i] : 0);
-    return diff == 0;
-}
-
 static int admin_authorized(const admin_t *a, const http_head_t *h)
 {
     if (!a->token)
@@ -430,7 +418,9 @@ static int admin_authorized(const admin_t *a, const http_head_t *h)
         p++, n--;
     while (n && p[n - 1] == ' ')
         n--;
-    return admin_token_ok(a->token, p, n);
+    /* Constant time in the token's contents (common/ct.h): timing reveals
+     * nothing but the (configured, not secret) length check. */
+    return ct_eq(a->token, strlen(a->token), p, n);
 }
 
 static int admin_hexval(char ch)
@@ -694,42 +684,34 @@ static int admin_admit(admin_t *a, const acap_peer_t *p)
     }
 }
 
-static void admin_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* A new connection from the acceptor: admitted by acap, or closed. */
+static void admin_on_accept(acc_t *acc, int fd, const sock_addr_t *pa, void *ud)
 {
-    admin_t *a = container_of(w, admin_t, lio);
-    for (int i = 0; i < ADMIN_ACCEPTS; i++) {
-        sock_addr_t pa;
-        int fd = sock_accept(a->lfd, &pa);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-                log_warn("admin: accept: %s", strerror(errno));
-            return;
-        }
-        acap_peer_t peer = {.seq = ++a->seq, .state = ACAP_IDLE};
-        const struct sockaddr *sa = (const struct sockaddr *)&pa.ss;
-        if (lim_key_from_sa(sa, &peer.key) < 0)
-            memset(&peer.key, 0, sizeof(peer.key));
-        peer.loopback = (uint8_t)acap_is_loopback(sa);
-        admin_conn_t *c = admin_admit(a, &peer) == 0 ? calloc(1, sizeof(*c)) : NULL;
-        if (!c) {
-            close(fd); /* no room, nothing to displace: not worth more */
-            continue;
-        }
-        c->peer = peer;
-        c->a = a;
-        c->fd = fd;
-        c->phase = ADMIN_READ;
-        c->next = a->conns;
-        if (c->next)
-            c->next->pprev = &c->next;
-        c->pprev = &a->conns;
-        a->conns = c;
-        a->nconns++;
-        ev_io_init(&c->io, admin_io_cb, fd, EV_READ);
-        ev_io_start(loop, &c->io);
-        ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_IDLE_TIMEOUT, 0.);
-        ev_timer_start(loop, &c->tmo);
+    admin_t *a = ud;
+    acap_peer_t peer = {.seq = ++a->seq, .state = ACAP_IDLE};
+    const struct sockaddr *sa = (const struct sockaddr *)&pa->ss;
+    if (lim_key_from_sa(sa, &peer.key) < 0)
+        memset(&peer.key, 0, sizeof(peer.key));
+    peer.loopback = (uint8_t)acap_is_loopback(sa);
+    admin_conn_t *c = admin_admit(a, &peer) == 0 ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        close(fd); /* no room, nothing to displace: not worth more */
+        return;
     }
+    c->peer = peer;
+    c->a = a;
+    c->fd = fd;
+    c->phase = ADMIN_READ;
+    c->next = a->conns;
+    if (c->next)
+        c->next->pprev = &c->next;
+    c->pprev = &a->conns;
+    a->conns = c;
+    a->nconns++;
+    ev_io_init(&c->io, admin_io_cb, fd, EV_READ);
+    ev_io_start(a->loop, &c->io);
+    ev_timer_init(&c->tmo, admin_tmo_cb, ADMIN_IDLE_TIMEOUT, 0.);
+    ev_timer_start(a->loop, &c->tmo);
 }
 
 admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const admin_config_t *cfg,
@@ -765,8 +747,11 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     a->stats = stats;
     a->extra = cfg ? cfg->metrics : NULL;
     ev_prepare_init(&a->reap, admin_reap_cb);
-    ev_io_init(&a->lio, admin_accept_cb, a->lfd, EV_READ);
-    ev_io_start(loop, &a->lio);
+    acc_config_t ac = {
+        .fd = a->lfd, .batch = ADMIN_ACCEPTS, .name = "admin", .on_fd = admin_on_accept, .ud = a};
+    if ((a->acc = acc_create(loop, &ac, err, errlen)) == NULL)
+        goto fail;
+    acc_start(a->acc);
     return a;
 fail:
     e = errno; /* EADDRINUSE tells the caller the address is taken */
@@ -788,7 +773,7 @@ void admin_free(admin_t *a)
 {
     if (!a)
         return;
-    ev_io_stop(a->loop, &a->lio);
+    acc_free(a->acc);
     close(a->lfd);
     while (a->conns)
         admin_close(a->conns);

@@ -565,13 +565,6 @@ int be_set_state(be_table_t *t, be_t *b, enum be_state st)
     return old;
 }
 
-uint64_t be_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void be_table_sample(be_table_t *t, uint64_t wall_ms)
 {
     for (size_t i = 0; i < t->n; i++) {

@@ -145,8 +145,6 @@ int be_usable(const be_t *b);
  * plus this lb's change since, or this lb's own count without Redis. */
 int64_t be_conns(const be_t *b);
 
-/* Wall-clock milliseconds, the clock of the workers' ts_ms. */
-uint64_t be_wall_ms(void);
 /* Main thread, every BE_SAMPLE_MS while remote counts are in use: records
  * each backend's `active` at wall_ms for be_update_remote(). */
 void be_table_sample(be_table_t *t, uint64_t wall_ms);

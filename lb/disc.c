@@ -20,23 +20,17 @@
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
-#include <jansson.h>
 
 #include "disc.h"
+#include "fleet.h"
 #include "log.h"
 #include "rds.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
+#include "util.h"
 
 #define DISC_REFRESH_S 1.0
-/* The lifetime of a worker's state key (PX in the README's Redis schema): by
- * then every live worker has written its state to the Redis we reached. */
-#define DISC_GRACE_MS 3000
-/* Published figures above this are not believable and would only risk
- * overflow in the balancer's arithmetic. */
-#define DISC_MAX_COUNT 1000000000LL
+/* The lifetime of a worker's state key: by then every live worker has
+ * written its state to the Redis we reached. */
+#define DISC_GRACE_MS FLEET_STATE_TTL_MS
 
 struct disc {
     struct ev_loop *loop;
@@ -66,150 +60,6 @@ typedef struct disc_batch {
 
 #define LD(p)    __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-
-/* ---- parsing (pure) --------------------------------------------------------- */
-
-static int disc_id_ok(const char *s, size_t n, size_t max)
-{
-    if (n == 0 || n >= max)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
-/* Reads an optional non-negative integer field; -1 when present but bad. */
-static int disc_count(json_t *root, const char *name, int required, int64_t *out)
-{
-    json_t *v = json_object_get(root, name);
-    if (!v) {
-        *out = 0;
-        return required ? -1 : 0;
-    }
-    if (!json_is_integer(v))
-        return -1;
-    json_int_t x = json_integer_value(v);
-    if (x < 0 || x > DISC_MAX_COUNT)
-        return -1;
-    *out = x;
-    return 0;
-}
-
-int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err, size_t errlen)
-{
-    return disc_parse_state_for(json, len, NULL, out, err, errlen);
-}
-
-int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_state_t *out,
-                         char *err, size_t errlen)
-{
-    char dummy[1];
-    if (!err) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
-    int rc = -1;
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    memset(out, 0, sizeof(*out));
-    if (!root) {
-        snprintf(err, errlen, "not JSON: %s", jerr.text);
-        return -1;
-    }
-    if (!json_is_object(root)) {
-        snprintf(err, errlen, "not a JSON object");
-        goto done;
-    }
-    json_t *id = json_object_get(root, "id"), *addr = json_object_get(root, "addr");
-    json_t *state = json_object_get(root, "state");
-    if (!json_is_string(id) ||
-        !disc_id_ok(json_string_value(id), json_string_length(id), sizeof(out->id))) {
-        snprintf(err, errlen, "bad or missing id");
-        goto done;
-    }
-    memcpy(out->id, json_string_value(id), json_string_length(id) + 1);
-    char aerr[SOCK_ERR_LEN];
-    if (!json_is_string(addr) || json_string_length(addr) >= sizeof(out->addr_str) ||
-        sock_parse_addr(json_string_value(addr), &out->addr, aerr, sizeof(aerr)) < 0) {
-        snprintf(err, errlen, "bad or missing addr");
-        goto done;
-    }
-    /* A wildcard or port 0 names no reachable worker. */
-    char host[SOCK_ADDRSTRLEN];
-    sock_addr_host(&out->addr, host, sizeof(host));
-    sock_addr_str(&out->addr, out->addr_str, sizeof(out->addr_str));
-    size_t alen = strlen(out->addr_str);
-    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
-        (alen >= 2 && strcmp(out->addr_str + alen - 2, ":0") == 0)) {
-        snprintf(err, errlen, "addr '%s' is not a reachable worker address", out->addr_str);
-        goto done;
-    }
-    if (!json_is_string(state)) {
-        snprintf(err, errlen, "bad or missing state");
-        goto done;
-    }
-    if (strcmp(json_string_value(state), "draining") == 0) {
-        out->draining = 1;
-    } else if (strcmp(json_string_value(state), "up") != 0) {
-        snprintf(err, errlen, "unknown state '%.32s'", json_string_value(state));
-        goto done;
-    }
-    int64_t running, queued;
-    if (disc_count(root, "conns", 1, &out->conns) < 0 ||
-        disc_count(root, "evals_running", 0, &running) < 0 ||
-        disc_count(root, "evals_queued", 0, &queued) < 0) {
-        snprintf(err, errlen, "bad or missing conns/evals_running/evals_queued");
-        goto done;
-    }
-    if (json_object_get(root, "load")) {
-        if (disc_count(root, "load", 1, &out->load) < 0) {
-            snprintf(err, errlen, "bad load");
-            goto done;
-        }
-    } else {
-        out->load = running + queued;
-    }
-    out->evals_running = running;
-    out->evals_queued = queued;
-    json_t *sv = json_object_get(root, "started_ms"), *ver = json_object_get(root, "version");
-    if (sv && (!json_is_integer(sv) || json_integer_value(sv) < 0)) {
-        snprintf(err, errlen, "bad started_ms");
-        goto done;
-    }
-    out->started_ms = sv ? (uint64_t)json_integer_value(sv) : 0;
-    if (ver && (!json_is_string(ver) || !disc_id_ok(json_string_value(ver), json_string_length(ver),
-                                                    sizeof(out->version)))) {
-        snprintf(err, errlen, "bad version");
-        goto done;
-    }
-    if (ver)
-        memcpy(out->version, json_string_value(ver), json_string_length(ver) + 1);
-    json_t *tsv = json_object_get(root, "ts_ms");
-    if (tsv && (!json_is_integer(tsv) || json_integer_value(tsv) < 0)) {
-        snprintf(err, errlen, "bad ts_ms");
-        goto done;
-    }
-    out->ts_ms = tsv ? (uint64_t)json_integer_value(tsv) : 0;
-    out->mine = -1;
-    json_t *bylb = json_object_get(root, "by_lb");
-    if (bylb && !json_is_object(bylb)) {
-        snprintf(err, errlen, "bad by_lb");
-        goto done;
-    }
-    if (bylb && lb_id) {
-        if (json_object_get(bylb, lb_id) == NULL)
-            out->mine = 0;
-        else if (disc_count(bylb, lb_id, 1, &out->mine) < 0) {
-            snprintf(err, errlen, "bad by_lb count");
-            goto done;
-        }
-    }
-    rc = 0;
-done:
-    json_decref(root);
-    return rc;
-}
 
 /* ---- applying a refresh ----------------------------------------------------- */
 
@@ -274,24 +124,24 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
             rds_command(d->cmd, NULL, NULL, "SREM %s %s", d->set_key, ids[i]);
             continue;
         }
-        disc_state_t st;
+        fleet_state_t st;
         char err[128];
-        if (disc_parse_state_for(v->str, v->len, d->lb_id, &st, err, sizeof(err)) < 0 ||
-            strcmp(st.id, ids[i]) != 0) {
+        int bad = fleet_state_parse(v->str, v->len, d->lb_id, &st, err, sizeof(err)) < 0;
+        if (bad || strcmp(st.id, ids[i]) != 0) {
             log_debug("discovery: ignoring state of '%s': %s", ids[i],
-                      strcmp(st.id, ids[i]) ? "id does not match its key" : err);
+                      bad ? err : "id does not match its key");
             if (b) /* keep what we knew */
                 seen[nseen++] = b;
             continue;
         }
-        if (b && b->source == BE_DISCOVERED && strcmp(b->addr_str, st.addr_str) != 0) {
+        if (b && b->source == BE_DISCOVERED && strcmp(b->addr_str, st.addr) != 0) {
             disc_remove(d, b, "address changed");
             b = NULL;
         }
         if (!b) {
             if (!may_add)
                 continue;
-            b = be_add(d->t, st.id, &st.addr, 1, BE_DISCOVERED);
+            b = be_add(d->t, st.id, &st.sa, 1, BE_DISCOVERED);
             if (!b) {
                 log_error("discovery: cannot add backend %s: out of memory", st.id);
                 continue;
@@ -409,9 +259,9 @@ static void disc_on_members(rds_t *r, redisReply *reply, void *privdata)
         redisReply *e = reply->element[i];
         if (e->type != REDIS_REPLY_STRING)
             goto fail;
-        size_t klen = strlen(d->prefix) + 7 + e->len;
+        size_t klen = fleet_key_worker(d->prefix, e->str, e->len, NULL, 0);
         char *key = malloc(klen + 1);
-        /* ids is the member itself; the key buffer holds prefix+"worker:"+id */
+        /* ids is the member itself; the key is the state key of that id */
         bt->ids[bt->n] = strndup(e->str, e->len);
         if (!key || !bt->ids[bt->n]) {
             free(key);
@@ -419,9 +269,9 @@ static void disc_on_members(rds_t *r, redisReply *reply, void *privdata)
             goto fail;
         }
         bt->n++;
-        snprintf(key, klen + 1, "%sworker:%s", d->prefix, bt->ids[bt->n - 1]);
+        fleet_key_worker(d->prefix, e->str, e->len, key, klen + 1);
         argv[i + 1] = key;
-        argl[i + 1] = strlen(key);
+        argl[i + 1] = klen;
     }
     if (rds_command_argv(d->cmd, disc_on_values, bt, (int)(n + 1), argv, argl) < 0)
         goto fail;
@@ -462,29 +312,26 @@ static void disc_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void disc_sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     disc_t *d = container_of(w, disc_t, sample);
-    be_table_sample(d->t, be_wall_ms());
+    be_table_sample(d->t, fleet_wall_ms());
 }
 
 /* One message on the events channel: act on drain and leave at once (the
  * next heartbeat may be a second away), then refresh for the full picture. */
 static void disc_on_event(disc_t *d, const char *msg, size_t len)
 {
-    json_t *j = json_loadb(msg, len, 0, NULL);
-    const char *ev = json_string_value(json_object_get(j, "event"));
-    const char *id = json_string_value(json_object_get(j, "id"));
-    if (ev && id) {
-        be_t *b = be_find(d->t, id);
-        log_debug("discovery: event %s for %s", ev, id);
-        if (b && strcmp(ev, "drain") == 0) {
+    fleet_event_t ev;
+    if (fleet_event_parse(msg, len, &ev, NULL, 0) == 0) {
+        be_t *b = be_find(d->t, ev.id);
+        log_debug("discovery: event %s for %s", fleet_event_name(ev.type), ev.id);
+        if (b && ev.type == FLEET_EV_DRAIN) {
             disc_set_draining(d, b, 1);
-        } else if (b && strcmp(ev, "leave") == 0) {
+        } else if (b && ev.type == FLEET_EV_LEAVE) {
             if (b->source == BE_DISCOVERED)
                 disc_remove(d, b, "the worker announced it leaves");
             else
                 be_clear_remote(b);
         }
     }
-    json_decref(j);
     d->gen++;
     disc_refresh(d);
 }
@@ -543,17 +390,17 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc,
     ev_timer_init(&d->tick, disc_tick_cb, DISC_REFRESH_S, DISC_REFRESH_S);
     ev_timer_init(&d->sample, disc_sample_cb, 0., BE_SAMPLE_MS / 1000.0);
     if (!prefix)
-        prefix = "wslb:";
-    size_t plen = strlen(prefix);
+        prefix = FLEET_DEFAULT_PREFIX;
+    size_t sn = fleet_key_workers(prefix, NULL, 0) + 1, cn = fleet_key_events(prefix, NULL, 0) + 1;
     d->prefix = strdup(prefix);
-    d->set_key = malloc(plen + sizeof("workers"));
-    d->chan = malloc(plen + sizeof("events"));
+    d->set_key = malloc(sn);
+    d->chan = malloc(cn);
     if (!d->prefix || !d->set_key || !d->chan) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    snprintf(d->set_key, plen + sizeof("workers"), "%sworkers", prefix);
-    snprintf(d->chan, plen + sizeof("events"), "%sevents", prefix);
+    fleet_key_workers(prefix, d->set_key, sn);
+    fleet_key_events(prefix, d->chan, cn);
     d->cmd = rds_create(loop, rc, disc_cmd_state, d, rerr, sizeof(rerr));
     if (d->cmd)
         d->sub = rds_create(loop, rc, disc_sub_state, d, rerr, sizeof(rerr));

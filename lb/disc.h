@@ -1,5 +1,5 @@
 /* disc: discovers workers and their load from the Redis schema workers
- * publish (see README.md, "Redis schema").
+ * publish (common/fleet.h; README.md, "Redis schema").
  *
  * On connect, every second and whenever a join/drain/leave event arrives on
  * <prefix>events, it reads SMEMBERS <prefix>workers and MGET of every
@@ -23,32 +23,7 @@ struct ev_loop;
 
 typedef struct disc disc_t;
 
-/* One worker's published state, validated. */
-typedef struct disc_state {
-    char id[128];
-    char addr_str[SOCK_ADDRSTRLEN];
-    sock_addr_t addr;
-    int draining; /* state "draining" (else "up") */
-    int64_t conns;
-    int64_t load; /* "load", or evals_running + evals_queued when absent */
-    uint64_t ts_ms;
-    int64_t mine; /* by_lb[lb_id]: this lb's connections on it; -1 if not said */
-    /* For operators only (shown on the admin API, never balanced on). */
-    int64_t evals_running, evals_queued; /* 0 when not published */
-    uint64_t started_ms;                 /* 0 when not published */
-    char version[64];                    /* "" when not published */
-} disc_state_t;
-
-/* Pure: parses and validates one worker state JSON. Returns 0, or -1 with a
- * reason in err (may be NULL). */
-int disc_parse_state(const char *json, size_t len, disc_state_t *out, char *err, size_t errlen);
-/* Same, also reading "by_lb" (connections per lb id) for lb_id into out->mine:
- * 0 when the worker lists other lbs but not this one, -1 when it publishes no
- * per-lb counts (older workers) or lb_id is NULL. */
-int disc_parse_state_for(const char *json, size_t len, const char *lb_id, disc_state_t *out,
-                         char *err, size_t errlen);
-
-/* rc says where Redis is (see rds.h); prefix NULL = "wslb:". Connection
+/* rc says where Redis is (see rds.h); prefix NULL = FLEET_DEFAULT_PREFIX. Connection
  * failures are retried in the background; NULL only for a bad configuration
  * or no memory. The table must outlive the discoverer. */
 disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc, const char *prefix,

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "fleet.h"
+
 enum fwd_kind {
     FWD_OTHER = 0,
     FWD_XFF,
@@ -18,13 +20,13 @@ static const struct {
     const char *name;
     enum fwd_kind kind;
 } fwd_names[] = {
-    {"X-Forwarded-For", FWD_XFF},
-    {"X-Forwarded-Proto", FWD_XFP},
-    {"X-Real-IP", FWD_REAL_IP},
-    {"Forwarded", FWD_FORWARDED},
-    {"X-Request-Id", FWD_OURS},
-    {"X-Upstream-Secret", FWD_OURS},
-    {"X-Lb-Id", FWD_OURS},
+    {FLEET_HDR_FORWARDED_FOR, FWD_XFF},
+    {FLEET_HDR_FORWARDED_PROTO, FWD_XFP},
+    {FLEET_HDR_REAL_IP, FWD_REAL_IP},
+    {FLEET_HDR_FORWARDED, FWD_FORWARDED},
+    {FLEET_HDR_REQUEST_ID, FWD_OURS},
+    {FLEET_HDR_SECRET, FWD_OURS},
+    {FLEET_HDR_LB_ID, FWD_OURS},
     {"X-Forwarded-Host", FWD_IDENT},
     {"X-Forwarded-Port", FWD_IDENT},
     {"X-Forwarded-Server", FWD_IDENT},
@@ -149,25 +151,27 @@ int fwd_rewrite_head(const char *data, size_t len, const http_head_t *h, const f
 
     /* RFC 7239 quotes an IPv6 node and puts it in brackets. */
     int v6 = strchr(f->client_ip, ':') != NULL;
-    if (buf_append_str(out, "X-Forwarded-For: ") < 0 ||
+    if (buf_append_str(out, FLEET_HDR_FORWARDED_FOR ": ") < 0 ||
         (f->trusted && fwd_merge(h, FWD_XFF, out) < 0) ||
         buf_printf(out, "%s\r\n", f->client_ip) < 0)
         return -1;
-    if (!(have & (1u << FWD_XFP)) && buf_printf(out, "X-Forwarded-Proto: %s\r\n", f->proto) < 0)
+    if (!(have & (1u << FWD_XFP)) &&
+        buf_printf(out, FLEET_HDR_FORWARDED_PROTO ": %s\r\n", f->proto) < 0)
         return -1;
-    if (!(have & (1u << FWD_REAL_IP)) && buf_printf(out, "X-Real-IP: %s\r\n", f->client_ip) < 0)
+    if (!(have & (1u << FWD_REAL_IP)) &&
+        buf_printf(out, FLEET_HDR_REAL_IP ": %s\r\n", f->client_ip) < 0)
         return -1;
-    if (buf_append_str(out, "Forwarded: ") < 0 ||
+    if (buf_append_str(out, FLEET_HDR_FORWARDED ": ") < 0 ||
         (f->trusted && fwd_merge(h, FWD_FORWARDED, out) < 0) ||
         buf_printf(out, "for=%s%s%s;proto=%s\r\n", v6 ? "\"[" : "", f->client_ip, v6 ? "]\"" : "",
                    f->proto) < 0)
         return -1;
-    if (buf_printf(out, "X-Request-Id: %s\r\n", f->request_id) < 0)
+    if (buf_printf(out, FLEET_HDR_REQUEST_ID ": %s\r\n", f->request_id) < 0)
         return -1;
     if (f->upstream_secret != NULL &&
-        buf_printf(out, "X-Upstream-Secret: %s\r\n", f->upstream_secret) < 0)
+        buf_printf(out, FLEET_HDR_SECRET ": %s\r\n", f->upstream_secret) < 0)
         return -1;
-    if (f->lb_id != NULL && buf_printf(out, "X-Lb-Id: %s\r\n", f->lb_id) < 0)
+    if (f->lb_id != NULL && buf_printf(out, FLEET_HDR_LB_ID ": %s\r\n", f->lb_id) < 0)
         return -1;
     if (f->close && buf_append_str(out, "Connection: close\r\n") < 0)
         return -1;

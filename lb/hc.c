@@ -17,10 +17,7 @@
 #include "hc.h"
 #include "http.h"
 #include "log.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#endif
+#include "util.h"
 
 /* A health answer is a short head; anything longer is not a health check. */
 #define HC_MAX_HEAD 4096

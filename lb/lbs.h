@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "atomic.h"
 #include "met.h"
 
 enum lbs_err {
@@ -43,15 +44,15 @@ const char *lbs_err_name(enum lbs_err e);
 
 static inline void lbs_inc(uint64_t *c)
 {
-    __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    AT_ADD(c, 1);
 }
 static inline void lbs_add(uint64_t *c, uint64_t n)
 {
-    __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+    AT_ADD(c, n);
 }
 static inline void lbs_active(lbs_t *s, int64_t d)
 {
-    __atomic_fetch_add(&s->active, d, __ATOMIC_RELAXED);
+    AT_ADD(&s->active, d);
 }
 
 #endif

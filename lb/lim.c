@@ -1,12 +1,10 @@
-/* lim: per-client-address limits and trusted networks (see lim.h).
+/* lim: per-client-address limits (see lim.h).
  *
  * Each shard is an open-addressing table with linear probing and
  * backward-shift deletion (no tombstones, so lookups never slow down as
  * entries come and go), at most half full. */
 #include "lim.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,6 +13,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "cidr.h"
 
 #define LIM_MAX_SHARDS    64
 #define LIM_MIN_SHARD_CAP 16
@@ -124,22 +124,14 @@ void lim_free(lim_t *l)
 
 int lim_key_from_sa(const struct sockaddr *sa, lim_key_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        out->b[10] = out->b[11] = 0xff;
-        memcpy(out->b + 12, &in->sin_addr, 4);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        memcpy(out->b, &in6->sin6_addr, 16);
-        /* A v4-mapped address is that IPv4 host: key it whole. */
-        if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            memset(out->b + 8, 0, 8);
-        return 0;
-    }
-    return -1;
+    if (cidr_addr16(sa, out->b) < 0)
+        return -1;
+    /* An IPv6 host is its /64; IPv4, and a v4-mapped address (that IPv4
+     * host), is keyed whole. */
+    if (sa->sa_family == AF_INET6 &&
+        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr))
+        memset(out->b + 8, 0, 8);
+    return 0;
 }
 
 /* ---- hash table ------------------------------------------------------------- */
@@ -312,126 +304,4 @@ unsigned lim_conns(lim_t *l, const lim_key_t *k)
     unsigned n = s->slot[i].used ? s->slot[i].conns : 0;
     pthread_mutex_unlock(&s->mu);
     return n;
-}
-
-/* ---- trusted networks ------------------------------------------------------------ */
-
-/* Parses one "ADDR[/BITS]" into c. */
-static int lim_cidr_parse(const char *s, lim_cidr_t *c, char *err, size_t errlen)
-{
-    char tmp[INET6_ADDRSTRLEN + 8];
-    const char *slash = strchr(s, '/');
-    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    struct in_addr a4;
-    struct in6_addr a6;
-    unsigned maxbits, off;
-
-    if (alen == 0 || alen >= sizeof(tmp))
-        goto bad;
-    memcpy(tmp, s, alen);
-    tmp[alen] = '\0';
-    memset(c, 0, sizeof(*c));
-    if (inet_pton(AF_INET, tmp, &a4) == 1) {
-        c->net.b[10] = c->net.b[11] = 0xff;
-        memcpy(c->net.b + 12, &a4, 4);
-        maxbits = 32;
-        off = 96;
-    } else if (inet_pton(AF_INET6, tmp, &a6) == 1) {
-        memcpy(c->net.b, &a6, 16);
-        maxbits = 128;
-        off = 0;
-    } else {
-        goto bad;
-    }
-    unsigned bits = maxbits;
-    if (slash != NULL) {
-        char *end;
-        errno = 0;
-        long v = strtol(slash + 1, &end, 10);
-        if (errno || *end || end == slash + 1 || v < 0 || v > (long)maxbits)
-            goto bad;
-        bits = (unsigned)v;
-    }
-    c->bits = off + bits;
-    /* Clear host bits so matching is a plain prefix compare. */
-    for (unsigned b = c->bits; b < 128; b++)
-        c->net.b[b / 8] &= (uint8_t) ~(0x80u >> (b % 8));
-    return 0;
-bad:
-    snprintf(err, errlen, "'%s' is not an address or ADDR/BITS network", s);
-    return -1;
-}
-
-int lim_cidrs_add(lim_cidrs_t *set, const char *spec, char *err, size_t errlen)
-{
-    char *copy = strdup(spec), *save = NULL;
-    int rc = -1;
-
-    if (copy == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    int any = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t n = strlen(tok);
-        while (n > 0 && tok[n - 1] == ' ')
-            tok[--n] = '\0';
-        if (n == 0)
-            continue;
-        lim_cidr_t c;
-        if (lim_cidr_parse(tok, &c, err, errlen) < 0)
-            goto out;
-        lim_cidr_t *v = realloc(set->v, (set->n + 1) * sizeof(*v));
-        if (v == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        set->v = v;
-        set->v[set->n++] = c;
-        any = 1;
-    }
-    if (!any) {
-        snprintf(err, errlen, "empty network list");
-        goto out;
-    }
-    rc = 0;
-out:
-    free(copy);
-    return rc;
-}
-
-int lim_cidrs_match(const lim_cidrs_t *set, const struct sockaddr *sa)
-{
-    lim_key_t a;
-    if (set == NULL || set->n == 0)
-        return 0;
-    /* lim_key_from_sa cuts IPv6 to /64: take the full address instead. */
-    memset(&a, 0, sizeof(a));
-    if (sa->sa_family == AF_INET) {
-        a.b[10] = a.b[11] = 0xff;
-        memcpy(a.b + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        memcpy(a.b, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-    } else {
-        return 0;
-    }
-    for (size_t i = 0; i < set->n; i++) {
-        const lim_cidr_t *c = &set->v[i];
-        unsigned full = c->bits / 8, rest = c->bits % 8;
-        if (memcmp(a.b, c->net.b, full) != 0)
-            continue;
-        if (rest && ((a.b[full] ^ c->net.b[full]) & (uint8_t)(0xff00u >> rest)))
-            continue;
-        return 1;
-    }
-    return 0;
-}
-
-void lim_cidrs_free(lim_cidrs_t *set)
-{
-    free(set->v);
-    set->v = NULL;
-    set->n = 0;
 }

@@ -1,27 +1,26 @@
-/* lim: per-client-address policy for the lb's public edge.
+/* lim: per-client-address limits for the lb's public edge.
  *
- * 1. Limits, shared by every proxy thread: at most max_conns concurrent
- *    connections per client address and a token bucket of `rate` new
- *    connections (each one is one handshake or request) per second with room
- *    for `burst`. State lives in a hash table of address -> {conns, tokens,
- *    last} split into shards, each with its own mutex, so threads rarely
- *    contend. IPv4 addresses are keyed whole; IPv6 addresses by their /64,
- *    the block one host normally gets, so that one host cannot dodge the
- *    limit by cycling through its addresses.
+ * Shared by every proxy thread: at most max_conns concurrent
+ * connections per client address and a token bucket of `rate` new
+ * connections (each one is one handshake or request) per second with room
+ * for `burst`. State lives in a hash table of address -> {conns, tokens,
+ * last} split into shards, each with its own mutex, so threads rarely
+ * contend. IPv4 addresses are keyed whole; IPv6 addresses by their /64,
+ * the block one host normally gets, so that one host cannot dodge the
+ * limit by cycling through its addresses.
  *
- *    Memory is bounded: the table never holds more than max_entries
- *    addresses. An entry that holds no connection and whose bucket has
- *    refilled is indistinguishable from a fresh one and is dropped (at once
- *    when its last connection leaves without a rate limit, otherwise when
- *    its shard needs room). When a shard is full of live entries a new
- *    address is admitted untracked (LIM_UNTRACKED): refusing strangers
- *    because other addresses fill the table would let an attacker with many
- *    addresses lock everyone else out, while the addresses already tracked
- *    stay limited. lim_stats() counts these so an operator can raise the
- *    bound.
+ * Memory is bounded: the table never holds more than max_entries
+ * addresses. An entry that holds no connection and whose bucket has
+ * refilled is indistinguishable from a fresh one and is dropped (at once
+ * when its last connection leaves without a rate limit, otherwise when
+ * its shard needs room). When a shard is full of live entries a new
+ * address is admitted untracked (LIM_UNTRACKED): refusing strangers
+ * because other addresses fill the table would let an attacker with many
+ * addresses lock everyone else out, while the addresses already tracked
+ * stay limited. lim_stats() counts these so an operator can raise the
+ * bound.
  *
- * 2. A list of trusted proxy networks (CIDRs), matched against a peer
- *    address: lim_cidrs_*. */
+ * Trusted proxy networks, exempt from these limits, are common/cidr.h. */
 #ifndef LB_LIM_H
 #define LB_LIM_H
 
@@ -84,26 +83,5 @@ void lim_leave(lim_t *l, const lim_key_t *k);
 void lim_stats(lim_t *l, lim_stats_t *out);
 /* Concurrent connections counted for k (tests). */
 unsigned lim_conns(lim_t *l, const lim_key_t *k);
-
-/* ---- trusted networks ----------------------------------------------------- */
-
-typedef struct lim_cidr {
-    lim_key_t net; /* 16 bytes, IPv4 mapped like lim_key_t (but never cut) */
-    unsigned bits; /* prefix length over the 128-bit form */
-} lim_cidr_t;
-
-typedef struct lim_cidrs {
-    lim_cidr_t *v;
-    size_t n;
-} lim_cidrs_t;
-
-/* Adds every CIDR of a comma-separated list ("10.0.0.0/8,::1,fd00::/8"; a
- * bare address is a /32 or /128) to set. 0, or -1 with err (set unchanged
- * beyond entries already added). */
-int lim_cidrs_add(lim_cidrs_t *set, const char *spec, char *err, size_t errlen);
-/* Whether sa falls in one of the networks. */
-int lim_cidrs_match(const lim_cidrs_t *set, const struct sockaddr *sa);
-/* Frees the entries; the set becomes empty. */
-void lim_cidrs_free(lim_cidrs_t *set);
 
 #endif

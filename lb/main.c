@@ -12,9 +12,12 @@
 #include <ev.h>
 
 #include "admin.h"
+#include "atomic.h"
 #include "be.h"
 #include "cfg.h"
+#include "cidr.h"
 #include "disc.h"
+#include "fleet.h"
 #include "hc.h"
 #include "http.h"
 #include "lbs.h"
@@ -27,13 +30,10 @@
 #include "sock.h"
 #include "static.h"
 #include "tls.h"
+#include "util.h"
 
 #ifndef VERSION
 #define VERSION "dev"
-#endif
-
-#ifndef container_of
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #endif
 
 typedef struct lb_opts {
@@ -61,7 +61,7 @@ typedef struct lb {
     px_t *px;
     lim_t *lim;
     st_t *st;
-    lim_cidrs_t trusted;
+    cidr_set_t trusted;
     route_t *routes;
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer grace;   /* shutdown deadline */
@@ -125,12 +125,12 @@ static int lb_is_loopback(const char *hostport)
 {
     sock_addr_t a;
     char e[SOCK_ERR_LEN];
-    lim_cidrs_t lo = {0};
+    cidr_set_t lo = {0};
     if (sock_parse_addr(hostport, &a, e, sizeof(e)) < 0)
         return 0;
-    int yes = lim_cidrs_add(&lo, "127.0.0.0/8,::1", e, sizeof(e)) == 0 &&
-              lim_cidrs_match(&lo, (struct sockaddr *)&a.ss);
-    lim_cidrs_free(&lo);
+    int yes = cidr_set_add(&lo, "127.0.0.0/8,::1", e, sizeof(e)) == 0 &&
+              cidr_set_match(&lo, (struct sockaddr *)&a.ss);
+    cidr_set_free(&lo);
     return yes;
 }
 
@@ -149,7 +149,7 @@ static void lb_finish(lb_t *lb, const char *why)
 static void lb_drained_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     lb_t *lb = container_of(w, lb_t, drained);
-    if (__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED) <= 0)
+    if (AT_LOAD(&lb->stats.active) <= 0)
         lb_finish(lb, "all connections closed");
 }
 
@@ -157,7 +157,7 @@ static void lb_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     lb_t *lb = container_of(w, lb_t, grace);
     log_info("grace period over with %lld connections open; closing them",
-             (long long)__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED));
+             (long long)AT_LOAD(&lb->stats.active));
     lb_finish(lb, "grace period over");
 }
 
@@ -172,7 +172,7 @@ static void lb_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
     lb->stopping = 1;
     log_info("signal %d: no longer accepting; waiting up to %ld s for %lld connections", w->signum,
-             lb->o.grace_s, (long long)__atomic_load_n(&lb->stats.active, __ATOMIC_RELAXED));
+             lb->o.grace_s, (long long)AT_LOAD(&lb->stats.active));
     px_stop_accepting(lb->px);
     ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
     ev_timer_start(loop, &lb->grace);
@@ -215,7 +215,7 @@ int main(int argc, char **argv)
     o->admin = "127.0.0.1:8081";
     o->algo = "leastconn";
     o->health_path = "/healthz";
-    o->redis_prefix = "wslb:";
+    o->redis_prefix = FLEET_DEFAULT_PREFIX;
     o->log_level = "info";
     o->log_format = "text";
     o->health_interval_ms = 1000;
@@ -244,7 +244,8 @@ int main(int argc, char **argv)
          0, 0},
         {"redis", CFG_STR, &o->redis, "HOST:PORT", "discover workers and their load in Redis", 0,
          0},
-        {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX",
+         "Redis key prefix (" FLEET_DEFAULT_PREFIX ")", 0, 0},
         RDO_CFG_OPTS(&o->rdo),
         {"id", CFG_STR, &o->id, "NAME",
          "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "
@@ -349,13 +350,13 @@ int main(int argc, char **argv)
         /* Unique per process: a restarted lb must not be taken for its
          * predecessor, whose connections may still be open. A long host
          * name (Kubernetes pods reach 63 characters) is cut and hashed. */
-        char host[256] = "", idbuf[HTTP_ID_MAX + 1];
+        char host[256] = "", idbuf[FLEET_ID_MAX + 1];
         if (gethostname(host, sizeof(host) - 1) < 0)
             host[0] = '\0';
         host[sizeof(host) - 1] = '\0';
-        o->id = strdup(http_id_default(host, (long)getpid(), idbuf, sizeof(idbuf)));
+        o->id = strdup(fleet_id_default(host, (long)getpid(), idbuf, sizeof(idbuf)));
     }
-    if (o->id == NULL || !http_id_ok(o->id, strlen(o->id))) {
+    if (o->id == NULL || !fleet_id_ok(o->id, strlen(o->id))) {
         fprintf(stderr, "lb: --id: 1-63 characters of A-Z a-z 0-9 . _ : -\n");
         rc = 2;
         goto out;
@@ -392,7 +393,7 @@ int main(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < o->trusted_proxies.n; i++) {
-        if (lim_cidrs_add(&lb->trusted, o->trusted_proxies.v[i], err, sizeof(err)) < 0) {
+        if (cidr_set_add(&lb->trusted, o->trusted_proxies.v[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "lb: --trusted-proxies: %s\n", err);
             rc = 2;
             goto out;
@@ -626,7 +627,7 @@ out:
     tls_free(lb->tls);
     met_free(lb->reg);
     lim_free(lb->lim);
-    lim_cidrs_free(&lb->trusted);
+    cidr_set_free(&lb->trusted);
     route_free(lb->routes);
     free(token);
     if (upstream_secret != NULL)

@@ -45,17 +45,15 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "acc.h"
 #include "alog.h"
 #include "fwd.h"
 #include "log.h"
 #include "met.h"
 #include "sock.h"
+#include "util.h"
 #include "ws.h"
 #include "wsf.h"
-
-#ifndef container_of
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#endif
 
 #define PX_TUNNEL_CAP     (64 * 1024)   /* most bytes queued toward one side */
 #define PX_SCRATCH        (64 * 1024)   /* per-thread read buffer */
@@ -188,7 +186,7 @@ typedef struct px_conn {
 } px_conn_t;
 
 typedef struct px_listener {
-    ev_io io;
+    acc_t *acc; /* accepts on fd */
     int fd;
     int tls;
     struct px_thread *th;
@@ -203,8 +201,7 @@ typedef struct px_thread {
     px_listener_t *ls;
     size_t nls;
     ev_async wake;
-    ev_timer backoff; /* listeners paused after EMFILE */
-    int reserve_fd;   /* spare descriptor, given up to turn clients away at EMFILE */
+    int reserve_fd; /* spare descriptor, given up to turn clients away at EMFILE */
     int accepting;
     px_conn_t *conns;
     px_conn_t *hq_first, *hq_last; /* connections without a complete head, oldest first */
@@ -1412,7 +1409,7 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
             c->shed = 1;
         }
     }
-    c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
+    c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
     if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
         enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
@@ -1442,18 +1439,6 @@ static void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tl
         return;
     }
     ev_io_start(th->loop, &c->a.io);
-}
-
-static void px_listeners_set(px_thread_t *th, int on)
-{
-    for (size_t i = 0; i < th->nls; i++) {
-        if (th->ls[i].fd < 0)
-            continue;
-        if (on)
-            ev_io_start(th->loop, &th->ls[i].io);
-        else
-            ev_io_stop(th->loop, &th->ls[i].io);
-    }
 }
 
 /* Out of descriptors with clients waiting: frees the reserve descriptor to
@@ -1486,67 +1471,44 @@ static int px_turn_away(px_thread_t *th, px_listener_t *l)
     return fd >= 0 ? 0 : -1;
 }
 
-static void px_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* The acceptor's hooks (common/acc.h): a new client; EMFILE, where a
+ * client may be turned away; a pause, counted as overload; the pause's end,
+ * when the reserve descriptor is taken back if turning away gave it up. */
+static void px_on_accept(acc_t *a, int fd, const sock_addr_t *peer, void *ud)
 {
-    px_listener_t *l = container_of(w, px_listener_t, io);
-    px_thread_t *th = l->th;
-    px_t *px = th->px;
-
-    for (int i = 0; i < PX_ACCEPT_BATCH; i++) {
-        sock_addr_t peer;
-        int fd = sock_accept(l->fd, &peer);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            if (errno == EMFILE) {
-                /* EMFILE comes before the kernel looks for a client, so
-                 * there may be none: then the backlog is empty, all good. */
-                if (px_turn_away(th, l) == 0) {
-                    lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
-                    continue;
-                }
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return;
-                errno = EMFILE;
-            }
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: the pending connection stays queued and
-                 * the listener stays readable, so accepting again at once
-                 * would spin. Pause all listeners of this thread briefly. */
-                lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
-                log_warn("accept: %s; pausing accepts for %.0f ms", strerror(errno),
-                         PX_ACCEPT_BACKOFF * 1000);
-                px_listeners_set(th, 0);
-                ev_timer_stop(loop, &th->backoff);
-                ev_timer_set(&th->backoff, PX_ACCEPT_BACKOFF, 0);
-                ev_timer_start(loop, &th->backoff);
-                return;
-            }
-            if (errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
-                continue;
-            log_warn("accept: %s", strerror(errno));
-            return;
-        }
-        lbs_inc(&px->stats->accepted);
-        px_conn_new(th, fd, &peer, l->tls);
-    }
+    px_listener_t *l = ud;
+    lbs_inc(&l->th->px->stats->accepted);
+    px_conn_new(l->th, fd, peer, l->tls);
 }
 
-static void px_backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static int px_on_emfile(acc_t *a, int lfd, void *ud)
 {
-    px_thread_t *th = container_of(w, px_thread_t, backoff);
+    px_listener_t *l = ud;
+    if (px_turn_away(l->th, l) < 0)
+        return -1;
+    lbs_inc(&l->th->px->stats->errors[LBS_ERR_OVERLOAD]);
+    return 0;
+}
+
+static void px_on_pause(acc_t *a, int err, void *ud)
+{
+    px_listener_t *l = ud;
+    lbs_inc(&l->th->px->stats->errors[LBS_ERR_OVERLOAD]);
+}
+
+static void px_on_resume(acc_t *a, void *ud)
+{
+    px_thread_t *th = ((px_listener_t *)ud)->th;
     if (th->reserve_fd < 0)
         th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (th->accepting)
-        px_listeners_set(th, 1);
 }
 
 static void px_close_listeners(px_thread_t *th)
 {
-    px_listeners_set(th, 0);
-    ev_timer_stop(th->loop, &th->backoff);
     th->accepting = 0;
     for (size_t i = 0; i < th->nls; i++) {
+        acc_free(th->ls[i].acc);
+        th->ls[i].acc = NULL;
         if (th->ls[i].fd >= 0) {
             close(th->ls[i].fd);
             th->ls[i].fd = -1;
@@ -1617,8 +1579,17 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
             addrs[i] = bound;
         l->tls = tls[i];
         l->th = th;
-        ev_io_init(&l->io, px_accept_cb, l->fd, EV_READ);
-        ev_io_start(th->loop, &l->io);
+        acc_config_t ac = {.fd = l->fd,
+                           .batch = PX_ACCEPT_BATCH,
+                           .backoff_s = PX_ACCEPT_BACKOFF,
+                           .on_fd = px_on_accept,
+                           .on_emfile = px_on_emfile,
+                           .on_pause = px_on_pause,
+                           .on_resume = px_on_resume,
+                           .ud = l};
+        if ((l->acc = acc_create(th->loop, &ac, err, errlen)) == NULL)
+            return -1;
+        acc_start(l->acc);
     }
     th->accepting = 1;
     return 0;
@@ -1696,7 +1667,6 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
             goto oom;
         ev_async_init(&th->wake, px_wake_cb);
         ev_async_start(th->loop, &th->wake);
-        ev_init(&th->backoff, px_backoff_cb);
         if (px_bind(th, addrs, tls, n, err, errlen) < 0)
             goto fail;
     }

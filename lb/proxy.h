@@ -19,6 +19,7 @@
 
 #include "be.h"
 #include "buf.h"
+#include "cidr.h"
 #include "http.h"
 #include "lbs.h"
 #include "lim.h"
@@ -49,7 +50,7 @@ typedef struct px_config {
     /* Peers whose X-Forwarded-For is extended rather than replaced (and
      * whose X-Forwarded-Proto is kept), exempt from lim:
      * they speak for many clients. NULL = none. Not owned. */
-    const lim_cidrs_t *trusted;
+    const cidr_set_t *trusted;
     /* Sent as X-Upstream-Secret with every request; NULL = none. Not owned. */
     const char *upstream_secret;
     /* Sent as X-Lb-Id with every request, so that workers count connections

@@ -10,6 +10,9 @@
 
 #include <http_parser.h>
 
+#include "acc.h"
+#include "ct.h"
+#include "fleet.h"
 #include "http.h"
 #include "log.h"
 #include "pub.h"
@@ -234,20 +237,15 @@ static void wc_send_hello(wc_conn_t *c)
     }
 }
 
-/* Constant-time comparison so that the secret cannot be guessed byte by byte
- * from response timing. */
+/* Compared in constant time, so that the secret cannot be guessed byte by
+ * byte from response timing. */
 static int wc_secret_ok(const wk_t *w, const http_head_t *h)
 {
     size_t n = strlen(w->upstream_secret);
     if (n == 0)
         return 1;
-    const http_str_t *v = http_header_get(h, "X-Upstream-Secret");
-    if (v == NULL || v->n != n)
-        return 0;
-    unsigned char d = 0;
-    for (size_t i = 0; i < n; i++)
-        d |= (unsigned char)(v->p[i] ^ w->upstream_secret[i]);
-    return d == 0;
+    const http_str_t *v = http_header_get(h, FLEET_HDR_SECRET);
+    return v != NULL && ct_eq(w->upstream_secret, n, v->p, v->n);
 }
 
 /* The lb this upgrade came through, from X-Lb-Id: counted per lb for the
@@ -255,8 +253,8 @@ static int wc_secret_ok(const wk_t *w, const http_head_t *h)
  * ignored rather than published. */
 static int wc_lb_slot(wk_t *w, const http_head_t *h)
 {
-    const http_str_t *v = http_header_get(h, "X-Lb-Id");
-    if (v == NULL || !http_id_ok(v->p, v->n))
+    const http_str_t *v = http_header_get(h, FLEET_HDR_LB_ID);
+    if (v == NULL || !fleet_id_ok(v->p, v->n))
         return -1;
     return wk_lb_take(w, v->p, v->n);
 }
@@ -509,64 +507,45 @@ static void wc_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     wc_close(c, c->state == WC_LINGER ? "linger done" : "timeout");
 }
 
-static void wc_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* A new connection from the acceptor: reads its head under a deadline. */
+static void wc_on_accept(acc_t *a, int fd, const sock_addr_t *peer, void *ud)
 {
-    wk_t *w = io->data;
-    for (int i = 0; i < 64; i++) {
-        sock_addr_t peer;
-        int fd = sock_accept(w->lfd, &peer);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: pause accepting instead of spinning on a
-                 * listener that stays readable. */
-                log_warn("accept: %s; pausing accepts for 100 ms", strerror(errno));
-                ev_io_stop(loop, &w->accept_w);
-                ev_timer_start(loop, &w->accept_backoff);
-            }
-            return;
-        }
-        wc_conn_t *c = calloc(1, sizeof(*c));
-        if (c == NULL) {
-            close(fd);
-            return;
-        }
-        sock_set_nodelay(fd);
-        c->w = w;
-        c->fd = fd;
-        c->lb_slot = -1;
-        sock_addr_str(&peer, c->peer, sizeof(c->peer));
-        ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);
-        ev_io_init(&c->wio, wc_write_cb, fd, EV_WRITE);
-        ev_timer_init(&c->timer, wc_timer_cb, WC_HEAD_TIMEOUT, 0.);
-        c->rio.data = c->wio.data = c->timer.data = c;
-        TAILQ_INSERT_TAIL(&w->conns, c, link);
-        w->nconns++;
-        met_inc(w->m_conns_total, 1);
-        ev_io_start(loop, &c->rio);
-        ev_timer_start(loop, &c->timer);
+    wk_t *w = ud;
+    wc_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
     }
+    sock_set_nodelay(fd);
+    c->w = w;
+    c->fd = fd;
+    c->lb_slot = -1;
+    sock_addr_str(peer, c->peer, sizeof(c->peer));
+    ev_io_init(&c->rio, wc_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, wc_write_cb, fd, EV_WRITE);
+    ev_timer_init(&c->timer, wc_timer_cb, WC_HEAD_TIMEOUT, 0.);
+    c->rio.data = c->wio.data = c->timer.data = c;
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    met_inc(w->m_conns_total, 1);
+    ev_io_start(w->loop, &c->rio);
+    ev_timer_start(w->loop, &c->timer);
 }
 
-static void wc_backoff_cb(struct ev_loop *loop, ev_timer *t, int revents)
+int wc_listen_start(wk_t *w, char *err, size_t errlen)
 {
-    wk_t *w = t->data;
-    if (!w->exiting)
-        ev_io_start(loop, &w->accept_w);
-}
-
-void wc_listen_start(wk_t *w)
-{
-    ev_io_init(&w->accept_w, wc_accept_cb, w->lfd, EV_READ);
-    w->accept_w.data = w;
-    ev_timer_init(&w->accept_backoff, wc_backoff_cb, 0.1, 0.);
-    w->accept_backoff.data = w;
+    acc_config_t ac = {.fd = w->lfd, .on_fd = wc_on_accept, .ud = w};
+    w->acc = acc_create(w->loop, &ac, err, errlen);
+    if (w->acc == NULL)
+        return -1;
     ev_idle_init(&w->reaper, wc_reaper_cb);
     w->reaper.data = w;
-    ev_io_start(w->loop, &w->accept_w);
+    acc_start(w->acc);
+    return 0;
 }
 
 void wc_listen_stop(wk_t *w)
 {
-    ev_io_stop(w->loop, &w->accept_w);
-    ev_timer_stop(w->loop, &w->accept_backoff);
+    acc_free(w->acc);
+    w->acc = NULL;
 }

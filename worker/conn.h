@@ -54,8 +54,9 @@ typedef struct wc_conn {
     TAILQ_ENTRY(wc_conn) link;
 } wc_conn_t;
 
-/* Starts accepting on w->lfd. */
-void wc_listen_start(wk_t *w);
+/* Starts accepting on w->lfd (common/acc.h). 0, or -1 with err (no memory). */
+int wc_listen_start(wk_t *w, char *err, size_t errlen);
+/* Stops accepting; the listening socket stays open. */
 void wc_listen_stop(wk_t *w);
 /* Sends a close frame, then closes once it is flushed. */
 void wc_send_close(wc_conn_t *c, uint16_t code, const char *reason);

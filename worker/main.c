@@ -10,6 +10,7 @@
 
 #include "cfg.h"
 #include "conn.h"
+#include "fleet.h"
 #include "log.h"
 #include "met.h"
 #include "pub.h"
@@ -23,7 +24,6 @@
 
 static void wk_exit_now(wk_t *w)
 {
-    w->exiting = 1;
     ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -214,7 +214,7 @@ static sbx_t *wk_sandbox(wk_config_t *c, char *err, size_t errlen)
 static void wk_defaults(wk_config_t *c)
 {
     c->listen = "127.0.0.1:9001";
-    c->redis_prefix = "wslb:";
+    c->redis_prefix = FLEET_DEFAULT_PREFIX;
     c->log_level = "info";
     c->max_evals = 0; /* below the bounds: "auto" in --help, computed after parsing */
     c->queue = -1;
@@ -357,7 +357,10 @@ static int wk_start(wk_t *w, rds_config_t *rcfg, const sigset_t *stopsigs)
     w->drain_check.data = w;
     ev_init(&w->drain_timer, wk_drain_timer_cb);
     w->drain_timer.data = w;
-    wc_listen_start(w);
+    if (wc_listen_start(w, err, sizeof(err)) < 0) {
+        log_error("listen: %s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -437,7 +440,8 @@ int main(int argc, char **argv)
         {"advertise", CFG_STR, &c->advertise, "HOST:PORT",
          "address the lb should dial (default: --listen)", 0, 0},
         {"redis", CFG_STR, &c->redis, "HOST:PORT", "publish state to this Redis", 0, 0},
-        {"redis-prefix", CFG_STR, &c->redis_prefix, "PREFIX", "Redis key prefix (wslb:)", 0, 0},
+        {"redis-prefix", CFG_STR, &c->redis_prefix, "PREFIX",
+         "Redis key prefix (" FLEET_DEFAULT_PREFIX ")", 0, 0},
         RDO_CFG_OPTS(&c->rdo),
         {"max-evals", CFG_INT, &c->max_evals, "N", "concurrent evaluations (2 x cores)", 1, 1024},
         {"queue", CFG_INT, &c->queue, "N",

@@ -4,16 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
-#include <jansson.h>
 
+#include "fleet.h"
 #include "log.h"
 #include "rds.h"
 
-#define PUB_TTL_MS   3000
-#define PUB_INTERVAL 1.0
 /* Changes are published at most this often, so a burst of connections costs
  * one write, yet the lb's view lags by little. */
 #define PUB_COALESCE 0.1
@@ -33,23 +30,47 @@ struct pub {
     char chan[256];
 };
 
-static uint64_t pub_wall_ms(void)
+static void pub_event(struct pub *p, enum fleet_event_type type)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-}
-
-static void pub_event(struct pub *p, const char *event)
-{
-    wk_t *w = p->w;
-    json_t *j =
-        json_pack("{s:s, s:s, s:s}", "event", event, "id", w->cfg.id, "addr", w->cfg.advertise);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fleet_event_t e = {.type = type};
+    /* pub_create checked that both fit. */
+    snprintf(e.id, sizeof(e.id), "%s", p->w->cfg.id);
+    snprintf(e.addr, sizeof(e.addr), "%s", p->w->cfg.advertise);
+    char *s = fleet_event_to_json(&e);
     if (s != NULL)
         rds_command(p->rds, NULL, NULL, "PUBLISH %s %s", p->chan, s);
     free(s);
-    json_decref(j);
+}
+
+/* This worker's state as the contract has it (common/fleet.h). */
+static void pub_state(struct pub *p, fleet_state_t *st)
+{
+    wk_t *w = p->w;
+    memset(st, 0, sizeof(*st));
+    /* pub_create checked that id and address fit. */
+    snprintf(st->id, sizeof(st->id), "%s", w->cfg.id);
+    snprintf(st->addr, sizeof(st->addr), "%s", w->cfg.advertise);
+    /* No usable slot: "draining" is what every lb already reads as "send no
+     * new websockets here"; slots_broken says why. */
+    st->draining = w->draining || wk_unusable(w);
+    st->conns = (int64_t)w->nws;
+    st->has = FLEET_HAS_ALL;
+    st->evals_running = (int64_t)w->nrunning;
+    st->evals_queued = (int64_t)w->nqueued;
+    st->max_evals = w->cfg.max_evals;
+    st->load = (int64_t)(w->nrunning + w->nqueued);
+    st->ts_ms = fleet_wall_ms();
+    st->started_ms = p->started_ms;
+    snprintf(st->isolation, sizeof(st->isolation), "%s", sbx_isolation(w->sbx));
+    snprintf(st->version, sizeof(st->version), "%s", VERSION);
+    st->slots_broken = (int64_t)wk_slots_broken(w);
+    for (int i = 0; i < WK_MAX_LBS && st->nlbs < FLEET_MAX_LBS; i++) {
+        if (w->by_lb[i].n == 0)
+            continue;
+        fleet_lb_count_t *c = &st->by_lb[st->nlbs++];
+        snprintf(c->id, sizeof(c->id), "%s", w->by_lb[i].id);
+        c->n = (int64_t)w->by_lb[i].n;
+    }
 }
 
 static void pub_write(struct pub *p)
@@ -57,34 +78,18 @@ static void pub_write(struct pub *p)
     wk_t *w = p->w;
     if (p->leaving || !rds_connected(p->rds))
         return;
-    /* No usable slot: "draining" is what every lb already reads as "send no
-     * new websockets here"; slots_broken says why. */
-    json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I}", "id", w->cfg.id,
-        "addr", w->cfg.advertise, "state", w->draining || wk_unusable(w) ? "draining" : "up",
-        "conns", (json_int_t)w->nws, "evals_running", (json_int_t)w->nrunning, "evals_queued",
-        (json_int_t)w->nqueued, "max_evals", (json_int_t)w->cfg.max_evals, "load",
-        (json_int_t)(w->nrunning + w->nqueued), "ts_ms", (json_int_t)pub_wall_ms(), "started_ms",
-        (json_int_t)p->started_ms, "isolation", sbx_isolation(w->sbx), "version", VERSION,
-        "slots_broken", (json_int_t)wk_slots_broken(w));
-    json_t *bylb = json_object();
-    for (int i = 0; j != NULL && bylb != NULL && i < WK_MAX_LBS; i++)
-        if (w->by_lb[i].n > 0)
-            json_object_set_new(bylb, w->by_lb[i].id, json_integer((json_int_t)w->by_lb[i].n));
-    if (j != NULL && bylb != NULL)
-        json_object_set(j, "by_lb", bylb);
-    json_decref(bylb);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    fleet_state_t st;
+    pub_state(p, &st);
+    char *s = fleet_state_to_json(&st);
     if (s != NULL) {
-        rds_command(p->rds, NULL, NULL, "SET %s %s PX %d", p->key, s, PUB_TTL_MS);
+        rds_command(p->rds, NULL, NULL, "SET %s %s PX %d", p->key, s, FLEET_STATE_TTL_MS);
         rds_command(p->rds, NULL, NULL, "SADD %s %s", p->set, w->cfg.id);
         if (!p->joined) {
             p->joined = 1;
-            pub_event(p, w->draining ? "drain" : "join");
+            pub_event(p, w->draining ? FLEET_EV_DRAIN : FLEET_EV_JOIN);
         }
     }
     free(s);
-    json_decref(j);
 }
 
 static void pub_beat_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -115,20 +120,33 @@ struct pub *pub_create(wk_t *w, const rds_config_t *rc, char *err, size_t errlen
         return NULL;
     }
     p->w = w;
-    p->started_ms = pub_wall_ms();
-    snprintf(p->key, sizeof(p->key), "%sworker:%s", w->cfg.redis_prefix, w->cfg.id);
-    snprintf(p->set, sizeof(p->set), "%sworkers", w->cfg.redis_prefix);
-    snprintf(p->chan, sizeof(p->chan), "%sevents", w->cfg.redis_prefix);
-    ev_timer_init(&p->beat, pub_beat_cb, PUB_INTERVAL, PUB_INTERVAL);
+    p->started_ms = fleet_wall_ms();
+    const char *id = w->cfg.id, *prefix = w->cfg.redis_prefix;
+    /* What the lbs would not read is refused here rather than published. */
+    if (!fleet_worker_id_ok(id, strlen(id)) || strlen(w->cfg.advertise) >= SOCK_ADDRSTRLEN) {
+        snprintf(err, errlen,
+                 "worker id '%.40s' or address '%.80s' cannot be published: "
+                 "an id is 1-127 bytes without control characters, an address HOST:PORT",
+                 id, w->cfg.advertise);
+        goto fail;
+    }
+    if (fleet_key_worker(prefix, id, strlen(id), p->key, sizeof(p->key)) >= sizeof(p->key) ||
+        fleet_key_workers(prefix, p->set, sizeof(p->set)) >= sizeof(p->set) ||
+        fleet_key_events(prefix, p->chan, sizeof(p->chan)) >= sizeof(p->chan)) {
+        snprintf(err, errlen, "--redis-prefix and --id make keys over %zu bytes", sizeof(p->key));
+        goto fail;
+    }
+    ev_timer_init(&p->beat, pub_beat_cb, FLEET_HEARTBEAT_MS / 1000.0, FLEET_HEARTBEAT_MS / 1000.0);
     ev_timer_init(&p->soon, pub_soon_cb, PUB_COALESCE, 0.);
     p->beat.data = p->soon.data = p;
     p->rds = rds_create(w->loop, rc, pub_state_cb, p, err, errlen);
-    if (p->rds == NULL) {
-        free(p);
-        return NULL;
-    }
+    if (p->rds == NULL)
+        goto fail;
     ev_timer_start(w->loop, &p->beat);
     return p;
+fail:
+    free(p);
+    return NULL;
 }
 
 void pub_free(struct pub *p)
@@ -156,7 +174,7 @@ void pub_drain(struct pub *p)
         return;
     pub_write(p);
     if (rds_connected(p->rds))
-        pub_event(p, "drain");
+        pub_event(p, FLEET_EV_DRAIN);
 }
 
 static void pub_leave_finish(struct pub *p)
@@ -191,7 +209,7 @@ void pub_leave(struct pub *p, void (*done)(wk_t *w))
     }
     rds_command(p->rds, NULL, NULL, "DEL %s", p->key);
     rds_command(p->rds, NULL, NULL, "SREM %s %s", p->set, p->w->cfg.id);
-    pub_event(p, "leave");
+    pub_event(p, FLEET_EV_LEAVE);
     /* Replies come in order: the PING's answer means all of the above landed. */
     ev_timer_init(&p->leave_timeout, pub_leave_timeout_cb, 1.0, 0.);
     p->leave_timeout.data = p;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "fleet.h"
 #include "met.h"
 #include "rdo.h"
 #include "rt.h"
@@ -49,9 +50,9 @@ TAILQ_HEAD(run_list, run);
 /* Websockets per load balancer (the X-Lb-Id header on the upgrade), published
  * as "by_lb" so that each lb can tell its own connections from the others'
  * exactly. Bounded: ids beyond WK_MAX_LBS are counted in conns only. */
-#define WK_MAX_LBS 32
+#define WK_MAX_LBS FLEET_MAX_LBS
 typedef struct wk_lbcount {
-    char id[64]; /* "" = free */
+    char id[FLEET_ID_MAX + 1]; /* "" = free */
     size_t n;
 } wk_lbcount_t;
 
@@ -61,8 +62,7 @@ typedef struct wk {
     char upstream_secret[256]; /* empty: no secret required */
 
     int lfd;
-    ev_io accept_w;
-    ev_timer accept_backoff; /* accept hit EMFILE: retry later, don't spin */
+    struct acc *acc; /* accepts on lfd */
 
     struct wc_list conns;  /* live connections */
     struct wc_list closed; /* closed, freed from the reaper */
@@ -83,7 +83,6 @@ typedef struct wk {
     struct pub *pub;
 
     int draining;
-    int exiting;
     ev_timer drain_timer;
     ev_signal sigterm_w, sigint_w;
     ev_idle drain_check;

@@ -242,6 +242,44 @@ def test_lb_at_open_files_limit(worker_factory, lb_factory):
     assert lb.backend("w0")["failures"] == 0, lb.backend("w0")
 
 
+def test_admin_api_at_open_files_limit(worker_factory, lb_factory):
+    """Out of descriptors with admin clients waiting, the admin port pauses
+    its accepts (the listener stays readable: accepting again at once would
+    spin), and answers again once descriptors are back."""
+    w = worker_factory(id="w0")
+    lb = lb_factory(backend="w0=" + w.addr, health_interval_ms=60000)
+    pid = lb.proc.pid
+    base = util.proc_fd_count(pid)
+    soft = subprocess.run(["prlimit", "--pid", str(pid), "--nofile", "--output=SOFT",
+                           "--noheadings"], check=True, timeout=10, capture_output=True,
+                          text=True).stdout.strip()
+    # The soft limit only, so that it can be raised back.
+    subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:" % (base + 3)], check=True,
+                   timeout=10)
+    host, port = util.split_addr(lb.admin)
+    socks = []
+    try:
+        for _ in range(12):
+            socks.append(socket.create_connection((host, port), timeout=5))
+        util.wait_for(lambda: "admin: accept: Too many open files" in lb.stderr_text(), 10,
+                      "the admin port out of descriptors")
+        cpu0 = util.proc_cpu_s(pid)
+        t0 = time.monotonic()
+        time.sleep(1.0)  # measuring a window, not waiting for an event
+        used = util.proc_cpu_s(pid) - cpu0
+        assert used < 0.3 * (time.monotonic() - t0), "lb used %.2fs CPU while idle" % used
+        assert "admin: accept: Too many open files; pausing accepts" in lb.stderr_text()
+        assert lb.alive()
+    finally:
+        for s in socks:
+            s.close()
+        subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:" % soft], check=True,
+                       timeout=10)
+    util.wait_for(lambda: util.try_http_get(lb.admin, "/healthz") is not None, 10,
+                  "the admin API answering again")
+    assert lb.stats()["backends"][0]["id"] == "w0"
+
+
 # ---- hostile and careless clients ----------------------------------------------------------
 
 def test_slowloris_gets_408_others_served(worker_factory, lb_factory):

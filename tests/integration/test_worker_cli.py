@@ -58,6 +58,15 @@ def test_bad_flags_fail_fast(args):
     assert r.stderr.strip(), "no reason given"
 
 
+@pytest.mark.parametrize("wid", ["x" * 128, "a\tb"])
+def test_unpublishable_id_refused(wid):
+    """With Redis, an id no lb would read is refused at start rather than
+    published (common/fleet.h: 1-127 bytes, no control characters)."""
+    r = run_cli("--listen", "127.0.0.1:%d" % util.free_port(),
+                "--redis", "127.0.0.1:%d" % util.free_port(), "--id", wid)
+    assert r.returncode != 0 and "cannot be published" in r.stderr, r
+
+
 def test_uid_base(worker_factory):
     """Slots run as --uid-base + slot, so that workers sharing a kernel do not
     share the limits it keeps per uid."""

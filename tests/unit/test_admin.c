@@ -18,6 +18,7 @@
 #include "../../lb/admin.h"
 #include "../../lb/be.h"
 #include "../../lb/lbs.h"
+#include "fleet.h"
 #include "log.h"
 #include "sock.h"
 
@@ -75,7 +76,7 @@ static void test_render_stats(void **state)
     be_t *held = be_pick(f->t, NULL, 0);
     be_update_remote(f->b1, 9, 2, 100);
     be_update_info(f->b1, 1, 1, 50, "9.8.7");
-    uint64_t before = be_wall_ms();
+    uint64_t before = fleet_wall_ms();
     be_set_state(f->t, f->w, BE_DOWN);
     f->b0->admin_drain = 1;
 
@@ -121,7 +122,7 @@ static void test_render_stats(void **state)
     assert_string_equal(json_string_value(json_object_get(b1, "version")), "9.8.7");
     assert_int_equal(json_integer_value(json_object_get(b1, "started_ms")), 50);
     json_int_t age = json_integer_value(json_object_get(b1, "heartbeat_age_ms"));
-    assert_true(age >= (json_int_t)(before - 100) && age <= (json_int_t)(be_wall_ms() - 100));
+    assert_true(age >= (json_int_t)(before - 100) && age <= (json_int_t)(fleet_wall_ms() - 100));
     json_t *picked = backend_by_id(root, held->id);
     assert_int_equal(json_integer_value(json_object_get(picked, "active")), 1);
     assert_int_equal(json_integer_value(json_object_get(picked, "total")), 1);

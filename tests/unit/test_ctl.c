@@ -166,38 +166,48 @@ static void test_reg_parse(void **state)
 {
     ctl_regw_t w;
     memset(&w, 0, sizeof(w));
+    snprintf(w.id, sizeof(w.id), "from-set");
     static const char ok[] = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\","
                              "\"conns\":12,\"evals_running\":1,\"evals_queued\":2,\"max_evals\":4,"
                              "\"load\":3,\"ts_ms\":1764150000000,\"started_ms\":1764149000000,"
                              "\"isolation\":\"full\",\"version\":\"0.1.0\",\"by_lb\":{\"a\":1}}";
     assert_int_equal(ctl_reg_parse(ok, strlen(ok), &w), 0);
-    assert_string_equal(w.id, "w1");
-    assert_string_equal(w.addr, "127.0.0.1:9001");
-    assert_string_equal(w.state, "up");
-    assert_int_equal(w.conns, 12);
-    assert_int_equal(w.evals_running, 1);
-    assert_int_equal(w.evals_queued, 2);
-    assert_int_equal(w.started_ms, 1764149000000ull);
-    assert_string_equal(w.version, "0.1.0");
+    assert_string_equal(w.id, "from-set"); /* the member, whatever the state says */
+    assert_string_equal(w.s.id, "w1");
+    assert_string_equal(w.s.addr, "127.0.0.1:9001");
+    assert_string_equal(fleet_state_name(&w.s), "up");
+    assert_int_equal(w.s.conns, 12);
+    assert_int_equal(w.s.evals_running, 1);
+    assert_int_equal(w.s.evals_queued, 2);
+    assert_int_equal(w.s.max_evals, 4);
+    assert_int_equal(w.s.started_ms, 1764149000000ull);
+    assert_string_equal(w.s.version, "0.1.0");
     assert_string_equal(w.err, "");
     /* an older worker: no version */
-    static const char old[] = "{\"id\":\"w1\",\"addr\":\"h:1\",\"state\":\"draining\",\"conns\":0}";
+    static const char old[] = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:1\",\"state\":\"draining\","
+                              "\"conns\":0}";
     assert_int_equal(ctl_reg_parse(old, strlen(old), &w), 0);
-    assert_string_equal(w.version, "");
+    assert_string_equal(w.s.version, "");
+    assert_string_equal(fleet_state_name(&w.s), "draining");
+    /* what the lbs refuse, wslbctl reports: the same parser */
     static const char *const bad[] = {
         "nope",
         "[]",
-        "{\"addr\":\"h:1\",\"state\":\"up\"}",
-        "{\"id\":\"w1\",\"state\":\"up\"}",
-        "{\"id\":\"w1\",\"addr\":\"h:1\",\"state\":\"weird\"}",
-        "{\"id\":\"w1\",\"addr\":\"h:1\",\"state\":\"up\",\"conns\":-1}",
-        "{\"id\":\"w1\",\"addr\":\"h:1\",\"state\":\"up\",\"version\":\"a\\u001bb\"}",
-        "{\"id\":\"w1\",\"id\":\"w2\",\"addr\":\"h:1\",\"state\":\"up\"}",
+        "{\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":0}",
+        "{\"id\":\"w1\",\"state\":\"up\",\"conns\":0}",
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:1\",\"state\":\"weird\",\"conns\":0}",
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":-1}",
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\"}",
+        "{\"id\":\"w1\",\"addr\":\"h:1\",\"state\":\"up\",\"conns\":0}",
+        "{\"id\":\"w1\",\"addr\":\"0.0.0.0:9001\",\"state\":\"up\",\"conns\":0}",
+        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":0,"
+        "\"version\":\"a\\u001bb\"}",
+        "{\"id\":\"w1\",\"id\":\"w2\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":0}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(w.id, sizeof(w.id), "from-set");
         assert_int_equal(ctl_reg_parse(bad[i], strlen(bad[i]), &w), -1);
         assert_true(w.err[0] != '\0');
+        assert_string_equal(w.id, "from-set");
     }
 }
 
@@ -237,6 +247,7 @@ static void fleet_build(ctl_fleet_t *f, ctl_url_t *urls)
     f->use_reg = f->reg_ok = 1;
     f->reg.n = 1;
     f->reg.v = calloc(1, sizeof(*f->reg.v));
+    snprintf(f->reg.v[0].id, sizeof(f->reg.v[0].id), "w5");
     static const char w5[] = "{\"id\":\"w5\",\"addr\":\"127.0.0.1:9005\",\"state\":\"up\","
                              "\"conns\":7,\"ts_ms\":1000,\"started_ms\":900,\"version\":\"0.3.0\"}";
     assert_int_equal(ctl_reg_parse(w5, strlen(w5), &f->reg.v[0]), 0);

@@ -1,6 +1,6 @@
-/* Unit tests for lb/disc.c: the state parser, and discovery against a
- * private redis-server on a free loopback port (skipped when the binary is
- * missing). */
+/* Unit tests for lb/disc.c: discovery against a private redis-server on a
+ * free loopback port (skipped when the binary is missing). The state parser
+ * it uses is tested in test_fleet.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,152 +23,6 @@
 #include "../../lb/disc.h"
 #include "log.h"
 #include "sock.h"
-
-/* ---- disc_parse_state -------------------------------------------------------- */
-
-static int parse(const char *json, disc_state_t *st, char *err)
-{
-    return disc_parse_state(json, strlen(json), st, err, 128);
-}
-
-static void test_parse_valid(void **state)
-{
-    disc_state_t st;
-    char err[128];
-    const char *full =
-        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":12,"
-        "\"evals_running\":1,\"evals_queued\":2,\"max_evals\":4,\"load\":3,"
-        "\"ts_ms\":1764150000000,\"started_ms\":1764149000000,\"isolation\":\"full\"}";
-    assert_int_equal(parse(full, &st, err), 0);
-    assert_string_equal(st.id, "w1");
-    assert_string_equal(st.addr_str, "127.0.0.1:9001");
-    assert_int_equal(st.draining, 0);
-    assert_int_equal(st.conns, 12);
-    assert_int_equal(st.load, 3);
-    assert_int_equal(st.ts_ms, 1764150000000ull);
-    assert_int_equal(st.evals_running, 1);
-    assert_int_equal(st.evals_queued, 2);
-    assert_int_equal(st.started_ms, 1764149000000ull);
-    assert_string_equal(st.version, "");
-    const char *ver = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":0,"
-                      "\"version\":\"0.2.0-rc1\"}";
-    assert_int_equal(parse(ver, &st, err), 0);
-    assert_string_equal(st.version, "0.2.0-rc1");
-    assert_int_equal(st.started_ms, 0);
-
-    /* minimal: load from the evaluation counts, no timestamp, IPv6 */
-    assert_int_equal(parse("{\"id\":\"w-2.x\",\"addr\":\"[::1]:9002\",\"state\":\"draining\","
-                           "\"conns\":0,\"evals_running\":2,\"evals_queued\":1}",
-                           &st, err),
-                     0);
-    assert_int_equal(st.draining, 1);
-    assert_int_equal(st.load, 3);
-    assert_int_equal(st.ts_ms, 0);
-    assert_string_equal(st.addr_str, "[::1]:9002");
-
-    /* unknown fields are fine; the length bound is respected (no NUL needed) */
-    const char *two = "{\"id\":\"a\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
-                      "\"extra\":[1,2]}GARBAGE";
-    assert_int_equal(disc_parse_state(two, strlen(two) - 7, &st, err, sizeof(err)), 0);
-    assert_int_equal(st.load, 0);
-    /* err may be NULL */
-    assert_int_equal(disc_parse_state("{", 1, &st, NULL, 0), -1);
-}
-
-/* "by_lb": this lb's own connections on the worker, read by the lb's id. */
-static void test_parse_by_lb(void **state)
-{
-    static const char js[] = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\","
-                             "\"conns\":12,\"by_lb\":{\"lb-a\":7,\"lb-b\":5}}";
-    disc_state_t st;
-    char err[128];
-    assert_int_equal(disc_parse_state_for(js, strlen(js), "lb-a", &st, err, sizeof(err)), 0);
-    assert_int_equal(st.conns, 12);
-    assert_int_equal(st.mine, 7);
-    assert_int_equal(disc_parse_state_for(js, strlen(js), "lb-c", &st, err, sizeof(err)), 0);
-    assert_int_equal(st.mine, 0); /* listed others, not us: none of ours */
-    assert_int_equal(disc_parse_state_for(js, strlen(js), NULL, &st, err, sizeof(err)), 0);
-    assert_int_equal(st.mine, -1);
-    static const char old[] = "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\","
-                              "\"conns\":12}";
-    assert_int_equal(disc_parse_state_for(old, strlen(old), "lb-a", &st, err, sizeof(err)), 0);
-    assert_int_equal(st.mine, -1); /* a worker without per-lb counts */
-    static const char *const bad[] = {
-        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":1,\"by_lb\":[]}",
-        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":1,"
-        "\"by_lb\":{\"lb-a\":-1}}",
-        "{\"id\":\"w1\",\"addr\":\"127.0.0.1:9001\",\"state\":\"up\",\"conns\":1,"
-        "\"by_lb\":{\"lb-a\":\"3\"}}",
-    };
-    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
-        assert_int_equal(
-            disc_parse_state_for(bad[k], strlen(bad[k]), "lb-a", &st, err, sizeof(err)), -1);
-}
-
-static void test_parse_invalid(void **state)
-{
-    static const char *const bad[] = {
-        "",
-        "not json",
-        "[1,2,3]",
-        "\"w1\"",
-        "{}",
-        /* id */
-        "{\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":7,\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"a\\nb\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"a\\u0000b\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
-        /* addr */
-        "{\"id\":\"w\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"example.com:80\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:99999\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:0\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"0.0.0.0:9001\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\":9001\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"[::]:9001\",\"state\":\"up\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":[],\"state\":\"up\",\"conns\":1}",
-        /* state */
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"UP\",\"conns\":1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":true,\"conns\":1}",
-        /* numbers */
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\"}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":-1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1.5}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":\"3\"}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":9223372036854775807}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"load\":-2}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"load\":null}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
-        "\"evals_running\":\"x\"}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"ts_ms\":\"now\"}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"ts_ms\":-5}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"started_ms\":-1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"version\":1}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,\"version\":\"\"}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
-        "\"version\":\"1\\n2\"}",
-        "{\"id\":\"w\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1,"
-        "\"version\":\"0123456789012345678901234567890123456789012345678901234567890123\"}",
-        /* duplicate keys could smuggle two answers past a checker */
-        "{\"id\":\"w\",\"id\":\"v\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}",
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        disc_state_t st;
-        char err[128] = "";
-        if (parse(bad[i], &st, err) != -1)
-            fail_msg("accepted bad state #%zu: %s", i, bad[i]);
-        assert_true(err[0] != 0);
-    }
-    /* an id that does not fit */
-    char longid[300];
-    snprintf(longid, sizeof(longid),
-             "{\"id\":\"%0200d\",\"addr\":\"127.0.0.1:1\",\"state\":\"up\",\"conns\":1}", 0);
-    disc_state_t st;
-    assert_int_equal(parse(longid, &st, (char[128]){0}), -1);
-}
 
 /* ---- against a real Redis ------------------------------------------------------ */
 
@@ -504,9 +358,6 @@ int main(void)
     log_set_level(LOG_LVL_OFF);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_valid),
-        cmocka_unit_test(test_parse_invalid),
-        cmocka_unit_test(test_parse_by_lb),
         cmocka_unit_test_setup_teardown(test_discovery, redis_setup, redis_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_keeps_backends_for_a_grace, redis_setup,
                                         redis_teardown),
