@@ -76,18 +76,12 @@ struct admin {
 
 static const char *admin_state_name(const be_t *b)
 {
-    int st = be_get_state(b);
+    enum be_state st = be_state(b);
     if (st == BE_DOWN)
         return "down";
-    if (st == BE_DRAINING || LD(&b->admin_drain))
+    if (st == BE_DRAINING || be_in_admin_drain(b))
         return "draining";
     return "up";
-}
-
-static const char *admin_health_name(const be_t *b)
-{
-    int st = be_get_state(b);
-    return st == BE_DOWN ? "down" : st == BE_DRAINING ? "draining" : "up";
 }
 
 /* What the worker published besides its counts, null while nothing is
@@ -98,7 +92,7 @@ static int admin_backend_info(json_t *j, const be_t *b)
     int known = __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
     uint64_t ts = LD(&b->remote_ts_ms), now = be_wall_ms();
     json_int_t age = now > ts ? (json_int_t)(now - ts) : 0; /* a clock step is not negative */
-    return json_object_set_new(j, "health", json_string(admin_health_name(b))) ||
+    return json_object_set_new(j, "health", json_string(be_state_name(be_state(b)))) ||
            json_object_set_new(j, "evals_running",
                                known ? json_integer(b->evals_running) : json_null()) ||
            json_object_set_new(j, "evals_queued",
@@ -114,13 +108,12 @@ static int admin_backend_info(json_t *j, const be_t *b)
 
 static json_t *admin_backend_json(const be_t *b)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", b->id, "addr",
-                     b->addr_str, "state", admin_state_name(b), "active",
-                     (json_int_t)LD(&b->active), "total", (json_int_t)LD(&b->total), "failures",
-                     (json_int_t)LD(&b->failures), "weight", (int)b->weight, "load",
-                     (json_int_t)LD(&b->load), "conns_global", (json_int_t)be_conns(b), "source",
-                     b->source == BE_STATIC ? "static" : "redis", "admin_drain",
-                     LD(&b->admin_drain) ? 1 : 0);
+    return json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", b->id, "addr", b->addr_str,
+        "state", admin_state_name(b), "active", (json_int_t)LD(&b->active), "total",
+        (json_int_t)LD(&b->total), "failures", (json_int_t)LD(&b->failures), "weight",
+        (int)b->weight, "load", (json_int_t)LD(&b->load), "conns_global", (json_int_t)be_conns(b),
+        "source", b->source == BE_STATIC ? "static" : "redis", "admin_drain", be_in_admin_drain(b));
 }
 
 /* Appends the /stats document. Takes the table's read lock. */
@@ -498,13 +491,11 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
         admin_reply_json(c, 404, "{\"error\":\"unknown backend\"}\n");
         return;
     }
+    /* Logged there, once, when it changes something. */
     if (be_admin_drain(a->t, id, drain) < 0) {
         admin_reply_json(c, 503, "{\"error\":\"too many drained backends\"}\n");
         return;
     }
-    if (was != drain)
-        log_info("backend %s (%s) %s through the admin API%s", id, b ? b->addr_str : "absent",
-                 drain ? "drained" : "enabled", b ? "" : " while absent");
     json_t *j = json_pack("{s:s, s:s, s:b}", "id", id, "state", b ? admin_state_name(b) : "absent",
                           "admin_drain", drain);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;

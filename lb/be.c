@@ -1,9 +1,13 @@
-/* be: the backend table and the balancing algorithms behind it.
+/* be: the backend table, the one writer of backend state, and the
+ * balancing algorithms behind it.
  *
  * Locking: the array of backends changes only on the main thread, under the
  * write lock; proxy threads pick under the read lock. Per-backend counters
- * and health fields are plain integers touched only with __atomic builtins,
- * so picking never waits for the main thread beyond a table change.
+ * are plain integers touched only with __atomic builtins, and every health
+ * and drain input lives in one state word that only be_event() changes, by
+ * compare-and-swap (see be_int.h), so picking never waits for the main
+ * thread beyond a table change and no two writers can interleave a read and
+ * a write of a backend's state.
  *
  * Scores are compared exactly with integers: a backend's score is
  * numerator / effective weight, and a < b is tested as a.num * b.ew <
@@ -15,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "be.h"
+#include "be_int.h"
 #include "log.h"
 
 /* leastload counts each running or queued evaluation as this many idle
@@ -52,14 +56,24 @@ uint64_t be_now_ms(void)
 
 /* ---- per-backend helpers --------------------------------------------------- */
 
-int be_get_state(const be_t *b)
+enum be_state be_state(const be_t *b)
 {
-    return LD(&b->state);
+    return be_word_state(__atomic_load_n(&b->word, __ATOMIC_ACQUIRE));
 }
 
 int be_usable(const be_t *b)
 {
-    return LD(&b->state) == BE_UP && !LD(&b->admin_drain);
+    return be_word_usable(LD(&b->word));
+}
+
+int be_in_admin_drain(const be_t *b)
+{
+    return (__atomic_load_n(&b->word, __ATOMIC_ACQUIRE) & BE_W_ADMIN_DRAIN) != 0;
+}
+
+int be_remote_draining(const be_t *b)
+{
+    return (__atomic_load_n(&b->word, __ATOMIC_ACQUIRE) & BE_W_REMOTE_DRAIN) != 0;
 }
 
 int64_t be_conns(const be_t *b)
@@ -313,6 +327,145 @@ const be_algo_t *be_algo_find(const char *name)
     return NULL;
 }
 
+/* ---- the state word ------------------------------------------------------------ */
+
+/* Rise and fall are applied here and nowhere else. A failure ends a drain
+ * the check saw (it no longer answers 503) only once it takes the backend
+ * down; a success ends it only once it brings the backend up. */
+uint64_t be_word_next(uint64_t w, enum be_ev ev, unsigned rise, unsigned fall)
+{
+    uint64_t flags = w & 0xff;
+    unsigned fails = be_word_fails(w), oks = be_word_oks(w);
+    switch (ev) {
+    case BE_EV_CHECK_OK:
+        fails = 0;
+        oks += oks < BE_W_STREAK_MAX;
+        if (oks >= rise)
+            flags &= ~(BE_W_DOWN | BE_W_CHECK_DRAIN);
+        break;
+    case BE_EV_CHECK_DRAIN: /* alive but leaving: no failure, no success */
+        fails = 0;
+        oks = 0;
+        flags |= BE_W_CHECK_DRAIN;
+        break;
+    case BE_EV_CHECK_FAIL:
+    case BE_EV_PASSIVE_FAIL:
+        oks = 0;
+        fails += fails < BE_W_STREAK_MAX;
+        if (fails >= fall) {
+            flags |= BE_W_DOWN;
+            flags &= ~BE_W_CHECK_DRAIN;
+        }
+        break;
+    case BE_EV_PASSIVE_OK:
+        fails = 0;
+        break;
+    case BE_EV_REMOTE_DRAIN:
+        flags |= BE_W_REMOTE_DRAIN;
+        break;
+    case BE_EV_REMOTE_UP:
+        flags &= ~BE_W_REMOTE_DRAIN;
+        break;
+    case BE_EV_REMOTE_GONE:
+        /* Nobody will say "up" again: health checks end the drain, after
+         * rise successes, as they end a 503. */
+        if (flags & BE_W_REMOTE_DRAIN) {
+            flags &= ~BE_W_REMOTE_DRAIN;
+            if (!(flags & BE_W_DOWN))
+                flags |= BE_W_CHECK_DRAIN;
+        }
+        break;
+    case BE_EV_ADMIN_DRAIN:
+        flags |= BE_W_ADMIN_DRAIN;
+        break;
+    case BE_EV_ADMIN_ENABLE:
+        flags &= ~BE_W_ADMIN_DRAIN;
+        break;
+    default:
+        return w;
+    }
+    uint64_t body = flags | (uint64_t)fails << BE_W_FAIL_SHIFT | (uint64_t)oks << BE_W_OK_SHIFT;
+    if (body == (w & 0xffffffffull))
+        return w;
+    return body | (uint64_t)(uint32_t)(be_word_seq(w) + 1) << BE_W_SEQ_SHIFT;
+}
+
+static const char *const be_ev_names[BE_EV__COUNT] = {
+    [BE_EV_CHECK_OK] = "check_ok",       [BE_EV_CHECK_FAIL] = "check_fail",
+    [BE_EV_CHECK_DRAIN] = "check_drain", [BE_EV_PASSIVE_FAIL] = "passive_fail",
+    [BE_EV_PASSIVE_OK] = "passive_ok",   [BE_EV_REMOTE_DRAIN] = "remote_drain",
+    [BE_EV_REMOTE_UP] = "remote_up",     [BE_EV_REMOTE_GONE] = "remote_gone",
+    [BE_EV_ADMIN_DRAIN] = "admin_drain", [BE_EV_ADMIN_ENABLE] = "admin_enable",
+};
+
+const char *be_ev_name(enum be_ev ev)
+{
+    return (unsigned)ev < BE_EV__COUNT ? be_ev_names[ev] : "?";
+}
+
+const char *be_state_name(enum be_state st)
+{
+    return st == BE_UP ? "up" : st == BE_DOWN ? "down" : "draining";
+}
+
+/* One line per change, by the thread whose compare-and-swap made it. */
+static void be_log_change(const be_t *b, enum be_ev ev, const char *why, uint64_t old, uint64_t now)
+{
+    enum be_state so = be_word_state(old), sn = be_word_state(now);
+    const char *cause = why && *why ? why : be_ev_name(ev);
+    if (so == sn) { /* only the admin drain changed */
+        log_info("backend %s (%s) %s %s (health %s)", b->id, b->addr_str,
+                 (now & BE_W_ADMIN_DRAIN) ? "drained" : "enabled", cause, be_state_name(sn));
+        return;
+    }
+    int fell = (now & BE_W_DOWN) && !(old & BE_W_DOWN);
+    if (ev == BE_EV_CHECK_OK)
+        log_info("backend %s (%s) %s -> %s: %u consecutive successful checks", b->id, b->addr_str,
+                 be_state_name(so), be_state_name(sn), be_word_oks(now));
+    else if (fell)
+        log_warn("backend %s (%s) %s -> %s: %s (%u consecutive failures)", b->id, b->addr_str,
+                 be_state_name(so), be_state_name(sn), cause, be_word_fails(now));
+    else
+        log_msg(sn == BE_DOWN ? LOG_LVL_WARN : LOG_LVL_INFO, "backend %s (%s) %s -> %s: %s", b->id,
+                b->addr_str, be_state_name(so), be_state_name(sn), cause);
+}
+
+/* Any thread; b referenced. The word is recomputed from the current value
+ * on every failed compare-and-swap, so an event never acts on a state
+ * another thread has replaced meanwhile. */
+int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t *before,
+                uint64_t *after)
+{
+    if (ev == BE_EV_CHECK_FAIL || ev == BE_EV_PASSIVE_FAIL)
+        ADD(&b->failures, 1);
+    uint64_t old = __atomic_load_n(&b->word, __ATOMIC_ACQUIRE), now;
+    for (;;) {
+        now = be_word_next(old, ev, t->rise, t->fall);
+        if (now == old ||
+            __atomic_compare_exchange_n(&b->word, &old, now, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            break;
+    }
+    if (before)
+        *before = old;
+    if (after)
+        *after = now;
+    enum be_state so = be_word_state(old), sn = be_word_state(now);
+    if (so == sn && !((old ^ now) & BE_W_ADMIN_DRAIN))
+        return 0;
+    /* Back up after a failure or a drain: it holds no connections of ours
+     * any more, so it ramps up as a new one would. An admin enable alone
+     * does not (as HAProxy: slow start follows a failure, not maintenance). */
+    if (sn == BE_UP && so != BE_UP)
+        ST(&b->joined_ms, be_now_ms());
+    be_log_change(b, ev, why, old, now);
+    return 1;
+}
+
+int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why)
+{
+    return be_event_ex(t, b, ev, why, NULL, NULL);
+}
+
 /* ---- table ----------------------------------------------------------------- */
 
 be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms)
@@ -351,8 +504,8 @@ void be_table_free(be_table_t *t)
 
 void be_table_set_health(be_table_t *t, int rise, int fall)
 {
-    t->rise = rise > 0 ? rise : 2;
-    t->fall = fall > 0 ? fall : 2;
+    t->rise = rise <= 0 ? 2 : rise > (int)BE_W_STREAK_MAX ? (int)BE_W_STREAK_MAX : rise;
+    t->fall = fall <= 0 ? 2 : fall > (int)BE_W_STREAK_MAX ? (int)BE_W_STREAK_MAX : fall;
 }
 
 int be_table_rise(const be_table_t *t)
@@ -417,12 +570,11 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
     sock_addr_str(addr, b->addr_str, sizeof(b->addr_str));
     b->source = src;
     b->weight = weight < 1 ? 1 : weight > 256 ? 256 : weight;
-    b->state = BE_UP;
     b->joined_ms = src == BE_DISCOVERED ? be_now_ms() : 0;
     b->refs = 1;
     /* Set before any proxy thread can see it: a drained id never takes a
      * connection between its return and the drain. */
-    b->admin_drain = be_admin_drained(t, id);
+    b->word = be_admin_drained(t, id) ? BE_W_ADMIN_DRAIN : 0;
 
     pthread_rwlock_wrlock(&t->lock);
     if (t->n == t->cap) {
@@ -485,9 +637,13 @@ const char *be_admin_drained_at(const be_table_t *t, size_t i)
     return i < t->ndrained ? t->drained[i] : NULL;
 }
 
+/* Main thread. The id set first, so that a backend of that id added later
+ * is drained from its start; then the backend itself, through be_event(),
+ * which logs it. An id away is logged here. */
 int be_admin_drain(be_table_t *t, const char *id, int on)
 {
     long i = be_drained_index(t, id);
+    int was = i >= 0;
     if (on && i < 0) {
         if (t->ndrained >= BE_ADMIN_DRAINED_MAX)
             return -1;
@@ -510,7 +666,10 @@ int be_admin_drain(be_table_t *t, const char *id, int on)
     }
     be_t *b = be_find(t, id);
     if (b != NULL)
-        ST(&b->admin_drain, on ? 1 : 0);
+        be_event(t, b, on ? BE_EV_ADMIN_DRAIN : BE_EV_ADMIN_ENABLE, "through the admin API");
+    else if (was != !!on)
+        log_info("backend %s (absent) %s through the admin API while absent", id,
+                 on ? "drained" : "enabled");
     return 0;
 }
 
@@ -531,38 +690,6 @@ void be_release(be_table_t *t, be_t *b)
 {
     ADD(&b->active, -1);
     be_unref(t, b); /* never touches t: safe after be_table_free() */
-}
-
-/* Any thread. The state change is a compare-and-swap so that of several
- * threads seeing the fall-th failure together exactly one logs it. */
-void be_report_failure(be_table_t *t, be_t *b)
-{
-    ADD(&b->failures, 1);
-    ST(&b->health_ok_streak, 0);
-    int streak = ADD(&b->fail_streak, 1);
-    if (streak < t->fall)
-        return;
-    int st = LD(&b->state);
-    while (st != BE_DOWN) {
-        if (__atomic_compare_exchange_n(&b->state, &st, BE_DOWN, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-            log_warn("backend %s (%s) down: %d consecutive failures", b->id, b->addr_str, streak);
-            break;
-        }
-    }
-}
-
-void be_report_success(be_table_t *t, be_t *b)
-{
-    ST(&b->fail_streak, 0);
-}
-
-int be_set_state(be_table_t *t, be_t *b, enum be_state st)
-{
-    int old = __atomic_exchange_n(&b->state, (int)st, __ATOMIC_RELAXED);
-    if (st == BE_UP && old != BE_UP)
-        ST(&b->joined_ms, be_now_ms());
-    return old;
 }
 
 uint64_t be_wall_ms(void)
@@ -631,11 +758,11 @@ void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64
     snprintf(b->version, sizeof(b->version), "%s", version ? version : "");
 }
 
-void be_clear_remote(be_t *b)
+void be_clear_remote(be_table_t *t, be_t *b)
 {
     __atomic_store_n(&b->has_remote, 0, __ATOMIC_RELEASE);
     ST(&b->remote_ts_ms, 0);
     ST(&b->load, 0);
-    ST(&b->remote_draining, 0);
     be_update_info(b, 0, 0, 0, NULL);
+    be_event(t, b, BE_EV_REMOTE_GONE, "its Redis state is gone");
 }

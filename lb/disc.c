@@ -64,8 +64,7 @@ typedef struct disc_batch {
     char **ids;
 } disc_batch_t;
 
-#define LD(p)    __atomic_load_n((p), __ATOMIC_RELAXED)
-#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 /* ---- parsing (pure) --------------------------------------------------------- */
 
@@ -213,37 +212,17 @@ done:
 
 /* ---- applying a refresh ----------------------------------------------------- */
 
-static const char *disc_state_name(int st)
-{
-    return st == BE_UP ? "up" : st == BE_DOWN ? "down" : "draining";
-}
-
-/* The worker says whether it drains; health checks own UP/DOWN otherwise. */
+/* The worker says whether it drains; health checks own UP/DOWN. */
 static void disc_set_draining(disc_t *d, be_t *b, int draining)
 {
-    int st = be_get_state(b);
-    if (draining) {
-        if (!LD(&b->remote_draining)) {
-            ST(&b->remote_draining, 1);
-            if (st == BE_UP) {
-                be_set_state(d->t, b, BE_DRAINING);
-                log_info("backend %s (%s) up -> draining: the worker announced its drain", b->id,
-                         b->addr_str);
-            }
-        }
-    } else if (LD(&b->remote_draining)) {
-        ST(&b->remote_draining, 0);
-        if (st == BE_DRAINING) {
-            be_set_state(d->t, b, BE_UP);
-            log_info("backend %s (%s) draining -> up: the worker serves again", b->id, b->addr_str);
-        }
-    }
+    be_event(d->t, b, draining ? BE_EV_REMOTE_DRAIN : BE_EV_REMOTE_UP,
+             draining ? "the worker announced its drain" : "the worker serves again");
 }
 
 static void disc_remove(disc_t *d, be_t *b, const char *why)
 {
     log_info("backend %s (%s) removed: %s (%s, %lld live connections from this lb)", b->id,
-             b->addr_str, why, disc_state_name(be_get_state(b)), (long long)LD(&b->active));
+             b->addr_str, why, be_state_name(be_state(b)), (long long)LD(&b->active));
     be_remove(d->t, b);
 }
 
@@ -327,7 +306,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
             else if (b->source == BE_DISCOVERED)
                 gone[ngone++] = b;
             else if (!grace && LD(&b->has_remote))
-                be_clear_remote(b); /* static: back to local counts */
+                be_clear_remote(d->t, b); /* static: back to local counts */
         }
         for (size_t i = 0; i < ngone; i++)
             disc_remove(d, gone[i], "registration gone from Redis");
@@ -481,7 +460,7 @@ static void disc_on_event(disc_t *d, const char *msg, size_t len)
             if (b->source == BE_DISCOVERED)
                 disc_remove(d, b, "the worker announced it leaves");
             else
-                be_clear_remote(b);
+                be_clear_remote(d->t, b);
         }
     }
     json_decref(j);

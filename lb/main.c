@@ -523,8 +523,6 @@ int main(int argc, char **argv)
         .path = o->health_path,
         .interval_ms = (unsigned)o->health_interval_ms,
         .timeout_ms = 0,
-        .rise = (int)o->rise,
-        .fall = (int)o->fall,
     };
     lb->hc = hc_create(lb->loop, lb->table, &hcc, err, sizeof(err));
     if (lb->hc == NULL) {

@@ -662,7 +662,7 @@ static void px_backend_failed(px_conn_t *c, int err, const char *why)
     lbs_inc(&px->stats->errors[err]);
     c->only_503 = 0;
     if (c->be != NULL) {
-        be_report_failure(px->table, c->be);
+        be_event(px->table, c->be, BE_EV_PASSIVE_FAIL, why);
         log_warn("backend %s (%s) failed: %s%s", c->be->id, c->be->addr_str, why,
                  c->retryable ? ", retrying" : "");
     }
@@ -710,7 +710,7 @@ static void px_try_backend(px_conn_t *c)
         }
         if (fd < 0) {
             lbs_inc(&px->stats->errors[LBS_ERR_CONNECT]);
-            be_report_failure(px->table, b);
+            be_event(px->table, b, BE_EV_PASSIVE_FAIL, err);
             log_warn("backend %s: %s, retrying", b->id, err);
             px_release_backend(c);
             continue;
@@ -987,7 +987,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
         c->up_capped = 1;
         c->up_left = 0;
     }
-    be_report_success(px->table, c->be);
+    be_event(px->table, c->be, BE_EV_PASSIVE_OK, NULL);
     c->status = (uint16_t)h->status;
     if (h->status == 101)
         lbs_inc(&px->stats->handshakes);

@@ -76,8 +76,9 @@ static void test_render_stats(void **state)
     be_update_remote(f->b1, 9, 2, 100);
     be_update_info(f->b1, 1, 1, 50, "9.8.7");
     uint64_t before = be_wall_ms();
-    be_set_state(f->t, f->w, BE_DOWN);
-    f->b0->admin_drain = 1;
+    be_event(f->t, f->w, BE_EV_CHECK_FAIL, "test");
+    be_event(f->t, f->w, BE_EV_CHECK_FAIL, "test");
+    be_event(f->t, f->b0, BE_EV_ADMIN_DRAIN, "test");
 
     buf_t out = BUF_INIT;
     assert_int_equal(admin_render_stats(f->t, &f->stats, "leastload", &out), 0);
@@ -310,7 +311,7 @@ static void test_server_endpoints(void **state)
 
     assert_int_equal(status_of(&ex[4]), 200); /* an unread body does not spoil the answer */
     assert_non_null(strstr(body_of(&ex[4]), "\"state\":\"up\""));
-    assert_int_equal(f->b0->admin_drain, 0);
+    assert_int_equal(be_in_admin_drain(f->b0), 0);
     assert_int_equal(status_of(&ex[5]), 404);
     assert_non_null(strstr(body_of(&ex[5]), "\"error\""));
     assert_int_equal(status_of(&ex[6]), 405);
@@ -319,7 +320,7 @@ static void test_server_endpoints(void **state)
     assert_int_equal(status_of(&ex[8]), 404);
     assert_non_null(strstr(body_of(&ex[8]), "\"error\""));
     assert_int_equal(status_of(&ex[9]), 200); /* percent-encoded id */
-    assert_int_equal(f->w->admin_drain, 1);
+    assert_int_equal(be_in_admin_drain(f->w), 1);
     assert_int_equal(status_of(&ex[10]), 404);
     assert_int_equal(status_of(&ex[11]), 200);
     assert_non_null(strstr(ex[11].resp, "text/plain; version=0.0.4"));
@@ -347,7 +348,7 @@ static void test_server_token(void **state)
     }
     assert_int_equal(status_of(&ex[5]), 200);
     assert_int_equal(status_of(&ex[6]), 200);
-    assert_int_equal(f->b1->admin_drain, 1);
+    assert_int_equal(be_in_admin_drain(f->b1), 1);
 }
 
 static void test_bad_listen(void **state)

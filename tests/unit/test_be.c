@@ -36,6 +36,18 @@ static be_table_t *table_with(const char *algo, int n, be_t **bs, unsigned slows
     return t;
 }
 
+/* Drives b to st the way health checks would. */
+static void set_state(be_table_t *t, be_t *b, enum be_state st)
+{
+    if (st == BE_DRAINING)
+        be_event(t, b, BE_EV_CHECK_DRAIN, "test");
+    for (int i = 0; st == BE_DOWN && i < be_table_fall(t); i++)
+        be_event(t, b, BE_EV_CHECK_FAIL, "test");
+    for (int i = 0; st == BE_UP && i < be_table_rise(t); i++)
+        be_event(t, b, BE_EV_CHECK_OK, "test");
+    assert_int_equal(be_state(b), st);
+}
+
 static int index_of(be_t **bs, int n, be_t *b)
 {
     for (int i = 0; i < n; i++)
@@ -103,7 +115,7 @@ static void test_admin_drain_outlives_backend(void **state)
     be_t *bs[2];
     be_table_t *t = table_with("leastconn", 2, bs, 0);
     assert_int_equal(be_admin_drain(t, "b0", 1), 0);
-    assert_true(bs[0]->admin_drain);
+    assert_true(be_in_admin_drain(bs[0]));
     assert_false(be_usable(bs[0]));
     be_remove(t, bs[0]);
     assert_true(be_admin_drained(t, "b0"));
@@ -111,7 +123,7 @@ static void test_admin_drain_outlives_backend(void **state)
     sock_addr_t a = addr_of(9300);
     be_t *again = be_add(t, "b0", &a, 1, BE_DISCOVERED);
     assert_non_null(again);
-    assert_true(again->admin_drain);
+    assert_true(be_in_admin_drain(again));
     for (int i = 0; i < 10; i++) {
         be_t *p = be_pick(t, NULL, 0);
         assert_ptr_equal(p, bs[1]);
@@ -126,11 +138,11 @@ static void test_admin_drain_outlives_backend(void **state)
     assert_int_equal(be_admin_drain(t, "gone", 0), 0);
     assert_false(be_admin_drained(t, "gone"));
     assert_int_equal(be_admin_drain(t, "b0", 0), 0);
-    assert_false(again->admin_drain);
+    assert_false(be_in_admin_drain(again));
     assert_int_equal(be_admin_drained_count(t), 0);
     be_remove(t, again);
     again = be_add(t, "b0", &a, 1, BE_DISCOVERED);
-    assert_false(again->admin_drain);
+    assert_false(be_in_admin_drain(again));
     /* Twice is once; the set is bounded. */
     assert_int_equal(be_admin_drain(t, "b1", 1), 0);
     assert_int_equal(be_admin_drain(t, "b1", 1), 0);
@@ -208,8 +220,8 @@ static void test_exclusion_and_states(void **state)
     for (size_t k = 0; k < 4; k++) {
         be_t *bs[4];
         be_table_t *t = table_with(algos[k], 4, bs, 0);
-        be_set_state(t, bs[1], BE_DOWN);
-        be_set_state(t, bs[2], BE_DRAINING);
+        set_state(t, bs[1], BE_DOWN);
+        set_state(t, bs[2], BE_DRAINING);
         for (int i = 0; i < 20; i++) {
             be_t *b = be_pick(t, NULL, 0);
             assert_true(b == bs[0] || b == bs[3]);
@@ -221,13 +233,13 @@ static void test_exclusion_and_states(void **state)
             assert_ptr_equal(b, bs[3]);
             be_release(t, b);
         }
-        __atomic_store_n(&bs[3]->admin_drain, 1, __ATOMIC_RELAXED);
+        be_event(t, bs[3], BE_EV_ADMIN_DRAIN, "test");
         assert_null(be_pick(t, ex, 1));
-        __atomic_store_n(&bs[3]->admin_drain, 0, __ATOMIC_RELAXED);
+        be_event(t, bs[3], BE_EV_ADMIN_ENABLE, "test");
         be_t *all[] = {bs[0], bs[3]};
         assert_null(be_pick(t, all, 2));
         /* back up: usable again */
-        be_set_state(t, bs[1], BE_UP);
+        set_state(t, bs[1], BE_UP);
         be_t *b = be_pick(t, all, 2);
         assert_ptr_equal(b, bs[1]);
         be_release(t, b);
@@ -395,8 +407,9 @@ static void test_recovered_backend_slow_starts(void **state)
     be_t *bs[2];
     be_table_t *t = table_with("leastconn", 2, bs, 5000);
     assert_int_equal(bs[0]->joined_ms, 0); /* static: no slow start at boot */
-    be_set_state(t, bs[0], BE_DOWN);
-    assert_int_equal(be_set_state(t, bs[0], BE_UP), BE_DOWN);
+    set_state(t, bs[0], BE_DOWN);
+    assert_int_equal(bs[0]->joined_ms, 0);
+    set_state(t, bs[0], BE_UP);
     assert_true(bs[0]->joined_ms > 0);
     be_table_free(t);
 }
@@ -461,7 +474,7 @@ static void test_global_counts(void **state)
     be_release(t, be_pick(t, (be_t *[]){b}, 1));
     assert_true(be_conns(bs[1]) >= 0);
 
-    be_clear_remote(bs[0]);
+    be_clear_remote(t, bs[0]);
     assert_int_equal(be_conns(bs[0]), 0);
     be_table_free(t);
 }
@@ -500,7 +513,7 @@ static void test_global_counts_history(void **state)
     assert_int_equal(bs[0]->remote_base, 15);
     assert_int_equal(be_conns(bs[0]), 20);
     /* ts 0 (unknown) means now */
-    be_clear_remote(bs[0]);
+    be_clear_remote(t, bs[0]);
     be_update_remote(bs[0], 20, 0, 0);
     assert_int_equal(be_conns(bs[0]), 20);
 
@@ -573,14 +586,14 @@ static void test_passive_health(void **state)
     be_table_set_health(t, 2, 3);
     assert_int_equal(be_table_rise(t), 2);
     assert_int_equal(be_table_fall(t), 3);
-    be_report_failure(t, bs[0]);
-    be_report_failure(t, bs[0]);
-    be_report_success(t, bs[0]); /* streak broken */
-    be_report_failure(t, bs[0]);
-    be_report_failure(t, bs[0]);
-    assert_int_equal(be_get_state(bs[0]), BE_UP);
-    be_report_failure(t, bs[0]);
-    assert_int_equal(be_get_state(bs[0]), BE_DOWN);
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    be_event(t, bs[0], BE_EV_PASSIVE_OK, NULL); /* streak broken */
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    assert_int_equal(be_state(bs[0]), BE_UP);
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    assert_int_equal(be_state(bs[0]), BE_DOWN);
     assert_int_equal(bs[0]->failures, 5);
     for (int i = 0; i < 5; i++) {
         be_t *b = be_pick(t, NULL, 0);

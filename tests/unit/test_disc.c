@@ -321,7 +321,7 @@ static int cond_draining(void *p)
 {
     probe_t *pr = p;
     be_t *b = be_find(pr->t, pr->id);
-    return b && be_get_state(b) == BE_DRAINING;
+    return b && be_state(b) == BE_DRAINING;
 }
 
 static int cond_conns(void *p)
@@ -394,7 +394,7 @@ static void test_discovery(void **state)
     /* drain event: no new connections at once */
     rcmd(fx, "PUBLISH wslb:events %s", "{\"event\":\"drain\",\"id\":\"w1\"}");
     assert_true(run_until(loop, cond_draining, &w1, 3000));
-    assert_int_equal(be_find(t, "w1")->remote_draining, 1);
+    assert_int_equal(be_remote_draining(be_find(t, "w1")), 1);
 
     /* leave event: gone at once, even though its key is still there for a
      * moment (no flapping back in from the heartbeat) */
