@@ -113,12 +113,28 @@ int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why);
 /* "check_ok", "passive_fail", ...; "?" if unknown. */
 const char *be_ev_name(enum be_ev ev);
 
-/* One balancing algorithm. pick() returns a backend with a reference taken,
- * or NULL; `exclude` lists backends already tried for this client. The
- * caller holds the table's read lock. */
+/* One balancing algorithm: an ops table, as HAProxy's lbprm. A new
+ * algorithm is one file (lb/be_<name>.c) and one line in be.c's table. The
+ * hooks see backends through the accessors only. Every hook but pick may be
+ * NULL. */
 typedef struct be_algo {
     const char *name;
-    be_t *(*pick)(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms);
+    /* Per-table state, made when the table is (0, or -1 without memory) and
+     * freed with it; given back to every hook as ctx. */
+    int (*init)(be_table_t *t, void **ctx);
+    void (*free)(void *ctx);
+    /* Under the table's read lock: a usable backend not in exclude, or
+     * NULL. It takes nothing: the table counts the connection, then calls
+     * take. */
+    be_t *(*pick)(be_table_t *t, void *ctx, be_t *const *exclude, int nexclude, uint64_t now_ms);
+    /* b got a new connection (read lock held, b's active already counted). */
+    void (*take)(be_table_t *t, void *ctx, be_t *b);
+    /* One of b's connections ended (no lock; any thread; b may have been
+     * removed meanwhile; not called once the table is gone). */
+    void (*release)(be_table_t *t, void *ctx, be_t *b);
+    /* b joined, left (removed set), changed state or got new published
+     * counts (no lock; any thread). */
+    void (*update)(be_table_t *t, void *ctx, be_t *b);
 } be_algo_t;
 
 /* "leastconn", "leastload", "roundrobin", "p2c"; NULL if unknown. */
@@ -127,7 +143,7 @@ const be_algo_t *be_algo_find(const char *name);
 /* slowstart_ms: a backend that joined (or came back UP) less than this ago
  * has its weight scaled by max(0.1, age / slowstart_ms), so a fresh worker
  * takes connections at once but ramps up instead of absorbing every new
- * client; 0 disables. A NULL algo means leastconn. */
+ * client; 0 disables. A NULL algo means leastconn. NULL without memory. */
 be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms);
 void be_table_free(be_table_t *t);
 
@@ -141,7 +157,7 @@ be_t *be_find(be_table_t *t, const char *id);
  * counting the connection as active. NULL when none is usable. */
 be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude);
 /* The connection to b ended (or its connect failed): drops active and the
- * reference. */
+ * reference. t may be NULL once the table is gone. */
 void be_release(be_table_t *t, be_t *b);
 
 /* Health thresholds (defaults rise 2, fall 2; at most 255). Set before any
@@ -185,13 +201,15 @@ void be_table_sample(be_table_t *t, uint64_t wall_ms);
 
 /* Main thread: the worker published `conns` and `load` at wall-clock ts_ms
  * (0 = unknown: taken as now). A snapshot no newer than the last one is
- * ignored, so a heartbeat read twice changes nothing. */
-void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
+ * ignored, so a heartbeat read twice changes nothing. Returns 1 when the
+ * snapshot was newer and applied, 0 when ignored. */
+int be_update_remote(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
 /* Same, when the worker also said how many of its connections came from this
  * lb (mine >= 0; the X-Lb-Id header the lb sends): then the part of conns
  * that is other lbs' is exact, and no sample of this lb's own past count is
  * needed. mine < 0 falls back to the samples. */
-void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, int64_t mine);
+int be_update_remote_ex(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms,
+                        int64_t mine);
 /* Main thread: forget the remote figures (worker key gone); back to local
  * counts. A drain the worker announced then ends only by health checks
  * (BE_EV_REMOTE_GONE). */

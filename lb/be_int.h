@@ -1,11 +1,21 @@
-/* be_int: what the be*.c files share. Nothing outside be*.c and be's own
+/* be_int: what the be*.c files share (the table struct, the state word,
+ * the helpers algorithms score with). Nothing outside be*.c and be's own
  * unit tests includes it. */
 #ifndef LB_BE_INT_H
 #define LB_BE_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "be.h"
+
+#define BE_CACHELINE 64
+
+/* Relaxed atomics for counters and figures that need no ordering. Private
+ * to be*.c. */
+#define BE_LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define BE_ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define BE_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 
 /* ---- the state word ---------------------------------------------------------
  * Every health and drain input of a backend, in one 64-bit word that only
@@ -67,5 +77,109 @@ uint64_t be_word_next(uint64_t w, enum be_ev ev, unsigned rise, unsigned fall);
  * when nothing changed): for tests that check the order of changes. */
 int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t *before,
                 uint64_t *after);
+
+/* ---- the table ------------------------------------------------------------------ */
+
+struct be_table {
+    pthread_rwlock_t lock;
+    const be_algo_t *algo;
+    void *algo_ctx;
+    unsigned slowstart_ms;
+    unsigned rise, fall;
+    be_t **v; /* in insertion order; changed under the write lock */
+    size_t n, cap;
+    char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
+    size_t ndrained, capdrained;
+};
+
+/* ---- what algorithms see (be*.c only; the caller holds the read lock) ------ */
+
+static inline size_t bei_count(const be_table_t *t)
+{
+    return t->n;
+}
+
+static inline be_t *bei_at(const be_table_t *t, size_t i)
+{
+    return t->v[i];
+}
+
+static inline int bei_usable(const be_t *b)
+{
+    return be_word_usable(BE_LD(&b->word));
+}
+
+static inline int64_t bei_conns(const be_t *b)
+{
+    if (__atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE)) {
+        int64_t c = BE_LD(&b->remote_conns) + BE_LD(&b->active) - BE_LD(&b->remote_base);
+        return c < 0 ? 0 : c;
+    }
+    int64_t a = BE_LD(&b->active);
+    return a < 0 ? 0 : a;
+}
+
+static inline int64_t bei_load(const be_t *b)
+{
+    int64_t l = BE_LD(&b->load);
+    return l > 0 ? l : 0;
+}
+
+static inline int bei_excluded(const be_t *b, be_t *const *ex, int nex)
+{
+    for (int i = 0; i < nex; i++)
+        if (ex[i] == b)
+            return 1;
+    return 0;
+}
+
+static inline int bei_candidate(const be_t *b, be_t *const *ex, int nex)
+{
+    return bei_usable(b) && !bei_excluded(b, ex, nex);
+}
+
+/* Slow start never scales a weight below this fraction (in thousandths), so
+ * a fresh worker takes connections at once instead of none. */
+#define BE_SLOWSTART_MIN 100
+
+/* How far b is through slow start, in thousandths: 1000 when it is not in
+ * slow start, else from BE_SLOWSTART_MIN up to 1000 over the window. */
+static inline int64_t bei_ramp(const be_table_t *t, const be_t *b, uint64_t now)
+{
+    uint64_t joined = BE_LD(&b->joined_ms);
+    if (!t->slowstart_ms || !joined)
+        return 1000;
+    if (now < joined) /* joined "in the future" (clock passed by a test): just joined */
+        return BE_SLOWSTART_MIN;
+    if (now - joined >= t->slowstart_ms)
+        return 1000;
+    int64_t f = (int64_t)((now - joined) * 1000 / t->slowstart_ms);
+    return f < BE_SLOWSTART_MIN ? BE_SLOWSTART_MIN : f;
+}
+
+/* Weight in thousandths, scaled down while the backend is in slow start. */
+static inline int64_t bei_eff_weight(const be_table_t *t, const be_t *b, uint64_t now)
+{
+    int64_t w = (int64_t)(b->weight ? b->weight : 1) * bei_ramp(t, b, now);
+    return w > 0 ? w : 1;
+}
+
+/* a.num / a.ew < b.num / b.ew, exactly (scores are compared with integers:
+ * numerator over effective weight, cross-multiplied). */
+static inline int bei_score_less(int64_t anum, int64_t aew, int64_t bnum, int64_t bew)
+{
+    return (__int128)anum * bew < (__int128)bnum * aew;
+}
+
+/* This thread's generator (p2c, slow start): be_seed() seeds it. */
+uint64_t bei_rand(void);
+/* Slow start's cap on the share of new connections: best, or sometimes the
+ * runner-up while best is further from the end of its slow start (be.c). */
+be_t *bei_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now);
+
+/* The algorithms, one file each, named by be.c's table. */
+extern const be_algo_t be_algo_leastconn, be_algo_leastload; /* be_lc.c */
+extern const be_algo_t be_algo_roundrobin;                   /* be_rr.c */
+extern const be_algo_t be_algo_p2c;                          /* be_p2c.c */
 
 #endif

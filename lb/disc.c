@@ -281,8 +281,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         }
         /* Only a newer snapshot may undo a drain: a drain event can arrive
          * before the heartbeat that says so. */
-        int fresh = !LD(&b->has_remote) || !st.ts_ms || st.ts_ms > LD(&b->remote_ts_ms);
-        be_update_remote_ex(b, st.conns, st.load, st.ts_ms, st.mine);
+        int fresh = be_update_remote_ex(d->t, b, st.conns, st.load, st.ts_ms, st.mine);
         if (fresh)
             be_update_info(b, st.evals_running, st.evals_queued, st.started_ms, st.version);
         if (st.draining || fresh)

@@ -73,7 +73,7 @@ static void test_render_stats(void **state)
 {
     fixture_t *f = *state;
     be_t *held = be_pick(f->t, NULL, 0);
-    be_update_remote(f->b1, 9, 2, 100);
+    be_update_remote(f->t, f->b1, 9, 2, 100);
     be_update_info(f->b1, 1, 1, 50, "9.8.7");
     uint64_t before = be_wall_ms();
     be_event(f->t, f->w, BE_EV_CHECK_FAIL, "test");
@@ -138,7 +138,7 @@ static void test_render_metrics(void **state)
     double bounds[] = {1, 10, 100};
     met_hist_t *hs = met_hist(extra, "wslb_lb_handshake_ms", NULL, "Handshake latency", bounds, 3);
     met_observe(hs, 5);
-    be_update_remote(f->b1, 9, 2, 100);
+    be_update_remote(f->t, f->b1, 9, 2, 100);
 
     buf_t out = BUF_INIT;
     assert_int_equal(admin_render_metrics(f->t, &f->stats, extra, &out), 0);

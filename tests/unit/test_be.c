@@ -423,7 +423,7 @@ static void test_global_counts_by_lb(void **state)
     be_t *held[15];
     for (int i = 0; i < 15; i++)
         held[i] = be_pick(t, NULL, 0);
-    be_update_remote_ex(bs[0], 30, 0, 1764150000000ull, 12);
+    be_update_remote_ex(t, bs[0], 30, 0, 1764150000000ull, 12);
     assert_int_equal(bs[0]->remote_base, 12);
     assert_int_equal(be_conns(bs[0]), 30 - 12 + 15); /* others' 18 plus our 15 now */
     for (int i = 0; i < 15; i++)
@@ -438,9 +438,9 @@ static void test_global_counts(void **state)
     be_table_t *t = table_with("leastconn", 3, bs, 0);
     uint64_t ts = 1764150000000ull;
     /* a fresh lb: the workers already hold connections from other lbs */
-    be_update_remote(bs[0], 40, 0, ts);
-    be_update_remote(bs[1], 20, 0, ts);
-    be_update_remote(bs[2], 0, 0, ts);
+    be_update_remote(t, bs[0], 40, 0, ts);
+    be_update_remote(t, bs[1], 20, 0, ts);
+    be_update_remote(t, bs[2], 0, 0, ts);
     be_t *held[64];
     int count[3] = {0};
     for (int i = 0; i < 40; i++) {
@@ -453,22 +453,22 @@ static void test_global_counts(void **state)
     assert_int_equal(be_conns(bs[2]), count[2]);
 
     /* a new heartbeat already counts them (no history: taken as of now) */
-    be_update_remote(bs[2], 30, 0, ts + 1000);
+    be_update_remote(t, bs[2], 30, 0, ts + 1000);
     assert_int_equal(bs[2]->remote_base, count[2]);
     assert_int_equal(be_conns(bs[2]), 30);
     /* the same snapshot read again must not wipe newer local changes */
     be_t *extra = be_pick(t, NULL, 0);
     int64_t before = be_conns(extra);
-    be_update_remote(bs[0], 40, 0, ts);
-    be_update_remote(bs[1], 20, 0, ts);
-    be_update_remote(bs[2], 30, 0, ts + 1000);
+    be_update_remote(t, bs[0], 40, 0, ts);
+    be_update_remote(t, bs[1], 20, 0, ts);
+    be_update_remote(t, bs[2], 30, 0, ts + 1000);
     assert_int_equal(be_conns(extra), before);
     be_release(t, extra);
 
     /* closes below the snapshot never go negative */
     for (int i = 0; i < 40; i++)
         be_release(t, held[i]);
-    be_update_remote(bs[1], 0, 0, ts + 2000);
+    be_update_remote(t, bs[1], 0, 0, ts + 2000);
     be_t *b = be_pick(t, NULL, 0);
     be_release(t, b);
     be_release(t, be_pick(t, (be_t *[]){b}, 1));
@@ -496,25 +496,25 @@ static void test_global_counts_history(void **state)
     assert_int_equal(bs[0]->active, 15);
 
     /* snapshot at 1050 holds 3 from other lbs and none of ours yet */
-    be_update_remote(bs[0], 3, 0, 1050);
+    be_update_remote(t, bs[0], 3, 0, 1050);
     assert_int_equal(bs[0]->remote_base, 0);
     assert_int_equal(be_conns(bs[0]), 18);
     /* snapshot at 1150 holds our first ten plus the same 3 */
-    be_update_remote(bs[0], 13, 0, 1150);
+    be_update_remote(t, bs[0], 13, 0, 1150);
     assert_int_equal(be_conns(bs[0]), 18);
     /* an older snapshot than all samples: none of ours were in it */
-    be_update_remote(bs[1], 4, 0, 500);
+    be_update_remote(t, bs[1], 4, 0, 500);
     assert_int_equal(be_conns(bs[1]), 4);
 
     /* once the ring wraps, a very old snapshot uses the oldest sample */
     for (int i = 0; i < BE_HIST; i++)
         be_table_sample(t, 2000 + (uint64_t)i * BE_SAMPLE_MS);
-    be_update_remote(bs[0], 20, 0, 1900);
+    be_update_remote(t, bs[0], 20, 0, 1900);
     assert_int_equal(bs[0]->remote_base, 15);
     assert_int_equal(be_conns(bs[0]), 20);
     /* ts 0 (unknown) means now */
     be_clear_remote(t, bs[0]);
-    be_update_remote(bs[0], 20, 0, 0);
+    be_update_remote(t, bs[0], 20, 0, 0);
     assert_int_equal(be_conns(bs[0]), 20);
 
     for (int i = 0; i < nh; i++)
@@ -527,8 +527,8 @@ static void test_leastload_avoids_busy(void **state)
 {
     be_t *bs[2];
     be_table_t *t = table_with("leastload", 2, bs, 0);
-    be_update_remote(bs[0], 2, 3, 1); /* 2 conns, 3 evaluations */
-    be_update_remote(bs[1], 5, 0, 1); /* 5 idle conns */
+    be_update_remote(t, bs[0], 2, 3, 1); /* 2 conns, 3 evaluations */
+    be_update_remote(t, bs[1], 5, 0, 1); /* 5 idle conns */
     /* leastload: 2 + 4*3 = 14 against 5: the idle editors win */
     be_t *held[8];
     for (int i = 0; i < 8; i++) {
@@ -541,8 +541,8 @@ static void test_leastload_avoids_busy(void **state)
 
     /* leastconn ignores the load */
     t = table_with("leastconn", 2, bs, 0);
-    be_update_remote(bs[0], 2, 3, 1);
-    be_update_remote(bs[1], 5, 0, 1);
+    be_update_remote(t, bs[0], 2, 3, 1);
+    be_update_remote(t, bs[1], 5, 0, 1);
     be_t *b = be_pick(t, NULL, 0);
     assert_ptr_equal(b, bs[0]);
     be_release(t, b);
@@ -553,7 +553,7 @@ static void test_p2c_prefers_lower(void **state)
 {
     be_t *bs[2];
     be_table_t *t = table_with("p2c", 2, bs, 0);
-    be_update_remote(bs[0], 100, 0, 1);
+    be_update_remote(t, bs[0], 100, 0, 1);
     /* with two backends both are always the two choices */
     for (int i = 0; i < 20; i++) {
         be_t *b = be_pick(t, NULL, 0);

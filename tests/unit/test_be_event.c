@@ -1,6 +1,6 @@
 /* Unit tests for be_event() (lb/be.c): the rules of the state word, the
  * races between health checks, proxy threads, discovery and the admin API,
- * and the log line of each transition. */
+ * the log line of each transition and the algorithms' hooks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -282,7 +282,7 @@ static void test_remote_gone_ends_by_checks(void **state)
     be_table_t *t = be_table_create(NULL, 0);
     be_t *b = add(t, "s1", 9000);
     repeat(t, b, BE_EV_CHECK_OK, 2);
-    be_update_remote(b, 3, 0, 1000);
+    be_update_remote(t, b, 3, 0, 1000);
     be_event(t, b, BE_EV_REMOTE_DRAIN, "test");
     be_clear_remote(t, b);
     assert_false(b->has_remote);
@@ -291,6 +291,92 @@ static void test_remote_gone_ends_by_checks(void **state)
     be_event(t, b, BE_EV_CHECK_OK, "test");
     assert_int_equal(be_state(b), BE_UP);
     be_table_free(t);
+}
+
+/* ---- the algorithms' hooks -------------------------------------------------- */
+
+struct hook_counts {
+    int init, free, take, release, update, take_saw_active;
+};
+static struct hook_counts hk;
+
+static int hk_init(be_table_t *t, void **ctx)
+{
+    hk.init++;
+    *ctx = &hk;
+    return 0;
+}
+
+static void hk_free(void *ctx)
+{
+    ((struct hook_counts *)ctx)->free++;
+}
+
+/* The first usable backend not excluded, through the public accessors. */
+static be_t *hk_pick(be_table_t *t, void *ctx, be_t *const *ex, int nex, uint64_t now)
+{
+    for (size_t i = 0; i < be_table_count(t); i++) {
+        be_t *b = be_table_at(t, i);
+        int skip = !be_usable(b);
+        for (int k = 0; k < nex; k++)
+            skip |= ex[k] == b;
+        if (!skip)
+            return b;
+    }
+    return NULL;
+}
+
+static void hk_take(be_table_t *t, void *ctx, be_t *b)
+{
+    hk.take++;
+    hk.take_saw_active += __atomic_load_n(&b->active, __ATOMIC_RELAXED) > 0;
+}
+
+static void hk_release(be_table_t *t, void *ctx, be_t *b)
+{
+    hk.release++;
+}
+
+static void hk_update(be_table_t *t, void *ctx, be_t *b)
+{
+    hk.update++;
+}
+
+static const be_algo_t hk_algo = {.name = "first",
+                                  .init = hk_init,
+                                  .free = hk_free,
+                                  .pick = hk_pick,
+                                  .take = hk_take,
+                                  .release = hk_release,
+                                  .update = hk_update};
+
+static void test_algo_hooks(void **state)
+{
+    memset(&hk, 0, sizeof(hk));
+    be_table_t *t = be_table_create(&hk_algo, 0);
+    assert_int_equal(hk.init, 1);
+    be_t *b0 = add(t, "b0", 9000), *b1 = add(t, "b1", 9001);
+    assert_int_equal(hk.update, 2); /* joined */
+    be_t *p = be_pick(t, NULL, 0), *q = be_pick(t, NULL, 0);
+    assert_ptr_equal(p, b0);
+    assert_ptr_equal(q, b0);
+    assert_int_equal(hk.take, 2);
+    assert_int_equal(hk.take_saw_active, 2); /* counted before the hook */
+    be_release(t, p);
+    assert_int_equal(hk.release, 1);
+    repeat(t, b0, BE_EV_CHECK_FAIL, 2); /* one change of state */
+    assert_int_equal(hk.update, 3);
+    assert_ptr_equal((p = be_pick(t, NULL, 0)), b1);
+    be_release(t, p);
+    assert_int_equal(be_update_remote(t, b1, 4, 0, 1000), 1);
+    assert_int_equal(be_update_remote(t, b1, 4, 0, 1000), 0); /* not newer: no update */
+    assert_int_equal(hk.update, 4);
+    be_remove(t, b0);
+    assert_int_equal(hk.update, 5); /* left */
+    be_table_free(t);
+    assert_int_equal(hk.free, 1);
+    be_release(NULL, q); /* the table is gone: no hook, only the backend freed */
+    assert_int_equal(hk.release, 2);
 }
 
 /* ---- the races, from several threads ----------------------------------------- */
@@ -559,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_drain_end_never_revives),
         cmocka_unit_test(test_transitions_logged_once),
         cmocka_unit_test(test_remote_gone_ends_by_checks),
+        cmocka_unit_test(test_algo_hooks),
         cmocka_unit_test(test_races_from_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
