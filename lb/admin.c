@@ -70,6 +70,7 @@ struct admin {
     uint64_t seq; /* accept order, for acap */
 };
 
+/* For lbs_t's counters only: backends are read through be.h. */
 #define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 /* ---- rendering (pure) ----------------------------------------------------- */
@@ -89,31 +90,33 @@ static const char *admin_state_name(const be_t *b)
  * these fields on the same loop. */
 static int admin_backend_info(json_t *j, const be_t *b)
 {
-    int known = __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
-    uint64_t ts = LD(&b->remote_ts_ms), now = be_wall_ms();
+    int known = be_has_remote(b);
+    uint64_t ts = be_remote_ts_ms(b), now = be_wall_ms(), started = be_started_ms(b);
     json_int_t age = now > ts ? (json_int_t)(now - ts) : 0; /* a clock step is not negative */
+    const char *version = be_version(b);
     return json_object_set_new(j, "health", json_string(be_state_name(be_state(b)))) ||
            json_object_set_new(j, "evals_running",
-                               known ? json_integer(b->evals_running) : json_null()) ||
+                               known ? json_integer(be_evals_running(b)) : json_null()) ||
            json_object_set_new(j, "evals_queued",
-                               known ? json_integer(b->evals_queued) : json_null()) ||
+                               known ? json_integer(be_evals_queued(b)) : json_null()) ||
            json_object_set_new(j, "version",
-                               known && b->version[0] ? json_string(b->version) : json_null()) ||
+                               known && version[0] ? json_string(version) : json_null()) ||
            json_object_set_new(j, "started_ms",
-                               known && b->started_ms ? json_integer((json_int_t)b->started_ms)
-                                                      : json_null()) ||
+                               known && started ? json_integer((json_int_t)started)
+                                                : json_null()) ||
            json_object_set_new(j, "heartbeat_age_ms",
                                known && ts ? json_integer(age) : json_null());
 }
 
 static json_t *admin_backend_json(const be_t *b)
 {
-    return json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", b->id, "addr", b->addr_str,
-        "state", admin_state_name(b), "active", (json_int_t)LD(&b->active), "total",
-        (json_int_t)LD(&b->total), "failures", (json_int_t)LD(&b->failures), "weight",
-        (int)b->weight, "load", (json_int_t)LD(&b->load), "conns_global", (json_int_t)be_conns(b),
-        "source", b->source == BE_STATIC ? "static" : "redis", "admin_drain", be_in_admin_drain(b));
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", be_id(b),
+                     "addr", be_addr_str(b), "state", admin_state_name(b), "active",
+                     (json_int_t)be_active(b), "total", (json_int_t)be_total(b), "failures",
+                     (json_int_t)be_failures(b), "weight", (int)be_weight(b), "load",
+                     (json_int_t)be_load(b), "conns_global", (json_int_t)be_conns(b), "source",
+                     be_source(b) == BE_STATIC ? "static" : "redis", "admin_drain",
+                     be_in_admin_drain(b));
 }
 
 /* Appends the /stats document. Takes the table's read lock. */
@@ -197,23 +200,23 @@ static int64_t admin_v_draining(const be_t *b)
 }
 static int64_t admin_v_active(const be_t *b)
 {
-    return LD(&b->active);
+    return be_active(b);
 }
 static int64_t admin_v_total(const be_t *b)
 {
-    return (int64_t)LD(&b->total);
+    return (int64_t)be_total(b);
 }
 static int64_t admin_v_failures(const be_t *b)
 {
-    return (int64_t)LD(&b->failures);
+    return (int64_t)be_failures(b);
 }
 static int64_t admin_v_weight(const be_t *b)
 {
-    return b->weight;
+    return be_weight(b);
 }
 static int64_t admin_v_load(const be_t *b)
 {
-    return LD(&b->load);
+    return be_load(b);
 }
 static int64_t admin_v_global(const be_t *b)
 {
@@ -307,7 +310,7 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
         for (size_t i = 0; i < n && !bad; i++) {
             be_t *b = be_table_at(t, i);
             bad |= buf_printf(out, "%s{backend=\"", admin_be_series[k].name) < 0;
-            bad |= admin_label(out, b->id) < 0;
+            bad |= admin_label(out, be_id(b)) < 0;
             bad |= buf_printf(out, "\"} %lld\n", (long long)admin_be_series[k].fn(b)) < 0;
         }
     }
@@ -479,7 +482,7 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
         admin_reply_str(c, 405, "{\"error\":\"method not allowed\"}\n", "Allow: POST\r\n");
         return;
     }
-    char id[sizeof(((be_t *)0)->id)];
+    char id[BE_ID_MAX];
     be_t *b = NULL;
     int was = 0;
     if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0) {

@@ -241,6 +241,31 @@ int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why)
 
 /* ---- reading a backend ------------------------------------------------------ */
 
+const char *be_id(const be_t *b)
+{
+    return b->id;
+}
+
+const char *be_addr_str(const be_t *b)
+{
+    return b->addr_str;
+}
+
+const sock_addr_t *be_addr(const be_t *b)
+{
+    return &b->addr;
+}
+
+enum be_source be_source(const be_t *b)
+{
+    return b->source;
+}
+
+unsigned be_weight(const be_t *b)
+{
+    return b->weight;
+}
+
 enum be_state be_state(const be_t *b)
 {
     return be_word_state(__atomic_load_n(&b->word, __ATOMIC_ACQUIRE));
@@ -261,9 +286,69 @@ int be_remote_draining(const be_t *b)
     return (__atomic_load_n(&b->word, __ATOMIC_ACQUIRE) & BE_W_REMOTE_DRAIN) != 0;
 }
 
+int be_removed(const be_t *b)
+{
+    return __atomic_load_n(&b->removed, __ATOMIC_ACQUIRE);
+}
+
 int64_t be_conns(const be_t *b)
 {
     return bei_conns(b);
+}
+
+int64_t be_active(const be_t *b)
+{
+    return BE_LD(&b->active);
+}
+
+uint64_t be_total(const be_t *b)
+{
+    return BE_LD(&b->total);
+}
+
+uint64_t be_failures(const be_t *b)
+{
+    return BE_LD(&b->failures);
+}
+
+int64_t be_load(const be_t *b)
+{
+    return BE_LD(&b->load);
+}
+
+int be_has_remote(const be_t *b)
+{
+    return __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
+}
+
+uint64_t be_remote_ts_ms(const be_t *b)
+{
+    return BE_LD(&b->remote_ts_ms);
+}
+
+uint64_t be_joined_ms(const be_t *b)
+{
+    return BE_LD(&b->joined_ms);
+}
+
+int64_t be_evals_running(const be_t *b)
+{
+    return b->evals_running;
+}
+
+int64_t be_evals_queued(const be_t *b)
+{
+    return b->evals_queued;
+}
+
+uint64_t be_started_ms(const be_t *b)
+{
+    return b->started_ms;
+}
+
+const char *be_version(const be_t *b)
+{
+    return b->version;
 }
 
 /* ---- references and connections ------------------------------------------- */
@@ -405,7 +490,8 @@ be_t *be_find(be_table_t *t, const char *id)
 }
 
 /* Main thread only. A static backend is known from the start and needs no
- * slow start; a discovered one just joined. */
+ * slow start; a discovered one just joined. Backends are cache-line aligned
+ * so that their hot lines are theirs alone (be_int.h). */
 be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned weight,
              enum be_source src)
 {
@@ -414,9 +500,10 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
         return b;
     if (strlen(id) >= sizeof(b->id))
         return NULL;
-    b = calloc(1, sizeof(*b));
+    b = aligned_alloc(BE_CACHELINE, sizeof(*b));
     if (!b)
         return NULL;
+    memset(b, 0, sizeof(*b));
     memcpy(b->id, id, strlen(id) + 1);
     b->addr = *addr;
     sock_addr_str(addr, b->addr_str, sizeof(b->addr_str));

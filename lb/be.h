@@ -9,7 +9,8 @@
  * memory. The table itself is protected by a rwlock that proxy threads take
  * for reading only while picking.
  *
- * Other modules change a backend's health and drains only by reporting an
+ * A backend is opaque outside be*.c: other modules read it through the
+ * accessors below and change its health and drains only by reporting an
  * event to be_event(), which applies it with one compare-and-swap on a
  * single state word and logs the transition once.
  *
@@ -35,52 +36,15 @@
  * not, and a finer period would wake the main thread for nothing. */
 #define BE_HIST      128
 #define BE_SAMPLE_MS 50
+/* A backend id is shorter than this (NUL included). */
+#define BE_ID_MAX 128
 
 /* The state health checks and the worker's own drain give a backend. An
  * admin drain is kept apart (be_in_admin_drain()): /stats shows both. */
 enum be_state { BE_UP = 0, BE_DOWN, BE_DRAINING };
 enum be_source { BE_STATIC = 0, BE_DISCOVERED };
 
-typedef struct be {
-    char id[128];
-    char addr_str[SOCK_ADDRSTRLEN];
-    sock_addr_t addr;
-    enum be_source source;
-    unsigned weight; /* 1..256, default 1 */
-
-    /* health and drains: one word that only be_event() changes (be_int.h) */
-    uint64_t word;
-    uint64_t joined_ms; /* for slow start */
-
-    /* counters (atomics) */
-    int64_t active;        /* connections this lb has open to it now */
-    uint64_t total;        /* connections this lb ever sent it */
-    uint64_t failures;     /* check and passive failures seen by this lb */
-    int64_t remote_conns;  /* from Redis: the worker's own count, all lbs */
-    int64_t remote_base;   /* this lb's `active` when the worker took remote_conns */
-    int64_t load;          /* from Redis: evaluations running + queued */
-    int has_remote;        /* remote_conns is valid */
-    uint64_t remote_ts_ms; /* worker's wall-clock ts_ms of remote_conns (0 = none) */
-
-    /* main thread only (discovery writes, the admin API reads): what the
-     * worker last published beyond its counts, for operators; valid while
-     * has_remote */
-    int64_t evals_running, evals_queued;
-    uint64_t started_ms; /* the worker process's start (0 = not published) */
-    char version[64];    /* "" = not published */
-
-    /* main thread only: samples of `active` against the wall clock, to find
-     * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1) */
-    struct be_sample {
-        uint64_t wall_ms;
-        int64_t active;
-    } hist[BE_HIST];
-    unsigned hist_pos, hist_n;
-
-    int refs;    /* table reference + one per live connection */
-    int removed; /* no longer in the table; freed when refs reaches 0 */
-} be_t;
-
+typedef struct be be_t;
 typedef struct be_table be_table_t;
 
 /* Everything that can happen to a backend's health or drains.
@@ -132,7 +96,7 @@ typedef struct be_algo {
     /* One of b's connections ended (no lock; any thread; b may have been
      * removed meanwhile; not called once the table is gone). */
     void (*release)(be_table_t *t, void *ctx, be_t *b);
-    /* b joined, left (removed set), changed state or got new published
+    /* b joined, left (be_removed()), changed state or got new published
      * counts (no lock; any thread). */
     void (*update)(be_table_t *t, void *ctx, be_t *b);
 } be_algo_t;
@@ -180,8 +144,16 @@ void be_seed(uint64_t seed);
 void be_ref(be_t *b);
 void be_unref(be_table_t *t, be_t *b);
 
-/* Atomic reads for other threads and renderers. Health and the drains of
- * checks and the worker, without the admin drain: */
+/* ---- reading a backend (any thread unless said) ----------------------------- */
+
+/* Fixed at be_add(). */
+const char *be_id(const be_t *b);
+const char *be_addr_str(const be_t *b);
+const sock_addr_t *be_addr(const be_t *b);
+enum be_source be_source(const be_t *b);
+unsigned be_weight(const be_t *b);
+
+/* Health and the drains of checks and the worker, without the admin drain. */
 enum be_state be_state(const be_t *b);
 /* "up", "down", "draining". */
 const char *be_state_name(enum be_state st);
@@ -189,9 +161,28 @@ const char *be_state_name(enum be_state st);
 int be_usable(const be_t *b);
 int be_in_admin_drain(const be_t *b);
 int be_remote_draining(const be_t *b);
+/* Removed from the table; freed with its last reference. */
+int be_removed(const be_t *b);
+
 /* Live connections as the balancer sees them: the worker's published count
  * plus this lb's change since, or this lb's own count without Redis. */
 int64_t be_conns(const be_t *b);
+int64_t be_active(const be_t *b);        /* this lb's open connections to it */
+uint64_t be_total(const be_t *b);        /* connections this lb ever sent it */
+uint64_t be_failures(const be_t *b);     /* check and passive failures */
+int64_t be_load(const be_t *b);          /* published evaluations running + queued */
+int be_has_remote(const be_t *b);        /* published counts are in use */
+uint64_t be_remote_ts_ms(const be_t *b); /* the worker's ts_ms of them, 0 = none */
+uint64_t be_joined_ms(const be_t *b);    /* slow start's start, 0 = none */
+
+/* Main thread: what the worker published beyond its counts, for operators
+ * (valid while be_has_remote()): 0 and "" when not published. */
+int64_t be_evals_running(const be_t *b);
+int64_t be_evals_queued(const be_t *b);
+uint64_t be_started_ms(const be_t *b);
+const char *be_version(const be_t *b);
+
+/* ---- what the worker publishes (main thread) ------------------------------- */
 
 /* Wall-clock milliseconds, the clock of the workers' ts_ms. */
 uint64_t be_wall_ms(void);
@@ -219,11 +210,12 @@ void be_clear_remote(be_table_t *t, be_t *b);
 void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64_t started_ms,
                     const char *version);
 
-/* Admin drains, kept by id: the operator's drain of a backend found through
- * Redis must survive that worker leaving and coming back (a deploy, an
- * expired key, a new address), so the table remembers drained ids until
- * they are enabled, present or not, and be_add() applies them. Main thread
- * only. */
+/* ---- admin drains, kept by id (main thread) -------------------------------- */
+
+/* The operator's drain of a backend found through Redis must survive that
+ * worker leaving and coming back (a deploy, an expired key, a new address),
+ * so the table remembers drained ids until they are enabled, present or not,
+ * and be_add() applies them. */
 #define BE_ADMIN_DRAINED_MAX 4096
 
 /* Drains (on = 1) or enables (on = 0) id, and the backend of that id if

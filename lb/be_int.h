@@ -1,6 +1,12 @@
-/* be_int: what the be*.c files share (the table struct, the state word,
- * the helpers algorithms score with). Nothing outside be*.c and be's own
- * unit tests includes it. */
+/* be_int: what the be*.c files share (the backend and table structs, the
+ * state word, the helpers algorithms score with). Nothing outside be*.c and
+ * be's own unit tests includes it.
+ *
+ * Memory layout. The first two cache lines of a backend hold what every
+ * pick reads on every thread and what proxy threads write per connection;
+ * what only the main thread writes (the published info, the sample history)
+ * and the strings start on lines of their own, so the main thread's
+ * bookkeeping never invalidates the lines proxy threads are counting on. */
 #ifndef LB_BE_INT_H
 #define LB_BE_INT_H
 
@@ -78,7 +84,48 @@ uint64_t be_word_next(uint64_t w, enum be_ev ev, unsigned rise, unsigned fall);
 int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t *before,
                 uint64_t *after);
 
-/* ---- the table ------------------------------------------------------------------ */
+/* ---- structs ------------------------------------------------------------------ */
+
+struct be_sample {
+    uint64_t wall_ms;
+    int64_t active;
+};
+
+struct be {
+    /* Hot, lines 0-1: read by every pick; active, total and refs written
+     * per connection by proxy threads; the rest now and then. */
+    _Alignas(BE_CACHELINE) uint64_t word; /* be_event() only */
+    int64_t active;                       /* connections this lb has open to it now */
+    uint64_t total;                       /* connections this lb ever sent it */
+    int refs;                             /* table reference + one per live connection */
+    int removed;                          /* no longer in the table; freed when refs reaches 0 */
+    int64_t remote_conns;                 /* from Redis: the worker's own count, all lbs */
+    int64_t remote_base;                  /* this lb's `active` when the worker took remote_conns */
+    int64_t load;                         /* from Redis: evaluations running + queued */
+    uint64_t joined_ms;                   /* slow start's start (0 = none) */
+    uint64_t remote_ts_ms;                /* worker's wall-clock ts_ms of remote_conns (0 = none) */
+    uint64_t failures;                    /* check and passive failures seen by this lb */
+    int has_remote;                       /* remote_conns is valid */
+    unsigned weight;                      /* 1..256, fixed */
+
+    /* Fixed at be_add(): read by proxies at connect and in logs. */
+    _Alignas(BE_CACHELINE) char id[BE_ID_MAX];
+    char addr_str[SOCK_ADDRSTRLEN];
+    sock_addr_t addr;
+    enum be_source source;
+
+    /* Main thread only (discovery writes, the admin API reads): what the
+     * worker last published beyond its counts; valid while has_remote. */
+    _Alignas(BE_CACHELINE) int64_t evals_running;
+    int64_t evals_queued;
+    uint64_t started_ms; /* the worker process's start (0 = not published) */
+    char version[64];    /* "" = not published */
+
+    /* Main thread only: samples of `active` against the wall clock, to find
+     * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1). */
+    _Alignas(BE_CACHELINE) struct be_sample hist[BE_HIST];
+    unsigned hist_pos, hist_n;
+};
 
 struct be_table {
     pthread_rwlock_t lock;

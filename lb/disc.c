@@ -64,8 +64,6 @@ typedef struct disc_batch {
     char **ids;
 } disc_batch_t;
 
-#define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-
 /* ---- parsing (pure) --------------------------------------------------------- */
 
 static int disc_id_ok(const char *s, size_t n, size_t max)
@@ -221,8 +219,8 @@ static void disc_set_draining(disc_t *d, be_t *b, int draining)
 
 static void disc_remove(disc_t *d, be_t *b, const char *why)
 {
-    log_info("backend %s (%s) removed: %s (%s, %lld live connections from this lb)", b->id,
-             b->addr_str, why, be_state_name(be_state(b)), (long long)LD(&b->active));
+    log_info("backend %s (%s) removed: %s (%s, %lld live connections from this lb)", be_id(b),
+             be_addr_str(b), why, be_state_name(be_state(b)), (long long)be_active(b));
     be_remove(d->t, b);
 }
 
@@ -263,7 +261,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
                 seen[nseen++] = b;
             continue;
         }
-        if (b && b->source == BE_DISCOVERED && strcmp(b->addr_str, st.addr_str) != 0) {
+        if (b && be_source(b) == BE_DISCOVERED && strcmp(be_addr_str(b), st.addr_str) != 0) {
             disc_remove(d, b, "address changed");
             b = NULL;
         }
@@ -275,8 +273,8 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
                 log_error("discovery: cannot add backend %s: out of memory", st.id);
                 continue;
             }
-            log_info("backend %s (%s) discovered: %s, %lld connections, load %lld", b->id,
-                     b->addr_str, st.draining ? "draining" : "up", (long long)st.conns,
+            log_info("backend %s (%s) discovered: %s, %lld connections, load %lld", be_id(b),
+                     be_addr_str(b), st.draining ? "draining" : "up", (long long)st.conns,
                      (long long)st.load);
         }
         /* Only a newer snapshot may undo a drain: a drain event can arrive
@@ -300,11 +298,11 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
             be_t *b = be_table_at(d->t, i);
             if (disc_in(seen, nseen, b))
                 continue;
-            if (b->source == BE_DISCOVERED && grace)
+            if (be_source(b) == BE_DISCOVERED && grace)
                 nkept++;
-            else if (b->source == BE_DISCOVERED)
+            else if (be_source(b) == BE_DISCOVERED)
                 gone[ngone++] = b;
-            else if (!grace && LD(&b->has_remote))
+            else if (!grace && be_has_remote(b))
                 be_clear_remote(d->t, b); /* static: back to local counts */
         }
         for (size_t i = 0; i < ngone; i++)
@@ -456,7 +454,7 @@ static void disc_on_event(disc_t *d, const char *msg, size_t len)
         if (b && strcmp(ev, "drain") == 0) {
             disc_set_draining(d, b, 1);
         } else if (b && strcmp(ev, "leave") == 0) {
-            if (b->source == BE_DISCOVERED)
+            if (be_source(b) == BE_DISCOVERED)
                 disc_remove(d, b, "the worker announced it leaves");
             else
                 be_clear_remote(d->t, b);

@@ -89,9 +89,9 @@ static void hc_finish(hc_check_t *c, enum hc_result res, const char *why)
         c->next->pprev = c->pprev;
     *c->pprev = c->next;
 
-    if (!__atomic_load_n(&c->b->removed, __ATOMIC_ACQUIRE)) {
+    if (!be_removed(c->b)) {
         if (res == HC_FAIL)
-            log_debug("health check %s (%s): %s", c->b->id, c->b->addr_str, why);
+            log_debug("health check %s (%s): %s", be_id(c->b), be_addr_str(c->b), why);
         hc_apply(h, c->b, res, why);
     }
     c->next = h->dead;
@@ -205,15 +205,15 @@ static int hc_busy(const hc_t *h, const be_t *b)
 static void hc_start(hc_t *h, be_t *b)
 {
     char err[SOCK_ERR_LEN];
-    int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
+    int fd = sock_connect(be_addr(b), NULL, err, sizeof(err));
     if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
         /* Our own shortage says nothing about the backend: skip this round
          * rather than take a healthy backend down. */
-        log_warn("health check %s: %s; skipped", b->id, err);
+        log_warn("health check %s: %s; skipped", be_id(b), err);
         return;
     }
     if (fd < 0) {
-        log_debug("health check %s (%s): %s", b->id, b->addr_str, err);
+        log_debug("health check %s (%s): %s", be_id(b), be_addr_str(b), err);
         hc_apply(h, b, HC_FAIL, err);
         return;
     }
@@ -221,12 +221,12 @@ static void hc_start(hc_t *h, be_t *b)
     if (!c || buf_printf(&c->out,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wslb-hc\r\n"
                          "Connection: close\r\n\r\n",
-                         h->path, b->addr_str) < 0) {
+                         h->path, be_addr_str(b)) < 0) {
         if (c)
             buf_free(&c->out);
         free(c);
         close(fd);
-        log_warn("health check %s: out of memory", b->id);
+        log_warn("health check %s: out of memory", be_id(b));
         return;
     }
     c->h = h;

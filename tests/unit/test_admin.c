@@ -123,7 +123,7 @@ static void test_render_stats(void **state)
     assert_int_equal(json_integer_value(json_object_get(b1, "started_ms")), 50);
     json_int_t age = json_integer_value(json_object_get(b1, "heartbeat_age_ms"));
     assert_true(age >= (json_int_t)(before - 100) && age <= (json_int_t)(be_wall_ms() - 100));
-    json_t *picked = backend_by_id(root, held->id);
+    json_t *picked = backend_by_id(root, be_id(held));
     assert_int_equal(json_integer_value(json_object_get(picked, "active")), 1);
     assert_int_equal(json_integer_value(json_object_get(picked, "total")), 1);
     json_decref(root);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "../../lb/be.h"
+#include "../../lb/be_int.h" /* refs, remote_base: what only be's own tests look at */
 #include "log.h"
 
 static sock_addr_t addr_of(int port)
@@ -90,7 +91,7 @@ static void test_add_find_remove(void **state)
     assert_int_equal(be_table_count(t), 2);
     assert_ptr_equal(be_find(t, "b1"), bs[1]);
     assert_null(be_find(t, "nope"));
-    assert_string_equal(bs[0]->addr_str, "127.0.0.1:9000");
+    assert_string_equal(be_addr_str(bs[0]), "127.0.0.1:9000");
     /* adding a known id returns the existing backend */
     sock_addr_t a = addr_of(9100);
     assert_ptr_equal(be_add(t, "b0", &a, 5, BE_DISCOVERED), bs[0]);
@@ -98,8 +99,8 @@ static void test_add_find_remove(void **state)
     /* weights are clamped */
     be_t *w0 = be_add(t, "w0", &a, 0, BE_STATIC);
     be_t *w9 = be_add(t, "w9", &a, 1000, BE_STATIC);
-    assert_int_equal(w0->weight, 1);
-    assert_int_equal(w9->weight, 256);
+    assert_int_equal(be_weight(w0), 1);
+    assert_int_equal(be_weight(w9), 256);
     be_remove(t, bs[0]);
     assert_null(be_find(t, "b0"));
     assert_int_equal(be_table_count(t), 3);
@@ -166,7 +167,7 @@ static void test_leastconn_picks_min(void **state)
         held[i] = be_pick(t, NULL, 0);
     /* six picks over three equal backends: two each */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(bs[i]->active, 2);
+        assert_int_equal(be_active(bs[i]), 2);
     be_release(t, held[0]);
     be_t *freed = held[0];
     be_t *p = be_pick(t, NULL, 0);
@@ -175,8 +176,8 @@ static void test_leastconn_picks_min(void **state)
     for (int i = 0; i < 6; i++)
         be_release(t, held[i]);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(bs[i]->active, 0);
-        assert_int_equal(bs[i]->total, i == index_of(bs, 3, freed) ? 3 : 2);
+        assert_int_equal(be_active(bs[i]), 0);
+        assert_int_equal(be_total(bs[i]), i == index_of(bs, 3, freed) ? 3 : 2);
     }
     be_table_free(t);
 }
@@ -191,8 +192,8 @@ static void test_leastconn_weights(void **state)
     for (int i = 0; i < 300; i++)
         held[i] = be_pick(t, NULL, 0);
     /* (conns + 1) / weight balanced: heavy holds twice as many (+-1) */
-    assert_in_range(heavy->active, 198, 201);
-    assert_in_range(light->active, 99, 102);
+    assert_in_range(be_active(heavy), 198, 201);
+    assert_in_range(be_active(light), 99, 102);
     for (int i = 0; i < 300; i++)
         be_release(t, held[i]);
     be_table_free(t);
@@ -291,9 +292,9 @@ static double churn(const char *algo, uint64_t seed)
         if (step >= WARM && step % 25 == 0) {
             int64_t max = 0, sum = 0;
             for (int i = 0; i < NB; i++) {
-                sum += bs[i]->active;
-                if (bs[i]->active > max)
-                    max = bs[i]->active;
+                sum += be_active(bs[i]);
+                if (be_active(bs[i]) > max)
+                    max = be_active(bs[i]);
             }
             double ratio = (double)max / ((double)sum / NB);
             if (ratio > worst)
@@ -303,7 +304,7 @@ static double churn(const char *algo, uint64_t seed)
     for (int i = 0; i < nlive; i++)
         be_release(t, live[i].b);
     for (int i = 0; i < NB; i++)
-        assert_int_equal(bs[i]->active, 0);
+        assert_int_equal(be_active(bs[i]), 0);
     be_table_free(t);
     return worst;
 }
@@ -335,7 +336,7 @@ static void test_slow_start(void **state)
             held[nh++] = be_pick(t, NULL, 0); /* ten each */
         sock_addr_t a = addr_of(9100);
         be_t *fresh = be_add(t, "fresh", &a, 1, BE_DISCOVERED);
-        uint64_t t0 = fresh->joined_ms;
+        uint64_t t0 = be_joined_ms(fresh);
         assert_true(t0 > 0);
         int got = 0;
         for (int i = 0; i < 20; i++) {
@@ -381,7 +382,7 @@ static void test_slow_start_caps_share(void **state)
                 held[nh++] = be_pick(t, NULL, 0);
             sock_addr_t a = addr_of(9200);
             be_t *fresh = be_add(t, "fresh", &a, 1, BE_DISCOVERED);
-            uint64_t t0 = fresh->joined_ms;
+            uint64_t t0 = be_joined_ms(fresh);
             int got = 0;
             for (int i = 0; i < ARRIVALS; i++) {
                 be_t *b = be_pick_at(t, NULL, 0, t0 + (uint64_t)i * 1000 / ARRIVALS);
@@ -406,11 +407,11 @@ static void test_recovered_backend_slow_starts(void **state)
 {
     be_t *bs[2];
     be_table_t *t = table_with("leastconn", 2, bs, 5000);
-    assert_int_equal(bs[0]->joined_ms, 0); /* static: no slow start at boot */
+    assert_int_equal(be_joined_ms(bs[0]), 0); /* static: no slow start at boot */
     set_state(t, bs[0], BE_DOWN);
-    assert_int_equal(bs[0]->joined_ms, 0);
+    assert_int_equal(be_joined_ms(bs[0]), 0);
     set_state(t, bs[0], BE_UP);
-    assert_true(bs[0]->joined_ms > 0);
+    assert_true(be_joined_ms(bs[0]) > 0);
     be_table_free(t);
 }
 
@@ -493,7 +494,7 @@ static void test_global_counts_history(void **state)
     be_table_sample(t, 1100); /* b0: 10 of ours */
     for (int i = 0; i < 5; i++)
         held[nh++] = be_pick(t, (be_t *[]){bs[1]}, 1);
-    assert_int_equal(bs[0]->active, 15);
+    assert_int_equal(be_active(bs[0]), 15);
 
     /* snapshot at 1050 holds 3 from other lbs and none of ours yet */
     be_update_remote(t, bs[0], 3, 0, 1050);
@@ -575,7 +576,7 @@ static void test_roundrobin_rotates(void **state)
         be_release(t, b);
     }
     for (int i = 0; i < 3; i++)
-        assert_int_equal(bs[i]->total, 3);
+        assert_int_equal(be_total(bs[i]), 3);
     be_table_free(t);
 }
 
@@ -594,7 +595,7 @@ static void test_passive_health(void **state)
     assert_int_equal(be_state(bs[0]), BE_UP);
     be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
     assert_int_equal(be_state(bs[0]), BE_DOWN);
-    assert_int_equal(bs[0]->failures, 5);
+    assert_int_equal(be_failures(bs[0]), 5);
     for (int i = 0; i < 5; i++) {
         be_t *b = be_pick(t, NULL, 0);
         assert_ptr_equal(b, bs[1]);
@@ -617,9 +618,9 @@ static void test_deferred_free(void **state)
     be_remove(t, b);
     assert_int_equal(be_table_count(t), 1);
     /* still allocated for the live connection and the check */
-    assert_int_equal(b->removed, 1);
-    assert_int_equal(b->active, 1);
-    assert_string_equal(b->id, "b0");
+    assert_int_equal(be_removed(b), 1);
+    assert_int_equal(be_active(b), 1);
+    assert_string_equal(be_id(b), "b0");
     /* a removed backend is never picked again */
     for (int i = 0; i < 4; i++) {
         be_t *p = be_pick(t, NULL, 0);
@@ -634,7 +635,7 @@ static void test_deferred_free(void **state)
     /* the table may go first; a live connection keeps its backend */
     be_t *c = be_pick(t, NULL, 0);
     be_table_free(t);
-    assert_string_equal(c->id, "b1");
+    assert_string_equal(be_id(c), "b1");
     be_release(NULL, c);
 }
 
@@ -689,7 +690,7 @@ static void test_threads_and_churning_table(void **state)
         assert_int_equal(args[i].got, 20000); /* b0 and b1 stay usable */
     }
     for (size_t i = 0; i < be_table_count(t); i++)
-        assert_int_equal(be_table_at(t, i)->active, 0);
+        assert_int_equal(be_active(be_table_at(t, i)), 0);
     be_table_free(t);
 }
 

@@ -1,6 +1,7 @@
 /* Unit tests for be_event() (lb/be.c): the rules of the state word, the
  * races between health checks, proxy threads, discovery and the admin API,
- * the log line of each transition and the algorithms' hooks. */
+ * the log line of each transition, the algorithms' hooks and the layout of
+ * a backend. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,8 +228,7 @@ static void test_drain_end_never_revives(void **state)
         assert_null(be_pick(t, NULL, 0));
         be_event(t, b, BE_EV_CHECK_OK, "test");
         assert_true(be_usable(b));
-        assert_true(__atomic_load_n(&b->joined_ms, __ATOMIC_RELAXED) >
-                    0); /* came back: slow start again */
+        assert_true(be_joined_ms(b) > 0); /* came back: slow start again */
         be_table_free(t);
     }
 }
@@ -285,7 +285,7 @@ static void test_remote_gone_ends_by_checks(void **state)
     be_update_remote(t, b, 3, 0, 1000);
     be_event(t, b, BE_EV_REMOTE_DRAIN, "test");
     be_clear_remote(t, b);
-    assert_false(b->has_remote);
+    assert_false(be_has_remote(b));
     assert_false(be_remote_draining(b));
     assert_int_equal(be_state(b), BE_DRAINING);
     be_event(t, b, BE_EV_CHECK_OK, "test");
@@ -329,7 +329,7 @@ static be_t *hk_pick(be_table_t *t, void *ctx, be_t *const *ex, int nex, uint64_
 static void hk_take(be_table_t *t, void *ctx, be_t *b)
 {
     hk.take++;
-    hk.take_saw_active += __atomic_load_n(&b->active, __ATOMIC_RELAXED) > 0;
+    hk.take_saw_active += be_active(b) > 0;
 }
 
 static void hk_release(be_table_t *t, void *ctx, be_t *b)
@@ -377,6 +377,44 @@ static void test_algo_hooks(void **state)
     assert_int_equal(hk.free, 1);
     be_release(NULL, q); /* the table is gone: no hook, only the backend freed */
     assert_int_equal(hk.release, 2);
+}
+
+/* ---- layout ------------------------------------------------------------------ */
+
+#define HOT_END(f) (offsetof(struct be, f) + sizeof(((struct be *)0)->f))
+
+/* What every pick reads and proxies write sits in the first two lines; the
+ * strings, the published info and the main thread's samples start on lines
+ * of their own, and backends are allocated on a line boundary. */
+static void test_layout(void **state)
+{
+    size_t hot_end = 0;
+    size_t ends[] = {HOT_END(word),         HOT_END(active),   HOT_END(total),
+                     HOT_END(refs),         HOT_END(removed),  HOT_END(remote_conns),
+                     HOT_END(remote_base),  HOT_END(load),     HOT_END(joined_ms),
+                     HOT_END(remote_ts_ms), HOT_END(failures), HOT_END(has_remote),
+                     HOT_END(weight)};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+        hot_end = ends[i] > hot_end ? ends[i] : hot_end;
+    print_message("sizeof(be_t) %zu: hot 0..%zu, id at %zu, evals_running at %zu, hist at %zu\n",
+                  sizeof(struct be), hot_end, offsetof(struct be, id),
+                  offsetof(struct be, evals_running), offsetof(struct be, hist));
+    assert_int_equal(offsetof(struct be, word), 0);
+    assert_true(hot_end <= 2 * BE_CACHELINE);
+    assert_int_equal(offsetof(struct be, id), 2 * BE_CACHELINE);
+    assert_int_equal(offsetof(struct be, evals_running) % BE_CACHELINE, 0);
+    assert_int_equal(offsetof(struct be, hist) % BE_CACHELINE, 0);
+    assert_true(offsetof(struct be, hist) > offsetof(struct be, version));
+    assert_int_equal(sizeof(struct be) % BE_CACHELINE, 0);
+    assert_int_equal(_Alignof(struct be), BE_CACHELINE);
+
+    be_table_t *t = be_table_create(be_algo_find("roundrobin"), 0);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "b%d", i);
+        assert_int_equal((uintptr_t)add(t, id, 9000 + i) % BE_CACHELINE, 0);
+    }
+    be_table_free(t);
 }
 
 /* ---- the races, from several threads ----------------------------------------- */
@@ -622,14 +660,11 @@ static void test_races_from_threads(void **state)
     assert_true(revived > 10);   /* the interesting path was taken, often */
     assert_true(switches > 100); /* and the threads did interleave */
 
-    assert_int_equal((long)__atomic_load_n(&b->failures, __ATOMIC_RELAXED), fails);
-    assert_int_equal(__atomic_load_n(&b->active, __ATOMIC_RELAXED), 0);
-    assert_int_equal(__atomic_load_n(&other->active, __ATOMIC_RELAXED), 0);
-    assert_int_equal((long)(__atomic_load_n(&b->total, __ATOMIC_RELAXED) +
-                            __atomic_load_n(&other->total, __ATOMIC_RELAXED)),
-                     picks);
-    assert_int_equal((long)__atomic_load_n(&b->total, __ATOMIC_RELAXED),
-                     rs[1].b_picks + rs[2].b_picks);
+    assert_int_equal((long)be_failures(b), fails);
+    assert_int_equal(be_active(b), 0);
+    assert_int_equal(be_active(other), 0);
+    assert_int_equal((long)(be_total(b) + be_total(other)), picks);
+    assert_int_equal((long)be_total(b), rs[1].b_picks + rs[2].b_picks);
     free(log);
     free(chain);
     for (int i = 0; i < NT; i++)
@@ -646,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_transitions_logged_once),
         cmocka_unit_test(test_remote_gone_ends_by_checks),
         cmocka_unit_test(test_algo_hooks),
+        cmocka_unit_test(test_layout),
         cmocka_unit_test(test_races_from_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

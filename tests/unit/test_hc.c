@@ -179,8 +179,8 @@ static void test_states_follow_checks(void **state)
     assert_non_null(h);
     assert_true(run_until(loop, scene_settled, &s, 3000));
     assert_int_equal(be_state(s.ok), BE_UP);
-    assert_true(s.dead->failures >= 2);
-    assert_int_equal(s.drain->failures, 0); /* draining is not failing */
+    assert_true(be_failures(s.dead) >= 2);
+    assert_int_equal(be_failures(s.drain), 0); /* draining is not failing */
     assert_non_null(strstr(ok.last_req, "GET /healthz HTTP/1.1\r\n"));
     assert_non_null(strstr(ok.last_req, "Connection: close\r\n"));
 
