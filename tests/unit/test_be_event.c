@@ -538,12 +538,101 @@ static void change_kind(uint64_t before, uint64_t after, char *out, size_t n)
         snprintf(out, n, "%s ", (after & BE_W_ADMIN_DRAIN) ? "drained" : "enabled");
 }
 
+/* What a run shows once its changes are put in commit order. */
+typedef struct race_sum {
+    uint64_t last; /* the word after the last change */
+    long revived;  /* changes that brought the backend back from down */
+    long switches; /* changes made by another thread than the one before */
+    long logged;   /* changes of state or admin drain: one log line each */
+} race_sum_t;
+
+/* Every change of every thread (each checked to be the rules applied to
+ * the word it replaced), sorted by the word's change counter. */
+static size_t race_chain(const racer_t *rs, int nt, rec_t *chain)
+{
+    size_t n = 0;
+    for (int i = 0; i < nt; i++) {
+        for (int k = 0; k < RACE_N; k++) {
+            const rec_t *r = &rs[i].recs[k];
+            assert_int_equal(r->after, be_word_next(r->before, r->ev, RACE_RISE, RACE_FALL));
+            if (r->after != r->before)
+                chain[n++] = *r;
+        }
+    }
+    qsort(chain, n, sizeof(*chain), rec_by_seq);
+    return n;
+}
+
+/* Walks the chain: each change replaced the word the one before left (no
+ * update lost or applied to a stale state), the word follows the model,
+ * a down backend came back only after rise consecutive successful checks,
+ * and drains never touched health. */
+static race_sum_t race_check(const rec_t *chain, size_t n)
+{
+    race_sum_t sum = {0};
+    model_t m = {0};
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rec_t *r = &chain[i];
+        if (r->before != w)
+            fail_msg("change %zu (%s) replaced %#llx, but the word was %#llx", i, be_ev_name(r->ev),
+                     (unsigned long long)r->before, (unsigned long long)w);
+        w = r->after;
+        sum.switches += i > 0 && chain[i - 1].thread != r->thread;
+        model_step(&m, r->ev);
+        assert_int_equal(!!(w & BE_W_DOWN), m.down);
+        assert_int_equal(!!(w & BE_W_CHECK_DRAIN), m.check_drain);
+        assert_int_equal(!!(w & BE_W_REMOTE_DRAIN), m.remote_drain);
+        assert_int_equal(!!(w & BE_W_ADMIN_DRAIN), m.admin_drain);
+        if ((r->before & BE_W_DOWN) && !(w & BE_W_DOWN)) {
+            assert_int_equal(r->ev, BE_EV_CHECK_OK);
+            assert_true(m.oks >= RACE_RISE);
+            sum.revived++;
+        }
+        if (r->ev != BE_EV_CHECK_OK && r->ev != BE_EV_CHECK_FAIL && r->ev != BE_EV_PASSIVE_FAIL)
+            assert_int_equal(r->before & BE_W_DOWN, w & BE_W_DOWN);
+        if (be_word_usable(w))
+            assert_true(!m.down && !m.remote_drain && !m.admin_drain && !m.check_drain);
+        sum.logged +=
+            be_word_state(r->before) != be_word_state(w) || ((r->before ^ w) & BE_W_ADMIN_DRAIN);
+    }
+    sum.last = w;
+    return sum;
+}
+
+/* One line per change of state or admin drain, nothing else, and per kind
+ * of change as many lines as changes. */
+static void race_check_log(const rec_t *chain, size_t n, const char *log, long logged)
+{
+    static const char *const kinds[] = {
+        "up -> down:",     "up -> draining:",   "down -> up:", "down -> draining:",
+        "draining -> up:", "draining -> down:", "drained ",    "enabled "};
+    assert_int_equal(count_lines(log, "backend b0 (127.0.0.1:9000) "), logged);
+    assert_int_equal(count_lines(log, "\n"), logged);
+    long sum = 0;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        long want = 0;
+        for (size_t i = 0; i < n; i++) {
+            char kind[48];
+            uint64_t bw = chain[i].before, aw = chain[i].after;
+            if (be_word_state(bw) == be_word_state(aw) && !((bw ^ aw) & BE_W_ADMIN_DRAIN))
+                continue;
+            change_kind(bw, aw, kind, sizeof(kind));
+            want += strcmp(kind, kinds[k]) == 0;
+        }
+        char needle[96];
+        snprintf(needle, sizeof(needle), "backend b0 (127.0.0.1:9000) %s", kinds[k]);
+        assert_int_equal(count_lines(log, needle), want);
+        sum += want;
+    }
+    assert_int_equal(sum, logged);
+}
+
 /* A checker, two proxy threads, discovery and the operator report on one
- * backend at once while the proxies pick. Afterwards: the changes form one
- * chain (no update lost or applied to a stale state), they follow the rules
- * step by step, a down backend only came back after rise consecutive
- * successful checks, each change of state or admin drain was logged exactly
- * once, and the counters add up. Run it under -fsanitize=thread too. */
+ * backend at once while the proxies pick. Afterwards the changes form one
+ * chain that follows the rules (race_check), each was logged once
+ * (race_check_log), and the counters add up. Run it under
+ * -fsanitize=thread too. */
 static void test_races_from_threads(void **state)
 {
     static const enum be_ev checker[] = {BE_EV_CHECK_OK,   BE_EV_CHECK_OK,   BE_EV_CHECK_OK,
@@ -584,81 +673,22 @@ static void test_races_from_threads(void **state)
     pthread_barrier_destroy(&go);
     char *log = capture_stop(&cap);
 
-    /* Every change, in the order it was committed. */
     rec_t *chain = calloc((size_t)NT * RACE_N, sizeof(rec_t));
     assert_non_null(chain);
-    size_t n = 0;
+    size_t n = race_chain(rs, NT, chain);
+    race_sum_t sum = race_check(chain, n);
+    assert_int_equal(sum.last, __atomic_load_n(&b->word, __ATOMIC_ACQUIRE));
+    race_check_log(chain, n, log, sum.logged);
     long fails = 0, picks = 0;
     for (int i = 0; i < NT; i++) {
         fails += rs[i].fails;
         picks += rs[i].picks;
-        for (int k = 0; k < RACE_N; k++) {
-            rec_t *r = &rs[i].recs[k];
-            /* each call applied the rules to the word it replaced */
-            assert_int_equal(r->after, be_word_next(r->before, r->ev, RACE_RISE, RACE_FALL));
-            if (r->after != r->before)
-                chain[n++] = *r;
-        }
     }
-    qsort(chain, n, sizeof(*chain), rec_by_seq);
-    model_t m = {0};
-    uint64_t w = 0;
-    long revived = 0, logged = 0, switches = 0;
-    for (size_t i = 0; i < n; i++) {
-        rec_t *r = &chain[i];
-        if (r->before != w)
-            fail_msg("change %zu (%s) replaced %#llx, but the word was %#llx", i, be_ev_name(r->ev),
-                     (unsigned long long)r->before, (unsigned long long)w);
-        w = r->after;
-        switches += i > 0 && chain[i - 1].thread != r->thread;
-        model_step(&m, r->ev);
-        assert_int_equal(!!(w & BE_W_DOWN), m.down);
-        assert_int_equal(!!(w & BE_W_CHECK_DRAIN), m.check_drain);
-        assert_int_equal(!!(w & BE_W_REMOTE_DRAIN), m.remote_drain);
-        assert_int_equal(!!(w & BE_W_ADMIN_DRAIN), m.admin_drain);
-        if ((r->before & BE_W_DOWN) && !(w & BE_W_DOWN)) {
-            /* back from down: only by rise checks in a row since the last failure */
-            assert_int_equal(r->ev, BE_EV_CHECK_OK);
-            assert_true(m.oks >= RACE_RISE);
-            revived++;
-        }
-        if (r->ev != BE_EV_CHECK_OK && r->ev != BE_EV_CHECK_FAIL && r->ev != BE_EV_PASSIVE_FAIL)
-            assert_int_equal(r->before & BE_W_DOWN, w & BE_W_DOWN); /* drains never touch it */
-        if (be_word_usable(w))
-            assert_true(!m.down && !m.remote_drain && !m.admin_drain && !m.check_drain);
-        logged +=
-            be_word_state(r->before) != be_word_state(w) || ((r->before ^ w) & BE_W_ADMIN_DRAIN);
-    }
-    assert_int_equal(w, __atomic_load_n(&b->word, __ATOMIC_ACQUIRE));
-    /* one line per change of state or admin drain, nothing else */
-    assert_int_equal(count_lines(log, "backend b0 (127.0.0.1:9000) "), logged);
-    assert_int_equal(count_lines(log, "\n"), logged);
-    /* and per kind of change as many lines as changes */
-    static const char *const kinds[] = {
-        "up -> down:",     "up -> draining:",   "down -> up:", "down -> draining:",
-        "draining -> up:", "draining -> down:", "drained ",    "enabled "};
-    long sum = 0;
-    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        long want = 0;
-        for (size_t i = 0; i < n; i++) {
-            char kind[48];
-            uint64_t bw = chain[i].before, aw = chain[i].after;
-            if (be_word_state(bw) == be_word_state(aw) && !((bw ^ aw) & BE_W_ADMIN_DRAIN))
-                continue;
-            change_kind(bw, aw, kind, sizeof(kind));
-            want += strcmp(kind, kinds[k]) == 0;
-        }
-        char needle[96];
-        snprintf(needle, sizeof(needle), "backend b0 (127.0.0.1:9000) %s", kinds[k]);
-        assert_int_equal(count_lines(log, needle), want);
-        sum += want;
-    }
-    assert_int_equal(sum, logged);
     print_message("%zu changes (%ld by another thread than the one before), %ld logged, %ld back "
                   "from down, %ld picks\n",
-                  n, switches, logged, revived, picks);
-    assert_true(revived > 10);   /* the interesting path was taken, often */
-    assert_true(switches > 100); /* and the threads did interleave */
+                  n, sum.switches, sum.logged, sum.revived, picks);
+    assert_true(sum.revived > 10);   /* the interesting path was taken, often */
+    assert_true(sum.switches > 100); /* and the threads did interleave */
 
     assert_int_equal((long)be_failures(b), fails);
     assert_int_equal(be_active(b), 0);
