@@ -31,12 +31,12 @@ static void fz_check_table(be_table_t *t)
     size_t n = be_table_count(t);
     for (size_t i = 0; i < n; i++) {
         be_t *b = be_table_at(t, i);
-        FZ_CHECK(b != NULL && be_find(t, b->id) == b);
-        FZ_CHECK(b->source == BE_STATIC || b->source == BE_DISCOVERED);
-        FZ_CHECK(b->load >= 0);
+        FZ_CHECK(b != NULL && be_find(t, be_id(b)) == b);
+        FZ_CHECK(be_source(b) == BE_STATIC || be_source(b) == BE_DISCOVERED);
+        FZ_CHECK(be_load(b) >= 0);
     }
     be_t *s = be_find(t, FZ_STATIC_ID);
-    FZ_CHECK(s != NULL && s->source == BE_STATIC);
+    FZ_CHECK(s != NULL && be_source(s) == BE_STATIC);
 }
 
 /* A message or subscription confirmation on the events channel. */

@@ -25,6 +25,7 @@
 
 #include "acap.h"
 #include "acc.h"
+#include "atomic.h"
 #include "admin.h"
 #include "ct.h"
 #include "fleet.h"
@@ -70,24 +71,18 @@ struct admin {
     uint64_t seq; /* accept order, for acap */
 };
 
-#define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+/* For lbs_t's counters only: backends are read through be.h. */
 
 /* ---- rendering (pure) ----------------------------------------------------- */
 
 static const char *admin_state_name(const be_t *b)
 {
-    int st = be_get_state(b);
+    enum be_state st = be_state(b);
     if (st == BE_DOWN)
         return "down";
-    if (st == BE_DRAINING || LD(&b->admin_drain))
+    if (st == BE_DRAINING || be_in_admin_drain(b))
         return "draining";
     return "up";
-}
-
-static const char *admin_health_name(const be_t *b)
-{
-    int st = be_get_state(b);
-    return st == BE_DOWN ? "down" : st == BE_DRAINING ? "draining" : "up";
 }
 
 /* What the worker published besides its counts, null while nothing is
@@ -95,32 +90,33 @@ static const char *admin_health_name(const be_t *b)
  * these fields on the same loop. */
 static int admin_backend_info(json_t *j, const be_t *b)
 {
-    int known = __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
-    uint64_t ts = LD(&b->remote_ts_ms), now = fleet_wall_ms();
+    int known = be_has_remote(b);
+    uint64_t ts = be_remote_ts_ms(b), now = fleet_wall_ms(), started = be_started_ms(b);
     json_int_t age = now > ts ? (json_int_t)(now - ts) : 0; /* a clock step is not negative */
-    return json_object_set_new(j, "health", json_string(admin_health_name(b))) ||
+    const char *version = be_version(b);
+    return json_object_set_new(j, "health", json_string(be_state_name(be_state(b)))) ||
            json_object_set_new(j, "evals_running",
-                               known ? json_integer(b->evals_running) : json_null()) ||
+                               known ? json_integer(be_evals_running(b)) : json_null()) ||
            json_object_set_new(j, "evals_queued",
-                               known ? json_integer(b->evals_queued) : json_null()) ||
+                               known ? json_integer(be_evals_queued(b)) : json_null()) ||
            json_object_set_new(j, "version",
-                               known && b->version[0] ? json_string(b->version) : json_null()) ||
+                               known && version[0] ? json_string(version) : json_null()) ||
            json_object_set_new(j, "started_ms",
-                               known && b->started_ms ? json_integer((json_int_t)b->started_ms)
-                                                      : json_null()) ||
+                               known && started ? json_integer((json_int_t)started)
+                                                : json_null()) ||
            json_object_set_new(j, "heartbeat_age_ms",
                                known && ts ? json_integer(age) : json_null());
 }
 
 static json_t *admin_backend_json(const be_t *b)
 {
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", b->id, "addr",
-                     b->addr_str, "state", admin_state_name(b), "active",
-                     (json_int_t)LD(&b->active), "total", (json_int_t)LD(&b->total), "failures",
-                     (json_int_t)LD(&b->failures), "weight", (int)b->weight, "load",
-                     (json_int_t)LD(&b->load), "conns_global", (json_int_t)be_conns(b), "source",
-                     b->source == BE_STATIC ? "static" : "redis", "admin_drain",
-                     LD(&b->admin_drain) ? 1 : 0);
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:I, s:s, s:b}", "id", be_id(b),
+                     "addr", be_addr_str(b), "state", admin_state_name(b), "active",
+                     (json_int_t)be_active(b), "total", (json_int_t)be_total(b), "failures",
+                     (json_int_t)be_failures(b), "weight", (int)be_weight(b), "load",
+                     (json_int_t)be_load(b), "conns_global", (json_int_t)be_conns(b), "source",
+                     be_source(b) == BE_STATIC ? "static" : "redis", "admin_drain",
+                     be_in_admin_drain(b));
 }
 
 /* Appends the /stats document. Takes the table's read lock. */
@@ -129,16 +125,17 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
     int rc = -1;
     char *txt = NULL;
     json_t *drained = NULL;
-    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "accepted",
-                             (json_int_t)LD(&s->accepted), "active", (json_int_t)LD(&s->active),
-                             "handshakes", (json_int_t)LD(&s->handshakes), "requests",
-                             (json_int_t)LD(&s->requests), "bytes_in", (json_int_t)LD(&s->bytes_in),
-                             "bytes_out", (json_int_t)LD(&s->bytes_out), "algo", algo ? algo : "");
+    json_t *root =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "accepted",
+                  (json_int_t)AT_LOAD(&s->accepted), "active", (json_int_t)AT_LOAD(&s->active),
+                  "handshakes", (json_int_t)AT_LOAD(&s->handshakes), "requests",
+                  (json_int_t)AT_LOAD(&s->requests), "bytes_in", (json_int_t)AT_LOAD(&s->bytes_in),
+                  "bytes_out", (json_int_t)AT_LOAD(&s->bytes_out), "algo", algo ? algo : "");
     json_t *errs = json_object();
     json_t *bes = json_array();
-    json_t *adm = json_pack("{s:I, s:I, s:I}", "refused", (json_int_t)LD(&s->admin_refused),
-                            "evicted", (json_int_t)LD(&s->admin_evicted), "timed_out",
-                            (json_int_t)LD(&s->admin_timed_out));
+    json_t *adm = json_pack("{s:I, s:I, s:I}", "refused", (json_int_t)AT_LOAD(&s->admin_refused),
+                            "evicted", (json_int_t)AT_LOAD(&s->admin_evicted), "timed_out",
+                            (json_int_t)AT_LOAD(&s->admin_timed_out));
     if (!root || !errs || !bes || !adm)
         goto done;
     int bad = json_object_set_new(root, "admin_conns", adm); /* takes adm, even on failure */
@@ -146,7 +143,8 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
     if (bad)
         goto done;
     for (int e = 0; e < LBS_ERR__COUNT; e++)
-        if (json_object_set_new(errs, lbs_err_name(e), json_integer((json_int_t)LD(&s->errors[e]))))
+        if (json_object_set_new(errs, lbs_err_name(e),
+                                json_integer((json_int_t)AT_LOAD(&s->errors[e]))))
             goto done;
     be_table_rdlock(t);
     for (size_t i = 0; i < be_table_count(t); i++) {
@@ -204,23 +202,23 @@ static int64_t admin_v_draining(const be_t *b)
 }
 static int64_t admin_v_active(const be_t *b)
 {
-    return LD(&b->active);
+    return be_active(b);
 }
 static int64_t admin_v_total(const be_t *b)
 {
-    return (int64_t)LD(&b->total);
+    return (int64_t)be_total(b);
 }
 static int64_t admin_v_failures(const be_t *b)
 {
-    return (int64_t)LD(&b->failures);
+    return (int64_t)be_failures(b);
 }
 static int64_t admin_v_weight(const be_t *b)
 {
-    return b->weight;
+    return be_weight(b);
 }
 static int64_t admin_v_load(const be_t *b)
 {
-    return LD(&b->load);
+    return be_load(b);
 }
 static int64_t admin_v_global(const be_t *b)
 {
@@ -271,19 +269,19 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
         met_counter_t *c = met_counter(r, totals[i].name, NULL, totals[i].help);
         if (!c)
             goto done;
-        met_inc(c, LD((uint64_t *)((char *)s + totals[i].off)));
+        met_inc(c, AT_LOAD((uint64_t *)((char *)s + totals[i].off)));
     }
     met_gauge_t *g = met_gauge(r, "wslb_lb_active_connections", NULL, "Client connections open");
     if (!g)
         goto done;
-    met_set(g, LD(&s->active));
+    met_set(g, AT_LOAD(&s->active));
     for (int e = 0; e < LBS_ERR__COUNT; e++) {
         char label[64];
         snprintf(label, sizeof(label), "kind=\"%s\"", lbs_err_name(e));
         met_counter_t *c = met_counter(r, "wslb_lb_errors_total", label, "Errors by kind");
         if (!c)
             goto done;
-        met_inc(c, LD(&s->errors[e]));
+        met_inc(c, AT_LOAD(&s->errors[e]));
     }
     static const struct {
         const char *label;
@@ -299,7 +297,7 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
                         "Admin API connections closed unanswered: no room, displaced, or silent");
         if (!c)
             goto done;
-        met_inc(c, LD((uint64_t *)((char *)s + dropped[i].off)));
+        met_inc(c, AT_LOAD((uint64_t *)((char *)s + dropped[i].off)));
     }
     if (met_render(r, out) < 0)
         goto done;
@@ -314,7 +312,7 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
         for (size_t i = 0; i < n && !bad; i++) {
             be_t *b = be_table_at(t, i);
             bad |= buf_printf(out, "%s{backend=\"", admin_be_series[k].name) < 0;
-            bad |= admin_label(out, b->id) < 0;
+            bad |= admin_label(out, be_id(b)) < 0;
             bad |= buf_printf(out, "\"} %lld\n", (long long)admin_be_series[k].fn(b)) < 0;
         }
     }
@@ -476,7 +474,7 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
         admin_reply_str(c, 405, "{\"error\":\"method not allowed\"}\n", "Allow: POST\r\n");
         return;
     }
-    char id[sizeof(((be_t *)0)->id)];
+    char id[BE_ID_MAX];
     be_t *b = NULL;
     int was = 0;
     if (admin_unescape(rest, (size_t)(slash - rest), id, sizeof(id)) == 0) {
@@ -488,13 +486,11 @@ static void admin_backend_action(admin_conn_t *c, const http_head_t *h, const ch
         admin_reply_json(c, 404, "{\"error\":\"unknown backend\"}\n");
         return;
     }
+    /* Logged there, once, when it changes something. */
     if (be_admin_drain(a->t, id, drain) < 0) {
         admin_reply_json(c, 503, "{\"error\":\"too many drained backends\"}\n");
         return;
     }
-    if (was != drain)
-        log_info("backend %s (%s) %s through the admin API%s", id, b ? b->addr_str : "absent",
-                 drain ? "drained" : "enabled", b ? "" : " while absent");
     json_t *j = json_pack("{s:s, s:s, s:b}", "id", id, "state", b ? admin_state_name(b) : "absent",
                           "admin_drain", drain);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;

@@ -1,47 +1,21 @@
-/* be: the backend table and the balancing algorithms behind it.
+/* be: the backend table, the one writer of backend state, and the table of
+ * balancing algorithms (each in a be_<name>.c of its own).
  *
  * Locking: the array of backends changes only on the main thread, under the
  * write lock; proxy threads pick under the read lock. Per-backend counters
- * and health fields are plain integers touched only with __atomic builtins,
- * so picking never waits for the main thread beyond a table change.
- *
- * Scores are compared exactly with integers: a backend's score is
- * numerator / effective weight, and a < b is tested as a.num * b.ew <
- * b.num * a.ew. The effective weight is the configured weight in thousandths
- * (so slow start can scale it without floating point). */
+ * are plain integers touched only with __atomic builtins, and every health
+ * and drain input lives in one state word that only be_event() changes, by
+ * compare-and-swap (see be_int.h), so picking never waits for the main
+ * thread beyond a table change and no two writers can interleave a read and
+ * a write of a backend's state. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "be.h"
+#include "be_int.h"
 #include "log.h"
-
-/* leastload counts each running or queued evaluation as this many idle
- * connections: a socket running code costs the worker a CPU slot, an idle
- * editor costs almost nothing. */
-#define BE_LOAD_FACTOR 4
-/* Slow start never scales a weight below this fraction (in thousandths), so
- * a fresh worker takes connections at once instead of none. */
-#define BE_SLOWSTART_MIN 100
-
-struct be_table {
-    pthread_rwlock_t lock;
-    const be_algo_t *algo;
-    unsigned slowstart_ms;
-    int rise, fall;
-    be_t **v; /* in insertion order; changed under the write lock */
-    size_t n, cap;
-    unsigned rot;   /* tie-break rotation (atomic) */
-    unsigned rr;    /* roundrobin cursor (atomic) */
-    char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
-    size_t ndrained, capdrained;
-};
-
-#define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-#define ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 
 uint64_t be_now_ms(void)
 {
@@ -50,185 +24,10 @@ uint64_t be_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* ---- per-backend helpers --------------------------------------------------- */
+/* ---- what the algorithms share ------------------------------------------------ */
 
-int be_get_state(const be_t *b)
-{
-    return LD(&b->state);
-}
-
-int be_usable(const be_t *b)
-{
-    return LD(&b->state) == BE_UP && !LD(&b->admin_drain);
-}
-
-int64_t be_conns(const be_t *b)
-{
-    if (__atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE)) {
-        int64_t c = LD(&b->remote_conns) + LD(&b->active) - LD(&b->remote_base);
-        return c < 0 ? 0 : c;
-    }
-    int64_t a = LD(&b->active);
-    return a < 0 ? 0 : a;
-}
-
-void be_ref(be_t *b)
-{
-    __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
-}
-
-/* Whoever drops the last reference frees. refs only reaches 0 after
- * be_remove() dropped the table's own reference, i.e. once removed is set
- * and no thread can find the backend any more. */
-void be_unref(be_table_t *t, be_t *b)
-{
-    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(b);
-}
-
-/* Counts a new connection to b and takes its reference. */
-static void be_take(be_t *b)
-{
-    be_ref(b);
-    ADD(&b->active, 1);
-    ADD(&b->total, 1);
-}
-
-static int be_excluded(const be_t *b, be_t *const *ex, int nex)
-{
-    for (int i = 0; i < nex; i++)
-        if (ex[i] == b)
-            return 1;
-    return 0;
-}
-
-static int be_candidate(const be_t *b, be_t *const *ex, int nex)
-{
-    return be_usable(b) && !be_excluded(b, ex, nex);
-}
-
-/* How far b is through slow start, in thousandths: 1000 when it is not in
- * slow start, else from BE_SLOWSTART_MIN up to 1000 over the window. */
-static int64_t be_ramp(const be_table_t *t, const be_t *b, uint64_t now)
-{
-    uint64_t joined = LD(&b->joined_ms);
-    if (!t->slowstart_ms || !joined)
-        return 1000;
-    if (now < joined) /* joined "in the future" (clock passed by a test): just joined */
-        return BE_SLOWSTART_MIN;
-    if (now - joined >= t->slowstart_ms)
-        return 1000;
-    int64_t f = (int64_t)((now - joined) * 1000 / t->slowstart_ms);
-    return f < BE_SLOWSTART_MIN ? BE_SLOWSTART_MIN : f;
-}
-
-/* Weight in thousandths, scaled down while the backend is in slow start. */
-static int64_t be_eff_weight(const be_table_t *t, const be_t *b, uint64_t now)
-{
-    int64_t w = (int64_t)(b->weight ? b->weight : 1) * be_ramp(t, b, now);
-    return w > 0 ? w : 1;
-}
-
-static uint64_t be_rand(void);
-
-/* Slow start caps the share of new connections, not only the weight. With
- * weights alone an empty backend among loaded ones still has the lowest
- * score, so leastconn would send it every new connection until it has
- * caught up: the herd that slow start is meant to prevent. So a winner
- * further from the end of its slow start than the runner-up keeps its pick
- * only with probability ramp(best) / ramp(runner-up); otherwise the runner-up
- * gets it. A fresh backend among established ones thus takes 10% of the
- * arrivals at first, growing to what leastconn gives it over the window;
- * backends that joined together (a restarted lb discovering every worker at
- * once) are not held back relative to each other. */
-static be_t *be_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now)
-{
-    if (best == NULL || second == NULL)
-        return best;
-    int64_t fb = be_ramp(t, best, now), fs = be_ramp(t, second, now);
-    if (fb < fs && (int64_t)(be_rand() % (uint64_t)fs) >= fb)
-        return second;
-    return best;
-}
-
-/* a.num / a.ew < b.num / b.ew, exactly. */
-static int be_score_less(int64_t anum, int64_t aew, int64_t bnum, int64_t bew)
-{
-    return (__int128)anum * bew < (__int128)bnum * aew;
-}
-
-/* ---- algorithms ------------------------------------------------------------ */
-
-/* Lowest (conns [+ K*load] + 1) / weight among candidates. The scan starts
- * at a rotating index so that ties go round instead of always to the first
- * backend. Caller holds the read lock. */
-static be_t *be_pick_least(be_table_t *t, be_t *const *ex, int nex, uint64_t now, int with_load)
-{
-    size_t n = t->n;
-    if (n == 0)
-        return NULL;
-    size_t start = __atomic_fetch_add(&t->rot, 1, __ATOMIC_RELAXED) % n;
-    be_t *best = NULL, *second = NULL;
-    int64_t bnum = 0, bew = 1, snum = 0, sew = 1;
-    for (size_t i = 0; i < n; i++) {
-        be_t *b = t->v[(start + i) % n];
-        if (!be_candidate(b, ex, nex))
-            continue;
-        int64_t num = be_conns(b) + 1;
-        if (with_load) {
-            int64_t load = LD(&b->load);
-            num += BE_LOAD_FACTOR * (load > 0 ? load : 0);
-        }
-        int64_t ew = be_eff_weight(t, b, now);
-        if (!best || be_score_less(num, ew, bnum, bew)) {
-            second = best;
-            snum = bnum;
-            sew = bew;
-            best = b;
-            bnum = num;
-            bew = ew;
-        } else if (!second || be_score_less(num, ew, snum, sew)) {
-            second = b;
-            snum = num;
-            sew = ew;
-        }
-    }
-    best = be_slowstart_gate(t, best, second, now);
-    if (best)
-        be_take(best);
-    return best;
-}
-
-static be_t *be_pick_leastconn(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
-{
-    return be_pick_least(t, ex, nex, now, 0);
-}
-
-static be_t *be_pick_leastload(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
-{
-    return be_pick_least(t, ex, nex, now, 1);
-}
-
-/* Plain rotation over usable backends, ignoring weights and load: the old
- * behaviour, kept as the benchmark baseline. */
-static be_t *be_pick_roundrobin(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
-{
-    size_t n = t->n;
-    if (n == 0)
-        return NULL;
-    size_t start = __atomic_fetch_add(&t->rr, 1, __ATOMIC_RELAXED) % n;
-    for (size_t i = 0; i < n; i++) {
-        be_t *b = t->v[(start + i) % n];
-        if (be_candidate(b, ex, nex)) {
-            be_take(b);
-            return b;
-        }
-    }
-    return NULL;
-}
-
-/* Per-thread generator for p2c: thread-local so that threads never contend
- * on it; seeded lazily from the thread's stack address and the clock. */
+/* Per-thread generator: thread-local so that threads never contend on it;
+ * seeded lazily from the thread's stack address and the clock. */
 static __thread uint64_t be_rng;
 
 void be_seed(uint64_t seed)
@@ -236,7 +35,7 @@ void be_seed(uint64_t seed)
     be_rng = seed ? seed : 0x2545F4914F6CDD1Dull;
 }
 
-static uint64_t be_rand(void)
+uint64_t bei_rand(void)
 {
     uint64_t x = be_rng;
     if (x == 0) {
@@ -254,53 +53,32 @@ static uint64_t be_rand(void)
     return x;
 }
 
-static be_t *be_nth_candidate(be_table_t *t, be_t *const *ex, int nex, size_t k)
+/* Slow start caps the share of new connections, not only the weight. With
+ * weights alone an empty backend among loaded ones still has the lowest
+ * score, so leastconn would send it every new connection until it has
+ * caught up: the herd that slow start is meant to prevent. So a winner
+ * further from the end of its slow start than the runner-up keeps its pick
+ * only with probability ramp(best) / ramp(runner-up); otherwise the runner-up
+ * gets it. A fresh backend among established ones thus takes 10% of the
+ * arrivals at first, growing to what leastconn gives it over the window;
+ * backends that joined together (a restarted lb discovering every worker at
+ * once) are not held back relative to each other. */
+be_t *bei_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        be_t *b = t->v[i];
-        if (be_candidate(b, ex, nex) && k-- == 0)
-            return b;
-    }
-    return NULL;
-}
-
-/* Power of two choices: two distinct random candidates, the one with the
- * lower leastconn score wins. Needs no shared cursor, and several lbs that
- * cannot see each other's choices herd less than with a strict minimum. */
-static be_t *be_pick_p2c(be_table_t *t, be_t *const *ex, int nex, uint64_t now)
-{
-    size_t u = 0;
-    for (size_t i = 0; i < t->n; i++)
-        u += be_candidate(t->v[i], ex, nex);
-    if (u == 0)
-        return NULL;
-    be_t *best;
-    if (u == 1) {
-        best = be_nth_candidate(t, ex, nex, 0);
-    } else {
-        size_t r1 = be_rand() % u, r2 = be_rand() % (u - 1);
-        if (r2 >= r1)
-            r2++;
-        be_t *a = be_nth_candidate(t, ex, nex, r1);
-        be_t *b = be_nth_candidate(t, ex, nex, r2);
-        if (!a || !b) /* state changed between the two scans */
-            best = a ? a : b;
-        else if (be_score_less(be_conns(b) + 1, be_eff_weight(t, b, now), be_conns(a) + 1,
-                               be_eff_weight(t, a, now)))
-            best = be_slowstart_gate(t, b, a, now);
-        else
-            best = be_slowstart_gate(t, a, b, now);
-    }
-    if (best)
-        be_take(best);
+    if (best == NULL || second == NULL)
+        return best;
+    int64_t fb = bei_ramp(t, best, now), fs = bei_ramp(t, second, now);
+    if (fb < fs && (int64_t)(bei_rand() % (uint64_t)fs) >= fb)
+        return second;
     return best;
 }
 
-static const be_algo_t be_algos[] = {
-    {"leastconn", be_pick_leastconn},
-    {"leastload", be_pick_leastload},
-    {"roundrobin", be_pick_roundrobin},
-    {"p2c", be_pick_p2c},
+/* Every algorithm, by name; the first is the default. */
+static const be_algo_t *const be_algos[] = {
+    &be_algo_leastconn,
+    &be_algo_leastload,
+    &be_algo_roundrobin,
+    &be_algo_p2c,
 };
 
 const be_algo_t *be_algo_find(const char *name)
@@ -308,9 +86,306 @@ const be_algo_t *be_algo_find(const char *name)
     if (!name)
         return NULL;
     for (size_t i = 0; i < sizeof(be_algos) / sizeof(be_algos[0]); i++)
-        if (strcmp(be_algos[i].name, name) == 0)
-            return &be_algos[i];
+        if (strcmp(be_algos[i]->name, name) == 0)
+            return be_algos[i];
     return NULL;
+}
+
+/* ---- the state word ------------------------------------------------------------ */
+
+/* Rise and fall are applied here and nowhere else. A failure ends a drain
+ * the check saw (it no longer answers 503) only once it takes the backend
+ * down; a success ends it only once it brings the backend up. */
+uint64_t be_word_next(uint64_t w, enum be_ev ev, unsigned rise, unsigned fall)
+{
+    uint64_t flags = w & 0xff;
+    unsigned fails = be_word_fails(w), oks = be_word_oks(w);
+    switch (ev) {
+    case BE_EV_CHECK_OK:
+        fails = 0;
+        oks += oks < BE_W_STREAK_MAX;
+        if (oks >= rise)
+            flags &= ~(BE_W_DOWN | BE_W_CHECK_DRAIN);
+        break;
+    case BE_EV_CHECK_DRAIN: /* alive but leaving: no failure, no success */
+        fails = 0;
+        oks = 0;
+        flags |= BE_W_CHECK_DRAIN;
+        break;
+    case BE_EV_CHECK_FAIL:
+    case BE_EV_PASSIVE_FAIL:
+        oks = 0;
+        fails += fails < BE_W_STREAK_MAX;
+        if (fails >= fall) {
+            flags |= BE_W_DOWN;
+            flags &= ~BE_W_CHECK_DRAIN;
+        }
+        break;
+    case BE_EV_PASSIVE_OK:
+        fails = 0;
+        break;
+    case BE_EV_REMOTE_DRAIN:
+        flags |= BE_W_REMOTE_DRAIN;
+        break;
+    case BE_EV_REMOTE_UP:
+        flags &= ~BE_W_REMOTE_DRAIN;
+        break;
+    case BE_EV_REMOTE_GONE:
+        /* Nobody will say "up" again: health checks end the drain, after
+         * rise successes, as they end a 503. */
+        if (flags & BE_W_REMOTE_DRAIN) {
+            flags &= ~BE_W_REMOTE_DRAIN;
+            if (!(flags & BE_W_DOWN))
+                flags |= BE_W_CHECK_DRAIN;
+        }
+        break;
+    case BE_EV_ADMIN_DRAIN:
+        flags |= BE_W_ADMIN_DRAIN;
+        break;
+    case BE_EV_ADMIN_ENABLE:
+        flags &= ~BE_W_ADMIN_DRAIN;
+        break;
+    default:
+        return w;
+    }
+    uint64_t body = flags | (uint64_t)fails << BE_W_FAIL_SHIFT | (uint64_t)oks << BE_W_OK_SHIFT;
+    if (body == (w & 0xffffffffull))
+        return w;
+    return body | (uint64_t)(uint32_t)(be_word_seq(w) + 1) << BE_W_SEQ_SHIFT;
+}
+
+static const char *const be_ev_names[BE_EV__COUNT] = {
+    [BE_EV_CHECK_OK] = "check_ok",       [BE_EV_CHECK_FAIL] = "check_fail",
+    [BE_EV_CHECK_DRAIN] = "check_drain", [BE_EV_PASSIVE_FAIL] = "passive_fail",
+    [BE_EV_PASSIVE_OK] = "passive_ok",   [BE_EV_REMOTE_DRAIN] = "remote_drain",
+    [BE_EV_REMOTE_UP] = "remote_up",     [BE_EV_REMOTE_GONE] = "remote_gone",
+    [BE_EV_ADMIN_DRAIN] = "admin_drain", [BE_EV_ADMIN_ENABLE] = "admin_enable",
+};
+
+const char *be_ev_name(enum be_ev ev)
+{
+    return (unsigned)ev < BE_EV__COUNT ? be_ev_names[ev] : "?";
+}
+
+const char *be_state_name(enum be_state st)
+{
+    return st == BE_UP ? "up" : st == BE_DOWN ? "down" : "draining";
+}
+
+/* One line per change, by the thread whose compare-and-swap made it. */
+static void be_log_change(const be_t *b, enum be_ev ev, const char *why, uint64_t old, uint64_t now)
+{
+    enum be_state so = be_word_state(old), sn = be_word_state(now);
+    const char *cause = why && *why ? why : be_ev_name(ev);
+    if (so == sn) { /* only the admin drain changed */
+        log_info("backend %s (%s) %s %s (health %s)", b->id, b->addr_str,
+                 (now & BE_W_ADMIN_DRAIN) ? "drained" : "enabled", cause, be_state_name(sn));
+        return;
+    }
+    int fell = (now & BE_W_DOWN) && !(old & BE_W_DOWN);
+    if (ev == BE_EV_CHECK_OK)
+        log_info("backend %s (%s) %s -> %s: %u consecutive successful checks", b->id, b->addr_str,
+                 be_state_name(so), be_state_name(sn), be_word_oks(now));
+    else if (fell)
+        log_warn("backend %s (%s) %s -> %s: %s (%u consecutive failures)", b->id, b->addr_str,
+                 be_state_name(so), be_state_name(sn), cause, be_word_fails(now));
+    else
+        log_msg(sn == BE_DOWN ? LOG_LVL_WARN : LOG_LVL_INFO, "backend %s (%s) %s -> %s: %s", b->id,
+                b->addr_str, be_state_name(so), be_state_name(sn), cause);
+}
+
+/* Any thread; b referenced. The word is recomputed from the current value
+ * on every failed compare-and-swap, so an event never acts on a state
+ * another thread has replaced meanwhile. */
+int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t *before,
+                uint64_t *after)
+{
+    if (ev == BE_EV_CHECK_FAIL || ev == BE_EV_PASSIVE_FAIL)
+        BE_ADD(&b->failures, 1);
+    uint64_t old = __atomic_load_n(&b->word, __ATOMIC_ACQUIRE), now;
+    for (;;) {
+        now = be_word_next(old, ev, t->rise, t->fall);
+        if (now == old ||
+            __atomic_compare_exchange_n(&b->word, &old, now, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            break;
+    }
+    if (before)
+        *before = old;
+    if (after)
+        *after = now;
+    enum be_state so = be_word_state(old), sn = be_word_state(now);
+    if (so == sn && !((old ^ now) & BE_W_ADMIN_DRAIN))
+        return 0;
+    /* Back up after a failure or a drain: it holds no connections of ours
+     * any more, so it ramps up as a new one would. An admin enable alone
+     * does not (as HAProxy: slow start follows a failure, not maintenance). */
+    if (sn == BE_UP && so != BE_UP)
+        BE_ST(&b->joined_ms, be_now_ms());
+    be_log_change(b, ev, why, old, now);
+    if (t->algo->update)
+        t->algo->update(t, t->algo_ctx, b);
+    return 1;
+}
+
+int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why)
+{
+    return be_event_ex(t, b, ev, why, NULL, NULL);
+}
+
+/* ---- reading a backend ------------------------------------------------------ */
+
+const char *be_id(const be_t *b)
+{
+    return b->id;
+}
+
+const char *be_addr_str(const be_t *b)
+{
+    return b->addr_str;
+}
+
+const sock_addr_t *be_addr(const be_t *b)
+{
+    return &b->addr;
+}
+
+enum be_source be_source(const be_t *b)
+{
+    return b->source;
+}
+
+unsigned be_weight(const be_t *b)
+{
+    return b->weight;
+}
+
+enum be_state be_state(const be_t *b)
+{
+    return be_word_state(__atomic_load_n(&b->word, __ATOMIC_ACQUIRE));
+}
+
+int be_usable(const be_t *b)
+{
+    return bei_usable(b);
+}
+
+int be_in_admin_drain(const be_t *b)
+{
+    return (__atomic_load_n(&b->word, __ATOMIC_ACQUIRE) & BE_W_ADMIN_DRAIN) != 0;
+}
+
+int be_remote_draining(const be_t *b)
+{
+    return (__atomic_load_n(&b->word, __ATOMIC_ACQUIRE) & BE_W_REMOTE_DRAIN) != 0;
+}
+
+int be_removed(const be_t *b)
+{
+    return __atomic_load_n(&b->removed, __ATOMIC_ACQUIRE);
+}
+
+int64_t be_conns(const be_t *b)
+{
+    return bei_conns(b);
+}
+
+int64_t be_active(const be_t *b)
+{
+    return BE_LD(&b->active);
+}
+
+uint64_t be_total(const be_t *b)
+{
+    return BE_LD(&b->total);
+}
+
+uint64_t be_failures(const be_t *b)
+{
+    return BE_LD(&b->failures);
+}
+
+int64_t be_load(const be_t *b)
+{
+    return BE_LD(&b->load);
+}
+
+int be_has_remote(const be_t *b)
+{
+    return __atomic_load_n(&b->has_remote, __ATOMIC_ACQUIRE);
+}
+
+uint64_t be_remote_ts_ms(const be_t *b)
+{
+    return BE_LD(&b->remote_ts_ms);
+}
+
+uint64_t be_joined_ms(const be_t *b)
+{
+    return BE_LD(&b->joined_ms);
+}
+
+int64_t be_evals_running(const be_t *b)
+{
+    return b->evals_running;
+}
+
+int64_t be_evals_queued(const be_t *b)
+{
+    return b->evals_queued;
+}
+
+uint64_t be_started_ms(const be_t *b)
+{
+    return b->started_ms;
+}
+
+const char *be_version(const be_t *b)
+{
+    return b->version;
+}
+
+/* ---- references and connections ------------------------------------------- */
+
+void be_ref(be_t *b)
+{
+    BE_ADD(&b->refs, 1);
+}
+
+/* Whoever drops the last reference frees. refs only reaches 0 after
+ * be_remove() dropped the table's own reference, i.e. once removed is set
+ * and no thread can find the backend any more. */
+void be_unref(be_table_t *t, be_t *b)
+{
+    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(b);
+}
+
+be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)
+{
+    pthread_rwlock_rdlock(&t->lock);
+    be_t *b = t->algo->pick(t, t->algo_ctx, exclude, nexclude, now_ms);
+    if (b) {
+        be_ref(b);
+        BE_ADD(&b->active, 1);
+        BE_ADD(&b->total, 1);
+        if (t->algo->take)
+            t->algo->take(t, t->algo_ctx, b);
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return b;
+}
+
+be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude)
+{
+    return be_pick_at(t, exclude, nexclude, be_now_ms());
+}
+
+void be_release(be_table_t *t, be_t *b)
+{
+    BE_ADD(&b->active, -1);
+    if (t && t->algo->release)
+        t->algo->release(t, t->algo_ctx, b);
+    be_unref(t, b); /* never touches t: safe after be_table_free() */
 }
 
 /* ---- table ----------------------------------------------------------------- */
@@ -320,15 +395,21 @@ be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms)
     be_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    if (pthread_rwlock_init(&t->lock, NULL) != 0) {
-        free(t);
-        return NULL;
-    }
-    t->algo = algo ? algo : &be_algos[0];
+    t->algo = algo ? algo : be_algos[0];
     t->slowstart_ms = slowstart_ms;
     t->rise = 2;
     t->fall = 2;
+    if (t->algo->init && t->algo->init(t, &t->algo_ctx) < 0)
+        goto fail;
+    if (pthread_rwlock_init(&t->lock, NULL) != 0) {
+        if (t->algo->free)
+            t->algo->free(t->algo_ctx);
+        goto fail;
+    }
     return t;
+fail:
+    free(t);
+    return NULL;
 }
 
 /* Drops the table's reference on every backend; those still held by live
@@ -345,24 +426,26 @@ void be_table_free(be_table_t *t)
     for (size_t i = 0; i < t->ndrained; i++)
         free(t->drained[i]);
     free(t->drained);
+    if (t->algo->free)
+        t->algo->free(t->algo_ctx);
     pthread_rwlock_destroy(&t->lock);
     free(t);
 }
 
 void be_table_set_health(be_table_t *t, int rise, int fall)
 {
-    t->rise = rise > 0 ? rise : 2;
-    t->fall = fall > 0 ? fall : 2;
+    t->rise = rise <= 0 ? 2 : rise > (int)BE_W_STREAK_MAX ? BE_W_STREAK_MAX : (unsigned)rise;
+    t->fall = fall <= 0 ? 2 : fall > (int)BE_W_STREAK_MAX ? BE_W_STREAK_MAX : (unsigned)fall;
 }
 
 int be_table_rise(const be_table_t *t)
 {
-    return t->rise;
+    return (int)t->rise;
 }
 
 int be_table_fall(const be_table_t *t)
 {
-    return t->fall;
+    return (int)t->fall;
 }
 
 const be_algo_t *be_table_algo(const be_table_t *t)
@@ -400,7 +483,8 @@ be_t *be_find(be_table_t *t, const char *id)
 }
 
 /* Main thread only. A static backend is known from the start and needs no
- * slow start; a discovered one just joined. */
+ * slow start; a discovered one just joined. Backends are cache-line aligned
+ * so that their hot lines are theirs alone (be_int.h). */
 be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned weight,
              enum be_source src)
 {
@@ -409,20 +493,20 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
         return b;
     if (strlen(id) >= sizeof(b->id))
         return NULL;
-    b = calloc(1, sizeof(*b));
+    b = aligned_alloc(BE_CACHELINE, sizeof(*b));
     if (!b)
         return NULL;
+    memset(b, 0, sizeof(*b));
     memcpy(b->id, id, strlen(id) + 1);
     b->addr = *addr;
     sock_addr_str(addr, b->addr_str, sizeof(b->addr_str));
     b->source = src;
     b->weight = weight < 1 ? 1 : weight > 256 ? 256 : weight;
-    b->state = BE_UP;
     b->joined_ms = src == BE_DISCOVERED ? be_now_ms() : 0;
     b->refs = 1;
     /* Set before any proxy thread can see it: a drained id never takes a
      * connection between its return and the drain. */
-    b->admin_drain = be_admin_drained(t, id);
+    b->word = be_admin_drained(t, id) ? BE_W_ADMIN_DRAIN : 0;
 
     pthread_rwlock_wrlock(&t->lock);
     if (t->n == t->cap) {
@@ -438,6 +522,8 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
     }
     t->v[t->n++] = b;
     pthread_rwlock_unlock(&t->lock);
+    if (t->algo->update)
+        t->algo->update(t, t->algo_ctx, b);
     return b;
 }
 
@@ -459,8 +545,12 @@ void be_remove(be_table_t *t, be_t *b)
     if (!found)
         return;
     __atomic_store_n(&b->removed, 1, __ATOMIC_RELEASE);
+    if (t->algo->update)
+        t->algo->update(t, t->algo_ctx, b);
     be_unref(t, b);
 }
+
+/* ---- admin drains, kept by id ----------------------------------------------- */
 
 static long be_drained_index(const be_table_t *t, const char *id)
 {
@@ -485,9 +575,13 @@ const char *be_admin_drained_at(const be_table_t *t, size_t i)
     return i < t->ndrained ? t->drained[i] : NULL;
 }
 
+/* Main thread. The id set first, so that a backend of that id added later
+ * is drained from its start; then the backend itself, through be_event(),
+ * which logs it. An id away is logged here. */
 int be_admin_drain(be_table_t *t, const char *id, int on)
 {
     long i = be_drained_index(t, id);
+    int was = i >= 0;
     if (on && i < 0) {
         if (t->ndrained >= BE_ADMIN_DRAINED_MAX)
             return -1;
@@ -510,66 +604,20 @@ int be_admin_drain(be_table_t *t, const char *id, int on)
     }
     be_t *b = be_find(t, id);
     if (b != NULL)
-        ST(&b->admin_drain, on ? 1 : 0);
+        be_event(t, b, on ? BE_EV_ADMIN_DRAIN : BE_EV_ADMIN_ENABLE, "through the admin API");
+    else if (was != !!on)
+        log_info("backend %s (absent) %s through the admin API while absent", id,
+                 on ? "drained" : "enabled");
     return 0;
 }
 
-be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)
-{
-    pthread_rwlock_rdlock(&t->lock);
-    be_t *b = t->algo->pick(t, exclude, nexclude, now_ms);
-    pthread_rwlock_unlock(&t->lock);
-    return b;
-}
-
-be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude)
-{
-    return be_pick_at(t, exclude, nexclude, be_now_ms());
-}
-
-void be_release(be_table_t *t, be_t *b)
-{
-    ADD(&b->active, -1);
-    be_unref(t, b); /* never touches t: safe after be_table_free() */
-}
-
-/* Any thread. The state change is a compare-and-swap so that of several
- * threads seeing the fall-th failure together exactly one logs it. */
-void be_report_failure(be_table_t *t, be_t *b)
-{
-    ADD(&b->failures, 1);
-    ST(&b->health_ok_streak, 0);
-    int streak = ADD(&b->fail_streak, 1);
-    if (streak < t->fall)
-        return;
-    int st = LD(&b->state);
-    while (st != BE_DOWN) {
-        if (__atomic_compare_exchange_n(&b->state, &st, BE_DOWN, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-            log_warn("backend %s (%s) down: %d consecutive failures", b->id, b->addr_str, streak);
-            break;
-        }
-    }
-}
-
-void be_report_success(be_table_t *t, be_t *b)
-{
-    ST(&b->fail_streak, 0);
-}
-
-int be_set_state(be_table_t *t, be_t *b, enum be_state st)
-{
-    int old = __atomic_exchange_n(&b->state, (int)st, __ATOMIC_RELAXED);
-    if (st == BE_UP && old != BE_UP)
-        ST(&b->joined_ms, be_now_ms());
-    return old;
-}
+/* ---- what the worker publishes ------------------------------------------------ */
 
 void be_table_sample(be_table_t *t, uint64_t wall_ms)
 {
     for (size_t i = 0; i < t->n; i++) {
         be_t *b = t->v[i];
-        b->hist[b->hist_pos] = (struct be_sample){wall_ms, LD(&b->active)};
+        b->hist[b->hist_pos] = (struct be_sample){wall_ms, BE_LD(&b->active)};
         b->hist_pos = (b->hist_pos + 1) % BE_HIST;
         if (b->hist_n < BE_HIST)
             b->hist_n++;
@@ -585,7 +633,7 @@ void be_table_sample(be_table_t *t, uint64_t wall_ms)
 static int64_t be_active_at(const be_t *b, uint64_t ts)
 {
     if (b->hist_n == 0 || ts == 0)
-        return LD(&b->active);
+        return BE_LD(&b->active);
     for (unsigned k = 1; k <= b->hist_n; k++) {
         const struct be_sample *s = &b->hist[(b->hist_pos + BE_HIST - k) % BE_HIST];
         if (s->wall_ms <= ts)
@@ -599,20 +647,24 @@ static int64_t be_active_at(const be_t *b, uint64_t ts)
 /* remote_conns and remote_base are stored one after the other, so a pick on
  * another thread may see one without the other for an instant: one pick
  * scored with a count off by a heartbeat's worth, corrected by the next. */
-void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms)
+int be_update_remote(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms)
 {
-    be_update_remote_ex(b, conns, load, ts_ms, -1);
+    return be_update_remote_ex(t, b, conns, load, ts_ms, -1);
 }
 
-void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, int64_t mine)
+int be_update_remote_ex(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms,
+                        int64_t mine)
 {
-    if (LD(&b->has_remote) && ts_ms && ts_ms <= LD(&b->remote_ts_ms))
-        return;
-    ST(&b->remote_conns, conns < 0 ? 0 : conns);
-    ST(&b->remote_base, mine >= 0 ? mine : be_active_at(b, ts_ms));
-    ST(&b->load, load < 0 ? 0 : load);
-    ST(&b->remote_ts_ms, ts_ms);
+    if (BE_LD(&b->has_remote) && ts_ms && ts_ms <= BE_LD(&b->remote_ts_ms))
+        return 0;
+    BE_ST(&b->remote_conns, conns < 0 ? 0 : conns);
+    BE_ST(&b->remote_base, mine >= 0 ? mine : be_active_at(b, ts_ms));
+    BE_ST(&b->load, load < 0 ? 0 : load);
+    BE_ST(&b->remote_ts_ms, ts_ms);
     __atomic_store_n(&b->has_remote, 1, __ATOMIC_RELEASE);
+    if (t->algo->update)
+        t->algo->update(t, t->algo_ctx, b);
+    return 1;
 }
 
 void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64_t started_ms,
@@ -624,11 +676,13 @@ void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64
     snprintf(b->version, sizeof(b->version), "%s", version ? version : "");
 }
 
-void be_clear_remote(be_t *b)
+void be_clear_remote(be_table_t *t, be_t *b)
 {
     __atomic_store_n(&b->has_remote, 0, __ATOMIC_RELEASE);
-    ST(&b->remote_ts_ms, 0);
-    ST(&b->load, 0);
-    ST(&b->remote_draining, 0);
+    BE_ST(&b->remote_ts_ms, 0);
+    BE_ST(&b->load, 0);
     be_update_info(b, 0, 0, 0, NULL);
+    be_event(t, b, BE_EV_REMOTE_GONE, "its Redis state is gone");
+    if (t->algo->update)
+        t->algo->update(t, t->algo_ctx, b);
 }

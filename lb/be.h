@@ -1,4 +1,5 @@
-/* be: the backend table and the balancing algorithms behind it.
+/* be: the backend table, the one writer of a backend's state, and the
+ * balancing algorithms behind it.
  *
  * One table is shared by every event-loop thread of the lb. Backends are
  * added and removed only by the main thread (static config, Redis discovery,
@@ -7,6 +8,11 @@
  * its last connection ends (refcount), so a proxy thread never touches freed
  * memory. The table itself is protected by a rwlock that proxy threads take
  * for reading only while picking.
+ *
+ * A backend is opaque outside be*.c: other modules read it through the
+ * accessors below and change its health and drains only by reporting an
+ * event to be_event(), which applies it with one compare-and-swap on a
+ * single state word and logs the transition once.
  *
  * Counts are global: with Redis, a backend's `remote_conns` is what the
  * worker last published (connections from every lb, as of the worker's
@@ -30,62 +36,69 @@
  * not, and a finer period would wake the main thread for nothing. */
 #define BE_HIST      128
 #define BE_SAMPLE_MS 50
+/* A backend id is shorter than this (NUL included). */
+#define BE_ID_MAX 128
 
+/* The state health checks and the worker's own drain give a backend. An
+ * admin drain is kept apart (be_in_admin_drain()): /stats shows both. */
 enum be_state { BE_UP = 0, BE_DOWN, BE_DRAINING };
 enum be_source { BE_STATIC = 0, BE_DISCOVERED };
 
-typedef struct be {
-    char id[128];
-    char addr_str[SOCK_ADDRSTRLEN];
-    sock_addr_t addr;
-    enum be_source source;
-    unsigned weight; /* 1..256, default 1 */
-
-    /* health (main thread writes; proxies read with atomics) */
-    int state;            /* enum be_state */
-    int admin_drain;      /* drained through the admin API */
-    int health_ok_streak; /* consecutive successes, for rise */
-    int fail_streak;      /* consecutive failures (active + passive), for fall */
-    uint64_t joined_ms;   /* for slow start */
-
-    /* counters (atomics) */
-    int64_t active;        /* connections this lb has open to it now */
-    uint64_t total;        /* connections this lb ever sent it */
-    uint64_t failures;     /* connect/health failures seen by this lb */
-    int64_t remote_conns;  /* from Redis: the worker's own count, all lbs */
-    int64_t remote_base;   /* this lb's `active` when the worker took remote_conns */
-    int64_t load;          /* from Redis: evaluations running + queued */
-    int has_remote;        /* remote_conns is valid */
-    uint64_t remote_ts_ms; /* worker's wall-clock ts_ms of remote_conns (0 = none) */
-    int remote_draining;   /* the worker announced it is draining (Redis) */
-
-    /* main thread only (discovery writes, the admin API reads): what the
-     * worker last published beyond its counts, for operators; valid while
-     * has_remote */
-    int64_t evals_running, evals_queued;
-    uint64_t started_ms; /* the worker process's start (0 = not published) */
-    char version[64];    /* "" = not published */
-
-    /* main thread only: samples of `active` against the wall clock, to find
-     * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1) */
-    struct be_sample {
-        uint64_t wall_ms;
-        int64_t active;
-    } hist[BE_HIST];
-    unsigned hist_pos, hist_n;
-
-    int refs;    /* table reference + one per live connection */
-    int removed; /* no longer in the table; freed when refs reaches 0 */
-} be_t;
-
+typedef struct be be_t;
 typedef struct be_table be_table_t;
 
-/* One balancing algorithm. pick() returns a backend with a reference taken,
- * or NULL; `exclude` lists backends already tried for this client. The
- * caller holds the table's read lock. */
+/* Everything that can happen to a backend's health or drains.
+ *
+ * Health: `fall` consecutive failures (checks and passive ones together)
+ * take a backend down; only `rise` consecutive successful checks after the
+ * last failure bring it back. The drains (the check's 503, the worker's
+ * announcement, the operator's) never touch health: a down backend stays
+ * down whatever a drain or its end says. */
+enum be_ev {
+    BE_EV_CHECK_OK = 0, /* the health check answered 200 */
+    BE_EV_CHECK_FAIL,   /* it failed: refused, timed out, any other answer */
+    BE_EV_CHECK_DRAIN,  /* it answered 503: alive but leaving; ends after rise 200s */
+    BE_EV_PASSIVE_FAIL, /* a connect or exchange of a proxy thread failed */
+    BE_EV_PASSIVE_OK,   /* a proxy thread got an answer: the failure streak ends */
+    BE_EV_REMOTE_DRAIN, /* the worker announced its drain (Redis) */
+    BE_EV_REMOTE_UP,    /* the worker says it serves (Redis) */
+    BE_EV_REMOTE_GONE,  /* its Redis state is gone: a drain it announced ends by checks */
+    BE_EV_ADMIN_DRAIN,  /* the operator drained it (see be_admin_drain()) */
+    BE_EV_ADMIN_ENABLE, /* the operator enabled it */
+    BE_EV__COUNT
+};
+
+/* Any thread; b referenced by the caller. Applies ev to b's state word with
+ * a compare-and-swap; the call that changes the state (or the admin drain)
+ * logs it once, with why (a short cause, e.g. "status 500"; NULL = none),
+ * and restarts slow start when the backend comes back up. Failures count in
+ * be_failures(). Returns 1 when the state or the admin drain changed. */
+int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why);
+/* "check_ok", "passive_fail", ...; "?" if unknown. */
+const char *be_ev_name(enum be_ev ev);
+
+/* One balancing algorithm: an ops table, as HAProxy's lbprm. A new
+ * algorithm is one file (lb/be_<name>.c) and one line in be.c's table. The
+ * hooks see backends through the accessors only. Every hook but pick may be
+ * NULL. */
 typedef struct be_algo {
     const char *name;
-    be_t *(*pick)(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms);
+    /* Per-table state, made when the table is (0, or -1 without memory) and
+     * freed with it; given back to every hook as ctx. */
+    int (*init)(be_table_t *t, void **ctx);
+    void (*free)(void *ctx);
+    /* Under the table's read lock: a usable backend not in exclude, or
+     * NULL. It takes nothing: the table counts the connection, then calls
+     * take. */
+    be_t *(*pick)(be_table_t *t, void *ctx, be_t *const *exclude, int nexclude, uint64_t now_ms);
+    /* b got a new connection (read lock held, b's active already counted). */
+    void (*take)(be_table_t *t, void *ctx, be_t *b);
+    /* One of b's connections ended (no lock; any thread; b may have been
+     * removed meanwhile; not called once the table is gone). */
+    void (*release)(be_table_t *t, void *ctx, be_t *b);
+    /* b joined, left (be_removed()), changed state or got new published
+     * counts (no lock; any thread). */
+    void (*update)(be_table_t *t, void *ctx, be_t *b);
 } be_algo_t;
 
 /* "leastconn", "leastload", "roundrobin", "p2c"; NULL if unknown. */
@@ -94,7 +107,7 @@ const be_algo_t *be_algo_find(const char *name);
 /* slowstart_ms: a backend that joined (or came back UP) less than this ago
  * has its weight scaled by max(0.1, age / slowstart_ms), so a fresh worker
  * takes connections at once but ramps up instead of absorbing every new
- * client; 0 disables. A NULL algo means leastconn. */
+ * client; 0 disables. A NULL algo means leastconn. NULL without memory. */
 be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms);
 void be_table_free(be_table_t *t);
 
@@ -108,14 +121,11 @@ be_t *be_find(be_table_t *t, const char *id);
  * counting the connection as active. NULL when none is usable. */
 be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude);
 /* The connection to b ended (or its connect failed): drops active and the
- * reference. */
+ * reference. t may be NULL once the table is gone. */
 void be_release(be_table_t *t, be_t *b);
-/* Passive health: a connect to b failed / succeeded. `fall` consecutive
- * failures mark it down at once. */
-void be_report_failure(be_table_t *t, be_t *b);
-void be_report_success(be_table_t *t, be_t *b);
 
-/* Health thresholds for passive checks (defaults rise 2, fall 2). */
+/* Health thresholds (defaults rise 2, fall 2; at most 255). Set before any
+ * other thread reports events. */
 void be_table_set_health(be_table_t *t, int rise, int fall);
 int be_table_rise(const be_table_t *t);
 int be_table_fall(const be_table_t *t);
@@ -134,16 +144,45 @@ void be_seed(uint64_t seed);
 void be_ref(be_t *b);
 void be_unref(be_table_t *t, be_t *b);
 
-/* Main thread. Sets the health state; returns the previous one. Coming back
- * UP restarts slow start (joined_ms = now), as a recovered worker holds no
- * connections. */
-int be_set_state(be_table_t *t, be_t *b, enum be_state st);
-/* Atomic reads for other threads and renderers. */
-int be_get_state(const be_t *b);
+/* ---- reading a backend (any thread unless said) ----------------------------- */
+
+/* Fixed at be_add(). */
+const char *be_id(const be_t *b);
+const char *be_addr_str(const be_t *b);
+const sock_addr_t *be_addr(const be_t *b);
+enum be_source be_source(const be_t *b);
+unsigned be_weight(const be_t *b);
+
+/* Health and the drains of checks and the worker, without the admin drain. */
+enum be_state be_state(const be_t *b);
+/* "up", "down", "draining". */
+const char *be_state_name(enum be_state st);
+/* Takes new connections: up and drained by nobody. */
 int be_usable(const be_t *b);
+int be_in_admin_drain(const be_t *b);
+int be_remote_draining(const be_t *b);
+/* Removed from the table; freed with its last reference. */
+int be_removed(const be_t *b);
+
 /* Live connections as the balancer sees them: the worker's published count
  * plus this lb's change since, or this lb's own count without Redis. */
 int64_t be_conns(const be_t *b);
+int64_t be_active(const be_t *b);        /* this lb's open connections to it */
+uint64_t be_total(const be_t *b);        /* connections this lb ever sent it */
+uint64_t be_failures(const be_t *b);     /* check and passive failures */
+int64_t be_load(const be_t *b);          /* published evaluations running + queued */
+int be_has_remote(const be_t *b);        /* published counts are in use */
+uint64_t be_remote_ts_ms(const be_t *b); /* the worker's ts_ms of them, 0 = none */
+uint64_t be_joined_ms(const be_t *b);    /* slow start's start, 0 = none */
+
+/* Main thread: what the worker published beyond its counts, for operators
+ * (valid while be_has_remote()): 0 and "" when not published. */
+int64_t be_evals_running(const be_t *b);
+int64_t be_evals_queued(const be_t *b);
+uint64_t be_started_ms(const be_t *b);
+const char *be_version(const be_t *b);
+
+/* ---- what the worker publishes (main thread) ------------------------------- */
 
 /* Main thread, every BE_SAMPLE_MS while remote counts are in use: records
  * each backend's `active` at wall_ms for be_update_remote(). */
@@ -151,30 +190,35 @@ void be_table_sample(be_table_t *t, uint64_t wall_ms);
 
 /* Main thread: the worker published `conns` and `load` at wall-clock ts_ms
  * (0 = unknown: taken as now). A snapshot no newer than the last one is
- * ignored, so a heartbeat read twice changes nothing. */
-void be_update_remote(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
+ * ignored, so a heartbeat read twice changes nothing. Returns 1 when the
+ * snapshot was newer and applied, 0 when ignored. */
+int be_update_remote(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms);
 /* Same, when the worker also said how many of its connections came from this
  * lb (mine >= 0; the X-Lb-Id header the lb sends): then the part of conns
  * that is other lbs' is exact, and no sample of this lb's own past count is
  * needed. mine < 0 falls back to the samples. */
-void be_update_remote_ex(be_t *b, int64_t conns, int64_t load, uint64_t ts_ms, int64_t mine);
-/* Main thread: forget the remote figures (worker key gone); back to local. */
-void be_clear_remote(be_t *b);
+int be_update_remote_ex(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms,
+                        int64_t mine);
+/* Main thread: forget the remote figures (worker key gone); back to local
+ * counts. A drain the worker announced then ends only by health checks
+ * (BE_EV_REMOTE_GONE). */
+void be_clear_remote(be_table_t *t, be_t *b);
 /* Main thread: the rest of what the worker published with its counts
  * (version may be NULL or "" when not published). */
 void be_update_info(be_t *b, int64_t evals_running, int64_t evals_queued, uint64_t started_ms,
                     const char *version);
 
-/* Admin drains, kept by id: the operator's drain of a backend found through
- * Redis must survive that worker leaving and coming back (a deploy, an
- * expired key, a new address), so the table remembers drained ids until
- * they are enabled, present or not, and be_add() applies them. Main thread
- * only. */
+/* ---- admin drains, kept by id (main thread) -------------------------------- */
+
+/* The operator's drain of a backend found through Redis must survive that
+ * worker leaving and coming back (a deploy, an expired key, a new address),
+ * so the table remembers drained ids until they are enabled, present or not,
+ * and be_add() applies them. */
 #define BE_ADMIN_DRAINED_MAX 4096
 
 /* Drains (on = 1) or enables (on = 0) id, and the backend of that id if
- * present. 0, or -1 when on is 1 and BE_ADMIN_DRAINED_MAX ids are already
- * drained, or without memory. */
+ * present (BE_EV_ADMIN_DRAIN/ENABLE, logged once). 0, or -1 when on is 1 and
+ * BE_ADMIN_DRAINED_MAX ids are already drained, or without memory. */
 int be_admin_drain(be_table_t *t, const char *id, int on);
 /* Whether id is admin-drained (present or not). */
 int be_admin_drained(const be_table_t *t, const char *id);

@@ -58,42 +58,19 @@ typedef struct disc_batch {
     char **ids;
 } disc_batch_t;
 
-#define LD(p)    __atomic_load_n((p), __ATOMIC_RELAXED)
-#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-
 /* ---- applying a refresh ----------------------------------------------------- */
 
-static const char *disc_state_name(int st)
-{
-    return st == BE_UP ? "up" : st == BE_DOWN ? "down" : "draining";
-}
-
-/* The worker says whether it drains; health checks own UP/DOWN otherwise. */
+/* The worker says whether it drains; health checks own UP/DOWN. */
 static void disc_set_draining(disc_t *d, be_t *b, int draining)
 {
-    int st = be_get_state(b);
-    if (draining) {
-        if (!LD(&b->remote_draining)) {
-            ST(&b->remote_draining, 1);
-            if (st == BE_UP) {
-                be_set_state(d->t, b, BE_DRAINING);
-                log_info("backend %s (%s) up -> draining: the worker announced its drain", b->id,
-                         b->addr_str);
-            }
-        }
-    } else if (LD(&b->remote_draining)) {
-        ST(&b->remote_draining, 0);
-        if (st == BE_DRAINING) {
-            be_set_state(d->t, b, BE_UP);
-            log_info("backend %s (%s) draining -> up: the worker serves again", b->id, b->addr_str);
-        }
-    }
+    be_event(d->t, b, draining ? BE_EV_REMOTE_DRAIN : BE_EV_REMOTE_UP,
+             draining ? "the worker announced its drain" : "the worker serves again");
 }
 
 static void disc_remove(disc_t *d, be_t *b, const char *why)
 {
-    log_info("backend %s (%s) removed: %s (%s, %lld live connections from this lb)", b->id,
-             b->addr_str, why, disc_state_name(be_get_state(b)), (long long)LD(&b->active));
+    log_info("backend %s (%s) removed: %s (%s, %lld live connections from this lb)", be_id(b),
+             be_addr_str(b), why, be_state_name(be_state(b)), (long long)be_active(b));
     be_remove(d->t, b);
 }
 
@@ -134,7 +111,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
                 seen[nseen++] = b;
             continue;
         }
-        if (b && b->source == BE_DISCOVERED && strcmp(b->addr_str, st.addr) != 0) {
+        if (b && be_source(b) == BE_DISCOVERED && strcmp(be_addr_str(b), st.addr) != 0) {
             disc_remove(d, b, "address changed");
             b = NULL;
         }
@@ -146,14 +123,13 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
                 log_error("discovery: cannot add backend %s: out of memory", st.id);
                 continue;
             }
-            log_info("backend %s (%s) discovered: %s, %lld connections, load %lld", b->id,
-                     b->addr_str, st.draining ? "draining" : "up", (long long)st.conns,
+            log_info("backend %s (%s) discovered: %s, %lld connections, load %lld", be_id(b),
+                     be_addr_str(b), st.draining ? "draining" : "up", (long long)st.conns,
                      (long long)st.load);
         }
         /* Only a newer snapshot may undo a drain: a drain event can arrive
          * before the heartbeat that says so. */
-        int fresh = !LD(&b->has_remote) || !st.ts_ms || st.ts_ms > LD(&b->remote_ts_ms);
-        be_update_remote_ex(b, st.conns, st.load, st.ts_ms, st.mine);
+        int fresh = be_update_remote_ex(d->t, b, st.conns, st.load, st.ts_ms, st.mine);
         if (fresh)
             be_update_info(b, st.evals_running, st.evals_queued, st.started_ms, st.version);
         if (st.draining || fresh)
@@ -172,12 +148,12 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
             be_t *b = be_table_at(d->t, i);
             if (disc_in(seen, nseen, b))
                 continue;
-            if (b->source == BE_DISCOVERED && grace)
+            if (be_source(b) == BE_DISCOVERED && grace)
                 nkept++;
-            else if (b->source == BE_DISCOVERED)
+            else if (be_source(b) == BE_DISCOVERED)
                 gone[ngone++] = b;
-            else if (!grace && LD(&b->has_remote))
-                be_clear_remote(b); /* static: back to local counts */
+            else if (!grace && be_has_remote(b))
+                be_clear_remote(d->t, b); /* static: back to local counts */
         }
         for (size_t i = 0; i < ngone; i++)
             disc_remove(d, gone[i], "registration gone from Redis");
@@ -326,10 +302,10 @@ static void disc_on_event(disc_t *d, const char *msg, size_t len)
         if (b && ev.type == FLEET_EV_DRAIN) {
             disc_set_draining(d, b, 1);
         } else if (b && ev.type == FLEET_EV_LEAVE) {
-            if (b->source == BE_DISCOVERED)
+            if (be_source(b) == BE_DISCOVERED)
                 disc_remove(d, b, "the worker announced it leaves");
             else
-                be_clear_remote(b);
+                be_clear_remote(d->t, b);
         }
     }
     d->gen++;

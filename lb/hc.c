@@ -41,59 +41,20 @@ struct hc {
     be_table_t *t;
     char *path;
     unsigned interval_ms, timeout_ms;
-    int rise, fall;
     ev_timer tick;
     ev_prepare reap;
     hc_check_t *inflight; /* checks running now */
     hc_check_t *dead;     /* finished, freed by the reap watcher */
 };
 
-#define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-#define ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+static const enum be_ev hc_events[] = {
+    [HC_OK] = BE_EV_CHECK_OK, [HC_DRAIN] = BE_EV_CHECK_DRAIN, [HC_FAIL] = BE_EV_CHECK_FAIL};
 
-static const char *hc_state_name(int st)
-{
-    return st == BE_UP ? "up" : st == BE_DOWN ? "down" : "draining";
-}
-
-/* Applies one check result to b's health. Main thread; b is in the table.
- * Transitions are logged once, when they happen. */
+/* Reports one check result; be_event() applies rise and fall and logs a
+ * transition once. Main thread; b is in the table. */
 static void hc_apply(hc_t *h, be_t *b, enum hc_result res, const char *why)
 {
-    be_table_t *t = h->t;
-    int st = be_get_state(b);
-    if (res == HC_OK) {
-        ST(&b->fail_streak, 0);
-        int ok = LD(&b->health_ok_streak);
-        if (ok < h->rise)
-            ST(&b->health_ok_streak, ++ok);
-        /* A worker that announced its drain in Redis stays draining even if
-         * its health endpoint still answers 200 for a moment. */
-        if (st != BE_UP && ok >= h->rise && !LD(&b->remote_draining)) {
-            be_set_state(t, b, BE_UP);
-            log_info("backend %s (%s) %s -> up: %d consecutive successful checks", b->id,
-                     b->addr_str, hc_state_name(st), ok);
-        }
-    } else if (res == HC_DRAIN) {
-        /* Alive but leaving: no new connections, no failure either. */
-        ST(&b->fail_streak, 0);
-        ST(&b->health_ok_streak, 0);
-        if (st != BE_DRAINING) {
-            be_set_state(t, b, BE_DRAINING);
-            log_info("backend %s (%s) %s -> draining: health check answered 503", b->id,
-                     b->addr_str, hc_state_name(st));
-        }
-    } else {
-        ADD(&b->failures, 1);
-        ST(&b->health_ok_streak, 0);
-        int fs = ADD(&b->fail_streak, 1);
-        if (fs >= h->fall && st != BE_DOWN) {
-            be_set_state(t, b, BE_DOWN);
-            log_warn("backend %s (%s) %s -> down: %s (%d consecutive failures)", b->id, b->addr_str,
-                     hc_state_name(st), why, fs);
-        }
-    }
+    be_event(h->t, b, hc_events[res], res == HC_DRAIN ? "health check answered 503" : why);
 }
 
 static void hc_reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -125,9 +86,9 @@ static void hc_finish(hc_check_t *c, enum hc_result res, const char *why)
         c->next->pprev = c->pprev;
     *c->pprev = c->next;
 
-    if (!__atomic_load_n(&c->b->removed, __ATOMIC_ACQUIRE)) {
+    if (!be_removed(c->b)) {
         if (res == HC_FAIL)
-            log_debug("health check %s (%s): %s", c->b->id, c->b->addr_str, why);
+            log_debug("health check %s (%s): %s", be_id(c->b), be_addr_str(c->b), why);
         hc_apply(h, c->b, res, why);
     }
     c->next = h->dead;
@@ -241,15 +202,15 @@ static int hc_busy(const hc_t *h, const be_t *b)
 static void hc_start(hc_t *h, be_t *b)
 {
     char err[SOCK_ERR_LEN];
-    int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
+    int fd = sock_connect(be_addr(b), NULL, err, sizeof(err));
     if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
         /* Our own shortage says nothing about the backend: skip this round
          * rather than take a healthy backend down. */
-        log_warn("health check %s: %s; skipped", b->id, err);
+        log_warn("health check %s: %s; skipped", be_id(b), err);
         return;
     }
     if (fd < 0) {
-        log_debug("health check %s (%s): %s", b->id, b->addr_str, err);
+        log_debug("health check %s (%s): %s", be_id(b), be_addr_str(b), err);
         hc_apply(h, b, HC_FAIL, err);
         return;
     }
@@ -257,12 +218,12 @@ static void hc_start(hc_t *h, be_t *b)
     if (!c || buf_printf(&c->out,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wslb-hc\r\n"
                          "Connection: close\r\n\r\n",
-                         h->path, b->addr_str) < 0) {
+                         h->path, be_addr_str(b)) < 0) {
         if (c)
             buf_free(&c->out);
         free(c);
         close(fd);
-        log_warn("health check %s: out of memory", b->id);
+        log_warn("health check %s: out of memory", be_id(b));
         return;
     }
     c->h = h;
@@ -311,8 +272,6 @@ hc_t *hc_create(struct ev_loop *loop, be_table_t *t, const hc_config_t *cfg, cha
     h->timeout_ms = cfg && cfg->timeout_ms  ? cfg->timeout_ms
                     : h->interval_ms < 2000 ? h->interval_ms
                                             : 2000;
-    h->rise = cfg && cfg->rise > 0 ? cfg->rise : 2;
-    h->fall = cfg && cfg->fall > 0 ? cfg->fall : 2;
     ev_prepare_init(&h->reap, hc_reap_cb);
     /* First round right away, so a backend dead at boot is found quickly. */
     ev_timer_init(&h->tick, hc_tick_cb, 0., h->interval_ms / 1000.0);

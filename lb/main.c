@@ -82,7 +82,7 @@ static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
     }
     strcpy(tmp, spec);
     char *eq = strchr(tmp, '=');
-    if (eq == NULL || eq == tmp || (size_t)(eq - tmp) >= sizeof(((be_t *)0)->id)) {
+    if (eq == NULL || eq == tmp || (size_t)(eq - tmp) >= BE_ID_MAX) {
         snprintf(err, errlen, "--backend '%s': want ID=HOST:PORT[,weight=N]", spec);
         return -1;
     }
@@ -535,8 +535,6 @@ int main(int argc, char **argv)
         .path = o->health_path,
         .interval_ms = (unsigned)o->health_interval_ms,
         .timeout_ms = 0,
-        .rise = (int)o->rise,
-        .fall = (int)o->fall,
     };
     lb->hc = hc_create(lb->loop, lb->table, &hcc, err, sizeof(err));
     if (lb->hc == NULL) {

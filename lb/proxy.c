@@ -468,7 +468,7 @@ static void px_conn_free(px_conn_t *c)
         sock_addr_str(&pa, host, sizeof(host));
         alog_rec_t r = {
             .client = host,
-            .backend = c->be ? c->be->id : NULL,
+            .backend = c->be ? be_id(c->be) : NULL,
             .req = c->req[0] ? c->req : NULL,
             .status = c->status,
             .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
@@ -659,8 +659,8 @@ static void px_backend_failed(px_conn_t *c, int err, const char *why)
     lbs_inc(&px->stats->errors[err]);
     c->only_503 = 0;
     if (c->be != NULL) {
-        be_report_failure(px->table, c->be);
-        log_warn("backend %s (%s) failed: %s%s", c->be->id, c->be->addr_str, why,
+        be_event(px->table, c->be, BE_EV_PASSIVE_FAIL, why);
+        log_warn("backend %s (%s) failed: %s%s", be_id(c->be), be_addr_str(c->be), why,
                  c->retryable ? ", retrying" : "");
     }
     px_release_backend(c);
@@ -695,20 +695,20 @@ static void px_try_backend(px_conn_t *c)
         }
         c->tried[c->ntried++] = b;
         c->be = b;
-        int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
+        int fd = sock_connect(be_addr(b), NULL, err, sizeof(err));
         if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
             /* Out of descriptors here: the backend did nothing wrong, so
              * neither count it as a failure (that would take healthy
              * workers down) nor try the others. */
-            log_warn("backend %s: %s; answering 503", b->id, err);
+            log_warn("backend %s: %s; answering 503", be_id(b), err);
             px_release_backend(c);
             px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
             return;
         }
         if (fd < 0) {
             lbs_inc(&px->stats->errors[LBS_ERR_CONNECT]);
-            be_report_failure(px->table, b);
-            log_warn("backend %s: %s, retrying", b->id, err);
+            be_event(px->table, b, BE_EV_PASSIVE_FAIL, err);
+            log_warn("backend %s: %s, retrying", be_id(b), err);
             px_release_backend(c);
             continue;
         }
@@ -964,7 +964,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     /* A draining worker answers 503 to new clients; while the request can be
      * replayed, another worker is the better answer. Not a health failure. */
     if (h->status == 503 && c->is_get && c->retryable) {
-        log_info("backend %s answered 503 (draining?), trying another", c->be->id);
+        log_info("backend %s answered 503 (draining?), trying another", be_id(c->be));
         c->only_503 = c->ntried == 1 || c->only_503;
         px_release_backend(c);
         px_try_backend(c);
@@ -974,7 +974,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
      * to a plain request (whose Upgrade the lb dropped) would open one to
      * the backend past every route. */
     if (h->status == 101 && !c->ws_route) {
-        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", c->be->id);
+        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", be_id(c->be));
         px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "backend failed");
         return;
     }
@@ -984,7 +984,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
         c->up_capped = 1;
         c->up_left = 0;
     }
-    be_report_success(px->table, c->be);
+    be_event(px->table, c->be, BE_EV_PASSIVE_OK, NULL);
     c->status = (uint16_t)h->status;
     if (h->status == 101)
         lbs_inc(&px->stats->handshakes);

@@ -74,11 +74,12 @@ static void test_render_stats(void **state)
 {
     fixture_t *f = *state;
     be_t *held = be_pick(f->t, NULL, 0);
-    be_update_remote(f->b1, 9, 2, 100);
+    be_update_remote(f->t, f->b1, 9, 2, 100);
     be_update_info(f->b1, 1, 1, 50, "9.8.7");
     uint64_t before = fleet_wall_ms();
-    be_set_state(f->t, f->w, BE_DOWN);
-    f->b0->admin_drain = 1;
+    be_event(f->t, f->w, BE_EV_CHECK_FAIL, "test");
+    be_event(f->t, f->w, BE_EV_CHECK_FAIL, "test");
+    be_event(f->t, f->b0, BE_EV_ADMIN_DRAIN, "test");
 
     buf_t out = BUF_INIT;
     assert_int_equal(admin_render_stats(f->t, &f->stats, "leastload", &out), 0);
@@ -123,7 +124,7 @@ static void test_render_stats(void **state)
     assert_int_equal(json_integer_value(json_object_get(b1, "started_ms")), 50);
     json_int_t age = json_integer_value(json_object_get(b1, "heartbeat_age_ms"));
     assert_true(age >= (json_int_t)(before - 100) && age <= (json_int_t)(fleet_wall_ms() - 100));
-    json_t *picked = backend_by_id(root, held->id);
+    json_t *picked = backend_by_id(root, be_id(held));
     assert_int_equal(json_integer_value(json_object_get(picked, "active")), 1);
     assert_int_equal(json_integer_value(json_object_get(picked, "total")), 1);
     json_decref(root);
@@ -138,7 +139,7 @@ static void test_render_metrics(void **state)
     double bounds[] = {1, 10, 100};
     met_hist_t *hs = met_hist(extra, "wslb_lb_handshake_ms", NULL, "Handshake latency", bounds, 3);
     met_observe(hs, 5);
-    be_update_remote(f->b1, 9, 2, 100);
+    be_update_remote(f->t, f->b1, 9, 2, 100);
 
     buf_t out = BUF_INIT;
     assert_int_equal(admin_render_metrics(f->t, &f->stats, extra, &out), 0);
@@ -311,7 +312,7 @@ static void test_server_endpoints(void **state)
 
     assert_int_equal(status_of(&ex[4]), 200); /* an unread body does not spoil the answer */
     assert_non_null(strstr(body_of(&ex[4]), "\"state\":\"up\""));
-    assert_int_equal(f->b0->admin_drain, 0);
+    assert_int_equal(be_in_admin_drain(f->b0), 0);
     assert_int_equal(status_of(&ex[5]), 404);
     assert_non_null(strstr(body_of(&ex[5]), "\"error\""));
     assert_int_equal(status_of(&ex[6]), 405);
@@ -320,7 +321,7 @@ static void test_server_endpoints(void **state)
     assert_int_equal(status_of(&ex[8]), 404);
     assert_non_null(strstr(body_of(&ex[8]), "\"error\""));
     assert_int_equal(status_of(&ex[9]), 200); /* percent-encoded id */
-    assert_int_equal(f->w->admin_drain, 1);
+    assert_int_equal(be_in_admin_drain(f->w), 1);
     assert_int_equal(status_of(&ex[10]), 404);
     assert_int_equal(status_of(&ex[11]), 200);
     assert_non_null(strstr(ex[11].resp, "text/plain; version=0.0.4"));
@@ -348,7 +349,7 @@ static void test_server_token(void **state)
     }
     assert_int_equal(status_of(&ex[5]), 200);
     assert_int_equal(status_of(&ex[6]), 200);
-    assert_int_equal(f->b1->admin_drain, 1);
+    assert_int_equal(be_in_admin_drain(f->b1), 1);
 }
 
 static void test_bad_listen(void **state)

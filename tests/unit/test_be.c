@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "../../lb/be.h"
+#include "../../lb/be_int.h" /* refs, remote_base: what only be's own tests look at */
 #include "log.h"
 
 static sock_addr_t addr_of(int port)
@@ -34,6 +35,18 @@ static be_table_t *table_with(const char *algo, int n, be_t **bs, unsigned slows
         assert_non_null(bs[i]);
     }
     return t;
+}
+
+/* Drives b to st the way health checks would. */
+static void set_state(be_table_t *t, be_t *b, enum be_state st)
+{
+    if (st == BE_DRAINING)
+        be_event(t, b, BE_EV_CHECK_DRAIN, "test");
+    for (int i = 0; st == BE_DOWN && i < be_table_fall(t); i++)
+        be_event(t, b, BE_EV_CHECK_FAIL, "test");
+    for (int i = 0; st == BE_UP && i < be_table_rise(t); i++)
+        be_event(t, b, BE_EV_CHECK_OK, "test");
+    assert_int_equal(be_state(b), st);
 }
 
 static int index_of(be_t **bs, int n, be_t *b)
@@ -78,7 +91,7 @@ static void test_add_find_remove(void **state)
     assert_int_equal(be_table_count(t), 2);
     assert_ptr_equal(be_find(t, "b1"), bs[1]);
     assert_null(be_find(t, "nope"));
-    assert_string_equal(bs[0]->addr_str, "127.0.0.1:9000");
+    assert_string_equal(be_addr_str(bs[0]), "127.0.0.1:9000");
     /* adding a known id returns the existing backend */
     sock_addr_t a = addr_of(9100);
     assert_ptr_equal(be_add(t, "b0", &a, 5, BE_DISCOVERED), bs[0]);
@@ -86,8 +99,8 @@ static void test_add_find_remove(void **state)
     /* weights are clamped */
     be_t *w0 = be_add(t, "w0", &a, 0, BE_STATIC);
     be_t *w9 = be_add(t, "w9", &a, 1000, BE_STATIC);
-    assert_int_equal(w0->weight, 1);
-    assert_int_equal(w9->weight, 256);
+    assert_int_equal(be_weight(w0), 1);
+    assert_int_equal(be_weight(w9), 256);
     be_remove(t, bs[0]);
     assert_null(be_find(t, "b0"));
     assert_int_equal(be_table_count(t), 3);
@@ -103,7 +116,7 @@ static void test_admin_drain_outlives_backend(void **state)
     be_t *bs[2];
     be_table_t *t = table_with("leastconn", 2, bs, 0);
     assert_int_equal(be_admin_drain(t, "b0", 1), 0);
-    assert_true(bs[0]->admin_drain);
+    assert_true(be_in_admin_drain(bs[0]));
     assert_false(be_usable(bs[0]));
     be_remove(t, bs[0]);
     assert_true(be_admin_drained(t, "b0"));
@@ -111,7 +124,7 @@ static void test_admin_drain_outlives_backend(void **state)
     sock_addr_t a = addr_of(9300);
     be_t *again = be_add(t, "b0", &a, 1, BE_DISCOVERED);
     assert_non_null(again);
-    assert_true(again->admin_drain);
+    assert_true(be_in_admin_drain(again));
     for (int i = 0; i < 10; i++) {
         be_t *p = be_pick(t, NULL, 0);
         assert_ptr_equal(p, bs[1]);
@@ -126,11 +139,11 @@ static void test_admin_drain_outlives_backend(void **state)
     assert_int_equal(be_admin_drain(t, "gone", 0), 0);
     assert_false(be_admin_drained(t, "gone"));
     assert_int_equal(be_admin_drain(t, "b0", 0), 0);
-    assert_false(again->admin_drain);
+    assert_false(be_in_admin_drain(again));
     assert_int_equal(be_admin_drained_count(t), 0);
     be_remove(t, again);
     again = be_add(t, "b0", &a, 1, BE_DISCOVERED);
-    assert_false(again->admin_drain);
+    assert_false(be_in_admin_drain(again));
     /* Twice is once; the set is bounded. */
     assert_int_equal(be_admin_drain(t, "b1", 1), 0);
     assert_int_equal(be_admin_drain(t, "b1", 1), 0);
@@ -154,7 +167,7 @@ static void test_leastconn_picks_min(void **state)
         held[i] = be_pick(t, NULL, 0);
     /* six picks over three equal backends: two each */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(bs[i]->active, 2);
+        assert_int_equal(be_active(bs[i]), 2);
     be_release(t, held[0]);
     be_t *freed = held[0];
     be_t *p = be_pick(t, NULL, 0);
@@ -163,8 +176,8 @@ static void test_leastconn_picks_min(void **state)
     for (int i = 0; i < 6; i++)
         be_release(t, held[i]);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(bs[i]->active, 0);
-        assert_int_equal(bs[i]->total, i == index_of(bs, 3, freed) ? 3 : 2);
+        assert_int_equal(be_active(bs[i]), 0);
+        assert_int_equal(be_total(bs[i]), i == index_of(bs, 3, freed) ? 3 : 2);
     }
     be_table_free(t);
 }
@@ -179,8 +192,8 @@ static void test_leastconn_weights(void **state)
     for (int i = 0; i < 300; i++)
         held[i] = be_pick(t, NULL, 0);
     /* (conns + 1) / weight balanced: heavy holds twice as many (+-1) */
-    assert_in_range(heavy->active, 198, 201);
-    assert_in_range(light->active, 99, 102);
+    assert_in_range(be_active(heavy), 198, 201);
+    assert_in_range(be_active(light), 99, 102);
     for (int i = 0; i < 300; i++)
         be_release(t, held[i]);
     be_table_free(t);
@@ -208,8 +221,8 @@ static void test_exclusion_and_states(void **state)
     for (size_t k = 0; k < 4; k++) {
         be_t *bs[4];
         be_table_t *t = table_with(algos[k], 4, bs, 0);
-        be_set_state(t, bs[1], BE_DOWN);
-        be_set_state(t, bs[2], BE_DRAINING);
+        set_state(t, bs[1], BE_DOWN);
+        set_state(t, bs[2], BE_DRAINING);
         for (int i = 0; i < 20; i++) {
             be_t *b = be_pick(t, NULL, 0);
             assert_true(b == bs[0] || b == bs[3]);
@@ -221,13 +234,13 @@ static void test_exclusion_and_states(void **state)
             assert_ptr_equal(b, bs[3]);
             be_release(t, b);
         }
-        __atomic_store_n(&bs[3]->admin_drain, 1, __ATOMIC_RELAXED);
+        be_event(t, bs[3], BE_EV_ADMIN_DRAIN, "test");
         assert_null(be_pick(t, ex, 1));
-        __atomic_store_n(&bs[3]->admin_drain, 0, __ATOMIC_RELAXED);
+        be_event(t, bs[3], BE_EV_ADMIN_ENABLE, "test");
         be_t *all[] = {bs[0], bs[3]};
         assert_null(be_pick(t, all, 2));
         /* back up: usable again */
-        be_set_state(t, bs[1], BE_UP);
+        set_state(t, bs[1], BE_UP);
         be_t *b = be_pick(t, all, 2);
         assert_ptr_equal(b, bs[1]);
         be_release(t, b);
@@ -279,9 +292,9 @@ static double churn(const char *algo, uint64_t seed)
         if (step >= WARM && step % 25 == 0) {
             int64_t max = 0, sum = 0;
             for (int i = 0; i < NB; i++) {
-                sum += bs[i]->active;
-                if (bs[i]->active > max)
-                    max = bs[i]->active;
+                sum += be_active(bs[i]);
+                if (be_active(bs[i]) > max)
+                    max = be_active(bs[i]);
             }
             double ratio = (double)max / ((double)sum / NB);
             if (ratio > worst)
@@ -291,7 +304,7 @@ static double churn(const char *algo, uint64_t seed)
     for (int i = 0; i < nlive; i++)
         be_release(t, live[i].b);
     for (int i = 0; i < NB; i++)
-        assert_int_equal(bs[i]->active, 0);
+        assert_int_equal(be_active(bs[i]), 0);
     be_table_free(t);
     return worst;
 }
@@ -323,7 +336,7 @@ static void test_slow_start(void **state)
             held[nh++] = be_pick(t, NULL, 0); /* ten each */
         sock_addr_t a = addr_of(9100);
         be_t *fresh = be_add(t, "fresh", &a, 1, BE_DISCOVERED);
-        uint64_t t0 = fresh->joined_ms;
+        uint64_t t0 = be_joined_ms(fresh);
         assert_true(t0 > 0);
         int got = 0;
         for (int i = 0; i < 20; i++) {
@@ -369,7 +382,7 @@ static void test_slow_start_caps_share(void **state)
                 held[nh++] = be_pick(t, NULL, 0);
             sock_addr_t a = addr_of(9200);
             be_t *fresh = be_add(t, "fresh", &a, 1, BE_DISCOVERED);
-            uint64_t t0 = fresh->joined_ms;
+            uint64_t t0 = be_joined_ms(fresh);
             int got = 0;
             for (int i = 0; i < ARRIVALS; i++) {
                 be_t *b = be_pick_at(t, NULL, 0, t0 + (uint64_t)i * 1000 / ARRIVALS);
@@ -394,10 +407,11 @@ static void test_recovered_backend_slow_starts(void **state)
 {
     be_t *bs[2];
     be_table_t *t = table_with("leastconn", 2, bs, 5000);
-    assert_int_equal(bs[0]->joined_ms, 0); /* static: no slow start at boot */
-    be_set_state(t, bs[0], BE_DOWN);
-    assert_int_equal(be_set_state(t, bs[0], BE_UP), BE_DOWN);
-    assert_true(bs[0]->joined_ms > 0);
+    assert_int_equal(be_joined_ms(bs[0]), 0); /* static: no slow start at boot */
+    set_state(t, bs[0], BE_DOWN);
+    assert_int_equal(be_joined_ms(bs[0]), 0);
+    set_state(t, bs[0], BE_UP);
+    assert_true(be_joined_ms(bs[0]) > 0);
     be_table_free(t);
 }
 
@@ -410,7 +424,7 @@ static void test_global_counts_by_lb(void **state)
     be_t *held[15];
     for (int i = 0; i < 15; i++)
         held[i] = be_pick(t, NULL, 0);
-    be_update_remote_ex(bs[0], 30, 0, 1764150000000ull, 12);
+    be_update_remote_ex(t, bs[0], 30, 0, 1764150000000ull, 12);
     assert_int_equal(bs[0]->remote_base, 12);
     assert_int_equal(be_conns(bs[0]), 30 - 12 + 15); /* others' 18 plus our 15 now */
     for (int i = 0; i < 15; i++)
@@ -425,9 +439,9 @@ static void test_global_counts(void **state)
     be_table_t *t = table_with("leastconn", 3, bs, 0);
     uint64_t ts = 1764150000000ull;
     /* a fresh lb: the workers already hold connections from other lbs */
-    be_update_remote(bs[0], 40, 0, ts);
-    be_update_remote(bs[1], 20, 0, ts);
-    be_update_remote(bs[2], 0, 0, ts);
+    be_update_remote(t, bs[0], 40, 0, ts);
+    be_update_remote(t, bs[1], 20, 0, ts);
+    be_update_remote(t, bs[2], 0, 0, ts);
     be_t *held[64];
     int count[3] = {0};
     for (int i = 0; i < 40; i++) {
@@ -440,28 +454,28 @@ static void test_global_counts(void **state)
     assert_int_equal(be_conns(bs[2]), count[2]);
 
     /* a new heartbeat already counts them (no history: taken as of now) */
-    be_update_remote(bs[2], 30, 0, ts + 1000);
+    be_update_remote(t, bs[2], 30, 0, ts + 1000);
     assert_int_equal(bs[2]->remote_base, count[2]);
     assert_int_equal(be_conns(bs[2]), 30);
     /* the same snapshot read again must not wipe newer local changes */
     be_t *extra = be_pick(t, NULL, 0);
     int64_t before = be_conns(extra);
-    be_update_remote(bs[0], 40, 0, ts);
-    be_update_remote(bs[1], 20, 0, ts);
-    be_update_remote(bs[2], 30, 0, ts + 1000);
+    be_update_remote(t, bs[0], 40, 0, ts);
+    be_update_remote(t, bs[1], 20, 0, ts);
+    be_update_remote(t, bs[2], 30, 0, ts + 1000);
     assert_int_equal(be_conns(extra), before);
     be_release(t, extra);
 
     /* closes below the snapshot never go negative */
     for (int i = 0; i < 40; i++)
         be_release(t, held[i]);
-    be_update_remote(bs[1], 0, 0, ts + 2000);
+    be_update_remote(t, bs[1], 0, 0, ts + 2000);
     be_t *b = be_pick(t, NULL, 0);
     be_release(t, b);
     be_release(t, be_pick(t, (be_t *[]){b}, 1));
     assert_true(be_conns(bs[1]) >= 0);
 
-    be_clear_remote(bs[0]);
+    be_clear_remote(t, bs[0]);
     assert_int_equal(be_conns(bs[0]), 0);
     be_table_free(t);
 }
@@ -480,28 +494,28 @@ static void test_global_counts_history(void **state)
     be_table_sample(t, 1100); /* b0: 10 of ours */
     for (int i = 0; i < 5; i++)
         held[nh++] = be_pick(t, (be_t *[]){bs[1]}, 1);
-    assert_int_equal(bs[0]->active, 15);
+    assert_int_equal(be_active(bs[0]), 15);
 
     /* snapshot at 1050 holds 3 from other lbs and none of ours yet */
-    be_update_remote(bs[0], 3, 0, 1050);
+    be_update_remote(t, bs[0], 3, 0, 1050);
     assert_int_equal(bs[0]->remote_base, 0);
     assert_int_equal(be_conns(bs[0]), 18);
     /* snapshot at 1150 holds our first ten plus the same 3 */
-    be_update_remote(bs[0], 13, 0, 1150);
+    be_update_remote(t, bs[0], 13, 0, 1150);
     assert_int_equal(be_conns(bs[0]), 18);
     /* an older snapshot than all samples: none of ours were in it */
-    be_update_remote(bs[1], 4, 0, 500);
+    be_update_remote(t, bs[1], 4, 0, 500);
     assert_int_equal(be_conns(bs[1]), 4);
 
     /* once the ring wraps, a very old snapshot uses the oldest sample */
     for (int i = 0; i < BE_HIST; i++)
         be_table_sample(t, 2000 + (uint64_t)i * BE_SAMPLE_MS);
-    be_update_remote(bs[0], 20, 0, 1900);
+    be_update_remote(t, bs[0], 20, 0, 1900);
     assert_int_equal(bs[0]->remote_base, 15);
     assert_int_equal(be_conns(bs[0]), 20);
     /* ts 0 (unknown) means now */
-    be_clear_remote(bs[0]);
-    be_update_remote(bs[0], 20, 0, 0);
+    be_clear_remote(t, bs[0]);
+    be_update_remote(t, bs[0], 20, 0, 0);
     assert_int_equal(be_conns(bs[0]), 20);
 
     for (int i = 0; i < nh; i++)
@@ -514,8 +528,8 @@ static void test_leastload_avoids_busy(void **state)
 {
     be_t *bs[2];
     be_table_t *t = table_with("leastload", 2, bs, 0);
-    be_update_remote(bs[0], 2, 3, 1); /* 2 conns, 3 evaluations */
-    be_update_remote(bs[1], 5, 0, 1); /* 5 idle conns */
+    be_update_remote(t, bs[0], 2, 3, 1); /* 2 conns, 3 evaluations */
+    be_update_remote(t, bs[1], 5, 0, 1); /* 5 idle conns */
     /* leastload: 2 + 4*3 = 14 against 5: the idle editors win */
     be_t *held[8];
     for (int i = 0; i < 8; i++) {
@@ -528,8 +542,8 @@ static void test_leastload_avoids_busy(void **state)
 
     /* leastconn ignores the load */
     t = table_with("leastconn", 2, bs, 0);
-    be_update_remote(bs[0], 2, 3, 1);
-    be_update_remote(bs[1], 5, 0, 1);
+    be_update_remote(t, bs[0], 2, 3, 1);
+    be_update_remote(t, bs[1], 5, 0, 1);
     be_t *b = be_pick(t, NULL, 0);
     assert_ptr_equal(b, bs[0]);
     be_release(t, b);
@@ -540,7 +554,7 @@ static void test_p2c_prefers_lower(void **state)
 {
     be_t *bs[2];
     be_table_t *t = table_with("p2c", 2, bs, 0);
-    be_update_remote(bs[0], 100, 0, 1);
+    be_update_remote(t, bs[0], 100, 0, 1);
     /* with two backends both are always the two choices */
     for (int i = 0; i < 20; i++) {
         be_t *b = be_pick(t, NULL, 0);
@@ -562,7 +576,7 @@ static void test_roundrobin_rotates(void **state)
         be_release(t, b);
     }
     for (int i = 0; i < 3; i++)
-        assert_int_equal(bs[i]->total, 3);
+        assert_int_equal(be_total(bs[i]), 3);
     be_table_free(t);
 }
 
@@ -573,15 +587,15 @@ static void test_passive_health(void **state)
     be_table_set_health(t, 2, 3);
     assert_int_equal(be_table_rise(t), 2);
     assert_int_equal(be_table_fall(t), 3);
-    be_report_failure(t, bs[0]);
-    be_report_failure(t, bs[0]);
-    be_report_success(t, bs[0]); /* streak broken */
-    be_report_failure(t, bs[0]);
-    be_report_failure(t, bs[0]);
-    assert_int_equal(be_get_state(bs[0]), BE_UP);
-    be_report_failure(t, bs[0]);
-    assert_int_equal(be_get_state(bs[0]), BE_DOWN);
-    assert_int_equal(bs[0]->failures, 5);
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    be_event(t, bs[0], BE_EV_PASSIVE_OK, NULL); /* streak broken */
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    assert_int_equal(be_state(bs[0]), BE_UP);
+    be_event(t, bs[0], BE_EV_PASSIVE_FAIL, "refused");
+    assert_int_equal(be_state(bs[0]), BE_DOWN);
+    assert_int_equal(be_failures(bs[0]), 5);
     for (int i = 0; i < 5; i++) {
         be_t *b = be_pick(t, NULL, 0);
         assert_ptr_equal(b, bs[1]);
@@ -604,9 +618,9 @@ static void test_deferred_free(void **state)
     be_remove(t, b);
     assert_int_equal(be_table_count(t), 1);
     /* still allocated for the live connection and the check */
-    assert_int_equal(b->removed, 1);
-    assert_int_equal(b->active, 1);
-    assert_string_equal(b->id, "b0");
+    assert_int_equal(be_removed(b), 1);
+    assert_int_equal(be_active(b), 1);
+    assert_string_equal(be_id(b), "b0");
     /* a removed backend is never picked again */
     for (int i = 0; i < 4; i++) {
         be_t *p = be_pick(t, NULL, 0);
@@ -621,7 +635,7 @@ static void test_deferred_free(void **state)
     /* the table may go first; a live connection keeps its backend */
     be_t *c = be_pick(t, NULL, 0);
     be_table_free(t);
-    assert_string_equal(c->id, "b1");
+    assert_string_equal(be_id(c), "b1");
     be_release(NULL, c);
 }
 
@@ -676,7 +690,7 @@ static void test_threads_and_churning_table(void **state)
         assert_int_equal(args[i].got, 20000); /* b0 and b1 stay usable */
     }
     for (size_t i = 0; i < be_table_count(t); i++)
-        assert_int_equal(be_table_at(t, i)->active, 0);
+        assert_int_equal(be_active(be_table_at(t, i)), 0);
     be_table_free(t);
 }
 

@@ -175,14 +175,14 @@ static int cond_draining(void *p)
 {
     probe_t *pr = p;
     be_t *b = be_find(pr->t, pr->id);
-    return b && be_get_state(b) == BE_DRAINING;
+    return b && be_state(b) == BE_DRAINING;
 }
 
 static int cond_conns(void *p)
 {
     probe_t *pr = p;
     be_t *b = be_find(pr->t, pr->id);
-    return b && b->has_remote && be_conns(b) == pr->want;
+    return b && be_has_remote(b) && be_conns(b) == pr->want;
 }
 
 static int cond_not_member(void *p)
@@ -218,15 +218,15 @@ static void test_discovery(void **state)
     probe_t w1 = {t, fx, "w1", 3}, ghost = {t, fx, "ghost", 0}, s1p = {t, fx, "s1", 7};
     assert_true(run_until(loop, cond_conns, &w1, 3000));
     be_t *b = be_find(t, "w1");
-    assert_int_equal(b->source, BE_DISCOVERED);
-    assert_string_equal(b->addr_str, "127.0.0.1:9501");
-    assert_int_equal(b->load, 1);
-    assert_true(b->joined_ms > 0); /* slow start from discovery */
+    assert_int_equal(be_source(b), BE_DISCOVERED);
+    assert_string_equal(be_addr_str(b), "127.0.0.1:9501");
+    assert_int_equal(be_load(b), 1);
+    assert_true(be_joined_ms(b) > 0); /* slow start from discovery */
     /* the static backend got counts, not a twin */
     assert_true(run_until(loop, cond_conns, &s1p, 3000));
     assert_ptr_equal(be_find(t, "s1"), s1);
-    assert_int_equal(s1->source, BE_STATIC);
-    assert_int_equal(s1->weight, 3);
+    assert_int_equal(be_source(s1), BE_STATIC);
+    assert_int_equal(be_weight(s1), 3);
     assert_int_equal(be_table_count(t), 2);
     /* the expired registration was tidied away */
     assert_true(run_until(loop, cond_not_member, &ghost, 3000));
@@ -248,7 +248,7 @@ static void test_discovery(void **state)
     /* drain event: no new connections at once */
     rcmd(fx, "PUBLISH wslb:events %s", "{\"event\":\"drain\",\"id\":\"w1\"}");
     assert_true(run_until(loop, cond_draining, &w1, 3000));
-    assert_int_equal(be_find(t, "w1")->remote_draining, 1);
+    assert_int_equal(be_remote_draining(be_find(t, "w1")), 1);
 
     /* leave event: gone at once, even though its key is still there for a
      * moment (no flapping back in from the heartbeat) */
@@ -318,7 +318,7 @@ static void test_reconnect_keeps_backends_for_a_grace(void **state)
     probe_t w1 = {t, fx, "w1", 0}, w2 = {t, fx, "w2", 0};
     assert_true(run_until(loop, cond_present, &w1, 3000));
     assert_true(run_until(loop, cond_present, &w2, 3000));
-    uint64_t joined = be_find(t, "w1")->joined_ms;
+    uint64_t joined = be_joined_ms(be_find(t, "w1"));
 
     redisFree(fx->c);
     fx->c = NULL;
@@ -335,7 +335,7 @@ static void test_reconnect_keeps_backends_for_a_grace(void **state)
     assert_true(mono_ms() - t0 >= 1000);
     be_t *b = be_find(t, "w1");
     assert_non_null(b);
-    assert_int_equal(b->joined_ms, joined); /* never removed and re-added */
+    assert_int_equal(be_joined_ms(b), joined); /* never removed and re-added */
 
     disc_free(d);
     be_table_free(t);

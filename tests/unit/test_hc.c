@@ -27,6 +27,7 @@ typedef struct fake {
     int lfd;
     sock_addr_t addr;
     int status;
+    int accepted;
     int requests;
     int stop;
     pthread_t th;
@@ -43,6 +44,7 @@ static void *fake_run(void *p)
         int fd = sock_accept(f->lfd, NULL);
         if (fd < 0)
             continue;
+        __atomic_add_fetch(&f->accepted, 1, __ATOMIC_RELEASE);
         int st = __atomic_load_n(&f->status, __ATOMIC_ACQUIRE);
         if (st == 0) { /* hold it open, silent, until the next accept */
             struct pollfd c = {.fd = fd, .events = POLLRDHUP};
@@ -114,9 +116,10 @@ static int cond_usable(void *p)
     return be_usable(p);
 }
 
+/* The first check's connect was accepted: it is in flight. */
 static int cond_check_in_flight(void *p)
 {
-    return ((be_t *)p)->refs >= 2;
+    return __atomic_load_n(&((fake_t *)p)->accepted, __ATOMIC_ACQUIRE) >= 1;
 }
 
 static int cond_never(void *p)
@@ -137,14 +140,15 @@ static int cond_requests(void *p)
 
 typedef struct scene {
     be_t *ok, *dead, *drain, *silent, *garbage;
+    fake_t *okf;
 } scene_t;
 
 static int scene_settled(void *p)
 {
     scene_t *s = p;
-    return be_get_state(s->dead) == BE_DOWN && be_get_state(s->drain) == BE_DRAINING &&
-           be_get_state(s->silent) == BE_DOWN && be_get_state(s->garbage) == BE_DOWN &&
-           s->ok->health_ok_streak >= 2;
+    return be_state(s->dead) == BE_DOWN && be_state(s->drain) == BE_DRAINING &&
+           be_state(s->silent) == BE_DOWN && be_state(s->garbage) == BE_DOWN &&
+           __atomic_load_n(&s->okf->requests, __ATOMIC_ACQUIRE) >= 2;
 }
 
 static void test_states_follow_checks(void **state)
@@ -163,34 +167,36 @@ static void test_states_follow_checks(void **state)
         .drain = be_add(t, "drain", &drain.addr, 1, BE_STATIC),
         .silent = be_add(t, "silent", &silent.addr, 1, BE_STATIC),
         .garbage = be_add(t, "garbage", &garbage.addr, 1, BE_DISCOVERED),
+        .okf = &ok,
     };
     /* everything starts up, so a fresh lb serves at once */
-    assert_int_equal(be_get_state(s.dead), BE_UP);
+    assert_int_equal(be_state(s.dead), BE_UP);
 
-    hc_config_t cfg = {
-        .path = "/healthz", .interval_ms = 60, .timeout_ms = 40, .rise = 2, .fall = 2};
+    be_table_set_health(t, 2, 2);
+    hc_config_t cfg = {.path = "/healthz", .interval_ms = 60, .timeout_ms = 40};
     char err[256];
     hc_t *h = hc_create(loop, t, &cfg, err, sizeof(err));
     assert_non_null(h);
     assert_true(run_until(loop, scene_settled, &s, 3000));
-    assert_int_equal(be_get_state(s.ok), BE_UP);
-    assert_true(s.dead->failures >= 2);
-    assert_int_equal(s.drain->failures, 0); /* draining is not failing */
+    assert_int_equal(be_state(s.ok), BE_UP);
+    assert_true(be_failures(s.dead) >= 2);
+    assert_int_equal(be_failures(s.drain), 0); /* draining is not failing */
     assert_non_null(strstr(ok.last_req, "GET /healthz HTTP/1.1\r\n"));
     assert_non_null(strstr(ok.last_req, "Connection: close\r\n"));
 
     /* the draining worker comes back: rise successes bring it up */
     __atomic_store_n(&drain.status, 200, __ATOMIC_RELEASE);
-    be_set_state(t, s.ok, BE_DOWN);
+    be_event(t, s.ok, BE_EV_PASSIVE_FAIL, "test");
+    be_event(t, s.ok, BE_EV_PASSIVE_FAIL, "test");
+    assert_int_equal(be_state(s.ok), BE_DOWN);
     assert_true(run_until(loop, cond_usable, s.ok, 3000));
     assert_true(run_until(loop, cond_usable, s.drain, 3000));
 
     /* a worker that announced its drain in Redis stays draining */
-    __atomic_store_n(&s.ok->remote_draining, 1, __ATOMIC_RELAXED);
-    be_set_state(t, s.ok, BE_DRAINING);
+    be_event(t, s.ok, BE_EV_REMOTE_DRAIN, "test");
     count_wait_t cw = {&ok, __atomic_load_n(&ok.requests, __ATOMIC_ACQUIRE) + 3};
     assert_true(run_until(loop, cond_requests, &cw, 3000));
-    assert_int_equal(be_get_state(s.ok), BE_DRAINING);
+    assert_int_equal(be_state(s.ok), BE_DRAINING);
 
     hc_free(h);
     be_table_free(t);
@@ -213,7 +219,7 @@ static void test_removed_during_check(void **state)
     hc_t *h = hc_create(loop, t, &cfg, err, sizeof(err));
     assert_non_null(h);
     /* the first round starts at once; once its connect is accepted, remove */
-    assert_true(run_until(loop, cond_check_in_flight, b, 2000));
+    assert_true(run_until(loop, cond_check_in_flight, &silent, 2000));
     be_remove(t, b);
     /* the check times out later, touching only its own reference; ASan
      * reports a use after free or a leak if that goes wrong */
