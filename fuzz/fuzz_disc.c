@@ -17,7 +17,7 @@
  * remove every discovered one. The disc.c source is included to reach its
  * static callbacks. */
 #include "fuzz.h"
-#include "../lb/disc.c"
+#include "disc.c"
 
 #include <stdint.h>
 

@@ -26,8 +26,11 @@ def tree(tmp_path):
     arguments and takes a moment to 'install', and a compiler that records
     whether it ran before the packages were there."""
     shutil.copy(os.path.join(REPO, "Makefile"), tmp_path / "Makefile")
-    for d in ("common", "lb", "worker", "bench", "tests", "fuzz"):
-        os.symlink(os.path.join(REPO, d), tmp_path / d)
+    # Every source directory (a new program's too), not the build outputs.
+    for d in sorted(os.listdir(REPO)):
+        if d not in ("scripts", "build", "bin") and not d.startswith(".") and \
+                os.path.isdir(os.path.join(REPO, d)):
+            os.symlink(os.path.join(REPO, d), tmp_path / d)
     (tmp_path / "scripts").mkdir()
     write_exe(tmp_path / "scripts" / "deps.sh", """#!/bin/sh
 echo "$*" >>deps.log

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <pthread.h>
 
-#include "../../lb/be.h"
+#include "be.h"
 #include "log.h"
 
 static sock_addr_t addr_of(int port)

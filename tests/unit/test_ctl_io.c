@@ -18,9 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../ctl/ctl_cmd.h"
-#include "../../ctl/ctl_http.h"
-#include "../../ctl/ctl_net.h"
+#include "ctl_cmd.h"
+#include "ctl_http.h"
+#include "ctl_net.h"
 
 /* ---- a scripted HTTP server ------------------------------------------------------ */
 
