@@ -2,6 +2,7 @@
 #
 #   make            optimised build: bin/lb bin/worker bin/wsbench bin/wslbctl
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
+#   make tsan       ThreadSanitizer build of the lb: bin/tsan/lb (make tsan-test runs it)
 #   make test       unit + integration + browser tests (sanitizer build; unit tests on both)
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
 #                   (WORKERS=N workers; supervised; Ctrl-C drains and stops)
@@ -22,6 +23,8 @@ OPT_CFLAGS  := $(CSTD) $(WARN) -O2 -g
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 ASAN_LDFLAGS := -fsanitize=address,undefined
+TSAN_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_LDFLAGS := -fsanitize=thread
 
 # ---- rooms -------------------------------------------------------------------
 # Each program is built from its own directory and common/, and each
@@ -61,7 +64,7 @@ room_cppflags = $(CPPFLAGS_$(call src_room,$(1))) $(DEFS)
 
 PROGS := worker lb wsbench wslbctl
 
-.PHONY: all asan test unit unit-opt unit-asan integration browser run deps check-deps deps-ok bench \
+.PHONY: all asan tsan tsan-test test unit unit-opt unit-asan integration browser run deps check-deps deps-ok bench \
         bench-full fuzz fuzz-smoke soak format format-check clean install uninstall deb man
 .DEFAULT_GOAL := all
 
@@ -72,7 +75,7 @@ PROGS := worker lb wsbench wslbctl
 # below also install what they need when run as root (scripts/deps.sh).
 DEPS_ACTION := check
 DEPS_GROUPS := build
-ifneq ($(filter test unit unit-opt unit-asan integration soak,$(MAKECMDGOALS)),)
+ifneq ($(filter test unit unit-opt unit-asan integration tsan-test soak,$(MAKECMDGOALS)),)
 DEPS_ACTION := install
 DEPS_GROUPS += test
 endif
@@ -90,7 +93,7 @@ DEPS_GROUPS += fuzz
 endif
 
 # ---- per-variant rules -------------------------------------------------------
-# $(1) = variant name (opt|asan|pkg), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
+# $(1) = variant name (opt|asan|tsan|pkg), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
 define VARIANT
 $(1)_OBJ = build/$(1)
 $(1)_COMMON := $$(patsubst %.c,build/$(1)/%.o,$(COMMON_SRC))
@@ -148,6 +151,7 @@ endef
 
 $(eval $(call VARIANT,opt,$(OPT_CFLAGS),,bin))
 $(eval $(call VARIANT,asan,$(ASAN_CFLAGS),$(ASAN_LDFLAGS),bin/asan))
+$(eval $(call VARIANT,tsan,$(TSAN_CFLAGS),$(TSAN_LDFLAGS),bin/tsan))
 # The Debian package's build: Debian's hardening flags on top of the
 # optimised build (stack protector, fortified libc calls, full RELRO).
 PKG_CFLAGS  := $(OPT_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
@@ -157,6 +161,9 @@ $(eval $(call VARIANT,pkg,$(PKG_CFLAGS),$(PKG_LDFLAGS),build/pkg/bin))
 
 all: $(addprefix bin/,$(PROGS))
 asan: $(addprefix bin/asan/,$(PROGS))
+# Only the lb has threads that share state; its peers in the tests are the
+# ASan build.
+tsan: bin/tsan/lb
 
 # ---- tests -------------------------------------------------------------------
 unit-opt: $(addprefix build/opt/tests/,$(UNIT_NAMES))
@@ -176,6 +183,14 @@ browser: all asan
 	BIN_DIR=$(CURDIR)/bin/asan /usr/bin/python3 -m pytest -q -rs tests/browser
 
 test: unit integration browser
+
+# The lb under ThreadSanitizer with four proxy threads against ASan workers
+# (tests/integration/test_lb_threads.py: handshakes, echo round trips,
+# drains, a backend killed mid-traffic); any ThreadSanitizer report fails it.
+# tests/integration/tsan.supp says which reports are suppressed, and why.
+tsan-test: tsan asan | deps-ok
+	LB_BIN_DIR=$(CURDIR)/bin/tsan BIN_DIR=$(CURDIR)/bin/asan \
+	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak

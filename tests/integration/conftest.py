@@ -1,9 +1,11 @@
 """Fixtures for the integration tests: a private Redis and worker processes.
 
 BIN_DIR (environment) selects the binaries, default <repo>/bin; `make test`
-points it at the sanitizer build. Every process started here is killed at
-teardown, whatever the test's outcome, and a worker's stderr is printed when
-its test failed or when it reported a sanitizer error.
+points it at the sanitizer build. LB_BIN_DIR, when set, selects the lb alone
+(`make tsan-test`: the ThreadSanitizer lb among ASan workers). Every process
+started here is killed at teardown, whatever the test's outcome, and a
+worker's stderr is printed when its test failed or when it reported a
+sanitizer error.
 """
 
 import os
@@ -21,16 +23,19 @@ import util  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN_DIR = os.environ.get("BIN_DIR") or os.path.join(REPO, "bin")
+LB_BIN_DIR = os.environ.get("LB_BIN_DIR") or BIN_DIR
+TSAN_SUPPRESSIONS = os.path.join(REPO, "tests", "integration", "tsan.supp")
 
 # Sanitizer findings in a daemon's stderr fail the test that started it.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "ERROR: UndefinedBehaviorSanitizer")
+                   "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer",
+                   "FATAL: ThreadSanitizer")
 
 
 def binary(name):
-    path = os.path.join(BIN_DIR, name)
+    path = os.path.join(LB_BIN_DIR if name == "lb" else BIN_DIR, name)
     if not os.access(path, os.X_OK):
-        pytest.fail("%s is missing: build it first (make / make asan)" % path)
+        pytest.fail("%s is missing: build it first (make / make asan / make tsan)" % path)
     return path
 
 
@@ -62,6 +67,11 @@ def sanitizer_env():
     # Leaks make the process exit non-zero; the report is in stderr.
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    # Every race reported (not only the first), with the other thread's
+    # stack as far back as the history reaches; the suppressions say why
+    # each one is not a race.
+    env.setdefault("TSAN_OPTIONS", "halt_on_error=0:history_size=4:second_deadlock_stack=1:"
+                   "suppressions=" + TSAN_SUPPRESSIONS)
     return env
 
 
