@@ -386,7 +386,7 @@ def test_idle_timeout_and_grace_period_end_tunnels(worker_factory, lb_factory):
         for i in range(6):
             await busy.send("x")
             assert await asyncio.wait_for(busy.recv(), 5) == "x"
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # traffic every 0.3 s for longer than the 1 s idle timeout
         # ...but not the end of the grace period after SIGTERM.
         lb.stop(signal.SIGTERM)
         t0 = time.monotonic()
