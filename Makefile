@@ -2,6 +2,7 @@
 #
 #   make            optimised build: bin/lb bin/worker bin/wsbench bin/wslbctl
 #   make asan       AddressSanitizer + UBSan build: bin/asan/*
+#   make tsan       ThreadSanitizer build of the lb: bin/tsan/lb (make tsan-test runs it)
 #   make test       unit + integration + browser tests (sanitizer build; unit tests on both)
 #   make check-child  the sandbox's after-clone code calls only async-signal-safe functions
 #   make run        local demo: Redis, three workers and the lb on 127.0.0.1:8080
@@ -16,30 +17,57 @@ CC       ?= cc
 VERSION  := 0.1.0
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
-CPPFLAGS := -Icommon -Ilb -Iworker -Ibench -DVERSION=\"$(VERSION)\"
-# wslbctl talks to the daemons only over their public interfaces: it sees
-# common/ and its own headers, never lb/ or worker/.
-CTL_CPPFLAGS := -Icommon -Ictl -DVERSION=\"$(VERSION)\"
+DEFS     := -DVERSION=\"$(VERSION)\"
 LIBS     := -lev -lssl -lcrypto -lhttp_parser -lhiredis -lseccomp -ljansson -lm -lpthread
 
 OPT_CFLAGS  := $(CSTD) $(WARN) -O2 -g
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                -fno-sanitize-recover=undefined
 ASAN_LDFLAGS := -fsanitize=address,undefined
+TSAN_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+TSAN_LDFLAGS := -fsanitize=thread
+
+# ---- rooms -------------------------------------------------------------------
+# Each program is built from its own directory and common/, and each
+# directory compiles with only its own include paths: an lb file that
+# includes a worker header (or the other way round) does not compile.
+# wslbctl talks to the daemons only over their public interfaces, wsbench
+# only over the wire.
+ROOMS := common lb worker ctl bench
+CPPFLAGS_common := -Icommon
+CPPFLAGS_lb     := -Icommon -Ilb
+CPPFLAGS_worker := -Icommon -Iworker
+CPPFLAGS_ctl    := -Icommon -Ictl
+CPPFLAGS_bench  := -Icommon -Ibench
 
 COMMON_SRC := $(wildcard common/*.c)
 WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
 LB_SRC     := $(filter-out lb/main.c,$(wildcard lb/*.c))
 BENCH_SRC  := $(filter-out bench/main.c,$(wildcard bench/*.c))
 CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
-UNIT_SRC   := $(wildcard tests/unit/test_*.c)
-UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
+
+# Unit tests by the room each one tests (tests/unit/test_NAME.c): compiled
+# with that room's include paths, linked against that room's archive and
+# common's, from which the linker takes only the objects the test reaches.
+UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
+UNIT_lb     := acap admin be be_event disc fwd hc lim log proxy route static wsf
+UNIT_worker := proto rt sbx
+UNIT_ctl    := ctl ctl_io
+UNIT_bench  := wb
+UNIT_NAMES  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+unit_room = $(firstword $(foreach r,$(ROOMS),$(if $(filter $(1),$(addprefix test_,$(UNIT_$(r)))),$(r))))
+$(foreach t,$(UNIT_NAMES),$(if $(call unit_room,$(t)),,\
+  $(error tests/unit/$(t).c tests no room: add $(t:test_%=%) to one of the UNIT_* lists)))
+
+# The include paths for a source: its directory's, or for a unit test its room's.
+src_room = $(if $(filter tests/unit/%,$(1)),$(call unit_room,$(basename $(notdir $(1)))),$(firstword $(subst /, ,$(1))))
+room_cppflags = $(CPPFLAGS_$(call src_room,$(1))) $(DEFS)
 
 PROGS := worker lb wsbench wslbctl
 
-.PHONY: all asan test unit unit-opt unit-asan integration browser check-child run deps check-deps \
-        deps-ok bench bench-full fuzz fuzz-smoke soak format format-check clean install uninstall \
-        deb man
+.PHONY: all asan tsan tsan-test test unit unit-opt unit-asan integration browser check-child run \
+        deps check-deps deps-ok bench bench-full fuzz fuzz-smoke soak format format-check clean \
+        install uninstall deb man
 .DEFAULT_GOAL := all
 
 # ---- Debian packages -----------------------------------------------------------
@@ -49,7 +77,7 @@ PROGS := worker lb wsbench wslbctl
 # below also install what they need when run as root (scripts/deps.sh).
 DEPS_ACTION := check
 DEPS_GROUPS := build
-ifneq ($(filter test unit unit-opt unit-asan integration soak,$(MAKECMDGOALS)),)
+ifneq ($(filter test unit unit-opt unit-asan integration tsan-test soak,$(MAKECMDGOALS)),)
 DEPS_ACTION := install
 DEPS_GROUPS += test
 endif
@@ -67,7 +95,7 @@ DEPS_GROUPS += fuzz
 endif
 
 # ---- per-variant rules -------------------------------------------------------
-# $(1) = variant name (opt|asan), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
+# $(1) = variant name (opt|asan|tsan|pkg), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
 define VARIANT
 $(1)_OBJ = build/$(1)
 $(1)_COMMON := $$(patsubst %.c,build/$(1)/%.o,$(COMMON_SRC))
@@ -78,11 +106,7 @@ $(1)_CTL    := $$(patsubst %.c,build/$(1)/%.o,$(CTL_SRC))
 
 build/$(1)/%.o: %.c | deps-ok
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$(CPPFLAGS) -MMD -MP -c $$< -o $$@
-
-build/$(1)/ctl/%.o: ctl/%.c | deps-ok
-	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$(CTL_CPPFLAGS) -MMD -MP -c $$< -o $$@
+	$$(CC) $(2) $$(call room_cppflags,$$<) -MMD -MP -c $$< -o $$@
 
 $(4)/worker: build/$(1)/worker/main.o $$($(1)_WORKER) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
@@ -100,16 +124,36 @@ $(4)/wslbctl: build/$(1)/ctl/main.o $$($(1)_CTL) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
 
-# Unit tests link every non-main object so they can reach any module.
-build/$(1)/tests/%: build/$(1)/tests/unit/%.o $$($(1)_WORKER) $$($(1)_LB) $$($(1)_CTL) $$($(1)_COMMON)
+# One archive per room for the unit tests (rebuilt whole, so that a source
+# moved away leaves no stale member behind).
+build/$(1)/common.a: $$($(1)_COMMON)
+build/$(1)/lb.a: $$($(1)_LB)
+build/$(1)/worker.a: $$($(1)_WORKER)
+build/$(1)/ctl.a: $$($(1)_CTL)
+build/$(1)/bench.a: $$($(1)_BENCH)
+build/$(1)/%.a:
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(3) -o $$@ $$^ $$(LIBS) -lcmocka
+	@rm -f $$@
+	$$(AR) rcs $$@ $$^
+
+$(1)_LDFLAGS := $(3)
+$$(foreach t,$(UNIT_NAMES),$$(eval $$(call UNIT_TEST,$(1),$$(t))))
 
 -include $$(shell find build/$(1) -name '*.d' 2>/dev/null)
 endef
 
+# A unit test: its object, then its room's archive, then common's.
+# $(1) = variant, $(2) = test name
+define UNIT_TEST
+build/$(1)/tests/$(2): build/$(1)/tests/unit/$(2).o \
+  $(if $(filter-out common,$(call unit_room,$(2))),build/$(1)/$(call unit_room,$(2)).a) build/$(1)/common.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(1)_LDFLAGS) -o $$@ $$^ $$(LIBS) -lcmocka
+endef
+
 $(eval $(call VARIANT,opt,$(OPT_CFLAGS),,bin))
 $(eval $(call VARIANT,asan,$(ASAN_CFLAGS),$(ASAN_LDFLAGS),bin/asan))
+$(eval $(call VARIANT,tsan,$(TSAN_CFLAGS),$(TSAN_LDFLAGS),bin/tsan))
 # The Debian package's build: Debian's hardening flags on top of the
 # optimised build (stack protector, fortified libc calls, full RELRO).
 PKG_CFLAGS  := $(OPT_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
@@ -119,6 +163,9 @@ $(eval $(call VARIANT,pkg,$(PKG_CFLAGS),$(PKG_LDFLAGS),build/pkg/bin))
 
 all: $(addprefix bin/,$(PROGS))
 asan: $(addprefix bin/asan/,$(PROGS))
+# Only the lb has threads that share state; its peers in the tests are the
+# ASan build.
+tsan: bin/tsan/lb
 
 # ---- tests -------------------------------------------------------------------
 unit-opt: $(addprefix build/opt/tests/,$(UNIT_NAMES))
@@ -143,6 +190,14 @@ check-child: build/opt/worker/sbx_child.o
 	@scripts/check-child.sh $<
 
 test: check-child unit integration browser
+
+# The lb under ThreadSanitizer with four proxy threads against ASan workers
+# (tests/integration/test_lb_threads.py: handshakes, echo round trips,
+# drains, a backend killed mid-traffic); any ThreadSanitizer report fails it.
+# tests/integration/tsan.supp says which reports are suppressed, and why.
+tsan-test: tsan asan | deps-ok
+	LB_BIN_DIR=$(CURDIR)/bin/tsan BIN_DIR=$(CURDIR)/bin/asan \
+	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak
@@ -199,11 +254,11 @@ clean:
 	rm -rf build bin
 
 # ---- fuzzing (clang libFuzzer; see fuzz/README.md) ----------------------------
-# Each target compiles only the modules it exercises. UBSan findings abort so
-# that libFuzzer counts them as crashes.
+# Each target compiles only the modules it exercises, with the include paths
+# of their room (lb/ or worker/ and common/, or common/ alone). UBSan
+# findings abort so that libFuzzer counts them as crashes.
 FUZZ_CC     := clang
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-               $(CSTD) -Icommon -Ilb -Iworker
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(CSTD)
 FUZZ_NAMES  := http ws proto rt cfg disc fleet proxy static
 FUZZ_SECONDS ?= 30
 fuzz_http_SRC  := common/http.c common/buf.c
@@ -226,10 +281,17 @@ fuzz_proxy_LIBS := -lhttp_parser
 fuzz_static_SRC  := lb/static.c common/http.c common/buf.c common/met.c common/log.c
 fuzz_static_LIBS := -lhttp_parser -lcrypto -lpthread -lm
 
+# A target's room: the one directory besides common/ its sources come from.
+fuzz_room = $(or $(filter-out common,$(sort $(foreach f,$(fuzz_$(1)_SRC) $(fuzz_$(1)_DEPS),\
+                                                 $(firstword $(subst /, ,$(f)))))),common)
 define FUZZ_TARGET
-build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) $$(wildcard common/*.h lb/*.h worker/*.h) | deps-ok
+$$(if $$(filter 1,$$(words $$(call fuzz_room,$(1)))),,\
+  $$(error fuzz_$(1) takes sources from more than one room: $$(call fuzz_room,$(1))))
+build/fuzz/fuzz_$(1): fuzz/fuzz_$(1).c $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_DEPS) \
+                      $$(wildcard common/*.h $$(call fuzz_room,$(1))/*.h) | deps-ok
 	@mkdir -p $$(dir $$@)
-	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$< $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_LIBS)
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) $$(CPPFLAGS_$$(call fuzz_room,$(1))) -o $$@ $$< \
+	  $$(fuzz_$(1)_SRC) $$(fuzz_$(1)_LIBS)
 endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call FUZZ_TARGET,$(n))))
 

@@ -13,7 +13,7 @@
  * callbacks. The worker states and events inside the replies are parsed by
  * common/fleet.c, fuzzed on its own by fuzz_fleet.c. */
 #include "fuzz.h"
-#include "../lb/disc.c"
+#include "disc.c"
 
 #include <stdint.h>
 

@@ -38,6 +38,7 @@ sanitizer_env = _itg.sanitizer_env
 redis_server = _itg.redis_server
 worker_factory = _itg.worker_factory
 pytest_runtest_makereport = _itg.pytest_runtest_makereport
+_no_tmp_leftovers = _itg._no_tmp_leftovers
 
 import util  # noqa: E402
 from lbutil import lb_factory  # noqa: E402,F401

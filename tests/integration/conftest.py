@@ -1,17 +1,22 @@
 """Fixtures for the integration tests: a private Redis and worker processes.
 
 BIN_DIR (environment) selects the binaries, default <repo>/bin; `make test`
-points it at the sanitizer build. Every process started here is killed at
-teardown, whatever the test's outcome, and a worker's stderr is printed when
-its test failed or when it reported a sanitizer error.
+points it at the sanitizer build. LB_BIN_DIR, when set, selects the lb alone
+(`make tsan-test`: the ThreadSanitizer lb among ASan workers). Every process
+started here is killed at teardown, whatever the test's outcome, and a
+worker's stderr is printed when its test failed or when it reported a
+sanitizer error. A test run fails if it leaves anything named wslb-* in
+the temp directory.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -21,16 +26,19 @@ import util  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN_DIR = os.environ.get("BIN_DIR") or os.path.join(REPO, "bin")
+LB_BIN_DIR = os.environ.get("LB_BIN_DIR") or BIN_DIR
+TSAN_SUPPRESSIONS = os.path.join(REPO, "tests", "integration", "tsan.supp")
 
 # Sanitizer findings in a daemon's stderr fail the test that started it.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "ERROR: UndefinedBehaviorSanitizer")
+                   "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer",
+                   "FATAL: ThreadSanitizer")
 
 
 def binary(name):
-    path = os.path.join(BIN_DIR, name)
+    path = os.path.join(LB_BIN_DIR if name == "lb" else BIN_DIR, name)
     if not os.access(path, os.X_OK):
-        pytest.fail("%s is missing: build it first (make / make asan)" % path)
+        pytest.fail("%s is missing: build it first (make / make asan / make tsan)" % path)
     return path
 
 
@@ -62,7 +70,97 @@ def sanitizer_env():
     # Leaks make the process exit non-zero; the report is in stderr.
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    # Every race reported (not only the first), with the other thread's
+    # stack as far back as the history reaches; the suppressions say why
+    # each one is not a race.
+    env.setdefault("TSAN_OPTIONS", "halt_on_error=0:history_size=4:second_deadlock_stack=1:"
+                   "suppressions=" + TSAN_SUPPRESSIONS)
     return env
+
+
+# ---- temporary files -----------------------------------------------------------------
+# A test run fails if its tests leave anything named wslb-* in the temp
+# directory: such dirs hold private keys, tokens, secrets and sockets. Other
+# suites and people use the same host and the same names, so what counts is
+# (1) every wslb-* path this process made with tempfile (exact: each is
+# tracked from its creation, with the test that made it), and (2) new
+# entries named the way the scripts the tests run name theirs (mktemp(1):
+# wslb-NAME.XXXXXX, as run.sh and mkman.sh do) that no live process uses
+# and that are still there a few seconds later, rather than another suite's
+# live files.
+
+_SCRIPT_TMP_NAME = re.compile(r"wslb-[A-Za-z0-9_-]+\.[A-Za-z0-9]{6}")
+
+
+def _track_tmp(make, made_by):
+    def tracked(*args, **kwargs):
+        made = make(*args, **kwargs)
+        path = made[1] if isinstance(made, tuple) else made
+        if isinstance(path, str) and os.path.basename(path).startswith("wslb-"):
+            made_by[path] = os.environ.get("PYTEST_CURRENT_TEST", "outside a test")
+        return made
+    tracked.wslb_made_by = made_by
+    return tracked
+
+
+# path -> the test that made it; one record per process, however many times
+# this file is loaded (tests/browser loads it under a name of its own).
+if not hasattr(tempfile.mkdtemp, "wslb_made_by"):
+    tempfile.mkdtemp = _track_tmp(tempfile.mkdtemp, {})
+    tempfile.mkstemp = _track_tmp(tempfile.mkstemp, tempfile.mkdtemp.wslb_made_by)
+_TMP_MADE = tempfile.mkdtemp.wslb_made_by
+
+
+def _tmp_entries():
+    """wslb-* paths in the temp directories the tests and the scripts they
+    run use (tempfile's and /tmp)."""
+    names = set()
+    for d in {tempfile.gettempdir(), "/tmp"}:
+        try:
+            names |= {os.path.join(d, n) for n in os.listdir(d) if n.startswith("wslb-")}
+        except OSError:
+            pass
+    return names
+
+
+def _in_use(paths):
+    """The subset of paths that a live process has open or works in."""
+    used = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        links = ["/proc/%s/cwd" % pid]
+        try:
+            links += ["/proc/%s/fd/%s" % (pid, fd) for fd in os.listdir("/proc/%s/fd" % pid)]
+        except OSError:
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            used |= {p for p in paths if target == p or target.startswith(p + "/")}
+    return used
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_tmp_leftovers():
+    before = _tmp_entries()
+    yield
+    left = ["%s (made by %s)" % (p, t) for p, t in sorted(_TMP_MADE.items())
+            if os.path.lexists(p)]
+    def others():
+        new = {p for p in _tmp_entries() - before - set(_TMP_MADE)
+               if _SCRIPT_TMP_NAME.fullmatch(os.path.basename(p))}
+        return new - _in_use(new)
+    stay = others()
+    if stay:
+        # Another suite's files go within seconds; leftovers stay.
+        deadline = time.monotonic() + 5
+        while stay and time.monotonic() < deadline:
+            time.sleep(0.2)
+            stay &= others()
+    left += sorted("%s (left by a program a test ran)" % p for p in stay)
+    if left:
+        pytest.fail("tests left temporary files behind:\n  " + "\n  ".join(left))
 
 
 @pytest.fixture(autouse=True)

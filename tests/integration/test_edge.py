@@ -221,8 +221,9 @@ def test_bad_trusted_proxies_refused(lb_factory):
 
 # ---- upstream secret --------------------------------------------------------------------
 
-def test_upstream_secret_between_lb_and_worker(worker_factory, fake_backend, lb_factory):
-    tmp = tempfile.mkdtemp(prefix="wslb-edge-")
+def test_upstream_secret_between_lb_and_worker(worker_factory, fake_backend, lb_factory,
+                                              tmp_path):
+    tmp = str(tmp_path)  # removed with the test: it holds secrets
     secret = write_secret(tmp, "upstream", "lb-to-worker-" + os.urandom(8).hex())
     w = worker_factory(id="w1", upstream_secret_file=secret)
     # Straight to the worker without it, or with a wrong one: 403.
@@ -262,8 +263,8 @@ def test_upstream_secret_between_lb_and_worker(worker_factory, fake_backend, lb_
     lb.wait_active(0)
 
 
-def test_upstream_secret_file_errors(lb_factory):
-    tmp = tempfile.mkdtemp(prefix="wslb-edge-")
+def test_upstream_secret_file_errors(lb_factory, tmp_path):
+    tmp = str(tmp_path)  # removed with the test: it holds secrets
     empty = write_secret(tmp, "empty", "")
     for path in (empty, os.path.join(tmp, "missing")):
         lb = lb_factory(upstream_secret_file=path, ready=False)
@@ -292,8 +293,8 @@ def test_admin_off_loopback_needs_token():
     assert "not a loopback address" in out and "--admin-token-file" in out
 
 
-def test_admin_token_rules(worker_factory, lb_factory):
-    tmp = tempfile.mkdtemp(prefix="wslb-edge-")
+def test_admin_token_rules(worker_factory, lb_factory, tmp_path):
+    tmp = str(tmp_path)  # removed with the test: it holds secrets
     token = "adm-" + os.urandom(8).hex()
     tf = write_secret(tmp, "token", token)
     w = worker_factory(id="w1")

@@ -405,7 +405,7 @@ def test_resets_in_every_state(worker_factory, lb_factory):
 
     def slow_101(c):
         read_head(c)
-        time.sleep(1.0)
+        time.sleep(1.0)  # a backend slow to answer: the state the resets hit
         try:
             c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       b"Connection: Upgrade\r\n\r\n")

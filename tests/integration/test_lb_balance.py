@@ -119,10 +119,18 @@ def test_two_lbs_share_counts_through_redis(redis_server, worker_factory, lb_fac
                     ws = await util.ws_connect(w.url("/echo"))
                     await util.recv_hello(ws)
                     conns.append((ws, w.id))
-            await asyncio.sleep(1.5)  # one heartbeat: the lbs learn it
+            # The lbs learn it from the workers' next heartbeat.
+            def known(lb):
+                return all((lb.backend(w.id) or {}).get("conns_global", 0) >= 20
+                           for w in ws_[:2])
+            await asyncio.get_running_loop().run_in_executor(None, lambda: util.wait_for(
+                lambda: known(lb1) and known(lb2), 10, "both lbs to count w0's and w1's 20"))
             for i in range(80):
                 lb = lb1 if i % 2 == 0 else lb2
                 conns.append(await open_ws(lb.url("/echo")))
+                # Arrivals spread over ~2 s, so that each lb learns of the
+                # other's connections (a heartbeat later) while they come:
+                # the traffic under test, not a wait for an event.
                 await asyncio.sleep(0.02)
             return count_by(w for _, w in conns)
         finally:

@@ -57,6 +57,8 @@ def test_worker_started_later_is_discovered(redis_server, worker_factory, lb_fac
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(more) < 30:
             more.append(await open_ws(lb.url("/echo")))
+            # Arrivals spread over the slow start (the ramp under test),
+            # not a wait for an event.
             await asyncio.sleep(0.05)
         picked = count_by(w for _, w in more)
         await asyncio.gather(*(ws.close() for ws, _ in held + more), return_exceptions=True)
@@ -157,10 +159,11 @@ def test_drain_through_worker_sigterm(worker_factory, lb_factory):
             assert wid2 == "a"
             await ws.close()
             ws = ws2
-        # A slow run keeps `a` draining (not gone) for a while.
-        await util.send_json(ws, util.run_msg("python3", "import time; time.sleep(3); print(9)",
-                                              timeout_ms=20000))
-        await asyncio.sleep(0.3)
+        # A slow run keeps `a` draining (not gone) for a while, once it runs.
+        await util.send_json(ws, util.run_msg(
+            "python3", "import time; print('go', flush=True); time.sleep(3); print(9)",
+            timeout_ms=20000))
+        assert (await util.recv_json(ws, 20))["data"] == "go\n"
         a.stop(signal.SIGTERM)
         picked, failures = [], []
         t_end = time.monotonic() + 2.0
@@ -171,7 +174,7 @@ def test_drain_through_worker_sigterm(worker_factory, lb_factory):
                 await c.close()
             except Exception as e:
                 failures.append(repr(e))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # clients keep arriving through the drain: the scenario
         r = await asyncio.wait_for(util.collect_run(ws, "r1"), 20)
         assert r.stdout == "9\n", r
         await ws.close()
@@ -189,9 +192,10 @@ def test_only_draining_workers_left_means_503(worker_factory, lb_factory):
 
     async def go():
         ws, _ = await open_ws(lb.url("/eval"))
-        await util.send_json(ws, util.run_msg("python3", "import time; time.sleep(2); print(9)",
-                                              timeout_ms=20000))
-        await asyncio.sleep(0.3)
+        await util.send_json(ws, util.run_msg(
+            "python3", "import time; print('go', flush=True); time.sleep(2); print(9)",
+            timeout_ms=20000))
+        assert (await util.recv_json(ws, 20))["data"] == "go\n"  # running
         a.stop(signal.SIGTERM)
         await asyncio.get_running_loop().run_in_executor(None, lambda: util.wait_for(
             lambda: util.http_get(a.addr, "/healthz")[0] == 503, 5, "a draining"))

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-import tempfile
 import time
 
 import pytest
@@ -202,9 +201,9 @@ def test_max_conns_sheds_with_503(worker_factory, lb_factory):
     assert util.http_get(lb.addr, "/healthz")[0] == 200
 
 
-def test_wss_through_tls_listener_and_reload(worker_factory, lb_factory):
+def test_wss_through_tls_listener_and_reload(worker_factory, lb_factory, tmp_path):
     w = worker_factory(id="w1")
-    d = tempfile.mkdtemp(prefix="wslb-tls-")
+    d = str(tmp_path)  # removed with the test: it holds the private key
     cert, key = make_cert(d)
     tls_addr = "127.0.0.1:%d" % util.free_port()
     lb = lb_factory(backend="w1=" + w.addr, tls_listen=tls_addr, cert=cert, key=key)
@@ -328,11 +327,11 @@ def test_several_threads_serve(worker_factory, lb_factory):
     assert "access client=" not in lb.stderr_text()
 
 
-def test_tls_forwarded_proto_alpn_and_stalled_handshake(fake_backend, lb_factory):
+def test_tls_forwarded_proto_alpn_and_stalled_handshake(fake_backend, lb_factory, tmp_path):
     import json
     import ssl
     fb = fake_backend(echo_headers_handler)
-    d = tempfile.mkdtemp(prefix="wslb-tls-")
+    d = str(tmp_path)  # removed with the test: it holds the private key
     cert, key = make_cert(d)
     tls_addr = "127.0.0.1:%d" % util.free_port()
     lb = lb_factory(backend="h=" + fb.addr, tls_listen=tls_addr, cert=cert, key=key,
@@ -387,7 +386,7 @@ def test_idle_timeout_and_grace_period_end_tunnels(worker_factory, lb_factory):
         for i in range(6):
             await busy.send("x")
             assert await asyncio.wait_for(busy.recv(), 5) == "x"
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # traffic every 0.3 s for longer than the 1 s idle timeout
         # ...but not the end of the grace period after SIGTERM.
         lb.stop(signal.SIGTERM)
         t0 = time.monotonic()

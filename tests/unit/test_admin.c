@@ -15,9 +15,9 @@
 #include <ev.h>
 #include <jansson.h>
 
-#include "../../lb/admin.h"
-#include "../../lb/be.h"
-#include "../../lb/lbs.h"
+#include "admin.h"
+#include "be.h"
+#include "lbs.h"
 #include "fleet.h"
 #include "log.h"
 #include "sock.h"

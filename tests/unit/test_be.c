@@ -9,8 +9,8 @@
 #include <cmocka.h>
 #include <pthread.h>
 
-#include "../../lb/be.h"
-#include "../../lb/be_int.h" /* refs, remote_base: what only be's own tests look at */
+#include "be.h"
+#include "be_int.h" /* refs, remote_base: what only be's own tests look at */
 #include "log.h"
 
 static sock_addr_t addr_of(int port)

@@ -15,8 +15,8 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include "../../lb/be.h"
-#include "../../lb/be_int.h"
+#include "be.h"
+#include "be_int.h"
 #include "log.h"
 
 static sock_addr_t addr_of(int port)

@@ -12,11 +12,11 @@
 
 #include <jansson.h>
 
-#include "../../ctl/ctl_cmd.h"
-#include "../../ctl/ctl_fleet.h"
-#include "../../ctl/ctl_http.h"
-#include "../../ctl/ctl_reg.h"
-#include "../../ctl/ctl_show.h"
+#include "ctl_cmd.h"
+#include "ctl_fleet.h"
+#include "ctl_http.h"
+#include "ctl_reg.h"
+#include "ctl_show.h"
 
 /* ---- URLs and paths ------------------------------------------------------------ */
 

@@ -18,9 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../ctl/ctl_cmd.h"
-#include "../../ctl/ctl_http.h"
-#include "../../ctl/ctl_net.h"
+#include "ctl_cmd.h"
+#include "ctl_http.h"
+#include "ctl_net.h"
 
 /* ---- a scripted HTTP server ------------------------------------------------------ */
 
@@ -53,7 +53,7 @@ static void *srv_main(void *arg)
     for (size_t i = 0; s->parts && s->parts[i]; i++) {
         if (write(fd, s->parts[i], strlen(s->parts[i])) < 0)
             break;
-        usleep(20000);
+        usleep(20000); /* each part in a read of its own: the framing under test */
     }
     close(fd);
     return NULL;
@@ -251,9 +251,15 @@ static void test_cmd(void **state)
     ctl_cmd_t c;
     char err[200];
     assert_int_equal(
-        ctl_cmd_start(&c, "sleep 30 & sleep 30; wait", "w", "h", "1", err, sizeof(err)), 0);
+        ctl_cmd_start(&c, "sleep 30 & echo up; sleep 30; wait", "w", "h", "1", err, sizeof(err)),
+        0);
     assert_int_equal(getpgid(c.pid), c.pid);
-    usleep(100000);
+    /* the background sleep exists once the shell has gone past it */
+    struct pollfd p = {.fd = c.fd[0], .events = POLLIN};
+    char up[8];
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    assert_int_equal(read(c.fd[0], up, sizeof(up)), 3);
+    assert_memory_equal(up, "up\n", 3);
     ctl_cmd_kill(&c, SIGTERM);
     double t1 = ctl_now();
     while (!ctl_cmd_reap(&c) && ctl_now() - t1 < 5)
@@ -263,7 +269,6 @@ static void test_cmd(void **state)
     assert_string_equal(ctl_cmd_describe(c.status, err, sizeof(err)),
                         "killed by signal 15 (Terminated)");
     /* the background sleep went with the group: the pipe reaches EOF at once */
-    struct pollfd p = {.fd = c.fd[0], .events = POLLIN};
     assert_int_equal(poll(&p, 1, 2000), 1);
     char b;
     assert_int_equal(read(c.fd[0], &b, 1), 0);

@@ -19,8 +19,8 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
-#include "../../lb/be.h"
-#include "../../lb/disc.h"
+#include "be.h"
+#include "disc.h"
 #include "log.h"
 #include "sock.h"
 

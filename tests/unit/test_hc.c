@@ -16,8 +16,8 @@
 
 #include <ev.h>
 
-#include "../../lb/be.h"
-#include "../../lb/hc.h"
+#include "be.h"
+#include "hc.h"
 #include "log.h"
 #include "sock.h"
 

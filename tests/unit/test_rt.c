@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "../../worker/rt.h"
+#include "rt.h"
 
 static int load(rt_table_t *t, const char *text, char *err, size_t errlen)
 {

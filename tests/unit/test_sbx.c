@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../worker/sbx.h"
-#include "../../worker/sbx_int.h"
+#include "sbx.h"
+#include "sbx_int.h"
 
 #define WORK_ROOT_FMT "/tmp/sbx-test-%d"
 #define OUT_MAX       65536

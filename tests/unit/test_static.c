@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../lb/static.h"
+#include "static.h"
 #include "buf.h"
 #include "http.h"
 #include "log.h"

@@ -11,8 +11,8 @@
 #include <netinet/in.h>
 #include <cmocka.h>
 
-#include "../../bench/wb_url.c"
-#include "../../bench/wb_hist.c"
+#include "wb_url.c"
+#include "wb_hist.c"
 
 static void parse_ok(const char *s, wb_url_t *u)
 {
