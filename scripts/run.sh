@@ -207,6 +207,18 @@ shutdown() {
             done
         fi
     done
+    # Their last lines first: each daemon's prefixer ends once its pipe has
+    # no writer, and what they print must come before Redis's own lines.
+    for n in "${pids[@]}"; do
+        eval "exec ${LOGFD[$n]}>&-"
+        LOGFD[$n]=""
+    done
+    deadline=$((SECONDS + 3))
+    for n in "${pids[@]}"; do
+        while kill -0 "${PREFIXER[$n]}" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.05
+        done
+    done
     if [ -n "${PID[redis]:-}" ]; then
         say "workers and lb stopped; stopping redis"
         kill -TERM "${PID[redis]}" 2>/dev/null
@@ -215,7 +227,7 @@ shutdown() {
     fi
     [ -n "$TIMER" ] && kill "$TIMER" 2>/dev/null
     for n in "${NAMES[@]}"; do
-        eval "exec ${LOGFD[$n]}>&-"
+        [ -n "${LOGFD[$n]}" ] && eval "exec ${LOGFD[$n]}>&-"
         wait "${PREFIXER[$n]}" 2>/dev/null
     done
     rm -rf "$tmp"
