@@ -190,6 +190,15 @@ def block(s, path):
         lines.append("- Memory: %s" % f["mem_note"])
     if m.get("stale"):
         lines.append("- Warning from the run: %s." % m["stale"])
+    d = os.path.dirname(path)
+    plots = [(n, t) for n, t in (("balance", "balance: leastconn vs roundrobin"),
+                                 ("latency", "echo latency distribution, median round"),
+                                 ("memory", "memory per idle connection"),
+                                 ("scaleout", "scale-out"))
+             if os.path.exists(os.path.join(ROOT, d, n + ".svg"))]
+    if plots:
+        lines.append("")
+        lines += ["![%s](%s/%s.svg)" % (t, d, n) for n, t in plots]
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@
 # under bwrap; memory per idle websocket; failover, rolling deploy, scale-out
 # and two-lb runs.
 #
-#   bench/run.sh short    about 10 minutes (make bench)
+#   bench/run.sh short    under 10 minutes (make bench)
 #   bench/run.sh full     longer rounds and bigger counts (make bench-full)
 #
 # Starts its own Redis, workers, lbs, HAProxy and nginx on free 127.0.0.1
