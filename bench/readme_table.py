@@ -116,13 +116,13 @@ def main_table(s):
           and isinstance(hap, (int, float)) and hap else "–")
     lines.append(row("memory per idle websocket (%s held), bytes"
                      % rounds.fmt_num(s["facts"].get("mem_held_lb"), 0), mem, "**%s**" % mr))
-    bal = ["–"] + ["%s / %s" % (fact(s, "bal_%s_max_over_mean_p50" % fr),
-                                fact(s, "bal_%s_max_over_mean_p99" % fr))
+    bal = ["–"] + ["%s / %s" % (fact(s, "bal_%s_max_over_mean_p50" % fr, ratio4),
+                                fact(s, "bal_%s_max_over_mean_p99" % fr, ratio4))
                    for fr in FRONTS[1:]]
     lines.append(row("balance under churn, max/mean live per worker, p50 / p99", bal))
     lines.append(row("same with `--algo roundrobin`", [
-        "–", "%s / %s" % (fact(s, "bal_lbrr_max_over_mean_p50"),
-                          fact(s, "bal_lbrr_max_over_mean_p99")), "", ""]))
+        "–", "%s / %s" % (fact(s, "bal_lbrr_max_over_mean_p50", ratio4),
+                          fact(s, "bal_lbrr_max_over_mean_p99", ratio4)), "", ""]))
     lines.append(row("failover: failed handshakes when a worker is SIGKILLed", [
         "–", fact(s, "fo_lb_hs_fail"), fact(s, "fo_haproxy_hs_fail"), ""]))
     lines.append(row("failover: time until the dead worker is marked down, ms", [
@@ -158,6 +158,10 @@ def worker_table(s):
     return lines
 
 
+def ratio4(v):
+    return "%.4f" % v if isinstance(v, (int, float)) else str(v)
+
+
 def block(s, path):
     m = s["meta"]
     date = str(m.get("stamp", "?"))
@@ -182,9 +186,9 @@ def block(s, path):
         "connections in its first second, and max/mean was under 1.1 after %s s."
         % (fact(s, "so_peak_share", lambda v: "%.0f%%" % (100 * v)), fact(s, "so_settle_s")),
         "- Two lbs sharing Redis, one restarted midway: max/mean p50 %s / p99 %s with both "
-        "running, %s / %s after the restart." % (
-            fact(s, "two_before_p50"), fact(s, "two_before_p99"), fact(s, "two_after_p50"),
-            fact(s, "two_after_p99")),
+        "running, %s / %s after the restart." % tuple(
+            fact(s, k, ratio4) for k in ("two_before_p50", "two_before_p99", "two_after_p50",
+                                         "two_after_p99")),
     ]
     if f.get("mem_note"):
         lines.append("- Memory: %s" % f["mem_note"])
