@@ -347,6 +347,8 @@ static int wb_spawn_setup(wb_spawn_ctx_t *x, char *err, size_t errlen)
     return 0;
 }
 
+/* See wb_spawn.h. One function on purpose: setup, the start/poll loop, the
+ * bounded reaping of killed runs and the single cleanup path read in order. */
 int wb_spawn_run(const wb_spawn_opts_t *o, wb_spawn_result_t *res, char *err, size_t errlen)
 {
     wb_spawn_ctx_t x = {.o = o, .res = res};
@@ -504,6 +506,7 @@ static int wb_spawn_num(const char *s, double lo, double hi, double *v)
     return (errno || end == s || *end != '\0' || *v != *v || *v < lo || *v > hi) ? -1 : 0;
 }
 
+/* See wb_spawn.h. Long only by its option switch, one case per flag. */
 int wb_spawn_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
