@@ -1,4 +1,5 @@
-/* wsbench: websocket load generator (rtt, handshake, hold, balance, eval).
+/* wsbench: websocket load generator (rtt, handshake, hold, balance, eval),
+ * plus `spawn`, the unsandboxed baseline of an evaluation (wb_spawn).
  *
  * Each process runs one libev loop (wb_run). `--procs N` forks N of them,
  * splits the connection counts and rates between them and adds their
@@ -18,6 +19,7 @@
 
 #include "log.h"
 #include "wb_run.h"
+#include "wb_spawn.h"
 
 #define WB_MAX_URLS  16
 #define WB_MAX_SRCS  64
@@ -40,12 +42,15 @@ static void wb_usage(FILE *f)
             "  balance    connections with exponential lifetimes (mean -L ms) opened at -r/s\n"
             "             (default -c/-L*1000, i.e. about -c alive); per-worker live counts from\n"
             "             the hello message, max/mean over time\n"
-            "  eval       -c clients running --code with --runtime on /eval in a loop\n"
+            "  eval       -c clients running --code with --runtime on /eval in a loop (-n: stop\n"
+            "             after that many evaluations)\n"
+            "  spawn      the same program without a worker: wsbench spawn --help\n"
             "\n"
             "Options:\n"
             "  -c N               connections / clients (default: rtt 50, handshake 50, balance\n"
             "                     1000, eval 4)\n"
-            "  -n N               hold: connections to open (default 1000)\n"
+            "  -n N               hold: connections to open (default 1000); eval: evaluations\n"
+            "                     to complete before stopping (default: until -d)\n"
             "  -r RATE            new connections per second (default: hold 2000, balance c/L,\n"
             "                     others all at once)\n"
             "  -s BYTES           rtt message size, >= 8 (default 64)\n"
@@ -479,7 +484,7 @@ int main(int argc, char **argv)
     size_t nsrcs = 0;
     long procs = 1;
     const char *hist_path = NULL;
-    int have_c = 0, have_r = 0, have_warm = 0, opt;
+    int have_c = 0, have_n = 0, have_r = 0, have_warm = 0, opt;
     char err[512];
 
     log_set_tag("wsbench");
@@ -505,13 +510,16 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc < 2)
-        return wb_bad("%s", "missing MODE (rtt|handshake|hold|balance|eval)");
+        return wb_bad("%s", "missing MODE (rtt|handshake|hold|balance|eval|spawn)");
+    if (strcmp(argv[1], "spawn") == 0)
+        return wb_spawn_main(argc - 1, argv + 1);
     int m = -1;
     for (int i = 0; i <= WB_MODE_EVAL; i++)
         if (strcmp(argv[1], wb_mode_names[i]) == 0)
             m = i;
     if (m < 0)
-        return wb_bad("unknown mode '%s' (expected rtt|handshake|hold|balance|eval)", argv[1]);
+        return wb_bad("unknown mode '%s' (expected rtt|handshake|hold|balance|eval|spawn)",
+                      argv[1]);
     o.mode = (enum wb_mode)m;
     o.conns = o.mode == WB_MODE_BALANCE ? 1000 : o.mode == WB_MODE_EVAL ? 4 : 50;
 
@@ -527,6 +535,7 @@ int main(int argc, char **argv)
         case 'n':
             if (wb_long(optarg, 1, 10000000, &o.count) < 0)
                 return wb_bad("-n: '%s' is not a count >= 1", optarg);
+            have_n = 1;
             break;
         case 'r':
             if (wb_num(optarg, 0.001, 1e7, &o.rate) < 0)
@@ -650,6 +659,10 @@ int main(int argc, char **argv)
     }
     if (o.mode == WB_MODE_EVAL && strlen(o.code) > 1024 * 1024)
         return wb_bad("%s", "--code is over 1 MiB");
+    if (o.mode == WB_MODE_EVAL && !have_n)
+        o.count = 0; /* no count: the duration alone ends it */
+    if (o.mode == WB_MODE_EVAL && have_n && o.count < procs)
+        return wb_bad("%s", "-n is below --procs: every process needs at least one evaluation");
 
     /* Descriptors: raise the soft limit to the hard one, then check. */
     struct rlimit rl;

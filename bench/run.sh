@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Benchmark scenarios: the lb side by side with HAProxy and nginx in front of
-# the same workers, plus failover, rolling deploy, scale-out and two-lb runs.
+# the same workers, in interleaved rounds with each front's CPU per operation,
+# at one and two proxy threads; the worker against the same program bare and
+# under bwrap; memory per idle websocket; failover, rolling deploy, scale-out
+# and two-lb runs.
 #
-#   bench/run.sh short    a few minutes (make bench)
-#   bench/run.sh full     up to ~20 minutes (make bench-full)
+#   bench/run.sh short    under 10 minutes (make bench)
+#   bench/run.sh full     longer rounds and bigger counts (make bench-full)
 #
-# Starts its own Redis, workers, lb(s), HAProxy and nginx on free 127.0.0.1
+# Starts its own Redis, workers, lbs, HAProxy and nginx on free 127.0.0.1
 # ports, with every config, pid and log file in a temp dir (nothing under
-# /etc is read or written), and writes bench/results/<date>/report.md plus
-# SVG plots. Raw outputs go to bench/results/<date>/raw/ (not committed).
+# /etc is read or written), and writes bench/results/<date>/report.md,
+# summary.json (what bench/readme_table.py reads) and SVG plots. Raw outputs
+# go to bench/results/<date>/raw/ (not committed).
 # Environment: BIN_DIR (default ./bin), LB_STATIC=1 to give the lb static
-# --backend flags as well as Redis discovery.
+# --backend flags as well as Redis discovery, ROUNDS, HOLD_MAX (largest
+# number of idle websockets held), NO_T2=1 to skip the two-thread pass.
 set -euo pipefail
 
 MODE=${1:-short}
@@ -26,8 +31,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN_DIR:-$ROOT/bin}
 WSB=$BIN/wsbench
 PY=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 LBSTAT="$PY $ROOT/bench/scenarios/lbstat.py"
 SERIES="$PY $ROOT/bench/scenarios/series.py"
+ROUNDS_PY="$PY $ROOT/bench/scenarios/rounds.py"
+COMMIT=$(bench_commit "$ROOT")
 STAMP=$(date -u +%Y-%m-%d-%H%M)
 OUT=$ROOT/bench/results/$STAMP
 RAW=$OUT/raw
@@ -35,6 +44,7 @@ TMP=$(mktemp -d /tmp/wslb-bench.XXXXXX)
 mkdir -p "$RAW"
 CMDS=$RAW/commands.txt
 : >"$CMDS"
+T_BEGIN=$SECONDS
 
 for b in "$WSB" "$BIN/lb" "$BIN/worker"; do
     [ -x "$b" ] || {
@@ -49,23 +59,48 @@ command -v redis-server >/dev/null || {
 HAPROXY=$(command -v haproxy || true)
 NGINX=$(command -v nginx || true)
 GNUPLOT=$(command -v gnuplot || true)
+BWRAP=$(command -v bwrap || true)
+# A report names the commit it measured: say so when a binary is older than
+# its sources (make bench rebuilds first; bench/run.sh alone does not).
+STALE=""
+for b in lb:lb worker:worker wsbench:bench; do
+    if [ -n "$(find "$ROOT/${b#*:}" "$ROOT/common" -name '*.[ch]' -newer "$BIN/${b%%:*}" \
+        2>/dev/null | head -1)" ]; then
+        STALE+="${STALE:+, }$BIN/${b%%:*} is older than its sources"
+    fi
+done
+[ -n "$STALE" ] && STALE+=": the binaries may not be commit $COMMIT"
+# Every process started here may use the hard open-files limit.
+ulimit -n "$(ulimit -Hn)"
 
 # ---- sizes -------------------------------------------------------------------
+# A proxied websocket costs its proxy two descriptors: the most idle ones a
+# front can hold is about half the open-files limit.
+NOFILE=$(front_nofile)
+FD_CONNS=$(((NOFILE - 100) / 2))
+HOLD_MAX=${HOLD_MAX:-$((FD_CONNS < 10000 ? FD_CONNS : 10000))}
+MAXE=$((2 * $(nproc))) # the workers' --max-evals (their default, made explicit)
 if [ "$MODE" = short ]; then
-    D=4               # seconds per rtt/handshake/eval measurement
-    RTT_C=50          # rtt connections
-    HS_C=16           # concurrent handshake cycles
-    HOLD_NS="500 1000 2000"
-    HOLD_R=4000
-    BAL_C=400 BAL_L=2000 BAL_D=12 # balance: alive, mean life ms, seconds
-    SO_C=200 SO_L=2000 SO_D=14 SO_AT=6
-    TWO_C=400 TWO_L=2000 TWO_D=14 TWO_AT=6
-    FO_D=8 FO_AT=3
+    ROUNDS=${ROUNDS:-5}
+    D=3  # seconds per rtt/handshake run
+    ED=3 # seconds per one-client eval run
+    WS_RUNS=300
+    RTT_C=50 # rtt connections
+    HS_C=16  # concurrent handshake cycles
+    HOLD_NS="1000 5000 $HOLD_MAX"
+    HOLD_R=5000
+    BAL_C=400 BAL_L=2000 BAL_D=10 # balance: alive, mean life ms, seconds
+    SO_C=200 SO_L=2000 SO_D=12 SO_AT=5
+    TWO_C=400 TWO_L=2000 TWO_D=12 TWO_AT=5
+    FO_D=6 FO_AT=2
 else
-    D=10
+    ROUNDS=${ROUNDS:-7}
+    D=8
+    ED=6
+    WS_RUNS=1000
     RTT_C=200
     HS_C=64
-    HOLD_NS="1000 2000 4000 8000"
+    HOLD_NS="1000 2500 5000 $HOLD_MAX"
     HOLD_R=5000
     BAL_C=2000 BAL_L=10000 BAL_D=45
     SO_C=1000 SO_L=10000 SO_D=60 SO_AT=30
@@ -120,32 +155,15 @@ stop() {
     unset "PID[$name]"
 }
 
-# N free TCP ports on 127.0.0.1, distinct from each other.
-free_ports() {
-    $PY - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-# Polls URL until it answers with status CODE, at most TIMEOUT seconds.
-wait_http() {
-    local url=$1 code=${2:-200} timeout=${3:-10}
-    local deadline=$((SECONDS + timeout))
-    while [ $SECONDS -lt $deadline ]; do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" = "$code" ] && return 0
-        sleep 0.05
+# Resident memory of PIDS, summed, in KiB.
+rss_kb() {
+    local p kb=0 v
+    for p in "$@"; do
+        v=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+        kb=$((kb + ${v:-0}))
     done
-    log "timeout waiting for $code from $url"
-    return 1
+    echo "$kb"
 }
-
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # Value of key in the RESULT line of raw/NAME.out ('-' when absent).
 kv() {
@@ -162,12 +180,19 @@ wsb() {
     "$WSB" "$@" >"$RAW/$name.out" 2>"$RAW/$name.err" || log "wsbench $name exited $?"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 ms() { awk -v u="$1" 'BEGIN { if (u == "-") print "-"; else printf "%.3f", u / 1000 }'; }
+
+# Figures for summary.json besides the rounds': meta (what ran) and facts
+# (what the other scenarios measured), one "key<TAB>value" per line.
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$RAW/meta.tsv"; }
+fact() { printf '%s\t%s\n' "$1" "$2" >>"$RAW/facts.tsv"; }
+: >"$RAW/meta.tsv"
+: >"$RAW/facts.tsv"
+printf '# pass\tcase\tfront\tround\torder\tname\tfront_own\tfront_children\tworkers_own\tworkers_children\n' >"$RAW/runs.tsv"
 
 # ---- services ----------------------------------------------------------------
 read -r REDIS_PORT LB_PORT LB_ADMIN LB2_PORT LB2_ADMIN LBRR_PORT LBRR_ADMIN HAP_PORT NGX_PORT \
-    W1 W2 W3 W4 W5 < <(free_ports 14)
+    LBT2_PORT LBT2_ADMIN HAPT2_PORT NGXT2_PORT W1 W2 W3 W4 W5 < <(free_ports 18)
 WPORT[w1]=$W1 WPORT[w2]=$W2 WPORT[w3]=$W3 WPORT[w4]=$W4 WPORT[w5]=$W5
 REDIS=127.0.0.1:$REDIS_PORT
 
@@ -180,23 +205,25 @@ done
 
 start_worker() {
     local id=$1
+    # Each worker's slots get uids of their own, derived from its (unique,
+    # live) port so that runs sharing the machine do not share them either.
     start "$id" "$BIN/worker" --listen "127.0.0.1:${WPORT[$id]}" --id "$id" --redis "$REDIS" \
-        --uid-base $((100000 + 64 * ${WPORT[$id]})) --drain-s 5 --log-level warn
+        --uid-base $((100000 + 1024 * ${WPORT[$id]})) --max-evals "$MAXE" --drain-s 5 --log-level warn
     wait_http "http://127.0.0.1:${WPORT[$id]}/healthz" 200 15
 }
 for i in $(seq $NW); do start_worker "w$i"; done
 
-lb_args() { # PORT ADMIN [extra...]
-    local port=$1 admin=$2
-    shift 2
+lb_args() { # PORT ADMIN THREADS [extra...]
+    local port=$1 admin=$2 threads=$3
+    shift 3
     # The bench drives the workers' /echo as well as /eval: both are routes.
-    echo --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --redis "$REDIS" --threads 1 \
+    echo --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --redis "$REDIS" --threads "$threads" \
         --log-level warn --access-log=false --route /eval --route /echo "$@"
     if [ "${LB_STATIC:-0}" = 1 ]; then
         for i in $(seq $NW); do echo --backend "w$i=127.0.0.1:${WPORT[w$i]}"; done
     fi
 }
-start_lb() { # NAME PORT ADMIN [extra...]
+start_lb() { # NAME PORT ADMIN THREADS [extra...]
     local name=$1 port=$2 admin=$3
     shift 3
     # shellcheck disable=SC2046
@@ -204,148 +231,247 @@ start_lb() { # NAME PORT ADMIN [extra...]
     wait_http "http://127.0.0.1:$admin/healthz" 200 15
     $LBSTAT up "127.0.0.1:$admin" "$NW" 15
 }
-start_lb lb "$LB_PORT" "$LB_ADMIN"
+start_haproxy() { # NAME PORT NBTHREAD
+    local dir=$TMP/$1 servers=() i
+    mkdir -p "$dir"
+    for i in $(seq $NW); do servers+=("w$i=127.0.0.1:${WPORT[w$i]}"); done
+    render_haproxy "$ROOT/bench/haproxy.cfg.in" "$dir/haproxy.cfg" "$dir" "$2" "$3" "${servers[@]}"
+    start "$1" "$HAPROXY" -db -f "$dir/haproxy.cfg"
+    wait_http "http://127.0.0.1:$2/healthz" 200 15
+}
+start_nginx() { # NAME PORT WORKERS
+    local dir=$TMP/$1 servers=() i
+    mkdir -p "$dir"
+    for i in $(seq $NW); do servers+=("127.0.0.1:${WPORT[w$i]}"); done
+    render_nginx "$ROOT/bench/nginx.conf.in" "$dir/nginx.conf" "$dir" "$2" "$3" "${servers[@]}"
+    start "$1" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$dir/nginx-error.log"
+    wait_http "http://127.0.0.1:$2/healthz" 200 15
+}
+start_lb lb "$LB_PORT" "$LB_ADMIN" 1
 
 declare -A URL
 URL[direct]=ws://127.0.0.1:$W1
 URL[lb]=ws://127.0.0.1:$LB_PORT
 TARGETS="direct lb"
 if [ -n "$HAPROXY" ]; then
-    servers=""
-    for i in $(seq $NW); do servers+="    server w$i 127.0.0.1:${WPORT[w$i]} check"$'\n'; done
-    sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$HAP_PORT|g" "$ROOT/bench/haproxy.cfg.in" |
-        awk -v s="$servers" '{ if ($0 == "@SERVERS@") printf "%s", s; else print }' >"$TMP/haproxy.cfg"
-    start haproxy "$HAPROXY" -db -f "$TMP/haproxy.cfg"
-    wait_http "http://127.0.0.1:$HAP_PORT/healthz" 200 15
+    start_haproxy haproxy "$HAP_PORT" 1
     URL[haproxy]=ws://127.0.0.1:$HAP_PORT
     TARGETS+=" haproxy"
 fi
 if [ -n "$NGINX" ]; then
-    servers=""
-    for i in $(seq $NW); do servers+="        server 127.0.0.1:${WPORT[w$i]};"$'\n'; done
-    sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$NGX_PORT|g" "$ROOT/bench/nginx.conf.in" |
-        awk -v s="$servers" '{ if ($0 == "@SERVERS@") printf "%s", s; else print }' >"$TMP/nginx.conf"
-    start nginx "$NGINX" -p "$TMP/" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log"
-    wait_http "http://127.0.0.1:$NGX_PORT/healthz" 200 15
+    start_nginx nginx "$NGX_PORT" 1
     URL[nginx]=ws://127.0.0.1:$NGX_PORT
     TARGETS+=" nginx"
 fi
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-log "up: redis $REDIS, workers $W1 $W2 $W3 $W4, lb $LB_PORT, targets: $TARGETS"
+log "up: redis $REDIS, workers $W1 $W2 $W3 $W4, lb $LB_PORT, targets: $TARGETS (commit $COMMIT)"
+[ -n "$STALE" ] && log "warning: $STALE"
 
-# The process whose memory a target's idle connections cost.
-target_pid() {
-    case $1 in
-    direct) echo "${PID[w1]}" ;;
-    lb) echo "${PID[lb]}" ;;
-    haproxy) echo "${PID[haproxy]}" ;;
-    nginx) pgrep -P "${PID[nginx]}" | head -1 ;; # the one worker process
+# The processes whose CPU (and memory) a front costs, per pass: the lb's or
+# HAProxy's one process (all its threads), nginx's worker processes, the
+# worker itself for "direct".
+front_pids() { # PASS FRONT
+    case $1:$2 in
+    t1:direct | w:worker) echo "${PID[w1]}" ;;
+    t1:lb) echo "${PID[lb]}" ;;
+    t2:lb) echo "${PID[lbt2]}" ;;
+    t1:haproxy) echo "${PID[haproxy]}" ;;
+    t2:haproxy) echo "${PID[haproxyt2]}" ;;
+    t1:nginx) pgrep -P "${PID[nginx]}" | paste -sd' ' ;;
+    t2:nginx) pgrep -P "${PID[nginxt2]}" | paste -sd' ' ;;
+    *) echo "" ;;
     esac
 }
+worker_pids() { echo "${PID[w1]} ${PID[w2]} ${PID[w3]} ${PID[w4]}"; }
 
 # ---- memory: idle websockets held, measured first while every front is fresh --------
 # Holds accumulate (each wsbench keeps its connections until told to stop),
 # so RSS is read at N1, N2, ... open connections without the allocator
-# reusing memory freed by an earlier, smaller run.
+# reusing memory freed by an earlier, smaller run. Several client processes
+# and source addresses keep each under the open-files limit and the port range.
 echo "# n direct_mb lb_mb haproxy_mb nginx_mb" >"$RAW/memory.dat"
-declare -A KBPC
 declare -A MEMROW
+SRC_IPS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 for t in direct lb haproxy nginx; do
     if [[ " $TARGETS " != *" $t "* ]]; then
         for n in $HOLD_NS; do MEMROW[$n]+=" NaN"; done
         continue
     fi
     log "hold $t"
-    pid=$(target_pid "$t")
-    before=$(rss_kb "$pid")
+    pids=$(front_pids t1 "$t")
+    # shellcheck disable=SC2086
+    before=$(rss_kb $pids)
     have=0
     hps=""
     for n in $HOLD_NS; do
         inc=$((n - have))
-        echo "wsbench hold -n $inc -r $HOLD_R -d 300 ${URL[$t]}/echo   # cumulative $n held; stopped with SIGINT" >>"$CMDS"
-        "$WSB" hold -q -n "$inc" -r "$HOLD_R" -d 300 "${URL[$t]}/echo" >"$RAW/hold-$t-$n.out" 2>&1 &
+        procs=$(((inc + 7999) / 8000))
+        echo "wsbench hold -n $inc -r $HOLD_R -d 300 --procs $procs --source-ips $SRC_IPS ${URL[$t]}/echo   # cumulative $n held; stopped with SIGINT" >>"$CMDS"
+        "$WSB" hold -q -n "$inc" -r "$HOLD_R" -d 300 --procs "$procs" --source-ips "$SRC_IPS" \
+            "${URL[$t]}/echo" >"$RAW/hold-$t-$n.out" 2>&1 &
         hps+=" $!"
         deadline=$((SECONDS + 60))
         until grep -q '^HOLDING' "$RAW/hold-$t-$n.out" || [ $SECONDS -ge $deadline ]; do sleep 0.05; done
         have=$((have + $(sed -n 's/^HOLDING n=//p' "$RAW/hold-$t-$n.out" | head -1)))
-        after=$(rss_kb "$pid")
+        # shellcheck disable=SC2086
+        after=$(rss_kb $pids)
         MEMROW[$n]+=" $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", (a - b) / 1024 }')"
-        KBPC[$t]=$(awk -v a="$after" -v b="$before" -v n="$have" \
-            'BEGIN { if (n + 0 > 0) printf "%.2f", (a - b) / n; else print "-" }')
         echo "$t held=$have rss_before_kb=$before rss_after_kb=$after" >>"$RAW/memory.txt"
     done
+    fact "mem_held_$t" "$have"
+    fact "mem_before_kb_$t" "$before"
+    fact "mem_after_kb_$t" "$after"
+    fact "mem_${t}_bytes" "$(awk -v a="$after" -v b="$before" -v n="$have" \
+        'BEGIN { if (n + 0 > 0) printf "%.0f", (a - b) * 1024 / n; else print "-" }')"
     # shellcheck disable=SC2086
     kill -INT $hps 2>/dev/null || true
     for p in $hps; do wait "$p" || true; done
 done
 for n in $HOLD_NS; do echo "$n${MEMROW[$n]}" >>"$RAW/memory.dat"; done
+fact mem_n_max "$HOLD_MAX"
+fact mem_steps "${HOLD_NS// /, }"
+if [ "$HOLD_MAX" -lt 10000 ]; then
+    fact mem_note "10,000 would take 20,000 descriptors in the proxy for the sockets alone; the open-files limit here is $NOFILE per process, so the largest count is $HOLD_MAX."
+fi
 
-# The worker's built-in python3 runtime runs `/usr/bin/python3 -I -S -B main.py`;
-# the same command from a shell is the bare baseline. Measured right after
-# the direct eval run (the machine's load drifts), median of BARE_N runs to
-# compare with the eval p50.
-BARE_N=40
-declare -A BARE_MS_ROUND
-PYBIN="/usr/bin/python3 -I -S -B main.py"
-bare_median_ms() {
-    echo pass >"$TMP/main.py"
-    local i t0 t1
-    for i in $(seq $BARE_N); do
-        t0=$(date +%s%N)
-        (cd "$TMP" && /usr/bin/python3 -I -S -B main.py)
-        t1=$(date +%s%N)
-        echo $(((t1 - t0) / 1000))
-    done | sort -n | awk '{ v[NR] = $1 } END { printf "%.3f", v[int((NR + 1) / 2)] / 1000 }'
+# ---- interleaved rounds ---------------------------------------------------------
+# Every round runs each case once on every front, the fronts' order rotated
+# one place per round, so that a burst of load from elsewhere on the machine
+# lands on different fronts in different rounds; the report gives the median
+# and the spread. Each run records its front's CPU before and after.
+measure() { # PASS CASE FRONT ROUND ORDER WSBENCH-ARGS...
+    local pas=$1 cs=$2 t=$3 r=$4 order=$5 fp wp a b c d
+    shift 5
+    local name=$pas-$cs-$t-r$r
+    fp=$(front_pids "$pas" "$t")
+    wp=$(worker_pids)
+    # shellcheck disable=SC2086
+    read -r a b < <(cpu_ticks $fp)
+    # shellcheck disable=SC2086
+    read -r c d < <(cpu_ticks $wp)
+    wsb "$name" "$@"
+    local a1 b1 c1 d1
+    # shellcheck disable=SC2086
+    read -r a1 b1 < <(cpu_ticks $fp)
+    # shellcheck disable=SC2086
+    read -r c1 d1 < <(cpu_ticks $wp)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pas" "$cs" "$t" "$r" "$order" "$name" \
+        $((a1 - a)) $((b1 - b)) $((c1 - c)) $((d1 - d)) >>"$RAW/runs.tsv"
 }
-
-# ---- side by side --------------------------------------------------------------
-# The machine is shared (load average in the report), so each measurement runs
-# twice, the fronts in one order and then in reverse, and the round with the
-# higher throughput is reported: interference only ever slows a run down.
-REV_TARGETS=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' ')
-best() { # NAME KEY: copies the better of NAME-r1/NAME-r2 (higher KEY) to NAME
-    local a b pick
-    a=$(kv "$1-r1" "$2")
-    b=$(kv "$1-r2" "$2")
-    pick=r1
-    awk -v a="$a" -v b="$b" 'BEGIN { exit !(b != "-" && (a == "-" || b + 0 > a + 0)) }' && pick=r2
-    cp "$RAW/$1-$pick.out" "$RAW/$1.out"
-    [ -f "$RAW/$1-$pick.hist" ] && cp "$RAW/$1-$pick.hist" "$RAW/$1.hist"
-    return 0
+rotated() { # K WORDS...: WORDS rotated left by K
+    local k=$1
+    shift
+    local a=("$@") n=$# i out=""
+    for ((i = 0; i < n; i++)); do out+="${a[(i + k) % n]} "; done
+    echo "${out% }"
 }
-for round in r1 r2; do
-    order=$TARGETS
-    [ $round = r2 ] && order=$REV_TARGETS
-    for t in $order; do
-        log "rtt $t ($round)"
-        wsb "rtt-$t-$round" rtt -q -c "$RTT_C" -s 64 -w 1 -d "$D" --hist "$RAW/rtt-$t-$round.hist" "${URL[$t]}/echo"
-    done
-    if [ "$MODE" = full ]; then
-        for t in $order; do
-            wsb "rtt4k-$t-$round" rtt -q -c 100 -s 4096 -w 4 -d "$D" "${URL[$t]}/echo"
+case_args() { # CASE URL: wsbench arguments of a case (the hist file added by the caller)
+    case $1 in
+    rtt) echo rtt -q -c "$RTT_C" -s 64 -w 1 -d "$D" "$2/echo" ;;
+    rtt4k) echo rtt -q -c 100 -s 4096 -w 4 -d "$D" "$2/echo" ;;
+    hs) echo handshake -q -c "$HS_C" -d "$D" "$2/echo" ;;
+    eval) echo eval -q -c 1 -d "$ED" "$2/eval" ;;
+    esac
+}
+run_rounds() { # PASS "CASES" "FRONTS" ("FRONT=URL"...)
+    local pas=$1 cases=$2 fronts=$3 r cs t order
+    shift 3
+    local -A u
+    for x in "$@"; do u[${x%%=*}]=${x#*=}; done
+    for r in $(seq "$ROUNDS"); do
+        # shellcheck disable=SC2086
+        order=$(rotated $((r - 1)) $fronts)
+        for cs in $cases; do
+            log "$pas round $r/$ROUNDS: $cs ($order)"
+            for t in $order; do
+                # shellcheck disable=SC2046
+                measure "$pas" "$cs" "$t" "$r" "$order" $(case_args "$cs" "${u[$t]}") \
+                    --hist "$RAW/$pas-$cs-$t-r$r.hist"
+            done
         done
-    fi
-    for t in $order; do
-        log "handshake $t ($round)"
-        wsb "hs-$t-$round" handshake -q -c "$HS_C" -d "$D" --hist "$RAW/hs-$t-$round.hist" "${URL[$t]}/echo"
     done
-    for t in $order; do
-        log "eval $t ($round)"
-        wsb "eval-$t-$round" eval -q -c 1 -d "$D" --hist "$RAW/eval-$t-$round.hist" "${URL[$t]}/eval"
-        if [ "$t" = direct ]; then BARE_MS_ROUND[$round]=$(bare_median_ms); fi
-    done
-done
-for t in $TARGETS; do
-    best "rtt-$t" msgs_per_s
-    [ "$MODE" = full ] && best "rtt4k-$t" msgs_per_s
-    best "hs-$t" hs_per_s
-    best "eval-$t" evals_per_s
-done
-# The bare baseline that goes with the direct round that was kept.
-if cmp -s "$RAW/eval-direct.out" "$RAW/eval-direct-r1.out"; then BARE_MS=${BARE_MS_ROUND[r1]}; else BARE_MS=${BARE_MS_ROUND[r2]}; fi
+}
 
-# Balance under churn: leastconn on every front, roundrobin on a second lb.
-start_lb lbrr "$LBRR_PORT" "$LBRR_ADMIN" --algo roundrobin
+FRONTS=""
+for t in lb haproxy nginx direct; do [[ " $TARGETS " == *" $t "* ]] && FRONTS+="$t "; done
+CASES="rtt hs eval"
+[ "$MODE" = full ] && CASES="rtt rtt4k hs eval"
+T_ROUNDS=$SECONDS
+# shellcheck disable=SC2046
+run_rounds t1 "$CASES" "$FRONTS" $(for t in $FRONTS; do echo "$t=${URL[$t]}"; done)
+T1_SECS=$((SECONDS - T_ROUNDS))
+
+# ---- two proxy threads -------------------------------------------------------------
+# Fronts of their own, started for this pass only: the lb with --threads 2,
+# HAProxy with nbthread 2, nginx with 2 worker processes. Echo and handshakes
+# only (an evaluation's time is the sandboxed program's, not the proxy's).
+T2_SECS=0
+if [ "${NO_T2:-0}" != 1 ]; then
+    T_ROUNDS=$SECONDS
+    start_lb lbt2 "$LBT2_PORT" "$LBT2_ADMIN" 2
+    T2_ARGS="lb=ws://127.0.0.1:$LBT2_PORT"
+    T2_FRONTS="lb"
+    if [ -n "$HAPROXY" ]; then
+        start_haproxy haproxyt2 "$HAPT2_PORT" 2
+        T2_ARGS+=" haproxy=ws://127.0.0.1:$HAPT2_PORT"
+        T2_FRONTS+=" haproxy"
+    fi
+    if [ -n "$NGINX" ]; then
+        start_nginx nginxt2 "$NGXT2_PORT" 2
+        T2_ARGS+=" nginx=ws://127.0.0.1:$NGXT2_PORT"
+        T2_FRONTS+=" nginx"
+    fi
+    # shellcheck disable=SC2086
+    run_rounds t2 "rtt hs" "$T2_FRONTS" $T2_ARGS
+    stop lbt2
+    stop haproxyt2
+    stop nginxt2
+    T2_SECS=$((SECONDS - T_ROUNDS))
+fi
+
+# ---- the worker's side: sandboxed evaluations against bare and bwrap ---------------
+# The same program at the same concurrency (the workers' --max-evals) and the
+# same number of runs: the worker through its own port (no proxy), bare
+# fork/exec and bwrap through `wsbench spawn`, interleaved and rotated.
+PYCMD=(/usr/bin/python3 -I -S -B main.py)
+BWRAP_ISO=(--unshare-all --die-with-parent --ro-bind /usr /usr)
+for d in lib lib64 bin sbin; do
+    if [ -L "/$d" ]; then
+        BWRAP_ISO+=(--symlink "$(readlink "/$d")" "/$d")
+    elif [ -d "/$d" ]; then
+        BWRAP_ISO+=(--ro-bind "/$d" "/$d")
+    fi
+done
+BWRAP_ISO+=(--tmpfs /tmp --proc /proc --dev /dev)
+W_FRONTS="worker bare"
+if [ -n "$BWRAP" ]; then
+    if "$BWRAP" "${BWRAP_ISO[@]}" /bin/true 2>"$RAW/bwrap-check.err"; then
+        W_FRONTS+=" bwrap"
+    else
+        log "bwrap cannot run here ($(head -1 "$RAW/bwrap-check.err")): skipped"
+    fi
+fi
+T_ROUNDS=$SECONDS
+for r in $(seq "$ROUNDS"); do
+    # shellcheck disable=SC2086
+    order=$(rotated $((r - 1)) $W_FRONTS)
+    log "worker side round $r/$ROUNDS ($order)"
+    for t in $order; do
+        h=(--hist "$RAW/w-py-$t-r$r.hist")
+        case $t in
+        worker) measure w py worker "$r" "$order" eval -q -c "$MAXE" -n "$WS_RUNS" -d 300 \
+            "${h[@]}" "ws://127.0.0.1:$W1/eval" ;;
+        bare) measure w py bare "$r" "$order" spawn -c "$MAXE" -n "$WS_RUNS" -d 300 "${h[@]}" \
+            -- "${PYCMD[@]}" ;;
+        bwrap) measure w py bwrap "$r" "$order" spawn -c "$MAXE" -n "$WS_RUNS" -d 300 "${h[@]}" \
+            -- "$BWRAP" "${BWRAP_ISO[@]}" --bind '{dir}' /work --chdir /work "${PYCMD[@]}" ;;
+        esac
+    done
+done
+W_SECS=$((SECONDS - T_ROUNDS))
+
+# ---- balance under churn: leastconn on every front, roundrobin on a second lb --------
+start_lb lbrr "$LBRR_PORT" "$LBRR_ADMIN" 1 --algo roundrobin
 URL[lbrr]=ws://127.0.0.1:$LBRR_PORT
 BAL_TARGETS="lb lbrr"
 [ -n "$HAPROXY" ] && BAL_TARGETS+=" haproxy"
@@ -355,6 +481,9 @@ for t in $BAL_TARGETS; do
     wsb "bal-$t" balance -q -c "$BAL_C" -L "$BAL_L" -d "$BAL_D" --workers "$NW" \
         --series "$RAW/bal-$t.series" "${URL[$t]}/echo"
     $SERIES gp "$RAW/bal-$t.series" "$RAW/bal-$t.dat"
+    for k in max_over_mean_p50 max_over_mean_p99 max_over_mean_max opened errors; do
+        fact "bal_${t}_$k" "$(kv "bal-$t" $k)"
+    done
 done
 stop lbrr
 
@@ -374,14 +503,16 @@ for t in $FO_TARGETS; do
     if [ "$t" = lb ]; then
         FO_DOWN[$t]=$($LBSTAT state "127.0.0.1:$LB_ADMIN" w4 down,gone 15 "$kill_ns" || echo "-")
     else
-        FO_DOWN[$t]=$($LBSTAT hap "$TMP/haproxy.sock" w4 DOWN 15 "$kill_ns" || echo "-")
+        FO_DOWN[$t]=$($LBSTAT hap "$TMP/haproxy/haproxy.sock" w4 DOWN 15 "$kill_ns" || echo "-")
     fi
     wait "${PID[w4]}" 2>/dev/null || true
     unset "PID[w4]"
     wait "$fp" || true
     start_worker w4
     $LBSTAT up "127.0.0.1:$LB_ADMIN" "$NW" 15 || true
-    [ -n "$HAPROXY" ] && { $LBSTAT hap "$TMP/haproxy.sock" w4 UP 15 >/dev/null || true; }
+    [ -n "$HAPROXY" ] && { $LBSTAT hap "$TMP/haproxy/haproxy.sock" w4 UP 15 >/dev/null || true; }
+    fact "fo_${t}_down_ms" "${FO_DOWN[$t]}"
+    for k in hs_fail hs_per_s p99_us max_us; do fact "fo_${t}_$k" "$(kv "failover-$t" $k)"; done
 done
 
 # ---- rolling deploy: SIGTERM each worker in turn while eval clients run ------------
@@ -404,12 +535,8 @@ done
 RD_SECS=$(awk -v a="$RD_T0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
 kill -INT "$rp" 2>/dev/null || true
 wait "$rp" || true
-RD_EVALS=$(kv rolling evals)
-RD_FAILED=$(kv rolling failed)
-RD_RECONN=$(kv rolling reconnects)
-RD_LOST=$(kv rolling v_lost)
-RD_RETRY=$(kv rolling drain_retries)
-RD_RESENT=$(kv rolling resent_1001)
+fact rd_secs "$RD_SECS"
+for k in evals failed reconnects v_lost drain_retries resent_1001; do fact "rd_$k" "$(kv rolling $k)"; done
 
 # ---- scale-out: a fifth worker joins a loaded set --------------------------------
 log "scale-out"
@@ -423,12 +550,16 @@ wait "$sp" || true
 read -r SO_JOIN SO_SETTLE SO_FIRST SO_SHARE < <($SERIES scaleout "$RAW/scaleout.series" w5 1.1)
 $SERIES gp "$RAW/scaleout.series" "$RAW/scaleout.dat"
 stop w5
+fact so_join_s "$SO_JOIN"
+fact so_settle_s "$SO_SETTLE"
+fact so_first_second "$SO_FIRST"
+fact so_peak_share "$SO_SHARE"
 
 # ---- two lbs sharing Redis, and an lb restart under churn --------------------------
 log "two lbs"
 # A short grace period so that SIGTERM ends lb2 within the wait below (its
 # tunnels are cut, as on any restart) instead of escalating to SIGKILL.
-start_lb lb2 "$LB2_PORT" "$LB2_ADMIN" --grace-s 1
+start_lb lb2 "$LB2_PORT" "$LB2_ADMIN" 1 --grace-s 1
 URL[lb2]=ws://127.0.0.1:$LB2_PORT
 echo "wsbench balance -c $TWO_C -L $TWO_L -d $TWO_D --workers $NW ${URL[lb]}/echo ${URL[lb2]}/echo   # lb2 (--grace-s 1) restarted with SIGTERM at ${TWO_AT}s" >>"$CMDS"
 "$WSB" balance -q -c "$TWO_C" -L "$TWO_L" -d "$TWO_D" --workers "$NW" \
@@ -436,16 +567,49 @@ echo "wsbench balance -c $TWO_C -L $TWO_L -d $TWO_D --workers $NW ${URL[lb]}/ech
 tp=$!
 sleep "$TWO_AT" # scenario timing
 stop lb2 TERM 50
-RESTART_AT=$(awk -v d="$TWO_AT" 'BEGIN { print d }')
-start_lb lb2 "$LB2_PORT" "$LB2_ADMIN" --grace-s 1
+start_lb lb2 "$LB2_PORT" "$LB2_ADMIN" 1 --grace-s 1
 wait "$tp" || true
 # "Before" starts after a warm-up of two mean lifetimes, or half-way to the
 # restart if that comes first, so the window is never empty.
 TWO_WARM=$(awk -v l="$TWO_L" -v at="$TWO_AT" 'BEGIN { w = 2 * l / 1000; if (w > at / 2) w = at / 2; print w }')
 read -r TWO_BEFORE_P50 TWO_BEFORE_P99 TWO_BEFORE_MAX < <($SERIES window "$RAW/twolb.series" "$TWO_WARM" "$TWO_AT")
-read -r TWO_AFTER_P50 TWO_AFTER_P99 TWO_AFTER_MAX < <($SERIES window "$RAW/twolb.series" "$RESTART_AT" "$TWO_D")
+read -r TWO_AFTER_P50 TWO_AFTER_P99 TWO_AFTER_MAX < <($SERIES window "$RAW/twolb.series" "$TWO_AT" "$TWO_D")
 $SERIES gp "$RAW/twolb.series" "$RAW/twolb.dat"
 stop lb2
+fact two_before_p50 "$TWO_BEFORE_P50"
+fact two_before_p99 "$TWO_BEFORE_P99"
+fact two_after_p50 "$TWO_AFTER_P50"
+fact two_after_p99 "$TWO_AFTER_P99"
+
+# ---- summary ------------------------------------------------------------------
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+TOTAL_SECS=$((SECONDS - T_BEGIN))
+meta commit "$COMMIT"
+meta stale "$STALE"
+meta mode "$MODE"
+meta stamp "$STAMP"
+meta clk_tck "$(getconf CLK_TCK)"
+meta rounds "$ROUNDS"
+meta dur "$D"
+meta dur_eval "$ED"
+meta rtt_c "$RTT_C"
+meta hs_c "$HS_C"
+meta max_evals "$MAXE"
+meta ws_runs "$WS_RUNS"
+meta workers "$NW"
+meta bwrap_isolation "${BWRAP_ISO[*]}"
+meta haproxy "$([ -n "$HAPROXY" ] && $HAPROXY -v 2>/dev/null | head -1 | awk '{print $3}')"
+meta nginx "$([ -n "$NGINX" ] && $NGINX -v 2>&1 | sed 's|.*/||')"
+meta nproc "$(nproc)"
+meta cpu "$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+meta kernel "$(uname -sr)"
+meta load_start "$LOAD_START"
+meta load_end "$LOAD_END"
+meta secs_total "$TOTAL_SECS"
+meta secs_t1 "$T1_SECS"
+meta secs_t2 "$T2_SECS"
+meta secs_worker "$W_SECS"
+$ROUNDS_PY summary "$RAW" "$OUT/summary.json"
 
 # ---- plots ------------------------------------------------------------------
 PLOTS=""
@@ -453,8 +617,8 @@ if [ -n "$GNUPLOT" ]; then
     gnuplot -e "lc='$RAW/bal-lb.dat'; rr='$RAW/bal-lbrr.dat'; nw=$NW; out='$OUT/balance.svg'" \
         "$ROOT/bench/plot/balance.gp" 2>>"$RAW/gnuplot.log" && PLOTS+=" balance"
     hists=""
-    for t in $TARGETS; do hists+="$RAW/rtt-$t.hist:$t "; done
-    gnuplot -e "files='$hists'; out='$OUT/latency.svg'; ttl='echo round trip, $RTT_C connections, 64-byte messages'" \
+    for t in $FRONTS; do hists+="$RAW/$($ROUNDS_PY median-run "$OUT/summary.json" t1 rtt "$t").hist:$t "; done
+    gnuplot -e "files='$hists'; out='$OUT/latency.svg'; ttl='echo round trip, $RTT_C connections, 64-byte messages (median round)'" \
         "$ROOT/bench/plot/latency.gp" 2>>"$RAW/gnuplot.log" && PLOTS+=" latency"
     gnuplot -e "data='$RAW/memory.dat'; out='$OUT/memory.svg'" \
         "$ROOT/bench/plot/memory.gp" 2>>"$RAW/gnuplot.log" && PLOTS+=" memory"
@@ -465,16 +629,21 @@ fi
 # ---- report -------------------------------------------------------------------
 R=$OUT/report.md
 {
-    echo "# Benchmark report ($MODE run, $STAMP UTC)"
+    echo "# Benchmark report ($MODE run, $STAMP UTC, commit \`$COMMIT\`)"
     echo
-    echo "Produced by \`bench/run.sh $MODE\` (\`make bench$([ "$MODE" = full ] && echo -full)\`) at commit \`$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')\`."
-    echo "Every front proxies the same $NW workers (\`bin/worker\`) with one thread/process:"
-    echo "the lb with \`--threads 1 --algo leastconn\` and Redis discovery, HAProxy $($HAPROXY -v 2>/dev/null | head -1 | awk '{print $3}') with \`nbthread 1\`, \`balance leastconn\`,"
-    echo "\`timeout tunnel 1h\`, nginx $($NGINX -v 2>&1 | sed 's|.*/||') with \`worker_processes 1\` and \`least_conn\`. \"direct\" is wsbench against one worker, no proxy."
-    echo "The load generator, the proxy and the workers share the machine, so absolute figures are"
-    echo "lower than on separate hosts. Other work may run on the machine too (see the load average):"
-    echo "rtt, handshake and eval run twice, fronts in one order then the reverse, and each row shows"
-    echo "its round with the higher throughput (both rounds are in raw/)."
+    echo "Produced by \`bench/run.sh $MODE\` (\`make bench$([ "$MODE" = full ] && echo -full)\`) at commit \`$COMMIT\`$([ -n "$STALE" ] && echo " (warning: $STALE)") in $((TOTAL_SECS / 60)) min $((TOTAL_SECS % 60)) s"
+    echo "(rounds: ${T1_SECS} s at one thread, ${T2_SECS} s at two, ${W_SECS} s on the worker's side). \`summary.json\` holds every figure below;"
+    echo "\`bench/readme_table.py bench/results/$STAMP/summary.json\` prints the README's table from it."
+    echo
+    echo "Every front proxies the same $NW workers (\`bin/worker --max-evals $MAXE\`): the lb with \`--algo leastconn\` and Redis"
+    echo "discovery, HAProxy $($HAPROXY -v 2>/dev/null | head -1 | awk '{print $3}') with \`balance leastconn\` and \`timeout tunnel 1h\`, nginx $($NGINX -v 2>&1 | sed 's|.*/||') with \`least_conn\`;"
+    echo "\"direct\" is wsbench against one worker, no proxy. The load generator, the proxy and the workers share"
+    echo "the machine, which other work may share too (see the load average): rtt, handshake and eval run in"
+    echo "$ROUNDS rounds, each front once per round, the fronts' order rotated one place each round. Each table"
+    echo "gives the median of the rounds with their spread (min–max), and the lb/HAProxy ratio per round and of"
+    echo "the medians. Proxy CPU is the front's user + system time (from \`/proc/PID/stat\`, all threads; nginx's"
+    echo "worker processes) during the run, divided by the operations completed; it hardly depends on what"
+    echo "else runs, so it judges a change better than throughput on a busy machine."
     echo
     echo "## Machine"
     echo
@@ -483,59 +652,11 @@ R=$OUT/report.md
     uname -srmo
     lscpu | grep -E '^(Model name|Thread|Core|Socket|CPU\(s\)|CPU max MHz)' || true
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-    echo "load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "open files per process: $NOFILE"
+    echo "load average (1/5/15 min) at start: $LOAD_START, at end: $LOAD_END"
     echo '```'
     echo
-    echo "## Echo round trip ($RTT_C connections, 64-byte binary messages, 1 in flight each, ${D}s)"
-    echo
-    echo "| front | messages/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    for t in $TARGETS; do
-        echo "| $t | $(kv rtt-$t msgs_per_s) | $(kv rtt-$t mb_per_s) | $(ms $(kv rtt-$t p50_us)) | $(ms $(kv rtt-$t p99_us)) | $(ms $(kv rtt-$t p999_us)) | $(kv rtt-$t errors) |"
-    done
-    if [ -n "$HAPROXY" ]; then
-        echo "| **lb/HAProxy** | $(ratio $(kv rtt-lb msgs_per_s) $(kv rtt-haproxy msgs_per_s)) | $(ratio $(kv rtt-lb mb_per_s) $(kv rtt-haproxy mb_per_s)) | $(ratio $(kv rtt-lb p50_us) $(kv rtt-haproxy p50_us)) | $(ratio $(kv rtt-lb p99_us) $(kv rtt-haproxy p99_us)) | $(ratio $(kv rtt-lb p999_us) $(kv rtt-haproxy p999_us)) | |"
-    fi
-    if [ "$MODE" = full ]; then
-        echo
-        echo "## Echo round trip (100 connections, 4 KiB messages, 4 in flight each, ${D}s)"
-        echo
-        echo "| front | messages/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors |"
-        echo "|---|---:|---:|---:|---:|---:|---:|"
-        for t in $TARGETS; do
-            echo "| $t | $(kv rtt4k-$t msgs_per_s) | $(kv rtt4k-$t mb_per_s) | $(ms $(kv rtt4k-$t p50_us)) | $(ms $(kv rtt4k-$t p99_us)) | $(ms $(kv rtt4k-$t p999_us)) | $(kv rtt4k-$t errors) |"
-        done
-        [ -n "$HAPROXY" ] && echo "| **lb/HAProxy** | $(ratio $(kv rtt4k-lb msgs_per_s) $(kv rtt4k-haproxy msgs_per_s)) | $(ratio $(kv rtt4k-lb mb_per_s) $(kv rtt4k-haproxy mb_per_s)) | $(ratio $(kv rtt4k-lb p50_us) $(kv rtt4k-haproxy p50_us)) | $(ratio $(kv rtt4k-lb p99_us) $(kv rtt4k-haproxy p99_us)) | $(ratio $(kv rtt4k-lb p999_us) $(kv rtt4k-haproxy p999_us)) | |"
-    fi
-    echo
-    echo "## Handshakes ($HS_C concurrent connect → upgrade → close cycles, ${D}s)"
-    echo
-    echo "| front | handshakes/s | p50 ms | p99 ms | failed |"
-    echo "|---|---:|---:|---:|---:|"
-    for t in $TARGETS; do
-        echo "| $t | $(kv hs-$t hs_per_s) | $(ms $(kv hs-$t p50_us)) | $(ms $(kv hs-$t p99_us)) | $(kv hs-$t errors) |"
-    done
-    [ -n "$HAPROXY" ] && echo "| **lb/HAProxy** | $(ratio $(kv hs-lb hs_per_s) $(kv hs-haproxy hs_per_s)) | $(ratio $(kv hs-lb p50_us) $(kv hs-haproxy p50_us)) | $(ratio $(kv hs-lb p99_us) $(kv hs-haproxy p99_us)) | |"
-    echo
-    echo "## Memory per idle connection (RSS of the front's process before and with N open, N = ${HOLD_NS// /, })"
-    echo
-    echo "| front | KiB per idle websocket (largest N) |"
-    echo "|---|---:|"
-    for t in $TARGETS; do echo "| $t | ${KBPC[$t]:--} |"; done
-    [ -n "$HAPROXY" ] && echo "| **lb/HAProxy** | $(ratio "${KBPC[lb]:--}" "${KBPC[haproxy]:--}") |"
-    echo
-    echo "RSS counts user-space memory only (kernel socket buffers are not in it). \"direct\" is the worker's own cost per websocket."
-    echo
-    echo "## Evaluations (\`python3\` running \`pass\`, 1 client in a loop, ${D}s)"
-    echo
-    echo "| front | evaluations/s | p50 ms | p99 ms | failed |"
-    echo "|---|---:|---:|---:|---:|"
-    for t in $TARGETS; do
-        echo "| $t | $(kv eval-$t evals_per_s) | $(ms $(kv eval-$t p50_us)) | $(ms $(kv eval-$t p99_us)) | $(kv eval-$t failed) |"
-    done
-    echo "| bare \`$PYBIN\` with main.py = \`pass\` (from a shell, median of $BARE_N, right after the direct run) | | $BARE_MS | | |"
-    echo
-    echo "direct p50 / bare: **$(ratio $(ms $(kv eval-direct p50_us)) "$BARE_MS")×**, sandbox + protocol overhead ≈ $(awk -v a="$(ms $(kv eval-direct p50_us))" -v b="$BARE_MS" 'BEGIN { if (a == "-") print "-"; else printf "%.1f", a - b }') ms."
+    $ROUNDS_PY report "$OUT/summary.json"
     echo
     echo "## Balance under churn (about $BAL_C alive, exponential lifetimes with mean ${BAL_L} ms, ${BAL_D}s, $NW workers)"
     echo
@@ -548,7 +669,7 @@ R=$OUT/report.md
         [ "$t" = lbrr ] && algo=roundrobin
         name=$t
         [ "$t" = lbrr ] && name=lb
-        echo "| $name | $algo | $(kv bal-$t max_over_mean_p50) | $(kv bal-$t max_over_mean_p99) | $(kv bal-$t max_over_mean_max) | $(kv bal-$t opened) | $(kv bal-$t errors) |"
+        echo "| $name | $algo | $(kv "bal-$t" max_over_mean_p50) | $(kv "bal-$t" max_over_mean_p99) | $(kv "bal-$t" max_over_mean_max) | $(kv "bal-$t" opened) | $(kv "bal-$t" errors) |"
     done
     echo
     echo "## Failover (kill -9 one of $NW workers at ${FO_AT}s under $HS_C concurrent handshake cycles, ${FO_D}s)"
@@ -556,7 +677,7 @@ R=$OUT/report.md
     echo "| front | failed handshakes | handshakes/s | p99 ms | max ms | time until marked down |"
     echo "|---|---:|---:|---:|---:|---:|"
     for t in $FO_TARGETS; do
-        echo "| $t | $(kv failover-$t hs_fail) | $(kv failover-$t hs_per_s) | $(ms $(kv failover-$t p99_us)) | $(ms $(kv failover-$t max_us)) | ${FO_DOWN[$t]} ms |"
+        echo "| $t | $(kv "failover-$t" hs_fail) | $(kv "failover-$t" hs_per_s) | $(ms "$(kv "failover-$t" p99_us)") | $(ms "$(kv "failover-$t" max_us)") | ${FO_DOWN[$t]} ms |"
     done
     echo
     echo "Marked down: from the SIGKILL until the lb's /stats (or HAProxy's stats socket) shows the worker down."
@@ -565,7 +686,7 @@ R=$OUT/report.md
     echo
     echo "| evaluations | failed | of which lost in flight | reconnects | runs resent: refused while draining | runs resent: unanswered at the 1001 close | deploy took |"
     echo "|---:|---:|---:|---:|---:|---:|---:|"
-    echo "| $RD_EVALS | $RD_FAILED | $RD_LOST | $RD_RECONN | $RD_RETRY | $RD_RESENT | ${RD_SECS} s |"
+    echo "| $(kv rolling evals) | $(kv rolling failed) | $(kv rolling v_lost) | $(kv rolling reconnects) | $(kv rolling drain_retries) | $(kv rolling resent_1001) | ${RD_SECS} s |"
     echo
     echo "A draining worker answers a new run with a \"draining\" error and closes with 1001 once its running evaluations are done, so a run unanswered at that close was never started; the client resends both kinds on its new connection. \"Lost\" counts runs cut off by any other close."
     echo
@@ -592,11 +713,12 @@ R=$OUT/report.md
     echo
     echo "## Commands"
     echo
-    echo "Ports are picked free at each run. In this run: direct (worker w1) $W1, lb $LB_PORT, lb with roundrobin $LBRR_PORT, second lb $LB2_PORT$([ -n "$HAPROXY" ] && echo ", HAProxy $HAP_PORT")$([ -n "$NGINX" ] && echo ", nginx $NGX_PORT"); workers w1-w5 on $W1 $W2 $W3 $W4 $W5."
+    echo "Ports are picked free at each run. In this run: direct (worker w1) $W1, lb $LB_PORT, lb with roundrobin $LBRR_PORT, second lb $LB2_PORT, lb with 2 threads $LBT2_PORT$([ -n "$HAPROXY" ] && echo ", HAProxy $HAP_PORT (2 threads: $HAPT2_PORT)")$([ -n "$NGINX" ] && echo ", nginx $NGX_PORT (2 workers: $NGXT2_PORT)"); workers w1-w5 on $W1 $W2 $W3 $W4 $W5."
+    echo "The raw outputs (one per run, named PASS-CASE-FRONT-rROUND) and runs.tsv with each run's CPU ticks are in raw/."
     echo
     echo '```'
     sed -e "s|$RAW/||g" "$CMDS"
     echo '```'
 } >"$R"
-log "report: $R"
+log "report: $R ($((TOTAL_SECS / 60)) min $((TOTAL_SECS % 60)) s)"
 echo "$R"

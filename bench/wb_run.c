@@ -333,6 +333,10 @@ static void wb_on_message(wb_conn_t *c, int opcode, const uint8_t *p, size_t n)
                 x->res->msgs++;
                 wb_hist_add(&x->res->lat, (wb_now_ns() - k->run_start_ns) / 1000);
             }
+            if (o->count > 0 && x->res->msgs >= (uint64_t)o->count) {
+                wb_stop(x); /* -n evaluations done: the window ends here */
+                return;
+            }
         }
         if (x->phase == WB_PH_RUN)
             wb_send_run(k);

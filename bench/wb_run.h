@@ -46,7 +46,7 @@ typedef struct wb_opts {
     const sock_addr_t *srcs; /* source addresses, port 0, used in turn */
     size_t nsrcs;
     long conns;      /* -c: rtt/handshake/eval concurrency, balance target alive */
-    long count;      /* -n: hold connections */
+    long count;      /* -n: hold connections; eval evaluations to complete (0: no limit) */
     double rate;     /* -r: new connections per second (0: as fast as possible) */
     long size;       /* -s: rtt message bytes (>= 8: carries the send time) */
     long inflight;   /* -w: rtt messages in flight per connection */

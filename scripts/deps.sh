@@ -19,7 +19,9 @@ pkgs_run="redis-server python3 python3-websockets"
 pkgs_test="libcmocka-dev redis-server redis-sentinel python3 python3-websockets python3-redis python3-pytest \
 openssl procps"
 pkgs_fuzz="clang libclang-rt-14-dev"
-pkgs_bench="haproxy nginx gnuplot-nox"
+# The fronts compared with the lb, the plots, and bubblewrap: the sandbox the
+# worker's evaluations are measured against.
+pkgs_bench="haproxy nginx gnuplot-nox bubblewrap"
 # The deployment tests: the package (dpkg-deb, dpkg-shlibdeps, lintian), the
 # units (systemd-analyze from the systemd package), Ansible (ansible-core,
 # ansible-lint) and the cloud-init user-data (python3-yaml).

@@ -119,6 +119,6 @@ def test_deps_all_covers_bench_and_deployment_tools(fake_apt):
     env, _ = fake_apt
     r = subprocess.run([os.path.join(REPO, "scripts", "deps.sh"), "check", "all"], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
-    for p in ("haproxy", "nginx", "gnuplot-nox", "ansible-core", "ansible-lint", "lintian",
-              "dpkg-dev", "systemd", "libcmocka-dev", "clang"):
+    for p in ("haproxy", "nginx", "gnuplot-nox", "bubblewrap", "ansible-core", "ansible-lint",
+              "lintian", "dpkg-dev", "systemd", "libcmocka-dev", "clang"):
         assert p in r.stderr.split(), (p, r.stderr)
