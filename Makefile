@@ -53,7 +53,7 @@ UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
 UNIT_lb     := acap admin be be_event disc fwd hc lim log proxy route static wsf
 UNIT_worker := proto rt sbx
 UNIT_ctl    := ctl ctl_io
-UNIT_bench  := wb
+UNIT_bench  := wb wb_spawn
 UNIT_NAMES  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 unit_room = $(firstword $(foreach r,$(ROOMS),$(if $(filter $(1),$(addprefix test_,$(UNIT_$(r)))),$(r))))
 $(foreach t,$(UNIT_NAMES),$(if $(call unit_room,$(t)),,\
