@@ -1,0 +1,239 @@
+/* px_int: what the px_* files (the rooms of lb/proxy.h) share: limits, the
+ * connection, thread and listener structs, and the functions one room calls
+ * in another. Nothing outside lb/px_*.c includes it.
+ *
+ *   px_listen.c  listeners, accepting, threads, the lifecycle of a px_t
+ *   px_sess.c    the session state machine: phases, events, backends, retries
+ *   px_http.c    the request head (routes, static files) and the lb's answers
+ *   px_tun.c     the tunnel pump and websocket frame tracking
+ *   px_io.c      the transport: reads and writes, plain or TLS */
+#ifndef LB_PX_INT_H
+#define LB_PX_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <time.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+
+#include "proxy.h"
+#include "wsf.h"
+
+#ifndef container_of
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#endif
+
+#define PX_TUNNEL_CAP     (64 * 1024)   /* most bytes queued toward one side */
+#define PX_SCRATCH        (64 * 1024)   /* per-thread read buffer */
+#define PX_PUMP_BUDGET    (1024 * 1024) /* bytes per direction per event: fairness */
+#define PX_HEAD_CHUNK     4096
+#define PX_MAX_TRIES      8
+#define PX_LINGER_S       2.0  /* REPLY + LINGER together */
+#define PX_FIN_TIMEOUT_S  30.0 /* a half-closed tunnel gets this long to finish */
+#define PX_ACCEPT_BACKOFF 0.1  /* after EMFILE/ENFILE */
+#define PX_ACCEPT_BATCH   64
+#define PX_BACKLOG        4096
+#define PX_FD_RESERVE     32            /* descriptors kept from client connections */
+#define PX_EVICT_AGE_NS   1000000000ull /* over the cap, a silent connection this old makes way */
+
+enum { PX_WS_BY_NONE = 0, PX_WS_BY_CLIENT, PX_WS_BY_BACKEND };
+
+enum px_phase { PX_TLS_HS, PX_HEAD, PX_CONNECT, PX_WAIT, PX_TUNNEL, PX_REPLY, PX_LINGER };
+
+enum px_reason {
+    PX_R_NONE = 0,
+    PX_R_CLIENT_EOF,
+    PX_R_BACKEND_EOF,
+    PX_R_CLIENT_RESET,
+    PX_R_BACKEND_RESET,
+    PX_R_IDLE_TIMEOUT,
+    PX_R_HEAD_TIMEOUT,
+    PX_R_BAD_REQUEST,
+    PX_R_HEAD_TOO_LARGE,
+    PX_R_NO_BACKEND,
+    PX_R_ALL_FAILED,
+    PX_R_OVERLOAD,
+    PX_R_TLS_ERROR,
+    PX_R_SHUTDOWN,
+    PX_R_NO_MEMORY,
+    PX_R_RATE_LIMITED,
+    PX_R_NOT_FOUND,
+    PX_R_CLIENT_CLOSE,
+    PX_R_BACKEND_CLOSE,
+    PX_R_BACKEND_LOST,
+    PX_R_EVICTED,
+    PX_R__COUNT
+};
+
+typedef struct px_side {
+    int fd;
+    ev_io io;
+    buf_t out;                   /* bytes waiting to be written to this side */
+    SSL *ssl;                    /* client side of a TLS listener only */
+    unsigned rd_eof : 1;         /* this side sent EOF */
+    unsigned shut_pending : 1;   /* the other side sent EOF: shut our write once out drains */
+    unsigned wr_shut : 1;        /* we shut our write toward this side */
+    unsigned ssl_rd_wants_w : 1; /* SSL_read needs the socket writable */
+    unsigned ssl_wr_wants_r : 1; /* SSL_write needs the socket readable */
+} px_side_t;
+
+struct px_thread;
+
+typedef struct px_conn {
+    struct px_conn *prev, *next;       /* the thread's list, for shutdown */
+    struct px_conn *hq_prev, *hq_next; /* the thread's connections still without a head */
+    struct px_thread *th;
+    px_side_t a; /* client */
+    px_side_t b; /* backend */
+    ev_timer timer;
+    ev_tstamp last_io; /* tunnel activity; the timer checks it instead of re-arming per read */
+    buf_t hbuf;        /* request head, then the request prefix kept for retries */
+    buf_t rbuf;        /* backend response head being read */
+    size_t hsent;      /* bytes of hbuf already written to the current backend */
+    be_t *be;          /* current backend, with a reference */
+    be_t *tried[PX_MAX_TRIES];
+    uint64_t start_ns;
+    uint64_t bytes_in, bytes_out;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
+    uint16_t status;
+    uint8_t ntried;
+    uint8_t phase;
+    uint8_t reason;
+    unsigned closing : 1;
+    unsigned tls : 1;
+    unsigned retryable : 1; /* nothing beyond hbuf has reached the backend */
+    unsigned is_get : 1;
+    unsigned shed : 1;      /* over --max-conns: answer 503 once the head is in */
+    unsigned only_503 : 1;  /* every backend tried so far answered 503 (draining) */
+    unsigned trusted : 1;   /* peer is in --trusted-proxies */
+    unsigned lim_held : 1;  /* counted in px->cfg.lim: lim_leave() at the end */
+    unsigned rd_hint_a : 1; /* this event said the client socket is readable */
+    unsigned rd_hint_b : 1; /* ... the backend socket */
+    unsigned ws : 1;        /* the tunnel is a websocket (the backend said 101) */
+    unsigned lb_closed : 1; /* the lb put its own close frame toward the client */
+    unsigned ws_route : 1;  /* routed as a websocket upgrade (else a plain request) */
+    unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
+    unsigned in_hq : 1;     /* on the thread's hq list */
+    int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
+    uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
+    wsf_t wsb;              /* frames backend -> client */
+    wsf_t wsc;              /* frames client -> backend */
+    uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
+    uint16_t retry_after;   /* seconds, with limited */
+    lim_key_t lim_key;
+    char reqid[17];
+    char req[48]; /* "METHOD path", truncated, for the access log */
+} px_conn_t;
+
+typedef struct px_listener {
+    ev_io io;
+    int fd;
+    int tls;
+    struct px_thread *th;
+} px_listener_t;
+
+typedef struct px_thread {
+    px_t *px;
+    int idx;
+    struct ev_loop *loop;
+    pthread_t tid;
+    int started;
+    px_listener_t *ls;
+    size_t nls;
+    ev_async wake;
+    ev_timer backoff; /* listeners paused after EMFILE */
+    int reserve_fd;   /* spare descriptor, given up to turn clients away at EMFILE */
+    int accepting;
+    px_conn_t *conns;
+    px_conn_t *hq_first, *hq_last; /* connections without a complete head, oldest first */
+    uint32_t rid_rand;
+    uint32_t rid_seq;
+    char *scratch;
+} px_thread_t;
+
+struct px {
+    be_table_t *table;
+    lbs_t *stats;
+    px_config_t cfg;
+    px_thread_t *th;
+    int nth;
+    int stop_accept; /* atomics: set by any thread, acted on by each loop */
+    int shutdown;
+};
+
+static inline uint64_t px_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- px_sess.c -------------------------------------------------------------- */
+
+/* Records why c ends; the first reason given wins. */
+void px_set_reason(px_conn_t *c, enum px_reason r);
+/* Marks c for freeing by the callback that is running. */
+void px_close(px_conn_t *c, enum px_reason r);
+/* Takes c off its thread's list of connections without a head. */
+void px_hq_del(px_conn_t *c);
+/* Arms c's single timer for `after` seconds (0 = off). */
+void px_timer(px_conn_t *c, double after);
+/* The tunnel's current time limit in seconds (0 = none). */
+double px_tunnel_limit(px_conn_t *c);
+/* Drops the backend connection (not the backend reference). */
+void px_close_backend_fd(px_conn_t *c);
+/* Frees c (not from inside one of its own callbacks) and logs its line. */
+void px_conn_free(px_conn_t *c);
+/* Picks a backend not tried yet and connects to it, or answers. */
+void px_try_backend(px_conn_t *c);
+/* The current backend failed before the client saw any of its answer. */
+void px_backend_failed(px_conn_t *c, int err, const char *why);
+/* WAIT: reads what the backend has sent of its response head. */
+void px_read_response(px_conn_t *c);
+/* Takes ownership of fd, accepted on a listener of th. */
+void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls);
+/* Frees every connection of th (reason "shutdown"). */
+void px_sess_shutdown(px_thread_t *th);
+
+/* ---- px_io.c ------------------------------------------------------------------ */
+
+/* Reads from one side. >0 bytes, 0 on EOF, -1 with errno (EAGAIN = retry
+ * later, anything else is fatal for the connection). */
+ssize_t px_sread(px_side_t *s, char *p, size_t n);
+/* Writes to one side; same conventions as px_sread (never returns 0). */
+ssize_t px_swrite(px_side_t *s, const char *p, size_t n);
+
+/* ---- px_http.c ---------------------------------------------------------------- */
+
+/* REPLY: writes what is left of the lb's answer, then lingers. */
+void px_flush_reply(px_conn_t *c);
+/* Answers the client with status and a small JSON body, then closes. */
+void px_reply(px_conn_t *c, int status, int err, enum px_reason r, const char *msg);
+/* 429 for a client over a per-address limit. */
+void px_reply_limited(px_conn_t *c);
+/* HEAD: reads the client's request head and acts on it once complete. */
+void px_read_head(px_conn_t *c);
+/* LINGER: reads and drops until the client closes. */
+void px_linger_read(px_conn_t *c);
+
+/* ---- px_tun.c ----------------------------------------------------------------- */
+
+/* Feeds bytes passing upstream (client to backend) or down to the frame
+ * tracking of their direction. */
+void px_pass(px_conn_t *c, int upstream, const char *p, size_t n);
+/* True when the lb may put a frame of its own toward the client. */
+int px_ws_at_boundary(const px_conn_t *c);
+/* Ends a websocket tunnel at a frame boundary with the lb's own close. */
+void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enum px_reason r);
+/* One round of everything that can make progress in WAIT and TUNNEL. */
+void px_pump(px_conn_t *c);
+
+#endif

@@ -1,0 +1,353 @@
+/* px_listen: listeners, accepting (batches, the EMFILE reserve and
+ * back-off), the proxy threads and the lifecycle of a px_t (see proxy.h and
+ * px_int.h). */
+#include "px_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sock.h"
+
+static void px_listeners_set(px_thread_t *th, int on)
+{
+    for (size_t i = 0; i < th->nls; i++) {
+        if (th->ls[i].fd < 0)
+            continue;
+        if (on)
+            ev_io_start(th->loop, &th->ls[i].io);
+        else
+            ev_io_stop(th->loop, &th->ls[i].io);
+    }
+}
+
+/* Out of descriptors with clients waiting: frees the reserve descriptor to
+ * accept one of them, answers 503 (best effort, one non-blocking send) and
+ * closes it, then takes the reserve back. Turning clients away like this
+ * empties the backlog, so they learn at once instead of hanging until a
+ * descriptor frees up, and the listener does not stay readable. 0 if a
+ * client was turned away, -1 if that was not possible. */
+static int px_turn_away(px_thread_t *th, px_listener_t *l)
+{
+    static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 23\r\n"
+                               "Connection: close\r\nRetry-After: 1\r\n\r\n"
+                               "{\"error\":\"overloaded\"}\n";
+    sock_addr_t peer;
+
+    if (th->reserve_fd < 0 || l->tls)
+        return -1; /* a TLS client cannot read a plain answer: let it wait */
+    close(th->reserve_fd);
+    th->reserve_fd = -1;
+    int fd = sock_accept(l->fd, &peer);
+    int e = errno;
+    if (fd >= 0) {
+        (void)send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        lbs_inc(&th->px->stats->accepted);
+    }
+    th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    errno = e; /* the caller looks at why accept failed */
+    return fd >= 0 ? 0 : -1;
+}
+
+static void px_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    px_listener_t *l = container_of(w, px_listener_t, io);
+    px_thread_t *th = l->th;
+    px_t *px = th->px;
+
+    for (int i = 0; i < PX_ACCEPT_BATCH; i++) {
+        sock_addr_t peer;
+        int fd = sock_accept(l->fd, &peer);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EMFILE) {
+                /* EMFILE comes before the kernel looks for a client, so
+                 * there may be none: then the backlog is empty, all good. */
+                if (px_turn_away(th, l) == 0) {
+                    lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
+                    continue;
+                }
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return;
+                errno = EMFILE;
+            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: the pending connection stays queued and
+                 * the listener stays readable, so accepting again at once
+                 * would spin. Pause all listeners of this thread briefly. */
+                lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
+                log_warn("accept: %s; pausing accepts for %.0f ms", strerror(errno),
+                         PX_ACCEPT_BACKOFF * 1000);
+                px_listeners_set(th, 0);
+                ev_timer_stop(loop, &th->backoff);
+                ev_timer_set(&th->backoff, PX_ACCEPT_BACKOFF, 0);
+                ev_timer_start(loop, &th->backoff);
+                return;
+            }
+            if (errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
+                continue;
+            log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        lbs_inc(&px->stats->accepted);
+        px_conn_new(th, fd, &peer, l->tls);
+    }
+}
+
+static void px_backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    px_thread_t *th = container_of(w, px_thread_t, backoff);
+    if (th->reserve_fd < 0)
+        th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (th->accepting)
+        px_listeners_set(th, 1);
+}
+
+static void px_close_listeners(px_thread_t *th)
+{
+    px_listeners_set(th, 0);
+    ev_timer_stop(th->loop, &th->backoff);
+    th->accepting = 0;
+    for (size_t i = 0; i < th->nls; i++) {
+        if (th->ls[i].fd >= 0) {
+            close(th->ls[i].fd);
+            th->ls[i].fd = -1;
+        }
+    }
+}
+
+/* Cross-thread requests arrive here as flags. */
+static void px_wake_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    px_thread_t *th = container_of(w, px_thread_t, wake);
+    px_t *px = th->px;
+
+    if (__atomic_load_n(&px->stop_accept, __ATOMIC_ACQUIRE) && th->accepting)
+        px_close_listeners(th);
+    if (__atomic_load_n(&px->shutdown, __ATOMIC_ACQUIRE)) {
+        px_close_listeners(th);
+        px_sess_shutdown(th);
+        ev_async_stop(loop, &th->wake);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void *px_thread_main(void *arg)
+{
+    px_thread_t *th = arg;
+    ev_run(th->loop, 0);
+    return NULL;
+}
+
+/* Binds one listener per address on thread th. addrs are updated when a port
+ * was 0, so every thread shares the port the first one got. */
+static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n, char *err,
+                   size_t errlen)
+{
+    th->ls = calloc(n ? n : 1, sizeof(*th->ls));
+    if (th->ls == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        th->ls[i].fd = -1;
+    th->nls = n;
+    for (size_t i = 0; i < n; i++) {
+        px_listener_t *l = &th->ls[i];
+        char as[SOCK_ADDRSTRLEN], e2[SOCK_ERR_LEN];
+        l->fd = sock_listen(&addrs[i], PX_BACKLOG, SOCK_REUSEPORT, e2, sizeof(e2));
+        if (l->fd < 0) {
+            snprintf(err, errlen, "listen %s: %s", sock_addr_str(&addrs[i], as, sizeof(as)), e2);
+            return -1;
+        }
+        sock_addr_t bound;
+        if (sock_local_addr(l->fd, &bound) == 0)
+            addrs[i] = bound;
+        l->tls = tls[i];
+        l->th = th;
+        ev_io_init(&l->io, px_accept_cb, l->fd, EV_READ);
+        ev_io_start(th->loop, &l->io);
+    }
+    th->accepting = 1;
+    return 0;
+}
+
+/* Checks that nothing listens on any of the n addresses yet (see
+ * px_create). 0, or -1 with errno and err. */
+static int px_probe(const sock_addr_t *addrs, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sock_probe_free(&addrs[i], err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen)
+{
+    size_t n = cfg->nlisten + cfg->ntls_listen;
+    sock_addr_t *addrs = NULL;
+    int *tls = NULL;
+    int fail_errno = 0;
+    px_t *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        goto oom;
+    p->table = table;
+    p->stats = stats;
+    p->cfg = *cfg;
+    /* Addresses are parsed here and not needed later: don't keep pointers. */
+    p->cfg.listen = NULL;
+    p->cfg.tls_listen = NULL;
+    p->nth = cfg->threads > 0 ? cfg->threads : 1;
+    if (cfg->ntls_listen > 0 && cfg->tls == NULL) {
+        snprintf(err, errlen, "--tls-listen needs --cert and --key");
+        goto fail;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "nothing to listen on");
+        goto fail;
+    }
+    addrs = calloc(n, sizeof(*addrs));
+    tls = calloc(n, sizeof(*tls));
+    p->th = calloc((size_t)p->nth, sizeof(*p->th));
+    if (addrs == NULL || tls == NULL || p->th == NULL)
+        goto oom;
+    for (int i = 0; i < p->nth; i++)
+        p->th[i].reserve_fd = -1; /* px_free closes it when >= 0 */
+    for (size_t i = 0; i < n; i++) {
+        const char *s = i < cfg->nlisten ? cfg->listen[i] : cfg->tls_listen[i - cfg->nlisten];
+        char e2[SOCK_ERR_LEN];
+        tls[i] = i >= cfg->nlisten;
+        if (sock_parse_addr(s, &addrs[i], e2, sizeof(e2)) < 0) {
+            snprintf(err, errlen, "%s: %s", tls[i] ? "--tls-listen" : "--listen", e2);
+            goto fail;
+        }
+    }
+
+    if (!cfg->takeover && px_probe(addrs, n, err, errlen) < 0) {
+        fail_errno = errno;
+        goto fail;
+    }
+
+    uint32_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint32_t)getpid() ^ (uint32_t)px_now_ns();
+    for (int i = 0; i < p->nth; i++) {
+        px_thread_t *th = &p->th[i];
+        th->px = p;
+        th->idx = i;
+        th->rid_rand = seed + (uint32_t)i * 0x9e3779b9u;
+        th->scratch = malloc(PX_SCRATCH);
+        th->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        th->loop = ev_loop_new(EVFLAG_AUTO);
+        if (th->scratch == NULL || th->loop == NULL)
+            goto oom;
+        ev_async_init(&th->wake, px_wake_cb);
+        ev_async_start(th->loop, &th->wake);
+        ev_init(&th->backoff, px_backoff_cb);
+        if (px_bind(th, addrs, tls, n, err, errlen) < 0)
+            goto fail;
+    }
+    free(addrs);
+    free(tls);
+    return p;
+
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    free(addrs);
+    free(tls);
+    px_free(p);
+    errno = fail_errno;
+    return NULL;
+}
+
+int px_listen_addr(px_t *p, int tls, sock_addr_t *out)
+{
+    if (p == NULL || p->nth == 0)
+        return -1;
+    px_thread_t *th = &p->th[0];
+    for (size_t i = 0; i < th->nls; i++)
+        if (th->ls[i].tls == tls && th->ls[i].fd >= 0)
+            return sock_local_addr(th->ls[i].fd, out);
+    return -1;
+}
+
+int px_start(px_t *p, char *err, size_t errlen)
+{
+    sigset_t all, old;
+
+    /* Signals belong to the main loop's ev_signal watchers: proxy threads
+     * inherit a mask that blocks them all. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < p->nth; i++) {
+        int e = pthread_create(&p->th[i].tid, NULL, px_thread_main, &p->th[i]);
+        if (e != 0) {
+            snprintf(err, errlen, "pthread_create: %s", strerror(e));
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            return -1;
+        }
+        p->th[i].started = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+void px_stop_accepting(px_t *p)
+{
+    __atomic_store_n(&p->stop_accept, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < p->nth; i++)
+        if (p->th[i].loop != NULL)
+            ev_async_send(p->th[i].loop, &p->th[i].wake);
+}
+
+void px_shutdown(px_t *p)
+{
+    __atomic_store_n(&p->shutdown, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < p->nth; i++)
+        if (p->th[i].loop != NULL)
+            ev_async_send(p->th[i].loop, &p->th[i].wake);
+}
+
+void px_free(px_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->th != NULL) {
+        int any = 0;
+        for (int i = 0; i < p->nth; i++)
+            any |= p->th[i].started;
+        if (any)
+            px_shutdown(p);
+        for (int i = 0; i < p->nth; i++) {
+            px_thread_t *th = &p->th[i];
+            if (th->started)
+                pthread_join(th->tid, NULL);
+            if (th->loop != NULL) {
+                /* Never ran (or already stopped): release what is left. */
+                while (th->conns != NULL)
+                    px_conn_free(th->conns);
+                px_close_listeners(th);
+                ev_async_stop(th->loop, &th->wake);
+                ev_loop_destroy(th->loop);
+            }
+            free(th->ls);
+            free(th->scratch);
+            if (th->reserve_fd >= 0)
+                close(th->reserve_fd);
+        }
+        free(p->th);
+    }
+    free(p);
+}
