@@ -10,9 +10,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
 #include "fwd.h"
 #include "sock.h"
 
@@ -20,19 +17,14 @@
 static void px_linger(px_conn_t *c)
 {
     c->phase = PX_LINGER;
-    if (c->a.ssl != NULL) {
-        /* close_notify, best effort: the answer itself is already out. */
-        (void)SSL_shutdown(c->a.ssl);
-        ERR_clear_error();
-    }
-    shutdown(c->a.fd, SHUT_WR);
+    c->a.ops->shutdown_wr(&c->a);
     c->a.wr_shut = 1;
 }
 
 void px_flush_reply(px_conn_t *c)
 {
     while (buf_size(&c->a.out) > 0) {
-        ssize_t w = px_swrite(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
+        ssize_t w = px_io_send(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
         if (w < 0) {
             if (errno == EAGAIN)
                 return;
@@ -239,7 +231,7 @@ void px_read_head(px_conn_t *c)
             px_close(c, PX_R_NO_MEMORY);
             return;
         }
-        ssize_t n = px_sread(&c->a, p, want);
+        ssize_t n = px_io_recv(&c->a, p, want);
         if (n < 0) {
             if (errno != EAGAIN)
                 px_close(c, PX_R_CLIENT_RESET);
@@ -276,7 +268,7 @@ void px_linger_read(px_conn_t *c)
 {
     char *sc = c->th->scratch;
     for (int i = 0; i < 16; i++) {
-        ssize_t n = px_sread(&c->a, sc, PX_SCRATCH);
+        ssize_t n = px_io_recv(&c->a, sc, PX_SCRATCH);
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {

@@ -6,7 +6,7 @@
  *   px_sess.c    the session state machine: phases, events, backends, retries
  *   px_http.c    the request head (routes, static files) and the lb's answers
  *   px_tun.c     the tunnel pump and websocket frame tracking
- *   px_io.c      the transport: reads and writes, plain or TLS */
+ *   px_io.c      the transport: reads and writes, plain or TLS (px_io.h) */
 #ifndef LB_PX_INT_H
 #define LB_PX_INT_H
 
@@ -18,9 +18,8 @@
 #include <time.h>
 
 #include <ev.h>
-#include <openssl/ssl.h>
-
 #include "proxy.h"
+#include "px_io.h"
 #include "wsf.h"
 
 #ifndef container_of
@@ -68,18 +67,6 @@ enum px_reason {
     PX_R_EVICTED,
     PX_R__COUNT
 };
-
-typedef struct px_side {
-    int fd;
-    ev_io io;
-    buf_t out;                   /* bytes waiting to be written to this side */
-    SSL *ssl;                    /* client side of a TLS listener only */
-    unsigned rd_eof : 1;         /* this side sent EOF */
-    unsigned shut_pending : 1;   /* the other side sent EOF: shut our write once out drains */
-    unsigned wr_shut : 1;        /* we shut our write toward this side */
-    unsigned ssl_rd_wants_w : 1; /* SSL_read needs the socket writable */
-    unsigned ssl_wr_wants_r : 1; /* SSL_write needs the socket readable */
-} px_side_t;
 
 struct px_thread;
 
@@ -202,14 +189,6 @@ void px_read_response(px_conn_t *c);
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls);
 /* Frees every connection of th (reason "shutdown"). */
 void px_sess_shutdown(px_thread_t *th);
-
-/* ---- px_io.c ------------------------------------------------------------------ */
-
-/* Reads from one side. >0 bytes, 0 on EOF, -1 with errno (EAGAIN = retry
- * later, anything else is fatal for the connection). */
-ssize_t px_sread(px_side_t *s, char *p, size_t n);
-/* Writes to one side; same conventions as px_sread (never returns 0). */
-ssize_t px_swrite(px_side_t *s, const char *p, size_t n);
 
 /* ---- px_http.c ---------------------------------------------------------------- */
 

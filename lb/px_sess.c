@@ -35,8 +35,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/ssl.h>
-
 #include "alog.h"
 #include "log.h"
 #include "met.h"
@@ -162,10 +160,10 @@ static void px_update(px_conn_t *c)
         return;
     switch (c->phase) {
     case PX_TLS_HS:
-        ea = c->a.ssl_rd_wants_w ? EV_WRITE : EV_READ;
+        ea = (c->a.wants & PX_IO_RECV_WANTS_WRITE) ? EV_WRITE : EV_READ;
         break;
     case PX_HEAD:
-        ea = EV_READ | (c->a.ssl_rd_wants_w ? EV_WRITE : 0);
+        ea = EV_READ | ((c->a.wants & PX_IO_RECV_WANTS_WRITE) ? EV_WRITE : 0);
         break;
     case PX_CONNECT:
         eb = EV_WRITE;
@@ -175,9 +173,9 @@ static void px_update(px_conn_t *c)
         int hdone = c->phase == PX_TUNNEL || c->hsent == buf_size(&c->hbuf);
         if (!c->a.rd_eof && hdone && buf_size(&c->b.out) < PX_TUNNEL_CAP)
             ea |= EV_READ;
-        if (c->a.ssl_wr_wants_r)
+        if (c->a.wants & PX_IO_SEND_WANTS_READ)
             ea |= EV_READ;
-        if (buf_size(&c->a.out) > 0 || c->a.ssl_rd_wants_w)
+        if (buf_size(&c->a.out) > 0 || (c->a.wants & PX_IO_RECV_WANTS_WRITE))
             ea |= EV_WRITE;
         if (!c->b.rd_eof && (c->phase == PX_WAIT || buf_size(&c->a.out) < PX_TUNNEL_CAP))
             eb |= EV_READ;
@@ -186,7 +184,7 @@ static void px_update(px_conn_t *c)
         break;
     }
     case PX_REPLY:
-        ea = EV_WRITE | (c->a.ssl_wr_wants_r ? EV_READ : 0);
+        ea = EV_WRITE | ((c->a.wants & PX_IO_SEND_WANTS_READ) ? EV_READ : 0);
         break;
     case PX_LINGER:
         ea = EV_READ;
@@ -253,8 +251,7 @@ void px_conn_free(px_conn_t *c)
         alog_write(&r);
     }
 
-    if (c->a.ssl != NULL)
-        SSL_free(c->a.ssl);
+    c->a.ops->free(&c->a);
     if (c->a.fd >= 0)
         close(c->a.fd);
     buf_free(&c->a.out);
@@ -345,22 +342,22 @@ void px_try_backend(px_conn_t *c)
     }
 }
 
-/* If the TLS layer holds decrypted bytes the socket will not signal again,
- * make the read side run, but only when the tunnel would read them now
- * (otherwise the feed would spin without progress). */
-static void px_kick_tls(px_conn_t *c)
+/* If the client's transport holds bytes the socket will not signal again
+ * (decrypted TLS records), make the read side run, but only when the tunnel
+ * would read them now (otherwise the feed would spin without progress). */
+static void px_kick_pending(px_conn_t *c)
 {
     int reading = c->phase == PX_TUNNEL || (c->phase == PX_WAIT && c->hsent == buf_size(&c->hbuf));
-    if (c->a.ssl != NULL && reading && !c->a.rd_eof && buf_size(&c->b.out) < PX_TUNNEL_CAP &&
-        SSL_pending(c->a.ssl) > 0 && ev_is_active(&c->a.io))
+    if (reading && !c->a.rd_eof && buf_size(&c->b.out) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
+        c->a.ops->pending(&c->a) > 0)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
-static void px_tls_handshake(px_conn_t *c)
+/* TLS_HS: one step of the client's transport handshake. */
+static void px_handshake(px_conn_t *c)
 {
-    c->a.ssl_rd_wants_w = 0;
-    int r = SSL_do_handshake(c->a.ssl);
-    if (r == 1) {
+    switch (c->a.ops->handshake(&c->a)) {
+    case PX_IO_HS_DONE:
         c->phase = PX_HEAD;
         if (c->limited) {
             px_reply_limited(c);
@@ -368,17 +365,12 @@ static void px_tls_handshake(px_conn_t *c)
         }
         px_read_head(c);
         return;
-    }
-    switch (tls_classify(c->a.ssl, r)) {
-    case TLS_IO_WANT_READ:
+    case PX_IO_HS_AGAIN:
         return;
-    case TLS_IO_WANT_WRITE:
-        c->a.ssl_rd_wants_w = 1;
-        return;
-    case TLS_IO_EOF:
+    case PX_IO_HS_EOF:
         px_close(c, PX_R_CLIENT_EOF);
         return;
-    default:
+    case PX_IO_HS_ERROR:
         lbs_inc(&c->th->px->stats->errors[LBS_ERR_TLS]);
         px_close(c, PX_R_TLS_ERROR);
         return;
@@ -467,7 +459,7 @@ void px_read_response(px_conn_t *c)
             px_close(c, PX_R_NO_MEMORY);
             return;
         }
-        ssize_t n = px_sread(&c->b, p, PX_HEAD_CHUNK);
+        ssize_t n = px_io_recv(&c->b, p, PX_HEAD_CHUNK);
         if (n < 0) {
             if (errno != EAGAIN)
                 px_backend_failed(c, LBS_ERR_CONNECT, strerror(errno));
@@ -496,7 +488,7 @@ static void px_step(px_conn_t *c)
 {
     switch (c->phase) {
     case PX_TLS_HS:
-        px_tls_handshake(c);
+        px_handshake(c);
         break;
     case PX_HEAD:
         px_read_head(c);
@@ -525,7 +517,7 @@ static void px_after(px_conn_t *c)
         return;
     }
     px_update(c);
-    px_kick_tls(c);
+    px_kick_pending(c);
 }
 
 static void px_client_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -615,6 +607,8 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     c->start_ns = px_now_ns();
     c->a.fd = fd;
     c->b.fd = -1;
+    c->a.ops = &px_io_plain; /* until px_io_tls_attach, for a TLS listener */
+    c->b.ops = &px_io_plain;
     c->tls = tls != 0;
     memcpy(&c->peer, &peer->ss, peer->len < sizeof(c->peer) ? peer->len : sizeof(c->peer));
     ev_io_init(&c->a.io, px_client_cb, fd, EV_READ);
@@ -656,8 +650,7 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
         }
     }
     if (tls) {
-        c->a.ssl = tls_new_conn(px->cfg.tls, fd);
-        if (c->a.ssl == NULL) {
+        if (px_io_tls_attach(&c->a, px->cfg.tls) < 0) {
             px_conn_free(c);
             return;
         }
@@ -689,7 +682,7 @@ void px_sess_shutdown(px_thread_t *th)
         if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && buf_size(&c->a.out) == 0 &&
             ws_close_write(&c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
                            "load balancer shutting down") == 0)
-            (void)px_swrite(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
+            (void)px_io_send(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
         /* Not inside any of c's callbacks: freeing here is safe. */
         px_conn_free(c);
     }

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <openssl/ssl.h>
-
 #include "ws.h"
 
 /* Where bytes pass from one side to the other: a websocket's frames are
@@ -98,7 +96,7 @@ static int px_flush(px_conn_t *c, px_side_t *s)
         return 0;
     if (s == &c->b && c->phase == PX_WAIT) {
         while (c->hsent < buf_size(&c->hbuf)) {
-            ssize_t w = px_swrite(s, buf_head(&c->hbuf) + c->hsent, buf_size(&c->hbuf) - c->hsent);
+            ssize_t w = px_io_send(s, buf_head(&c->hbuf) + c->hsent, buf_size(&c->hbuf) - c->hsent);
             if (w < 0) {
                 if (errno == EAGAIN)
                     return 0;
@@ -109,7 +107,7 @@ static int px_flush(px_conn_t *c, px_side_t *s)
         }
     }
     while (buf_size(&s->out) > 0) {
-        ssize_t w = px_swrite(s, buf_head(&s->out), buf_size(&s->out));
+        ssize_t w = px_io_send(s, buf_head(&s->out), buf_size(&s->out));
         if (w < 0) {
             if (errno == EAGAIN)
                 return 0;
@@ -122,9 +120,7 @@ static int px_flush(px_conn_t *c, px_side_t *s)
     if (s->shut_pending && !s->wr_shut) {
         /* The other side finished and everything it sent is out: pass the
          * half-close on, so a peer waiting for EOF sees it. */
-        if (s->ssl != NULL)
-            (void)SSL_shutdown(s->ssl);
-        shutdown(s->fd, SHUT_WR);
+        s->ops->shutdown_wr(s);
         s->wr_shut = 1;
     }
     return 0;
@@ -136,7 +132,7 @@ static int px_forward(px_conn_t *c, px_side_t *y, const char *p, size_t n, int d
 {
     size_t off = 0;
     if (direct) {
-        ssize_t w = px_swrite(y, p, n);
+        ssize_t w = px_io_send(y, p, n);
         if (w > 0) {
             off = (size_t)w;
         } else if (errno != EAGAIN) {
@@ -159,11 +155,11 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
     int up = x == &c->a;
     size_t budget = PX_PUMP_BUDGET;
 
-    /* In a plain tunnel only a side whose readiness was reported is read: a
-     * read on the quiet side would only return EAGAIN, one wasted syscall
-     * per message. Level-triggered readiness brings back any side skipped
-     * here. TLS may hold decrypted bytes the socket does not show. */
-    if (c->phase == PX_TUNNEL && x->ssl == NULL && !(up ? c->rd_hint_a : c->rd_hint_b))
+    /* In a tunnel only a side whose readiness was reported is read: a read
+     * on the quiet side would only return EAGAIN, one wasted syscall per
+     * message. Level-triggered readiness brings back any side skipped here.
+     * A buffered transport (TLS) may hold bytes the socket does not show. */
+    if (c->phase == PX_TUNNEL && !x->ops->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
         return 0;
     while (!x->rd_eof && budget > 0) {
         size_t q = buf_size(&y->out);
@@ -172,7 +168,7 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         size_t room = PX_TUNNEL_CAP - q;
         if (room > PX_SCRATCH)
             room = PX_SCRATCH;
-        ssize_t n = px_sread(x, sc, room);
+        ssize_t n = px_io_recv(x, sc, room);
         if (n < 0) {
             if (errno == EAGAIN)
                 break;
@@ -223,11 +219,12 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
             return -1;
         budget -= (size_t)n < budget ? (size_t)n : budget;
         /* A short read from a stream socket emptied its receive queue: the
-         * next read would be EAGAIN (HAProxy makes the same bet). */
-        if (x->ssl == NULL && (size_t)n < room)
+         * next read would be EAGAIN (HAProxy makes the same bet). Not so
+         * through a buffered transport: a TLS read returns one record. */
+        if (!x->ops->buffered && (size_t)n < room)
             break;
     }
-    if (budget == 0 && x->ssl != NULL && SSL_pending(x->ssl) > 0)
+    if (budget == 0 && x->ops->pending(x) > 0)
         ev_feed_event(c->th->loop, &x->io, EV_READ);
     return 0;
 }
