@@ -120,6 +120,32 @@ typedef struct px_conn {
     char req[48]; /* "METHOD path", truncated, for the access log */
 } px_conn_t;
 
+/* What went wrong on the way to a backend or with it (px_retry_policy). */
+enum px_fail {
+    PX_F_LOCAL = 0,       /* connect: no descriptor or memory here (EMFILE, ENOBUFS...) */
+    PX_F_CONNECT,         /* connect refused or failed */
+    PX_F_CONNECT_TIMEOUT, /* connect not done within timeout_connect_ms */
+    PX_F_TIMEOUT,         /* no response head within timeout_response_ms */
+    PX_F_RESET,           /* reading from the backend failed */
+    PX_F_WRITE,           /* writing to the backend failed */
+    PX_F_EOF,             /* the backend closed */
+    PX_F_BAD_HEAD,        /* a response head that does not parse */
+    PX_F_503,             /* a response head with status 503 (a draining worker) */
+    PX_F_101_PLAIN,       /* a 101 to a plain request */
+    PX_F_EXHAUSTED,       /* no backend left to try */
+    PX_F__COUNT
+};
+
+/* What the client gets (px_retry_policy). */
+enum px_act {
+    PX_ACT_GO_ON = 0,     /* nothing changes: the answer or the EOF is passed on */
+    PX_ACT_RETRY,         /* the request goes to another backend */
+    PX_ACT_REPLY_502,     /* the lb's 502 */
+    PX_ACT_REPLY_503,     /* the lb's 503 */
+    PX_ACT_CLOSE,         /* a bare close: too late for an answer */
+    PX_ACT_WS_CLOSE_1014, /* the lb's websocket close 1014: the worker is gone */
+};
+
 typedef struct px_listener {
     ev_io io;
     int fd;
@@ -181,8 +207,14 @@ void px_close_backend_fd(px_conn_t *c);
 void px_conn_free(px_conn_t *c);
 /* Picks a backend not tried yet and connects to it, or answers. */
 void px_try_backend(px_conn_t *c);
-/* The current backend failed before the client saw any of its answer. */
-void px_backend_failed(px_conn_t *c, int err, const char *why);
+/* Pure: what the client gets when failure f happens to c (see px_sess.c). */
+enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f);
+/* Acts on failure f of c's backend (or of the search for one) as
+ * px_retry_policy says, after counting, reporting and logging it (why: a
+ * short cause for the log). 0 when c carries on as it was (PX_ACT_GO_ON),
+ * -1 when the caller must stop: c was retried elsewhere, answered or
+ * closed. */
+int px_backend_error(px_conn_t *c, enum px_fail f, const char *why);
 /* WAIT: reads what the backend has sent of its response head. */
 void px_read_response(px_conn_t *c);
 /* Takes ownership of fd, accepted on a listener of th. */
@@ -208,6 +240,10 @@ void px_linger_read(px_conn_t *c);
 /* Feeds bytes passing upstream (client to backend) or down to the frame
  * tracking of their direction. */
 void px_pass(px_conn_t *c, int upstream, const char *p, size_t n);
+/* Why a tunnel ends when side `up` (1 = client) sends EOF. */
+enum px_reason px_eof_reason(const px_conn_t *c, int up);
+/* Why a connection ends when reading or writing side s failed for good. */
+enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s);
 /* True when the lb may put a frame of its own toward the client. */
 int px_ws_at_boundary(const px_conn_t *c);
 /* Ends a websocket tunnel at a frame boundary with the lb's own close. */

@@ -270,29 +270,125 @@ void px_conn_free(px_conn_t *c)
     free(c);
 }
 
-/* The current backend failed before the client saw any of its answer: count
- * it, then try another one when the request can still be replayed. */
-void px_backend_failed(px_conn_t *c, int err, const char *why)
+/* ---- the retry policy ------------------------------------------------------- */
+
+/* Pure: what the client gets when f happens to c, from c's phase and what
+ * it knows of the request and the tunnel. Until the response head arrives
+ * (before TUNNEL) a failing backend costs the client nothing while the
+ * request can be replayed (c->retryable: nothing beyond hbuf reached the
+ * backend): it is retried on another one, and once replaying is impossible
+ * the client gets 502. A 503 to a GET is a draining worker: another one is
+ * the better answer. When no backend is left, 503 if none was there or
+ * every one tried was draining ("unavailable"), else 502 ("failed"). In
+ * the tunnel, a websocket whose worker connection ends between two frames,
+ * while the client is not closing it itself, gets the lb's 1014 close (the
+ * client reconnects); anything else is closed bare, or for a backend EOF
+ * passed on as a half-close. */
+enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f)
+{
+    switch (f) {
+    case PX_F_LOCAL:
+        return PX_ACT_REPLY_503;
+    case PX_F_EXHAUSTED:
+        return c->ntried == 0 || c->only_503 ? PX_ACT_REPLY_503 : PX_ACT_REPLY_502;
+    case PX_F_101_PLAIN:
+        return PX_ACT_REPLY_502;
+    case PX_F_503:
+        return c->is_get && c->retryable ? PX_ACT_RETRY : PX_ACT_GO_ON;
+    default:
+        break;
+    }
+    if (c->phase != PX_TUNNEL)
+        return c->retryable ? PX_ACT_RETRY : PX_ACT_REPLY_502;
+    if ((f == PX_F_EOF || f == PX_F_RESET) && px_ws_at_boundary(c) && !c->wsc.close)
+        return PX_ACT_WS_CLOSE_1014;
+    return f == PX_F_EOF ? PX_ACT_GO_ON : PX_ACT_CLOSE;
+}
+
+/* The lbs error a failure of the backend before its answer counts under. */
+static int px_fail_err(enum px_fail f)
+{
+    return f == PX_F_TIMEOUT ? LBS_ERR_BACKEND_TIMEOUT : LBS_ERR_CONNECT;
+}
+
+/* Counts, reports and logs failure f before acting on it with a: the
+ * backend's own faults before the response head count against its health;
+ * a local shortage, a 503 or a refused 101 do not. */
+static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char *why)
 {
     px_t *px = c->th->px;
 
-    lbs_inc(&px->stats->errors[err]);
+    switch (f) {
+    case PX_F_LOCAL:
+        /* Out of descriptors here: the backend did nothing wrong, so
+         * neither count it as a failure (that would take healthy workers
+         * down) nor try the others. */
+        log_warn("backend %s: %s; answering 503", c->be->id, why);
+        px_release_backend(c);
+        return;
+    case PX_F_503:
+        if (a != PX_ACT_RETRY)
+            return;
+        log_info("backend %s answered 503 (draining?), trying another", c->be->id);
+        c->only_503 = c->ntried == 1 || c->only_503;
+        px_release_backend(c);
+        return;
+    case PX_F_101_PLAIN:
+        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", c->be->id);
+        return;
+    case PX_F_EXHAUSTED:
+        return;
+    default:
+        break;
+    }
+    if (c->phase == PX_TUNNEL)
+        return; /* the backend answered: how its tunnel ends is no health matter */
+    lbs_inc(&px->stats->errors[px_fail_err(f)]);
     c->only_503 = 0;
     if (c->be != NULL) {
         be_report_failure(px->table, c->be);
         log_warn("backend %s (%s) failed: %s%s", c->be->id, c->be->addr_str, why,
-                 c->retryable ? ", retrying" : "");
+                 a == PX_ACT_RETRY ? ", retrying" : "");
     }
     px_release_backend(c);
-    if (!c->retryable) {
-        px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "backend failed");
-        return;
-    }
-    px_try_backend(c);
 }
 
-/* Picks a backend not tried yet and starts connecting to it; answers 503 when
- * none is available at all and 502 when every candidate failed. */
+int px_backend_error(px_conn_t *c, enum px_fail f, const char *why)
+{
+    enum px_act a = px_retry_policy(c, f);
+
+    px_fail_note(c, f, a, why);
+    switch (a) {
+    case PX_ACT_GO_ON:
+        return 0;
+    case PX_ACT_RETRY:
+        px_try_backend(c);
+        break;
+    case PX_ACT_REPLY_502:
+        px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED,
+                 f == PX_F_EXHAUSTED ? "all backends failed" : "backend failed");
+        break;
+    case PX_ACT_REPLY_503:
+        if (f == PX_F_LOCAL)
+            px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
+        else
+            px_reply(c, 503, LBS_ERR_NO_BACKEND, PX_R_NO_BACKEND, "no backend available");
+        break;
+    case PX_ACT_CLOSE:
+        px_close(c, px_reset_reason(c, &c->b));
+        break;
+    case PX_ACT_WS_CLOSE_1014:
+        px_ws_close_client(c, 1014, "worker connection lost",
+                           f == PX_F_EOF ? px_eof_reason(c, 0) : PX_R_BACKEND_RESET);
+        break;
+    }
+    return -1;
+}
+
+/* ---- backend selection ------------------------------------------------------ */
+
+/* Picks a backend not tried yet and starts connecting to it; when none is
+ * left or the connect fails, the retry policy decides what follows. */
 void px_try_backend(px_conn_t *c)
 {
     px_t *px = c->th->px;
@@ -301,45 +397,27 @@ void px_try_backend(px_conn_t *c)
 
     if (max_tries > PX_MAX_TRIES)
         max_tries = PX_MAX_TRIES;
-    for (;;) {
-        be_t *b = NULL;
-        if (c->ntried < max_tries)
-            b = be_pick(px->table, c->tried, c->ntried);
-        if (b == NULL) {
-            /* Only draining workers left is "unavailable", not "failed". */
-            if (c->ntried == 0 || c->only_503)
-                px_reply(c, 503, LBS_ERR_NO_BACKEND, PX_R_NO_BACKEND, "no backend available");
-            else
-                px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "all backends failed");
-            return;
-        }
-        c->tried[c->ntried++] = b;
-        c->be = b;
-        int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
-        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
-            /* Out of descriptors here: the backend did nothing wrong, so
-             * neither count it as a failure (that would take healthy
-             * workers down) nor try the others. */
-            log_warn("backend %s: %s; answering 503", b->id, err);
-            px_release_backend(c);
-            px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
-            return;
-        }
-        if (fd < 0) {
-            lbs_inc(&px->stats->errors[LBS_ERR_CONNECT]);
-            be_report_failure(px->table, b);
-            log_warn("backend %s: %s, retrying", b->id, err);
-            px_release_backend(c);
-            continue;
-        }
-        (void)sock_set_nodelay(fd);
-        c->b.fd = fd;
-        ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
-        c->phase = PX_CONNECT;
-        c->hsent = 0;
-        px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
+    be_t *b = NULL;
+    if (c->ntried < max_tries)
+        b = be_pick(px->table, c->tried, c->ntried);
+    if (b == NULL) {
+        (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
         return;
     }
+    c->tried[c->ntried++] = b;
+    c->be = b;
+    int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
+    if (fd < 0) {
+        int local = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
+        (void)px_backend_error(c, local ? PX_F_LOCAL : PX_F_CONNECT, err);
+        return;
+    }
+    (void)sock_set_nodelay(fd);
+    c->b.fd = fd;
+    ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
+    c->phase = PX_CONNECT;
+    c->hsent = 0;
+    px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
 }
 
 /* If the client's transport holds bytes the socket will not signal again
@@ -381,7 +459,7 @@ static void px_connected(px_conn_t *c)
 {
     int e = sock_connect_result(c->b.fd);
     if (e != 0) {
-        px_backend_failed(c, LBS_ERR_CONNECT, strerror(e));
+        (void)px_backend_error(c, PX_F_CONNECT, strerror(e));
         return;
     }
     c->phase = PX_WAIT;
@@ -396,19 +474,13 @@ static void px_response(px_conn_t *c, const http_head_t *h)
 
     /* A draining worker answers 503 to new clients; while the request can be
      * replayed, another worker is the better answer. Not a health failure. */
-    if (h->status == 503 && c->is_get && c->retryable) {
-        log_info("backend %s answered 503 (draining?), trying another", c->be->id);
-        c->only_503 = c->ntried == 1 || c->only_503;
-        px_release_backend(c);
-        px_try_backend(c);
+    if (h->status == 503 && px_backend_error(c, PX_F_503, NULL) < 0)
         return;
-    }
     /* Only a websocket route may become a tunnel of another protocol: a 101
      * to a plain request (whose Upgrade the lb dropped) would open one to
      * the backend past every route. */
     if (h->status == 101 && !c->ws_route) {
-        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", c->be->id);
-        px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED, "backend failed");
+        (void)px_backend_error(c, PX_F_101_PLAIN, NULL);
         return;
     }
     /* An upgrade the backend refused is one answer: what the client sends
@@ -462,11 +534,11 @@ void px_read_response(px_conn_t *c)
         ssize_t n = px_io_recv(&c->b, p, PX_HEAD_CHUNK);
         if (n < 0) {
             if (errno != EAGAIN)
-                px_backend_failed(c, LBS_ERR_CONNECT, strerror(errno));
+                (void)px_backend_error(c, PX_F_RESET, strerror(errno));
             return;
         }
         if (n == 0) {
-            px_backend_failed(c, LBS_ERR_CONNECT, "closed before answering");
+            (void)px_backend_error(c, PX_F_EOF, "closed before answering");
             return;
         }
         buf_commit(&c->rbuf, (size_t)n);
@@ -475,7 +547,7 @@ void px_read_response(px_conn_t *c)
         if (r == HTTP_PARSE_AGAIN)
             continue;
         if (r < 0) {
-            px_backend_failed(c, LBS_ERR_CONNECT, "malformed response head");
+            (void)px_backend_error(c, PX_F_BAD_HEAD, "malformed response head");
             return;
         }
         px_response(c, &h);
@@ -551,10 +623,10 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         px_reply(c, 408, LBS_ERR_HEAD_TIMEOUT, PX_R_HEAD_TIMEOUT, "request timeout");
         break;
     case PX_CONNECT:
-        px_backend_failed(c, LBS_ERR_CONNECT, "connect timeout");
+        (void)px_backend_error(c, PX_F_CONNECT_TIMEOUT, "connect timeout");
         break;
     case PX_WAIT:
-        px_backend_failed(c, LBS_ERR_BACKEND_TIMEOUT, "no response in time");
+        (void)px_backend_error(c, PX_F_TIMEOUT, "no response in time");
         break;
     case PX_TUNNEL: {
         double lim = px_tunnel_limit(c);

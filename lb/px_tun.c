@@ -34,7 +34,7 @@ int px_ws_at_boundary(const px_conn_t *c)
 /* Why a tunnel ends when side `up` (1 = client) sends EOF: a websocket says
  * who closed it (whose close frame came first, or a worker connection that
  * ended without one: the worker died); anything else says who hung up. */
-static enum px_reason px_eof_reason(const px_conn_t *c, int up)
+enum px_reason px_eof_reason(const px_conn_t *c, int up)
 {
     if (c->ws && c->ws_first == PX_WS_BY_CLIENT)
         return PX_R_CLIENT_CLOSE;
@@ -65,13 +65,8 @@ void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enum px_re
     px_flush_reply(c);
 }
 
-static void px_ws_backend_gone(px_conn_t *c, enum px_reason r)
-{
-    px_ws_close_client(c, 1014, "worker connection lost", r);
-}
-
 /* Why a connection ends when reading or writing side s failed for good. */
-static enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s)
+enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s)
 {
     if (s->rd_eof)
         return px_eof_reason(c, s == &c->a);
@@ -82,8 +77,8 @@ static enum px_reason px_reset_reason(px_conn_t *c, px_side_t *s)
  * failure is a failed backend (retried); anything else ends the connection. */
 static void px_write_failed(px_conn_t *c, px_side_t *s)
 {
-    if (s == &c->b && c->phase == PX_WAIT)
-        px_backend_failed(c, LBS_ERR_CONNECT, "write failed");
+    if (s == &c->b)
+        (void)px_backend_error(c, PX_F_WRITE, "write failed");
     else
         px_close(c, px_reset_reason(c, s));
 }
@@ -172,20 +167,16 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         if (n < 0) {
             if (errno == EAGAIN)
                 break;
-            if (!up && c->phase == PX_WAIT)
-                px_backend_failed(c, LBS_ERR_CONNECT, strerror(errno));
-            else if (!up && px_ws_at_boundary(c) && !c->wsc.close)
-                px_ws_backend_gone(c, PX_R_BACKEND_RESET);
-            else
+            if (up)
                 px_close(c, px_reset_reason(c, x));
+            else
+                (void)px_backend_error(c, PX_F_RESET, strerror(errno));
             return -1;
         }
-        /* The worker went away without closing the websocket: the client
-         * gets a 1014 it can reconnect on, unless it is closing it itself. */
-        if (n == 0 && !up && c->phase == PX_TUNNEL && px_ws_at_boundary(c) && !c->wsc.close) {
-            px_ws_backend_gone(c, px_eof_reason(c, 0));
+        /* The worker went away: a websocket client may get a 1014 it can
+         * reconnect on (px_retry_policy), else the EOF is passed on. */
+        if (n == 0 && !up && px_backend_error(c, PX_F_EOF, "closed") < 0)
             return -1;
-        }
         if (n == 0) {
             x->rd_eof = 1;
             y->shut_pending = 1;
