@@ -217,12 +217,20 @@ static void px_release_backend(px_conn_t *c)
     }
 }
 
+/* A unit test that includes this file defines it to see each connection
+ * as it ends (tests/unit/pxfx.h). */
+#ifndef PX_SESS_FREE_HOOK
+#define PX_SESS_FREE_HOOK(c) ((void)0)
+#endif
+
 /* Precondition: c is unlinked from nothing yet; every watcher belongs to
  * c->th->loop. Frees c and everything it holds; logs the access line. */
 void px_conn_free(px_conn_t *c)
 {
     px_thread_t *th = c->th;
     px_t *px = th->px;
+
+    PX_SESS_FREE_HOOK(c);
 
     ev_io_stop(th->loop, &c->a.io);
     ev_io_stop(th->loop, &c->b.io);
