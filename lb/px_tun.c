@@ -228,6 +228,12 @@ void px_pump(px_conn_t *c)
     if (c->phase == PX_WAIT) {
         if (c->hsent == buf_size(&c->hbuf) && px_xfer(c, &c->a, &c->b) < 0)
             return;
+        /* A client EOF read just now goes on at once: a backend that waits
+         * for it before answering would otherwise wait for the next event,
+         * or for the response timeout. */
+        if (c->b.shut_pending && !c->b.wr_shut && buf_size(&c->b.out) == 0 &&
+            px_flush(c, &c->b) < 0)
+            return;
         if (c->phase == PX_WAIT)
             px_read_response(c);
         if (c->closing || c->phase != PX_TUNNEL)

@@ -285,6 +285,38 @@ static void test_connect_timeout_is_retried(void **state)
     buf_free(&hin.b);
 }
 
+/* The client's EOF while the lb connects is seen once the request is out:
+ * the backend gets the request, then the half-close, and answers. */
+static void test_connect_client_eof_is_passed_on(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t hin = {0}, cin = {0};
+    int filler;
+    f->px.cfg.timeout_connect_ms = 100;
+    fx_backend_stuck(f, &filler);
+    int cl = fx_client(f, 0);
+    fx_send_str(f, cl, API_GET);
+    shutdown(cl, SHUT_WR);
+    fx_wait_connect(f);
+    fx_backend(f, 16);
+    int bfd = fx_accept(f, 1);
+    fx_wait(f, fx_read(bfd, &hin));
+    assert_true(hin.eof);
+    assert_true(fx_starts(&hin, "GET /api/x HTTP/1.1\r\n"));
+    assert_memory_equal(buf_head(&hin.b) + buf_size(&hin.b) - 4, "\r\n\r\n", 4);
+    fx_send_str(f, bfd, RESP_OK);
+    close(bfd);
+    fx_wait(f, fx_read(cl, &cin));
+    assert_int_equal(buf_size(&cin.b), strlen(RESP_OK));
+    fx_wait(f, f->nfreed == 1);
+    assert_string_equal(fx_reason(f), "client_eof");
+    assert_int_equal(f->end.status, 200);
+    close(cl);
+    close(filler);
+    buf_free(&hin.b);
+    buf_free(&cin.b);
+}
+
 static void test_connect_client_reset(void **state)
 {
     fx_t *f = *state;
@@ -853,6 +885,7 @@ int main(void)
         T(test_connect_refused_is_retried),
         T(test_connect_refused_everywhere_is_502),
         T(test_connect_timeout_is_retried),
+        T(test_connect_client_eof_is_passed_on),
         T(test_connect_client_reset),
         T(test_wait_backend_eof_is_retried),
         T(test_wait_backend_reset_is_retried),
