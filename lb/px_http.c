@@ -52,7 +52,7 @@ static void px_reply_ex(px_conn_t *c, int status, int err, enum px_reason r, con
     px_set_reason(c, r);
     c->status = (uint16_t)status;
     px_close_backend_fd(c);
-    buf_free(&c->hbuf);
+    px_pre_free(c);
     buf_free(&c->a.out);
     if (c->phase == PX_TLS_HS) {
         /* No TLS session yet: nothing HTTP can be said. */
@@ -114,7 +114,7 @@ static int px_static(px_conn_t *c, const http_head_t *h)
     }
     st_count(px->cfg.st, status);
     c->status = (uint16_t)status;
-    buf_free(&c->hbuf);
+    px_pre_free(c);
     c->phase = PX_REPLY;
     px_timer(c, PX_LINGER_S + (double)buf_size(&c->a.out) / PX_STATIC_MIN_BPS);
     px_flush_reply(c);
@@ -172,7 +172,7 @@ static int px_route(px_conn_t *c, const http_head_t *h)
 static void px_head_done(px_conn_t *c, const http_head_t *h)
 {
     px_thread_t *th = c->th;
-    char ip[SOCK_ADDRSTRLEN];
+    char ip[SOCK_ADDRSTRLEN], rid[PX_REQID_LEN];
     sock_addr_t pa;
 
     px_hq_del(c);
@@ -183,12 +183,14 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
         px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
         return;
     }
-    snprintf(c->reqid, sizeof(c->reqid), "%06x%02x%08x", th->rid_rand & 0xffffff,
-             (unsigned)th->idx & 0xff, ++th->rid_seq);
+    c->rid = ++th->rid_seq;
+    c->has_rid = 1;
+    px_reqid(c, rid);
     if (px_route(c, h) < 0)
         return;
-    if (buf_size(&c->hbuf) > h->head_len) /* frames sent with the upgrade */
-        px_pass(c, 1, buf_head(&c->hbuf) + h->head_len, buf_size(&c->hbuf) - h->head_len);
+    buf_t *hb = &c->pre->hbuf;
+    if (buf_size(hb) > h->head_len) /* frames sent with the upgrade */
+        px_pass(c, 1, buf_head(hb) + h->head_len, buf_size(hb) - h->head_len);
     memset(&pa, 0, sizeof(pa));
     memcpy(&pa.ss, &c->peer, sizeof(c->peer));
     pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
@@ -196,25 +198,25 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
         snprintf(ip, sizeof(ip), "unknown");
     fwd_t fwd = {.client_ip = ip,
                  .proto = c->tls ? "https" : "http",
-                 .request_id = c->reqid,
+                 .request_id = rid,
                  .trusted = c->trusted,
                  .upstream_secret = th->px->cfg.upstream_secret,
                  .lb_id = th->px->cfg.lb_id,
                  .close = !c->ws_route,
                  .body_max = (size_t)c->up_left};
     buf_t nb = BUF_INIT;
-    if (fwd_rewrite_head(buf_head(&c->hbuf), buf_size(&c->hbuf), h, &fwd, &nb) < 0) {
+    if (fwd_rewrite_head(buf_head(hb), buf_size(hb), h, &fwd, &nb) < 0) {
         buf_free(&nb);
         px_close(c, PX_R_NO_MEMORY);
         return;
     }
     /* What came with the head counts against the body it may carry. */
     if (c->up_capped) {
-        size_t extra = buf_size(&c->hbuf) - h->head_len;
+        size_t extra = buf_size(hb) - h->head_len;
         c->up_left -= extra < c->up_left ? extra : c->up_left;
     }
-    buf_free(&c->hbuf);
-    c->hbuf = nb;
+    buf_free(hb);
+    *hb = nb;
     c->retryable = 1;
     px_try_backend(c);
 }
@@ -226,7 +228,7 @@ void px_read_head(px_conn_t *c)
 
     for (;;) {
         size_t want = PX_HEAD_CHUNK;
-        char *p = buf_reserve(&c->hbuf, want);
+        char *p = buf_reserve(&c->pre->hbuf, want);
         if (p == NULL) {
             px_close(c, PX_R_NO_MEMORY);
             return;
@@ -242,12 +244,12 @@ void px_read_head(px_conn_t *c)
             px_close(c, PX_R_CLIENT_EOF);
             return;
         }
-        buf_commit(&c->hbuf, (size_t)n);
+        buf_commit(&c->pre->hbuf, (size_t)n);
         c->bytes_in += (uint64_t)n;
         lbs_add(&px->stats->bytes_in, (uint64_t)n);
 
         http_head_t h;
-        int r = http_parse_request(buf_head(&c->hbuf), buf_size(&c->hbuf), max_head, &h);
+        int r = http_parse_request(buf_head(&c->pre->hbuf), buf_size(&c->pre->hbuf), max_head, &h);
         if (r == HTTP_PARSE_AGAIN)
             continue;
         if (r == HTTP_PARSE_ERROR) {

@@ -69,20 +69,28 @@ enum px_reason {
 };
 
 struct px_thread;
+struct px_conn;
+
+/* What a connection needs only on its way to an answer: allocated with the
+ * connection and freed when the tunnel starts or the lb answers, so that
+ * an idle tunnel does not carry it (px_conn_idle_bytes). */
+typedef struct px_pre {
+    struct px_conn *hq_prev, *hq_next; /* the thread's connections still without a head */
+    buf_t hbuf;                        /* request head, then the prefix kept for retries */
+    buf_t rbuf;                        /* backend response head being read */
+    size_t hsent;                      /* bytes of hbuf already written to the current backend */
+    be_t *tried[PX_MAX_TRIES];
+} px_pre_t;
 
 typedef struct px_conn {
-    struct px_conn *prev, *next;       /* the thread's list, for shutdown */
-    struct px_conn *hq_prev, *hq_next; /* the thread's connections still without a head */
+    struct px_conn *prev, *next; /* the thread's list, for shutdown */
     struct px_thread *th;
-    px_side_t a; /* client */
-    px_side_t b; /* backend */
+    px_pre_t *pre; /* until the tunnel starts or the lb answers; NULL after */
+    px_side_t a;   /* client */
+    px_side_t b;   /* backend */
     ev_timer timer;
     ev_tstamp last_io; /* tunnel activity; the timer checks it instead of re-arming per read */
-    buf_t hbuf;        /* request head, then the request prefix kept for retries */
-    buf_t rbuf;        /* backend response head being read */
-    size_t hsent;      /* bytes of hbuf already written to the current backend */
     be_t *be;          /* current backend, with a reference */
-    be_t *tried[PX_MAX_TRIES];
     uint64_t start_ns;
     uint64_t bytes_in, bytes_out;
     union {
@@ -109,14 +117,15 @@ typedef struct px_conn {
     unsigned ws_route : 1;  /* routed as a websocket upgrade (else a plain request) */
     unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
     unsigned in_hq : 1;     /* on the thread's hq list */
+    unsigned has_rid : 1;   /* rid is set: the request has an id (px_reqid) */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
     uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
     wsf_t wsb;              /* frames backend -> client */
     wsf_t wsc;              /* frames client -> backend */
     uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
     uint16_t retry_after;   /* seconds, with limited */
+    uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
     lim_key_t lim_key;
-    char reqid[17];
     char req[48]; /* "METHOD path", truncated, for the access log */
 } px_conn_t;
 
@@ -197,6 +206,11 @@ void px_set_reason(px_conn_t *c, enum px_reason r);
 void px_close(px_conn_t *c, enum px_reason r);
 /* Takes c off its thread's list of connections without a head. */
 void px_hq_del(px_conn_t *c);
+/* Frees c->pre (and takes c off the hq list): no retry or head is left. */
+void px_pre_free(px_conn_t *c);
+/* c's request id (16 hex digits and a NUL) into out[PX_REQID_LEN]. */
+#define PX_REQID_LEN 17
+void px_reqid(const px_conn_t *c, char *out);
 /* Arms c's single timer for `after` seconds (0 = off). */
 void px_timer(px_conn_t *c, double after);
 /* The tunnel's current time limit in seconds (0 = none). */

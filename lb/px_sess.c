@@ -90,10 +90,10 @@ void px_close(px_conn_t *c, enum px_reason r)
 static void px_hq_add(px_conn_t *c)
 {
     px_thread_t *th = c->th;
-    c->hq_prev = th->hq_last;
-    c->hq_next = NULL;
+    c->pre->hq_prev = th->hq_last;
+    c->pre->hq_next = NULL;
     if (th->hq_last)
-        th->hq_last->hq_next = c;
+        th->hq_last->pre->hq_next = c;
     else
         th->hq_first = c;
     th->hq_last = c;
@@ -105,15 +105,35 @@ void px_hq_del(px_conn_t *c)
     px_thread_t *th = c->th;
     if (!c->in_hq)
         return;
-    if (c->hq_prev)
-        c->hq_prev->hq_next = c->hq_next;
+    px_pre_t *q = c->pre;
+    if (q->hq_prev)
+        q->hq_prev->pre->hq_next = q->hq_next;
     else
-        th->hq_first = c->hq_next;
-    if (c->hq_next)
-        c->hq_next->hq_prev = c->hq_prev;
+        th->hq_first = q->hq_next;
+    if (q->hq_next)
+        q->hq_next->pre->hq_prev = q->hq_prev;
     else
-        th->hq_last = c->hq_prev;
+        th->hq_last = q->hq_prev;
     c->in_hq = 0;
+}
+
+void px_pre_free(px_conn_t *c)
+{
+    if (c->pre == NULL)
+        return;
+    px_hq_del(c);
+    buf_free(&c->pre->hbuf);
+    buf_free(&c->pre->rbuf);
+    free(c->pre);
+    c->pre = NULL;
+}
+
+/* The id is made of the thread's random prefix, its index and the
+ * request's sequence number, so only the number needs keeping. */
+void px_reqid(const px_conn_t *c, char *out)
+{
+    snprintf(out, PX_REQID_LEN, "%06x%02x%08x", c->th->rid_rand & 0xffffff,
+             (unsigned)c->th->idx & 0xff, c->rid);
 }
 
 /* Sets the events an io watcher waits for, touching libev only on change. */
@@ -170,7 +190,7 @@ static void px_update(px_conn_t *c)
         break;
     case PX_WAIT:
     case PX_TUNNEL: {
-        int hdone = c->phase == PX_TUNNEL || c->hsent == buf_size(&c->hbuf);
+        int hdone = c->phase == PX_TUNNEL || c->pre->hsent == buf_size(&c->pre->hbuf);
         if (!c->a.rd_eof && hdone && buf_size(&c->b.out) < PX_TUNNEL_CAP)
             ea |= EV_READ;
         if (c->a.wants & PX_IO_SEND_WANTS_READ)
@@ -203,9 +223,11 @@ void px_close_backend_fd(px_conn_t *c)
         c->b.fd = -1;
     }
     buf_free(&c->b.out);
-    buf_free(&c->rbuf);
+    if (c->pre != NULL) {
+        buf_free(&c->pre->rbuf);
+        c->pre->hsent = 0;
+    }
     c->b.rd_eof = c->b.wr_shut = c->b.shut_pending = 0;
-    c->hsent = 0;
 }
 
 static void px_release_backend(px_conn_t *c)
@@ -238,12 +260,13 @@ void px_conn_free(px_conn_t *c)
     px_hq_del(c);
 
     if (px->cfg.access_log) {
-        char host[SOCK_ADDRSTRLEN] = "-";
+        char host[SOCK_ADDRSTRLEN] = "-", rid[PX_REQID_LEN];
         sock_addr_t pa;
         memset(&pa, 0, sizeof(pa));
         memcpy(&pa.ss, &c->peer, sizeof(c->peer));
         pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
         sock_addr_str(&pa, host, sizeof(host));
+        px_reqid(c, rid);
         alog_rec_t r = {
             .client = host,
             .backend = c->be ? c->be->id : NULL,
@@ -253,7 +276,7 @@ void px_conn_free(px_conn_t *c)
             .in = c->bytes_in,
             .out = c->bytes_out,
             .reason = px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
-            .id = c->reqid[0] ? c->reqid : NULL,
+            .id = c->has_rid ? rid : NULL,
             .tls = c->tls,
         };
         alog_write(&r);
@@ -263,7 +286,7 @@ void px_conn_free(px_conn_t *c)
     if (c->a.fd >= 0)
         close(c->a.fd);
     buf_free(&c->a.out);
-    buf_free(&c->hbuf);
+    px_pre_free(c);
     px_release_backend(c);
     if (c->lim_held)
         lim_leave(px->cfg.lim, &c->lim_key);
@@ -407,12 +430,12 @@ void px_try_backend(px_conn_t *c)
         max_tries = PX_MAX_TRIES;
     be_t *b = NULL;
     if (c->ntried < max_tries)
-        b = be_pick(px->table, c->tried, c->ntried);
+        b = be_pick(px->table, c->pre->tried, c->ntried);
     if (b == NULL) {
         (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
         return;
     }
-    c->tried[c->ntried++] = b;
+    c->pre->tried[c->ntried++] = b;
     c->be = b;
     int fd = sock_connect(&b->addr, NULL, err, sizeof(err));
     if (fd < 0) {
@@ -424,7 +447,7 @@ void px_try_backend(px_conn_t *c)
     c->b.fd = fd;
     ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
     c->phase = PX_CONNECT;
-    c->hsent = 0;
+    c->pre->hsent = 0;
     px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
 }
 
@@ -433,7 +456,8 @@ void px_try_backend(px_conn_t *c)
  * would read them now (otherwise the feed would spin without progress). */
 static void px_kick_pending(px_conn_t *c)
 {
-    int reading = c->phase == PX_TUNNEL || (c->phase == PX_WAIT && c->hsent == buf_size(&c->hbuf));
+    int reading =
+        c->phase == PX_TUNNEL || (c->phase == PX_WAIT && c->pre->hsent == buf_size(&c->pre->hbuf));
     if (reading && !c->a.rd_eof && buf_size(&c->b.out) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
         c->a.ops->pending(&c->a) > 0)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
@@ -509,18 +533,18 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     if (h->status == 101) {
         c->ws = http_header_has_token(h, "Upgrade", "websocket");
         /* Frames the backend sent right behind its 101 (the worker's hello). */
-        if (buf_size(&c->rbuf) > h->head_len)
-            px_pass(c, 0, buf_head(&c->rbuf) + h->head_len, buf_size(&c->rbuf) - h->head_len);
+        if (buf_size(&c->pre->rbuf) > h->head_len)
+            px_pass(c, 0, buf_head(&c->pre->rbuf) + h->head_len,
+                    buf_size(&c->pre->rbuf) - h->head_len);
     }
-    size_t n = buf_size(&c->rbuf);
+    size_t n = buf_size(&c->pre->rbuf);
     c->bytes_out += n;
     lbs_add(&px->stats->bytes_out, n);
     /* The head and whatever followed it become the client's output as is. */
     buf_free(&c->a.out);
-    c->a.out = c->rbuf;
-    c->rbuf = (buf_t)BUF_INIT;
-    buf_free(&c->hbuf);
-    c->hsent = 0;
+    c->a.out = c->pre->rbuf;
+    c->pre->rbuf = (buf_t)BUF_INIT;
+    px_pre_free(c); /* no more retries: the head and the tries go */
     c->retryable = 0;
     c->phase = PX_TUNNEL;
     c->last_io = ev_now(c->th->loop);
@@ -534,7 +558,7 @@ void px_read_response(px_conn_t *c)
     size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
-        char *p = buf_reserve(&c->rbuf, PX_HEAD_CHUNK);
+        char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
         if (p == NULL) {
             px_close(c, PX_R_NO_MEMORY);
             return;
@@ -549,9 +573,9 @@ void px_read_response(px_conn_t *c)
             (void)px_backend_error(c, PX_F_EOF, "closed before answering");
             return;
         }
-        buf_commit(&c->rbuf, (size_t)n);
+        buf_commit(&c->pre->rbuf, (size_t)n);
         http_head_t h;
-        int r = http_parse_response(buf_head(&c->rbuf), buf_size(&c->rbuf), max_head, &h);
+        int r = http_parse_response(buf_head(&c->pre->rbuf), buf_size(&c->pre->rbuf), max_head, &h);
         if (r == HTTP_PARSE_AGAIN)
             continue;
         if (r < 0) {
@@ -678,12 +702,16 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
     px_t *px = th->px;
     px_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
+    px_pre_t *pre = calloc(1, sizeof(*pre));
+    if (c == NULL || pre == NULL) {
+        free(c);
+        free(pre);
         close(fd);
         lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
         return;
     }
     c->th = th;
+    c->pre = pre;
     c->start_ns = px_now_ns();
     c->a.fd = fd;
     c->b.fd = -1;

@@ -90,15 +90,16 @@ static int px_flush(px_conn_t *c, px_side_t *s)
     if (s->fd < 0)
         return 0;
     if (s == &c->b && c->phase == PX_WAIT) {
-        while (c->hsent < buf_size(&c->hbuf)) {
-            ssize_t w = px_io_send(s, buf_head(&c->hbuf) + c->hsent, buf_size(&c->hbuf) - c->hsent);
+        px_pre_t *q = c->pre;
+        while (q->hsent < buf_size(&q->hbuf)) {
+            ssize_t w = px_io_send(s, buf_head(&q->hbuf) + q->hsent, buf_size(&q->hbuf) - q->hsent);
             if (w < 0) {
                 if (errno == EAGAIN)
                     return 0;
                 px_write_failed(c, s);
                 return -1;
             }
-            c->hsent += (size_t)w;
+            q->hsent += (size_t)w;
         }
     }
     while (buf_size(&s->out) > 0) {
@@ -226,7 +227,7 @@ void px_pump(px_conn_t *c)
     if (px_flush(c, &c->a) < 0 || px_flush(c, &c->b) < 0)
         return;
     if (c->phase == PX_WAIT) {
-        if (c->hsent == buf_size(&c->hbuf) && px_xfer(c, &c->a, &c->b) < 0)
+        if (c->pre->hsent == buf_size(&c->pre->hbuf) && px_xfer(c, &c->a, &c->b) < 0)
             return;
         /* A client EOF read just now goes on at once: a backend that waits
          * for it before answering would otherwise wait for the next event,
