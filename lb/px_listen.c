@@ -1,7 +1,7 @@
 /* px_listen: listeners, accepting (batches, the EMFILE reserve and
  * back-off), the proxy threads and the lifecycle of a px_t (see proxy.h and
  * px_int.h). */
-#include "px_int.h"
+#include "px_listen.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,36 +149,49 @@ static void *px_thread_main(void *arg)
     return NULL;
 }
 
+int px_listeners_alloc(px_thread_t *th, size_t n)
+{
+    th->ls = calloc(n ? n : 1, sizeof(*th->ls));
+    if (th->ls == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        th->ls[i].fd = -1;
+    th->nls = n;
+    return 0;
+}
+
+void px_listener_attach(px_thread_t *th, size_t i, int fd, int tls)
+{
+    px_listener_t *l = &th->ls[i];
+    l->fd = fd;
+    l->tls = tls;
+    l->th = th;
+    ev_io_init(&l->io, px_accept_cb, fd, EV_READ);
+    ev_io_start(th->loop, &l->io);
+    th->accepting = 1;
+}
+
 /* Binds one listener per address on thread th. addrs are updated when a port
  * was 0, so every thread shares the port the first one got. */
 static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n, char *err,
                    size_t errlen)
 {
-    th->ls = calloc(n ? n : 1, sizeof(*th->ls));
-    if (th->ls == NULL) {
+    if (px_listeners_alloc(th, n) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        th->ls[i].fd = -1;
-    th->nls = n;
     for (size_t i = 0; i < n; i++) {
-        px_listener_t *l = &th->ls[i];
         char as[SOCK_ADDRSTRLEN], e2[SOCK_ERR_LEN];
-        l->fd = sock_listen(&addrs[i], PX_BACKLOG, SOCK_REUSEPORT, e2, sizeof(e2));
-        if (l->fd < 0) {
+        int fd = sock_listen(&addrs[i], PX_BACKLOG, SOCK_REUSEPORT, e2, sizeof(e2));
+        if (fd < 0) {
             snprintf(err, errlen, "listen %s: %s", sock_addr_str(&addrs[i], as, sizeof(as)), e2);
             return -1;
         }
         sock_addr_t bound;
-        if (sock_local_addr(l->fd, &bound) == 0)
+        if (sock_local_addr(fd, &bound) == 0)
             addrs[i] = bound;
-        l->tls = tls[i];
-        l->th = th;
-        ev_io_init(&l->io, px_accept_cb, l->fd, EV_READ);
-        ev_io_start(th->loop, &l->io);
+        px_listener_attach(th, i, fd, tls[i]);
     }
-    th->accepting = 1;
     return 0;
 }
 

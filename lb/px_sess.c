@@ -697,6 +697,43 @@ static long px_fd_cap(const px_t *px)
     return cap > 1 ? cap : 1;
 }
 
+/* What a new connection c may do: over the connection cap it is shed (503
+ * once its head is in) unless an old silent connection makes way for it;
+ * over a per-address limit it is refused (429). */
+static void px_admit(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    px_t *px = th->px;
+
+    long cap = px_fd_cap(px);
+    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
+        cap = px->cfg.max_conns;
+    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
+        /* Over the cap, this thread's oldest connection that has sent no
+         * complete request for a while makes way, as on the admin API
+         * (lb/acap.c): silent connections cannot lock real requests out. */
+        px_conn_t *v = th->hq_first;
+        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
+            lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
+            px_close(v, PX_R_EVICTED);
+            px_after(v); /* not inside any of v's callbacks: frees it */
+        } else {
+            c->shed = 1;
+        }
+    }
+    c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
+    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+        unsigned ra = 1;
+        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        if (v == LIM_OK)
+            c->lim_held = 1;
+        else if (v < 0) {
+            c->limited = (int8_t)v;
+            c->retry_after = (uint16_t)(ra > 3600 ? 3600 : ra);
+        }
+    }
+}
+
 /* Takes ownership of fd: a new connection in its first phase. */
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
@@ -729,34 +766,7 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
         th->conns->prev = c;
     th->conns = c;
     lbs_active(px->stats, 1);
-
-    long cap = px_fd_cap(px);
-    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
-        cap = px->cfg.max_conns;
-    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
-        /* Over the cap, this thread's oldest connection that has sent no
-         * complete request for a while makes way, as on the admin API
-         * (lb/acap.c): silent connections cannot lock real requests out. */
-        px_conn_t *v = th->hq_first;
-        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
-            lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
-            px_close(v, PX_R_EVICTED);
-            px_after(v); /* not inside any of v's callbacks: frees it */
-        } else {
-            c->shed = 1;
-        }
-    }
-    c->trusted = px->cfg.trusted != NULL && lim_cidrs_match(px->cfg.trusted, &c->peer.sa);
-    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
-        unsigned ra = 1;
-        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
-        if (v == LIM_OK)
-            c->lim_held = 1;
-        else if (v < 0) {
-            c->limited = (int8_t)v;
-            c->retry_after = (uint16_t)(ra > 3600 ? 3600 : ra);
-        }
-    }
+    px_admit(c);
     if (tls) {
         if (px_io_tls_attach(&c->a, px->cfg.tls) < 0) {
             px_conn_free(c);

@@ -43,6 +43,7 @@ static void fx_on_free(const struct px_conn *c);
 
 #include "../../lb/px_sess.c"
 
+#include "px_listen.h"
 #include "route.h"
 #include "ws.h"
 
@@ -190,6 +191,13 @@ static int fx_teardown(void **state)
     fx_t *f = *state;
     while (f->th.conns != NULL)
         px_conn_free(f->th.conns);
+    for (size_t i = 0; i < f->th.nls; i++) {
+        if (f->th.ls[i].fd >= 0) {
+            ev_io_stop(f->loop, &f->th.ls[i].io);
+            close(f->th.ls[i].fd);
+        }
+    }
+    free(f->th.ls);
     for (int i = 0; i < f->nbe; i++)
         if (f->be_lfd[i] >= 0)
             close(f->be_lfd[i]);

@@ -813,6 +813,30 @@ static void test_over_max_conns_is_shed(void **state)
     buf_free(&hin.b);
 }
 
+/* A descriptor bound elsewhere (as one taken over from another lb would be)
+ * becomes a listener: its clients are accepted into sessions. */
+static void test_listener_from_a_bound_descriptor(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t hin = {0};
+    sock_addr_t a;
+    fx_backend(f, 16);
+    int lfd = fx_listen(16, &a);
+    assert_int_equal(px_listeners_alloc(&f->th, 1), 0);
+    px_listener_attach(&f->th, 0, lfd, 0);
+    int cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(cl, (struct sockaddr *)&a.ss, a.len), 0);
+    fx_wait(f, f->th.conns != NULL);
+    assert_int_equal(f->stats.accepted, 1);
+    fx_send_str(f, cl, WS_REQ);
+    int bfd = fx_accept(f, 0);
+    fx_read_head(f, bfd, &hin);
+    assert_true(fx_starts(&hin, "GET /eval HTTP/1.1\r\n"));
+    close(bfd);
+    close(cl);
+    buf_free(&hin.b);
+}
+
 /* ---- TLS_HS ------------------------------------------------------------------------ */
 
 static void test_tls_hs_client_eof(void **state)
@@ -909,6 +933,7 @@ int main(void)
         T(test_reply_client_reset),
         T(test_reply_timeout),
         T(test_over_max_conns_is_shed),
+        T(test_listener_from_a_bound_descriptor),
         T(test_tls_hs_client_eof),
         T(test_tls_hs_garbage),
         T(test_tls_hs_timeout),
