@@ -1,12 +1,18 @@
 /* px_int: what the px_* files (the rooms of lb/proxy.h) share: limits, the
  * connection, thread and listener structs, and the functions one room calls
- * in another. Nothing outside lb/px_*.c includes it.
+ * in another. Nothing outside lb/px_* and their unit tests includes it.
  *
  *   px_listen.c  listeners, accepting, threads, the lifecycle of a px_t
- *   px_sess.c    the session state machine: phases, events, backends, retries
+ *                (px_listen.h)
+ *   px_sess.c    the session state machine: phases, events, backends, the
+ *                retry policy
  *   px_http.c    the request head (routes, static files) and the lb's answers
  *   px_tun.c     the tunnel pump and websocket frame tracking
- *   px_io.c      the transport: reads and writes, plain or TLS (px_io.h) */
+ *   px_io.c      the transport: reads and writes, plain or TLS (px_io.h)
+ *
+ * px_listen hands accepted descriptors to the session, and the session
+ * reads and writes only through px_io; px_sess, px_http and px_tun are the
+ * one state machine in three files and call each other. */
 #ifndef LB_PX_INT_H
 #define LB_PX_INT_H
 
@@ -18,6 +24,7 @@
 #include <time.h>
 
 #include <ev.h>
+
 #include "proxy.h"
 #include "px_io.h"
 #include "wsf.h"

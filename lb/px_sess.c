@@ -18,7 +18,9 @@
  * Until the first byte of a response reaches the client nothing is lost by
  * trying another backend: hbuf is kept until then, so a backend that refuses,
  * times out, or accepts and closes without answering is retried with the same
- * prefix on another one, and the client never sees the failure.
+ * prefix on another one, and the client never sees the failure. One function,
+ * px_retry_policy, decides what each failure costs the client. hbuf, rbuf
+ * and the backends tried live in c->pre, which goes when the tunnel starts.
  *
  * The tunnel reads a side only while the other side's output buffer is under
  * PX_TUNNEL_CAP (backpressure), reads into one per-thread scratch buffer and
