@@ -64,6 +64,19 @@ DEPS_ACTION := install
 DEPS_GROUPS += fuzz
 endif
 
+# Unit tests link every non-main object so they can reach any module, except
+# the ones a test #includes to reach its static functions (the h2o habit):
+# test_NAME_INCLUDES lists those .c files, whose objects it must not link.
+# Each variant below gets one such rule per test.
+test_px_sess_INCLUDES := lb/px_sess.c
+test_px_tun_INCLUDES  := lb/px_sess.c
+# $(1) = variant, $(2) = test name
+define UNIT_TEST
+build/$(1)/tests/$(2): build/$(1)/tests/unit/$(2).o $$(filter-out $$(patsubst %.c,build/$(1)/%.o,$$($(2)_INCLUDES)),$$($(1)_WORKER) $$($(1)_LB) $$($(1)_CTL) $$($(1)_COMMON))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$($(1)_LDFLAGS) -o $$@ $$^ $$(LIBS) -lcmocka
+endef
+
 # ---- per-variant rules -------------------------------------------------------
 # $(1) = variant name (opt|asan), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
 define VARIANT
@@ -99,6 +112,7 @@ $(4)/wslbctl: build/$(1)/ctl/main.o $$($(1)_CTL) $$($(1)_COMMON)
 	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
 
 $(1)_LDFLAGS := $(3)
+$$(foreach t,$$(UNIT_NAMES),$$(eval $$(call UNIT_TEST,$(1),$$(t))))
 
 -include $$(shell find build/$(1) -name '*.d' 2>/dev/null)
 endef
@@ -111,19 +125,6 @@ PKG_CFLAGS  := $(OPT_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wform
                -Werror=format-security
 PKG_LDFLAGS := -Wl,-z,relro -Wl,-z,now
 $(eval $(call VARIANT,pkg,$(PKG_CFLAGS),$(PKG_LDFLAGS),build/pkg/bin))
-
-# Unit tests link every non-main object so they can reach any module, except
-# the ones a test #includes to reach its static functions (the h2o habit):
-# test_NAME_INCLUDES lists those .c files, whose objects it must not link.
-test_px_sess_INCLUDES := lb/px_sess.c
-test_px_tun_INCLUDES  := lb/px_sess.c
-# $(1) = variant, $(2) = test name
-define UNIT_TEST
-build/$(1)/tests/$(2): build/$(1)/tests/unit/$(2).o $$(filter-out $$(patsubst %.c,build/$(1)/%.o,$$($(2)_INCLUDES)),$$($(1)_WORKER) $$($(1)_LB) $$($(1)_CTL) $$($(1)_COMMON))
-	@mkdir -p $$(dir $$@)
-	$$(CC) $$($(1)_LDFLAGS) -o $$@ $$^ $$(LIBS) -lcmocka
-endef
-$(foreach v,opt asan pkg,$(foreach t,$(UNIT_NAMES),$(eval $(call UNIT_TEST,$(v),$(t)))))
 
 all: $(addprefix bin/,$(PROGS))
 asan: $(addprefix bin/asan/,$(PROGS))
