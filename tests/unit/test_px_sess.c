@@ -1,9 +1,10 @@
 /* Unit tests for lb/px_sess.c (included, through pxfx.h): the retry policy
- * as a table, and each phase before the tunnel (TLS_HS, HEAD, CONNECT, WAIT,
- * REPLY, LINGER) against each event that can reach it there (client EOF,
- * client reset, backend EOF, backend reset, timeout, a backend's 503,
- * partial reads and writes), driven over real sockets with fake backends.
- * The tunnel and frame tracking are in test_px_tun.c. */
+ * as a table, and each phase before the tunnel (HEAD, CONNECT, WAIT, REPLY,
+ * LINGER) against each event that can reach it there (client EOF, client
+ * reset, backend EOF, backend reset, timeout, a backend's 503, partial
+ * reads and writes), driven over real sockets with fake backends. The
+ * tunnel, frame tracking and the TLS transport (TLS_HS included) are in
+ * test_px_tun.c. */
 #include "pxfx.h"
 
 /* ---- the retry policy, as a table ------------------------------------------ */
@@ -837,54 +838,6 @@ static void test_listener_from_a_bound_descriptor(void **state)
     buf_free(&hin.b);
 }
 
-/* ---- TLS_HS ------------------------------------------------------------------------ */
-
-static void test_tls_hs_client_eof(void **state)
-{
-    fx_t *f = *state;
-    fx_tls(f);
-    int cl = fx_client(f, 1);
-    fx_spin(f, 2);
-    assert_int_equal(fx_conn(f)->phase, PX_TLS_HS);
-    shutdown(cl, SHUT_WR);
-    fx_wait(f, f->nfreed == 1);
-    assert_string_equal(fx_reason(f), "client_eof");
-    close(cl);
-}
-
-/* Plain HTTP on a TLS listener: a TLS error, and no HTTP answer. */
-static void test_tls_hs_garbage(void **state)
-{
-    fx_t *f = *state;
-    fx_in_t in = {0};
-    fx_tls(f);
-    int cl = fx_client(f, 1);
-    fx_send_str(f, cl, "GET /eval HTTP/1.1\r\nHost: t\r\n\r\n");
-    fx_wait(f, f->nfreed == 1);
-    assert_string_equal(fx_reason(f), "tls_error");
-    assert_int_equal(f->stats.errors[LBS_ERR_TLS], 1);
-    fx_wait(f, fx_read(cl, &in));
-    assert_null(memmem(buf_head(&in.b), buf_size(&in.b), "HTTP/", 5));
-    close(cl);
-    buf_free(&in.b);
-}
-
-static void test_tls_hs_timeout(void **state)
-{
-    fx_t *f = *state;
-    fx_in_t in = {0};
-    fx_tls(f);
-    f->px.cfg.timeout_head_ms = 100;
-    int cl = fx_client(f, 1);
-    fx_wait(f, f->nfreed == 1);
-    assert_string_equal(fx_reason(f), "head_timeout");
-    assert_int_equal(f->stats.errors[LBS_ERR_HEAD_TIMEOUT], 1);
-    fx_wait(f, fx_read(cl, &in));
-    assert_int_equal(buf_size(&in.b), 0); /* nothing HTTP can be said */
-    close(cl);
-    buf_free(&in.b);
-}
-
 /* ---- the idle connection ------------------------------------------------------------ */
 
 static void test_idle_connection_size(void **state)
@@ -934,9 +887,6 @@ int main(void)
         T(test_reply_timeout),
         T(test_over_max_conns_is_shed),
         T(test_listener_from_a_bound_descriptor),
-        T(test_tls_hs_client_eof),
-        T(test_tls_hs_garbage),
-        T(test_tls_hs_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

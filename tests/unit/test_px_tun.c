@@ -3,7 +3,8 @@
  * reset, backend EOF and reset at and between frame boundaries, idle
  * timeout, shutdown, partial writes to slow readers both ways), websocket
  * frame tracking over every split of the byte stream in both directions,
- * and the same tunnel through the TLS transport. */
+ * and the TLS transport: its handshake phase (TLS_HS) against client EOF,
+ * garbage and timeout, and the same tunnel through it. */
 #include "pxfx.h"
 
 #include <openssl/err.h>
@@ -427,6 +428,54 @@ static void test_client_frames_every_split(void **state)
 
 /* ---- the TLS transport ------------------------------------------------------------ */
 
+/* The handshake phase (TLS_HS). */
+
+static void test_tls_hs_client_eof(void **state)
+{
+    fx_t *f = *state;
+    fx_tls(f);
+    int cl = fx_client(f, 1);
+    fx_spin(f, 2);
+    assert_int_equal(fx_conn(f)->phase, PX_TLS_HS);
+    shutdown(cl, SHUT_WR);
+    fx_wait(f, f->nfreed == 1);
+    assert_string_equal(fx_reason(f), "client_eof");
+    close(cl);
+}
+
+/* Plain HTTP on a TLS listener: a TLS error, and no HTTP answer. */
+static void test_tls_hs_garbage(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t in = {0};
+    fx_tls(f);
+    int cl = fx_client(f, 1);
+    fx_send_str(f, cl, "GET /eval HTTP/1.1\r\nHost: t\r\n\r\n");
+    fx_wait(f, f->nfreed == 1);
+    assert_string_equal(fx_reason(f), "tls_error");
+    assert_int_equal(f->stats.errors[LBS_ERR_TLS], 1);
+    fx_wait(f, fx_read(cl, &in));
+    assert_null(memmem(buf_head(&in.b), buf_size(&in.b), "HTTP/", 5));
+    close(cl);
+    buf_free(&in.b);
+}
+
+static void test_tls_hs_timeout(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t in = {0};
+    fx_tls(f);
+    f->px.cfg.timeout_head_ms = 100;
+    int cl = fx_client(f, 1);
+    fx_wait(f, f->nfreed == 1);
+    assert_string_equal(fx_reason(f), "head_timeout");
+    assert_int_equal(f->stats.errors[LBS_ERR_HEAD_TIMEOUT], 1);
+    fx_wait(f, fx_read(cl, &in));
+    assert_int_equal(buf_size(&in.b), 0); /* nothing HTTP can be said */
+    close(cl);
+    buf_free(&in.b);
+}
+
 /* A TLS client of the session, with its handshake done. */
 static SSL *fx_tls_client(fx_t *f, int cl, SSL_CTX **cctx)
 {
@@ -641,6 +690,9 @@ int main(void)
         T(test_slow_backend_backpressure),
         T(test_backend_frames_every_split),
         T(test_client_frames_every_split),
+        T(test_tls_hs_client_eof),
+        T(test_tls_hs_garbage),
+        T(test_tls_hs_timeout),
         T(test_tls_tunnel),
         T(test_tls_bytes_held_by_the_transport),
     };
