@@ -2,7 +2,7 @@
  *
  * The main thread owns the control plane on the default loop: signals, the
  * health checker, Redis discovery and the admin API. --threads proxy threads
- * each run their own loop (proxy.c) and share the backend table. */
+ * each run their own loop (proxy.h) and share the backend table. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

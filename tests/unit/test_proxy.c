@@ -1,4 +1,4 @@
-/* Unit tests for lb/proxy.c: the idle cost of a connection. */
+/* Unit tests for lb/proxy.h: the idle cost of a connection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

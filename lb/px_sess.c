@@ -1,0 +1,809 @@
+/* px_sess: the session state machine of the lb's data path (see proxy.h,
+ * and px_int.h for the other rooms).
+ *
+ * A connection goes through phases:
+ *
+ *   TLS_HS   TLS handshake (TLS listeners only)
+ *   HEAD     reading the client's request head into hbuf
+ *   CONNECT  non-blocking connect to the picked backend
+ *   WAIT     request prefix (rewritten head + bytes read with it) sent from
+ *            hbuf, backend's response head read into rbuf
+ *   TUNNEL   bytes both ways until both sides are done
+ *   REPLY    an answer of the lb's own (400, 404, 408, 411, 429, 431, 502, 503)
+ *            being sent
+ *   LINGER   after REPLY: reading and dropping until the client closes, so
+ *            that closing with unread input does not reset the connection
+ *            before the client has read the answer
+ *
+ * Until the first byte of a response reaches the client nothing is lost by
+ * trying another backend: hbuf is kept until then, so a backend that refuses,
+ * times out, or accepts and closes without answering is retried with the same
+ * prefix on another one, and the client never sees the failure. One function,
+ * px_retry_policy, decides what each failure costs the client. hbuf, rbuf
+ * and the backends tried live in c->pre, which goes when the tunnel starts.
+ *
+ * The tunnel reads a side only while the other side's output buffer is under
+ * PX_TUNNEL_CAP (backpressure), reads into one per-thread scratch buffer and
+ * writes straight to the other socket; only what the socket does not take at
+ * once is copied into that side's buf_t, which frees its memory when drained.
+ * An idle tunnel therefore holds no buffer at all: px_conn_idle_bytes(). */
+#include "px_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alog.h"
+#include "log.h"
+#include "met.h"
+#include "sock.h"
+#include "ws.h"
+
+static const char *const px_reason_names[PX_R__COUNT] = {
+    [PX_R_NONE] = "-",
+    [PX_R_CLIENT_EOF] = "client_eof",
+    [PX_R_BACKEND_EOF] = "backend_eof",
+    [PX_R_CLIENT_RESET] = "client_reset",
+    [PX_R_BACKEND_RESET] = "backend_reset",
+    [PX_R_IDLE_TIMEOUT] = "idle_timeout",
+    [PX_R_HEAD_TIMEOUT] = "head_timeout",
+    [PX_R_BAD_REQUEST] = "bad_request",
+    [PX_R_HEAD_TOO_LARGE] = "head_too_large",
+    [PX_R_NO_BACKEND] = "no_backend",
+    [PX_R_ALL_FAILED] = "all_failed",
+    [PX_R_OVERLOAD] = "overload",
+    [PX_R_TLS_ERROR] = "tls_error",
+    [PX_R_SHUTDOWN] = "shutdown",
+    [PX_R_NO_MEMORY] = "no_memory",
+    [PX_R_RATE_LIMITED] = "rate_limited",
+    [PX_R_NOT_FOUND] = "not_found",
+    [PX_R_CLIENT_CLOSE] = "client_close",
+    [PX_R_BACKEND_CLOSE] = "backend_close",
+    [PX_R_BACKEND_LOST] = "backend_lost",
+    [PX_R_EVICTED] = "evicted",
+};
+
+size_t px_conn_idle_bytes(void)
+{
+    return sizeof(px_conn_t);
+}
+
+void px_set_reason(px_conn_t *c, enum px_reason r)
+{
+    if (c->reason == PX_R_NONE)
+        c->reason = (uint8_t)r;
+}
+
+/* Marks c for freeing by the callback that is running; the first reason
+ * given wins (it is the cause, later ones are consequences). */
+void px_close(px_conn_t *c, enum px_reason r)
+{
+    px_set_reason(c, r);
+    c->closing = 1;
+}
+
+/* The hq list: connections that have not sent a complete request head, in
+ * accept order, so that over the connection cap the oldest silent one can
+ * make way for a newcomer (px_conn_new). */
+static void px_hq_add(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    c->pre->hq_prev = th->hq_last;
+    c->pre->hq_next = NULL;
+    if (th->hq_last)
+        th->hq_last->pre->hq_next = c;
+    else
+        th->hq_first = c;
+    th->hq_last = c;
+    c->in_hq = 1;
+}
+
+void px_hq_del(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    if (!c->in_hq)
+        return;
+    px_pre_t *q = c->pre;
+    if (q->hq_prev)
+        q->hq_prev->pre->hq_next = q->hq_next;
+    else
+        th->hq_first = q->hq_next;
+    if (q->hq_next)
+        q->hq_next->pre->hq_prev = q->hq_prev;
+    else
+        th->hq_last = q->hq_prev;
+    c->in_hq = 0;
+}
+
+void px_pre_free(px_conn_t *c)
+{
+    if (c->pre == NULL)
+        return;
+    px_hq_del(c);
+    buf_free(&c->pre->hbuf);
+    buf_free(&c->pre->rbuf);
+    free(c->pre);
+    c->pre = NULL;
+}
+
+/* The id is made of the thread's random prefix, its index and the
+ * request's sequence number, so only the number needs keeping. */
+void px_reqid(const px_conn_t *c, char *out)
+{
+    snprintf(out, PX_REQID_LEN, "%06x%02x%08x", c->th->rid_rand & 0xffffff,
+             (unsigned)c->th->idx & 0xff, c->rid);
+}
+
+/* Sets the events an io watcher waits for, touching libev only on change. */
+static void px_watch(struct ev_loop *loop, px_side_t *s, int events)
+{
+    if (s->fd < 0)
+        return;
+    if (ev_is_active(&s->io) && (s->io.events & (EV_READ | EV_WRITE)) == events)
+        return;
+    ev_io_stop(loop, &s->io);
+    if (events == 0)
+        return;
+    ev_io_set(&s->io, s->fd, events);
+    ev_io_start(loop, &s->io);
+}
+
+/* Arms the single timer for `after` seconds (0 = off). */
+void px_timer(px_conn_t *c, double after)
+{
+    ev_timer_stop(c->th->loop, &c->timer);
+    if (after > 0) {
+        ev_timer_set(&c->timer, after, 0);
+        ev_timer_start(c->th->loop, &c->timer);
+    }
+}
+
+/* The tunnel's current time limit in seconds (0 = none): the idle timeout,
+ * shortened once either side has finished. */
+double px_tunnel_limit(px_conn_t *c)
+{
+    double lim = c->th->px->cfg.timeout_idle_s;
+    if ((c->a.rd_eof || c->b.rd_eof) && (lim == 0 || lim > PX_FIN_TIMEOUT_S))
+        lim = PX_FIN_TIMEOUT_S;
+    return lim;
+}
+
+/* Recomputes what each socket waits for from the phase and buffers. */
+static void px_update(px_conn_t *c)
+{
+    struct ev_loop *loop = c->th->loop;
+    int ea = 0, eb = 0;
+
+    if (c->closing)
+        return;
+    switch (c->phase) {
+    case PX_TLS_HS:
+        ea = (c->a.wants & PX_IO_RECV_WANTS_WRITE) ? EV_WRITE : EV_READ;
+        break;
+    case PX_HEAD:
+        ea = EV_READ | ((c->a.wants & PX_IO_RECV_WANTS_WRITE) ? EV_WRITE : 0);
+        break;
+    case PX_CONNECT:
+        eb = EV_WRITE;
+        break;
+    case PX_WAIT:
+    case PX_TUNNEL: {
+        int hdone = c->phase == PX_TUNNEL || c->pre->hsent == buf_size(&c->pre->hbuf);
+        if (!c->a.rd_eof && hdone && buf_size(&c->b.out) < PX_TUNNEL_CAP)
+            ea |= EV_READ;
+        if (c->a.wants & PX_IO_SEND_WANTS_READ)
+            ea |= EV_READ;
+        if (buf_size(&c->a.out) > 0 || (c->a.wants & PX_IO_RECV_WANTS_WRITE))
+            ea |= EV_WRITE;
+        if (!c->b.rd_eof && (c->phase == PX_WAIT || buf_size(&c->a.out) < PX_TUNNEL_CAP))
+            eb |= EV_READ;
+        if (buf_size(&c->b.out) > 0 || !hdone)
+            eb |= EV_WRITE;
+        break;
+    }
+    case PX_REPLY:
+        ea = EV_WRITE | ((c->a.wants & PX_IO_SEND_WANTS_READ) ? EV_READ : 0);
+        break;
+    case PX_LINGER:
+        ea = EV_READ;
+        break;
+    }
+    px_watch(loop, &c->a, ea);
+    px_watch(loop, &c->b, eb);
+}
+
+/* Drops the backend connection (not the backend reference). */
+void px_close_backend_fd(px_conn_t *c)
+{
+    if (c->b.fd >= 0) {
+        ev_io_stop(c->th->loop, &c->b.io);
+        close(c->b.fd);
+        c->b.fd = -1;
+    }
+    buf_free(&c->b.out);
+    if (c->pre != NULL) {
+        buf_free(&c->pre->rbuf);
+        c->pre->hsent = 0;
+    }
+    c->b.rd_eof = c->b.wr_shut = c->b.shut_pending = 0;
+}
+
+static void px_release_backend(px_conn_t *c)
+{
+    px_close_backend_fd(c);
+    if (c->be != NULL) {
+        be_release(c->th->px->table, c->be);
+        c->be = NULL;
+    }
+}
+
+/* A unit test that includes this file defines it to see each connection
+ * as it ends (tests/unit/pxfx.h). */
+#ifndef PX_SESS_FREE_HOOK
+#define PX_SESS_FREE_HOOK(c) ((void)0)
+#endif
+
+/* Precondition: c is unlinked from nothing yet; every watcher belongs to
+ * c->th->loop. Frees c and everything it holds; logs the access line. */
+void px_conn_free(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    px_t *px = th->px;
+
+    PX_SESS_FREE_HOOK(c);
+
+    ev_io_stop(th->loop, &c->a.io);
+    ev_io_stop(th->loop, &c->b.io);
+    ev_timer_stop(th->loop, &c->timer);
+    px_hq_del(c);
+
+    if (px->cfg.access_log) {
+        char host[SOCK_ADDRSTRLEN] = "-", rid[PX_REQID_LEN];
+        sock_addr_t pa;
+        memset(&pa, 0, sizeof(pa));
+        memcpy(&pa.ss, &c->peer, sizeof(c->peer));
+        pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
+        sock_addr_str(&pa, host, sizeof(host));
+        px_reqid(c, rid);
+        alog_rec_t r = {
+            .client = host,
+            .backend = c->be ? be_id(c->be) : NULL,
+            .req = c->req[0] ? c->req : NULL,
+            .status = c->status,
+            .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
+            .in = c->bytes_in,
+            .out = c->bytes_out,
+            .reason = px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
+            .id = c->has_rid ? rid : NULL,
+            .tls = c->tls,
+        };
+        alog_write(&r);
+    }
+
+    c->a.ops->free(&c->a);
+    if (c->a.fd >= 0)
+        close(c->a.fd);
+    buf_free(&c->a.out);
+    px_pre_free(c);
+    px_release_backend(c);
+    if (c->lim_held)
+        lim_leave(px->cfg.lim, &c->lim_key);
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        th->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    lbs_active(px->stats, -1);
+    free(c);
+}
+
+/* ---- the retry policy ------------------------------------------------------- */
+
+/* Pure: what the client gets when f happens to c, from c's phase and what
+ * it knows of the request and the tunnel. Until the response head arrives
+ * (before TUNNEL) a failing backend costs the client nothing while the
+ * request can be replayed (c->retryable: nothing beyond hbuf reached the
+ * backend): it is retried on another one, and once replaying is impossible
+ * the client gets 502. A 503 to a GET is a draining worker: another one is
+ * the better answer. When no backend is left, 503 if none was there or
+ * every one tried was draining ("unavailable"), else 502 ("failed"). In
+ * the tunnel, a websocket whose worker connection ends between two frames,
+ * while the client is not closing it itself, gets the lb's 1014 close (the
+ * client reconnects); anything else is closed bare, or for a backend EOF
+ * passed on as a half-close. */
+enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f)
+{
+    switch (f) {
+    case PX_F_LOCAL:
+        return PX_ACT_REPLY_503;
+    case PX_F_EXHAUSTED:
+        return c->ntried == 0 || c->only_503 ? PX_ACT_REPLY_503 : PX_ACT_REPLY_502;
+    case PX_F_101_PLAIN:
+        return PX_ACT_REPLY_502;
+    case PX_F_503:
+        return c->is_get && c->retryable ? PX_ACT_RETRY : PX_ACT_GO_ON;
+    default:
+        break;
+    }
+    if (c->phase != PX_TUNNEL)
+        return c->retryable ? PX_ACT_RETRY : PX_ACT_REPLY_502;
+    if ((f == PX_F_EOF || f == PX_F_RESET) && px_ws_at_boundary(c) && !c->wsc.close)
+        return PX_ACT_WS_CLOSE_1014;
+    return f == PX_F_EOF ? PX_ACT_GO_ON : PX_ACT_CLOSE;
+}
+
+/* The lbs error a failure of the backend before its answer counts under. */
+static int px_fail_err(enum px_fail f)
+{
+    return f == PX_F_TIMEOUT ? LBS_ERR_BACKEND_TIMEOUT : LBS_ERR_CONNECT;
+}
+
+/* Counts, reports and logs failure f before acting on it with a: the
+ * backend's own faults before the response head count against its health;
+ * a local shortage, a 503 or a refused 101 do not. */
+static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char *why)
+{
+    px_t *px = c->th->px;
+
+    switch (f) {
+    case PX_F_LOCAL:
+        /* Out of descriptors here: the backend did nothing wrong, so
+         * neither count it as a failure (that would take healthy workers
+         * down) nor try the others. */
+        log_warn("backend %s: %s; answering 503", be_id(c->be), why);
+        px_release_backend(c);
+        return;
+    case PX_F_503:
+        if (a != PX_ACT_RETRY)
+            return;
+        log_info("backend %s answered 503 (draining?), trying another", be_id(c->be));
+        c->only_503 = c->ntried == 1 || c->only_503;
+        px_release_backend(c);
+        return;
+    case PX_F_101_PLAIN:
+        log_warn("backend %s answered 101 to a plain request; refusing the tunnel", be_id(c->be));
+        return;
+    case PX_F_EXHAUSTED:
+        return;
+    default:
+        break;
+    }
+    if (c->phase == PX_TUNNEL)
+        return; /* the backend answered: how its tunnel ends is no health matter */
+    lbs_inc(&px->stats->errors[px_fail_err(f)]);
+    c->only_503 = 0;
+    if (c->be != NULL) {
+        be_event(px->table, c->be, BE_EV_PASSIVE_FAIL, why);
+        log_warn("backend %s (%s) failed: %s%s", be_id(c->be), be_addr_str(c->be), why,
+                 a == PX_ACT_RETRY ? ", retrying" : "");
+    }
+    px_release_backend(c);
+}
+
+int px_backend_error(px_conn_t *c, enum px_fail f, const char *why)
+{
+    enum px_act a = px_retry_policy(c, f);
+
+    px_fail_note(c, f, a, why);
+    switch (a) {
+    case PX_ACT_GO_ON:
+        return 0;
+    case PX_ACT_RETRY:
+        px_try_backend(c);
+        break;
+    case PX_ACT_REPLY_502:
+        px_reply(c, 502, LBS_ERR_ALL_FAILED, PX_R_ALL_FAILED,
+                 f == PX_F_EXHAUSTED ? "all backends failed" : "backend failed");
+        break;
+    case PX_ACT_REPLY_503:
+        if (f == PX_F_LOCAL)
+            px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
+        else
+            px_reply(c, 503, LBS_ERR_NO_BACKEND, PX_R_NO_BACKEND, "no backend available");
+        break;
+    case PX_ACT_CLOSE:
+        px_close(c, px_reset_reason(c, &c->b));
+        break;
+    case PX_ACT_WS_CLOSE_1014:
+        px_ws_close_client(c, 1014, "worker connection lost",
+                           f == PX_F_EOF ? px_eof_reason(c, 0) : PX_R_BACKEND_RESET);
+        break;
+    }
+    return -1;
+}
+
+/* ---- backend selection ------------------------------------------------------ */
+
+/* Picks a backend not tried yet and starts connecting to it; when none is
+ * left or the connect fails, the retry policy decides what follows. */
+void px_try_backend(px_conn_t *c)
+{
+    px_t *px = c->th->px;
+    char err[SOCK_ERR_LEN];
+    int max_tries = px->cfg.retries + 1;
+
+    if (max_tries > PX_MAX_TRIES)
+        max_tries = PX_MAX_TRIES;
+    be_t *b = NULL;
+    if (c->ntried < max_tries)
+        b = be_pick(px->table, c->pre->tried, c->ntried);
+    if (b == NULL) {
+        (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
+        return;
+    }
+    c->pre->tried[c->ntried++] = b;
+    c->be = b;
+    int fd = sock_connect(be_addr(b), NULL, err, sizeof(err));
+    if (fd < 0) {
+        int local = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
+        (void)px_backend_error(c, local ? PX_F_LOCAL : PX_F_CONNECT, err);
+        return;
+    }
+    (void)sock_set_nodelay(fd);
+    c->b.fd = fd;
+    ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
+    c->phase = PX_CONNECT;
+    c->pre->hsent = 0;
+    px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
+}
+
+/* If the client's transport holds bytes the socket will not signal again
+ * (decrypted TLS records), make the read side run, but only when the tunnel
+ * would read them now (otherwise the feed would spin without progress). */
+static void px_kick_pending(px_conn_t *c)
+{
+    int reading =
+        c->phase == PX_TUNNEL || (c->phase == PX_WAIT && c->pre->hsent == buf_size(&c->pre->hbuf));
+    if (reading && !c->a.rd_eof && buf_size(&c->b.out) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
+        c->a.ops->pending(&c->a) > 0)
+        ev_feed_event(c->th->loop, &c->a.io, EV_READ);
+}
+
+/* TLS_HS: one step of the client's transport handshake. */
+static void px_handshake(px_conn_t *c)
+{
+    switch (c->a.ops->handshake(&c->a)) {
+    case PX_IO_HS_DONE:
+        c->phase = PX_HEAD;
+        if (c->limited) {
+            px_reply_limited(c);
+            return;
+        }
+        px_read_head(c);
+        return;
+    case PX_IO_HS_AGAIN:
+        return;
+    case PX_IO_HS_EOF:
+        px_close(c, PX_R_CLIENT_EOF);
+        return;
+    case PX_IO_HS_ERROR:
+        lbs_inc(&c->th->px->stats->errors[LBS_ERR_TLS]);
+        px_close(c, PX_R_TLS_ERROR);
+        return;
+    }
+}
+
+static void px_connected(px_conn_t *c)
+{
+    int e = sock_connect_result(c->b.fd);
+    if (e != 0) {
+        (void)px_backend_error(c, PX_F_CONNECT, strerror(e));
+        return;
+    }
+    c->phase = PX_WAIT;
+    px_timer(c, c->th->px->cfg.timeout_response_ms / 1000.0);
+    px_pump(c);
+}
+
+/* The backend's response head is complete in rbuf. */
+static void px_response(px_conn_t *c, const http_head_t *h)
+{
+    px_t *px = c->th->px;
+
+    /* A draining worker answers 503 to new clients; while the request can be
+     * replayed, another worker is the better answer. Not a health failure. */
+    if (h->status == 503 && px_backend_error(c, PX_F_503, NULL) < 0)
+        return;
+    /* Only a websocket route may become a tunnel of another protocol: a 101
+     * to a plain request (whose Upgrade the lb dropped) would open one to
+     * the backend past every route. */
+    if (h->status == 101 && !c->ws_route) {
+        (void)px_backend_error(c, PX_F_101_PLAIN, NULL);
+        return;
+    }
+    /* An upgrade the backend refused is one answer: what the client sends
+     * after it must not reach the backend as a new, unrouted request. */
+    if (h->status != 101 && c->ws_route) {
+        c->up_capped = 1;
+        c->up_left = 0;
+    }
+    be_event(px->table, c->be, BE_EV_PASSIVE_OK, NULL);
+    c->status = (uint16_t)h->status;
+    if (h->status == 101)
+        lbs_inc(&px->stats->handshakes);
+    else
+        lbs_inc(&px->stats->requests);
+    if (px->stats->handshake_ms != NULL)
+        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e6);
+
+    if (h->status == 101) {
+        c->ws = http_header_has_token(h, "Upgrade", "websocket");
+        /* Frames the backend sent right behind its 101 (the worker's hello). */
+        if (buf_size(&c->pre->rbuf) > h->head_len)
+            px_pass(c, 0, buf_head(&c->pre->rbuf) + h->head_len,
+                    buf_size(&c->pre->rbuf) - h->head_len);
+    }
+    size_t n = buf_size(&c->pre->rbuf);
+    c->bytes_out += n;
+    lbs_add(&px->stats->bytes_out, n);
+    /* The head and whatever followed it become the client's output as is. */
+    buf_free(&c->a.out);
+    c->a.out = c->pre->rbuf;
+    c->pre->rbuf = (buf_t)BUF_INIT;
+    px_pre_free(c); /* no more retries: the head and the tries go */
+    c->retryable = 0;
+    c->phase = PX_TUNNEL;
+    c->last_io = ev_now(c->th->loop);
+    px_timer(c, px_tunnel_limit(c));
+}
+
+/* WAIT: reads what the backend has sent of its response head. */
+void px_read_response(px_conn_t *c)
+{
+    px_t *px = c->th->px;
+    size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
+
+    for (;;) {
+        char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
+        if (p == NULL) {
+            px_close(c, PX_R_NO_MEMORY);
+            return;
+        }
+        ssize_t n = px_io_recv(&c->b, p, PX_HEAD_CHUNK);
+        if (n < 0) {
+            if (errno != EAGAIN)
+                (void)px_backend_error(c, PX_F_RESET, strerror(errno));
+            return;
+        }
+        if (n == 0) {
+            (void)px_backend_error(c, PX_F_EOF, "closed before answering");
+            return;
+        }
+        buf_commit(&c->pre->rbuf, (size_t)n);
+        http_head_t h;
+        int r = http_parse_response(buf_head(&c->pre->rbuf), buf_size(&c->pre->rbuf), max_head, &h);
+        if (r == HTTP_PARSE_AGAIN)
+            continue;
+        if (r < 0) {
+            (void)px_backend_error(c, PX_F_BAD_HEAD, "malformed response head");
+            return;
+        }
+        px_response(c, &h);
+        return;
+    }
+}
+
+/* Runs the phase's work for an event on either socket. */
+static void px_step(px_conn_t *c)
+{
+    switch (c->phase) {
+    case PX_TLS_HS:
+        px_handshake(c);
+        break;
+    case PX_HEAD:
+        px_read_head(c);
+        break;
+    case PX_CONNECT:
+        px_connected(c);
+        break;
+    case PX_WAIT:
+    case PX_TUNNEL:
+        px_pump(c);
+        break;
+    case PX_REPLY:
+        px_flush_reply(c);
+        break;
+    case PX_LINGER:
+        px_linger_read(c);
+        break;
+    }
+}
+
+/* Entry point of every event of a connection: the only place it is freed. */
+static void px_after(px_conn_t *c)
+{
+    if (c->closing) {
+        px_conn_free(c);
+        return;
+    }
+    px_update(c);
+    px_kick_pending(c);
+}
+
+static void px_client_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    px_conn_t *c = container_of(w, px_conn_t, a.io);
+    c->rd_hint_a = (revents & EV_READ) != 0;
+    c->rd_hint_b = 0;
+    px_step(c);
+    px_after(c);
+}
+
+static void px_backend_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    px_conn_t *c = container_of(w, px_conn_t, b.io);
+    c->rd_hint_a = 0;
+    c->rd_hint_b = (revents & EV_READ) != 0;
+    px_step(c);
+    px_after(c);
+}
+
+static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    px_conn_t *c = container_of(w, px_conn_t, timer);
+
+    switch (c->phase) {
+    case PX_TLS_HS:
+        lbs_inc(&c->th->px->stats->errors[LBS_ERR_HEAD_TIMEOUT]);
+        px_close(c, PX_R_HEAD_TIMEOUT);
+        break;
+    case PX_HEAD:
+        px_reply(c, 408, LBS_ERR_HEAD_TIMEOUT, PX_R_HEAD_TIMEOUT, "request timeout");
+        break;
+    case PX_CONNECT:
+        (void)px_backend_error(c, PX_F_CONNECT_TIMEOUT, "connect timeout");
+        break;
+    case PX_WAIT:
+        (void)px_backend_error(c, PX_F_TIMEOUT, "no response in time");
+        break;
+    case PX_TUNNEL: {
+        double lim = px_tunnel_limit(c);
+        double idle = ev_now(loop) - c->last_io;
+        if (lim <= 0)
+            break;
+        if (idle >= lim && px_ws_at_boundary(c))
+            px_ws_close_client(c, WS_CLOSE_GOING_AWAY, "idle timeout", PX_R_IDLE_TIMEOUT);
+        else if (idle >= lim)
+            px_close(c, PX_R_IDLE_TIMEOUT);
+        else
+            px_timer(c, lim - idle);
+        break;
+    }
+    case PX_REPLY:
+    case PX_LINGER:
+        px_close(c, PX_R_NONE);
+        break;
+    }
+    px_after(c);
+}
+
+/* Most client connections the open-files limit allows: each needs its own
+ * descriptor and one toward a backend, and PX_FD_RESERVE stay spare for
+ * listeners, loops, health checks, Redis and the admin API. Accepting beyond
+ * it would leave accepted clients without a descriptor for their backend, so
+ * everyone would fail instead of the excess. Read on every accept so that a
+ * limit raised (or lowered) at run time counts. 0 = unlimited. */
+static long px_fd_cap(const px_t *px)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    long spare = PX_FD_RESERVE + 2L * px->nth * (long)(px->cfg.nlisten + px->cfg.ntls_listen);
+    long cap = ((long)rl.rlim_cur - spare) / 2;
+    return cap > 1 ? cap : 1;
+}
+
+/* What a new connection c may do: over the connection cap it is shed (503
+ * once its head is in) unless an old silent connection makes way for it;
+ * over a per-address limit it is refused (429). */
+static void px_admit(px_conn_t *c)
+{
+    px_thread_t *th = c->th;
+    px_t *px = th->px;
+
+    long cap = px_fd_cap(px);
+    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
+        cap = px->cfg.max_conns;
+    if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
+        /* Over the cap, this thread's oldest connection that has sent no
+         * complete request for a while makes way, as on the admin API
+         * (lb/acap.c): silent connections cannot lock real requests out. */
+        px_conn_t *v = th->hq_first;
+        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
+            lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
+            px_close(v, PX_R_EVICTED);
+            px_after(v); /* not inside any of v's callbacks: frees it */
+        } else {
+            c->shed = 1;
+        }
+    }
+    c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
+    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+        unsigned ra = 1;
+        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        if (v == LIM_OK)
+            c->lim_held = 1;
+        else if (v < 0) {
+            c->limited = (int8_t)v;
+            c->retry_after = (uint16_t)(ra > 3600 ? 3600 : ra);
+        }
+    }
+}
+
+/* Takes ownership of fd: a new connection in its first phase. */
+void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
+{
+    px_t *px = th->px;
+    px_conn_t *c = calloc(1, sizeof(*c));
+    px_pre_t *pre = calloc(1, sizeof(*pre));
+    if (c == NULL || pre == NULL) {
+        free(c);
+        free(pre);
+        close(fd);
+        lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
+        return;
+    }
+    c->th = th;
+    c->pre = pre;
+    c->start_ns = px_now_ns();
+    c->a.fd = fd;
+    c->b.fd = -1;
+    c->a.ops = &px_io_plain; /* until px_io_tls_attach, for a TLS listener */
+    c->b.ops = &px_io_plain;
+    c->tls = tls != 0;
+    memcpy(&c->peer, &peer->ss, peer->len < sizeof(c->peer) ? peer->len : sizeof(c->peer));
+    ev_io_init(&c->a.io, px_client_cb, fd, EV_READ);
+    ev_io_init(&c->b.io, px_backend_cb, -1, 0);
+    ev_init(&c->timer, px_timer_cb);
+    (void)sock_set_nodelay(fd);
+
+    c->next = th->conns;
+    if (th->conns)
+        th->conns->prev = c;
+    th->conns = c;
+    lbs_active(px->stats, 1);
+    px_admit(c);
+    if (tls) {
+        if (px_io_tls_attach(&c->a, px->cfg.tls) < 0) {
+            px_conn_free(c);
+            return;
+        }
+        c->phase = PX_TLS_HS;
+    } else {
+        c->phase = PX_HEAD;
+    }
+    px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    px_hq_add(c);
+    if (c->limited && !tls) {
+        /* Not inside any of c's callbacks: px_after may free it. */
+        px_reply_limited(c);
+        px_after(c);
+        return;
+    }
+    ev_io_start(th->loop, &c->a.io);
+}
+
+/* Shutdown, past the grace period: frees every connection of th. Not
+ * inside any connection's callback. */
+void px_sess_shutdown(px_thread_t *th)
+{
+    while (th->conns != NULL) {
+        px_conn_t *c = th->conns;
+        px_set_reason(c, PX_R_SHUTDOWN);
+        /* Past the grace period: a websocket client between frames gets a
+         * 1001 it can reconnect on, best effort (one non-blocking write,
+         * only when nothing else is queued toward it). */
+        if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && buf_size(&c->a.out) == 0 &&
+            ws_close_write(&c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
+                           "load balancer shutting down") == 0)
+            (void)px_io_send(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
+        /* Not inside any of c's callbacks: freeing here is safe. */
+        px_conn_free(c);
+    }
+}
