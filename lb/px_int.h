@@ -70,6 +70,8 @@ enum px_reason {
     PX_R_BACKEND_CLOSE,
     PX_R_BACKEND_LOST,
     PX_R_EVICTED,
+    PX_R_BACKEND_DOWN, /* its backend was marked down (px_down.h) */
+    PX_R_PING_TIMEOUT, /* the client answered no ping of the lb's in time */
     PX_R__COUNT
 };
 
@@ -147,6 +149,7 @@ enum px_fail {
     PX_F_503,             /* a response head with status 503 (a draining worker) */
     PX_F_101_PLAIN,       /* a 101 to a plain request */
     PX_F_EXHAUSTED,       /* no backend left to try */
+    PX_F_DOWN,            /* the backend was marked down while the request waited on it */
     PX_F__COUNT
 };
 
@@ -176,7 +179,9 @@ typedef struct px_thread {
     px_listener_t *ls;
     size_t nls;
     ev_async wake;
-    int reserve_fd; /* spare descriptor, given up to turn clients away at EMFILE */
+    ev_async down_wake;  /* a backend went down: look at the connections (px_down.c) */
+    ev_timer down_timer; /* the next tunnel on a down backend whose grace ends */
+    int reserve_fd;      /* spare descriptor, given up to turn clients away at EMFILE */
     int accepting;
     px_conn_t *conns;
     px_conn_t *hq_first, *hq_last; /* connections without a complete head, oldest first */
@@ -206,6 +211,9 @@ static inline uint64_t px_now_ns(void)
 
 /* Records why c ends; the first reason given wins. */
 void px_set_reason(px_conn_t *c, enum px_reason r);
+/* After an event of c handled outside its own callbacks: frees c if it is
+ * closing, else updates what its sockets wait for. */
+void px_after(px_conn_t *c);
 /* Marks c for freeing by the callback that is running. */
 void px_close(px_conn_t *c, enum px_reason r);
 /* Takes c off its thread's list of connections without a head. */

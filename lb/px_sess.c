@@ -65,6 +65,8 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_BACKEND_CLOSE] = "backend_close",
     [PX_R_BACKEND_LOST] = "backend_lost",
     [PX_R_EVICTED] = "evicted",
+    [PX_R_BACKEND_DOWN] = "backend_down",
+    [PX_R_PING_TIMEOUT] = "ping_timeout",
 };
 
 size_t px_conn_idle_bytes(void)
@@ -326,6 +328,8 @@ enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f)
         return c->ntried == 0 || c->only_503 ? PX_ACT_REPLY_503 : PX_ACT_REPLY_502;
     case PX_F_101_PLAIN:
         return PX_ACT_REPLY_502;
+    case PX_F_DOWN: /* a hung worker must not hold the request: never GO_ON */
+        return c->phase != PX_TUNNEL && c->retryable ? PX_ACT_RETRY : PX_ACT_REPLY_502;
     case PX_F_503:
         return c->is_get && c->retryable ? PX_ACT_RETRY : PX_ACT_GO_ON;
     default:
@@ -370,6 +374,13 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
         log_warn("backend %s answered 101 to a plain request; refusing the tunnel", be_id(c->be));
         return;
     case PX_F_EXHAUSTED:
+        return;
+    case PX_F_DOWN:
+        /* Its failure is counted already: that is how it went down. */
+        lbs_inc(&px->stats->handshakes_moved);
+        log_info("backend %s is down: %s request %s", be_id(c->be),
+                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting", c->req);
+        px_release_backend(c);
         return;
     default:
         break;
@@ -616,7 +627,7 @@ static void px_step(px_conn_t *c)
 }
 
 /* Entry point of every event of a connection: the only place it is freed. */
-static void px_after(px_conn_t *c)
+void px_after(px_conn_t *c)
 {
     if (c->closing) {
         px_conn_free(c);

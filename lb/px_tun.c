@@ -178,6 +178,14 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
          * reconnect on (px_retry_policy), else the EOF is passed on. */
         if (n == 0 && !up && px_backend_error(c, PX_F_EOF, "closed") < 0)
             return -1;
+        /* A websocket client that leaves while its upgrade waits on the
+         * worker can never use the answer: abandoned at once, so that a
+         * hung worker holds it no longer than it takes to notice. */
+        if (n == 0 && up && c->phase == PX_WAIT && c->ws_route) {
+            lbs_inc(&px->stats->handshakes_abandoned);
+            px_close(c, PX_R_CLIENT_EOF);
+            return -1;
+        }
         if (n == 0) {
             x->rd_eof = 1;
             y->shut_pending = 1;
