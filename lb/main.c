@@ -284,11 +284,11 @@ int main(int argc, char **argv)
          "with 1014 (1000)",
          0, 3600000},
         {"ping-interval-s", CFG_INT, &o->ping_interval_s, "S",
-         "ping websocket clients from the lb this often (0 = off)", 0, 86400},
+         "ping websocket clients from the lb this often (0 = off)", 0, 3600},
         {"ping-timeout-s", CFG_INT, &o->ping_timeout_s, "S",
          "with --ping-interval-s, close a client that answers no ping within this (0 = the "
          "interval)",
-         0, 86400},
+         0, 3600},
         {"max-head", CFG_INT, &o->max_head, "BYTES", "largest request/response head (8192)", 512,
          1048576},
         {"limit-conns", CFG_INT, &o->limit_conns, "N",

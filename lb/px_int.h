@@ -125,12 +125,14 @@ typedef struct px_conn {
     unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
     unsigned in_hq : 1;     /* on the thread's hq list */
     unsigned has_rid : 1;   /* rid is set: the request has an id (px_reqid) */
+    unsigned ping_out : 1;  /* the lb's ping awaits its pong since ping_ds (px_ping.h) */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
     uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
     wsf_t wsb;              /* frames backend -> client */
     wsf_t wsc;              /* frames client -> backend */
     uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
     uint16_t retry_after;   /* seconds, with limited */
+    uint16_t ping_ds;       /* the lb's last ping (or the tunnel's start), deciseconds */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
     lim_key_t lim_key;
     char req[48]; /* "METHOD path", truncated, for the access log */

@@ -40,6 +40,7 @@
 #include "alog.h"
 #include "log.h"
 #include "met.h"
+#include "px_ping.h"
 #include "sock.h"
 #include "ws.h"
 
@@ -561,7 +562,8 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     c->retryable = 0;
     c->phase = PX_TUNNEL;
     c->last_io = ev_now(c->th->loop);
-    px_timer(c, px_tunnel_limit(c));
+    px_ping_start(c);
+    px_timer(c, px_ping_wait(c, px_tunnel_limit(c)));
 }
 
 /* WAIT: reads what the backend has sent of its response head. */
@@ -676,14 +678,12 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case PX_TUNNEL: {
         double lim = px_tunnel_limit(c);
         double idle = ev_now(loop) - c->last_io;
-        if (lim <= 0)
-            break;
-        if (idle >= lim && px_ws_at_boundary(c))
+        if (lim > 0 && idle >= lim && px_ws_at_boundary(c))
             px_ws_close_client(c, WS_CLOSE_GOING_AWAY, "idle timeout", PX_R_IDLE_TIMEOUT);
-        else if (idle >= lim)
+        else if (lim > 0 && idle >= lim)
             px_close(c, PX_R_IDLE_TIMEOUT);
-        else
-            px_timer(c, lim - idle);
+        else if (px_ping_tick(c) == 0)
+            px_timer(c, px_ping_wait(c, lim > 0 ? lim - idle : 0));
         break;
     }
     case PX_REPLY:

@@ -175,13 +175,16 @@ static void test_one_run_per_call(void **state)
     sink_t s = {BUF_INIT, 0, 0};
     wsf_t t;
     memset(&t, 0, sizeof(t));
-    assert_int_equal(wsp_filter(&t, tok, (const uint8_t *)buf_head(&in), buf_size(&in), sink_emit, &s), 0);
+    assert_int_equal(
+        wsp_filter(&t, tok, (const uint8_t *)buf_head(&in), buf_size(&in), sink_emit, &s), 0);
     assert_int_equal(s.calls, 1);
     size_t first = buf_size(&in);
     frame(&in, 1, WS_OP_PONG, tok, WSP_TOKEN_LEN, 0);
     frame(&in, 1, WS_OP_TEXT, pl, 5, 0);
     s.calls = 0;
-    assert_int_equal(wsp_filter(&t, tok, (const uint8_t *)buf_head(&in) + first, buf_size(&in) - first, sink_emit, &s), 1);
+    assert_int_equal(wsp_filter(&t, tok, (const uint8_t *)buf_head(&in) + first,
+                                buf_size(&in) - first, sink_emit, &s),
+                     1);
     assert_int_equal(s.calls, 1); /* only the text frame after the pong */
     assert_int_equal(buf_size(&s.out), first + 2 + 4 + 5);
     buf_free(&in);
@@ -216,7 +219,9 @@ static void test_after_wsf_feed_mid_header(void **state)
     memset(&t, 0, sizeof(t));
     wsf_feed(&t, 1, (const uint8_t *)buf_head(&in), 3);
     sink_t s = {BUF_INIT, 0, 0};
-    assert_int_equal(wsp_filter(&t, tok, (const uint8_t *)buf_head(&in) + 3, buf_size(&in) - 3, sink_emit, &s), 0);
+    assert_int_equal(
+        wsp_filter(&t, tok, (const uint8_t *)buf_head(&in) + 3, buf_size(&in) - 3, sink_emit, &s),
+        0);
     assert_int_equal(buf_size(&s.out), buf_size(&in) - 3);
     assert_true(wsf_at_boundary(&t));
     buf_free(&in);
@@ -232,7 +237,8 @@ static void test_emit_failure_stops(void **state)
     sink_t s = {BUF_INIT, 0, 1};
     wsf_t t;
     memset(&t, 0, sizeof(t));
-    assert_int_equal(wsp_filter(&t, tok, (const uint8_t *)buf_head(&in), buf_size(&in), sink_emit, &s), -1);
+    assert_int_equal(
+        wsp_filter(&t, tok, (const uint8_t *)buf_head(&in), buf_size(&in), sink_emit, &s), -1);
     buf_free(&in);
     buf_free(&s.out);
 }
