@@ -12,16 +12,16 @@ static uint16_t px_ping_now(const px_conn_t *c)
 /* Pings go to a websocket whose close has not begun on either side. */
 static int px_ping_on(const px_conn_t *c)
 {
-    return c->th->px->cfg.ping_interval_s > 0 && c->ws && c->phase == PX_TUNNEL &&
-           !c->lb_closed && !c->a.rd_eof && !c->b.rd_eof && !c->wsb.close && !c->wsc.close;
+    return c->th->px->cfg.ping_interval_s > 0 && c->ws && c->phase == PX_TUNNEL && !c->lb_closed &&
+           !c->a.rd_eof && !c->b.rd_eof && !c->wsb.close && !c->wsc.close;
 }
 
 void px_ping_token(const px_conn_t *c, uint8_t tok[WSP_TOKEN_LEN])
 {
     /* Unique per connection among this lb's, unpredictable to nobody in
      * particular: it only has to differ from the worker's ping payloads. */
-    uint64_t x = ((uint64_t)c->th->rid_rand << 32 | (uint64_t)(c->th->idx & 0xff) << 24) ^
-                 c->rid ^ (uint64_t)(uintptr_t)c;
+    uint64_t x = ((uint64_t)c->th->rid_rand << 32 | (uint64_t)(c->th->idx & 0xff) << 24) ^ c->rid ^
+                 (uint64_t)(uintptr_t)c;
     x += 0x9e3779b97f4a7c15ull; /* splitmix64's finaliser */
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
