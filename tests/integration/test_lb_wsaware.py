@@ -384,3 +384,31 @@ def test_echo_with_pings_intact_under_random_fragmentation(lb_factory):
         lb.wait_active(0)
     finally:
         fb.close()
+
+
+def test_admin_drain_moves_a_waiting_handshake(worker_factory, lb_factory):
+    """The admin API is one more way a backend stops taking connections: a
+    handshake waiting on a hung worker moves the moment it is drained."""
+    ws_, lb = lb_workers(worker_factory, lb_factory, n=2, algo="roundrobin", slowstart_ms=0,
+                         health_interval_ms=60000, timeout_response_ms=10000)
+    hung = ws_[0]
+    hung.stop(signal.SIGSTOP)
+    try:
+        async def go():
+            # Round robin: one of two handshakes lands on the hung worker.
+            tasks = [asyncio.ensure_future(timed_hello(lb.url("/echo"))) for _ in range(2)]
+            await asyncio.sleep(0)
+            done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            assert len(done) == 1
+            t0 = time.monotonic()
+            status = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: lb.post("/backends/w0/drain")[0])
+            assert status == 200
+            res = await asyncio.gather(*tasks)
+            return res, time.monotonic() - t0
+        res, after_drain = run(go(), timeout=30)
+        assert [wid for wid, _ in res] == ["w1", "w1"], res
+        assert after_drain < 1.0, after_drain
+        assert lb.stats()["ws_closes"]["handshakes_moved"] == 1
+    finally:
+        hung.stop(signal.SIGCONT)
