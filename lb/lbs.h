@@ -37,6 +37,10 @@ typedef struct lbs {
     uint64_t admin_refused;   /* no room and nothing to displace */
     uint64_t admin_evicted;   /* idle, displaced by a newcomer */
     uint64_t admin_timed_out; /* no complete request within the deadline */
+    /* the configuration (lb/rld.c): 1 at start, +1 per applied reload */
+    uint64_t config_generation;
+    uint64_t config_loaded_ms; /* wall clock of the last load */
+    uint64_t reload_failed;    /* reloads refused: the running one stayed */
 } lbs_t;
 
 /* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */

@@ -149,31 +149,98 @@ int px_listener_attach(px_thread_t *th, size_t i, int fd, int tls, char *err, si
     return 0;
 }
 
-/* Binds one listener per address on thread th. addrs are updated when a port
- * was 0, so every thread shares the port the first one got. */
-static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n, char *err,
-                   size_t errlen)
+/* Whether fd is bound to a. */
+static int px_fd_is(int fd, const sock_addr_t *a)
 {
-    if (px_listeners_alloc(th, n) < 0) {
-        snprintf(err, errlen, "out of memory");
+    sock_addr_t b;
+    char s1[SOCK_ADDRSTRLEN], s2[SOCK_ADDRSTRLEN];
+    return sock_local_addr(fd, &b) == 0 &&
+           strcmp(sock_addr_str(a, s1, sizeof(s1)), sock_addr_str(&b, s2, sizeof(s2))) == 0;
+}
+
+/* Records fd in p's list of listeners (px_listen_fds). */
+static int px_note_fd(px_t *p, int fd, int tls)
+{
+    int *f = realloc(p->lfd, (p->nlfd + 1) * sizeof(*f));
+    if (f == NULL)
         return -1;
+    p->lfd = f;
+    int *t = realloc(p->ltls, (p->nlfd + 1) * sizeof(*t));
+    if (t == NULL)
+        return -1;
+    p->ltls = t;
+    p->lfd[p->nlfd] = fd;
+    p->ltls[p->nlfd++] = tls;
+    return 0;
+}
+
+/* Binds (or takes from cfg->taken) the listeners of thread th: for each
+ * address, the taken sockets k with k % nth == th->idx, or a fresh one when
+ * there is none. addrs are updated when a port was 0, so every thread
+ * shares the port the first one got. Taken sockets used are set to -1. */
+static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n,
+                   const px_config_t *cfg, char *err, size_t errlen)
+{
+    px_t *p = th->px;
+    size_t total = 0;
+    /* Per address, how many taken sockets this thread gets (0 = bind). */
+    size_t *mine = calloc(n ? n : 1, sizeof(*mine));
+    if (mine == NULL)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        size_t seen = 0;
+        for (size_t k = 0; k < cfg->ntaken; k++)
+            if (cfg->taken[k] >= 0 && px_fd_is(cfg->taken[k], &addrs[i]))
+                mine[i] += seen++ % (size_t)p->nth == (size_t)th->idx;
+        total += mine[i] ? mine[i] : 1;
     }
+    if (px_listeners_alloc(th, total) < 0)
+        goto oom;
+    size_t slot = 0;
     for (size_t i = 0; i < n; i++) {
         char as[SOCK_ADDRSTRLEN], e2[SOCK_ERR_LEN];
+        if (mine[i] > 0) {
+            size_t seen = 0;
+            for (size_t k = 0; k < cfg->ntaken; k++) {
+                if (cfg->taken[k] < 0 || !px_fd_is(cfg->taken[k], &addrs[i]))
+                    continue;
+                if (seen++ % (size_t)p->nth != (size_t)th->idx)
+                    continue;
+                int fd = cfg->taken[k];
+                if (sock_set_nonblock(fd) < 0 || px_note_fd(p, fd, tls[i]) < 0 ||
+                    px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
+                    snprintf(err, errlen, "taking over %s: cannot attach",
+                             sock_addr_str(&addrs[i], as, sizeof(as)));
+                    goto fail;
+                }
+                cfg->taken[k] = -1; /* th's now */
+                slot++;
+            }
+            continue;
+        }
         int fd = sock_listen(&addrs[i], PX_BACKLOG, SOCK_REUSEPORT, e2, sizeof(e2));
         if (fd < 0) {
             snprintf(err, errlen, "listen %s: %s", sock_addr_str(&addrs[i], as, sizeof(as)), e2);
-            return -1;
+            goto fail;
         }
         sock_addr_t bound;
         if (sock_local_addr(fd, &bound) == 0)
             addrs[i] = bound;
-        if (px_listener_attach(th, i, fd, tls[i], err, errlen) < 0) {
+        if (px_note_fd(p, fd, tls[i]) < 0 ||
+            px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
             close(fd);
-            return -1;
+            snprintf(err, errlen, "out of memory");
+            goto fail;
         }
+        slot++;
     }
+    free(mine);
     return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    free(mine);
+    return -1;
 }
 
 /* Checks that nothing listens on any of the n addresses yet (see
@@ -184,6 +251,23 @@ static int px_probe(const sock_addr_t *addrs, size_t n, char *err, size_t errlen
         if (sock_probe_free(&addrs[i], err, errlen) < 0)
             return -1;
     return 0;
+}
+
+/* Closes the taken sockets no address wanted (the other lb listened on an
+ * address this configuration drops). */
+static void px_close_unused(const px_config_t *cfg)
+{
+    for (size_t k = 0; k < cfg->ntaken; k++) {
+        if (cfg->taken[k] < 0)
+            continue;
+        sock_addr_t a;
+        char as[SOCK_ADDRSTRLEN] = "?";
+        if (sock_local_addr(cfg->taken[k], &a) == 0)
+            sock_addr_str(&a, as, sizeof(as));
+        log_warn("takeover: %s is not in this configuration: its listener is closed", as);
+        close(cfg->taken[k]);
+        cfg->taken[k] = -1;
+    }
 }
 
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen)
@@ -248,9 +332,10 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
             goto oom;
         ev_async_init(&th->wake, px_wake_cb);
         ev_async_start(th->loop, &th->wake);
-        if (px_bind(th, addrs, tls, n, err, errlen) < 0)
+        if (px_bind(th, addrs, tls, n, cfg, err, errlen) < 0)
             goto fail;
     }
+    px_close_unused(cfg);
     free(addrs);
     free(tls);
     return p;
@@ -258,11 +343,22 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
 oom:
     snprintf(err, errlen, "out of memory");
 fail:
+    px_close_unused(cfg);
     free(addrs);
     free(tls);
     px_free(p);
     errno = fail_errno;
     return NULL;
+}
+
+size_t px_listen_fds(px_t *p, int *fds, int *tls, size_t cap)
+{
+    size_t n = p->nlfd < cap ? p->nlfd : cap;
+    for (size_t i = 0; i < n; i++) {
+        fds[i] = p->lfd[i];
+        tls[i] = p->ltls[i];
+    }
+    return n;
 }
 
 int px_listen_addr(px_t *p, int tls, sock_addr_t *out)
@@ -295,6 +391,22 @@ int px_start(px_t *p, char *err, size_t errlen)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
+}
+
+void px_tune(px_t *p, const px_config_t *cfg)
+{
+#define PX_SET(f) __atomic_store_n(&p->cfg.f, cfg->f, __ATOMIC_RELEASE)
+    PX_SET(max_conns);
+    PX_SET(timeout_head_ms);
+    PX_SET(timeout_connect_ms);
+    PX_SET(timeout_response_ms);
+    PX_SET(timeout_idle_s);
+    PX_SET(retries);
+    PX_SET(access_log);
+    PX_SET(max_head);
+    PX_SET(lim);
+    PX_SET(trusted);
+#undef PX_SET
 }
 
 void px_stop_accepting(px_t *p)
@@ -342,5 +454,7 @@ void px_free(px_t *p)
         }
         free(p->th);
     }
+    free(p->lfd);
+    free(p->ltls);
     free(p);
 }
