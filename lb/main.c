@@ -262,9 +262,14 @@ int main(int argc, char **argv)
         return 0;
     }
     if (pr != CFG_OK) {
+        /* --check exits 1 on an invalid configuration, as nginx -t; the
+         * file may have failed before the flag was read. */
+        int checking = 0;
+        for (int i = 1; i < argc; i++)
+            checking |= strcmp(argv[i], "--check") == 0;
         fprintf(stderr, "lb: %s\n", err);
         cfg_free(lb->opts);
-        return o->check ? 1 : 2;
+        return checking ? 1 : 2;
     }
 
     enum log_level lvl;

@@ -211,7 +211,8 @@ static void rld_backends(lb_t *lb, const lb_opts_t *n)
         if (be_add(t, id, &addr, w, BE_STATIC) == NULL)
             log_error("reload: backend %s: out of memory", id);
         else
-            log_info("reload: backend %s (%s, weight %u) added", id, n->backend.v[k], w);
+            log_info("reload: backend %s (%s, weight %u) added", id,
+                     sock_addr_str(&addr, as, sizeof(as)), w);
     }
 }
 
