@@ -27,8 +27,11 @@ struct hand {
     ino_t ino;
     int lfd;
     ev_io lio;
-    int cfd;       /* the takeover in progress, -1 = none */
+    int cfd; /* the takeover in progress, -1 = none */
     ev_io cio;
+    int rfd; /* a peer told BUSY, closed once it has spoken (else its
+              * request would reset the connection before it reads) */
+    ev_io rio;
     ev_timer timer;
     enum hand_state state;
 };
@@ -153,6 +156,23 @@ static void hand_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
                                         : "the new lb did not start accepting in time");
 }
 
+static void hand_refused_close(hand_t *h)
+{
+    if (h->rfd < 0)
+        return;
+    ev_io_stop(h->loop, &h->rio);
+    close(h->rfd);
+    h->rfd = -1;
+}
+
+static void hand_refused_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    hand_t *h = container_of(w, hand_t, rio);
+    char buf[64];
+    (void)recv(h->rfd, buf, sizeof(buf), MSG_DONTWAIT);
+    hand_refused_close(h);
+}
+
 static void hand_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     hand_t *h = container_of(w, hand_t, lio);
@@ -162,8 +182,11 @@ static void hand_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         if (h->state != HAND_IDLE) {
             hand_say(fd, HAND_MAGIC_RESP "BUSY\n");
-            close(fd);
             log_warn("takeover refused: another one is in progress");
+            hand_refused_close(h); /* one such peer at a time is plenty */
+            h->rfd = fd;
+            ev_io_init(&h->rio, hand_refused_cb, fd, EV_READ);
+            ev_io_start(loop, &h->rio);
             continue;
         }
         h->cfd = fd;
@@ -192,6 +215,7 @@ hand_t *hand_listen(struct ev_loop *loop, const char *path, const hand_ops_t *op
     h->ops = *ops;
     h->ud = ud;
     h->cfd = -1;
+    h->rfd = -1;
     h->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h->lfd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -230,6 +254,7 @@ void hand_free(hand_t *h, int unlink_path)
     if (h == NULL)
         return;
     hand_drop(h, NULL);
+    hand_refused_close(h);
     if (h->lfd >= 0) {
         ev_io_stop(h->loop, &h->lio);
         close(h->lfd);
@@ -299,8 +324,10 @@ int hand_take(const char *path, int *fds, char *kinds, size_t *n, char *err, siz
         } u;
         char k[HAND_CHUNK];
         struct iovec iov = {.iov_base = k, .iov_len = sizeof(k)};
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = u.buf,
+                            .msg_controllen = sizeof(u.buf)};
         r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
         if (r <= 0) {
             snprintf(err, errlen, "--takeover %s: %s", path,

@@ -22,9 +22,9 @@ struct ev_loop;
 
 #define HAND_MAGIC_REQ  "WSLB-TAKEOVER 1\n"
 #define HAND_MAGIC_RESP "WSLB-HAND 1 "
-#define HAND_CHUNK      64  /* descriptors per message (the kernel allows 253) */
+#define HAND_CHUNK      64 /* descriptors per message (the kernel allows 253) */
 #define HAND_MAX_FDS    1024
-#define HAND_TIMEOUT_S  5.0 /* for each step of a takeover before READY */
+#define HAND_TIMEOUT_S  5.0  /* for each step of a takeover before READY */
 #define HAND_READY_S    60.0 /* for the new lb to start accepting */
 
 typedef struct hand hand_t;

@@ -44,7 +44,7 @@ typedef struct lb {
     route_t *routes;
     hand_t *hand; /* --control-socket */
     ev_signal sig_term, sig_int, sig_hup, sig_usr2;
-    ev_child child; /* the new lb a SIGUSR2 started, until it takes over */
+    ev_child child;   /* the new lb a SIGUSR2 started, until it takes over */
     ev_timer grace;   /* shutdown deadline */
     ev_timer drained; /* polls for the last tunnel to end during shutdown */
     int stopping;

@@ -253,7 +253,8 @@ int rld_reload(lb_t *lb)
                        .rate = (unsigned)n.limit_rate,
                        .burst = (unsigned)n.limit_burst};
     lim_t *fresh_lim = NULL;
-    if (lb->lim == NULL && lim_enabled(&lc) && (fresh_lim = lim_create(&lc, err, sizeof(err))) == NULL) {
+    if (lb->lim == NULL && lim_enabled(&lc) &&
+        (fresh_lim = lim_create(&lc, err, sizeof(err))) == NULL) {
         rld_fail(lb, err);
         goto out;
     }
@@ -298,8 +299,7 @@ int rld_reload(lb_t *lb)
     }
     be_table_set_health(lb->table, (int)o->rise, (int)o->fall);
     if (hc_changed) {
-        hc_config_t hcc = {.path = o->health_path,
-                           .interval_ms = (unsigned)o->health_interval_ms};
+        hc_config_t hcc = {.path = o->health_path, .interval_ms = (unsigned)o->health_interval_ms};
         hc_t *h = hc_create(lb->loop, lb->table, &hcc, err, sizeof(err));
         if (h == NULL) {
             log_error("reload: health checks: %s; keeping the current ones", err);

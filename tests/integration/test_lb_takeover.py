@@ -1,0 +1,184 @@
+"""A new lb takes the listening sockets of the running one (--takeover over
+its --control-socket): wsbench handshakes and round trips run across three
+takeovers with nothing refused or failed; websockets of an old lb echo
+until its grace ends and then get exactly one 1001; takeovers from a peer
+that is not an lb, a second concurrent one, a broken config and a missing
+binary (SIGUSR2) leave the running lb serving."""
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+
+import websockets
+
+import util
+from conftest import binary, sanitizer_env
+from lbutil import lb_factory, open_ws  # noqa: F401
+
+
+def result(out):
+    m = re.search(r"^RESULT (.*)$", out, re.M)
+    assert m, out[-2000:]
+    return dict(kv.split("=", 1) for kv in m.group(1).split())
+
+
+def successor(lb_factory, old, sock, **kw):
+    return lb_factory(listen=old.addr, admin=old.admin, control_socket=sock, takeover=sock,
+                      **kw)
+
+
+def test_three_takeovers_under_wsbench(worker_factory, lb_factory, tmp_path):
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    lbs = [lb_factory(backend="w1=" + w.addr, control_socket=sock, threads=2, grace_s=30)]
+    url = lbs[0].url("/echo")
+    bench = binary("wsbench")
+    hs = subprocess.Popen([bench, "handshake", "-q", "-c", "4", "-d", "8", url],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rtt = subprocess.Popen([bench, "rtt", "-q", "-c", "4", "-d", "8", url],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for i in range(3):
+            util.wait_for(lambda: lbs[-1].stats()["handshakes"] > 0, 10, "traffic on lb")
+            new = successor(lb_factory, lbs[-1], sock, backend="w1=" + w.addr, threads=2,
+                            grace_s=30)
+            util.wait_for(lambda: "the new lb accepts" in lbs[-1].stderr_text(), 10,
+                          "old lb handed over")
+            lbs.append(new)
+        hs_out, _ = hs.communicate(timeout=60)
+        rtt_out, _ = rtt.communicate(timeout=60)
+    finally:
+        for p in (hs, rtt):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    h, r = result(hs_out), result(rtt_out)
+    assert int(h["handshakes"]) > 0 and int(r["msgs"]) > 0
+    for res in (h, r):
+        assert res["hs_fail"] == "0" and res["errors"] == "0", res
+        assert res.get("e_connect", "0") == "0", res
+    # Every old lb drained and exited 0; the last one serves.
+    for old in lbs[:-1]:
+        assert old.wait(40) == 0
+    assert lbs[-1].alive()
+    assert lbs[-1].stats()["config_generation"] == 1
+
+    async def go():
+        ws, _ = await open_ws(lbs[-1].url("/echo"))
+        await ws.close()
+    asyncio.run(go())
+
+
+def test_old_websockets_echo_until_grace_then_one_1001(worker_factory, lb_factory, tmp_path):
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    old = lb_factory(backend="w1=" + w.addr, control_socket=sock, grace_s=3)
+
+    async def go():
+        conns = [(await open_ws(old.url("/echo")))[0] for _ in range(3)]
+        new = successor(lb_factory, old, sock, backend="w1=" + w.addr)
+        util.wait_for(lambda: "the new lb accepts" in old.stderr_text(), 10, "handed over")
+        for i, ws in enumerate(conns):
+            await ws.send("m%d" % i)
+            assert await asyncio.wait_for(ws.recv(), 10) == "m%d" % i
+        codes = []
+        for ws in conns:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 15)
+            except websockets.ConnectionClosed as e:
+                codes.append(e.rcvd.code if e.rcvd else None)
+        return new, codes
+    new, codes = asyncio.run(go())
+    assert codes == [1001, 1001, 1001]
+    assert old.wait(20) == 0
+    assert "grace period over" in old.stderr_text()
+
+    async def again():
+        ws, _ = await open_ws(new.url("/echo"))
+        await ws.close()
+    asyncio.run(again())
+
+
+def test_refusals_leave_the_old_lb_serving(worker_factory, lb_factory, tmp_path):
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    old = lb_factory(backend="w1=" + w.addr, control_socket=sock)
+
+    # A peer that is not an lb gets no sockets.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(5)
+    s.connect(sock)
+    s.send(b"GET / HTTP/1.0\r\n\r\n")
+    assert s.recv(100).startswith(b"WSLB-HAND 1 ERR")
+    s.close()
+    # A second takeover while one is in progress: BUSY.
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    first.settimeout(5)
+    first.connect(sock)
+    first.send(b"WSLB-TAKEOVER 1\n")
+    assert first.recv(100).startswith(b"WSLB-HAND 1 OK")
+    second = lb_factory(listen=old.addr, admin=old.admin, takeover=sock,
+                        backend="w1=" + w.addr, ready=False)
+    assert second.wait(20) != 0
+    assert "another takeover is in progress" in second.stderr_text()
+    first.close()  # abandoned before READY
+    util.wait_for(lambda: "takeover abandoned" in old.stderr_text(), 10, "abandoned")
+    # A takeover with a broken config never reaches the old lb.
+    bad = lb_factory(listen=old.addr, admin=old.admin, takeover=sock, algo="nosuch",
+                     ready=False)
+    assert bad.wait(20) == 2
+    # Taking over from something that is not an lb.
+    fake = str(tmp_path / "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    srv.bind(fake)
+    srv.listen(1)
+    notlb = lb_factory(listen="127.0.0.1:%d" % util.free_port(), takeover=fake, ready=False)
+    c, _ = srv.accept()
+    c.recv(100)
+    c.send(b"hello there\n")
+    assert notlb.wait(20) != 0
+    assert "not an lb" in notlb.stderr_text()
+    c.close()
+    srv.close()
+    async def go():
+        ws, _ = await open_ws(old.url("/echo"))
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 10) == "x"
+        await ws.close()
+    asyncio.run(go())
+    assert old.stats()["accepted"] > 0
+
+
+def test_sigusr2_with_the_binary_gone_keeps_serving(worker_factory, tmp_path):
+    w = worker_factory(id="w1")
+    exe = str(tmp_path / "wslb-lb-copy")
+    subprocess.run(["cp", binary("lb"), exe], check=True)
+    addr = "127.0.0.1:%d" % util.free_port()
+    admin = "127.0.0.1:%d" % util.free_port()
+    log = open(str(tmp_path / "lb.log"), "w+")
+    p = subprocess.Popen([exe, "--listen", addr, "--admin", admin, "--route", "/echo",
+                          "--backend", "w1=" + w.addr, "--grace-s", "1",
+                          "--control-socket", str(tmp_path / "ctl.sock")],
+                         stdout=log, stderr=log, env=sanitizer_env())
+    try:
+        util.wait_for(lambda: util.try_http_get(admin, "/healthz") is not None, 15, "lb up")
+        os.unlink(exe)  # an upgrade that removed the binary
+        p.send_signal(signal.SIGUSR2)
+        text = lambda: open(str(tmp_path / "lb.log")).read()  # noqa: E731
+        util.wait_for(lambda: "before taking over; still serving" in text(), 15, "child failed")
+        assert p.poll() is None
+
+        async def go():
+            ws, _ = await open_ws("ws://%s/echo" % addr)
+            await ws.send("x")
+            assert await asyncio.wait_for(ws.recv(), 10) == "x"
+            await ws.close()
+        asyncio.run(go())
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+        log.close()
