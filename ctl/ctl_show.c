@@ -99,7 +99,11 @@ static int ctl_show_sources(const ctl_fleet_t *f, const ctl_conf_t *c, buf_t *ou
     for (size_t i = 0; i < f->nlbs; i++) {
         const ctl_lb_t *lb = &f->lbs[i];
         bad |= ctl_tab_cell(&t, "%s", lb->name) | ctl_tab_cell(&t, "%s", lb->url->text);
-        if (lb->ok)
+        if (lb->ok && lb->config_gen > 0)
+            bad |= ctl_tab_cell(&t, "%s, %zu backend%s, config generation %lld",
+                                lb->algo[0] ? lb->algo : "?", lb->nbes, lb->nbes == 1 ? "" : "s",
+                                lb->config_gen);
+        else if (lb->ok)
             bad |= ctl_tab_cell(&t, "%s, %zu backend%s", lb->algo[0] ? lb->algo : "?", lb->nbes,
                                 lb->nbes == 1 ? "" : "s");
         else
