@@ -197,7 +197,8 @@ test: check-child unit integration browser
 # tests/integration/tsan.supp says which reports are suppressed, and why.
 tsan-test: tsan asan | deps-ok
 	LB_BIN_DIR=$(CURDIR)/bin/tsan BIN_DIR=$(CURDIR)/bin/asan \
-	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py
+	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py \
+	  tests/integration/test_lb_reload.py tests/integration/test_lb_takeover.py
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak

@@ -121,3 +121,45 @@ def test_check_flag(tmp_path):
                        timeout=30, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
     assert r.returncode == 1
     assert "bad.conf:3" in r.stderr and "rise" in r.stderr
+
+
+def test_reloads_under_threaded_traffic(worker_factory, lb_factory, tmp_path):
+    """Four proxy threads carry handshakes and echoes while SIGHUPs swap the
+    backends, the algorithm, the limits, the timeouts and the trusted
+    networks: nothing fails, and under `make tsan-test` no race shows."""
+    ws = [worker_factory(id="w%d" % i) for i in range(3)]
+    conf = str(tmp_path / "lb.conf")
+    confs = [
+        "backend = w0=%s\nbackend = w1=%s\nalgo = leastconn\n" % (ws[0].addr, ws[1].addr),
+        "backend = w1=%s,weight=4\nbackend = w2=%s\nalgo = p2c\nlimit-conns = 1000\n"
+        "trusted-proxies = 10.0.0.0/8\ntimeout-idle-s = 600\nretries = 1\n"
+        % (ws[1].addr, ws[2].addr),
+        "backend = w0=%s\nbackend = w2=%s,weight=2\nalgo = roundrobin\nlimit-rate = 100000\n"
+        "trusted-proxies = 127.0.0.0/8\naccess-log = false\nmax-conns = 5000\n"
+        % (ws[0].addr, ws[2].addr),
+    ]
+    write(conf, confs[0])
+    lb = lb_factory(config=conf, threads=4)
+    bench = binary("wsbench")
+    url = lb.url("/echo")
+    hs = subprocess.Popen([bench, "handshake", "-q", "-c", "6", "-d", "6", url],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rtt = subprocess.Popen([bench, "rtt", "-q", "-c", "6", "-d", "6", url],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for gen in range(2, 11):
+            write(conf, confs[(gen - 1) % len(confs)])
+            lb.stop(signal.SIGHUP)
+            util.wait_for(lambda: lb.stats()["config_generation"] == gen, 10,
+                          "generation %d" % gen)
+        hs_out, _ = hs.communicate(timeout=60)
+        rtt_out, _ = rtt.communicate(timeout=60)
+    finally:
+        for p in (hs, rtt):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for out in (hs_out, rtt_out):
+        res = dict(kv.split("=", 1) for kv in out.strip().splitlines()[-1].split()[1:])
+        assert res["hs_fail"] == "0" and res["errors"] == "0", out[-1500:]
+    assert lb.stats()["reload_failed"] == 0
