@@ -182,3 +182,65 @@ def test_sigusr2_with_the_binary_gone_keeps_serving(worker_factory, tmp_path):
         p.send_signal(signal.SIGTERM)
         assert p.wait(20) == 0
         log.close()
+
+
+def test_sigusr2_upgrade_and_notify(worker_factory, tmp_path):
+    """SIGUSR2 starts argv[0] again with --takeover: the new lb tells
+    $NOTIFY_SOCKET it is ready and the main process (MAINPID), the old one
+    drains and exits 0, and the new one serves; a broken config then makes
+    the next SIGUSR2 fail while the running lb keeps serving."""
+    w = worker_factory(id="w1")
+    notify = str(tmp_path / "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(notify)
+    ns.settimeout(20)
+    conf = str(tmp_path / "lb.conf")
+    with open(conf, "w") as f:
+        f.write("backend = w1=%s\nroute = /echo\n" % w.addr)
+    addr = "127.0.0.1:%d" % util.free_port()
+    admin = "127.0.0.1:%d" % util.free_port()
+    logpath = str(tmp_path / "lb.log")
+    log = open(logpath, "w+")
+    env = dict(sanitizer_env(), NOTIFY_SOCKET=notify)
+    p = subprocess.Popen([binary("lb"), "--config", conf, "--listen", addr, "--admin", admin,
+                          "--grace-s", "1", "--control-socket", str(tmp_path / "ctl.sock")],
+                         stdout=log, stderr=log, env=env)
+    new_pid = None
+    try:
+        msg = ns.recv(200).decode()
+        assert "READY=1" in msg and "MAINPID=%d" % p.pid in msg
+        p.send_signal(signal.SIGUSR2)
+        msg = ns.recv(200).decode()
+        m = re.search(r"MAINPID=(\d+)", msg)
+        assert "READY=1" in msg and m, msg
+        new_pid = int(m.group(1))
+        assert new_pid != p.pid
+        assert p.wait(20) == 0  # drained and gone
+
+        async def echo():
+            ws, _ = await open_ws("ws://%s/echo" % addr)
+            await ws.send("x")
+            assert await asyncio.wait_for(ws.recv(), 10) == "x"
+            await ws.close()
+        asyncio.run(echo())
+        # A broken config: the next upgrade fails, the running lb stays.
+        with open(conf, "a") as f:
+            f.write("algo = nosuch\n")
+        os.kill(new_pid, signal.SIGUSR2)
+        util.wait_for(lambda: "exited with status 2 before taking over" in open(logpath).read(),
+                      15, "failed upgrade logged")
+        asyncio.run(echo())
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if new_pid is not None:
+            try:
+                os.kill(new_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            util.wait_for(lambda: not os.path.exists("/proc/%d" % new_pid) or
+                          open("/proc/%d/stat" % new_pid).read().split(") ")[1][0] == "Z",
+                          20, "the upgraded lb to exit")
+        ns.close()
+        log.close()
