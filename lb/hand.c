@@ -266,6 +266,11 @@ void hand_free(hand_t *h, int unlink_path)
     free(h);
 }
 
+int hand_done(const hand_t *h)
+{
+    return h->state == HAND_DONE;
+}
+
 /* ---- the new lb's side ------------------------------------------------------ */
 
 int hand_take(const char *path, int *fds, char *kinds, size_t *n, char *err, size_t errlen)

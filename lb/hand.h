@@ -46,6 +46,9 @@ hand_t *hand_listen(struct ev_loop *loop, const char *path, const hand_ops_t *op
  * bound it again). NULL is a no-op. */
 void hand_free(hand_t *h, int unlink_path);
 
+/* Whether the listeners were handed over (the new lb said READY). */
+int hand_done(const hand_t *h);
+
 /* New side, blocking (before any loop runs): connects to path and receives
  * the descriptors into fds/kinds (HAND_MAX_FDS each). Returns the
  * connection, to be given to hand_ready() or closed, and *n; -1 with err

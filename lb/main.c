@@ -121,7 +121,7 @@ static void lb_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
  * datagram to $NOTIFY_SOCKET, the whole of the protocol the lb needs, so
  * libsystemd is no dependency. MAINPID lets a new lb started by a takeover
  * become the unit's main process (the unit sets NotifyAccess=all). */
-static void lb_notify(const char *state)
+static void lb_notify(const char *state, int with_pid)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -134,7 +134,8 @@ static void lb_notify(const char *state)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
-    int n = snprintf(msg, sizeof(msg), "%s\nMAINPID=%ld\n", state, (long)getpid());
+    int n = with_pid ? snprintf(msg, sizeof(msg), "%s\nMAINPID=%ld\n", state, (long)getpid())
+                     : snprintf(msg, sizeof(msg), "%s\n", state);
     (void)sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
                  (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
     close(fd);
@@ -217,6 +218,9 @@ static void lb_hand_done(void *ud)
     /* The new lb owns the admin address too: this one answers no more. */
     admin_free(lb->admin);
     lb->admin = NULL;
+    /* The admin socket lives on in the new lb: a fresh epoll set forgets
+     * it (see px_close_listeners). */
+    ev_loop_fork(lb->loop);
     lb_begin_stop(lb, "taken over");
 }
 
@@ -549,6 +553,19 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    /* The control socket first: once the old lb hears READY, its path
+     * already leads to this one, and the next takeover finds it. */
+    if (o->control_socket != NULL && *o->control_socket) {
+        hand_ops_t hops = {.fds = lb_hand_fds, .done = lb_hand_done};
+        lb->hand = hand_listen(lb->loop, o->control_socket, &hops, lb, err, sizeof(err));
+        if (lb->hand == NULL) {
+            log_error("%s", err);
+            goto out;
+        }
+    }
+    /* Ready, and the unit's main process from now on: said before the old
+     * lb hears it, so that systemd never sees the main process exit. */
+    lb_notify("READY=1", 1);
     if (hconn >= 0) {
         /* Accepting now: the old lb may stop. */
         int hr = hand_ready(hconn, err, sizeof(err));
@@ -558,15 +575,7 @@ int main(int argc, char **argv)
         else
             log_info("takeover: accepting; the old lb stops accepting and drains");
     }
-    if (o->control_socket != NULL && *o->control_socket) {
-        hand_ops_t hops = {.fds = lb_hand_fds, .done = lb_hand_done};
-        lb->hand = hand_listen(lb->loop, o->control_socket, &hops, lb, err, sizeof(err));
-        if (lb->hand == NULL) {
-            log_error("%s", err);
-            goto out;
-        }
-    }
-    lb_notify("READY=1");
+
     {
         char a1[SOCK_ADDRSTRLEN] = "-", a2[SOCK_ADDRSTRLEN] = "-", a3[SOCK_ADDRSTRLEN] = "-";
         sock_addr_t sa;
@@ -587,7 +596,10 @@ int main(int argc, char **argv)
     }
 
     ev_run(lb->loop, 0);
-    lb_notify("STOPPING=1");
+    /* A lb taken over is no longer the unit's main process: the unit is
+     * not stopping. */
+    if (lb->hand == NULL || !hand_done(lb->hand))
+        lb_notify("STOPPING=1", 0);
     rc = 0;
 
 out:

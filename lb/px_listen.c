@@ -81,6 +81,7 @@ static void px_on_resume(acc_t *a, void *ud)
 
 static void px_close_listeners(px_thread_t *th)
 {
+    int closed = 0;
     th->accepting = 0;
     for (size_t i = 0; i < th->nls; i++) {
         acc_free(th->ls[i].acc);
@@ -88,8 +89,16 @@ static void px_close_listeners(px_thread_t *th)
         if (th->ls[i].fd >= 0) {
             close(th->ls[i].fd);
             th->ls[i].fd = -1;
+            closed = 1;
         }
     }
+    /* After a takeover the sockets live on in the new lb, and epoll drops a
+     * registration only when the last descriptor of a socket closes: this
+     * loop would keep waking for the new lb's clients, and libev's late
+     * EPOLL_CTL_DEL would hit whatever reuses the number. A fresh epoll set
+     * before the next poll forgets them (libev's documented way). */
+    if (closed)
+        ev_loop_fork(th->loop);
 }
 
 /* Cross-thread requests arrive here as flags. */
@@ -174,12 +183,33 @@ static int px_note_fd(px_t *p, int fd, int tls)
     return 0;
 }
 
-/* Binds (or takes from cfg->taken) the listeners of thread th: for each
- * address, the taken sockets k with k % nth == th->idx, or a fresh one when
+/* Which address each taken socket serves (match[k], -1 = none) and its
+ * rank among those of that address (ord[k]): thread t takes the ones whose
+ * rank is t modulo the thread count, whatever the others took already. */
+static int px_match_taken(const px_config_t *cfg, const sock_addr_t *addrs, size_t n, int *match,
+                          size_t *ord)
+{
+    for (size_t k = 0; k < cfg->ntaken; k++) {
+        match[k] = -1;
+        ord[k] = 0;
+        for (size_t i = 0; i < n && match[k] < 0; i++) {
+            if (!px_fd_is(cfg->taken[k], &addrs[i]))
+                continue;
+            match[k] = (int)i;
+            for (size_t j = 0; j < k; j++)
+                ord[k] += match[j] == (int)i;
+        }
+    }
+    return 0;
+}
+
+/* Binds (or takes from cfg->taken, as px_match_taken says) the listeners
+ * of thread th: for each address, its taken sockets, or a fresh one when
  * there is none. addrs are updated when a port was 0, so every thread
  * shares the port the first one got. Taken sockets used are set to -1. */
 static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n,
-                   const px_config_t *cfg, char *err, size_t errlen)
+                   const px_config_t *cfg, const int *match, const size_t *ord, char *err,
+                   size_t errlen)
 {
     px_t *p = th->px;
     size_t total = 0;
@@ -187,11 +217,10 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
     size_t *mine = calloc(n ? n : 1, sizeof(*mine));
     if (mine == NULL)
         goto oom;
+#define PX_MINE(k, i) (match[k] == (int)(i) && ord[k] % (size_t)p->nth == (size_t)th->idx)
     for (size_t i = 0; i < n; i++) {
-        size_t seen = 0;
         for (size_t k = 0; k < cfg->ntaken; k++)
-            if (cfg->taken[k] >= 0 && px_fd_is(cfg->taken[k], &addrs[i]))
-                mine[i] += seen++ % (size_t)p->nth == (size_t)th->idx;
+            mine[i] += PX_MINE(k, i);
         total += mine[i] ? mine[i] : 1;
     }
     if (px_listeners_alloc(th, total) < 0)
@@ -200,11 +229,8 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
     for (size_t i = 0; i < n; i++) {
         char as[SOCK_ADDRSTRLEN], e2[SOCK_ERR_LEN];
         if (mine[i] > 0) {
-            size_t seen = 0;
             for (size_t k = 0; k < cfg->ntaken; k++) {
-                if (cfg->taken[k] < 0 || !px_fd_is(cfg->taken[k], &addrs[i]))
-                    continue;
-                if (seen++ % (size_t)p->nth != (size_t)th->idx)
+                if (!PX_MINE(k, i))
                     continue;
                 int fd = cfg->taken[k];
                 if (sock_set_nonblock(fd) < 0 || px_note_fd(p, fd, tls[i]) < 0 ||
@@ -234,6 +260,7 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
         }
         slot++;
     }
+#undef PX_MINE
     free(mine);
     return 0;
 oom:
@@ -274,7 +301,8 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
 {
     size_t n = cfg->nlisten + cfg->ntls_listen;
     sock_addr_t *addrs = NULL;
-    int *tls = NULL;
+    int *tls = NULL, *match = NULL;
+    size_t *ord = NULL;
     int fail_errno = 0;
     px_t *p = calloc(1, sizeof(*p));
 
@@ -316,6 +344,11 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         fail_errno = errno;
         goto fail;
     }
+    match = calloc(cfg->ntaken ? cfg->ntaken : 1, sizeof(*match));
+    ord = calloc(cfg->ntaken ? cfg->ntaken : 1, sizeof(*ord));
+    if (match == NULL || ord == NULL)
+        goto oom;
+    px_match_taken(cfg, addrs, n, match, ord);
 
     uint32_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
@@ -332,10 +365,12 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
             goto oom;
         ev_async_init(&th->wake, px_wake_cb);
         ev_async_start(th->loop, &th->wake);
-        if (px_bind(th, addrs, tls, n, cfg, err, errlen) < 0)
+        if (px_bind(th, addrs, tls, n, cfg, match, ord, err, errlen) < 0)
             goto fail;
     }
     px_close_unused(cfg);
+    free(match);
+    free(ord);
     free(addrs);
     free(tls);
     return p;
@@ -344,6 +379,8 @@ oom:
     snprintf(err, errlen, "out of memory");
 fail:
     px_close_unused(cfg);
+    free(match);
+    free(ord);
     free(addrs);
     free(tls);
     px_free(p);
