@@ -12,6 +12,7 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "route.h"
 #include "static.h"
 
 const char lbo_summary[] = "Websocket load balancer: least-connections/least-load balancing, "
@@ -277,6 +278,20 @@ int lbo_check(const lb_opts_t *o, char *err, size_t errlen)
                 return -1;
             }
     }
+    route_t *r = route_create();
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int bad = 0;
+    for (size_t i = 0; i < o->route.n && !bad; i++)
+        bad = route_add_ws(r, o->route.v[i], err, errlen) < 0;
+    for (size_t i = 0; i < o->proxy_http.n && !bad; i++)
+        bad = route_add_http(r, o->proxy_http.v[i], err, errlen) < 0;
+    bad = bad || route_finish(r, err, errlen) < 0;
+    route_free(r);
+    if (bad)
+        return -1;
     if (lbo_check_secret("--admin-token-file", o->admin_token_file, err, errlen) < 0 ||
         lbo_check_secret("--upstream-secret-file", o->upstream_secret_file, err, errlen) < 0)
         return -1;

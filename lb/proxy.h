@@ -87,7 +87,8 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
 int px_start(px_t *p, char *err, size_t errlen);
 /* Main thread (a reload): new connections from now on use cfg's limits,
  * timeouts, retries, access log, max_head, lim and trusted; the rest of cfg
- * is ignored. Open connections keep the timers they have. cfg->lim and
+ * is ignored. Timers already armed run out as they were; an open tunnel's
+ * idle limit follows the new --timeout-idle-s from its next check. cfg->lim and
  * cfg->trusted must outlive the px_t (nothing reads the replaced ones after
  * px_free, but a thread may still be reading them now: keep them). */
 void px_tune(px_t *p, const px_config_t *cfg);

@@ -91,6 +91,10 @@ static void test_checks(void **state)
     assert_int_equal(parse(&o, t, tok, err, sizeof(err)), -1);
     cfg_free(t);
 
+    char *route[] = {"lb", "--route", "no-slash", NULL};
+    assert_int_equal(parse(&o, t, route, err, sizeof(err)), -1);
+    cfg_free(t);
+
     char *chk[] = {"lb", "--check", "--control-socket", "/run/x.sock", NULL};
     assert_int_equal(parse(&o, t, chk, err, sizeof(err)), 0);
     assert_int_equal(o.check, 1);
