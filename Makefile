@@ -50,7 +50,7 @@ CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 # with that room's include paths, linked against that room's archive and
 # common's, from which the linker takes only the objects the test reaches.
 UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
-UNIT_lb     := acap admin be be_event disc fwd hc lim log proxy px_down px_sess px_tun route static wsf wsp
+UNIT_lb     := acap admin be be_event disc fwd hand hc lbo lim log proxy px_down px_sess px_tun route static wsf wsp
 UNIT_worker := proto rt sbx
 UNIT_ctl    := ctl ctl_io
 UNIT_bench  := wb wb_spawn
@@ -197,7 +197,8 @@ test: check-child unit integration browser
 # tests/integration/tsan.supp says which reports are suppressed, and why.
 tsan-test: tsan asan | deps-ok
 	LB_BIN_DIR=$(CURDIR)/bin/tsan BIN_DIR=$(CURDIR)/bin/asan \
-	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py
+	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py \
+	  tests/integration/test_lb_reload.py tests/integration/test_lb_takeover.py
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak

@@ -7,6 +7,8 @@
 #
 #   bench/run.sh short    under 10 minutes (make bench)
 #   bench/run.sh full     longer rounds and bigger counts (make bench-full)
+#   bench/run.sh takeover the lb and HAProxy replaced twice under traffic
+#                         (bench/takeover.sh, about half a minute)
 #
 # Starts its own Redis, workers, lbs, HAProxy and nginx on free 127.0.0.1
 # ports, with every config, pid and log file in a temp dir (nothing under
@@ -21,8 +23,9 @@ set -euo pipefail
 MODE=${1:-short}
 case "$MODE" in
 short | full) ;;
+takeover) exec "$(dirname "$0")/takeover.sh" ;;
 *)
-    echo "usage: $0 short|full" >&2
+    echo "usage: $0 short|full|takeover" >&2
     exit 2
     ;;
 esac

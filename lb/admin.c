@@ -146,6 +146,12 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
         goto done;
     }
     int bad = json_object_set_new(root, "admin_conns", adm); /* takes adm, even on failure */
+    bad |= json_object_set_new(root, "config_generation",
+                               json_integer((json_int_t)AT_LOAD(&s->config_generation)));
+    bad |= json_object_set_new(root, "config_loaded_at",
+                               json_integer((json_int_t)AT_LOAD(&s->config_loaded_ms) / 1000));
+    bad |= json_object_set_new(root, "reload_failed",
+                               json_integer((json_int_t)AT_LOAD(&s->reload_failed)));
     adm = NULL;
     bad |= json_object_set_new(root, "ws_closes", wsa); /* takes wsa, even on failure */
     if (bad)
@@ -753,7 +759,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
         goto fail;
     }
     a->open_reads = cfg && cfg->open_reads;
-    a->lfd = sock_listen(&sa, 64, 0, serr, sizeof(serr));
+    a->lfd = cfg && cfg->has_fd ? cfg->fd : sock_listen(&sa, 64, 0, serr, sizeof(serr));
     if (a->lfd < 0) {
         snprintf(err, errlen, "%s", serr);
         goto fail;
@@ -772,12 +778,29 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     return a;
 fail:
     e = errno; /* EADDRINUSE tells the caller the address is taken */
-    if (a->lfd >= 0)
+    if (a->lfd >= 0 && !(cfg && cfg->has_fd))
         close(a->lfd);
     free(a->token);
     free(a);
     errno = e;
     return NULL;
+}
+
+int admin_set_token(admin_t *a, const char *token)
+{
+    char *t = NULL;
+    if (token != NULL && (t = strdup(token)) == NULL)
+        return -1;
+    if (a->token) /* scrub the secret before handing the memory back */
+        explicit_bzero(a->token, strlen(a->token));
+    free(a->token);
+    a->token = t;
+    return 0;
+}
+
+int admin_listen_fd(const admin_t *a)
+{
+    return a->lfd;
 }
 
 int admin_local_addr(const admin_t *a, sock_addr_t *out)

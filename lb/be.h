@@ -136,12 +136,17 @@ be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude);
  * reference. t may be NULL once the table is gone. */
 void be_release(be_table_t *t, be_t *b);
 
-/* Health thresholds (defaults rise 2, fall 2; at most 255). Set before any
- * other thread reports events. */
+/* Health thresholds (defaults rise 2, fall 2; at most 255). Any thread;
+ * events reported after the call use them. */
 void be_table_set_health(be_table_t *t, int rise, int fall);
 int be_table_rise(const be_table_t *t);
 int be_table_fall(const be_table_t *t);
 const be_algo_t *be_table_algo(const be_table_t *t);
+/* Main thread (a reload): balances with algo from the next pick on. 0, or
+ * -1 without memory (the current one stays). */
+int be_table_set_algo(be_table_t *t, const be_algo_t *algo);
+/* Main thread (a reload): b's new weight (1..256), from the next pick on. */
+void be_set_weight(be_table_t *t, be_t *b, unsigned weight);
 
 /* Like be_pick() with an explicit clock (monotonic ms, see be_now_ms()), so
  * tests can drive slow start. */

@@ -224,7 +224,9 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
 void px_read_head(px_conn_t *c)
 {
     px_t *px = c->th->px;
-    size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
+    size_t max_head = PX_CFG(px, max_head);
+    if (max_head == 0)
+        max_head = HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
         size_t want = PX_HEAD_CHUNK;

@@ -198,9 +198,15 @@ struct px {
     px_config_t cfg;
     px_thread_t *th;
     int nth;
+    int *lfd, *ltls; /* every listener, as bound or taken (px_listen_fds) */
+    size_t nlfd;
     int stop_accept; /* atomics: set by any thread, acted on by each loop */
     int shutdown;
 };
+
+/* A setting of px->cfg that a reload may change (px_tune) while threads run:
+ * read it once per use, whole. Pointers are published with release. */
+#define PX_CFG(px, f) __atomic_load_n(&(px)->cfg.f, __ATOMIC_ACQUIRE)
 
 static inline uint64_t px_now_ns(void)
 {

@@ -169,7 +169,7 @@ void px_timer(px_conn_t *c, double after)
  * shortened once either side has finished. */
 double px_tunnel_limit(px_conn_t *c)
 {
-    double lim = c->th->px->cfg.timeout_idle_s;
+    double lim = PX_CFG(c->th->px, timeout_idle_s);
     if ((c->a.rd_eof || c->b.rd_eof) && (lim == 0 || lim > PX_FIN_TIMEOUT_S))
         lim = PX_FIN_TIMEOUT_S;
     return lim;
@@ -264,7 +264,7 @@ void px_conn_free(px_conn_t *c)
     ev_timer_stop(th->loop, &c->timer);
     px_hq_del(c);
 
-    if (px->cfg.access_log) {
+    if (PX_CFG(px, access_log)) {
         char host[SOCK_ADDRSTRLEN] = "-", rid[PX_REQID_LEN];
         sock_addr_t pa;
         memset(&pa, 0, sizeof(pa));
@@ -294,7 +294,7 @@ void px_conn_free(px_conn_t *c)
     px_pre_free(c);
     px_release_backend(c);
     if (c->lim_held)
-        lim_leave(px->cfg.lim, &c->lim_key);
+        lim_leave(PX_CFG(px, lim), &c->lim_key);
 
     if (c->prev)
         c->prev->next = c->next;
@@ -438,7 +438,7 @@ void px_try_backend(px_conn_t *c)
 {
     px_t *px = c->th->px;
     char err[SOCK_ERR_LEN];
-    int max_tries = px->cfg.retries + 1;
+    int max_tries = PX_CFG(px, retries) + 1;
 
     if (max_tries > PX_MAX_TRIES)
         max_tries = PX_MAX_TRIES;
@@ -462,7 +462,7 @@ void px_try_backend(px_conn_t *c)
     ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
     c->phase = PX_CONNECT;
     c->pre->hsent = 0;
-    px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
+    px_timer(c, PX_CFG(px, timeout_connect_ms) / 1000.0);
 }
 
 /* If the client's transport holds bytes the socket will not signal again
@@ -509,7 +509,7 @@ static void px_connected(px_conn_t *c)
         return;
     }
     c->phase = PX_WAIT;
-    px_timer(c, c->th->px->cfg.timeout_response_ms / 1000.0);
+    px_timer(c, PX_CFG(c->th->px, timeout_response_ms) / 1000.0);
     px_pump(c);
 }
 
@@ -570,7 +570,9 @@ static void px_response(px_conn_t *c, const http_head_t *h)
 void px_read_response(px_conn_t *c)
 {
     px_t *px = c->th->px;
-    size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
+    size_t max_head = PX_CFG(px, max_head);
+    if (max_head == 0)
+        max_head = HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
         char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
@@ -719,8 +721,9 @@ static void px_admit(px_conn_t *c)
     px_t *px = th->px;
 
     long cap = px_fd_cap(px);
-    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
-        cap = px->cfg.max_conns;
+    long max_conns = PX_CFG(px, max_conns);
+    if (max_conns > 0 && (cap == 0 || max_conns < cap))
+        cap = max_conns;
     if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
         /* Over the cap, this thread's oldest connection that has sent no
          * complete request for a while makes way, as on the admin API
@@ -734,10 +737,12 @@ static void px_admit(px_conn_t *c)
             c->shed = 1;
         }
     }
-    c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
-    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+    const cidr_set_t *trusted = PX_CFG(px, trusted);
+    lim_t *lim = PX_CFG(px, lim);
+    c->trusted = trusted != NULL && cidr_set_match(trusted, &c->peer.sa);
+    if (lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
-        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        enum lim_verdict v = lim_enter(lim, &c->lim_key, &ra);
         if (v == LIM_OK)
             c->lim_held = 1;
         else if (v < 0) {
@@ -789,7 +794,7 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     } else {
         c->phase = PX_HEAD;
     }
-    px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    px_timer(c, PX_CFG(px, timeout_head_ms) / 1000.0);
     px_hq_add(c);
     if (c->limited && !tls) {
         /* Not inside any of c's callbacks: px_after may free it. */
