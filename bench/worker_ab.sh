@@ -74,7 +74,7 @@ start_worker() { # NAME BIN PORT
     "$bin" --listen "127.0.0.1:$port" --id "wab-$n" --max-evals "$CONC" --work-root "$TMP/root-$n" \
         --uid-base $((100000 + 1024 * port)) --log-level warn 2>"$TMP/worker-$n.log" &
     PID[$n]=$!
-    wait_http "http://127.0.0.1:$port/healthz" 200 15 || exit 1
+    wait_http "http://127.0.0.1:$port/healthz" 200 30 || { cat "$TMP/worker-$n.log" >&2; exit 1; }
 }
 start_worker A "$WA" "${ports[0]}"
 [ -n "$WB" ] && start_worker B "$WB" "${ports[1]}"
@@ -130,10 +130,10 @@ for r in $(seq "$ROUNDS"); do
             ;;
         esac
         n=$(key evals "$out")
-        [ -n "$n" ] && [ "$n" -gt 0 ] || {
+        if [ -z "$n" ] || [ "$n" -eq 0 ]; then
             echo "worker_ab: $t made no evaluations: $out" >&2
             exit 1
-        }
+        fi
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$(key evals_per_s "$out")" "$(key p50_us "$out")" \
             "$(key p99_us "$out")" "$((cpu_us / n))" >>"$RES"
         tail -1 "$RES" | awk -F'\t' '{printf "%-6s %-6s %10.1f %9.2f %9.2f %12.2f\n", $1, $2, $3, $4/1000, $5/1000, $6/1000}'

@@ -146,9 +146,10 @@ static int sbx_make_netns(sbx_t *s)
 
 /* Builds the runs' template root at work_root/.root, in the worker's mount
  * namespace, through a helper child running the same code a run's init
- * would (sbx_child.c). A run then mounts 3 file systems and 14 binds of its
- * own instead of 5 and 23 plus the /dev nodes and links: the same tree for
- * less setup and teardown per run. On failure the runs build it each time. */
+ * would (sbx_child.c). A run then mounts 2 file systems and up to 15 binds
+ * of its own instead of 4 and 22 plus the /dev nodes, links and directories:
+ * the same tree for less setup and teardown per run. On failure the runs
+ * build it each time. */
 static int sbx_make_tmpl(sbx_t *s, char *why, size_t whylen)
 {
     char root[PATH_MAX];
