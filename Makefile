@@ -94,6 +94,12 @@ DEPS_ACTION := install
 DEPS_GROUPS += fuzz
 endif
 
+# The worker binds every symbol at start: each run's init is a fresh copy of
+# it, and would otherwise go through the dynamic linker for the first call of
+# every libc function its setup makes, run after run (and the linker's lookup
+# is not async-signal-safe code to run in a child of a threaded process).
+WORKER_LDFLAGS := -Wl,-z,now
+
 # ---- per-variant rules -------------------------------------------------------
 # $(1) = variant name (opt|asan|tsan|pkg), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
 define VARIANT
@@ -110,7 +116,7 @@ build/$(1)/%.o: %.c | deps-ok
 
 $(4)/worker: build/$(1)/worker/main.o $$($(1)_WORKER) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+	$$(CC) $(3) $$(WORKER_LDFLAGS) -o $$@ $$^ $$(LIBS)
 
 $(4)/lb: build/$(1)/lb/main.o $$($(1)_LB) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
