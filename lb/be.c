@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aff.h"
 #include "be_int.h"
 #include "log.h"
 
@@ -360,17 +361,21 @@ void be_unref(be_table_t *t, be_t *b)
         free(b);
 }
 
+void bei_take(be_table_t *t, be_t *b)
+{
+    be_ref(b);
+    BE_ADD(&b->active, 1);
+    BE_ADD(&b->total, 1);
+    if (t->algo->take)
+        t->algo->take(t, t->algo_ctx, b);
+}
+
 be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)
 {
     pthread_rwlock_rdlock(&t->lock);
     be_t *b = t->algo->pick(t, t->algo_ctx, exclude, nexclude, now_ms);
-    if (b) {
-        be_ref(b);
-        BE_ADD(&b->active, 1);
-        BE_ADD(&b->total, 1);
-        if (t->algo->take)
-            t->algo->take(t, t->algo_ctx, b);
-    }
+    if (b)
+        bei_take(t, b);
     pthread_rwlock_unlock(&t->lock);
     return b;
 }
@@ -426,6 +431,7 @@ void be_table_free(be_table_t *t)
     for (size_t i = 0; i < t->ndrained; i++)
         free(t->drained[i]);
     free(t->drained);
+    aff_ring_free(t->ring);
     if (t->algo->free)
         t->algo->free(t->algo_ctx);
     pthread_rwlock_destroy(&t->lock);
@@ -521,6 +527,7 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
         t->cap = cap;
     }
     t->v[t->n++] = b;
+    bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
     if (t->algo->update)
         t->algo->update(t, t->algo_ctx, b);
@@ -541,6 +548,8 @@ void be_remove(be_table_t *t, be_t *b)
             break;
         }
     }
+    if (found)
+        bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
     if (!found)
         return;

@@ -137,6 +137,10 @@ struct be_table {
     size_t n, cap;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
     size_t ndrained, capdrained;
+    /* Session affinity (be_aff.c): the ring over v, rebuilt under the write
+     * lock whenever v changes; NULL when affinity is off. */
+    struct aff_ring *ring;
+    unsigned aff_factor_milli;
 };
 
 /* ---- what algorithms see (be*.c only; the caller holds the read lock) ------ */
@@ -223,6 +227,13 @@ uint64_t bei_rand(void);
 /* Slow start's cap on the share of new connections: best, or sometimes the
  * runner-up while best is further from the end of its slow start (be.c). */
 be_t *bei_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now);
+
+/* Counts b's new connection and takes a reference, as a pick does (read
+ * lock held). */
+void bei_take(be_table_t *t, be_t *b);
+/* Rebuilds the affinity ring over t->v (write lock held; no-op when
+ * affinity is off). */
+void bei_aff_rebuild(be_table_t *t);
 
 /* The algorithms, one file each, named by be.c's table. */
 extern const be_algo_t be_algo_leastconn, be_algo_leastload; /* be_lc.c */

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "aff.h"
 #include "atomic.h"
 #include "met.h"
 
@@ -37,6 +38,10 @@ typedef struct lbs {
     uint64_t admin_refused;   /* no room and nothing to displace */
     uint64_t admin_evicted;   /* idle, displaced by a newcomer */
     uint64_t admin_timed_out; /* no complete request within the deadline */
+    /* --affinity: picks by what became of the key's owner (hit, or why it
+     * was passed over), and picks the algorithm made instead of the ring */
+    uint64_t aff[AFF_WHY__COUNT];
+    uint64_t aff_fallback;
 } lbs_t;
 
 /* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */

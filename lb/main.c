@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "admin.h"
+#include "aff.h"
 #include "atomic.h"
 #include "be.h"
 #include "cfg.h"
@@ -39,7 +40,8 @@
 typedef struct lb_opts {
     cfg_list_t listen, tls_listen, backend, trusted_proxies, route, proxy_http;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level, *log_format, *upstream_secret_file, *id, *static_dir, *static_csp;
+        *log_level, *log_format, *upstream_secret_file, *id, *static_dir, *static_csp, *affinity,
+        *affinity_factor;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
@@ -63,6 +65,7 @@ typedef struct lb {
     st_t *st;
     cidr_set_t trusted;
     route_t *routes;
+    aff_spec_t aff; /* --affinity; kind AFF_NONE = off */
     ev_signal sig_term, sig_int, sig_hup;
     ev_timer grace;   /* shutdown deadline */
     ev_timer drained; /* polls for the last tunnel to end during shutdown */
@@ -256,6 +259,14 @@ int main(int argc, char **argv)
         {"admin-token-file", CFG_STR, &o->admin_token_file, "FILE",
          "require 'Authorization: Bearer <token>' on the admin API", 0, 0},
         {"algo", CFG_STR, &o->algo, "NAME", "leastconn|leastload|roundrobin|p2c (leastconn)", 0, 0},
+        {"affinity", CFG_STR, &o->affinity, "query:NAME|header:NAME|cookie:NAME",
+         "session affinity: the same key goes to the same worker while it is up and within "
+         "--affinity-load-factor x the mean (consistent hashing with bounded loads; off)",
+         0, 0},
+        {"affinity-load-factor", CFG_STR, &o->affinity_factor, "F",
+         "with --affinity, most connections a worker keeps taking its keys at, as a multiple "
+         "of the mean (1.25; 1.0 to 100)",
+         0, 0},
         {"health-path", CFG_STR, &o->health_path, "PATH", "health check path (/healthz)", 0, 0},
         {"health-interval-ms", CFG_INT, &o->health_interval_ms, "MS",
          "health check interval (1000)", 50, 600000},
@@ -367,6 +378,25 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    unsigned aff_factor_milli = 1250;
+    if (o->affinity != NULL && *o->affinity &&
+        aff_spec_parse(o->affinity, &lb->aff, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lb: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    if (o->affinity_factor != NULL) {
+        char *end;
+        errno = 0;
+        double f = strtod(o->affinity_factor, &end);
+        if (errno || end == o->affinity_factor || *end || !(f >= 1.0 && f <= 100.0)) {
+            fprintf(stderr, "lb: --affinity-load-factor '%s': want a number from 1.0 to 100\n",
+                    o->affinity_factor);
+            rc = 2;
+            goto out;
+        }
+        aff_factor_milli = (unsigned)(f * 1000 + 0.5);
+    }
     /* A certificate with no TLS listener would be silently unused: the
      * operator meant to serve TLS and would not be. */
     if (o->tls_listen.n == 0 && (o->cert != NULL || o->key != NULL)) {
@@ -467,6 +497,10 @@ int main(int argc, char **argv)
         goto out;
     }
     be_table_set_health(lb->table, (int)o->rise, (int)o->fall);
+    if (lb->aff.kind != AFF_NONE && be_table_set_affinity(lb->table, aff_factor_milli) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < o->backend.n; i++) {
         if (lb_add_static(lb, o->backend.v[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "lb: %s\n", err);
@@ -520,6 +554,7 @@ int main(int argc, char **argv)
         .lb_id = o->id,
         .routes = lb->routes,
         .st = lb->st,
+        .aff = lb->aff.kind != AFF_NONE ? &lb->aff : NULL,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aff.h"
 #include "be.h"
 #include "buf.h"
 #include "cidr.h"
@@ -65,6 +66,10 @@ typedef struct px_config {
     /* Files served from memory for GET and HEAD (--static); NULL = none.
      * Not owned. */
     st_t *st;
+    /* Where a websocket upgrade's session key is (--affinity); NULL = no
+     * affinity. The table must have it on (be_table_set_affinity). Not
+     * owned. */
+    const aff_spec_t *aff;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration

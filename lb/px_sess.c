@@ -431,8 +431,16 @@ void px_try_backend(px_conn_t *c)
     if (max_tries > PX_MAX_TRIES)
         max_tries = PX_MAX_TRIES;
     be_t *b = NULL;
-    if (c->ntried < max_tries)
+    if (c->ntried < max_tries && px->cfg.aff != NULL && c->ws_route) {
+        int why, fallback;
+        b = be_pick_key(px->table, c->pre->aff_has ? &c->pre->aff_key : NULL, c->pre->tried,
+                        c->ntried, &why, &fallback);
+        lbs_inc(&px->stats->aff[why]);
+        if (fallback && b != NULL)
+            lbs_inc(&px->stats->aff_fallback);
+    } else if (c->ntried < max_tries) {
         b = be_pick(px->table, c->pre->tried, c->ntried);
+    }
     if (b == NULL) {
         (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
         return;
