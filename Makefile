@@ -51,7 +51,7 @@ CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 # common's, from which the linker takes only the objects the test reaches.
 UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
 UNIT_lb     := acap admin aff be be_event disc fwd hc lim log proxy px_sess px_tun route static wsf
-UNIT_worker := proto rt sbx
+UNIT_worker := proto rb rt sbx
 UNIT_ctl    := ctl ctl_io
 UNIT_bench  := wb wb_spawn
 UNIT_NAMES  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

@@ -49,6 +49,21 @@ size_t fleet_key_workers(const char *prefix, char *buf, size_t len);
 size_t fleet_key_worker(const char *prefix, const char *id, size_t idlen, char *buf, size_t len);
 size_t fleet_key_events(const char *prefix, char *buf, size_t len);
 
+/* Rebalancing (the worker's --rebalance): a fleet-wide budget of sockets
+ * shed per wall-clock second, shared by every worker through one counter
+ * per second:
+ *   <prefix>rebalance:<unix second>  string: tokens taken in that second,
+ *                                    SET NX EX FLEET_REBALANCE_TTL_S, INCRBY
+ * A worker that wants k tokens sends INCRBY k and gets
+ * fleet_rebalance_granted(rate, k, reply) of them: the counter only grows
+ * within its second, so two workers asking at once never get more than
+ * rate together. */
+#define FLEET_REBALANCE_TTL_S 5
+size_t fleet_key_rebalance(const char *prefix, uint64_t unix_s, char *buf, size_t len);
+/* Pure: of want tokens asked with INCRBY, how many were granted when the
+ * counter read after once it was added (0..want). */
+int64_t fleet_rebalance_granted(int64_t rate, int64_t want, int64_t after);
+
 /* Worker ids (--id) as published: 1-127 bytes, no control characters. */
 #define FLEET_WORKER_ID_LEN 128
 int fleet_worker_id_ok(const char *p, size_t n);

@@ -234,8 +234,7 @@ size_t aff_ring_walk(const aff_ring_t *r, uint64_t key, uint32_t *out, size_t ma
     return got;
 }
 
-long aff_choose(const aff_ring_t *r, uint64_t key, aff_probe_fn probe, void *ctx,
-                enum aff_why *why)
+long aff_choose(const aff_ring_t *r, uint64_t key, aff_probe_fn probe, void *ctx, enum aff_why *why)
 {
     uint32_t order[AFF_WALK_MAX];
     size_t n = aff_ring_walk(r, key, order, AFF_WALK_MAX);

@@ -54,11 +54,11 @@ uint64_t aff_hash(const void *p, size_t n);
 /* Why a key did not go to its owner (the first backend on the ring), or
  * that it did. Counted per pick in lbs (lb/lbs.h). */
 enum aff_why {
-    AFF_HIT = 0,   /* the owner took it */
-    AFF_NO_KEY,    /* the request carried no key */
-    AFF_DOWN,      /* the owner is down or draining */
-    AFF_OVERLOAD,  /* the owner is above factor x the mean */
-    AFF_RETRY,     /* the owner was tried for this request already and failed */
+    AFF_HIT = 0,  /* the owner took it */
+    AFF_NO_KEY,   /* the request carried no key */
+    AFF_DOWN,     /* the owner is down or draining */
+    AFF_OVERLOAD, /* the owner is above factor x the mean */
+    AFF_RETRY,    /* the owner was tried for this request already and failed */
     AFF_WHY__COUNT
 };
 /* "hit", "no_key", "down", "overload", "retry". */

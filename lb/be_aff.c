@@ -69,8 +69,8 @@ static enum aff_probe be_aff_probe(void *ctx, uint32_t node)
     return AFF_P_OK;
 }
 
-be_t *be_pick_key(be_table_t *t, const uint64_t *key, be_t *const *exclude, int nexclude,
-                  int *why, int *fallback)
+be_t *be_pick_key(be_table_t *t, const uint64_t *key, be_t *const *exclude, int nexclude, int *why,
+                  int *fallback)
 {
     *why = AFF_NO_KEY;
     *fallback = 1;
@@ -88,8 +88,8 @@ be_t *be_pick_key(be_table_t *t, const uint64_t *key, be_t *const *exclude, int 
     long node = aff_choose(t->ring, *key, be_aff_probe, &p, &w);
     *why = (int)w;
     *fallback = node < 0;
-    be_t *b = node >= 0 ? t->v[node]
-                        : t->algo->pick(t, t->algo_ctx, exclude, nexclude, be_now_ms());
+    be_t *b =
+        node >= 0 ? t->v[node] : t->algo->pick(t, t->algo_ctx, exclude, nexclude, be_now_ms());
     if (b)
         bei_take(t, b);
     pthread_rwlock_unlock(&t->lock);

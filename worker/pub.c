@@ -160,6 +160,11 @@ void pub_free(struct pub *p)
     free(p);
 }
 
+rds_t *pub_rds(struct pub *p)
+{
+    return p != NULL ? p->rds : NULL;
+}
+
 void pub_changed(struct pub *p)
 {
     if (p == NULL || p->leaving)

@@ -82,8 +82,8 @@ static void test_key_extraction(void **state)
         key_in("cookie:SID", "GET /eval HTTP/1.1\r\nCookie: a=1; SID=abc; b=2\r\n\r\n", &h));
     assert_int_equal(h, want);
     /* cookies split over two lines */
-    assert_true(key_in("cookie:SID", "GET /eval HTTP/1.1\r\nCookie: a=1\r\nCookie: SID=abc\r\n\r\n",
-                       &h));
+    assert_true(
+        key_in("cookie:SID", "GET /eval HTTP/1.1\r\nCookie: a=1\r\nCookie: SID=abc\r\n\r\n", &h));
     assert_int_equal(h, want);
     assert_false(key_in("cookie:SID", "GET /eval HTTP/1.1\r\nCookie: xSID=abc\r\n\r\n", &h));
 }

@@ -85,6 +85,21 @@ static void test_keys(void **state)
     char small[8];
     assert_int_equal(fleet_key_workers(NULL, small, sizeof(small)), 12);
     assert_string_equal(small, "wslb:wo"); /* cut, terminated */
+    assert_int_equal(fleet_key_rebalance(NULL, 1764150000, b, sizeof(b)), 25);
+    assert_string_equal(b, "wslb:rebalance:1764150000");
+}
+
+/* The fleet-wide shed budget: what INCRBY's answer grants. */
+static void test_rebalance_granted(void **state)
+{
+    assert_int_equal(fleet_rebalance_granted(10, 4, 4), 4);   /* first in the second */
+    assert_int_equal(fleet_rebalance_granted(10, 4, 12), 2);  /* 8 taken before: 2 left */
+    assert_int_equal(fleet_rebalance_granted(10, 4, 14), 0);  /* 10 taken before */
+    assert_int_equal(fleet_rebalance_granted(10, 4, 100), 0); /* far over */
+    assert_int_equal(fleet_rebalance_granted(10, 0, 5), 0);
+    assert_int_equal(fleet_rebalance_granted(0, 4, 4), 0);
+    /* two workers asking for 8 each under a rate of 10: 8 + 2, never 16 */
+    assert_int_equal(fleet_rebalance_granted(10, 8, 8) + fleet_rebalance_granted(10, 8, 16), 10);
 }
 
 static void test_worker_id_rule(void **state)
@@ -572,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_id_ok),
         cmocka_unit_test(test_id_default),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_rebalance_granted),
         cmocka_unit_test(test_worker_id_rule),
         cmocka_unit_test(test_event_round_trip),
         cmocka_unit_test(test_event_invalid),
