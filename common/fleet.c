@@ -236,6 +236,7 @@ static const struct fleet_field {
     F(isolation, FLEET_HAS_ISOLATION, FLEET_TEXT, FLEET_ISOLATION_LEN),
     F(version, FLEET_HAS_VERSION, FLEET_TEXT, FLEET_VERSION_LEN),
     F(slots_broken, FLEET_HAS_SLOTS_BROKEN, FLEET_COUNT, 0),
+    F(rebalance_shed, FLEET_HAS_REBALANCE_SHED, FLEET_COUNT, 0),
 #undef F
 };
 #define FLEET_NFIELDS (sizeof(fleet_fields) / sizeof(fleet_fields[0]))

@@ -105,7 +105,9 @@ static int admin_backend_info(json_t *j, const be_t *b)
                                known && started ? json_integer((json_int_t)started)
                                                 : json_null()) ||
            json_object_set_new(j, "heartbeat_age_ms",
-                               known && ts ? json_integer(age) : json_null());
+                               known && ts ? json_integer(age) : json_null()) ||
+           json_object_set_new(j, "rebalance_shed",
+                               known ? json_integer(be_rebalance_shed(b)) : json_null());
 }
 
 static json_t *admin_backend_json(const be_t *b)
@@ -242,6 +244,10 @@ static int64_t admin_v_load(const be_t *b)
 {
     return be_load(b);
 }
+static int64_t admin_v_shed(const be_t *b)
+{
+    return be_rebalance_shed(b);
+}
 static int64_t admin_v_global(const be_t *b)
 {
     return be_conns(b);
@@ -265,6 +271,9 @@ static const struct {
      admin_v_load},
     {"wslb_backend_global_connections", "gauge",
      "Connections on the backend from every lb, as balanced on", admin_v_global},
+    {"wslb_backend_rebalance_shed_total", "counter",
+     "Websockets the worker closed with 1012 to rebalance (its --rebalance), as it publishes",
+     admin_v_shed},
 };
 
 /* Lb totals through a throwaway met registry (so the rendering stays pure

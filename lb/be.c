@@ -330,6 +330,16 @@ int64_t be_evals_running(const be_t *b)
     return b->evals_running;
 }
 
+int64_t be_rebalance_shed(const be_t *b)
+{
+    return b->rebalance_shed;
+}
+
+void be_update_rebalance(be_t *b, int64_t shed)
+{
+    b->rebalance_shed = shed < 0 ? 0 : shed;
+}
+
 int64_t be_evals_queued(const be_t *b)
 {
     return b->evals_queued;
@@ -691,6 +701,7 @@ void be_clear_remote(be_table_t *t, be_t *b)
     BE_ST(&b->remote_ts_ms, 0);
     BE_ST(&b->load, 0);
     be_update_info(b, 0, 0, 0, NULL);
+    be_update_rebalance(b, 0);
     be_event(t, b, BE_EV_REMOTE_GONE, "its Redis state is gone");
     if (t->algo->update)
         t->algo->update(t, t->algo_ctx, b);

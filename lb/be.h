@@ -192,6 +192,7 @@ uint64_t be_joined_ms(const be_t *b);    /* slow start's start, 0 = none */
 /* Main thread: what the worker published beyond its counts, for operators
  * (valid while be_has_remote()): 0 and "" when not published. */
 int64_t be_evals_running(const be_t *b);
+int64_t be_rebalance_shed(const be_t *b);
 int64_t be_evals_queued(const be_t *b);
 uint64_t be_started_ms(const be_t *b);
 const char *be_version(const be_t *b);
@@ -213,6 +214,9 @@ int be_update_remote(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64
  * needed. mine < 0 falls back to the samples. */
 int be_update_remote_ex(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms,
                         int64_t mine);
+/* Main thread: the websockets the worker says it closed to rebalance (its
+ * --rebalance), ever. */
+void be_update_rebalance(be_t *b, int64_t shed);
 /* Main thread: forget the remote figures (worker key gone); back to local
  * counts. A drain the worker announced then ends only by health checks
  * (BE_EV_REMOTE_GONE). */

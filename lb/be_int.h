@@ -118,8 +118,9 @@ struct be {
      * worker last published beyond its counts; valid while has_remote. */
     _Alignas(BE_CACHELINE) int64_t evals_running;
     int64_t evals_queued;
-    uint64_t started_ms; /* the worker process's start (0 = not published) */
-    char version[64];    /* "" = not published */
+    uint64_t started_ms;    /* the worker process's start (0 = not published) */
+    int64_t rebalance_shed; /* websockets it closed with 1012 to rebalance */
+    char version[64];       /* "" = not published */
 
     /* Main thread only: samples of `active` against the wall clock, to find
      * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1). */

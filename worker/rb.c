@@ -102,6 +102,7 @@ static void rb_tokens_cb(rds_t *r, redisReply *reply, void *privdata)
         return;
     size_t shed = wc_shed(rb->w, (size_t)granted, rb->cfg.idle_s, RB_CLOSE_CODE, "rebalance");
     met_inc(rb->m_shed, shed);
+    rb->w->nshed += shed;
     if (shed > 0) {
         log_info("rebalance: closed %zu idle websocket(s) with 1012 (fleet max/mean %.2f, %zu "
                  "left here)",

@@ -86,6 +86,7 @@ typedef struct wk {
 
     struct pub *pub;
     struct rb *rb; /* --rebalance; NULL = off */
+    size_t nshed;  /* websockets closed with 1012 to rebalance (written by rb.c only) */
 
     int draining;
     ev_timer drain_timer;

@@ -114,6 +114,10 @@ def test_scale_out_rebalances_idle_sockets(redis_server, worker_factory, lb_fact
     assert shed == moved
     assert util.metric_labelled(util.get_metrics(box["new"].addr), "worker_rebalance_shed_total",
                                 'why="over_mean"') == 0
+    # The lb shows each worker's count from its published state.
+    util.wait_for(lambda: sum(b["rebalance_shed"] or 0 for b in lb.stats()["backends"]) == moved,
+                  10, "the lb's /stats to show %d shed" % moved)
+    assert all((b["rebalance_shed"] or 0) == 0 for b in lb.stats()["backends"] if b["id"] == "r2")
     lb.wait_active(0, timeout=20)
 
 

@@ -336,6 +336,7 @@ static void test_state_parse_invalid_fields(void **state)
         {W "\"max_evals\":\"4\"}", "bad max_evals"},
         {W "\"slots_broken\":1000000001}", "bad slots_broken"},
         {W "\"slots_broken\":null}", "bad slots_broken"},
+        {W "\"rebalance_shed\":-1}", "bad rebalance_shed"},
         {W "\"isolation\":5}", "bad isolation"},
         {W "\"isolation\":\"\"}", "bad isolation"},
         {W "\"isolation\":\"partial:\\u001b[31m\"}", "bad isolation"},
@@ -420,6 +421,7 @@ static void assert_state_equal(const fleet_state_t *a, const fleet_state_t *b)
     assert_int_equal(a->evals_queued, b->evals_queued);
     assert_int_equal(a->max_evals, b->max_evals);
     assert_int_equal(a->slots_broken, b->slots_broken);
+    assert_int_equal(a->rebalance_shed, b->rebalance_shed);
     assert_int_equal(a->load, b->load);
     assert_int_equal(a->ts_ms, b->ts_ms);
     assert_int_equal(a->started_ms, b->started_ms);
@@ -479,7 +481,7 @@ static void test_state_round_trip_full(void **state)
                             "\"conns\":12,\"evals_running\":1,\"evals_queued\":0,\"max_evals\":4,"
                             "\"load\":1,\"ts_ms\":1764150000000,\"started_ms\":1764149000000,"
                             "\"isolation\":\"full\",\"version\":\"0.1.0\",\"slots_broken\":0,"
-                            "\"by_lb\":{\"lb1-4242\":7,\"lb2-977\":5}}");
+                            "\"rebalance_shed\":0,\"by_lb\":{\"lb1-4242\":7,\"lb2-977\":5}}");
     free(js);
     s.mine = 5; /* read by the lb named second */
     free(round_trip(&s, "lb2-977"));
@@ -495,6 +497,7 @@ static void test_state_round_trip_full(void **state)
     s.load = FLEET_MAX_COUNT - 1; /* as published, not the sum */
     s.max_evals = 64;
     s.slots_broken = 3;
+    s.rebalance_shed = FLEET_MAX_COUNT;
     s.ts_ms = (uint64_t)INT64_MAX;
     s.started_ms = 1;
     snprintf(s.isolation, sizeof(s.isolation), "partial: no seccomp; %0200d", 7);
@@ -552,6 +555,8 @@ static void test_state_round_trip_each_field(void **state)
             snprintf(s.version, sizeof(s.version), "9");
         if (bit == FLEET_HAS_SLOTS_BROKEN)
             s.slots_broken = 10;
+        if (bit == FLEET_HAS_REBALANCE_SHED)
+            s.rebalance_shed = 11;
         if (bit == FLEET_HAS_BY_LB) {
             s.nlbs = 1;
             snprintf(s.by_lb[0].id, sizeof(s.by_lb[0].id), "lb-a");
