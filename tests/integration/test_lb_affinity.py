@@ -80,7 +80,7 @@ def test_hot_key_is_bounded(worker_factory, lb_factory):
     ceil(1.25 x mean), then the next worker on the ring does."""
     ws_ = [worker_factory(id="h%d" % i) for i in range(3)]
     lb = lb_factory(backend=["%s=%s" % (w.id, w.addr) for w in ws_], affinity="header:X-Session",
-                    slowstart_ms=0)
+                    slowstart_ms=0, threads=2)
 
     async def go():
         conns = []
