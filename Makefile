@@ -270,10 +270,10 @@ fuzz_proto_LIBS := -ljansson
 fuzz_rt_SRC    := worker/rt.c common/log.c
 fuzz_cfg_SRC   := common/cfg.c
 # fuzz_disc.c includes lb/disc.c itself to reach its static reply callbacks.
-fuzz_disc_SRC  := lb/be.c lb/be_aff.c lb/aff.c common/http.c lb/be_lc.c lb/be_rr.c lb/be_p2c.c common/fleet.c common/rds.c common/sen.c \
+fuzz_disc_SRC  := lb/be.c lb/be_aff.c lb/aff.c common/http.c common/buf.c lb/be_lc.c lb/be_rr.c lb/be_p2c.c common/fleet.c common/rds.c common/sen.c \
                   common/sock.c common/log.c
 fuzz_disc_DEPS := lb/disc.c
-fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
+fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread -lhttp_parser
 fuzz_fleet_SRC  := common/fleet.c common/sock.c
 fuzz_fleet_LIBS := -ljansson
 fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c
