@@ -98,6 +98,12 @@ kv() {
     v=$(grep '^RESULT' "$RAW/$1.out" 2>/dev/null | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p")
     echo "${v:--}"
 }
+# kv as a number: 0 when the run printed no RESULT (so sums never abort).
+kvn() {
+    local v
+    v=$(kv "$1" "$2")
+    [[ $v =~ ^[0-9]+$ ]] && echo "$v" || echo 0
+}
 
 read -r REDIS_PORT LB_PORT LB_ADMIN HAP_PORT W1 W2 W3 W4 W5 < <(free_ports 9)
 declare -A WPORT=([w1]=$W1 [w2]=$W2 [w3]=$W3 [w4]=$W4 [w5]=$W5)
@@ -178,8 +184,8 @@ for v in $RB_VARIANTS; do
     start_worker w5 "$prefix" "${flags[@]}"
     wait "$bp" || true
     wait "$ep" || true
-    read -r before after50 after99 final settle < <($SESS ratio "$RAW/rb-$v.series" "$RB_AT" 4 5 1.1 "$RAW/rb-$v.dat")
-    RB_ROW[$v]="| $v | $before | $final | $settle | $(kv "rb-$v" closed_1012) | $(kv "rb-$v-eval" evals) | $(kv "rb-$v-eval" v_lost) | $(($(kv "rb-$v" hs_fail) + $(kv "rb-$v" closed_other))) |"
+    read -r before after50 after99 final settle < <($SESS ratio "$RAW/rb-$v.series" "$RB_AT" 4 5 1.1 "$RAW/rb-$v.dat") || true
+    RB_ROW[$v]="| $v | $before | $final | $settle | $(kv "rb-$v" closed_1012) | $(kv "rb-$v-eval" evals) | $(kv "rb-$v-eval" v_lost) | $(($(kvn "rb-$v" hs_fail) + $(kvn "rb-$v" closed_other))) |"
     shed=0
     for i in 1 2 3 4 5; do
         n=$(curl -s --max-time 2 "http://127.0.0.1:${WPORT[w$i]}/metrics" |
@@ -223,7 +229,7 @@ for v in $AF_VARIANTS; do
     wait "${PID[w4]}" 2>/dev/null || true
     unset "PID[w4]"
     wait "$bp" || true
-    read -r before after50 after99 final settle < <($SESS ratio "$RAW/af-$v.series" "$AF_KILL" 4 3 1.25 "$RAW/af-$v.dat")
+    read -r before after50 after99 final settle < <($SESS ratio "$RAW/af-$v.series" "$AF_KILL" 4 3 1.25 "$RAW/af-$v.dat") || true
     AF_ROW[$v]="| $v | $(kv "af-$v" hit_rate) | $(kv "af-$v" key_hits) | $(kv "af-$v" key_misses) | $before | $after50 | $after99 | $(kv "af-$v" opened) | $(kv "af-$v" closed_other) | $(kv "af-$v" hs_fail) |"
     stop_all
 done
