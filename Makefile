@@ -50,8 +50,8 @@ CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 # with that room's include paths, linked against that room's archive and
 # common's, from which the linker takes only the objects the test reaches.
 UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
-UNIT_lb     := acap admin be be_event disc fwd hand hc lbo lim log proxy px_down px_sess px_tun route static wsf wsp
-UNIT_worker := proto rt sbx
+UNIT_lb     := acap admin aff be be_event disc fwd hand hc lbo lim log proxy px_down px_sess px_tun route static wsf wsp
+UNIT_worker := proto rb rt sbx
 UNIT_ctl    := ctl ctl_io
 UNIT_bench  := wb wb_spawn
 UNIT_NAMES  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
@@ -277,10 +277,10 @@ fuzz_proto_LIBS := -ljansson
 fuzz_rt_SRC    := worker/rt.c common/log.c
 fuzz_cfg_SRC   := common/cfg.c
 # fuzz_disc.c includes lb/disc.c itself to reach its static reply callbacks.
-fuzz_disc_SRC  := lb/be.c lb/be_lc.c lb/be_rr.c lb/be_p2c.c common/fleet.c common/rds.c common/sen.c \
+fuzz_disc_SRC  := lb/be.c lb/be_aff.c lb/aff.c common/http.c common/buf.c lb/be_lc.c lb/be_rr.c lb/be_p2c.c common/fleet.c common/rds.c common/sen.c \
                   common/sock.c common/log.c
 fuzz_disc_DEPS := lb/disc.c
-fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
+fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread -lhttp_parser
 fuzz_fleet_SRC  := common/fleet.c common/sock.c
 fuzz_fleet_LIBS := -ljansson
 fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c

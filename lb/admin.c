@@ -105,7 +105,9 @@ static int admin_backend_info(json_t *j, const be_t *b)
                                known && started ? json_integer((json_int_t)started)
                                                 : json_null()) ||
            json_object_set_new(j, "heartbeat_age_ms",
-                               known && ts ? json_integer(age) : json_null());
+                               known && ts ? json_integer(age) : json_null()) ||
+           json_object_set_new(j, "rebalance_shed",
+                               known ? json_integer(be_rebalance_shed(b)) : json_null());
 }
 
 static json_t *admin_backend_json(const be_t *b)
@@ -117,6 +119,26 @@ static json_t *admin_backend_json(const be_t *b)
                      (json_int_t)be_load(b), "conns_global", (json_int_t)be_conns(b), "source",
                      be_source(b) == BE_STATIC ? "static" : "redis", "admin_drain",
                      be_in_admin_drain(b));
+}
+
+/* /stats "affinity": picks by what became of the key's owner, and those the
+ * algorithm made instead (all 0 without --affinity). */
+static int admin_affinity_json(json_t *root, lbs_t *s)
+{
+    json_t *a = json_object();
+    if (a == NULL)
+        return -1;
+    for (int w = 0; w < AFF_WHY__COUNT; w++)
+        if (json_object_set_new(a, aff_why_name(w),
+                                json_integer((json_int_t)AT_LOAD(&s->aff[w])))) {
+            json_decref(a);
+            return -1;
+        }
+    if (json_object_set_new(a, "fallback", json_integer((json_int_t)AT_LOAD(&s->aff_fallback)))) {
+        json_decref(a);
+        return -1;
+    }
+    return json_object_set_new(root, "affinity", a) ? -1 : 0;
 }
 
 /* Appends the /stats document. Takes the table's read lock. */
@@ -160,6 +182,8 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
         if (json_object_set_new(errs, lbs_err_name(e),
                                 json_integer((json_int_t)AT_LOAD(&s->errors[e]))))
             goto done;
+    if (admin_affinity_json(root, s) < 0)
+        goto done;
     be_table_rdlock(t);
     for (size_t i = 0; i < be_table_count(t); i++) {
         json_t *bj = admin_backend_json(be_table_at(t, i));
@@ -234,6 +258,10 @@ static int64_t admin_v_load(const be_t *b)
 {
     return be_load(b);
 }
+static int64_t admin_v_shed(const be_t *b)
+{
+    return be_rebalance_shed(b);
+}
 static int64_t admin_v_global(const be_t *b)
 {
     return be_conns(b);
@@ -257,6 +285,9 @@ static const struct {
      admin_v_load},
     {"wslb_backend_global_connections", "gauge",
      "Connections on the backend from every lb, as balanced on", admin_v_global},
+    {"wslb_backend_rebalance_shed_total", "counter",
+     "Websockets the worker closed with 1012 to rebalance (its --rebalance), as it publishes",
+     admin_v_shed},
 };
 
 /* Lb totals through a throwaway met registry (so the rendering stays pure
@@ -310,6 +341,23 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
             goto done;
         met_inc(c, AT_LOAD(&s->errors[e]));
     }
+    for (int w = 0; w < AFF_WHY__COUNT; w++) {
+        char label[64];
+        snprintf(label, sizeof(label), "result=\"%s\"", aff_why_name(w));
+        met_counter_t *c =
+            met_counter(r, "wslb_lb_affinity_total", label,
+                        "Affinity picks: hit (the key's owner took it) or why the owner was "
+                        "passed over");
+        if (!c)
+            goto done;
+        met_inc(c, AT_LOAD(&s->aff[w]));
+    }
+    met_counter_t *fb = met_counter(r, "wslb_lb_affinity_fallback_total", NULL,
+                                    "Affinity picks the algorithm made: no key, or no backend "
+                                    "on the ring within the load bound");
+    if (!fb)
+        goto done;
+    met_inc(fb, AT_LOAD(&s->aff_fallback));
     static const struct {
         const char *label;
         size_t off;

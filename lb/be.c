@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aff.h"
 #include "be_int.h"
 #include "log.h"
 
@@ -377,6 +378,16 @@ int64_t be_evals_running(const be_t *b)
     return b->evals_running;
 }
 
+int64_t be_rebalance_shed(const be_t *b)
+{
+    return b->rebalance_shed;
+}
+
+void be_update_rebalance(be_t *b, int64_t shed)
+{
+    b->rebalance_shed = shed < 0 ? 0 : shed;
+}
+
 int64_t be_evals_queued(const be_t *b)
 {
     return b->evals_queued;
@@ -408,18 +419,23 @@ void be_unref(be_table_t *t, be_t *b)
         free(b);
 }
 
+void bei_take(be_table_t *t, be_t *b)
+{
+    be_ref(b);
+    BE_ADD(&b->active, 1);
+    BE_ADD(&b->total, 1);
+    be_ai_t *ai = BE_AI(t);
+    if (ai->algo->take)
+        ai->algo->take(t, ai->ctx, b);
+}
+
 be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)
 {
     pthread_rwlock_rdlock(&t->lock);
     be_ai_t *ai = BE_AI(t);
     be_t *b = ai->algo->pick(t, ai->ctx, exclude, nexclude, now_ms);
-    if (b) {
-        be_ref(b);
-        BE_ADD(&b->active, 1);
-        BE_ADD(&b->total, 1);
-        if (ai->algo->take)
-            ai->algo->take(t, ai->ctx, b);
-    }
+    if (b)
+        bei_take(t, b);
     pthread_rwlock_unlock(&t->lock);
     return b;
 }
@@ -480,6 +496,7 @@ void be_table_free(be_table_t *t)
         be_ai_free(t->retired);
         t->retired = next;
     }
+    aff_ring_free(t->ring);
     pthread_rwlock_destroy(&t->lock);
     free(t);
 }
@@ -604,6 +621,7 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
         t->cap = cap;
     }
     t->v[t->n++] = b;
+    bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
     be_algo_update(t, b);
     return b;
@@ -623,6 +641,8 @@ void be_remove(be_table_t *t, be_t *b)
             break;
         }
     }
+    if (found)
+        bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
     if (!found)
         return;
@@ -764,6 +784,7 @@ void be_clear_remote(be_table_t *t, be_t *b)
     BE_ST(&b->remote_ts_ms, 0);
     BE_ST(&b->load, 0);
     be_update_info(b, 0, 0, 0, NULL);
+    be_update_rebalance(b, 0);
     be_event(t, b, BE_EV_REMOTE_GONE, "its Redis state is gone");
     be_algo_update(t, b);
 }

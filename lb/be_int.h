@@ -119,8 +119,9 @@ struct be {
      * worker last published beyond its counts; valid while has_remote. */
     _Alignas(BE_CACHELINE) int64_t evals_running;
     int64_t evals_queued;
-    uint64_t started_ms; /* the worker process's start (0 = not published) */
-    char version[64];    /* "" = not published */
+    uint64_t started_ms;    /* the worker process's start (0 = not published) */
+    int64_t rebalance_shed; /* websockets it closed with 1012 to rebalance */
+    char version[64];       /* "" = not published */
 
     /* Main thread only: samples of `active` against the wall clock, to find
      * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1). */
@@ -150,6 +151,10 @@ struct be_table {
     void *watch_arg;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
     size_t ndrained, capdrained;
+    /* Session affinity (be_aff.c): the ring over v, rebuilt under the write
+     * lock whenever v changes; NULL when affinity is off. */
+    struct aff_ring *ring;
+    unsigned aff_factor_milli;
 };
 
 /* ---- what algorithms see (be*.c only; the caller holds the read lock) ------ */
@@ -237,6 +242,13 @@ uint64_t bei_rand(void);
 /* Slow start's cap on the share of new connections: best, or sometimes the
  * runner-up while best is further from the end of its slow start (be.c). */
 be_t *bei_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now);
+
+/* Counts b's new connection and takes a reference, as a pick does (read
+ * lock held). */
+void bei_take(be_table_t *t, be_t *b);
+/* Rebuilds the affinity ring over t->v (write lock held; no-op when
+ * affinity is off). */
+void bei_aff_rebuild(be_table_t *t);
 
 /* The algorithms, one file each, named by be.c's table. */
 extern const be_algo_t be_algo_leastconn, be_algo_leastload; /* be_lc.c */

@@ -42,7 +42,8 @@ typedef struct lb {
     cidr_set_t **retired;
     size_t nretired;
     route_t *routes;
-    hand_t *hand; /* --control-socket */
+    aff_spec_t aff; /* --affinity; kind AFF_NONE = off */
+    hand_t *hand;   /* --control-socket */
     ev_signal sig_term, sig_int, sig_hup, sig_usr2;
     ev_child child;   /* the new lb a SIGUSR2 started, until it takes over */
     ev_timer grace;   /* shutdown deadline */

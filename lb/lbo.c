@@ -68,6 +68,14 @@ void lbo_table(lb_opts_t *o, cfg_opt_t *out)
         {"admin-token-file", CFG_STR, &o->admin_token_file, "FILE",
          "require 'Authorization: Bearer <token>' on the admin API", 0, 0},
         {"algo", CFG_STR, &o->algo, "NAME", "leastconn|leastload|roundrobin|p2c (leastconn)", 0, 0},
+        {"affinity", CFG_STR, &o->affinity, "query:NAME|header:NAME|cookie:NAME",
+         "session affinity: the same key goes to the same worker while it is up and within "
+         "--affinity-load-factor x the mean (consistent hashing with bounded loads; off)",
+         0, 0},
+        {"affinity-load-factor", CFG_STR, &o->affinity_factor, "F",
+         "with --affinity, most connections a worker keeps taking its keys at, as a multiple "
+         "of the mean (1.25; 1.0 to 100)",
+         0, 0},
         {"health-path", CFG_STR, &o->health_path, "PATH", "health check path (/healthz)", 0, 0},
         {"health-interval-ms", CFG_INT, &o->health_interval_ms, "MS",
          "health check interval (1000)", 50, 600000},
@@ -223,8 +231,32 @@ static int lbo_check_secret(const char *flag, const char *path, char *err, size_
     return 0;
 }
 
+int lbo_affinity(const lb_opts_t *o, aff_spec_t *spec, unsigned *factor_milli, char *err,
+                 size_t errlen)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->kind = AFF_NONE;
+    *factor_milli = 1250;
+    if (o->affinity != NULL && *o->affinity && aff_spec_parse(o->affinity, spec, err, errlen) < 0)
+        return -1;
+    if (o->affinity_factor != NULL) {
+        char *end;
+        errno = 0;
+        double f = strtod(o->affinity_factor, &end);
+        if (errno || end == o->affinity_factor || *end || !(f >= 1.0 && f <= 100.0)) {
+            snprintf(err, errlen, "--affinity-load-factor '%s': want a number from 1.0 to 100",
+                     o->affinity_factor);
+            return -1;
+        }
+        *factor_milli = (unsigned)(f * 1000 + 0.5);
+    }
+    return 0;
+}
+
 int lbo_check(const lb_opts_t *o, char *err, size_t errlen)
 {
+    aff_spec_t aff;
+    unsigned aff_milli;
     enum log_level lvl;
     enum log_format lfmt;
     char e2[512];
@@ -245,6 +277,8 @@ int lbo_check(const lb_opts_t *o, char *err, size_t errlen)
         snprintf(err, errlen, "--algo: unknown algorithm '%s'", o->algo);
         return -1;
     }
+    if (lbo_affinity(o, &aff, &aff_milli, err, errlen) < 0)
+        return -1;
     /* A certificate with no TLS listener would be silently unused: the
      * operator meant to serve TLS and would not be. */
     if (o->tls_listen.n == 0 && (o->cert != NULL || o->key != NULL)) {

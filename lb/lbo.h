@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "aff.h"
 #include "cfg.h"
 #include "rdo.h"
 #include "sock.h"
@@ -17,7 +18,7 @@ typedef struct lb_opts {
     cfg_list_t listen, tls_listen, backend, trusted_proxies, route, proxy_http;
     char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
         *log_level, *log_format, *upstream_secret_file, *id, *static_dir, *static_csp,
-        *control_socket, *takeover;
+        *control_socket, *takeover, *affinity, *affinity_factor;
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
@@ -42,6 +43,12 @@ extern const char lbo_summary[];
  * non-loopback admin), backend specs, trusted networks, files that must be
  * readable (certificate, key, token, secret). 0, or -1 with err. */
 int lbo_check(const lb_opts_t *o, char *err, size_t errlen);
+
+/* --affinity and --affinity-load-factor: the spec (kind AFF_NONE when
+ * off) and the bound in thousandths of the mean (1250 by default). 0, or
+ * -1 with err. */
+int lbo_affinity(const lb_opts_t *o, aff_spec_t *spec, unsigned *factor_milli, char *err,
+                 size_t errlen);
 
 /* Parses a --backend value "ID=HOST:PORT[,weight=N]". id must hold
  * BE_ID_MAX bytes. 0, or -1 with err. */

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "aff.h"
 #include "atomic.h"
 #include "met.h"
 
@@ -47,6 +48,10 @@ typedef struct lbs {
     uint64_t config_generation;
     uint64_t config_loaded_ms; /* wall clock of the last load */
     uint64_t reload_failed;    /* reloads refused: the running one stayed */
+    /* --affinity: picks by what became of the key's owner (hit, or why it
+     * was passed over), and picks the algorithm made instead of the ring */
+    uint64_t aff[AFF_WHY__COUNT];
+    uint64_t aff_fallback;
 } lbs_t;
 
 /* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */

@@ -17,6 +17,7 @@
 #include <ev.h>
 
 #include "admin.h"
+#include "aff.h"
 #include "atomic.h"
 #include "be.h"
 #include "cfg.h"
@@ -316,6 +317,12 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    unsigned aff_factor_milli = 1250;
+    if (lbo_affinity(o, &lb->aff, &aff_factor_milli, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lb: %s\n", err);
+        rc = 2;
+        goto out;
+    }
     lb->routes = route_create();
     if (lb->routes == NULL) {
         fprintf(stderr, "lb: out of memory\n");
@@ -409,6 +416,10 @@ int main(int argc, char **argv)
         goto out;
     }
     be_table_set_health(lb->table, (int)o->rise, (int)o->fall);
+    if (lb->aff.kind != AFF_NONE && be_table_set_affinity(lb->table, aff_factor_milli) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < o->backend.n; i++) {
         if (lb_add_static(lb, o->backend.v[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "lb: %s\n", err);
@@ -468,6 +479,7 @@ int main(int argc, char **argv)
         .takeover = hconn >= 0,
         .taken = taken,
         .ntaken = ntaken,
+        .aff = lb->aff.kind != AFF_NONE ? &lb->aff : NULL,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     ntaken = 0; /* px_create's now, whatever it returned */

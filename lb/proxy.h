@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aff.h"
 #include "be.h"
 #include "buf.h"
 #include "cidr.h"
@@ -80,6 +81,10 @@ typedef struct px_config {
      * is closed. 0 = off. */
     unsigned ping_interval_s;
     unsigned ping_timeout_s;
+    /* Where a websocket upgrade's session key is (--affinity); NULL = no
+     * affinity. The table must have it on (be_table_set_affinity). Not
+     * owned. */
+    const aff_spec_t *aff;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration

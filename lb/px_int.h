@@ -87,6 +87,8 @@ typedef struct px_pre {
     buf_t rbuf;                        /* backend response head being read */
     size_t hsent;                      /* bytes of hbuf already written to the current backend */
     be_t *tried[PX_MAX_TRIES];
+    uint64_t aff_key; /* with aff_has: the session key's hash (--affinity) */
+    int aff_has;
 } px_pre_t;
 
 typedef struct px_conn {

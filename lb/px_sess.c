@@ -432,6 +432,23 @@ int px_backend_error(px_conn_t *c, enum px_fail f, const char *why)
 
 /* ---- backend selection ------------------------------------------------------ */
 
+/* A backend not tried yet for c, referenced, or NULL: by the session key
+ * when --affinity is on and c is a websocket upgrade (counting what became
+ * of the key's owner), else by the algorithm. */
+static be_t *px_pick(px_conn_t *c)
+{
+    px_t *px = c->th->px;
+    if (px->cfg.aff == NULL || !c->ws_route)
+        return be_pick(px->table, c->pre->tried, c->ntried);
+    int why, fallback;
+    be_t *b = be_pick_key(px->table, c->pre->aff_has ? &c->pre->aff_key : NULL, c->pre->tried,
+                          c->ntried, &why, &fallback);
+    lbs_inc(&px->stats->aff[why]);
+    if (fallback && b != NULL)
+        lbs_inc(&px->stats->aff_fallback);
+    return b;
+}
+
 /* Picks a backend not tried yet and starts connecting to it; when none is
  * left or the connect fails, the retry policy decides what follows. */
 void px_try_backend(px_conn_t *c)
@@ -444,7 +461,7 @@ void px_try_backend(px_conn_t *c)
         max_tries = PX_MAX_TRIES;
     be_t *b = NULL;
     if (c->ntried < max_tries)
-        b = be_pick(px->table, c->pre->tried, c->ntried);
+        b = px_pick(c);
     if (b == NULL) {
         (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
         return;
