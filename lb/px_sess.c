@@ -559,6 +559,10 @@ void px_read_response(px_conn_t *c)
     px_t *px = c->th->px;
     size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
 
+    /* As in the tunnel (px_xfer): a backend not reported readable would
+     * only answer EAGAIN, e.g. right after the request went out. */
+    if (!c->b.ops->buffered && !c->rd_hint_b)
+        return;
     for (;;) {
         char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
         if (p == NULL) {
@@ -576,8 +580,14 @@ void px_read_response(px_conn_t *c)
             return;
         }
         buf_commit(&c->pre->rbuf, (size_t)n);
+        /* A short read drained the socket: neither the rest of the head nor
+         * the tunnel that may follow at once need read it again now. */
+        if (!c->b.ops->buffered && (size_t)n < PX_HEAD_CHUNK)
+            c->rd_hint_b = 0;
         http_head_t h;
         int r = http_parse_response(buf_head(&c->pre->rbuf), buf_size(&c->pre->rbuf), max_head, &h);
+        if (r == HTTP_PARSE_AGAIN && !c->rd_hint_b)
+            return;
         if (r == HTTP_PARSE_AGAIN)
             continue;
         if (r < 0) {

@@ -151,11 +151,12 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
     int up = x == &c->a;
     size_t budget = PX_PUMP_BUDGET;
 
-    /* In a tunnel only a side whose readiness was reported is read: a read
-     * on the quiet side would only return EAGAIN, one wasted syscall per
-     * message. Level-triggered readiness brings back any side skipped here.
-     * A buffered transport (TLS) may hold bytes the socket does not show. */
-    if (c->phase == PX_TUNNEL && !x->ops->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
+    /* Only a side whose readiness was reported is read: a read on the quiet
+     * side would only return EAGAIN, one wasted syscall per message (and two
+     * per handshake while waiting for the response). Level-triggered
+     * readiness brings back any side skipped here. A buffered transport
+     * (TLS) may hold bytes the socket does not show. */
+    if (!x->ops->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
         return 0;
     while (!x->rd_eof && budget > 0) {
         size_t q = buf_size(&y->out);
