@@ -96,7 +96,10 @@ static int px_flush(px_conn_t *c, px_side_t *s)
             if (w < 0) {
                 if (errno == EAGAIN)
                     return 0;
-                px_write_failed(c, s);
+                if (q->hsent == 0) /* the connect's own error (px_connected) */
+                    (void)px_backend_error(c, PX_F_CONNECT, strerror(errno));
+                else
+                    px_write_failed(c, s);
                 return -1;
             }
             q->hsent += (size_t)w;
