@@ -183,6 +183,8 @@ typedef struct px_thread {
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
+    long fd_cap;         /* px_fd_cap's last answer ... */
+    ev_tstamp fd_cap_at; /* ... and when (ev_now), to ask the kernel once a second */
 } px_thread_t;
 
 struct px {

@@ -696,16 +696,24 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * descriptor and one toward a backend, and PX_FD_RESERVE stay spare for
  * listeners, loops, health checks, Redis and the admin API. Accepting beyond
  * it would leave accepted clients without a descriptor for their backend, so
- * everyone would fail instead of the excess. Read on every accept so that a
- * limit raised (or lowered) at run time counts. 0 = unlimited. */
-static long px_fd_cap(const px_t *px)
+ * everyone would fail instead of the excess. Read again at most once a
+ * second per thread (a getrlimit per accept was one syscall in 28 of a
+ * handshake), so that a limit raised (or lowered) at run time counts.
+ * 0 = unlimited. */
+static long px_fd_cap(px_thread_t *th)
 {
+    px_t *px = th->px;
+    ev_tstamp now = ev_now(th->loop);
     struct rlimit rl;
+
+    if (th->fd_cap_at > 0 && now - th->fd_cap_at < 1.0)
+        return th->fd_cap;
+    th->fd_cap_at = now;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 0;
+        return th->fd_cap = 0;
     long spare = PX_FD_RESERVE + 2L * px->nth * (long)(px->cfg.nlisten + px->cfg.ntls_listen);
     long cap = ((long)rl.rlim_cur - spare) / 2;
-    return cap > 1 ? cap : 1;
+    return th->fd_cap = cap > 1 ? cap : 1;
 }
 
 /* What a new connection c may do: over the connection cap it is shed (503
@@ -716,7 +724,7 @@ static void px_admit(px_conn_t *c)
     px_thread_t *th = c->th;
     px_t *px = th->px;
 
-    long cap = px_fd_cap(px);
+    long cap = px_fd_cap(th);
     if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
         cap = px->cfg.max_conns;
     if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
