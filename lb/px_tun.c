@@ -116,7 +116,12 @@ static int px_flush(px_conn_t *c, px_side_t *s)
         buf_consume(&s->out, (size_t)w);
         c->last_io = ev_now(c->th->loop);
     }
-    if (s->shut_pending && !s->wr_shut) {
+    /* Both sides finished and nothing is queued either way: px_pump closes
+     * both now, and a plain close() sends the same FIN, so the shutdown would
+     * be one syscall for nothing (a TLS side still gets its close_notify). */
+    int closing_now = c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 &&
+                      buf_size(&c->b.out) == 0 && !s->ops->buffered;
+    if (s->shut_pending && !s->wr_shut && !closing_now) {
         /* The other side finished and everything it sent is out: pass the
          * half-close on, so a peer waiting for EOF sees it. */
         s->ops->shutdown_wr(s);
