@@ -803,6 +803,18 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
         px_after(c);
         return;
     }
+    if (!tls) {
+        /* The client usually sent its head with the connection, so it is
+         * most often here already: read it at once rather than after a trip
+         * through epoll (one epoll_ctl and one wakeup less per handshake,
+         * and the client's watcher is first armed when the tunnel needs
+         * it). A head not here yet costs one EAGAIN; px_update then waits
+         * for it. Not inside any of c's callbacks: px_after may free it. */
+        c->rd_hint_a = 1;
+        px_read_head(c);
+        px_after(c);
+        return;
+    }
     ev_io_start(th->loop, &c->a.io);
 }
 
