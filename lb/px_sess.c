@@ -563,11 +563,9 @@ void px_read_response(px_conn_t *c)
     if (!c->b.ops->buffered && !c->rd_hint_b)
         return;
     for (;;) {
-        char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
-        if (p == NULL) {
-            px_close(c, PX_R_NO_MEMORY);
-            return;
-        }
+        /* Into the thread's scratch buffer, then only what came into rbuf
+         * (see px_read_head). */
+        char *p = c->th->scratch;
         ssize_t n = px_io_recv(&c->b, p, PX_HEAD_CHUNK);
         if (n < 0) {
             if (errno != EAGAIN)
@@ -578,7 +576,10 @@ void px_read_response(px_conn_t *c)
             (void)px_backend_error(c, PX_F_EOF, "closed before answering");
             return;
         }
-        buf_commit(&c->pre->rbuf, (size_t)n);
+        if (buf_append(&c->pre->rbuf, p, (size_t)n) < 0) {
+            px_close(c, PX_R_NO_MEMORY);
+            return;
+        }
         /* A short read drained the socket: neither the rest of the head nor
          * the tunnel that may follow at once need read it again now. */
         if (!c->b.ops->buffered && (size_t)n < PX_HEAD_CHUNK)
