@@ -130,8 +130,7 @@ typedef struct px_conn {
     uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
     uint16_t retry_after;   /* seconds, with limited */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
-    lim_key_t lim_key;
-    char req[48]; /* "METHOD path", truncated, for the access log */
+    char req[48];           /* "METHOD path", truncated, for the access log */
 } px_conn_t;
 
 /* What went wrong on the way to a backend or with it (px_retry_policy). */

@@ -290,8 +290,11 @@ void px_conn_free(px_conn_t *c)
     buf_free(&c->a.out);
     px_pre_free(c);
     px_release_backend(c);
-    if (c->lim_held)
-        lim_leave(px->cfg.lim, &c->lim_key);
+    /* The key is the peer's, made again rather than kept: 16 bytes less in
+     * every connection, for one call when a limited one ends. */
+    lim_key_t key;
+    if (c->lim_held && lim_key_from_sa(&c->peer.sa, &key) == 0)
+        lim_leave(px->cfg.lim, &key);
 
     if (c->prev)
         c->prev->next = c->next;
@@ -742,9 +745,10 @@ static void px_admit(px_conn_t *c)
         }
     }
     c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
-    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+    lim_key_t key;
+    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &key) == 0) {
         unsigned ra = 1;
-        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        enum lim_verdict v = lim_enter(px->cfg.lim, &key, &ra);
         if (v == LIM_OK)
             c->lim_held = 1;
         else if (v < 0) {
