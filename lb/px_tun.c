@@ -261,12 +261,13 @@ void px_pump(px_conn_t *c)
     if (c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 && buf_size(&c->b.out) == 0)
         px_close(c, PX_R_NONE); /* reason: whichever side finished first */
     /* A websocket whose close handshake went by both ways and whose worker
-     * has closed: the client may send nothing more (RFC 6455 5.5.1), so
-     * once the last bytes are out it is closed now instead of after its own
-     * EOF, as HAProxy does: a wakeup, a read and two epoll_ctl less per
-     * connection (libev's lazy removal of the finished backend socket, and
-     * the client's EPOLLHUP). */
-    else if (c->ws && c->wsc.close && c->wsb.close && c->b.rd_eof && buf_size(&c->a.out) == 0 &&
-             c->a.wr_shut)
+     * has closed: the client may send nothing more (RFC 6455 5.5.1), and
+     * its close frame has been read whole (no unread bytes to turn the
+     * close into a reset), so once the last bytes are out it is closed now
+     * instead of after its own EOF, as HAProxy does: a wakeup, a read and
+     * two epoll_ctl less per connection (libev's lazy removal of the
+     * finished backend socket, and the client's EPOLLHUP). */
+    else if (c->ws && c->wsc.close && wsf_at_boundary(&c->wsc) && c->wsb.close && c->b.rd_eof &&
+             buf_size(&c->a.out) == 0 && c->a.wr_shut)
         px_close(c, PX_R_NONE);
 }
