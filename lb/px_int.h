@@ -136,8 +136,7 @@ typedef struct px_conn {
     uint16_t retry_after;   /* seconds, with limited */
     uint16_t ping_ds;       /* the lb's last ping (or the tunnel's start), deciseconds */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
-    lim_key_t lim_key;
-    char req[48]; /* "METHOD path", truncated, for the access log */
+    char req[48];           /* "METHOD path", truncated, for the access log */
 } px_conn_t;
 
 /* What went wrong on the way to a backend or with it (px_retry_policy). */
@@ -192,6 +191,8 @@ typedef struct px_thread {
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
+    long fd_cap;         /* px_fd_cap's last answer ... */
+    ev_tstamp fd_cap_at; /* ... and when (ev_now), to ask the kernel once a second */
 } px_thread_t;
 
 struct px {
