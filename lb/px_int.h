@@ -89,6 +89,10 @@ typedef struct px_pre {
     be_t *tried[PX_MAX_TRIES];
     uint64_t aff_key; /* with aff_has: the session key's hash (--affinity) */
     int aff_has;
+    /* Tries that ended because their backend went down or was removed
+     * while the request waited: they are not failures of this request, so
+     * they do not spend --retries (the tried array still bounds them). */
+    uint8_t moved;
 } px_pre_t;
 
 typedef struct px_conn {

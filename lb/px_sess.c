@@ -382,6 +382,8 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
     case PX_F_DOWN:
         /* Its failure is counted already: that is how it went down. */
         lbs_inc(&px->stats->handshakes_moved);
+        if (a == PX_ACT_RETRY && c->pre != NULL)
+            c->pre->moved++;
         log_info("backend %s is down: %s request %s", be_id(c->be),
                  a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting", c->req);
         px_release_backend(c);
@@ -458,7 +460,7 @@ void px_try_backend(px_conn_t *c)
 {
     px_t *px = c->th->px;
     char err[SOCK_ERR_LEN];
-    int max_tries = PX_CFG(px, retries) + 1;
+    int max_tries = PX_CFG(px, retries) + 1 + c->pre->moved;
 
     if (max_tries > PX_MAX_TRIES)
         max_tries = PX_MAX_TRIES;
