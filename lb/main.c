@@ -541,6 +541,12 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (admin_fd >= 0) {
+        /* The old lb's admin socket, on an address this one does not
+         * serve: kept, it would take connections nobody answers. */
+        close(admin_fd);
+        admin_fd = -1;
+    }
 
     ev_signal_init(&lb->sig_term, lb_term_cb, SIGTERM);
     ev_signal_init(&lb->sig_int, lb_term_cb, SIGINT);

@@ -6,6 +6,7 @@ that is not an lb, a second concurrent one, a broken config and a missing
 binary (SIGUSR2) leave the running lb serving."""
 
 import asyncio
+import errno
 import os
 import re
 import signal
@@ -255,3 +256,29 @@ def test_sigusr2_upgrade_and_notify(worker_factory, tmp_path):
                           20, "the upgraded lb to exit")
         ns.close()
         log.close()
+
+
+def test_admin_socket_not_wanted_is_not_kept(worker_factory, lb_factory, tmp_path):
+    """A new lb whose --admin differs from the old one's closes the admin
+    socket it was handed: once the old lb is gone nothing listens there (a
+    socket kept open would take connections no one ever answers)."""
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    old = lb_factory(backend="w1=" + w.addr, control_socket=sock)
+    old_admin = old.admin
+    new = lb_factory(listen=old.addr, control_socket=sock, takeover=sock,
+                     backend="w1=" + w.addr)
+    assert new.admin != old_admin
+    util.wait_for(lambda: "this one stops accepting" in old.stderr_text(), 10, "handed over")
+    assert old.wait(20) == 0
+    # A socket still listening would complete the handshake (and then never
+    # answer); one closed for good refuses at once.
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        err = s.connect_ex(util.split_addr(old_admin))
+    finally:
+        s.close()
+    assert err == errno.ECONNREFUSED, os.strerror(err)
+    assert new.alive()
+
