@@ -99,6 +99,7 @@ static void lb_begin_stop(lb_t *lb, const char *why)
     log_info("%s: no longer accepting; waiting up to %ld s for %lld connections", why,
              lb->o.grace_s, (long long)AT_LOAD(&lb->stats.active));
     px_stop_accepting(lb->px);
+    hand_refuse(lb->hand, "this lb is shutting down");
     ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
     ev_timer_start(lb->loop, &lb->grace);
     ev_timer_init(&lb->drained, lb_drained_cb, 0.0, 0.05);

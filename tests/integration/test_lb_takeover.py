@@ -282,3 +282,26 @@ def test_admin_socket_not_wanted_is_not_kept(worker_factory, lb_factory, tmp_pat
     assert err == errno.ECONNREFUSED, os.strerror(err)
     assert new.alive()
 
+
+
+def test_takeover_of_a_stopping_lb_is_refused(worker_factory, lb_factory, tmp_path):
+    """An lb draining after SIGTERM has closed its listeners: a takeover
+    then gets a clear refusal, never the numbers of descriptors it no longer
+    holds (or that now belong to other sockets), and the drain goes on."""
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    old = lb_factory(backend="w1=" + w.addr, control_socket=sock, grace_s=30)
+
+    async def go():
+        ws, _ = await open_ws(old.url("/echo"))
+        old.stop()
+        util.wait_for(lambda: "no longer accepting" in old.stderr_text(), 10, "stopping")
+        new = lb_factory(listen=old.addr, takeover=sock, backend="w1=" + w.addr, ready=False)
+        assert new.wait(20) != 0
+        assert "shutting down" in new.stderr_text(), new.stderr_text()[-2000:]
+        await ws.send("still")
+        assert await asyncio.wait_for(ws.recv(), 10) == "still"
+        await ws.close()
+    asyncio.run(go())
+    assert old.wait(20) == 0
+    assert "handed over" not in old.stderr_text()
