@@ -176,6 +176,7 @@ static void lb_usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
         av[i] = lb->argv[i];
     av[lb->argc] = "--takeover";
     av[lb->argc + 1] = lb->o.control_socket;
+    long maxfd = sysconf(_SC_OPEN_MAX);
     pid_t pid = fork();
     if (pid == 0) {
         /* Only async-signal-safe calls until exec: the proxy threads'
@@ -183,6 +184,13 @@ static void lb_usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* The new lb takes the listeners over the control socket and
+         * nothing else: a descriptor without close-on-exec (hiredis opens
+         * its sockets so) would stay open in it, a Redis connection of
+         * this lb kept alive by every later one. */
+        if (close_range(3, ~0U, 0) < 0)
+            for (long fd = 3; fd < maxfd; fd++)
+                close((int)fd);
         execvp(av[0], av);
         _exit(127);
     }
