@@ -372,7 +372,6 @@ int hand_take(const char *path, int *fds, char *kinds, size_t *n, char *err, siz
         }
         if (nf == 0 || (mh.msg_flags & MSG_CTRUNC)) {
             got += nf;
-            *n = got;
             snprintf(err, errlen, "--takeover %s: a message without its descriptors", path);
             goto fail;
         }
@@ -381,7 +380,9 @@ int hand_take(const char *path, int *fds, char *kinds, size_t *n, char *err, siz
     *n = got;
     return fd;
 fail:
-    for (size_t i = 0; i < *n; i++)
+    /* Every descriptor received so far, not only those of *n: a peer that
+     * leaves between two messages must not leave the first ones open. */
+    for (size_t i = 0; i < got; i++)
         close(fds[i]);
     *n = 0;
     if (fd >= 0)
