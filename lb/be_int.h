@@ -135,6 +135,12 @@ struct be_table {
     unsigned rise, fall;
     be_t **v; /* in insertion order; changed under the write lock */
     size_t n, cap;
+    /* be_find()'s index by id, main thread only: open addressing with
+     * linear probing, a power of two at least twice n; NULL (no memory)
+     * falls back to scanning v. Discovery looks up every worker every
+     * second: a scan made that quadratic in the fleet. */
+    be_t **idx;
+    size_t idxcap;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
     size_t ndrained, capdrained;
 };

@@ -74,12 +74,17 @@ static void disc_remove(disc_t *d, be_t *b, const char *why)
     be_remove(d->t, b);
 }
 
+static int disc_ptr_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (be_t *const *)a, y = (uintptr_t) * (be_t *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether b is in v (sorted by disc_ptr_cmp): a refresh asks this of every
+ * backend, so a scan would make it quadratic in the fleet. */
 static int disc_in(be_t *const *v, size_t n, const be_t *b)
 {
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == b)
-            return 1;
-    return 0;
+    return bsearch(&b, v, n, sizeof(*v), disc_ptr_cmp) != NULL;
 }
 
 /* Applies one refresh: vals[i] is the MGET answer for ids[i] (NULL or nil =
@@ -140,6 +145,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
     /* Whatever Redis no longer lists has left, unless we just reconnected
      * and it may not have written its state yet. Collect first: removing
      * reshuffles the table. */
+    qsort(seen, nseen, sizeof(*seen), disc_ptr_cmp);
     size_t cnt = be_table_count(d->t), ngone = 0, nkept = 0;
     int grace = d->grace_until != 0 && be_now_ms() < d->grace_until;
     be_t **gone = calloc(cnt ? cnt : 1, sizeof(*gone));

@@ -109,6 +109,40 @@ static void test_add_find_remove(void **state)
     be_table_free(t);
 }
 
+/* be_find's index at fleet size: every id found after removals that
+ * shift probe runs, none of the removed ones, and removed ids back again. */
+static void test_find_index_churn(void **state)
+{
+    enum { N = 3000 };
+    static be_t *bs[N];
+    be_table_t *t = be_table_create(be_algo_find("leastconn"), 0);
+    sock_addr_t a = addr_of(9000);
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        assert_non_null(bs[i] = be_add(t, id, &a, 1, BE_DISCOVERED));
+    }
+    for (int i = 0; i < N; i += 3)
+        be_remove(t, bs[i]);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        if (i % 3 == 0)
+            assert_null(be_find(t, id));
+        else
+            assert_ptr_equal(be_find(t, id), bs[i]);
+    }
+    for (int i = 0; i < N; i += 3) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        assert_non_null(bs[i] = be_add(t, id, &a, 1, BE_DISCOVERED));
+    }
+    assert_int_equal(be_table_count(t), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        assert_ptr_equal(be_find(t, id), bs[i]);
+    }
+    be_table_free(t);
+}
+
 /* An admin drain is kept by id: it outlives the backend (a worker that
  * leaves and rejoins, or comes back at another address) until enabled. */
 static void test_admin_drain_outlives_backend(void **state)
@@ -700,6 +734,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_algo_find),
         cmocka_unit_test(test_add_find_remove),
+        cmocka_unit_test(test_find_index_churn),
         cmocka_unit_test(test_admin_drain_outlives_backend),
         cmocka_unit_test(test_leastconn_picks_min),
         cmocka_unit_test(test_leastconn_weights),
