@@ -107,6 +107,7 @@ struct be {
     uint64_t failures;                    /* check and passive failures seen by this lb */
     int has_remote;                       /* remote_conns is valid */
     unsigned weight;                      /* 1..256, fixed */
+    unsigned algo_slot;                   /* the algorithm's index of it (be_lc.c), its lock */
 
     /* Fixed at be_add(): read by proxies at connect and in logs. */
     _Alignas(BE_CACHELINE) char id[BE_ID_MAX];
