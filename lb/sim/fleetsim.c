@@ -45,6 +45,8 @@
 #define FLEETSIM_MAX_PICKERS FLEET_MAX_LBS
 #define FLEETSIM_SAMPLE_S    0.1
 #define FLEETSIM_TICK_S      0.001
+/* The lb's default --slowstart-ms. */
+#define FLEETSIM_SLOWSTART_MS 3000
 
 typedef struct fleetsim fleetsim_t;
 
@@ -76,7 +78,9 @@ struct fleetsim {
     int nworkers, npickers;
     sim_worker_t *w;
     sim_picker_t p[FLEETSIM_MAX_PICKERS];
-    double duration, warmup, rate;
+    double duration, warmup, rate, arrive;
+    double discovered_at, done_at;
+    const char *algo;
     long conns_target, conns_done, pick_fail;
     be_t **held; /* each pick, by picker in held_lb, released at the end */
     int *held_lb;
@@ -224,11 +228,23 @@ static void fs_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     fleetsim_t *fs = t->data;
     double now = fs_now();
     if (fs->arrive_start == 0) {
-        /* Arrivals start once every picker knows every worker (or at the
-         * end of the warm-up, whichever is first). */
-        if (!fs_all_discovered(fs) && now < fs->warmup)
+        /* Arrivals start once every picker knows every worker and their
+         * slow start is over: the steady state, not an lb's first seconds
+         * (or at the end of the warm-up, whichever is first). */
+        if (fs->discovered_at == 0 && fs_all_discovered(fs))
+            fs->discovered_at = now;
+        if (now < fs->warmup &&
+            (fs->discovered_at == 0 || now < fs->discovered_at + FLEETSIM_SLOWSTART_MS / 1000.0))
             return;
         fs->arrive_start = now;
+    }
+    if (fs->conns_done >= fs->conns_target) {
+        /* A moment for the last publishes to land, then stop. */
+        if (fs->done_at == 0)
+            fs->done_at = now;
+        else if (now >= fs->done_at + 2 * FLEETSIM_COALESCE_S)
+            ev_break(loop, EVBREAK_ALL);
+        return;
     }
     long due = (long)((now - fs->arrive_start) * fs->rate);
     if (due > fs->conns_target)
@@ -342,12 +358,16 @@ static void fs_usage(FILE *f)
                "  --redis HOST:PORT  Redis to publish into\n"
                "  --prefix P         key prefix (default " FLEET_DEFAULT_PREFIX ")\n"
                "  --workers N        simulated workers (1..10000)\n"
-               "  --duration S       seconds to run (default 5)\n"
+               "  --duration S       seconds to run at most (default 5; with pickers the run\n"
+               "                     ends once every connection is placed)\n"
                "  --port-base P      first advertised port (default 20000; nothing listens)\n"
                "  --pickers L        in-process lbs picking (0..32, default 0)\n"
                "  --conns C          simulated connections, spread over the pickers in turn\n"
                "                     (default 10 per worker)\n"
-               "  --rate R           connections per second (default: C over half the duration)\n"
+               "  --arrive S         seconds over which they arrive (default 3), once every\n"
+               "                     picker knows every worker and its slow start is over\n"
+               "  --rate R           connections per second (default: C / arrive)\n"
+               "  --algo NAME        the pickers' --algo (default leastconn)\n"
                "  --warmup S         longest wait for discovery before arrivals (default 5)\n"
                "  --pick-only N      time the pick on N backends without Redis\n"
                "  --iters K          picks to time (default 200000)\n"
@@ -361,7 +381,9 @@ int main(int argc, char **argv)
                      .warmup = 5,
                      .port_base = 20000,
                      .seed = 1,
-                     .conns_target = -1};
+                     .conns_target = -1,
+                     .arrive = 3,
+                     .algo = "leastconn"};
     long pick_only = 0, iters = 200000;
     enum {
         O_REDIS = 256,
@@ -375,7 +397,9 @@ int main(int argc, char **argv)
         O_WARMUP,
         O_PICK_ONLY,
         O_ITERS,
-        O_SEED
+        O_SEED,
+        O_ARRIVE,
+        O_ALGO
     };
     static const struct option opts[] = {
         {"redis", required_argument, 0, O_REDIS},
@@ -390,6 +414,8 @@ int main(int argc, char **argv)
         {"pick-only", required_argument, 0, O_PICK_ONLY},
         {"iters", required_argument, 0, O_ITERS},
         {"seed", required_argument, 0, O_SEED},
+        {"arrive", required_argument, 0, O_ARRIVE},
+        {"algo", required_argument, 0, O_ALGO},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -429,6 +455,12 @@ int main(int argc, char **argv)
         case O_ITERS:
             iters = atol(optarg);
             break;
+        case O_ARRIVE:
+            fs.arrive = atof(optarg);
+            break;
+        case O_ALGO:
+            fs.algo = optarg;
+            break;
         case O_SEED:
             fs.seed = (unsigned)strtoul(optarg, NULL, 10);
             break;
@@ -449,15 +481,19 @@ int main(int argc, char **argv)
         return fs_pick_only((int)pick_only, iters, fs.seed);
     }
     if (fs.rc.addr == NULL || fs.nworkers < 1 || fs.nworkers > 10000 || fs.npickers < 0 ||
-        fs.npickers > FLEETSIM_MAX_PICKERS || fs.duration <= 0 || fs.port_base < 1 ||
-        fs.port_base + fs.nworkers > 65536) {
+        fs.npickers > FLEETSIM_MAX_PICKERS || fs.duration <= 0 || fs.arrive <= 0 ||
+        fs.port_base < 1 || fs.port_base + fs.nworkers > 65536) {
         fs_usage(stderr);
         return 2;
     }
     if (fs.conns_target < 0)
         fs.conns_target = 10L * fs.nworkers;
     if (fs.rate <= 0)
-        fs.rate = (double)fs.conns_target / (fs.duration / 2);
+        fs.rate = (double)fs.conns_target / fs.arrive;
+    if (be_algo_find(fs.algo) == NULL) {
+        fprintf(stderr, "fleetsim: unknown --algo %s\n", fs.algo);
+        return 2;
+    }
     if (fleet_key_workers(fs.prefix, fs.set, sizeof(fs.set)) >= sizeof(fs.set) ||
         fleet_key_events(fs.prefix, fs.chan, sizeof(fs.chan)) >= sizeof(fs.chan)) {
         fprintf(stderr, "fleetsim: --prefix too long\n");
@@ -481,8 +517,8 @@ int main(int argc, char **argv)
     for (; np < fs.npickers; np++) {
         sim_picker_t *p = &fs.p[np];
         snprintf(p->id, sizeof(p->id), "fleetsim-lb%d", np);
-        /* The lb's defaults: leastconn, 3 s slow start. */
-        p->t = be_table_create(be_algo_find("leastconn"), 3000);
+        /* The lb's default slow start. */
+        p->t = be_table_create(be_algo_find(fs.algo), FLEETSIM_SLOWSTART_MS);
         p->d = p->t ? disc_create(fs.loop, p->t, &fs.rc, fs.prefix, err, sizeof(err)) : NULL;
         if (p->d == NULL) {
             fprintf(stderr, "fleetsim: picker %d: %s\n", np, p->t ? err : "out of memory");
@@ -513,7 +549,7 @@ int main(int argc, char **argv)
         if (fs.w[i].conns > cmax)
             cmax = fs.w[i].conns;
     }
-    double mean = (double)csum / fs.nworkers;
+    double mean = (double)csum / fs.nworkers, ran = fs_now() - t0;
     size_t disc_min = fs.npickers ? (size_t)-1 : 0;
     for (int k = 0; k < fs.npickers; k++)
         if (be_table_count(fs.p[k].t) < disc_min)
@@ -524,8 +560,8 @@ int main(int argc, char **argv)
            " pick_fail=%ld discovered_min=%zu max=%" PRId64 " mean=%.2f max_over_mean=%.3f"
            " count_err_mean=%.3f count_err_max=%" PRIu64 " count_err_rel=%.4f"
            " age_mean_ms=%.0f age_max_ms=%" PRIu64 " pick_ns=%.1f\n",
-           fs.nworkers, fs.npickers, fs_now() - t0, fs.n_connected, fs.n_set, fs.n_sadd, fs.n_pub,
-           csum, fs.pick_fail, disc_min, cmax, mean, mean > 0 ? (double)cmax / mean : 0,
+           fs.nworkers, fs.npickers, ran, fs.n_connected, fs.n_set, fs.n_sadd, fs.n_pub, csum,
+           fs.pick_fail, disc_min, cmax, mean, mean > 0 ? (double)cmax / mean : 0,
            fs.err_n ? fs.err_sum / (double)fs.err_n : 0, fs.err_max,
            fs.conns_sum > 0 ? fs.err_sum / fs.conns_sum : 0,
            fs.err_n ? fs.age_sum / (double)fs.err_n : 0, fs.age_max, pick_ns);
