@@ -18,7 +18,8 @@ set ylabel "% of one core"
 plot for [L in "1 5 20"] pts using ($2==L+0 ? $1 : NaN):4 skip 1 with linespoints lw 1.5 title L." lbs"
 set title "one pick (leastconn)"
 set xlabel "backends"
-set ylabel "µs per pick"
+set ylabel "CPU µs per pick"
 set logscale y
-plot dir."/picks.tsv" using 1:($2/1000) skip 1 with linespoints lw 1.5 notitle
+plot dir."/picks.tsv" using 1:($2/1000) skip 1 with linespoints lw 1.5 title "tree", \
+     dir."/picks.tsv" using 1:($3/1000) skip 1 with linespoints lw 1.5 title "scan (before)"
 unset multiplot

@@ -212,15 +212,16 @@ def phase_a(args, redis, n, L, raw):
             log.close()
 
 
-def phase_b(args, redis, n, L, raw):
+def phase_b(args, redis, n, L, raw, algo):
     """L in-process lbs picking for 10 simulated connections per worker."""
     redis.cmd("FLUSHALL")
-    tag = "b-w%d-l%d" % (n, L)
+    tag = "b-w%d-l%d-%s" % (n, L, algo)
     out = subprocess.run(
         [os.path.join(args.bin, "fleetsim"), "--redis", redis.addr, "--workers", str(n),
-         "--pickers", str(L), "--duration", str(args.pick_duration), "--conns", str(10 * n),
-         "--warmup", "20", "--iters", str(args.iters)],
-        capture_output=True, text=True, timeout=args.pick_duration + 120)
+         "--pickers", str(L), "--algo", algo, "--duration", "60", "--arrive",
+         str(args.arrive), "--conns", str(10 * n), "--warmup", "30", "--iters",
+         str(args.iters)],
+        capture_output=True, text=True, timeout=180)
     with open(os.path.join(raw, tag + ".txt"), "w") as f:
         f.write(out.stdout + out.stderr)
     if out.returncode != 0:
@@ -237,7 +238,7 @@ def main():
     ap.add_argument("--picks-at", default="100,1000,2000,5000,10000")
     ap.add_argument("--window", type=float, default=4.0)
     ap.add_argument("--settle", type=float, default=1.5)
-    ap.add_argument("--pick-duration", type=float, default=6.0)
+    ap.add_argument("--arrive", type=float, default=3.0)
     ap.add_argument("--iters", type=int, default=20000)
     ap.add_argument("--commit", default="")
     args = ap.parse_args()
@@ -250,24 +251,30 @@ def main():
         for n in [int(x) for x in args.workers.split(",")]:
             for L in [int(x) for x in args.lbs.split(",")]:
                 a = phase_a(args, redis, n, L, raw)
-                b = phase_b(args, redis, n, L, raw)
+                b = phase_b(args, redis, n, L, raw, "leastconn")
+                p2c = phase_b(args, redis, n, L, raw, "p2c")
                 a.update({"max_over_mean": b["max_over_mean"], "pick_fail": b["pick_fail"],
+                          "max_over_mean_p2c": p2c["max_over_mean"],
                           "count_err_mean": b["count_err_mean"],
                           "count_err_rel": b["count_err_rel"],
                           "pick_age_ms_mean": b["age_mean_ms"], "pick_ns_fleet": b["pick_ns"]})
                 points.append(a)
                 print("fleet: workers=%d lbs=%d redis %d ops/s %.1f%% CPU, lb %.2f%% CPU, "
-                      "max/mean %.3f, count err %.2f, age %s ms, pick %.0f ns" %
+                      "max/mean %.3f (p2c %.3f), count err %.2f, age %s ms, pick %.0f ns" %
                       (n, L, a["redis_ops_s"], a["redis_cpu_pct"], a["lb_cpu_pct_mean"],
-                       a["max_over_mean"], a["count_err_mean"], a["age_ms_mean"],
+                       a["max_over_mean"], a["max_over_mean_p2c"], a["count_err_mean"],
+                       a["age_ms_mean"],
                        a["pick_ns_fleet"]), flush=True)
         for n in [int(x) for x in args.picks_at.split(",")]:
-            out = subprocess.run([os.path.join(args.bin, "fleetsim"), "--pick-only", str(n),
-                                  "--iters", str(max(2000, 2000000 // n))],
-                                 capture_output=True, text=True, timeout=300)
-            r = parse_result(out.stdout)
-            picks.append({"backends": n, "ns_per_pick": r["ns_per_pick"]})
-            print("fleet: pick at %d backends: %.0f ns" % (n, r["ns_per_pick"]), flush=True)
+            row = {"backends": n}
+            for path, extra, iters in (("tree", [], 50000), ("scan", ["--scan"], 5000)):
+                out = subprocess.run([os.path.join(args.bin, "fleetsim"), "--pick-only", str(n),
+                                      "--iters", str(iters)] + extra,
+                                     capture_output=True, text=True, timeout=300)
+                row[path + "_ns"] = parse_result(out.stdout)["ns_per_pick"]
+            picks.append(row)
+            print("fleet: pick at %d backends: %.0f ns (the scan: %.0f ns)" %
+                  (n, row["tree_ns"], row["scan_ns"]), flush=True)
     finally:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -279,15 +286,15 @@ def write(args, points, picks):
         json.dump({"commit": args.commit, "points": points, "picks": picks}, f, indent=1)
     cols = ["workers", "lbs", "redis_ops_s", "redis_cpu_pct", "lb_cpu_pct_mean",
             "lb_cpu_pct_max", "sim_cpu_pct", "discover_s", "age_ms_mean", "age_ms_p99",
-            "max_over_mean", "count_err_mean", "count_err_rel", "pick_ns_fleet"]
+            "max_over_mean", "max_over_mean_p2c", "count_err_mean", "count_err_rel", "pick_ns_fleet"]
     with open(os.path.join(args.out, "points.tsv"), "w") as f:
         f.write("\t".join(cols) + "\n")
         for p in points:
             f.write("\t".join(str(p[c]) for c in cols) + "\n")
     with open(os.path.join(args.out, "picks.tsv"), "w") as f:
-        f.write("backends\tns_per_pick\n")
+        f.write("backends\ttree_ns\tscan_ns\n")
         for p in picks:
-            f.write("%d\t%.1f\n" % (p["backends"], p["ns_per_pick"]))
+            f.write("%d\t%.1f\t%.1f\n" % (p["backends"], p["tree_ns"], p["scan_ns"]))
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write("# Fleet scale by simulation\n\n")
         f.write("Commit `%s`, %s, %d cores, load average %s.\n\n" %
@@ -296,26 +303,30 @@ def write(args, points, picks):
         f.write("Command: `make bench-fleet` (bench/fleet.sh, bench/scenarios/fleet.py).\n\n")
         f.write("Phase A: `fleetsim --workers N` publishes like N workers; L real `bin/lb` "
                 "discover them; %.0f s window once all are discovered. Phase B: "
-                "`fleetsim --workers N --pickers L --conns 10N` (the lb's table and "
-                "discovery in process, picking in turn).\n\n" % args.window)
+                "`fleetsim --workers N --pickers L --conns 10N --arrive %g` (the lb's table and "
+                "discovery in process, picking in turn; leastconn, then `--algo p2c`); "
+                "its pick figure is ns per pick + release on the first picker's table at "
+                "the end.\n\n" % (args.window, args.arrive))
         f.write("| workers | lbs | Redis cmds/s | Redis CPU | lb CPU (mean, max) | "
-                "all discovered in | heartbeat age mean / p99 | max/mean | count error "
+                "all discovered in | heartbeat age mean / p99 | max/mean (p2c) | count error "
                 "(mean, rel.) | pick |\n|---|---|---|---|---|---|---|---|---|---|\n")
         for p in points:
-            f.write("| %d | %d | %d | %.1f%% | %.2f%%, %.2f%% | %.1f s | %s / %s ms | %.3f | "
-                    "%.2f, %.1f%% | %.1f µs |\n" %
+            f.write("| %d | %d | %d | %.1f%% | %.2f%%, %.2f%% | %.1f s | %s / %s ms | %.2f (%.2f) | "
+                    "%.2f, %.1f%% | %.2f µs |\n" %
                     (p["workers"], p["lbs"], p["redis_ops_s"], p["redis_cpu_pct"],
                      p["lb_cpu_pct_mean"], p["lb_cpu_pct_max"], p["discover_s"],
                      p["age_ms_mean"], p["age_ms_p99"], p["max_over_mean"],
+                     p["max_over_mean_p2c"],
                      p["count_err_mean"], 100 * p["count_err_rel"], p["pick_ns_fleet"] / 1000))
         f.write("\nRedis commands per second by name:\n\n")
         for p in points:
             f.write("- %d workers, %d lbs: %s\n" % (p["workers"], p["lbs"], ", ".join(
                 "%s %g" % kv for kv in sorted(p["redis_cmds_s"].items()))))
-        f.write("\nPick alone (`fleetsim --pick-only N`, leastconn, pick + release):\n\n"
-                "| backends | ns per pick |\n|---|---|\n")
+        f.write("\nPick alone, CPU ns per pick + release (`fleetsim --pick-only N`, leastconn; "
+                "`--scan`: the scan of every backend the tree replaced, still the path of "
+                "retries):\n\n| backends | tree | scan |\n|---|---|---|\n")
         for p in picks:
-            f.write("| %d | %.0f |\n" % (p["backends"], p["ns_per_pick"]))
+            f.write("| %d | %.0f | %.0f |\n" % (p["backends"], p["tree_ns"], p["scan_ns"]))
         f.write("\n![fleet](fleet.svg)\n")
 
 

@@ -21,7 +21,8 @@
  * worker's real count, and how old its snapshot is.
  *
  * --pick-only N skips Redis: a table of N backends with published counts,
- * timed for ns per pick (pick + release, so the counts stay put). */
+ * timed for CPU ns per pick (pick + release, so the counts stay put), by
+ * the tree or (--scan) by the scan it replaced. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -304,21 +305,33 @@ static void fs_stop_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* ns per pick (pick + release) on table t, over iters picks. */
-static double fs_time_picks(be_table_t *t, long iters)
+static double fs_cpu_now(void)
 {
-    double t0 = fs_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU ns per pick (pick + release) on table t, over iters picks: this
+ * thread's CPU time, which other work on the machine hardly changes. With
+ * scan, each pick excludes a backend that is not in the table, which sends
+ * leastconn down the scan of every backend it keeps for retries: the pick
+ * as it was before the tree. */
+static double fs_time_picks(be_table_t *t, long iters, int scan)
+{
+    static be_t *const none[1] = {(be_t *)&fs_time_picks};
+    double t0 = fs_cpu_now();
     for (long i = 0; i < iters; i++) {
-        be_t *b = be_pick(t, NULL, 0);
+        be_t *b = be_pick(t, scan ? none : NULL, scan);
         if (b)
             be_release(t, b);
     }
-    return (fs_now() - t0) * 1e9 / (double)iters;
+    return (fs_cpu_now() - t0) * 1e9 / (double)iters;
 }
 
 /* --pick-only: no Redis; n backends with published counts spread like a
  * fleet's (0..2*mean), this lb's own share a tenth of them. */
-static int fs_pick_only(int n, long iters, unsigned seed)
+static int fs_pick_only(int n, long iters, unsigned seed, int scan)
 {
     be_table_t *t = be_table_create(be_algo_find("leastconn"), 0);
     if (t == NULL)
@@ -340,8 +353,9 @@ static int fs_pick_only(int n, long iters, unsigned seed)
         int64_t conns = rand_r(&seed) % 1000;
         be_update_remote_ex(t, b, conns, rand_r(&seed) % 4, ts, conns / 10);
     }
-    double ns = fs_time_picks(t, iters);
-    printf("RESULT mode=pick backends=%d iters=%ld ns_per_pick=%.1f\n", n, iters, ns);
+    double ns = fs_time_picks(t, iters, scan);
+    printf("RESULT mode=pick backends=%d iters=%ld path=%s ns_per_pick=%.1f\n", n, iters,
+           scan ? "scan" : "tree", ns);
     be_table_free(t);
     return 0;
 }
@@ -349,7 +363,7 @@ static int fs_pick_only(int n, long iters, unsigned seed)
 static void fs_usage(FILE *f)
 {
     fprintf(f, "usage: fleetsim --redis HOST:PORT --workers N [options]\n"
-               "       fleetsim --pick-only N [--iters K]\n"
+               "       fleetsim --pick-only N [--iters K] [--scan]\n"
                "\n"
                "Simulated workers publishing the real state format at the real rate, and\n"
                "optionally in-process lbs (the lb's table and discovery) picking for simulated\n"
@@ -371,6 +385,8 @@ static void fs_usage(FILE *f)
                "  --warmup S         longest wait for discovery before arrivals (default 5)\n"
                "  --pick-only N      time the pick on N backends without Redis\n"
                "  --iters K          picks to time (default 200000)\n"
+               "  --scan             --pick-only through leastconn's scan of every backend\n"
+               "                     (its path for retries; the pick before the tree)\n"
                "  --seed N           random seed (default 1)\n");
 }
 
@@ -385,6 +401,7 @@ int main(int argc, char **argv)
                      .arrive = 3,
                      .algo = "leastconn"};
     long pick_only = 0, iters = 200000;
+    int scan = 0;
     enum {
         O_REDIS = 256,
         O_PREFIX,
@@ -399,7 +416,8 @@ int main(int argc, char **argv)
         O_ITERS,
         O_SEED,
         O_ARRIVE,
-        O_ALGO
+        O_ALGO,
+        O_SCAN
     };
     static const struct option opts[] = {
         {"redis", required_argument, 0, O_REDIS},
@@ -416,6 +434,7 @@ int main(int argc, char **argv)
         {"seed", required_argument, 0, O_SEED},
         {"arrive", required_argument, 0, O_ARRIVE},
         {"algo", required_argument, 0, O_ALGO},
+        {"scan", no_argument, 0, O_SCAN},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -461,6 +480,9 @@ int main(int argc, char **argv)
         case O_ALGO:
             fs.algo = optarg;
             break;
+        case O_SCAN:
+            scan = 1;
+            break;
         case O_SEED:
             fs.seed = (unsigned)strtoul(optarg, NULL, 10);
             break;
@@ -478,7 +500,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "fleetsim: --pick-only 1..100000, --iters >= 1\n");
             return 2;
         }
-        return fs_pick_only((int)pick_only, iters, fs.seed);
+        return fs_pick_only((int)pick_only, iters, fs.seed, scan);
     }
     if (fs.rc.addr == NULL || fs.nworkers < 1 || fs.nworkers > 10000 || fs.npickers < 0 ||
         fs.npickers > FLEETSIM_MAX_PICKERS || fs.duration <= 0 || fs.arrive <= 0 ||
@@ -554,7 +576,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < fs.npickers; k++)
         if (be_table_count(fs.p[k].t) < disc_min)
             disc_min = be_table_count(fs.p[k].t);
-    double pick_ns = fs.npickers ? fs_time_picks(fs.p[0].t, iters) : 0;
+    double pick_ns = fs.npickers ? fs_time_picks(fs.p[0].t, iters, 0) : 0;
     printf("RESULT mode=fleet workers=%d pickers=%d seconds=%.1f connected=%" PRIu64
            " sets=%" PRIu64 " sadds=%" PRIu64 " joins=%" PRIu64 " conns=%" PRId64
            " pick_fail=%ld discovered_min=%zu max=%" PRId64 " mean=%.2f max_over_mean=%.3f"
