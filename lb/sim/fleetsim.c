@@ -55,7 +55,7 @@ typedef struct sim_worker {
     fleetsim_t *fs;
     int idx;
     rds_t *r;
-    ev_timer beat, soon;
+    ev_timer start, beat, soon;
     int joined;
     uint64_t started_ms;
     int64_t conns;
@@ -79,7 +79,7 @@ struct fleetsim {
     int nworkers, npickers;
     sim_worker_t *w;
     sim_picker_t p[FLEETSIM_MAX_PICKERS];
-    double duration, warmup, rate, arrive;
+    double duration, warmup, rate, arrive, ramp;
     double discovered_at, done_at;
     const char *algo;
     long conns_target, conns_done, pick_fail;
@@ -167,6 +167,19 @@ static void sw_take(sim_worker_t *w, int k)
         ev_timer_start(w->fs->loop, &w->soon);
 }
 
+static void sw_start_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    sim_worker_t *w = t->data;
+    char err[256];
+    w->started_ms = fleet_wall_ms();
+    w->r = rds_create(loop, &w->fs->rc, sw_state_cb, w, err, sizeof(err));
+    if (w->r == NULL) {
+        fprintf(stderr, "fleetsim: worker %d: %s\n", w->idx, err);
+        return;
+    }
+    ev_timer_start(loop, &w->beat);
+}
+
 static int sw_init(fleetsim_t *fs, sim_worker_t *w, int idx, char *err, size_t errlen)
 {
     w->fs = fs;
@@ -180,21 +193,21 @@ static int sw_init(fleetsim_t *fs, sim_worker_t *w, int idx, char *err, size_t e
         snprintf(err, errlen, "--prefix too long");
         return -1;
     }
-    /* Real workers start at different times: spread the heartbeats over a
-     * period instead of writing in lockstep. */
-    double phase = (double)(rand_r(&fs->seed) % FLEET_HEARTBEAT_MS) / 1000.0;
-    ev_timer_init(&w->beat, sw_timer_cb, phase + 0.001, FLEET_HEARTBEAT_MS / 1000.0);
+    /* Real workers start at different times: they start one after the
+     * other over --ramp, which spreads their connects (thousands of them at
+     * once overflow Redis's accept queue) and their heartbeats, since a
+     * worker writes on connect and every FLEET_HEARTBEAT_MS after. */
+    ev_timer_init(&w->start, sw_start_cb, fs->ramp * idx / fs->nworkers, 0.);
+    ev_timer_init(&w->beat, sw_timer_cb, FLEET_HEARTBEAT_MS / 1000.0, FLEET_HEARTBEAT_MS / 1000.0);
     ev_timer_init(&w->soon, sw_timer_cb, FLEETSIM_COALESCE_S, 0.);
-    w->beat.data = w->soon.data = w;
-    w->r = rds_create(fs->loop, &fs->rc, sw_state_cb, w, err, errlen);
-    if (w->r == NULL)
-        return -1;
-    ev_timer_start(fs->loop, &w->beat);
+    w->start.data = w->beat.data = w->soon.data = w;
+    ev_timer_start(fs->loop, &w->start);
     return 0;
 }
 
 static void sw_fini(fleetsim_t *fs, sim_worker_t *w)
 {
+    ev_timer_stop(fs->loop, &w->start);
     ev_timer_stop(fs->loop, &w->beat);
     ev_timer_stop(fs->loop, &w->soon);
     rds_free(w->r);
@@ -375,6 +388,8 @@ static void fs_usage(FILE *f)
                "  --duration S       seconds to run at most (default 5; with pickers the run\n"
                "                     ends once every connection is placed)\n"
                "  --port-base P      first advertised port (default 20000; nothing listens)\n"
+               "  --ramp S           the workers start one after the other over S seconds\n"
+               "                     (default 1)\n"
                "  --pickers L        in-process lbs picking (0..32, default 0)\n"
                "  --conns C          simulated connections, spread over the pickers in turn\n"
                "                     (default 10 per worker)\n"
@@ -399,6 +414,7 @@ int main(int argc, char **argv)
                      .seed = 1,
                      .conns_target = -1,
                      .arrive = 3,
+                     .ramp = 1,
                      .algo = "leastconn"};
     long pick_only = 0, iters = 200000;
     int scan = 0;
@@ -417,7 +433,8 @@ int main(int argc, char **argv)
         O_SEED,
         O_ARRIVE,
         O_ALGO,
-        O_SCAN
+        O_SCAN,
+        O_RAMP
     };
     static const struct option opts[] = {
         {"redis", required_argument, 0, O_REDIS},
@@ -435,6 +452,7 @@ int main(int argc, char **argv)
         {"arrive", required_argument, 0, O_ARRIVE},
         {"algo", required_argument, 0, O_ALGO},
         {"scan", no_argument, 0, O_SCAN},
+        {"ramp", required_argument, 0, O_RAMP},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -483,6 +501,9 @@ int main(int argc, char **argv)
         case O_SCAN:
             scan = 1;
             break;
+        case O_RAMP:
+            fs.ramp = atof(optarg);
+            break;
         case O_SEED:
             fs.seed = (unsigned)strtoul(optarg, NULL, 10);
             break;
@@ -503,7 +524,7 @@ int main(int argc, char **argv)
         return fs_pick_only((int)pick_only, iters, fs.seed, scan);
     }
     if (fs.rc.addr == NULL || fs.nworkers < 1 || fs.nworkers > 10000 || fs.npickers < 0 ||
-        fs.npickers > FLEETSIM_MAX_PICKERS || fs.duration <= 0 || fs.arrive <= 0 ||
+        fs.npickers > FLEETSIM_MAX_PICKERS || fs.duration <= 0 || fs.arrive <= 0 || fs.ramp < 0 ||
         fs.port_base < 1 || fs.port_base + fs.nworkers > 65536) {
         fs_usage(stderr);
         return 2;
