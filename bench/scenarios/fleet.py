@@ -192,11 +192,16 @@ def phase_a(args, redis, n, L, raw):
         ages.sort()
         lb_cpu = [(b - a) / w * 100 for a, b in zip(l0, l1)]
         calls = {k: (i1["calls"].get(k, 0) - i0["calls"].get(k, 0)) / w for k in i1["calls"]}
+        # Redis's own time per call of each command (INFO commandstats).
+        usec = {k: (i1["usec"][k] - i0["usec"].get(k, 0)) /
+                (i1["calls"][k] - i0["calls"].get(k, 0))
+                for k in i1["calls"] if i1["calls"][k] > i0["calls"].get(k, 0)}
         return {
             "workers": n, "lbs": L, "discover_s": round(discover_s, 2),
             "discovered_min": min(found),
             "redis_ops_s": round((i1["total"] - i0["total"]) / w),
             "redis_cmds_s": {k: round(v, 1) for k, v in calls.items() if v > 0},
+            "redis_usec_per_call": {k: round(v, 1) for k, v in usec.items()},
             "redis_cpu_pct": round((c1 - c0) / w * 100, 1),
             "redis_mem_mb": round(i1.get("mem", 0) / 1e6, 1),
             "lb_cpu_pct_mean": round(sum(lb_cpu) / L, 2),
@@ -329,10 +334,11 @@ def write(args, points, picks, failed):
         for p in failed:
             f.write("\nNot measured: %d workers with %d lbs: %s\n" %
                     (p["workers"], p["lbs"], p["error"]))
-        f.write("\nRedis commands per second by name:\n\n")
+        f.write("\nRedis commands per second by name, and Redis's time per call:\n\n")
         for p in points:
             f.write("- %d workers, %d lbs: %s\n" % (p["workers"], p["lbs"], ", ".join(
-                "%s %g" % kv for kv in sorted(p["redis_cmds_s"].items()))))
+                "%s %g (%g µs each)" % (k, v, p["redis_usec_per_call"].get(k, 0))
+                for k, v in sorted(p["redis_cmds_s"].items()))))
         f.write("\nPick alone, CPU ns per pick + release (`fleetsim --pick-only N`, leastconn; "
                 "`--scan`: the scan of every backend the tree replaced, still the path of "
                 "retries):\n\n| backends | tree | scan |\n|---|---|---|\n")
