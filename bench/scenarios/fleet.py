@@ -257,7 +257,13 @@ def main():
         for n in [int(x) for x in args.workers.split(",")]:
             for L in [int(x) for x in args.lbs.split(",")]:
                 try:
-                    a = phase_a(args, redis, n, L, raw)
+                    try:
+                        a = phase_a(args, redis, n, L, raw)
+                    except RuntimeError as e:
+                        # A free port taken by someone else before the lb
+                        # bound it: once more, on other ports.
+                        print("fleet: workers=%d lbs=%d: %s; once more" % (n, L, e), flush=True)
+                        a = phase_a(args, redis, n, L, raw)
                     b = phase_b(args, redis, n, L, raw, "leastconn")
                     p2c = phase_b(args, redis, n, L, raw, "p2c")
                 except (RuntimeError, subprocess.SubprocessError, OSError) as e:
