@@ -59,7 +59,7 @@ def test_lbs_discover_every_simulated_worker(redis_server, lb_factory):  # noqa:
 
 def test_pickers_spread_connections_over_every_worker(redis_server):
     sim = fleetsim(["--redis", redis_server, "--workers", str(NWORKERS), "--pickers", "2",
-                    "--conns", "500", "--duration", "4", "--iters", "1000"])
+                    "--conns", "500", "--arrive", "1", "--duration", "30", "--iters", "1000"])
     out, err = sim.communicate(timeout=60)
     assert sim.returncode == 0, err
     res = result(out)
