@@ -40,6 +40,7 @@
 #include "alog.h"
 #include "log.h"
 #include "met.h"
+#include "px_ping.h"
 #include "sock.h"
 #include "ws.h"
 
@@ -65,6 +66,8 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_BACKEND_CLOSE] = "backend_close",
     [PX_R_BACKEND_LOST] = "backend_lost",
     [PX_R_EVICTED] = "evicted",
+    [PX_R_BACKEND_DOWN] = "backend_down",
+    [PX_R_PING_TIMEOUT] = "ping_timeout",
 };
 
 size_t px_conn_idle_bytes(void)
@@ -166,7 +169,7 @@ void px_timer(px_conn_t *c, double after)
  * shortened once either side has finished. */
 double px_tunnel_limit(px_conn_t *c)
 {
-    double lim = c->th->px->cfg.timeout_idle_s;
+    double lim = PX_CFG(c->th->px, timeout_idle_s);
     if ((c->a.rd_eof || c->b.rd_eof) && (lim == 0 || lim > PX_FIN_TIMEOUT_S))
         lim = PX_FIN_TIMEOUT_S;
     return lim;
@@ -261,7 +264,7 @@ void px_conn_free(px_conn_t *c)
     ev_timer_stop(th->loop, &c->timer);
     px_hq_del(c);
 
-    if (px->cfg.access_log) {
+    if (PX_CFG(px, access_log)) {
         char host[SOCK_ADDRSTRLEN] = "-", rid[PX_REQID_LEN];
         sock_addr_t pa;
         memset(&pa, 0, sizeof(pa));
@@ -291,7 +294,7 @@ void px_conn_free(px_conn_t *c)
     px_pre_free(c);
     px_release_backend(c);
     if (c->lim_held)
-        lim_leave(px->cfg.lim, &c->lim_key);
+        lim_leave(PX_CFG(px, lim), &c->lim_key);
 
     if (c->prev)
         c->prev->next = c->next;
@@ -326,6 +329,8 @@ enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f)
         return c->ntried == 0 || c->only_503 ? PX_ACT_REPLY_503 : PX_ACT_REPLY_502;
     case PX_F_101_PLAIN:
         return PX_ACT_REPLY_502;
+    case PX_F_DOWN: /* a hung worker must not hold the request: never GO_ON */
+        return c->phase != PX_TUNNEL && c->retryable ? PX_ACT_RETRY : PX_ACT_REPLY_502;
     case PX_F_503:
         return c->is_get && c->retryable ? PX_ACT_RETRY : PX_ACT_GO_ON;
     default:
@@ -370,6 +375,13 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
         log_warn("backend %s answered 101 to a plain request; refusing the tunnel", be_id(c->be));
         return;
     case PX_F_EXHAUSTED:
+        return;
+    case PX_F_DOWN:
+        /* Its failure is counted already: that is how it went down. */
+        lbs_inc(&px->stats->handshakes_moved);
+        log_info("backend %s is down: %s request %s", be_id(c->be),
+                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting", c->req);
+        px_release_backend(c);
         return;
     default:
         break;
@@ -420,19 +432,36 @@ int px_backend_error(px_conn_t *c, enum px_fail f, const char *why)
 
 /* ---- backend selection ------------------------------------------------------ */
 
+/* A backend not tried yet for c, referenced, or NULL: by the session key
+ * when --affinity is on and c is a websocket upgrade (counting what became
+ * of the key's owner), else by the algorithm. */
+static be_t *px_pick(px_conn_t *c)
+{
+    px_t *px = c->th->px;
+    if (px->cfg.aff == NULL || !c->ws_route)
+        return be_pick(px->table, c->pre->tried, c->ntried);
+    int why, fallback;
+    be_t *b = be_pick_key(px->table, c->pre->aff_has ? &c->pre->aff_key : NULL, c->pre->tried,
+                          c->ntried, &why, &fallback);
+    lbs_inc(&px->stats->aff[why]);
+    if (fallback && b != NULL)
+        lbs_inc(&px->stats->aff_fallback);
+    return b;
+}
+
 /* Picks a backend not tried yet and starts connecting to it; when none is
  * left or the connect fails, the retry policy decides what follows. */
 void px_try_backend(px_conn_t *c)
 {
     px_t *px = c->th->px;
     char err[SOCK_ERR_LEN];
-    int max_tries = px->cfg.retries + 1;
+    int max_tries = PX_CFG(px, retries) + 1;
 
     if (max_tries > PX_MAX_TRIES)
         max_tries = PX_MAX_TRIES;
     be_t *b = NULL;
     if (c->ntried < max_tries)
-        b = be_pick(px->table, c->pre->tried, c->ntried);
+        b = px_pick(c);
     if (b == NULL) {
         (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
         return;
@@ -450,7 +479,7 @@ void px_try_backend(px_conn_t *c)
     ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
     c->phase = PX_CONNECT;
     c->pre->hsent = 0;
-    px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
+    px_timer(c, PX_CFG(px, timeout_connect_ms) / 1000.0);
 }
 
 /* If the client's transport holds bytes the socket will not signal again
@@ -497,7 +526,7 @@ static void px_connected(px_conn_t *c)
         return;
     }
     c->phase = PX_WAIT;
-    px_timer(c, c->th->px->cfg.timeout_response_ms / 1000.0);
+    px_timer(c, PX_CFG(c->th->px, timeout_response_ms) / 1000.0);
     px_pump(c);
 }
 
@@ -550,14 +579,17 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     c->retryable = 0;
     c->phase = PX_TUNNEL;
     c->last_io = ev_now(c->th->loop);
-    px_timer(c, px_tunnel_limit(c));
+    px_ping_start(c);
+    px_timer(c, px_ping_wait(c, px_tunnel_limit(c)));
 }
 
 /* WAIT: reads what the backend has sent of its response head. */
 void px_read_response(px_conn_t *c)
 {
     px_t *px = c->th->px;
-    size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
+    size_t max_head = PX_CFG(px, max_head);
+    if (max_head == 0)
+        max_head = HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
         char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
@@ -616,7 +648,7 @@ static void px_step(px_conn_t *c)
 }
 
 /* Entry point of every event of a connection: the only place it is freed. */
-static void px_after(px_conn_t *c)
+void px_after(px_conn_t *c)
 {
     if (c->closing) {
         px_conn_free(c);
@@ -665,14 +697,12 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case PX_TUNNEL: {
         double lim = px_tunnel_limit(c);
         double idle = ev_now(loop) - c->last_io;
-        if (lim <= 0)
-            break;
-        if (idle >= lim && px_ws_at_boundary(c))
+        if (lim > 0 && idle >= lim && px_ws_at_boundary(c))
             px_ws_close_client(c, WS_CLOSE_GOING_AWAY, "idle timeout", PX_R_IDLE_TIMEOUT);
-        else if (idle >= lim)
+        else if (lim > 0 && idle >= lim)
             px_close(c, PX_R_IDLE_TIMEOUT);
-        else
-            px_timer(c, lim - idle);
+        else if (px_ping_tick(c) == 0)
+            px_timer(c, px_ping_wait(c, lim > 0 ? lim - idle : 0));
         break;
     }
     case PX_REPLY:
@@ -708,8 +738,9 @@ static void px_admit(px_conn_t *c)
     px_t *px = th->px;
 
     long cap = px_fd_cap(px);
-    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
-        cap = px->cfg.max_conns;
+    long max_conns = PX_CFG(px, max_conns);
+    if (max_conns > 0 && (cap == 0 || max_conns < cap))
+        cap = max_conns;
     if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
         /* Over the cap, this thread's oldest connection that has sent no
          * complete request for a while makes way, as on the admin API
@@ -723,10 +754,12 @@ static void px_admit(px_conn_t *c)
             c->shed = 1;
         }
     }
-    c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
-    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+    const cidr_set_t *trusted = PX_CFG(px, trusted);
+    lim_t *lim = PX_CFG(px, lim);
+    c->trusted = trusted != NULL && cidr_set_match(trusted, &c->peer.sa);
+    if (lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
-        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        enum lim_verdict v = lim_enter(lim, &c->lim_key, &ra);
         if (v == LIM_OK)
             c->lim_held = 1;
         else if (v < 0) {
@@ -778,7 +811,7 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     } else {
         c->phase = PX_HEAD;
     }
-    px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    px_timer(c, PX_CFG(px, timeout_head_ms) / 1000.0);
     px_hq_add(c);
     if (c->limited && !tls) {
         /* Not inside any of c's callbacks: px_after may free it. */
