@@ -5,12 +5,13 @@
  * The simulated workers publish what a real one does (worker/pub.c): the
  * state JSON of common/fleet.h with SET <prefix>worker:<id> PX
  * FLEET_STATE_TTL_MS and SADD <prefix>workers on connect, every
- * FLEET_HEARTBEAT_MS and FLEET_PUB_COALESCE_S after a change of their
- * counts, and one join event, each on a Redis connection of its own. They
- * accept no connections: their addresses are free loopback ports.
+ * FLEET_HEARTBEAT_MS and FLEETSIM_COALESCE_S (pub.c's PUB_COALESCE) after a
+ * change of their counts, and one join event, each on a Redis connection of
+ * its own, starting one after the other over --ramp. They accept no
+ * connections: their addresses are free loopback ports.
  *
  * Optionally it also runs --pickers in-process lbs made of the lb's own
- * code: a backend table (lb/be.c, leastconn) fed by the lb's discovery
+ * code: a backend table (lb/be.c, --algo) fed by the lb's discovery
  * (lb/disc.c) from the same Redis, each with its own lb id. Simulated
  * clients arrive at --rate, each through the next picker in turn; the
  * pick's worker counts the connection as a real one would (conns and
