@@ -66,7 +66,7 @@ room_cppflags = $(CPPFLAGS_$(call src_room,$(1))) $(DEFS)
 PROGS := worker lb wsbench wslbctl
 
 .PHONY: all asan tsan tsan-test test unit unit-opt unit-asan integration browser check-child run \
-        deps check-deps deps-ok bench bench-full fuzz fuzz-smoke soak format format-check clean \
+        deps check-deps deps-ok bench bench-full bench-fleet fuzz fuzz-smoke soak format format-check clean \
         install uninstall deb man
 .DEFAULT_GOAL := all
 
@@ -130,6 +130,12 @@ $(4)/wslbctl: build/$(1)/ctl/main.o $$($(1)_CTL) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
 
+# The fleet simulation (lb/sim/fleetsim.c): the lb's own table and
+# discovery, from its room's archive; a bench tool, not installed.
+$(4)/fleetsim: build/$(1)/lb/sim/fleetsim.o build/$(1)/lb.a build/$(1)/common.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+
 # One archive per room for the unit tests (rebuilt whole, so that a source
 # moved away leaves no stale member behind).
 build/$(1)/common.a: $$($(1)_COMMON)
@@ -167,8 +173,8 @@ PKG_CFLAGS  := $(OPT_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wform
 PKG_LDFLAGS := -Wl,-z,relro -Wl,-z,now
 $(eval $(call VARIANT,pkg,$(PKG_CFLAGS),$(PKG_LDFLAGS),build/pkg/bin))
 
-all: $(addprefix bin/,$(PROGS))
-asan: $(addprefix bin/asan/,$(PROGS))
+all: $(addprefix bin/,$(PROGS)) bin/fleetsim
+asan: $(addprefix bin/asan/,$(PROGS)) bin/asan/fleetsim
 # Only the lb has threads that share state; its peers in the tests are the
 # ASan build.
 tsan: bin/tsan/lb
@@ -249,6 +255,9 @@ bench: all
 	@bench/run.sh short
 bench-full: all
 	@bench/run.sh full
+# Fleet scale by simulation: bench/results/<date>-fleet/ (bench/README.md).
+bench-fleet: all bin/fleetsim
+	@bench/fleet.sh
 
 # ---- housekeeping ------------------------------------------------------------
 FMT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

@@ -487,6 +487,7 @@ void be_table_free(be_table_t *t)
         be_unref(t, t->v[i]);
     }
     free(t->v);
+    free(t->idx);
     for (size_t i = 0; i < t->ndrained; i++)
         free(t->drained[i]);
     free(t->drained);
@@ -573,12 +574,81 @@ be_t *be_table_at(be_table_t *t, size_t i)
     return i < t->n ? t->v[i] : NULL;
 }
 
+/* ---- the id index (main thread only) --------------------------------------- */
+
+/* FNV-1a: ids are short and many share a prefix ("worker-0042"). */
+static size_t be_id_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (size_t)(h ^ (h >> 32));
+}
+
+static void be_index_put(be_t **idx, size_t cap, be_t *b)
+{
+    size_t i = be_id_hash(b->id) & (cap - 1);
+    while (idx[i] != NULL)
+        i = (i + 1) & (cap - 1);
+    idx[i] = b;
+}
+
+/* Makes room for one more backend, growing (and rehashing) the index when
+ * it would pass half full; without memory the index is dropped and be_find
+ * scans instead. */
+static void be_index_grow(be_table_t *t)
+{
+    if (t->idx == NULL && t->idxcap != 0)
+        return; /* dropped for lack of memory: stay on the scan */
+    if ((t->n + 1) * 2 <= t->idxcap)
+        return;
+    size_t cap = t->idxcap ? t->idxcap * 2 : 16;
+    be_t **idx = calloc(cap, sizeof(*idx));
+    free(t->idx);
+    t->idx = idx;
+    t->idxcap = cap;
+    if (idx == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        be_index_put(idx, cap, t->v[i]);
+}
+
+/* Backward-shift deletion: the entries after b in its probe run move up
+ * when b's slot lies on their way, so lookups need no tombstones. */
+static void be_index_del(be_table_t *t, const be_t *b)
+{
+    if (t->idx == NULL)
+        return;
+    size_t mask = t->idxcap - 1, i = be_id_hash(b->id) & mask;
+    while (t->idx[i] != b) {
+        if (t->idx[i] == NULL)
+            return;
+        i = (i + 1) & mask;
+    }
+    for (size_t j = (i + 1) & mask; t->idx[j] != NULL; j = (j + 1) & mask) {
+        size_t k = be_id_hash(t->idx[j]->id) & mask;
+        /* The entry at j stays when its home k lies cyclically in (i, j]. */
+        if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+            continue;
+        t->idx[i] = t->idx[j];
+        i = j;
+    }
+    t->idx[i] = NULL;
+}
+
 /* Main thread only (the only writer), so reading without the lock is safe. */
 be_t *be_find(be_table_t *t, const char *id)
 {
-    for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->v[i]->id, id) == 0)
-            return t->v[i];
+    if (t->idx == NULL) {
+        for (size_t i = 0; i < t->n; i++)
+            if (strcmp(t->v[i]->id, id) == 0)
+                return t->v[i];
+        return NULL;
+    }
+    for (size_t i = be_id_hash(id) & (t->idxcap - 1); t->idx[i] != NULL;
+         i = (i + 1) & (t->idxcap - 1))
+        if (strcmp(t->idx[i]->id, id) == 0)
+            return t->idx[i];
     return NULL;
 }
 
@@ -620,6 +690,9 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
         t->v = v;
         t->cap = cap;
     }
+    be_index_grow(t);
+    if (t->idx != NULL)
+        be_index_put(t->idx, t->idxcap, b);
     t->v[t->n++] = b;
     bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
@@ -637,6 +710,7 @@ void be_remove(be_table_t *t, be_t *b)
         if (t->v[i] == b) {
             memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(*t->v));
             t->n--;
+            be_index_del(t, b);
             found = 1;
             break;
         }

@@ -108,6 +108,7 @@ struct be {
     uint64_t failures;                    /* check and passive failures seen by this lb */
     int has_remote;                       /* remote_conns is valid */
     unsigned weight;                      /* 1..256; be_set_weight() only */
+    unsigned algo_slot;                   /* the algorithm's index of it (be_lc.c), its lock */
 
     /* Fixed at be_add(): read by proxies at connect and in logs. */
     _Alignas(BE_CACHELINE) char id[BE_ID_MAX];
@@ -147,6 +148,12 @@ struct be_table {
     unsigned rise, fall; /* relaxed atomics: a reload changes them */
     be_t **v;            /* in insertion order; changed under the write lock */
     size_t n, cap;
+    /* be_find()'s index by id, main thread only: open addressing with
+     * linear probing, a power of two at least twice n; NULL (no memory)
+     * falls back to scanning v. Discovery looks up every worker every
+     * second: a scan made that quadratic in the fleet. */
+    be_t **idx;
+    size_t idxcap;
     be_watch_fn watch; /* told when a backend stops taking new connections */
     void *watch_arg;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */

@@ -5,10 +5,18 @@
  * SMEMBERS of the set followed by one MGET of every state key; at most one
  * runs at a time, and an event arriving meanwhile queues exactly one more.
  *
- * Events bump a generation counter. A refresh whose SMEMBERS was sent
- * before the latest event may describe a worker that has since left, so it
- * updates and removes backends but adds none; the refresh queued by the
- * event adds them a moment later.
+ * Leave events bump a generation counter. A refresh whose SMEMBERS was
+ * sent before the latest leave may describe a worker that has since left,
+ * so it updates and removes backends but adds none; the refresh queued by
+ * the event adds them a moment later. Joins and drains cannot make a
+ * refresh stale that way, and bumping on them would keep every refresh of a
+ * join storm (a fleet starting, or re-announcing itself after a Redis
+ * failover) from adding anyone until the storm is over.
+ *
+ * Event-driven refreshes are at most one per DISC_EVENT_MIN_S: every
+ * refresh reads every worker's state, and one per event would cost Redis
+ * lbs x workers x events during such a storm (bench/README.md, "Fleet
+ * scale"). Drains and leaves act on the named backend at once anyway.
  *
  * After a reconnect (Redis restarted empty, or a Sentinel failover to a
  * replica that missed the last writes) the workers need a moment to write
@@ -28,6 +36,8 @@
 #include "util.h"
 
 #define DISC_REFRESH_S 1.0
+/* The shortest time between two refreshes that events ask for. */
+#define DISC_EVENT_MIN_S 0.2
 /* The lifetime of a worker's state key: by then every live worker has
  * written its state to the Redis we reached. */
 #define DISC_GRACE_MS FLEET_STATE_TTL_MS
@@ -40,6 +50,8 @@ struct disc {
     char *prefix, *set_key, *chan;
     ev_timer tick;
     ev_timer sample; /* this lb's counts against the clock, see be.h */
+    ev_timer soon;   /* an event's refresh, held back to DISC_EVENT_MIN_S */
+    ev_tstamp last;  /* ev_now() of the last refresh sent */
     int inflight;    /* a refresh is running */
     int again;       /* run another one when it ends */
     unsigned gen;    /* bumped by every event */
@@ -74,12 +86,17 @@ static void disc_remove(disc_t *d, be_t *b, const char *why)
     be_remove(d->t, b);
 }
 
+static int disc_ptr_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (be_t *const *)a, y = (uintptr_t) * (be_t *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether b is in v (sorted by disc_ptr_cmp): a refresh asks this of every
+ * backend, so a scan would make it quadratic in the fleet. */
 static int disc_in(be_t *const *v, size_t n, const be_t *b)
 {
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == b)
-            return 1;
-    return 0;
+    return bsearch(&b, v, n, sizeof(*v), disc_ptr_cmp) != NULL;
 }
 
 /* Applies one refresh: vals[i] is the MGET answer for ids[i] (NULL or nil =
@@ -142,6 +159,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
     /* Whatever Redis no longer lists has left, unless we just reconnected
      * and it may not have written its state yet. Collect first: removing
      * reshuffles the table. */
+    qsort(seen, nseen, sizeof(*seen), disc_ptr_cmp);
     size_t cnt = be_table_count(d->t), ngone = 0, nkept = 0;
     int grace = d->grace_until != 0 && be_now_ms() < d->grace_until;
     be_t **gone = calloc(cnt ? cnt : 1, sizeof(*gone));
@@ -278,8 +296,26 @@ static void disc_refresh(disc_t *d)
     if (!rds_connected(d->cmd))
         return;
     d->inflight = 1;
+    d->last = ev_now(d->loop);
     if (rds_command(d->cmd, disc_on_members, d, "SMEMBERS %s", d->set_key) < 0)
         d->inflight = 0;
+}
+
+static void disc_soon_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    disc_refresh(container_of(w, disc_t, soon));
+}
+
+/* A refresh an event asks for: now, or DISC_EVENT_MIN_S after the last. */
+static void disc_refresh_soon(disc_t *d)
+{
+    ev_tstamp wait = d->last + DISC_EVENT_MIN_S - ev_now(d->loop);
+    if (wait <= 0) {
+        disc_refresh(d);
+    } else if (!ev_is_active(&d->soon)) {
+        ev_timer_set(&d->soon, wait, 0.);
+        ev_timer_start(d->loop, &d->soon);
+    }
 }
 
 static void disc_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -298,7 +334,8 @@ static void disc_sample_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void disc_on_event(disc_t *d, const char *msg, size_t len)
 {
     fleet_event_t ev;
-    if (fleet_event_parse(msg, len, &ev, NULL, 0) == 0) {
+    int parsed = fleet_event_parse(msg, len, &ev, NULL, 0) == 0;
+    if (parsed) {
         be_t *b = be_find(d->t, ev.id);
         log_debug("discovery: event %s for %s", fleet_event_name(ev.type), ev.id);
         if (b && ev.type == FLEET_EV_DRAIN) {
@@ -310,8 +347,9 @@ static void disc_on_event(disc_t *d, const char *msg, size_t len)
                 be_clear_remote(d->t, b);
         }
     }
-    d->gen++;
-    disc_refresh(d);
+    if (!parsed || ev.type == FLEET_EV_LEAVE)
+        d->gen++;
+    disc_refresh_soon(d);
 }
 
 static void disc_on_sub(rds_t *r, redisReply *reply, void *privdata)
@@ -367,6 +405,7 @@ disc_t *disc_create(struct ev_loop *loop, be_table_t *t, const rds_config_t *rc,
     d->t = t;
     ev_timer_init(&d->tick, disc_tick_cb, DISC_REFRESH_S, DISC_REFRESH_S);
     ev_timer_init(&d->sample, disc_sample_cb, 0., BE_SAMPLE_MS / 1000.0);
+    ev_timer_init(&d->soon, disc_soon_cb, DISC_EVENT_MIN_S, 0.);
     if (!prefix)
         prefix = FLEET_DEFAULT_PREFIX;
     size_t sn = fleet_key_workers(prefix, NULL, 0) + 1, cn = fleet_key_events(prefix, NULL, 0) + 1;
@@ -405,6 +444,7 @@ void disc_free(disc_t *d)
         return;
     ev_timer_stop(d->loop, &d->tick);
     ev_timer_stop(d->loop, &d->sample);
+    ev_timer_stop(d->loop, &d->soon);
     /* rds_free answers pending commands with NULL while d is still alive. */
     rds_free(d->sub);
     rds_free(d->cmd);

@@ -109,6 +109,135 @@ static void test_add_find_remove(void **state)
     be_table_free(t);
 }
 
+/* leastconn and leastload keep a tree of scores: whatever happens to the
+ * table (picks, releases, published counts, drains, downs, removals,
+ * joins), every pick must be a usable backend of the lowest score, as a
+ * scan of the table finds it. */
+static int64_t model_score_num(be_t *b, int with_load)
+{
+    return be_conns(b) + 1 + (with_load ? 4 * (be_load(b) > 0 ? be_load(b) : 0) : 0);
+}
+
+static void tree_matches_scan(const char *algo, int with_load)
+{
+    enum { N = 200, OPS = 20000 };
+    uint64_t rng = 0x1234567;
+    be_table_t *t = be_table_create(be_algo_find(algo), 0);
+    sock_addr_t a = addr_of(9000);
+    be_t **held = calloc(OPS, sizeof(*held));
+    static int64_t nums[2 * N + 1];
+    int nheld = 0, next_id = 0;
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "m%d", next_id++);
+        assert_non_null(be_add(t, id, &a, 1 + (unsigned)(rng_next(&rng) % 3), BE_STATIC));
+    }
+    for (int op = 0; op < OPS; op++) {
+        size_t n = be_table_count(t);
+        be_t *r = be_table_at(t, rng_next(&rng) % n);
+        switch (rng_next(&rng) % 10) {
+        case 0:
+            be_update_remote_ex(t, r, (int64_t)(rng_next(&rng) % 50), (int64_t)(rng_next(&rng) % 5),
+                                (uint64_t)op + 1, be_active(r));
+            break;
+        case 1:
+            be_event(t, r, (rng_next(&rng) & 1) ? BE_EV_ADMIN_DRAIN : BE_EV_ADMIN_ENABLE, "t");
+            break;
+        case 2:
+            be_event(t, r, (rng_next(&rng) & 1) ? BE_EV_CHECK_FAIL : BE_EV_CHECK_OK, "t");
+            break;
+        case 3:
+            if (nheld > 0) {
+                int k = (int)(rng_next(&rng) % (uint64_t)nheld);
+                be_release(t, held[k]);
+                held[k] = held[--nheld];
+            }
+            break;
+        case 4:
+            if (n > N / 2 && rng_next(&rng) % 4 == 0) {
+                be_remove(t, r);
+            } else if (n < 2 * N) {
+                snprintf(id, sizeof(id), "m%d", next_id++);
+                be_add(t, id, &a, 1, BE_STATIC);
+            }
+            break;
+        default: {
+            /* the lowest score among usable backends, by a scan */
+            int64_t bn = -1, bw = 1, pn = -1;
+            size_t cnt = be_table_count(t);
+            for (size_t i = 0; i < cnt; i++) {
+                be_t *b = be_table_at(t, i);
+                int64_t num = model_score_num(b, with_load), w = be_weight(b);
+                nums[i] = num;
+                if (be_usable(b) && (bn < 0 || num * bw < bn * w)) {
+                    bn = num;
+                    bw = w;
+                }
+            }
+            be_t *p = be_pick(t, NULL, 0);
+            if (bn < 0) {
+                assert_null(p);
+                break;
+            }
+            assert_non_null(p);
+            assert_true(be_usable(p));
+            for (size_t i = 0; i < cnt; i++)
+                if (be_table_at(t, i) == p)
+                    pn = nums[i];
+            int64_t w = be_weight(p);
+            if (pn * bw != bn * w)
+                fail_msg("op %d: picked %s at %lld/%lld, lowest is %lld/%lld", op, be_id(p),
+                         (long long)pn, (long long)w, (long long)bn, (long long)bw);
+            held[nheld++] = p;
+        }
+        }
+    }
+    for (int i = 0; i < nheld; i++)
+        be_release(t, held[i]);
+    free(held);
+    be_table_free(t);
+}
+
+static void test_tree_matches_scan(void **state)
+{
+    tree_matches_scan("leastconn", 0);
+    tree_matches_scan("leastload", 1);
+}
+
+/* be_find's index at fleet size: every id found after removals that
+ * shift probe runs, none of the removed ones, and removed ids back again. */
+static void test_find_index_churn(void **state)
+{
+    enum { N = 3000 };
+    static be_t *bs[N];
+    be_table_t *t = be_table_create(be_algo_find("leastconn"), 0);
+    sock_addr_t a = addr_of(9000);
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        assert_non_null(bs[i] = be_add(t, id, &a, 1, BE_DISCOVERED));
+    }
+    for (int i = 0; i < N; i += 3)
+        be_remove(t, bs[i]);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        if (i % 3 == 0)
+            assert_null(be_find(t, id));
+        else
+            assert_ptr_equal(be_find(t, id), bs[i]);
+    }
+    for (int i = 0; i < N; i += 3) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        assert_non_null(bs[i] = be_add(t, id, &a, 1, BE_DISCOVERED));
+    }
+    assert_int_equal(be_table_count(t), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "worker-%d", i);
+        assert_ptr_equal(be_find(t, id), bs[i]);
+    }
+    be_table_free(t);
+}
+
 /* An admin drain is kept by id: it outlives the backend (a worker that
  * leaves and rejoins, or comes back at another address) until enabled. */
 static void test_admin_drain_outlives_backend(void **state)
@@ -664,10 +793,10 @@ static void *mt_picker(void *p)
 
 /* Proxy threads pick and release while the main thread adds and removes
  * backends: under ASan this catches a backend freed while still referenced. */
-static void test_threads_and_churning_table(void **state)
+static void threads_and_churning_table(const char *algo)
 {
     be_t *bs[2];
-    be_table_t *t = table_with("p2c", 2, bs, 0);
+    be_table_t *t = table_with(algo, 2, bs, 0);
     struct mt_arg args[3];
     pthread_t th[3];
     for (int i = 0; i < 3; i++) {
@@ -694,12 +823,21 @@ static void test_threads_and_churning_table(void **state)
     be_table_free(t);
 }
 
+/* leastconn's tree is written by take and release on every thread. */
+static void test_threads_and_churning_table(void **state)
+{
+    threads_and_churning_table("p2c");
+    threads_and_churning_table("leastconn");
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_algo_find),
         cmocka_unit_test(test_add_find_remove),
+        cmocka_unit_test(test_find_index_churn),
+        cmocka_unit_test(test_tree_matches_scan),
         cmocka_unit_test(test_admin_drain_outlives_backend),
         cmocka_unit_test(test_leastconn_picks_min),
         cmocka_unit_test(test_leastconn_weights),

@@ -298,6 +298,67 @@ static int cond_smembers2(void *p)
     return smembers_calls(p) >= 2;
 }
 
+/* A join storm (a fleet starting, or re-announcing itself after a Redis
+ * failover): one join event every 20 ms for 1.2 s. A worker whose state is
+ * there is added while the storm still runs, not only once it is over, and
+ * the events cost a few refreshes, not one each. */
+typedef struct storm {
+    redis_fx_t *fx;
+    be_table_t *t;
+    ev_timer tick;
+    int sent;
+} storm_t;
+
+enum { STORM_EVENTS = 60 };
+
+static void storm_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    storm_t *st = w->data;
+    char ev[128];
+    snprintf(ev, sizeof(ev), "{\"event\":\"join\",\"id\":\"s%d\"}", st->sent);
+    rcmd(st->fx, "PUBLISH wslb:events %s", ev);
+    if (++st->sent == STORM_EVENTS)
+        ev_timer_stop(loop, w);
+}
+
+static int cond_added_in_storm(void *p)
+{
+    storm_t *st = p;
+    return be_find(st->t, "w1") != NULL || st->sent == STORM_EVENTS;
+}
+
+static void test_join_storm(void **state)
+{
+    redis_fx_t *fx = *state;
+    if (!fx->c)
+        skip();
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    be_table_t *t = be_table_create(NULL, 0);
+    char err[256];
+    rds_config_t rc = {.addr = fx->addr};
+    disc_t *d = disc_create(loop, t, &rc, "wslb:", err, sizeof(err));
+    assert_non_null(d);
+    assert_true(run_until(loop, cond_smembers2, fx, 3000)); /* connected, refreshed */
+    long long before = smembers_calls(fx);
+    storm_t st = {.fx = fx, .t = t};
+    ev_timer_init(&st.tick, storm_cb, 0.02, 0.02);
+    st.tick.data = &st;
+    ev_timer_start(loop, &st.tick);
+    put_state(fx, "w1", "127.0.0.1:9501", "up", 0, 0, 1000);
+    assert_true(run_until(loop, cond_added_in_storm, &st, 5000));
+    assert_non_null(be_find(t, "w1"));
+    assert_true(st.sent < STORM_EVENTS);
+    while (st.sent < STORM_EVENTS)
+        ev_run(loop, EVRUN_ONCE);
+    long long during = smembers_calls(fx) - before;
+    /* 1.2 s of events: a refresh per DISC_EVENT_MIN_S and the periodic ones */
+    print_message("join storm: %d events, %lld refreshes\n", STORM_EVENTS, during);
+    assert_true(during <= 10);
+    disc_free(d);
+    be_table_free(t);
+    ev_loop_destroy(loop);
+}
+
 /* Redis comes back empty (a restart without persistence, or a failover to a
  * replica that missed the last writes): the lb keeps what it knew for one
  * state-key lifetime, so workers that write their state again in time are
@@ -361,6 +422,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_discovery, redis_setup, redis_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_keeps_backends_for_a_grace, redis_setup,
                                         redis_teardown),
+        cmocka_unit_test_setup_teardown(test_join_storm, redis_setup, redis_teardown),
         cmocka_unit_test(test_bad_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
