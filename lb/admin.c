@@ -61,6 +61,8 @@ struct admin {
     char *token; /* NULL = no auth */
     int open_reads;
     met_registry_t *extra;
+    enum admin_life (*life)(void *ud);
+    void *life_ud;
     int lfd;
     sock_addr_t local;
     acc_t *acc; /* accepts on lfd */
@@ -327,6 +329,40 @@ done:
     return rc;
 }
 
+/* A front (an NLB's target check, a DNS health check) takes an lb out on
+ * anything but 200, so 200 means a new client would be served: not
+ * stopping, and some backend takes connections. Until discovery has read
+ * Redis once, an empty table says "loading" rather than "no backend". */
+int admin_render_health(be_table_t *t, enum admin_life life, buf_t *out)
+{
+    if (life == ADMIN_LIFE_STOPPING)
+        return buf_append_str(out, "shutting down: no longer accepting\n") < 0 ? -1 : 503;
+    size_t usable = 0, down = 0, draining = 0;
+    be_table_rdlock(t);
+    size_t n = be_table_count(t);
+    for (size_t i = 0; i < n; i++) {
+        be_t *b = be_table_at(t, i);
+        if (be_usable(b))
+            usable++;
+        else if (be_state(b) == BE_DOWN)
+            down++;
+        else
+            draining++;
+    }
+    be_table_unlock(t);
+    int rc;
+    if (usable > 0)
+        rc = buf_append_str(out, "ok\n");
+    else if (life == ADMIN_LIFE_LOADING)
+        rc = buf_append_str(out, "loading: waiting for the first discovery from Redis\n");
+    else
+        rc = buf_printf(out, "no usable backend: %zu known, %zu down, %zu draining\n", n, down,
+                        draining);
+    if (rc < 0)
+        return -1;
+    return usable > 0 ? 200 : 503;
+}
+
 /* ---- connections ---------------------------------------------------------- */
 
 static void admin_reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -519,18 +555,29 @@ static void admin_route(admin_conn_t *c, const http_head_t *h)
     }
     http_str_t p = h->path;
     int get = h->method == HTTP_GET;
-    if (http_str_eq(p, "/healthz") || http_str_eq(p, "/stats") || http_str_eq(p, "/metrics")) {
+    if (http_str_eq(p, "/healthz") || http_str_eq(p, "/stats") || http_str_eq(p, "/metrics") ||
+        http_str_eq(p, "/livez")) {
         if (!get) {
             admin_reply_str(c, 405, "{\"error\":\"method not allowed\"}\n", "Allow: GET\r\n");
             return;
         }
-        if (http_str_eq(p, "/healthz")) {
+        if (http_str_eq(p, "/livez")) {
             admin_reply(c, 200, "text/plain", "ok\n", 3, NULL);
             return;
         }
         buf_t body = BUF_INIT;
         int rc;
         const char *ctype;
+        if (http_str_eq(p, "/healthz")) {
+            int st = admin_render_health(a->t, a->life ? a->life(a->life_ud) : ADMIN_LIFE_SERVING,
+                                         &body);
+            if (st > 0)
+                admin_reply(c, st, "text/plain", buf_head(&body), buf_size(&body), NULL);
+            else
+                admin_reply_json(c, 500, "{\"error\":\"internal\"}\n");
+            buf_free(&body);
+            return;
+        }
         if (http_str_eq(p, "/stats")) {
             rc = admin_render_stats(a->t, a->stats, be_table_algo(a->t)->name, &body);
             ctype = "application/json";
@@ -742,6 +789,8 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     a->t = t;
     a->stats = stats;
     a->extra = cfg ? cfg->metrics : NULL;
+    a->life = cfg ? cfg->life : NULL;
+    a->life_ud = cfg ? cfg->life_ud : NULL;
     ev_prepare_init(&a->reap, admin_reap_cb);
     acc_config_t ac = {
         .fd = a->lfd, .batch = ADMIN_ACCEPTS, .name = "admin", .on_fd = admin_on_accept, .ud = a};

@@ -161,6 +161,18 @@ static void lb_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     lb_finish(lb, "grace period over");
 }
 
+/* For /healthz: a front takes this lb out while it stops or has not yet
+ * learnt its workers. */
+static enum admin_life lb_life(void *ud)
+{
+    lb_t *lb = ud;
+    if (lb->stopping)
+        return ADMIN_LIFE_STOPPING;
+    if (lb->disc != NULL && !disc_loaded(lb->disc))
+        return ADMIN_LIFE_LOADING;
+    return ADMIN_LIFE_SERVING;
+}
+
 /* SIGTERM/SIGINT: stop accepting, let tunnels finish within --grace-s. A
  * second signal cuts the grace period short. */
 static void lb_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -570,6 +582,8 @@ int main(int argc, char **argv)
         admin_config_t ac = {.listen = o->admin,
                              .token = token,
                              .metrics = lb->reg,
+                             .life = lb_life,
+                             .life_ud = lb,
                              .open_reads = lb_is_loopback(o->admin)};
         lb->admin = admin_create(lb->loop, lb->table, &lb->stats, &ac, err, sizeof(err));
         if (lb->admin == NULL) {
