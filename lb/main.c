@@ -43,7 +43,7 @@ typedef struct lb_opts {
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
-    int access_log;
+    int access_log, accept_proxy;
     rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
 } lb_opts_t;
 
@@ -303,6 +303,10 @@ int main(int argc, char **argv)
          "peers whose X-Forwarded-For is appended to (others' is replaced), exempt from "
          "--limit-*; repeatable",
          0, 0},
+        {"accept-proxy", CFG_BOOL, &o->accept_proxy, NULL,
+         "every connection to the listeners (plain and TLS) starts with a PROXY protocol v1 or "
+         "v2 header from a --trusted-proxies peer, whose client address is then used (off)",
+         0, 0},
         {"route", CFG_LIST, &o->route, "PATH",
          "websocket path proxied to the workers, exact match (default /eval)", 0, 0},
         {"proxy-http", CFG_LIST, &o->proxy_http, "PREFIX",
@@ -410,6 +414,13 @@ int main(int argc, char **argv)
             rc = 2;
             goto out;
         }
+    }
+    /* Anyone could claim any client address: only named peers may. */
+    if (o->accept_proxy && lb->trusted.n == 0) {
+        fprintf(stderr, "lb: --accept-proxy needs --trusted-proxies: the addresses of the "
+                        "load balancers that send the PROXY header\n");
+        rc = 2;
+        goto out;
     }
     lb->routes = route_create();
     if (lb->routes == NULL) {
@@ -532,6 +543,7 @@ int main(int argc, char **argv)
         .lb_id = o->id,
         .routes = lb->routes,
         .st = lb->st,
+        .accept_proxy = o->accept_proxy,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {

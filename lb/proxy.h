@@ -65,6 +65,9 @@ typedef struct px_config {
     /* Files served from memory for GET and HEAD (--static); NULL = none.
      * Not owned. */
     st_t *st;
+    /* --accept-proxy: every connection starts with a PROXY protocol header
+     * (v1 or v2) from a peer in trusted; anything else is closed. */
+    int accept_proxy;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration

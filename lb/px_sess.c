@@ -65,6 +65,8 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_BACKEND_CLOSE] = "backend_close",
     [PX_R_BACKEND_LOST] = "backend_lost",
     [PX_R_EVICTED] = "evicted",
+    [PX_R_PROXY_BAD] = "proxy_bad",
+    [PX_R_PROXY_UNTRUSTED] = "proxy_untrusted",
 };
 
 size_t px_conn_idle_bytes(void)
@@ -126,6 +128,7 @@ void px_pre_free(px_conn_t *c)
     px_hq_del(c);
     buf_free(&c->pre->hbuf);
     buf_free(&c->pre->rbuf);
+    free(c->pre->pp);
     free(c->pre);
     c->pre = NULL;
 }
@@ -181,6 +184,9 @@ static void px_update(px_conn_t *c)
     if (c->closing)
         return;
     switch (c->phase) {
+    case PX_PROXY:
+        ea = EV_READ;
+        break;
     case PX_TLS_HS:
         ea = (c->a.wants & PX_IO_RECV_WANTS_WRITE) ? EV_WRITE : EV_READ;
         break;
@@ -593,6 +599,9 @@ void px_read_response(px_conn_t *c)
 static void px_step(px_conn_t *c)
 {
     switch (c->phase) {
+    case PX_PROXY:
+        px_read_proxy(c);
+        break;
     case PX_TLS_HS:
         px_handshake(c);
         break;
@@ -649,6 +658,7 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     px_conn_t *c = container_of(w, px_conn_t, timer);
 
     switch (c->phase) {
+    case PX_PROXY:
     case PX_TLS_HS:
         lbs_inc(&c->th->px->stats->errors[LBS_ERR_HEAD_TIMEOUT]);
         px_close(c, PX_R_HEAD_TIMEOUT);
@@ -723,6 +733,14 @@ static void px_admit(px_conn_t *c)
             c->shed = 1;
         }
     }
+    /* Behind a PROXY header, the address is known once the header is in. */
+    if (!px->cfg.accept_proxy)
+        px_admit_addr(c);
+}
+
+void px_admit_addr(px_conn_t *c)
+{
+    px_t *px = c->th->px;
     c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
     if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
@@ -769,7 +787,9 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     th->conns = c;
     lbs_active(px->stats, 1);
     px_admit(c);
-    if (tls) {
+    if (px->cfg.accept_proxy) {
+        c->phase = PX_PROXY; /* then TLS or the head, see px_read_proxy */
+    } else if (tls) {
         if (px_io_tls_attach(&c->a, px->cfg.tls) < 0) {
             px_conn_free(c);
             return;
@@ -780,6 +800,10 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     }
     px_timer(c, px->cfg.timeout_head_ms / 1000.0);
     px_hq_add(c);
+    if (c->phase == PX_PROXY && px_proxy_accept(c) < 0) {
+        px_after(c); /* not inside any of c's callbacks: frees it */
+        return;
+    }
     if (c->limited && !tls) {
         /* Not inside any of c's callbacks: px_after may free it. */
         px_reply_limited(c);
