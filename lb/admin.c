@@ -31,6 +31,7 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "met_names.h"
 #include "util.h"
 
 #define ADMIN_MAX_HEAD      8192
@@ -231,20 +232,16 @@ static const struct {
     const char *name, *type, *help;
     admin_be_val fn;
 } admin_be_series[] = {
-    {"wslb_backend_up", "gauge", "1 when the backend takes new connections", admin_v_up},
-    {"wslb_backend_draining", "gauge", "1 while the backend is draining (worker or admin)",
+    {MN_BE_UP, "gauge", "1 when the backend takes new connections", admin_v_up},
+    {MN_BE_DRAINING, "gauge", "1 while the backend is draining (worker or admin)",
      admin_v_draining},
-    {"wslb_backend_active_connections", "gauge", "Connections this lb has open to the backend",
-     admin_v_active},
-    {"wslb_backend_connections_total", "counter", "Connections this lb sent to the backend",
-     admin_v_total},
-    {"wslb_backend_failures_total", "counter", "Connect and health-check failures",
-     admin_v_failures},
-    {"wslb_backend_weight", "gauge", "Configured weight", admin_v_weight},
-    {"wslb_backend_load", "gauge", "Evaluations running and queued, as the worker publishes",
-     admin_v_load},
-    {"wslb_backend_global_connections", "gauge",
-     "Connections on the backend from every lb, as balanced on", admin_v_global},
+    {MN_BE_ACTIVE, "gauge", "Connections this lb has open to the backend", admin_v_active},
+    {MN_BE_CONNECTIONS, "counter", "Connections this lb sent to the backend", admin_v_total},
+    {MN_BE_FAILURES, "counter", "Connect and health-check failures", admin_v_failures},
+    {MN_BE_WEIGHT, "gauge", "Configured weight", admin_v_weight},
+    {MN_BE_LOAD, "gauge", "Evaluations running and queued, as the worker publishes", admin_v_load},
+    {MN_BE_GLOBAL, "gauge", "Connections on the backend from every lb, as balanced on",
+     admin_v_global},
 };
 
 /* Lb totals through a throwaway met registry (so the rendering stays pure
@@ -256,16 +253,16 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
     met_registry_t *r = met_create();
     if (!r)
         return -1;
+    met_set_legacy(r, extra ? met_legacy(extra) : 1);
     static const struct {
         const char *name, *help;
         size_t off;
     } totals[] = {
-        {"wslb_lb_accepted_total", "Client connections accepted", offsetof(lbs_t, accepted)},
-        {"wslb_lb_handshakes_total", "Websocket upgrades answered 101",
-         offsetof(lbs_t, handshakes)},
-        {"wslb_lb_requests_total", "Plain HTTP requests proxied", offsetof(lbs_t, requests)},
-        {"wslb_lb_bytes_in_total", "Bytes from clients to backends", offsetof(lbs_t, bytes_in)},
-        {"wslb_lb_bytes_out_total", "Bytes from backends to clients", offsetof(lbs_t, bytes_out)},
+        {MN_LB_ACCEPTED, "Client connections accepted", offsetof(lbs_t, accepted)},
+        {MN_LB_HANDSHAKES, "Websocket upgrades answered 101", offsetof(lbs_t, handshakes)},
+        {MN_LB_REQUESTS, "Plain HTTP requests proxied", offsetof(lbs_t, requests)},
+        {MN_LB_RECEIVED_BYTES, "Bytes from clients to backends", offsetof(lbs_t, bytes_in)},
+        {MN_LB_SENT_BYTES, "Bytes from backends to clients", offsetof(lbs_t, bytes_out)},
     };
     for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
         met_counter_t *c = met_counter(r, totals[i].name, NULL, totals[i].help);
@@ -273,14 +270,14 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
             goto done;
         met_inc(c, AT_LOAD((uint64_t *)((char *)s + totals[i].off)));
     }
-    met_gauge_t *g = met_gauge(r, "wslb_lb_active_connections", NULL, "Client connections open");
+    met_gauge_t *g = met_gauge(r, MN_LB_ACTIVE, NULL, "Client connections open");
     if (!g)
         goto done;
     met_set(g, AT_LOAD(&s->active));
     for (int e = 0; e < LBS_ERR__COUNT; e++) {
         char label[64];
         snprintf(label, sizeof(label), "kind=\"%s\"", lbs_err_name(e));
-        met_counter_t *c = met_counter(r, "wslb_lb_errors_total", label, "Errors by kind");
+        met_counter_t *c = met_counter(r, MN_LB_ERRORS, label, "Errors by kind");
         if (!c)
             goto done;
         met_inc(c, AT_LOAD(&s->errors[e]));
@@ -295,7 +292,7 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
     };
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
         met_counter_t *c =
-            met_counter(r, "wslb_admin_connections_dropped_total", dropped[i].label,
+            met_counter(r, MN_ADMIN_DROPPED, dropped[i].label,
                         "Admin API connections closed unanswered: no room, displaced, or silent");
         if (!c)
             goto done;

@@ -24,6 +24,7 @@
 #include "lim.h"
 #include "log.h"
 #include "met.h"
+#include "met_names.h"
 #include "proxy.h"
 #include "route.h"
 #include "rdo.h"
@@ -43,7 +44,7 @@ typedef struct lb_opts {
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
-    int access_log, accept_proxy;
+    int access_log, accept_proxy, metrics_legacy;
     rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
 } lb_opts_t;
 
@@ -243,6 +244,7 @@ int main(int argc, char **argv)
     o->grace_s = 10;
     o->max_head = HTTP_DEFAULT_MAX_HEAD;
     o->access_log = 1;
+    o->metrics_legacy = 1;
     o->static_max_file_kb = ST_DEFAULT_MAX_FILE / 1024;
     o->static_max_total_kb = ST_DEFAULT_MAX_TOTAL / 1024;
 
@@ -330,6 +332,10 @@ int main(int argc, char **argv)
         {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
         {"log-format", CFG_STR, &o->log_format, "FORMAT",
          "text|json: key=value lines or one JSON object per line (text)", 0, 0},
+        {"metrics-legacy", CFG_BOOL, &o->metrics_legacy, NULL,
+         "/metrics also shows the deprecated wslb_lb_handshake_ms and wslb_lb_bytes_in/out_total "
+         "beside their current names (on; --metrics-legacy=no drops them; they go in 0.3.0)",
+         0, 0},
         CFG_END,
     };
 
@@ -473,15 +479,17 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    static const double hs_bounds[] = {0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+    static const double hs_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                       0.1,    0.25,  0.5,   1,     2.5,  5};
     lb->reg = met_create();
     if (lb->reg == NULL) {
         log_error("out of memory");
         goto out;
     }
+    met_set_legacy(lb->reg, o->metrics_legacy);
     lb->stats.handshake_ms =
-        met_hist(lb->reg, "wslb_lb_handshake_ms", NULL,
-                 "Milliseconds from accepting a client to its backend's response head", hs_bounds,
+        met_hist(lb->reg, MN_LB_HANDSHAKE_DURATION, NULL,
+                 "Seconds from accepting a client to its backend's response head", hs_bounds,
                  sizeof(hs_bounds) / sizeof(hs_bounds[0]));
 
     lb->table = be_table_create(algo, (unsigned)o->slowstart_ms);

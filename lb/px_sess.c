@@ -536,7 +536,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     else
         lbs_inc(&px->stats->requests);
     if (px->stats->handshake_ms != NULL)
-        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e6);
+        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e9);
 
     if (h->status == 101) {
         c->ws = http_header_has_token(h, "Upgrade", "websocket");

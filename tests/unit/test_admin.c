@@ -19,6 +19,7 @@
 #include "be.h"
 #include "lbs.h"
 #include "fleet.h"
+#include "met_names.h"
 #include "log.h"
 #include "sock.h"
 
@@ -136,9 +137,10 @@ static void test_render_metrics(void **state)
 {
     fixture_t *f = *state;
     met_registry_t *extra = met_create();
-    double bounds[] = {1, 10, 100};
-    met_hist_t *hs = met_hist(extra, "wslb_lb_handshake_ms", NULL, "Handshake latency", bounds, 3);
-    met_observe(hs, 5);
+    double bounds[] = {0.001, 0.01, 0.1};
+    met_hist_t *hs =
+        met_hist(extra, MN_LB_HANDSHAKE_DURATION, NULL, "Handshake latency", bounds, 3);
+    met_observe(hs, 0.005);
     be_update_remote(f->t, f->b1, 9, 2, 100);
 
     buf_t out = BUF_INIT;
@@ -155,7 +157,19 @@ static void test_render_metrics(void **state)
     assert_non_null(strstr(txt, "wslb_backend_load{backend=\"b1\"} 2\n"));
     /* label values are escaped */
     assert_non_null(strstr(txt, "wslb_backend_weight{backend=\"w:\\\"1\\\"\"} 1\n"));
-    assert_non_null(strstr(txt, "wslb_lb_handshake_ms_bucket{le=\"10\"} 1"));
+    assert_non_null(strstr(txt, "wslb_lb_handshake_duration_seconds_bucket{le=\"0.01\"} 1\n"));
+    assert_non_null(strstr(txt, "wslb_lb_received_bytes_total 1234\n"));
+    /* The legacy names ride along while the registry says so, in their units. */
+    assert_non_null(strstr(txt, "wslb_lb_handshake_ms_bucket{le=\"10\"} 1\n"));
+    assert_non_null(strstr(txt, "wslb_lb_bytes_in_total 1234\n"));
+    buf_reset(&out);
+    met_set_legacy(extra, 0);
+    assert_int_equal(admin_render_metrics(f->t, &f->stats, extra, &out), 0);
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    txt = buf_head(&out);
+    assert_non_null(strstr(txt, "wslb_lb_received_bytes_total 1234\n"));
+    assert_null(strstr(txt, "wslb_lb_bytes_in_total"));
+    assert_null(strstr(txt, "_ms"));
     /* every series has exactly one TYPE line */
     const char *p = txt;
     int ntype = 0;
