@@ -24,6 +24,7 @@
 #define MN_LB_STATIC_FILES       "wslb_lb_static_files"
 #define MN_LB_STATIC_BYTES       "wslb_lb_static_bytes"
 #define MN_ADMIN_DROPPED         "wslb_admin_connections_dropped_total"
+#define MN_LB_REDIS_UP           "wslb_lb_redis_up" /* with --redis or Sentinels only */
 #define MN_BE_UP                 "wslb_backend_up"
 #define MN_BE_DRAINING           "wslb_backend_draining"
 #define MN_BE_ACTIVE             "wslb_backend_active_connections"
@@ -51,6 +52,7 @@
 #define MN_WK_SLOTS               "wslb_worker_slots"
 #define MN_WK_SLOT_FAILURES       "wslb_worker_slot_failures_total"
 #define MN_WK_SLOT_RESET_DURATION "wslb_worker_slot_reset_duration_seconds"
+#define MN_WK_REDIS_UP            "wslb_worker_redis_up" /* with --redis or Sentinels only */
 
 /* X(current, legacy, factor): while --metrics-legacy is on, each family
  * named `current` is also rendered as `legacy`, every value (a histogram's

@@ -179,6 +179,11 @@ int disc_loaded(const disc_t *d)
     return d->loaded;
 }
 
+int disc_connected(const disc_t *d)
+{
+    return rds_connected(d->cmd);
+}
+
 static void disc_batch_free(disc_batch_t *bt)
 {
     for (size_t i = 0; i < bt->n; i++)

@@ -162,6 +162,11 @@ static void lb_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     lb_finish(lb, "grace period over");
 }
 
+static double lb_gauge_redis(void *ud)
+{
+    return disc_connected(ud);
+}
+
 /* For /healthz: a front takes this lb out while it stops or has not yet
  * learnt its workers. */
 static enum admin_life lb_life(void *ud)
@@ -587,6 +592,13 @@ int main(int argc, char **argv)
                 goto out;
             }
             disc_set_lb_id(lb->disc, o->id);
+            /* Rendered on the main thread, where discovery runs. */
+            if (met_gauge_fn(lb->reg, MN_LB_REDIS_UP, NULL,
+                             "1 while discovery's connection to Redis is up", lb_gauge_redis,
+                             lb->disc) < 0) {
+                log_error("out of memory");
+                goto out;
+            }
         }
     }
     if (o->admin != NULL && *o->admin) {

@@ -133,6 +133,12 @@ static double wk_gauge_one(void *ud)
     return 1.0;
 }
 
+static double wk_gauge_redis(void *ud)
+{
+    const wk_t *w = ud;
+    return pub_connected(w->pub);
+}
+
 static int wk_metrics(wk_t *w)
 {
     static const double start_bounds[] = {0.001, 0.002, 0.003, 0.005, 0.0075, 0.01,
@@ -346,6 +352,13 @@ static int wk_start(wk_t *w, rds_config_t *rcfg, const sigset_t *stopsigs)
     if ((rcfg->addr != NULL || rcfg->sentinels != NULL) &&
         (w->pub = pub_create(w, rcfg, err, sizeof(err))) == NULL) {
         log_error("--redis: %s", err);
+        return -1;
+    }
+    /* Rendered on this loop, where the publisher runs. */
+    if (w->pub != NULL &&
+        met_gauge_fn(w->met, MN_WK_REDIS_UP, NULL, "1 while the connection to Redis is up.",
+                     wk_gauge_redis, w) < 0) {
+        log_error("out of memory");
         return -1;
     }
     rdo_clear(rcfg);
