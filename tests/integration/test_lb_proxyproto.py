@@ -202,3 +202,39 @@ def test_tls_listener_header_before_client_hello(fake_backend, lb_factory):
         for f in os.listdir(d):
             os.unlink(os.path.join(d, f))
         os.rmdir(d)
+
+
+def test_websocket_through_a_real_worker(worker_factory, lb_factory):
+    """Both versions in front of a websocket upgrade to a worker: the tunnel
+    echoes, and the access line names the carried client."""
+    w = worker_factory(id="pw1")
+    lb = lb_factory(backend="pw1=" + w.addr, accept_proxy=True, trusted_proxies="127.0.0.1/32")
+    upgrade = (b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    mask = b"\x01\x02\x03\x04"
+    frame = b"\x81\x82" + mask + bytes(a ^ b for a, b in zip(b"hi", mask))
+    for hdr, client in ((v1("203.0.113.30", "198.51.100.1", 7, 443), "203.0.113.30"),
+                        (v2("2001:db8::30", "2001:db8::1", 8, 443), "[2001:db8::30]")):
+        s = socket.create_connection(util.split_addr(lb.addr), timeout=10)
+        try:
+            s.sendall(hdr + upgrade)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 101"), data
+            rest = data.partition(b"\r\n\r\n")[2]
+            s.sendall(frame)
+            # The worker's hello, then our echo.
+            while b"\x81\x02hi" not in rest:
+                chunk = s.recv(4096)
+                assert chunk and len(rest) < 65536, rest
+                rest += chunk
+            assert b'"type":"hello"' in rest, rest
+        finally:
+            s.close()
+        util.wait_for(lambda: any(r.get("req") == b"GET /echo" and
+                                  r["client"].decode().rsplit(":", 1)[0] == client
+                                  for r in access_records(lb.stderr_text())),
+                      5, "access line of %s" % client)
