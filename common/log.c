@@ -184,6 +184,27 @@ static int log_bare_ok(const char *s)
     return 1;
 }
 
+/* A numeric field's value as both formats write it; `none` is what stands
+ * for a missing one ("-" in text, null in JSON). */
+static const char *lo_num(char *num, size_t n, const log_field_t *f, const char *none)
+{
+    switch (f->type) {
+    case LOG_F_INT:
+        snprintf(num, n, "%lld", (long long)f->i);
+        return num;
+    case LOG_F_UINT:
+        snprintf(num, n, "%llu", (unsigned long long)f->u);
+        return num;
+    case LOG_F_MS:
+        if (!isfinite(f->d))
+            return none;
+        snprintf(num, n, "%.1f", f->d);
+        return num;
+    default:
+        return none;
+    }
+}
+
 static void lo_field_text(log_out_t *o, const log_field_t *f, int first)
 {
     char num[LOG_NUM_ROOM];
@@ -217,20 +238,10 @@ static void lo_field_text(log_out_t *o, const log_field_t *f, int first)
             lo_str(o, "\"");
         return;
     }
-    case LOG_F_INT:
-        snprintf(num, sizeof(num), "%lld", (long long)f->i);
-        break;
-    case LOG_F_UINT:
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)f->u);
-        break;
-    case LOG_F_MS:
-        snprintf(num, sizeof(num), isfinite(f->d) ? "%.1f" : "-", f->d);
-        break;
     default:
-        snprintf(num, sizeof(num), "-");
-        break;
+        lo_str(o, lo_num(num, sizeof(num), f, "-"));
+        return;
     }
-    lo_str(o, num);
 }
 
 static void lo_field_json(log_out_t *o, const log_field_t *f)
@@ -251,23 +262,13 @@ static void lo_field_json(log_out_t *o, const log_field_t *f)
         lo_esc(o, f->s ? f->s : "", LOG_FMT_JSON, 1);
         lo_str(o, "\"");
         return;
-    case LOG_F_INT:
-        snprintf(num, sizeof(num), "%lld", (long long)f->i);
-        break;
-    case LOG_F_UINT:
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)f->u);
-        break;
-    case LOG_F_MS:
-        snprintf(num, sizeof(num), isfinite(f->d) ? "%.1f" : "null", f->d);
-        break;
     case LOG_F_FLAG:
-        snprintf(num, sizeof(num), "%s", f->i ? "true" : "false");
-        break;
+        lo_str(o, f->i ? "true" : "false");
+        return;
     default:
-        snprintf(num, sizeof(num), "null");
-        break;
+        lo_str(o, lo_num(num, sizeof(num), f, "null"));
+        return;
     }
-    lo_str(o, num);
 }
 
 size_t log_render(char *out, size_t outlen, enum log_format fmt, const struct timespec *ts,

@@ -12,27 +12,32 @@
 #define COMMON_MET_NAMES_H
 
 /* ---- lb (admin API /metrics) ---------------------------------------------- */
-#define MN_LB_ACCEPTED           "wslb_lb_accepted_total"
-#define MN_LB_HANDSHAKES         "wslb_lb_handshakes_total"
-#define MN_LB_REQUESTS           "wslb_lb_requests_total"
-#define MN_LB_RECEIVED_BYTES     "wslb_lb_received_bytes_total" /* clients -> backends */
-#define MN_LB_SENT_BYTES         "wslb_lb_sent_bytes_total"     /* backends -> clients */
-#define MN_LB_ACTIVE             "wslb_lb_active_connections"
-#define MN_LB_ERRORS             "wslb_lb_errors_total"
-#define MN_LB_HANDSHAKE_DURATION "wslb_lb_handshake_duration_seconds"
-#define MN_LB_STATIC_RESPONSES   "wslb_lb_static_responses_total"
-#define MN_LB_STATIC_FILES       "wslb_lb_static_files"
-#define MN_LB_STATIC_BYTES       "wslb_lb_static_bytes"
-#define MN_ADMIN_DROPPED         "wslb_admin_connections_dropped_total"
-#define MN_LB_REDIS_UP           "wslb_lb_redis_up" /* with --redis or Sentinels only */
-#define MN_BE_UP                 "wslb_backend_up"
-#define MN_BE_DRAINING           "wslb_backend_draining"
-#define MN_BE_ACTIVE             "wslb_backend_active_connections"
-#define MN_BE_CONNECTIONS        "wslb_backend_connections_total"
-#define MN_BE_FAILURES           "wslb_backend_failures_total"
-#define MN_BE_WEIGHT             "wslb_backend_weight"
-#define MN_BE_LOAD               "wslb_backend_load"
-#define MN_BE_GLOBAL             "wslb_backend_global_connections"
+#define MN_LB_ACCEPTED             "wslb_lb_accepted_total"
+#define MN_LB_HANDSHAKES           "wslb_lb_handshakes_total"
+#define MN_LB_REQUESTS             "wslb_lb_requests_total"
+#define MN_LB_RECEIVED_BYTES       "wslb_lb_received_bytes_total" /* clients -> backends */
+#define MN_LB_SENT_BYTES           "wslb_lb_sent_bytes_total"     /* backends -> clients */
+#define MN_LB_ACTIVE               "wslb_lb_active_connections"
+#define MN_LB_HANDSHAKES_MOVED     "wslb_lb_handshakes_moved_total"
+#define MN_LB_HANDSHAKES_ABANDONED "wslb_lb_handshakes_abandoned_total"
+#define MN_LB_DOWN_CLOSED          "wslb_lb_down_closed_total"
+#define MN_LB_PINGS_SENT           "wslb_lb_pings_sent_total"
+#define MN_LB_PING_TIMEOUTS        "wslb_lb_ping_timeouts_total"
+#define MN_LB_ERRORS               "wslb_lb_errors_total"
+#define MN_LB_HANDSHAKE_DURATION   "wslb_lb_handshake_duration_seconds"
+#define MN_LB_STATIC_RESPONSES     "wslb_lb_static_responses_total"
+#define MN_LB_STATIC_FILES         "wslb_lb_static_files"
+#define MN_LB_STATIC_BYTES         "wslb_lb_static_bytes"
+#define MN_ADMIN_DROPPED           "wslb_admin_connections_dropped_total"
+#define MN_LB_REDIS_UP             "wslb_lb_redis_up" /* with --redis or Sentinels only */
+#define MN_BE_UP                   "wslb_backend_up"
+#define MN_BE_DRAINING             "wslb_backend_draining"
+#define MN_BE_ACTIVE               "wslb_backend_active_connections"
+#define MN_BE_CONNECTIONS          "wslb_backend_connections_total"
+#define MN_BE_FAILURES             "wslb_backend_failures_total"
+#define MN_BE_WEIGHT               "wslb_backend_weight"
+#define MN_BE_LOAD                 "wslb_backend_load"
+#define MN_BE_GLOBAL               "wslb_backend_global_connections"
 
 /* ---- worker (/metrics) ------------------------------------------------------ */
 #define MN_WK_CONNECTIONS         "wslb_worker_connections"

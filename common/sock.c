@@ -173,9 +173,21 @@ static void sock_close_keep_errno(int fd)
     errno = saved;
 }
 
-int sock_listen(const sock_addr_t *a, int backlog, int flags, char *err, size_t errlen)
+/* "what ADDR: reason" for a failed call on an address, errno intact; a
+ * taken address is said plainly, as operators search logs for it. */
+static void sock_addr_err(char *err, size_t errlen, const char *what, const sock_addr_t *a)
 {
     char as[SOCK_ADDRSTRLEN];
+    int e = errno;
+    if (e == EADDRINUSE)
+        sock_set_err(err, errlen, "address in use: %s", sock_addr_str(a, as, sizeof(as)));
+    else
+        sock_set_err(err, errlen, "%s %s: %s", what, sock_addr_str(a, as, sizeof(as)), strerror(e));
+    errno = e;
+}
+
+int sock_listen(const sock_addr_t *a, int backlog, int flags, char *err, size_t errlen)
+{
     int one = 1;
     int fd = sock_new(a, err, errlen);
     if (fd < 0)
@@ -190,16 +202,11 @@ int sock_listen(const sock_addr_t *a, int backlog, int flags, char *err, size_t 
         goto fail;
     }
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        if (errno == EADDRINUSE)
-            sock_set_err(err, errlen, "address in use: %s", sock_addr_str(a, as, sizeof(as)));
-        else
-            sock_set_err(err, errlen, "bind %s: %s", sock_addr_str(a, as, sizeof(as)),
-                         strerror(errno));
+        sock_addr_err(err, errlen, "bind", a);
         goto fail;
     }
     if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
-        sock_set_err(err, errlen, "listen %s: %s", sock_addr_str(a, as, sizeof(as)),
-                     strerror(errno));
+        sock_addr_err(err, errlen, "listen", a);
         goto fail;
     }
     return fd;
@@ -218,7 +225,6 @@ static unsigned sock_port(const sock_addr_t *a)
 
 int sock_probe_free(const sock_addr_t *a, char *err, size_t errlen)
 {
-    char as[SOCK_ADDRSTRLEN];
     int one = 1;
     if (sock_port(a) == 0)
         return 0;
@@ -231,17 +237,14 @@ int sock_probe_free(const sock_addr_t *a, char *err, size_t errlen)
     int r = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (r == 0)
         r = bind(fd, (const struct sockaddr *)&a->ss, a->len);
-    if (r < 0 && errno == EADDRINUSE)
-        sock_set_err(err, errlen, "address in use: %s", sock_addr_str(a, as, sizeof(as)));
-    else if (r < 0)
-        sock_set_err(err, errlen, "bind %s: %s", sock_addr_str(a, as, sizeof(as)), strerror(errno));
+    if (r < 0)
+        sock_addr_err(err, errlen, "bind", a);
     sock_close_keep_errno(fd);
     return r < 0 ? -1 : 0;
 }
 
 int sock_connect(const sock_addr_t *a, const sock_addr_t *src, char *err, size_t errlen)
 {
-    char as[SOCK_ADDRSTRLEN];
     int fd = sock_new(a, err, errlen);
     if (fd < 0)
         return -1;
@@ -254,8 +257,7 @@ int sock_connect(const sock_addr_t *a, const sock_addr_t *src, char *err, size_t
             (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 #endif
         if (bind(fd, (const struct sockaddr *)&src->ss, src->len) < 0) {
-            sock_set_err(err, errlen, "bind source %s: %s", sock_addr_str(src, as, sizeof(as)),
-                         strerror(errno));
+            sock_addr_err(err, errlen, "bind source", src);
             goto fail;
         }
     }
@@ -264,8 +266,7 @@ int sock_connect(const sock_addr_t *a, const sock_addr_t *src, char *err, size_t
         rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     } while (rc < 0 && errno == EINTR);
     if (rc < 0 && errno != EINPROGRESS) {
-        sock_set_err(err, errlen, "connect %s: %s", sock_addr_str(a, as, sizeof(as)),
-                     strerror(errno));
+        sock_addr_err(err, errlen, "connect", a);
         goto fail;
     }
     return fd;

@@ -139,10 +139,18 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
     json_t *adm = json_pack("{s:I, s:I, s:I}", "refused", (json_int_t)AT_LOAD(&s->admin_refused),
                             "evicted", (json_int_t)AT_LOAD(&s->admin_evicted), "timed_out",
                             (json_int_t)AT_LOAD(&s->admin_timed_out));
-    if (!root || !errs || !bes || !adm)
+    json_t *wsa = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I}", "handshakes_moved", (json_int_t)AT_LOAD(&s->handshakes_moved),
+        "handshakes_abandoned", (json_int_t)AT_LOAD(&s->handshakes_abandoned), "down_closed",
+        (json_int_t)AT_LOAD(&s->down_closed), "pings_sent", (json_int_t)AT_LOAD(&s->pings_sent),
+        "ping_timeouts", (json_int_t)AT_LOAD(&s->ping_timeouts));
+    if (!root || !errs || !bes || !adm || !wsa) {
+        json_decref(wsa);
         goto done;
+    }
     int bad = json_object_set_new(root, "admin_conns", adm); /* takes adm, even on failure */
     adm = NULL;
+    bad |= json_object_set_new(root, "ws_closes", wsa); /* takes wsa, even on failure */
     if (bad)
         goto done;
     for (int e = 0; e < LBS_ERR__COUNT; e++)
@@ -263,6 +271,17 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
         {MN_LB_REQUESTS, "Plain HTTP requests proxied", offsetof(lbs_t, requests)},
         {MN_LB_RECEIVED_BYTES, "Bytes from clients to backends", offsetof(lbs_t, bytes_in)},
         {MN_LB_SENT_BYTES, "Bytes from backends to clients", offsetof(lbs_t, bytes_out)},
+        {MN_LB_HANDSHAKES_MOVED, "Requests waiting on a backend marked down, sent to another one",
+         offsetof(lbs_t, handshakes_moved)},
+        {MN_LB_HANDSHAKES_ABANDONED,
+         "Websocket upgrades whose client left while the backend had not answered",
+         offsetof(lbs_t, handshakes_abandoned)},
+        {MN_LB_DOWN_CLOSED,
+         "Tunnels closed (websockets with 1014) on a backend down past --down-close-ms",
+         offsetof(lbs_t, down_closed)},
+        {MN_LB_PINGS_SENT, "The lb's own pings to websocket clients", offsetof(lbs_t, pings_sent)},
+        {MN_LB_PING_TIMEOUTS, "Websocket clients closed for answering no ping in time",
+         offsetof(lbs_t, ping_timeouts)},
     };
     for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
         met_counter_t *c = met_counter(r, totals[i].name, NULL, totals[i].help);

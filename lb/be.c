@@ -221,10 +221,26 @@ int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t
      * does not (as HAProxy: slow start follows a failure, not maintenance). */
     if (sn == BE_UP && so != BE_UP)
         BE_ST(&b->joined_ms, be_now_ms());
+    if (sn == BE_DOWN && so != BE_DOWN)
+        BE_ST(&b->down_ms, be_now_ms());
     be_log_change(b, ev, why, old, now);
     if (t->algo->update)
         t->algo->update(t, t->algo_ctx, b);
+    if (t->watch &&
+        ((be_word_usable(old) && !be_word_usable(now)) || (sn == BE_DOWN && so != BE_DOWN)))
+        t->watch(t->watch_arg, b);
     return 1;
+}
+
+void be_table_set_watch(be_table_t *t, be_watch_fn fn, void *arg)
+{
+    t->watch = fn;
+    t->watch_arg = arg;
+}
+
+uint64_t be_down_ms(const be_t *b)
+{
+    return BE_LD(&b->down_ms);
 }
 
 int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why)
@@ -547,6 +563,8 @@ void be_remove(be_table_t *t, be_t *b)
     __atomic_store_n(&b->removed, 1, __ATOMIC_RELEASE);
     if (t->algo->update)
         t->algo->update(t, t->algo_ctx, b);
+    if (t->watch)
+        t->watch(t->watch_arg, b);
     be_unref(t, b);
 }
 

@@ -74,6 +74,18 @@ enum be_ev {
  * and restarts slow start when the backend comes back up. Failures count in
  * be_failures(). Returns 1 when the state or the admin drain changed. */
 int be_event(be_table_t *t, be_t *b, enum be_ev ev, const char *why);
+/* Called on the thread that made the change, right after it, when b stops
+ * taking new connections (up -> down or drained), goes DOWN from a drain,
+ * or is removed from the table: whoever holds connections to b (the proxy
+ * threads) may want to move or end them. Must be quick and thread-safe. */
+typedef void (*be_watch_fn)(void *arg, be_t *b);
+/* Main thread, while no other thread reports events (before proxy threads
+ * start, after they end): sets (or, with fn NULL, clears) the one watcher. */
+void be_table_set_watch(be_table_t *t, be_watch_fn fn, void *arg);
+/* Monotonic ms (be_now_ms()) at which b last went DOWN; meaningful while
+ * be_state(b) == BE_DOWN. */
+uint64_t be_down_ms(const be_t *b);
+
 /* "check_ok", "passive_fail", ...; "?" if unknown. */
 const char *be_ev_name(enum be_ev ev);
 

@@ -103,6 +103,7 @@ struct be {
     int64_t remote_base;                  /* this lb's `active` when the worker took remote_conns */
     int64_t load;                         /* from Redis: evaluations running + queued */
     uint64_t joined_ms;                   /* slow start's start (0 = none) */
+    uint64_t down_ms;                     /* when it last went DOWN (be_now_ms), be_event() only */
     uint64_t remote_ts_ms;                /* worker's wall-clock ts_ms of remote_conns (0 = none) */
     uint64_t failures;                    /* check and passive failures seen by this lb */
     int has_remote;                       /* remote_conns is valid */
@@ -135,6 +136,8 @@ struct be_table {
     unsigned rise, fall;
     be_t **v; /* in insertion order; changed under the write lock */
     size_t n, cap;
+    be_watch_fn watch; /* told when a backend stops taking new connections */
+    void *watch_arg;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
     size_t ndrained, capdrained;
 };

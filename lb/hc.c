@@ -105,6 +105,17 @@ static enum hc_result hc_classify(int status)
     return HC_FAIL;
 }
 
+/* After a failed read or write: 1 to try again at once (EINTR); 0 to wait
+ * for the loop (EAGAIN), or when the error has failed the check. */
+static int hc_io_retry(hc_check_t *c)
+{
+    if (errno == EINTR)
+        return 1;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        hc_finish(c, HC_FAIL, strerror(errno));
+    return 0;
+}
+
 static void hc_on_readable(hc_check_t *c)
 {
     for (;;) {
@@ -120,11 +131,8 @@ static void hc_on_readable(hc_check_t *c)
         }
         ssize_t n = read(c->fd, p, room);
         if (n < 0) {
-            if (errno == EINTR)
+            if (hc_io_retry(c))
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            hc_finish(c, HC_FAIL, strerror(errno));
             return;
         }
         if (n == 0) {
@@ -160,11 +168,8 @@ static void hc_on_writable(hc_check_t *c)
     while (buf_size(&c->out) > 0) {
         ssize_t n = write(c->fd, buf_head(&c->out), buf_size(&c->out));
         if (n < 0) {
-            if (errno == EINTR)
+            if (hc_io_retry(c))
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            hc_finish(c, HC_FAIL, strerror(errno));
             return;
         }
         buf_consume(&c->out, (size_t)n);

@@ -39,6 +39,12 @@ typedef struct lbs {
     uint64_t admin_refused;   /* no room and nothing to displace */
     uint64_t admin_evicted;   /* idle, displaced by a newcomer */
     uint64_t admin_timed_out; /* no complete request within the deadline */
+    /* websocket-aware closes (lb/px_down.c, lb/px_ping.c) */
+    uint64_t handshakes_moved;     /* waiting on a backend marked down: sent elsewhere */
+    uint64_t handshakes_abandoned; /* the client left while its request waited */
+    uint64_t down_closed;          /* tunnels ended on a backend DOWN past --down-close-ms */
+    uint64_t pings_sent;           /* the lb's own pings to websocket clients */
+    uint64_t ping_timeouts;        /* clients closed for answering no ping in time */
 } lbs_t;
 
 /* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */

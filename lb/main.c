@@ -44,6 +44,7 @@ typedef struct lb_opts {
     long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
+    long down_close_ms, ping_interval_s, ping_timeout_s; /* websocket-aware closes */
     int access_log, accept_proxy, metrics_legacy;
     rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
 } lb_opts_t;
@@ -247,6 +248,7 @@ int main(int argc, char **argv)
     o->timeout_idle_s = 3600;
     o->slowstart_ms = 3000;
     o->grace_s = 10;
+    o->down_close_ms = 1000;
     o->max_head = HTTP_DEFAULT_MAX_HEAD;
     o->access_log = 1;
     o->metrics_legacy = 1;
@@ -296,6 +298,16 @@ int main(int argc, char **argv)
          "ramp-up window for a new backend (3000; 0 = off)", 0, 3600000},
         {"grace-s", CFG_INT, &o->grace_s, "S", "on SIGTERM, how long open tunnels may finish (10)",
          0, 86400},
+        {"down-close-ms", CFG_INT, &o->down_close_ms, "MS",
+         "close tunnels on a backend marked down (not draining) after this long, websockets "
+         "with 1014 (1000)",
+         0, 3600000},
+        {"ping-interval-s", CFG_INT, &o->ping_interval_s, "S",
+         "ping websocket clients from the lb this often (0 = off)", 0, 3600},
+        {"ping-timeout-s", CFG_INT, &o->ping_timeout_s, "S",
+         "with --ping-interval-s, close a client that answers no ping within this (0 = the "
+         "interval)",
+         0, 3600},
         {"max-head", CFG_INT, &o->max_head, "BYTES", "largest request/response head (8192)", 512,
          1048576},
         {"limit-conns", CFG_INT, &o->limit_conns, "N",
@@ -557,6 +569,9 @@ int main(int argc, char **argv)
         .routes = lb->routes,
         .st = lb->st,
         .accept_proxy = o->accept_proxy,
+        .down_close_ms = (unsigned)o->down_close_ms,
+        .ping_interval_s = (unsigned)o->ping_interval_s,
+        .ping_timeout_s = (unsigned)(o->ping_timeout_s ? o->ping_timeout_s : o->ping_interval_s),
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     if (lb->px == NULL) {

@@ -65,6 +65,14 @@ typedef struct px_config {
     /* Files served from memory for GET and HEAD (--static); NULL = none.
      * Not owned. */
     st_t *st;
+    /* A tunnel whose backend has been DOWN this long is ended, a websocket
+     * with 1014 (px_down.h); 0 = at once. */
+    unsigned down_close_ms;
+    /* The lb's own pings to websocket clients (px_ping.h): every
+     * ping_interval_s, and a client that answers none within ping_timeout_s
+     * is closed. 0 = off. */
+    unsigned ping_interval_s;
+    unsigned ping_timeout_s;
     /* --accept-proxy: every connection starts with a PROXY protocol header
      * (v1 or v2) from a peer in trusted; anything else is closed. */
     int accept_proxy;

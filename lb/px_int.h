@@ -73,6 +73,8 @@ enum px_reason {
     PX_R_BACKEND_CLOSE,
     PX_R_BACKEND_LOST,
     PX_R_EVICTED,
+    PX_R_BACKEND_DOWN, /* its backend was marked down (px_down.h) */
+    PX_R_PING_TIMEOUT, /* the client answered no ping of the lb's in time */
     PX_R_PROXY_BAD,
     PX_R_PROXY_UNTRUSTED,
     PX_R__COUNT
@@ -130,12 +132,14 @@ typedef struct px_conn {
     unsigned up_capped : 1; /* client bytes beyond up_left are dropped, not forwarded */
     unsigned in_hq : 1;     /* on the thread's hq list */
     unsigned has_rid : 1;   /* rid is set: the request has an id (px_reqid) */
+    unsigned ping_out : 1;  /* the lb's ping awaits its pong since ping_ds (px_ping.h) */
     int8_t limited;         /* refused by lim: LIM_CONNS or LIM_RATE, 0 = no */
     uint8_t ws_first;       /* whose close frame came first: PX_WS_BY_* */
     wsf_t wsb;              /* frames backend -> client */
     wsf_t wsc;              /* frames client -> backend */
     uint64_t up_left;       /* with up_capped: client bytes the backend may still get */
     uint16_t retry_after;   /* seconds, with limited */
+    uint16_t ping_ds;       /* the lb's last ping (or the tunnel's start), deciseconds */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
     lim_key_t lim_key;
     char req[48]; /* "METHOD path", truncated, for the access log */
@@ -154,6 +158,7 @@ enum px_fail {
     PX_F_503,             /* a response head with status 503 (a draining worker) */
     PX_F_101_PLAIN,       /* a 101 to a plain request */
     PX_F_EXHAUSTED,       /* no backend left to try */
+    PX_F_DOWN,            /* the backend was marked down while the request waited on it */
     PX_F__COUNT
 };
 
@@ -183,7 +188,9 @@ typedef struct px_thread {
     px_listener_t *ls;
     size_t nls;
     ev_async wake;
-    int reserve_fd; /* spare descriptor, given up to turn clients away at EMFILE */
+    ev_async down_wake;  /* a backend went down: look at the connections (px_down.c) */
+    ev_timer down_timer; /* the next tunnel on a down backend whose grace ends */
+    int reserve_fd;      /* spare descriptor, given up to turn clients away at EMFILE */
     int accepting;
     px_conn_t *conns;
     px_conn_t *hq_first, *hq_last; /* connections without a complete head, oldest first */
@@ -213,6 +220,9 @@ static inline uint64_t px_now_ns(void)
 
 /* Records why c ends; the first reason given wins. */
 void px_set_reason(px_conn_t *c, enum px_reason r);
+/* After an event of c handled outside its own callbacks: frees c if it is
+ * closing, else updates what its sockets wait for. */
+void px_after(px_conn_t *c);
 /* Marks c for freeing by the callback that is running. */
 void px_close(px_conn_t *c, enum px_reason r);
 /* Takes c off its thread's list of connections without a head. */

@@ -15,6 +15,7 @@
 
 #include "acc.h"
 #include "log.h"
+#include "px_down.h"
 #include "sock.h"
 
 /* Out of descriptors with clients waiting: frees the reserve descriptor to
@@ -248,11 +249,13 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
             goto oom;
         ev_async_init(&th->wake, px_wake_cb);
         ev_async_start(th->loop, &th->wake);
+        px_down_thread_init(th);
         if (px_bind(th, addrs, tls, n, err, errlen) < 0)
             goto fail;
     }
     free(addrs);
     free(tls);
+    be_table_set_watch(table, px_down_watch, p);
     return p;
 
 oom:
@@ -323,16 +326,22 @@ void px_free(px_t *p)
             any |= p->th[i].started;
         if (any)
             px_shutdown(p);
+        /* Every thread ends before any loop goes: a thread still running may
+         * wake the others (px_down_watch). */
+        for (int i = 0; i < p->nth; i++)
+            if (p->th[i].started)
+                pthread_join(p->th[i].tid, NULL);
+        if (p->table != NULL)
+            be_table_set_watch(p->table, NULL, NULL);
         for (int i = 0; i < p->nth; i++) {
             px_thread_t *th = &p->th[i];
-            if (th->started)
-                pthread_join(th->tid, NULL);
             if (th->loop != NULL) {
                 /* Never ran (or already stopped): release what is left. */
                 while (th->conns != NULL)
                     px_conn_free(th->conns);
                 px_close_listeners(th);
                 ev_async_stop(th->loop, &th->wake);
+                px_down_thread_stop(th);
                 ev_loop_destroy(th->loop);
             }
             free(th->ls);

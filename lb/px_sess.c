@@ -40,6 +40,7 @@
 #include "alog.h"
 #include "log.h"
 #include "met.h"
+#include "px_ping.h"
 #include "sock.h"
 #include "ws.h"
 
@@ -65,6 +66,8 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_BACKEND_CLOSE] = "backend_close",
     [PX_R_BACKEND_LOST] = "backend_lost",
     [PX_R_EVICTED] = "evicted",
+    [PX_R_BACKEND_DOWN] = "backend_down",
+    [PX_R_PING_TIMEOUT] = "ping_timeout",
     [PX_R_PROXY_BAD] = "proxy_bad",
     [PX_R_PROXY_UNTRUSTED] = "proxy_untrusted",
 };
@@ -332,6 +335,8 @@ enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f)
         return c->ntried == 0 || c->only_503 ? PX_ACT_REPLY_503 : PX_ACT_REPLY_502;
     case PX_F_101_PLAIN:
         return PX_ACT_REPLY_502;
+    case PX_F_DOWN: /* a hung worker must not hold the request: never GO_ON */
+        return c->phase != PX_TUNNEL && c->retryable ? PX_ACT_RETRY : PX_ACT_REPLY_502;
     case PX_F_503:
         return c->is_get && c->retryable ? PX_ACT_RETRY : PX_ACT_GO_ON;
     default:
@@ -376,6 +381,13 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
         log_warn("backend %s answered 101 to a plain request; refusing the tunnel", be_id(c->be));
         return;
     case PX_F_EXHAUSTED:
+        return;
+    case PX_F_DOWN:
+        /* Its failure is counted already: that is how it went down. */
+        lbs_inc(&px->stats->handshakes_moved);
+        log_info("backend %s is down: %s request %s", be_id(c->be),
+                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting", c->req);
+        px_release_backend(c);
         return;
     default:
         break;
@@ -556,7 +568,8 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     c->retryable = 0;
     c->phase = PX_TUNNEL;
     c->last_io = ev_now(c->th->loop);
-    px_timer(c, px_tunnel_limit(c));
+    px_ping_start(c);
+    px_timer(c, px_ping_wait(c, px_tunnel_limit(c)));
 }
 
 /* WAIT: reads what the backend has sent of its response head. */
@@ -625,7 +638,7 @@ static void px_step(px_conn_t *c)
 }
 
 /* Entry point of every event of a connection: the only place it is freed. */
-static void px_after(px_conn_t *c)
+void px_after(px_conn_t *c)
 {
     if (c->closing) {
         px_conn_free(c);
@@ -675,14 +688,12 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case PX_TUNNEL: {
         double lim = px_tunnel_limit(c);
         double idle = ev_now(loop) - c->last_io;
-        if (lim <= 0)
-            break;
-        if (idle >= lim && px_ws_at_boundary(c))
+        if (lim > 0 && idle >= lim && px_ws_at_boundary(c))
             px_ws_close_client(c, WS_CLOSE_GOING_AWAY, "idle timeout", PX_R_IDLE_TIMEOUT);
-        else if (idle >= lim)
+        else if (lim > 0 && idle >= lim)
             px_close(c, PX_R_IDLE_TIMEOUT);
-        else
-            px_timer(c, lim - idle);
+        else if (px_ping_tick(c) == 0)
+            px_timer(c, px_ping_wait(c, lim > 0 ? lim - idle : 0));
         break;
     }
     case PX_REPLY:

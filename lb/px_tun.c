@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "px_ping.h"
 #include "ws.h"
 
 /* Where bytes pass from one side to the other: a websocket's frames are
@@ -143,6 +144,41 @@ static int px_forward(px_conn_t *c, px_side_t *y, const char *p, size_t n, int d
     return 0;
 }
 
+struct px_emit {
+    px_conn_t *c;
+    px_side_t *y;
+    size_t n; /* bytes passed on */
+};
+
+static int px_emit_up(void *ctx, const uint8_t *p, size_t n)
+{
+    struct px_emit *e = ctx;
+    e->n += n;
+    return px_forward(e->c, e->y, (const char *)p, n, buf_size(&e->y->out) == 0);
+}
+
+/* The client's bytes of a websocket the lb pings: through the pong filter
+ * (lb/wsp.h), which also follows the frames as px_pass does. Bytes that
+ * were only the lb's pongs are no traffic for the idle timeout (last_io is
+ * put back to idle_since). 0, or -1 when c failed. */
+static int px_pass_filtered(px_conn_t *c, px_side_t *y, const char *p, size_t n,
+                            ev_tstamp idle_since)
+{
+    uint8_t tok[WSP_TOKEN_LEN];
+    struct px_emit e = {c, y, 0};
+    px_ping_token(c, tok);
+    int r = wsp_filter(&c->wsc, tok, (const uint8_t *)p, n, px_emit_up, &e);
+    if (r < 0)
+        return -1;
+    if (r > 0)
+        px_ping_pong(c);
+    if (e.n == 0)
+        c->last_io = idle_since;
+    if (c->wsc.close && c->ws_first == PX_WS_BY_NONE)
+        c->ws_first = PX_WS_BY_CLIENT;
+    return 0;
+}
+
 /* Moves bytes from x to y while y's queue has room. 0 or -1 (failed). */
 static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
 {
@@ -178,6 +214,14 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
          * reconnect on (px_retry_policy), else the EOF is passed on. */
         if (n == 0 && !up && px_backend_error(c, PX_F_EOF, "closed") < 0)
             return -1;
+        /* A websocket client that leaves while its upgrade waits on the
+         * worker can never use the answer: abandoned at once, so that a
+         * hung worker holds it no longer than it takes to notice. */
+        if (n == 0 && up && c->phase == PX_WAIT && c->ws_route) {
+            lbs_inc(&px->stats->handshakes_abandoned);
+            px_close(c, PX_R_CLIENT_EOF);
+            return -1;
+        }
         if (n == 0) {
             x->rd_eof = 1;
             y->shut_pending = 1;
@@ -185,9 +229,10 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
             if (up && c->phase == PX_WAIT)
                 c->retryable = 0; /* a replay could not repeat the half-close timing */
             if (c->phase == PX_TUNNEL)
-                px_timer(c, px_tunnel_limit(c));
+                px_timer(c, px_ping_wait(c, px_tunnel_limit(c)));
             break;
         }
+        ev_tstamp idle_since = c->last_io;
         c->last_io = ev_now(c->th->loop);
         if (up) {
             c->bytes_in += (uint64_t)n;
@@ -195,6 +240,14 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         } else {
             c->bytes_out += (uint64_t)n;
             lbs_add(&px->stats->bytes_out, (uint64_t)n);
+        }
+        if (up && px_ping_filters(c)) {
+            if (px_pass_filtered(c, y, sc, (size_t)n, idle_since) < 0)
+                return -1;
+            budget -= (size_t)n < budget ? (size_t)n : budget;
+            if (!x->ops->buffered && (size_t)n < room)
+                break;
+            continue;
         }
         px_pass(c, up, sc, (size_t)n);
         size_t fwd = (size_t)n;

@@ -20,6 +20,9 @@ typedef struct wsf {
     uint8_t hdr[14];   /* 2 + 8 (length) + 4 (mask) at most */
     uint8_t lost : 1;  /* not frames of the expected kind: no longer followed */
     uint8_t close : 1; /* a close frame's header went by */
+    /* lb/wsp.c's filter only: */
+    uint8_t pend : 1; /* hdr[0..hlen) is held back, not passed on yet */
+    uint8_t cand : 1; /* a pong that may be the lb's: its payload goes to hdr too */
 } wsf_t;
 
 /* Feeds n bytes of one direction: masked = client to server. */

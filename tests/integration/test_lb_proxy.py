@@ -372,21 +372,23 @@ def test_tls_forwarded_proto_alpn_and_stalled_handshake(fake_backend, lb_factory
 
 def test_idle_timeout_and_grace_period_end_tunnels(worker_factory, lb_factory):
     w = worker_factory(id="w1")
-    lb = lb_factory(backend="w1=" + w.addr, timeout_idle_s=1, grace_s=1)
+    # The grace (1 s) ends well before the idle timeout (2 s) would, so that
+    # the shutdown close below cannot be an idle close that won the race.
+    lb = lb_factory(backend="w1=" + w.addr, timeout_idle_s=2, grace_s=1)
 
     async def go():
         idle, _ = await open_ws(lb.url("/echo"))
         t0 = time.monotonic()
         code = await util.expect_closed(idle, timeout=10)
         took = time.monotonic() - t0
-        assert 0.8 < took < 5, took
+        assert 1.8 < took < 6, took
         assert code == 1001  # the lb's own close frame, not a bare TCP close
         # A busy tunnel outlives the idle timeout...
         busy, _ = await open_ws(lb.url("/echo"))
-        for i in range(6):
+        for i in range(10):
             await busy.send("x")
             assert await asyncio.wait_for(busy.recv(), 5) == "x"
-            await asyncio.sleep(0.3)  # traffic every 0.3 s for longer than the 1 s idle timeout
+            await asyncio.sleep(0.3)  # traffic every 0.3 s for longer than the 2 s idle timeout
         # ...but not the end of the grace period after SIGTERM.
         lb.stop(signal.SIGTERM)
         t0 = time.monotonic()

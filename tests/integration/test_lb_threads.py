@@ -267,3 +267,10 @@ def test_backend_killed_mid_traffic(worker_factory, lb_factory):
     lb.wait_active(0)
     st = lb.stats()
     assert st["errors"]["all_failed"] == 0, st
+
+
+def test_sigstopped_worker_under_threads(worker_factory, lb_factory):
+    """The news that a backend is down crosses from the thread that saw it
+    to every proxy thread (test_lb_wsaware.py, with four threads)."""
+    from test_lb_wsaware import check_sigstopped_worker
+    check_sigstopped_worker(worker_factory, lb_factory, threads=THREADS)

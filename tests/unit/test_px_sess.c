@@ -49,6 +49,10 @@ static const prow_t policy_rows[] = {
     PRE(PX_WAIT, 0, 1, PX_F_503, PX_ACT_GO_ON),
     PRE(PX_WAIT, 1, 0, PX_F_503, PX_ACT_GO_ON),
     PRE(PX_WAIT, 1, 1, PX_F_101_PLAIN, PX_ACT_REPLY_502),
+    /* Marked down while waiting: elsewhere at once, or 502, never a wait. */
+    PRE(PX_CONNECT, 1, 1, PX_F_DOWN, PX_ACT_RETRY),
+    PRE(PX_WAIT, 1, 1, PX_F_DOWN, PX_ACT_RETRY),
+    PRE(PX_WAIT, 0, 1, PX_F_DOWN, PX_ACT_REPLY_502),
     /* Nobody left: unavailable (503) or failed (502). */
     {"none at all", PX_HEAD, 1, 1, 0, 0, 0, 0, 0, 0, 0, PX_F_EXHAUSTED, PX_ACT_REPLY_503},
     {"all draining", PX_WAIT, 1, 1, 2, 1, 0, 0, 0, 0, 0, PX_F_EXHAUSTED, PX_ACT_REPLY_503},
@@ -525,8 +529,17 @@ static void check_wait_not_replayable(fx_t *f, int eof)
     int cl;
     int b0 = fx_wait_phase(f, WS_REQ, &cl, &h0);
     if (eof) {
+        /* A websocket client that leaves while the worker has not answered
+         * is let go at once: the worker may be hung. */
         shutdown(cl, SHUT_WR);
-        fx_wait(f, fx_read(b0, &h0));
+        fx_wait(f, f->nfreed == 1);
+        assert_string_equal(fx_reason(f), "client_eof");
+        assert_int_equal(f->stats.handshakes_abandoned, 1);
+        fx_wait(f, fx_read(b0, &h0)); /* the backend's side is closed */
+        close(b0);
+        close(cl);
+        buf_free(&h0.b);
+        return;
     } else {
         buf_t fr = BUF_INIT;
         fx_frame(&fr, WS_OP_TEXT, "hi", 2, 1);
@@ -548,7 +561,7 @@ static void check_wait_not_replayable(fx_t *f, int eof)
     buf_free(&cin.b);
 }
 
-static void test_wait_after_client_eof_no_retry(void **state)
+static void test_wait_client_eof_abandoned(void **state)
 {
     check_wait_not_replayable(*state, 1);
 }
@@ -875,7 +888,7 @@ int main(void)
         T(test_wait_503_everywhere_is_503),
         T(test_wait_503_to_post_is_passed_on),
         T(test_wait_101_to_plain_is_502),
-        T(test_wait_after_client_eof_no_retry),
+        T(test_wait_client_eof_abandoned),
         T(test_wait_after_client_bytes_no_retry),
         T(test_wait_client_reset),
         T(test_wait_response_one_byte_at_a_time),
