@@ -50,8 +50,8 @@ CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 # with that room's include paths, linked against that room's archive and
 # common's, from which the linker takes only the objects the test reaches.
 UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
-UNIT_lb     := acap admin be be_event disc fwd hc lim log pp proxy px_down px_sess px_tun route static wsf wsp
-UNIT_worker := proto rt sbx
+UNIT_lb     := acap admin aff be be_event disc fwd hand hc lbo lim log pp proxy px_down px_sess px_tun route static wsf wsp
+UNIT_worker := proto rb rt sbx
 UNIT_ctl    := ctl ctl_io
 UNIT_bench  := wb wb_spawn
 UNIT_NAMES  := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
@@ -94,6 +94,12 @@ DEPS_ACTION := install
 DEPS_GROUPS += fuzz
 endif
 
+# The worker binds every symbol at start: each run's init is a fresh copy of
+# it, and would otherwise go through the dynamic linker for the first call of
+# every libc function its setup makes, run after run (and the linker's lookup
+# is not async-signal-safe code to run in a child of a threaded process).
+WORKER_LDFLAGS := -Wl,-z,now
+
 # ---- per-variant rules -------------------------------------------------------
 # $(1) = variant name (opt|asan|tsan|pkg), $(2) = CFLAGS, $(3) = LDFLAGS, $(4) = bin dir
 define VARIANT
@@ -110,7 +116,7 @@ build/$(1)/%.o: %.c | deps-ok
 
 $(4)/worker: build/$(1)/worker/main.o $$($(1)_WORKER) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(3) -o $$@ $$^ $$(LIBS)
+	$$(CC) $(3) $$(WORKER_LDFLAGS) -o $$@ $$^ $$(LIBS)
 
 $(4)/lb: build/$(1)/lb/main.o $$($(1)_LB) $$($(1)_COMMON)
 	@mkdir -p $$(dir $$@)
@@ -197,7 +203,8 @@ test: check-child unit integration browser
 # tests/integration/tsan.supp says which reports are suppressed, and why.
 tsan-test: tsan asan | deps-ok
 	LB_BIN_DIR=$(CURDIR)/bin/tsan BIN_DIR=$(CURDIR)/bin/asan \
-	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py
+	  /usr/bin/python3 -m pytest -q tests/integration/test_lb_threads.py \
+	  tests/integration/test_lb_reload.py tests/integration/test_lb_takeover.py
 
 # Thousands of connections through the lb under ASan, then an audit of leaks,
 # descriptors and counters (tests/soak/soak.py). CI: SOAK_SECONDS=20 make soak
@@ -270,10 +277,10 @@ fuzz_proto_LIBS := -ljansson
 fuzz_rt_SRC    := worker/rt.c common/log.c
 fuzz_cfg_SRC   := common/cfg.c
 # fuzz_disc.c includes lb/disc.c itself to reach its static reply callbacks.
-fuzz_disc_SRC  := lb/be.c lb/be_lc.c lb/be_rr.c lb/be_p2c.c common/fleet.c common/rds.c common/sen.c \
+fuzz_disc_SRC  := lb/be.c lb/be_aff.c lb/aff.c common/http.c common/buf.c lb/be_lc.c lb/be_rr.c lb/be_p2c.c common/fleet.c common/rds.c common/sen.c \
                   common/sock.c common/log.c
 fuzz_disc_DEPS := lb/disc.c
-fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread
+fuzz_disc_LIBS := -lhiredis -ljansson -lev -lpthread -lhttp_parser
 fuzz_fleet_SRC  := common/fleet.c common/sock.c
 fuzz_fleet_LIBS := -ljansson
 fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c

@@ -61,6 +61,12 @@ static void wb_usage(FILE *f)
             "  --interval SECS    balance: sampling period (default 0.1)\n"
             "  --workers N        balance: workers in the mean (default: those seen)\n"
             "  --series FILE      balance: write per-worker live/opened counts per sample\n"
+            "  -L 0               balance: no churn: open -c connections at -r/s (default 500)\n"
+            "                     and hold them to the end\n"
+            "  --reopen           balance: reopen a connection the server ends, at once and\n"
+            "                     with the same key (counts 1012 closes apart)\n"
+            "  --keys N --key-header NAME  balance: each client sends one of N session keys\n"
+            "                     in header NAME; counts how often a key returns to its worker\n"
             "  --hist FILE        write the latency percentile distribution (us)\n"
             "  --runtime NAME     eval runtime (default python3)\n"
             "  --code SRC         eval program (default 'pass')\n"
@@ -362,7 +368,15 @@ static void wb_report(const wb_opts_t *o, const char *url_text, int procs, const
         printf("%-14s", "opened/worker");
         for (int i = 0; i < r->nworkers; i++)
             printf(" %s=%llu", r->worker_id[i], (unsigned long long)r->worker_opened[i]);
-        printf("\n");
+        printf("\n%-14s %llu with 1012, %llu otherwise; %llu reopened\n", "server closed",
+               (unsigned long long)r->closed_1012, (unsigned long long)r->closed_other,
+               (unsigned long long)r->reconnects);
+        if (o->keys > 0)
+            printf("%-14s %llu hits, %llu misses (%.1f%%)\n", "affinity",
+                   (unsigned long long)r->key_hits, (unsigned long long)r->key_misses,
+                   r->key_hits + r->key_misses
+                       ? 100.0 * r->key_hits / (double)(r->key_hits + r->key_misses)
+                       : 0.0);
         break;
     case WB_MODE_EVAL:
         printf("%-14s %.1f\n", "evals/s", r->msgs / el);
@@ -411,6 +425,14 @@ static void wb_report(const wb_opts_t *o, const char *url_text, int procs, const
                o->conns, o->life_ms, o->rate, r->nworkers, (unsigned long long)r->ratio_samples,
                r->ratio_p50, r->ratio_p99, r->ratio_max, r->ratio_mean,
                (unsigned long long)r->pool_full);
+        printf(" closed_1012=%llu closed_other=%llu reopened=%llu keys=%ld key_hits=%llu "
+               "key_misses=%llu hit_rate=%.4f",
+               (unsigned long long)r->closed_1012, (unsigned long long)r->closed_other,
+               (unsigned long long)r->reconnects, o->keys, (unsigned long long)r->key_hits,
+               (unsigned long long)r->key_misses,
+               r->key_hits + r->key_misses
+                   ? (double)r->key_hits / (double)(r->key_hits + r->key_misses)
+                   : 0.0);
         printf(" opened_by_worker=");
         for (int i = 0; i < r->nworkers; i++)
             printf("%s%s:%llu", i ? "," : "", r->worker_id[i],
@@ -474,6 +496,9 @@ int main(int argc, char **argv)
         {"source-ips", required_argument, NULL, 1011},
         {"seed", required_argument, NULL, 1012},
         {"version", no_argument, NULL, 1013},
+        {"reopen", no_argument, NULL, 1014},
+        {"keys", required_argument, NULL, 1015},
+        {"key-header", required_argument, NULL, 1016},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -555,8 +580,20 @@ int main(int argc, char **argv)
                 return wb_bad("-d: '%s' is not a duration in seconds (0.01..86400)", optarg);
             break;
         case 'L':
-            if (wb_num(optarg, 1, 86400000, &o.life_ms) < 0)
-                return wb_bad("-L: '%s' is not a lifetime in ms >= 1", optarg);
+            if (wb_num(optarg, 0, 86400000, &o.life_ms) < 0)
+                return wb_bad("-L: '%s' is not a lifetime in ms (0: no churn)", optarg);
+            break;
+        case 1014:
+            o.reopen = 1;
+            break;
+        case 1015:
+            if (wb_long(optarg, 1, 10000000, &o.keys) < 0)
+                return wb_bad("--keys: '%s' is not a count >= 1", optarg);
+            break;
+        case 1016:
+            if (*optarg == '\0' || strlen(optarg) > 64 || strpbrk(optarg, ": \t\r\n") != NULL)
+                return wb_bad("--key-header: '%s' is not a header name", optarg);
+            o.key_header = optarg;
             break;
         case 1000:
             if (wb_num(optarg, 0, 86400, &o.warmup) < 0)
@@ -643,7 +680,17 @@ int main(int argc, char **argv)
 
     if (o.mode == WB_MODE_HOLD && !have_r)
         o.rate = 2000;
-    if (o.mode == WB_MODE_BALANCE) {
+    if ((o.keys > 0) != (o.key_header != NULL))
+        return wb_bad("%s", "--keys and --key-header go together");
+    if (o.mode == WB_MODE_BALANCE && o.life_ms <= 0) {
+        /* No churn: -c connections opened at -r/s and held. */
+        if (!have_r)
+            o.rate = 500;
+        if (!have_warm)
+            o.warmup = 0;
+        if (procs > 1)
+            return wb_bad("%s", "balance runs in one process; drop --procs");
+    } else if (o.mode == WB_MODE_BALANCE) {
         if (!have_r)
             o.rate = (double)o.conns / (o.life_ms / 1000.0);
         else if (!have_c)
@@ -670,7 +717,8 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
-    long per_proc = o.mode == WB_MODE_HOLD      ? o.count
+    long per_proc = o.mode == WB_MODE_HOLD                        ? o.count
+                    : o.mode == WB_MODE_BALANCE && o.life_ms <= 0 ? o.conns
                     : o.mode == WB_MODE_BALANCE ? (long)(o.rate * o.life_ms / 1000.0 * 2 + 200)
                                                 : o.conns;
     per_proc = (per_proc + procs - 1) / procs;

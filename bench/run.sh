@@ -7,6 +7,8 @@
 #
 #   bench/run.sh short    under 10 minutes (make bench)
 #   bench/run.sh full     longer rounds and bigger counts (make bench-full)
+#   bench/run.sh takeover the lb and HAProxy replaced twice under traffic
+#                         (bench/takeover.sh, about half a minute)
 #
 # Starts its own Redis, workers, lbs, HAProxy and nginx on free 127.0.0.1
 # ports, with every config, pid and log file in a temp dir (nothing under
@@ -21,8 +23,9 @@ set -euo pipefail
 MODE=${1:-short}
 case "$MODE" in
 short | full) ;;
+takeover) exec "$(dirname "$0")/takeover.sh" ;;
 *)
-    echo "usage: $0 short|full" >&2
+    echo "usage: $0 short|full|takeover" >&2
     exit 2
     ;;
 esac
@@ -581,6 +584,19 @@ fact two_before_p99 "$TWO_BEFORE_P99"
 fact two_after_p50 "$TWO_AFTER_P50"
 fact two_after_p99 "$TWO_AFTER_P99"
 
+# ---- long-lived sessions: rebalance after a scale-out, and affinity ---------------
+# bench/sessions.sh starts its own Redis, workers and fronts (these are idle
+# now) and writes sessions.md and rebalance.svg next to this report.
+log "sessions (rebalance, affinity)"
+SESS_MD=""
+T_SESS=$SECONDS
+if BIN_DIR=$BIN "$ROOT/bench/sessions.sh" "$MODE" "$OUT" >"$RAW/sessions.log" 2>&1; then
+    SESS_MD=$OUT/sessions.md
+else
+    log "sessions failed: see raw/sessions.log"
+fi
+meta secs_sessions $((SECONDS - T_SESS))
+
 # ---- summary ------------------------------------------------------------------
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 TOTAL_SECS=$((SECONDS - T_BEGIN))
@@ -704,6 +720,10 @@ R=$OUT/report.md
     echo "| from lb2's restart to the end | $TWO_AFTER_P50 | $TWO_AFTER_P99 | $TWO_AFTER_MAX |"
     echo
     echo "Whole run: RESULT \`$(grep '^RESULT' "$RAW/twolb.out" | tr ' ' '\n' | grep -E '^(max_over_mean|errors|dropped)' | tr '\n' ' ')\`"
+    if [ -n "$SESS_MD" ]; then
+        echo
+        cat "$SESS_MD"
+    fi
     if [ -n "$PLOTS" ]; then
         echo
         echo "## Plots"

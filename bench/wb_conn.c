@@ -172,8 +172,8 @@ static void wb_conn_send_upgrade(wb_conn_t *c, int *want_write)
     if (buf_printf(&c->out,
                    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                   "User-Agent: wsbench/" VERSION "\r\n\r\n",
-                   c->url->path, c->url->host_hdr, c->key) < 0) {
+                   "User-Agent: wsbench/" VERSION "\r\n%s\r\n",
+                   c->url->path, c->url->host_hdr, c->key, c->hdr) < 0) {
         wb_conn_fail(c, WB_E_IO, "out of memory");
         return;
     }

@@ -84,6 +84,7 @@ struct wb_conn {
     buf_t out;    /* bytes not yet written */
     ws_msg_t msg; /* fragmented message being reassembled */
     char key[25];
+    char hdr[160];       /* extra request header lines, each ending CRLF; the owner's, "" = none */
     uint64_t t_start_ns; /* wb_conn_start */
     uint64_t t_open_ns;  /* verified 101 */
     char detail[96];

@@ -31,7 +31,9 @@ typedef struct wb_client {
     wb_conn_t conn;
     ev_timer timer; /* balance lifetime, or a reopen delay */
     wb_ctx_t *ctx;
-    int widx; /* balance: worker it landed on, -1 before the hello */
+    int widx;        /* balance: worker it landed on, -1 before the hello */
+    long key;        /* balance with keys: its session key, -1 = none yet */
+    int self_closed; /* balance: its lifetime ended it, not the server */
     int in_use;
     long inflight; /* rtt messages out */
     int run_pending;
@@ -73,6 +75,7 @@ struct wb_ctx {
     double *ratios;
     long nratios;
     long ticks;
+    int *key_w; /* keys: the worker each key was last served by, -1 = none */
 };
 
 void wb_result_init(wb_result_t *r)
@@ -148,6 +151,7 @@ static wb_client_t *wb_client_get(wb_ctx_t *x)
     x->free_head = k->next_free;
     k->in_use = 1;
     k->widx = -1;
+    k->key = -1;
     k->inflight = 0;
     k->run_pending = 0;
     return k;
@@ -208,6 +212,7 @@ static int wb_worker_index(wb_ctx_t *x, const char *id)
 static void wb_lifetime_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     wb_client_t *k = container_of(w, wb_client_t, timer);
+    k->self_closed = 1;
     wb_conn_close(&k->conn, WS_CLOSE_NORMAL);
 }
 
@@ -282,6 +287,13 @@ static void wb_on_message(wb_conn_t *c, int opcode, const uint8_t *p, size_t n)
         x->live_w[k->widx]++;
         x->opened_w[k->widx]++;
         x->res->worker_opened[k->widx]++;
+        if (k->key >= 0 && x->key_w != NULL) {
+            if (x->key_w[k->key] >= 0)
+                (*(x->key_w[k->key] == k->widx ? &x->res->key_hits : &x->res->key_misses))++;
+            x->key_w[k->key] = k->widx;
+        }
+        if (o->life_ms <= 0)
+            return; /* no churn: held to the end */
         /* Exponential lifetime: -ln(U) * mean, U in (0,1]. */
         double u = (random() + 1.0) / ((double)RAND_MAX + 1.0);
         double life = -log(u) * o->life_ms / 1000.0;
@@ -378,6 +390,17 @@ static void wb_on_close(wb_conn_t *c, enum wb_err err, int code, const char *det
             x->settled++;
             wb_hold_check(x);
         }
+    } else if (o->mode == WB_MODE_BALANCE && x->phase != WB_PH_STOP && !k->self_closed) {
+        /* The server ended it: a rebalancing worker's 1012, or anything
+         * else (a lost worker, a drain, an error). */
+        if (c->close_rcvd && code == 1012) {
+            x->res->closed_1012++;
+        } else {
+            x->res->closed_other++;
+            if (x->res->first_err[0] == '\0')
+                snprintf(x->res->first_err, sizeof(x->res->first_err), "ended by server: %d %s",
+                         code, err != WB_OK ? wb_err_names[err] : "");
+        }
     } else if (x->phase != WB_PH_STOP && !c->close_sent) {
         /* The server (or a proxy) ended a connection we still wanted. */
         x->res->dropped++;
@@ -426,6 +449,14 @@ static void wb_on_close(wb_conn_t *c, enum wb_err err, int code, const char *det
             wb_client_put(k);
         }
         break;
+    case WB_MODE_BALANCE:
+        if (o->reopen && !k->self_closed) {
+            x->res->reconnects += was_open;
+            wb_client_retry(k, was_open ? 0 : WB_RETRY_S);
+        } else {
+            wb_client_put(k);
+        }
+        break;
     default:
         wb_client_put(k);
         break;
@@ -444,6 +475,13 @@ static void wb_client_open(wb_client_t *k)
     k->widx = -1;
     k->inflight = 0;
     k->run_pending = 0;
+    k->self_closed = 0;
+    k->conn.hdr[0] = '\0';
+    if (x->o->keys > 0 && x->o->key_header != NULL) {
+        if (k->key < 0) /* a new client; a reopen keeps its key */
+            k->key = random() % x->o->keys;
+        snprintf(k->conn.hdr, sizeof(k->conn.hdr), "%s: k%ld\r\n", x->o->key_header, k->key);
+    }
     if (wb_conn_start(&k->conn, &x->env, u, src, &wb_ops, k, err, sizeof(err)) < 0) {
         x->res->hs_fail++;
         wb_note_error(x, WB_E_CONNECT, err);
@@ -451,7 +489,7 @@ static void wb_client_open(wb_client_t *k)
             x->settled++;
             wb_client_put(k);
             wb_hold_check(x);
-        } else if (x->o->mode == WB_MODE_BALANCE) {
+        } else if (x->o->mode == WB_MODE_BALANCE && !x->o->reopen) {
             wb_client_put(k);
         } else {
             wb_client_retry(k, WB_RETRY_S);
@@ -585,6 +623,7 @@ static void wb_stop(wb_ctx_t *x)
             continue;
         }
         ev_timer_stop(x->loop, &k->timer);
+        k->self_closed = 1;
         wb_conn_close(&k->conn, WS_CLOSE_NORMAL);
     }
     if (x->live == 0) {
@@ -657,6 +696,8 @@ static long wb_pool_size(const wb_opts_t *o)
     case WB_MODE_HOLD:
         return o->count;
     case WB_MODE_BALANCE: {
+        if (o->life_ms <= 0)
+            return o->conns;
         double alive = o->rate * o->life_ms / 1000.0;
         return (long)(alive * 2 + 200);
     }
@@ -735,7 +776,18 @@ int wb_run(const wb_opts_t *o, wb_result_t *res, wb_holding_fn holding, void *ud
     }
 
     x.t0_ns = wb_now_ns();
-    x.target = o->mode == WB_MODE_HOLD ? o->count : o->mode == WB_MODE_BALANCE ? -1 : o->conns;
+    x.target = o->mode == WB_MODE_HOLD                        ? o->count
+               : o->mode == WB_MODE_BALANCE && o->life_ms > 0 ? -1
+                                                              : o->conns;
+    if (o->mode == WB_MODE_BALANCE && o->keys > 0) {
+        x.key_w = malloc(sizeof(int) * (size_t)o->keys);
+        if (x.key_w == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        for (long i = 0; i < o->keys; i++)
+            x.key_w[i] = -1;
+    }
     ev_timer_init(&x.pace, wb_pace_cb, 0, WB_PACE_S);
     ev_timer_init(&x.end, wb_end_cb, 1, 0);
     ev_timer_init(&x.drain, wb_drain_cb, WB_DRAIN_S, 0);
@@ -820,6 +872,7 @@ out:
     ev_signal_stop(x.loop, &x.sigterm);
     ev_loop_destroy(x.loop);
     free(x.ratios);
+    free(x.key_w);
     free(x.payload);
     free(x.cl);
     free(x.env.scratch);

@@ -61,7 +61,17 @@ typedef struct wb_opts {
     int reconnect;           /* eval: reopen a closed client and go on */
     double hs_timeout;       /* connect + TLS + upgrade, seconds */
     const char *series_path; /* balance: per-worker series file */
-    int quiet;               /* no progress lines */
+    /* balance: with life_ms 0, no churn: `conns` connections are opened at
+     * `rate` and held until the end. reopen: a connection the server ends
+     * is opened again at once (same key), as a client that reconnects on
+     * 1012 or a lost worker does. keys > 0: each new client carries one of
+     * `keys` session keys (random) in header key_header, and every reopen
+     * or new client with a key seen before counts a hit when it lands on
+     * the worker that key had last. */
+    int reopen;
+    long keys;
+    const char *key_header;
+    int quiet; /* no progress lines */
     unsigned seed;
 } wb_opts_t;
 
@@ -84,6 +94,9 @@ typedef struct wb_result {
     uint64_t ratio_samples;
     double ratio_p50, ratio_p99, ratio_max, ratio_mean;
     uint64_t pool_full;
+    uint64_t closed_1012;  /* server closes with 1012 (service restart) */
+    uint64_t closed_other; /* other ends by the server: close codes, EOF, reset */
+    uint64_t key_hits, key_misses;
     int nworkers;
     char worker_id[WB_MAX_WORKERS][WB_WORKER_ID_LEN];
     uint64_t worker_opened[WB_MAX_WORKERS];

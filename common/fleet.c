@@ -81,6 +81,23 @@ size_t fleet_key_events(const char *prefix, char *buf, size_t len)
     return fleet_key(prefix, "events", NULL, 0, buf, len);
 }
 
+size_t fleet_key_rebalance(const char *prefix, uint64_t unix_s, char *buf, size_t len)
+{
+    char sec[24];
+    int n = snprintf(sec, sizeof(sec), "%llu", (unsigned long long)unix_s);
+    return fleet_key(prefix, "rebalance:", sec, (size_t)n, buf, len);
+}
+
+int64_t fleet_rebalance_granted(int64_t rate, int64_t want, int64_t after)
+{
+    if (want <= 0 || rate <= 0)
+        return 0;
+    int64_t before = after - want, left = rate - before;
+    if (left <= 0)
+        return 0;
+    return left < want ? left : want;
+}
+
 /* 1 to max-1 bytes, none of them a control character: safe to log and to
  * show in a table, and it fits a buffer of max bytes. */
 static int fleet_text_ok(const char *p, size_t n, size_t max)
@@ -219,6 +236,7 @@ static const struct fleet_field {
     F(isolation, FLEET_HAS_ISOLATION, FLEET_TEXT, FLEET_ISOLATION_LEN),
     F(version, FLEET_HAS_VERSION, FLEET_TEXT, FLEET_VERSION_LEN),
     F(slots_broken, FLEET_HAS_SLOTS_BROKEN, FLEET_COUNT, 0),
+    F(rebalance_shed, FLEET_HAS_REBALANCE_SHED, FLEET_COUNT, 0),
 #undef F
 };
 #define FLEET_NFIELDS (sizeof(fleet_fields) / sizeof(fleet_fields[0]))

@@ -49,6 +49,21 @@ size_t fleet_key_workers(const char *prefix, char *buf, size_t len);
 size_t fleet_key_worker(const char *prefix, const char *id, size_t idlen, char *buf, size_t len);
 size_t fleet_key_events(const char *prefix, char *buf, size_t len);
 
+/* Rebalancing (the worker's --rebalance): a fleet-wide budget of sockets
+ * shed per wall-clock second, shared by every worker through one counter
+ * per second:
+ *   <prefix>rebalance:<unix second>  string: tokens taken in that second,
+ *                                    SET NX EX FLEET_REBALANCE_TTL_S, INCRBY
+ * A worker that wants k tokens sends INCRBY k and gets
+ * fleet_rebalance_granted(rate, k, reply) of them: the counter only grows
+ * within its second, so two workers asking at once never get more than
+ * rate together. */
+#define FLEET_REBALANCE_TTL_S 5
+size_t fleet_key_rebalance(const char *prefix, uint64_t unix_s, char *buf, size_t len);
+/* Pure: of want tokens asked with INCRBY, how many were granted when the
+ * counter read after once it was added (0..want). */
+int64_t fleet_rebalance_granted(int64_t rate, int64_t want, int64_t after);
+
 /* Worker ids (--id) as published: 1-127 bytes, no control characters. */
 #define FLEET_WORKER_ID_LEN 128
 int fleet_worker_id_ok(const char *p, size_t n);
@@ -76,7 +91,8 @@ int fleet_event_parse(const char *json, size_t len, fleet_event_t *out, char *er
  *   {"id":"w1","addr":"127.0.0.1:9001","state":"up","conns":12,
  *    "evals_running":1,"evals_queued":0,"max_evals":4,"load":1,
  *    "ts_ms":1764150000000,"started_ms":1764149000000,"isolation":"full",
- *    "version":"0.1.0","slots_broken":0,"by_lb":{"lb1-4242":7,"lb2-977":5}}
+ *    "version":"0.1.0","slots_broken":0,"rebalance_shed":0,
+ *    "by_lb":{"lb1-4242":7,"lb2-977":5}}
  * id, addr, state and conns are required; the rest may be absent (older
  * workers), and a reader takes an absent field as 0 or "". */
 
@@ -101,7 +117,8 @@ enum {
     FLEET_HAS_VERSION = 1u << 7,
     FLEET_HAS_SLOTS_BROKEN = 1u << 8,
     FLEET_HAS_BY_LB = 1u << 9,
-    FLEET_HAS_ALL = (1u << 10) - 1,
+    FLEET_HAS_REBALANCE_SHED = 1u << 10,
+    FLEET_HAS_ALL = (1u << 11) - 1,
 };
 
 typedef struct fleet_lb_count {
@@ -119,6 +136,7 @@ typedef struct fleet_state {
     int64_t conns;  /* open websockets, from every lb */
     unsigned has;   /* FLEET_HAS_*: the optional fields below that are present */
     int64_t evals_running, evals_queued, max_evals, slots_broken; /* 0 when absent */
+    int64_t rebalance_shed; /* websockets it closed with 1012 to rebalance, ever */
     /* "load"; when absent, the parser sets evals_running + evals_queued */
     int64_t load;
     uint64_t ts_ms;      /* fleet_wall_ms() when taken; 0 when absent */

@@ -28,6 +28,11 @@
 #define MN_LB_STATIC_RESPONSES     "wslb_lb_static_responses_total"
 #define MN_LB_STATIC_FILES         "wslb_lb_static_files"
 #define MN_LB_STATIC_BYTES         "wslb_lb_static_bytes"
+#define MN_LB_AFFINITY             "wslb_lb_affinity_total"
+#define MN_LB_AFFINITY_FALLBACK    "wslb_lb_affinity_fallback_total"
+#define MN_LB_CONFIG_GENERATION    "wslb_lb_config_generation"
+#define MN_LB_CONFIG_LOADED        "wslb_lb_config_loaded_seconds" /* Unix time */
+#define MN_LB_RELOAD_FAILED        "wslb_lb_reload_failed_total"
 #define MN_ADMIN_DROPPED           "wslb_admin_connections_dropped_total"
 #define MN_LB_REDIS_UP             "wslb_lb_redis_up" /* with --redis or Sentinels only */
 #define MN_BE_UP                   "wslb_backend_up"
@@ -36,6 +41,7 @@
 #define MN_BE_CONNECTIONS          "wslb_backend_connections_total"
 #define MN_BE_FAILURES             "wslb_backend_failures_total"
 #define MN_BE_WEIGHT               "wslb_backend_weight"
+#define MN_BE_REBALANCE_SHED       "wslb_backend_rebalance_shed_total"
 #define MN_BE_LOAD                 "wslb_backend_load"
 #define MN_BE_GLOBAL               "wslb_backend_global_connections"
 
@@ -58,6 +64,9 @@
 #define MN_WK_SLOT_FAILURES       "wslb_worker_slot_failures_total"
 #define MN_WK_SLOT_RESET_DURATION "wslb_worker_slot_reset_duration_seconds"
 #define MN_WK_REDIS_UP            "wslb_worker_redis_up" /* with --redis or Sentinels only */
+#define MN_WK_REBALANCE_SHED      "wslb_worker_rebalance_shed_total"
+#define MN_WK_REBALANCE_HELD      "wslb_worker_rebalance_held_total"
+#define MN_WK_REBALANCE_RATIO     "wslb_worker_rebalance_fleet_ratio"
 
 /* X(current, legacy, factor): while --metrics-legacy is on, each family
  * named `current` is also rendered as `legacy`, every value (a histogram's
@@ -83,6 +92,9 @@
     X(MN_WK_ISOLATION, "worker_isolation_info", 1)                                                 \
     X(MN_WK_SLOTS, "worker_slots", 1)                                                              \
     X(MN_WK_SLOT_FAILURES, "worker_slot_failures_total", 1)                                        \
-    X(MN_WK_SLOT_RESET_DURATION, "worker_slot_reset_ms", 1000)
+    X(MN_WK_SLOT_RESET_DURATION, "worker_slot_reset_ms", 1000)                                     \
+    X(MN_WK_REBALANCE_SHED, "worker_rebalance_shed_total", 1)                                      \
+    X(MN_WK_REBALANCE_HELD, "worker_rebalance_held_total", 1)                                      \
+    X(MN_WK_REBALANCE_RATIO, "worker_rebalance_fleet_ratio", 1)
 
 #endif

@@ -81,6 +81,8 @@ int ctl_fleet_parse_stats(const char *json, size_t n, ctl_lb_t *lb, char *err, s
         goto done;
     }
     ctl_fleet_copy(root, "algo", lb->algo, sizeof(lb->algo));
+    json_t *gen = json_object_get(root, "config_generation");
+    lb->config_gen = json_is_integer(gen) ? (long long)json_integer_value(gen) : 0;
     size_t cnt = json_array_size(bes);
     lb->bes = calloc(cnt ? cnt : 1, sizeof(*lb->bes));
     if (lb->bes == NULL) {

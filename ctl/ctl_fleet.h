@@ -42,6 +42,7 @@ typedef struct ctl_lb {
     int ok;        /* its /stats was read */
     char err[400]; /* why not */
     char algo[32];
+    long long config_gen; /* the lb's config_generation; 0 = not reported */
     ctl_lbbe_t *bes;
     size_t nbes;
 } ctl_lb_t;

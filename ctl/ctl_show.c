@@ -99,7 +99,11 @@ static int ctl_show_sources(const ctl_fleet_t *f, const ctl_conf_t *c, buf_t *ou
     for (size_t i = 0; i < f->nlbs; i++) {
         const ctl_lb_t *lb = &f->lbs[i];
         bad |= ctl_tab_cell(&t, "%s", lb->name) | ctl_tab_cell(&t, "%s", lb->url->text);
-        if (lb->ok)
+        if (lb->ok && lb->config_gen > 0)
+            bad |= ctl_tab_cell(&t, "%s, %zu backend%s, config generation %lld",
+                                lb->algo[0] ? lb->algo : "?", lb->nbes, lb->nbes == 1 ? "" : "s",
+                                lb->config_gen);
+        else if (lb->ok)
             bad |= ctl_tab_cell(&t, "%s, %zu backend%s", lb->algo[0] ? lb->algo : "?", lb->nbes,
                                 lb->nbes == 1 ? "" : "s");
         else
@@ -248,10 +252,13 @@ int ctl_show_json(const ctl_fleet_t *f, const ctl_conf_t *c, buf_t *out)
     for (size_t i = 0; lbs && i < f->nlbs; i++) {
         const ctl_lb_t *lb = &f->lbs[i];
         json_array_append_new(
-            lbs, json_pack("{s:s, s:s, s:b, s:o, s:o, s:o}", "name", lb->name, "url", lb->url->text,
-                           "ok", lb->ok, "error", lb->ok ? json_null() : json_string(lb->err),
-                           "algo", lb->ok ? ctl_show_str(lb->algo) : json_null(), "backends",
-                           lb->ok ? json_integer((json_int_t)lb->nbes) : json_null()));
+            lbs, json_pack(
+                     "{s:s, s:s, s:b, s:o, s:o, s:o, s:o}", "name", lb->name, "url", lb->url->text,
+                     "ok", lb->ok, "error", lb->ok ? json_null() : json_string(lb->err), "algo",
+                     lb->ok ? ctl_show_str(lb->algo) : json_null(), "backends",
+                     lb->ok ? json_integer((json_int_t)lb->nbes) : json_null(), "config_generation",
+                     lb->ok && lb->config_gen > 0 ? json_integer((json_int_t)lb->config_gen)
+                                                  : json_null()));
     }
     if (f->use_reg)
         reg = json_pack("{s:s, s:s, s:b, s:o, s:o}", "addr", c->redis, "prefix", c->prefix, "ok",

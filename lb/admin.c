@@ -108,7 +108,9 @@ static int admin_backend_info(json_t *j, const be_t *b)
                                known && started ? json_integer((json_int_t)started)
                                                 : json_null()) ||
            json_object_set_new(j, "heartbeat_age_ms",
-                               known && ts ? json_integer(age) : json_null());
+                               known && ts ? json_integer(age) : json_null()) ||
+           json_object_set_new(j, "rebalance_shed",
+                               known ? json_integer(be_rebalance_shed(b)) : json_null());
 }
 
 static json_t *admin_backend_json(const be_t *b)
@@ -120,6 +122,26 @@ static json_t *admin_backend_json(const be_t *b)
                      (json_int_t)be_load(b), "conns_global", (json_int_t)be_conns(b), "source",
                      be_source(b) == BE_STATIC ? "static" : "redis", "admin_drain",
                      be_in_admin_drain(b));
+}
+
+/* /stats "affinity": picks by what became of the key's owner, and those the
+ * algorithm made instead (all 0 without --affinity). */
+static int admin_affinity_json(json_t *root, lbs_t *s)
+{
+    json_t *a = json_object();
+    if (a == NULL)
+        return -1;
+    for (int w = 0; w < AFF_WHY__COUNT; w++)
+        if (json_object_set_new(a, aff_why_name(w),
+                                json_integer((json_int_t)AT_LOAD(&s->aff[w])))) {
+            json_decref(a);
+            return -1;
+        }
+    if (json_object_set_new(a, "fallback", json_integer((json_int_t)AT_LOAD(&s->aff_fallback)))) {
+        json_decref(a);
+        return -1;
+    }
+    return json_object_set_new(root, "affinity", a) ? -1 : 0;
 }
 
 /* Appends the /stats document. Takes the table's read lock. */
@@ -149,6 +171,12 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
         goto done;
     }
     int bad = json_object_set_new(root, "admin_conns", adm); /* takes adm, even on failure */
+    bad |= json_object_set_new(root, "config_generation",
+                               json_integer((json_int_t)AT_LOAD(&s->config_generation)));
+    bad |= json_object_set_new(root, "config_loaded_at",
+                               json_integer((json_int_t)AT_LOAD(&s->config_loaded_ms) / 1000));
+    bad |= json_object_set_new(root, "reload_failed",
+                               json_integer((json_int_t)AT_LOAD(&s->reload_failed)));
     adm = NULL;
     bad |= json_object_set_new(root, "ws_closes", wsa); /* takes wsa, even on failure */
     if (bad)
@@ -157,6 +185,8 @@ int admin_render_stats(be_table_t *t, lbs_t *s, const char *algo, buf_t *out)
         if (json_object_set_new(errs, lbs_err_name(e),
                                 json_integer((json_int_t)AT_LOAD(&s->errors[e]))))
             goto done;
+    if (admin_affinity_json(root, s) < 0)
+        goto done;
     be_table_rdlock(t);
     for (size_t i = 0; i < be_table_count(t); i++) {
         json_t *bj = admin_backend_json(be_table_at(t, i));
@@ -231,6 +261,10 @@ static int64_t admin_v_load(const be_t *b)
 {
     return be_load(b);
 }
+static int64_t admin_v_shed(const be_t *b)
+{
+    return be_rebalance_shed(b);
+}
 static int64_t admin_v_global(const be_t *b)
 {
     return be_conns(b);
@@ -250,6 +284,9 @@ static const struct {
     {MN_BE_LOAD, "gauge", "Evaluations running and queued, as the worker publishes", admin_v_load},
     {MN_BE_GLOBAL, "gauge", "Connections on the backend from every lb, as balanced on",
      admin_v_global},
+    {MN_BE_REBALANCE_SHED, "counter",
+     "Websockets the worker closed with 1012 to rebalance (its --rebalance), as it publishes",
+     admin_v_shed},
 };
 
 /* Lb totals through a throwaway met registry (so the rendering stays pure
@@ -301,6 +338,23 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
             goto done;
         met_inc(c, AT_LOAD(&s->errors[e]));
     }
+    for (int w = 0; w < AFF_WHY__COUNT; w++) {
+        char label[64];
+        snprintf(label, sizeof(label), "result=\"%s\"", aff_why_name(w));
+        met_counter_t *c =
+            met_counter(r, MN_LB_AFFINITY, label,
+                        "Affinity picks: hit (the key's owner took it) or why the owner was "
+                        "passed over");
+        if (!c)
+            goto done;
+        met_inc(c, AT_LOAD(&s->aff[w]));
+    }
+    met_counter_t *fb = met_counter(r, MN_LB_AFFINITY_FALLBACK, NULL,
+                                    "Affinity picks the algorithm made: no key, or no backend "
+                                    "on the ring within the load bound");
+    if (!fb)
+        goto done;
+    met_inc(fb, AT_LOAD(&s->aff_fallback));
     static const struct {
         const char *label;
         size_t off;
@@ -795,7 +849,7 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
         goto fail;
     }
     a->open_reads = cfg && cfg->open_reads;
-    a->lfd = sock_listen(&sa, 64, 0, serr, sizeof(serr));
+    a->lfd = cfg && cfg->has_fd ? cfg->fd : sock_listen(&sa, 64, 0, serr, sizeof(serr));
     if (a->lfd < 0) {
         snprintf(err, errlen, "%s", serr);
         goto fail;
@@ -816,12 +870,29 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     return a;
 fail:
     e = errno; /* EADDRINUSE tells the caller the address is taken */
-    if (a->lfd >= 0)
+    if (a->lfd >= 0 && !(cfg && cfg->has_fd))
         close(a->lfd);
     free(a->token);
     free(a);
     errno = e;
     return NULL;
+}
+
+int admin_set_token(admin_t *a, const char *token)
+{
+    char *t = NULL;
+    if (token != NULL && (t = strdup(token)) == NULL)
+        return -1;
+    if (a->token) /* scrub the secret before handing the memory back */
+        explicit_bzero(a->token, strlen(a->token));
+    free(a->token);
+    a->token = t;
+    return 0;
+}
+
+int admin_listen_fd(const admin_t *a)
+{
+    return a->lfd;
 }
 
 int admin_local_addr(const admin_t *a, sock_addr_t *out)

@@ -44,6 +44,9 @@ typedef struct admin_config {
     /* Main loop, at each /healthz: the lb's phase. NULL = always serving. */
     enum admin_life (*life)(void *ud);
     void *life_ud;
+    /* A listening socket taken over from another lb (--takeover) to use
+     * instead of binding listen; owned once admin_create succeeds. */
+    int has_fd, fd;
 } admin_config_t;
 
 /* Listens at once. t and stats must outlive the server; cfg is copied.
@@ -52,6 +55,11 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
                       char *err, size_t errlen);
 /* Closes the listener and every connection. NULL is a no-op. */
 void admin_free(admin_t *a);
+/* Main thread (a reload): the token from now on (NULL = none). 0, or -1
+ * without memory (the current one stays). */
+int admin_set_token(admin_t *a, const char *token);
+/* The listening socket (stays a's), for a takeover to pass on. */
+int admin_listen_fd(const admin_t *a);
 /* Actual listening address (useful with port 0). */
 int admin_local_addr(const admin_t *a, sock_addr_t *out);
 

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aff.h"
 #include "be_int.h"
 #include "log.h"
 
@@ -80,6 +81,39 @@ static const be_algo_t *const be_algos[] = {
     &be_algo_roundrobin,
     &be_algo_p2c,
 };
+
+#define BE_AI(t) __atomic_load_n(&(t)->ai, __ATOMIC_ACQUIRE)
+
+/* A table's algorithm with its fresh state; NULL without memory. */
+static be_ai_t *be_ai_create(be_table_t *t, const be_algo_t *algo)
+{
+    be_ai_t *ai = calloc(1, sizeof(*ai));
+    if (ai == NULL)
+        return NULL;
+    ai->algo = algo;
+    if (algo->init && algo->init(t, &ai->ctx) < 0) {
+        free(ai);
+        return NULL;
+    }
+    return ai;
+}
+
+static void be_ai_free(be_ai_t *ai)
+{
+    if (ai == NULL)
+        return;
+    if (ai->algo->free)
+        ai->algo->free(ai->ctx);
+    free(ai);
+}
+
+/* Tells the algorithm in use that b joined, left or changed. */
+static void be_algo_update(be_table_t *t, be_t *b)
+{
+    be_ai_t *ai = BE_AI(t);
+    if (ai->algo->update)
+        ai->algo->update(t, ai->ctx, b);
+}
 
 const be_algo_t *be_algo_find(const char *name)
 {
@@ -204,7 +238,7 @@ int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t
         BE_ADD(&b->failures, 1);
     uint64_t old = __atomic_load_n(&b->word, __ATOMIC_ACQUIRE), now;
     for (;;) {
-        now = be_word_next(old, ev, t->rise, t->fall);
+        now = be_word_next(old, ev, BE_LD(&t->rise), BE_LD(&t->fall));
         if (now == old ||
             __atomic_compare_exchange_n(&b->word, &old, now, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             break;
@@ -224,8 +258,7 @@ int be_event_ex(be_table_t *t, be_t *b, enum be_ev ev, const char *why, uint64_t
     if (sn == BE_DOWN && so != BE_DOWN)
         BE_ST(&b->down_ms, be_now_ms());
     be_log_change(b, ev, why, old, now);
-    if (t->algo->update)
-        t->algo->update(t, t->algo_ctx, b);
+    be_algo_update(t, b);
     if (t->watch &&
         ((be_word_usable(old) && !be_word_usable(now)) || (sn == BE_DOWN && so != BE_DOWN)))
         t->watch(t->watch_arg, b);
@@ -272,7 +305,7 @@ enum be_source be_source(const be_t *b)
 
 unsigned be_weight(const be_t *b)
 {
-    return b->weight;
+    return BE_LD(&b->weight);
 }
 
 enum be_state be_state(const be_t *b)
@@ -345,6 +378,16 @@ int64_t be_evals_running(const be_t *b)
     return b->evals_running;
 }
 
+int64_t be_rebalance_shed(const be_t *b)
+{
+    return b->rebalance_shed;
+}
+
+void be_update_rebalance(be_t *b, int64_t shed)
+{
+    b->rebalance_shed = shed < 0 ? 0 : shed;
+}
+
 int64_t be_evals_queued(const be_t *b)
 {
     return b->evals_queued;
@@ -376,17 +419,23 @@ void be_unref(be_table_t *t, be_t *b)
         free(b);
 }
 
+void bei_take(be_table_t *t, be_t *b)
+{
+    be_ref(b);
+    BE_ADD(&b->active, 1);
+    BE_ADD(&b->total, 1);
+    be_ai_t *ai = BE_AI(t);
+    if (ai->algo->take)
+        ai->algo->take(t, ai->ctx, b);
+}
+
 be_t *be_pick_at(be_table_t *t, be_t *const *exclude, int nexclude, uint64_t now_ms)
 {
     pthread_rwlock_rdlock(&t->lock);
-    be_t *b = t->algo->pick(t, t->algo_ctx, exclude, nexclude, now_ms);
-    if (b) {
-        be_ref(b);
-        BE_ADD(&b->active, 1);
-        BE_ADD(&b->total, 1);
-        if (t->algo->take)
-            t->algo->take(t, t->algo_ctx, b);
-    }
+    be_ai_t *ai = BE_AI(t);
+    be_t *b = ai->algo->pick(t, ai->ctx, exclude, nexclude, now_ms);
+    if (b)
+        bei_take(t, b);
     pthread_rwlock_unlock(&t->lock);
     return b;
 }
@@ -399,8 +448,9 @@ be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude)
 void be_release(be_table_t *t, be_t *b)
 {
     BE_ADD(&b->active, -1);
-    if (t && t->algo->release)
-        t->algo->release(t, t->algo_ctx, b);
+    be_ai_t *ai = t ? BE_AI(t) : NULL;
+    if (ai && ai->algo->release)
+        ai->algo->release(t, ai->ctx, b);
     be_unref(t, b); /* never touches t: safe after be_table_free() */
 }
 
@@ -411,15 +461,13 @@ be_table_t *be_table_create(const be_algo_t *algo, unsigned slowstart_ms)
     be_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    t->algo = algo ? algo : be_algos[0];
     t->slowstart_ms = slowstart_ms;
     t->rise = 2;
     t->fall = 2;
-    if (t->algo->init && t->algo->init(t, &t->algo_ctx) < 0)
+    if ((t->ai = be_ai_create(t, algo ? algo : be_algos[0])) == NULL)
         goto fail;
     if (pthread_rwlock_init(&t->lock, NULL) != 0) {
-        if (t->algo->free)
-            t->algo->free(t->algo_ctx);
+        be_ai_free(t->ai);
         goto fail;
     }
     return t;
@@ -442,31 +490,67 @@ void be_table_free(be_table_t *t)
     for (size_t i = 0; i < t->ndrained; i++)
         free(t->drained[i]);
     free(t->drained);
-    if (t->algo->free)
-        t->algo->free(t->algo_ctx);
+    be_ai_free(t->ai);
+    while (t->retired) {
+        be_ai_t *next = t->retired->next;
+        be_ai_free(t->retired);
+        t->retired = next;
+    }
+    aff_ring_free(t->ring);
     pthread_rwlock_destroy(&t->lock);
     free(t);
 }
 
 void be_table_set_health(be_table_t *t, int rise, int fall)
 {
-    t->rise = rise <= 0 ? 2 : rise > (int)BE_W_STREAK_MAX ? BE_W_STREAK_MAX : (unsigned)rise;
-    t->fall = fall <= 0 ? 2 : fall > (int)BE_W_STREAK_MAX ? BE_W_STREAK_MAX : (unsigned)fall;
+    BE_ST(&t->rise, rise <= 0 ? 2 : rise > (int)BE_W_STREAK_MAX ? BE_W_STREAK_MAX : (unsigned)rise);
+    BE_ST(&t->fall, fall <= 0 ? 2 : fall > (int)BE_W_STREAK_MAX ? BE_W_STREAK_MAX : (unsigned)fall);
 }
 
 int be_table_rise(const be_table_t *t)
 {
-    return (int)t->rise;
+    return (int)BE_LD(&t->rise);
 }
 
 int be_table_fall(const be_table_t *t)
 {
-    return (int)t->fall;
+    return (int)BE_LD(&t->fall);
 }
 
 const be_algo_t *be_table_algo(const be_table_t *t)
 {
-    return t->algo;
+    return BE_AI(t)->algo;
+}
+
+int be_table_set_algo(be_table_t *t, const be_algo_t *algo)
+{
+    if (BE_AI(t)->algo == algo)
+        return 0;
+    be_ai_t *fresh = be_ai_create(t, algo);
+    if (fresh == NULL)
+        return -1;
+    pthread_rwlock_wrlock(&t->lock);
+    be_ai_t *old = t->ai;
+    __atomic_store_n(&t->ai, fresh, __ATOMIC_RELEASE);
+    pthread_rwlock_unlock(&t->lock);
+    /* A hook without the lock (release, update) may still be running on
+     * the old one: keep it until the table goes. */
+    old->next = t->retired;
+    t->retired = old;
+    /* The new algorithm learns every backend, as be_add() tells it. */
+    for (size_t i = 0; i < t->n; i++)
+        be_algo_update(t, t->v[i]);
+    return 0;
+}
+
+void be_set_weight(be_table_t *t, be_t *b, unsigned weight)
+{
+    unsigned w = weight < 1 ? 1 : weight > 256 ? 256 : weight;
+    if (BE_LD(&b->weight) == w)
+        return;
+    BE_ST(&b->weight, w);
+    log_info("backend %s: weight %u", b->id, w);
+    be_algo_update(t, b);
 }
 
 void be_table_rdlock(be_table_t *t)
@@ -537,9 +621,9 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
         t->cap = cap;
     }
     t->v[t->n++] = b;
+    bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
-    if (t->algo->update)
-        t->algo->update(t, t->algo_ctx, b);
+    be_algo_update(t, b);
     return b;
 }
 
@@ -557,12 +641,13 @@ void be_remove(be_table_t *t, be_t *b)
             break;
         }
     }
+    if (found)
+        bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
     if (!found)
         return;
     __atomic_store_n(&b->removed, 1, __ATOMIC_RELEASE);
-    if (t->algo->update)
-        t->algo->update(t, t->algo_ctx, b);
+    be_algo_update(t, b);
     if (t->watch)
         t->watch(t->watch_arg, b);
     be_unref(t, b);
@@ -680,8 +765,7 @@ int be_update_remote_ex(be_table_t *t, be_t *b, int64_t conns, int64_t load, uin
     BE_ST(&b->load, load < 0 ? 0 : load);
     BE_ST(&b->remote_ts_ms, ts_ms);
     __atomic_store_n(&b->has_remote, 1, __ATOMIC_RELEASE);
-    if (t->algo->update)
-        t->algo->update(t, t->algo_ctx, b);
+    be_algo_update(t, b);
     return 1;
 }
 
@@ -700,7 +784,7 @@ void be_clear_remote(be_table_t *t, be_t *b)
     BE_ST(&b->remote_ts_ms, 0);
     BE_ST(&b->load, 0);
     be_update_info(b, 0, 0, 0, NULL);
+    be_update_rebalance(b, 0);
     be_event(t, b, BE_EV_REMOTE_GONE, "its Redis state is gone");
-    if (t->algo->update)
-        t->algo->update(t, t->algo_ctx, b);
+    be_algo_update(t, b);
 }

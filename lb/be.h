@@ -132,16 +132,35 @@ be_t *be_find(be_table_t *t, const char *id);
 /* Any thread. Picks a backend for a new client, taking a reference and
  * counting the connection as active. NULL when none is usable. */
 be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude);
+/* Session affinity with bounded loads (lb/aff.h). Main thread, before
+ * any other thread picks: turns it on with a bound of factor_milli/1000 x
+ * the mean (at least 1000). 0, or -1 without memory. */
+int be_table_set_affinity(be_table_t *t, unsigned factor_milli);
+int be_table_affinity(const be_table_t *t); /* on */
+/* Any thread. Like be_pick(), for a request whose session key hashes to
+ * *key (NULL: it carries none): the key's owner on the ring while it is
+ * usable, not excluded and within the bound; else the next backend on the
+ * ring that is; else the algorithm's pick. *why (an enum aff_why) says why
+ * the owner was passed over, or AFF_HIT; *fallback is 1 when the algorithm
+ * picked (no key, or no backend on the ring within the bound). Without
+ * affinity, be_pick(). */
+be_t *be_pick_key(be_table_t *t, const uint64_t *key, be_t *const *exclude, int nexclude, int *why,
+                  int *fallback);
 /* The connection to b ended (or its connect failed): drops active and the
  * reference. t may be NULL once the table is gone. */
 void be_release(be_table_t *t, be_t *b);
 
-/* Health thresholds (defaults rise 2, fall 2; at most 255). Set before any
- * other thread reports events. */
+/* Health thresholds (defaults rise 2, fall 2; at most 255). Any thread;
+ * events reported after the call use them. */
 void be_table_set_health(be_table_t *t, int rise, int fall);
 int be_table_rise(const be_table_t *t);
 int be_table_fall(const be_table_t *t);
 const be_algo_t *be_table_algo(const be_table_t *t);
+/* Main thread (a reload): balances with algo from the next pick on. 0, or
+ * -1 without memory (the current one stays). */
+int be_table_set_algo(be_table_t *t, const be_algo_t *algo);
+/* Main thread (a reload): b's new weight (1..256), from the next pick on. */
+void be_set_weight(be_table_t *t, be_t *b, unsigned weight);
 
 /* Like be_pick() with an explicit clock (monotonic ms, see be_now_ms()), so
  * tests can drive slow start. */
@@ -190,6 +209,7 @@ uint64_t be_joined_ms(const be_t *b);    /* slow start's start, 0 = none */
 /* Main thread: what the worker published beyond its counts, for operators
  * (valid while be_has_remote()): 0 and "" when not published. */
 int64_t be_evals_running(const be_t *b);
+int64_t be_rebalance_shed(const be_t *b);
 int64_t be_evals_queued(const be_t *b);
 uint64_t be_started_ms(const be_t *b);
 const char *be_version(const be_t *b);
@@ -211,6 +231,9 @@ int be_update_remote(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64
  * needed. mine < 0 falls back to the samples. */
 int be_update_remote_ex(be_table_t *t, be_t *b, int64_t conns, int64_t load, uint64_t ts_ms,
                         int64_t mine);
+/* Main thread: the websockets the worker says it closed to rebalance (its
+ * --rebalance), ever. */
+void be_update_rebalance(be_t *b, int64_t shed);
 /* Main thread: forget the remote figures (worker key gone); back to local
  * counts. A drain the worker announced then ends only by health checks
  * (BE_EV_REMOTE_GONE). */

@@ -107,7 +107,7 @@ struct be {
     uint64_t remote_ts_ms;                /* worker's wall-clock ts_ms of remote_conns (0 = none) */
     uint64_t failures;                    /* check and passive failures seen by this lb */
     int has_remote;                       /* remote_conns is valid */
-    unsigned weight;                      /* 1..256, fixed */
+    unsigned weight;                      /* 1..256; be_set_weight() only */
 
     /* Fixed at be_add(): read by proxies at connect and in logs. */
     _Alignas(BE_CACHELINE) char id[BE_ID_MAX];
@@ -119,8 +119,9 @@ struct be {
      * worker last published beyond its counts; valid while has_remote. */
     _Alignas(BE_CACHELINE) int64_t evals_running;
     int64_t evals_queued;
-    uint64_t started_ms; /* the worker process's start (0 = not published) */
-    char version[64];    /* "" = not published */
+    uint64_t started_ms;    /* the worker process's start (0 = not published) */
+    int64_t rebalance_shed; /* websockets it closed with 1012 to rebalance */
+    char version[64];       /* "" = not published */
 
     /* Main thread only: samples of `active` against the wall clock, to find
      * remote_base for a snapshot's ts_ms (ring, newest at hist_pos - 1). */
@@ -128,18 +129,32 @@ struct be {
     unsigned hist_pos, hist_n;
 };
 
+/* The algorithm in use and its state. A reload may put another in place
+ * (be_table_set_algo) while threads call its hooks without the lock, so the
+ * table publishes the pair as one pointer and keeps replaced ones until it
+ * is freed: a few bytes per change of algorithm. */
+typedef struct be_ai {
+    const be_algo_t *algo;
+    void *ctx;
+    struct be_ai *next; /* in the table's list of replaced ones */
+} be_ai_t;
+
 struct be_table {
     pthread_rwlock_t lock;
-    const be_algo_t *algo;
-    void *algo_ctx;
+    be_ai_t *ai;      /* current; swapped under the write lock, read with acquire */
+    be_ai_t *retired; /* replaced ones, freed with the table */
     unsigned slowstart_ms;
-    unsigned rise, fall;
-    be_t **v; /* in insertion order; changed under the write lock */
+    unsigned rise, fall; /* relaxed atomics: a reload changes them */
+    be_t **v;            /* in insertion order; changed under the write lock */
     size_t n, cap;
     be_watch_fn watch; /* told when a backend stops taking new connections */
     void *watch_arg;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
     size_t ndrained, capdrained;
+    /* Session affinity (be_aff.c): the ring over v, rebuilt under the write
+     * lock whenever v changes; NULL when affinity is off. */
+    struct aff_ring *ring;
+    unsigned aff_factor_milli;
 };
 
 /* ---- what algorithms see (be*.c only; the caller holds the read lock) ------ */
@@ -210,7 +225,8 @@ static inline int64_t bei_ramp(const be_table_t *t, const be_t *b, uint64_t now)
 /* Weight in thousandths, scaled down while the backend is in slow start. */
 static inline int64_t bei_eff_weight(const be_table_t *t, const be_t *b, uint64_t now)
 {
-    int64_t w = (int64_t)(b->weight ? b->weight : 1) * bei_ramp(t, b, now);
+    unsigned bw = BE_LD(&b->weight);
+    int64_t w = (int64_t)(bw ? bw : 1) * bei_ramp(t, b, now);
     return w > 0 ? w : 1;
 }
 
@@ -226,6 +242,13 @@ uint64_t bei_rand(void);
 /* Slow start's cap on the share of new connections: best, or sometimes the
  * runner-up while best is further from the end of its slow start (be.c). */
 be_t *bei_slowstart_gate(const be_table_t *t, be_t *best, be_t *second, uint64_t now);
+
+/* Counts b's new connection and takes a reference, as a pick does (read
+ * lock held). */
+void bei_take(be_table_t *t, be_t *b);
+/* Rebuilds the affinity ring over t->v (write lock held; no-op when
+ * affinity is off). */
+void bei_aff_rebuild(be_table_t *t);
 
 /* The algorithms, one file each, named by be.c's table. */
 extern const be_algo_t be_algo_leastconn, be_algo_leastload; /* be_lc.c */

@@ -132,8 +132,10 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         /* Only a newer snapshot may undo a drain: a drain event can arrive
          * before the heartbeat that says so. */
         int fresh = be_update_remote_ex(d->t, b, st.conns, st.load, st.ts_ms, st.mine);
-        if (fresh)
+        if (fresh) {
             be_update_info(b, st.evals_running, st.evals_queued, st.started_ms, st.version);
+            be_update_rebalance(b, st.rebalance_shed);
+        }
         if (st.draining || fresh)
             disc_set_draining(d, b, st.draining);
         seen[nseen++] = b;

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "aff.h"
 #include "atomic.h"
 #include "met.h"
 
@@ -45,6 +46,14 @@ typedef struct lbs {
     uint64_t down_closed;          /* tunnels ended on a backend DOWN past --down-close-ms */
     uint64_t pings_sent;           /* the lb's own pings to websocket clients */
     uint64_t ping_timeouts;        /* clients closed for answering no ping in time */
+    /* the configuration (lb/rld.c): 1 at start, +1 per applied reload */
+    uint64_t config_generation;
+    uint64_t config_loaded_ms; /* wall clock of the last load */
+    uint64_t reload_failed;    /* reloads refused: the running one stayed */
+    /* --affinity: picks by what became of the key's owner (hit, or why it
+     * was passed over), and picks the algorithm made instead of the ring */
+    uint64_t aff[AFF_WHY__COUNT];
+    uint64_t aff_fallback;
 } lbs_t;
 
 /* Short names for JSON/Prometheus labels: "bad_request", "head_too_large", ... */

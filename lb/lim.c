@@ -52,6 +52,31 @@ static uint64_t lim_mono_ns(void *arg)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The limits may change while threads use them (lim_set): read them
+ * whole, once per use. */
+#define LIM_LD(f) __atomic_load_n(&(f), __ATOMIC_RELAXED)
+
+static double lim_burst(const lim_t *l)
+{
+    double b;
+    __atomic_load(&l->burst, &b, __ATOMIC_RELAXED);
+    return b;
+}
+
+static double lim_burst_of(const lim_config_t *cfg)
+{
+    return cfg->burst ? cfg->burst : (cfg->rate ? cfg->rate : 1);
+}
+
+void lim_set(lim_t *l, unsigned max_conns, unsigned rate, unsigned burst)
+{
+    lim_config_t c = {.max_conns = max_conns, .rate = rate, .burst = burst};
+    double b = lim_burst_of(&c);
+    __atomic_store_n(&l->cfg.max_conns, max_conns, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->cfg.rate, rate, __ATOMIC_RELAXED);
+    __atomic_store(&l->burst, &b, __ATOMIC_RELAXED);
+}
+
 int lim_enabled(const lim_config_t *cfg)
 {
     return cfg != NULL && (cfg->max_conns > 0 || cfg->rate > 0);
@@ -73,7 +98,7 @@ lim_t *lim_create(const lim_config_t *cfg, char *err, size_t errlen)
         l->cfg.max_entries = LIM_DEFAULT_ENTRIES;
     if (l->cfg.clock == NULL)
         l->cfg.clock = lim_mono_ns;
-    l->burst = cfg->burst ? cfg->burst : (cfg->rate ? cfg->rate : 1);
+    l->burst = lim_burst_of(cfg);
     if (getrandom(&l->seed, sizeof(l->seed), 0) != sizeof(l->seed))
         l->seed = lim_mono_ns(NULL) * 0x9e3779b97f4a7c15ull;
 
@@ -187,12 +212,12 @@ static void lim_delete(const lim_t *l, lim_shard_t *s, size_t i)
 /* Refills e's bucket up to now. */
 static void lim_refill(const lim_t *l, lim_entry_t *e, uint64_t now)
 {
-    if (l->cfg.rate == 0)
+    if (LIM_LD(l->cfg.rate) == 0)
         return;
     if (now > e->last) {
-        e->tokens += (double)(now - e->last) * l->cfg.rate / 1e9;
-        if (e->tokens > l->burst)
-            e->tokens = l->burst;
+        e->tokens += (double)(now - e->last) * LIM_LD(l->cfg.rate) / 1e9;
+        if (e->tokens > lim_burst(l))
+            e->tokens = lim_burst(l);
     }
     e->last = now;
 }
@@ -203,7 +228,7 @@ static int lim_removable(const lim_t *l, lim_entry_t *e, uint64_t now)
     if (e->conns > 0)
         return 0;
     lim_refill(l, e, now);
-    return l->cfg.rate == 0 || e->tokens >= l->burst;
+    return LIM_LD(l->cfg.rate) == 0 || e->tokens >= lim_burst(l);
 }
 
 /* Drops every removable entry of s. s->mu held. */
@@ -241,18 +266,18 @@ enum lim_verdict lim_enter(lim_t *l, const lim_key_t *k, unsigned *retry_after_s
         memset(e, 0, sizeof(*e));
         e->used = 1;
         e->key = *k;
-        e->tokens = l->burst;
+        e->tokens = lim_burst(l);
         e->last = now;
         s->count++;
     }
-    if (l->cfg.max_conns > 0 && e->conns >= l->cfg.max_conns) {
+    if (LIM_LD(l->cfg.max_conns) > 0 && e->conns >= LIM_LD(l->cfg.max_conns)) {
         v = LIM_CONNS;
         goto out;
     }
-    if (l->cfg.rate > 0) {
+    if (LIM_LD(l->cfg.rate) > 0) {
         lim_refill(l, e, now);
         if (e->tokens < 1.0) {
-            double wait = (1.0 - e->tokens) / l->cfg.rate;
+            double wait = (1.0 - e->tokens) / LIM_LD(l->cfg.rate);
             retry = (unsigned)ceil(wait);
             v = LIM_RATE;
             goto out;

@@ -67,6 +67,9 @@ typedef struct lim_stats {
 lim_t *lim_create(const lim_config_t *cfg, char *err, size_t errlen);
 /* NULL is a no-op. No thread may be inside lim_enter/lim_leave. */
 void lim_free(lim_t *l);
+/* Any thread: new limits (a reload). Addresses keep their counts and
+ * buckets; 0 lifts a limit. */
+void lim_set(lim_t *l, unsigned max_conns, unsigned rate, unsigned burst);
 /* Whether cfg limits anything. */
 int lim_enabled(const lim_config_t *cfg);
 

@@ -5,6 +5,11 @@
  * each run their own loop (proxy.h) and share the backend table. */
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +17,7 @@
 #include <ev.h>
 
 #include "admin.h"
+#include "aff.h"
 #include "atomic.h"
 #include "be.h"
 #include "cfg.h"
@@ -19,15 +25,18 @@
 #include "disc.h"
 #include "fleet.h"
 #include "hc.h"
+#include "hand.h"
 #include "http.h"
+#include "lb.h"
 #include "lbs.h"
 #include "lim.h"
 #include "log.h"
 #include "met.h"
 #include "met_names.h"
 #include "proxy.h"
-#include "route.h"
 #include "rdo.h"
+#include "rld.h"
+#include "route.h"
 #include "sock.h"
 #include "static.h"
 #include "tls.h"
@@ -37,103 +46,23 @@
 #define VERSION "dev"
 #endif
 
-typedef struct lb_opts {
-    cfg_list_t listen, tls_listen, backend, trusted_proxies, route, proxy_http;
-    char *cert, *key, *redis, *redis_prefix, *admin, *admin_token_file, *algo, *health_path,
-        *log_level, *log_format, *upstream_secret_file, *id, *static_dir, *static_csp;
-    long health_interval_ms, rise, fall, retries, threads, max_conns, timeout_head_ms,
-        timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
-        limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
-    long down_close_ms, ping_interval_s, ping_timeout_s; /* websocket-aware closes */
-    int access_log, accept_proxy, metrics_legacy;
-    rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
-} lb_opts_t;
-
-/* Everything the process runs, in one place: the only context there is. */
-typedef struct lb {
-    struct ev_loop *loop;
-    lb_opts_t o;
-    lbs_t stats;
-    met_registry_t *reg;
-    be_table_t *table;
-    tls_t *tls;
-    hc_t *hc;
-    disc_t *disc;
-    admin_t *admin;
-    px_t *px;
-    lim_t *lim;
-    st_t *st;
-    cidr_set_t trusted;
-    route_t *routes;
-    ev_signal sig_term, sig_int, sig_hup;
-    ev_timer grace;   /* shutdown deadline */
-    ev_timer drained; /* polls for the last tunnel to end during shutdown */
-    int stopping;
-} lb_t;
-
-/* Parses "ID=HOST:PORT[,weight=N]" and adds the backend. */
+/* Adds a static backend from its --backend spec (checked by lbo_check). */
 static int lb_add_static(lb_t *lb, const char *spec, char *err, size_t errlen)
 {
-    char tmp[512], e2[SOCK_ERR_LEN];
-    unsigned weight = 1;
+    char id[BE_ID_MAX];
     sock_addr_t addr;
-
-    if (strlen(spec) >= sizeof(tmp)) {
-        snprintf(err, errlen, "--backend: too long");
+    unsigned weight;
+    if (lbo_parse_backend(spec, id, &addr, &weight, err, errlen) < 0)
         return -1;
-    }
-    strcpy(tmp, spec);
-    char *eq = strchr(tmp, '=');
-    if (eq == NULL || eq == tmp || (size_t)(eq - tmp) >= BE_ID_MAX) {
-        snprintf(err, errlen, "--backend '%s': want ID=HOST:PORT[,weight=N]", spec);
-        return -1;
-    }
-    *eq = '\0';
-    char *hp = eq + 1;
-    char *comma = strchr(hp, ',');
-    if (comma != NULL) {
-        *comma = '\0';
-        const char *opt = comma + 1;
-        char *end;
-        if (strncmp(opt, "weight=", 7) != 0) {
-            snprintf(err, errlen, "--backend '%s': unknown option '%s'", spec, opt);
-            return -1;
-        }
-        errno = 0;
-        long w = strtol(opt + 7, &end, 10);
-        if (errno || *end || end == opt + 7 || w < 1 || w > 256) {
-            snprintf(err, errlen, "--backend '%s': weight must be 1..256", spec);
-            return -1;
-        }
-        weight = (unsigned)w;
-    }
-    if (sock_parse_addr(hp, &addr, e2, sizeof(e2)) < 0) {
-        snprintf(err, errlen, "--backend '%s': %s", spec, e2);
-        return -1;
-    }
-    if (be_find(lb->table, tmp) != NULL) {
+    if (be_find(lb->table, id) != NULL) {
         snprintf(err, errlen, "--backend '%s': duplicate id", spec);
         return -1;
     }
-    if (be_add(lb->table, tmp, &addr, weight, BE_STATIC) == NULL) {
+    if (be_add(lb->table, id, &addr, weight, BE_STATIC) == NULL) {
         snprintf(err, errlen, "--backend '%s': cannot add", spec);
         return -1;
     }
     return 0;
-}
-
-/* Whether "HOST:PORT" names a loopback address (127.0.0.0/8, ::1). */
-static int lb_is_loopback(const char *hostport)
-{
-    sock_addr_t a;
-    char e[SOCK_ERR_LEN];
-    cidr_set_t lo = {0};
-    if (sock_parse_addr(hostport, &a, e, sizeof(e)) < 0)
-        return 0;
-    int yes = cidr_set_add(&lo, "127.0.0.0/8,::1", e, sizeof(e)) == 0 &&
-              cidr_set_match(&lo, (struct sockaddr *)&a.ss);
-    cidr_set_free(&lo);
-    return yes;
 }
 
 /* Ends the loop once every tunnel is gone or the grace period is over. */
@@ -145,6 +74,7 @@ static void lb_finish(lb_t *lb, const char *why)
     ev_signal_stop(lb->loop, &lb->sig_term);
     ev_signal_stop(lb->loop, &lb->sig_int);
     ev_signal_stop(lb->loop, &lb->sig_hup);
+    ev_signal_stop(lb->loop, &lb->sig_usr2);
     ev_break(lb->loop, EVBREAK_ALL);
 }
 
@@ -168,8 +98,8 @@ static double lb_gauge_redis(void *ud)
     return disc_connected(ud);
 }
 
-/* For /healthz: a front takes this lb out while it stops or has not yet
- * learnt its workers. */
+/* For /healthz: a front takes this lb out while it stops (a signal, or a
+ * takeover by a new lb) or has not yet learnt its workers. */
 static enum admin_life lb_life(void *ud)
 {
     lb_t *lb = ud;
@@ -182,21 +112,135 @@ static enum admin_life lb_life(void *ud)
 
 /* SIGTERM/SIGINT: stop accepting, let tunnels finish within --grace-s. A
  * second signal cuts the grace period short. */
+static void lb_begin_stop(lb_t *lb, const char *why)
+{
+    lb->stopping = 1;
+    log_info("%s: no longer accepting; waiting up to %ld s for %lld connections", why,
+             lb->o.grace_s, (long long)AT_LOAD(&lb->stats.active));
+    px_stop_accepting(lb->px);
+    ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
+    ev_timer_start(lb->loop, &lb->grace);
+    ev_timer_init(&lb->drained, lb_drained_cb, 0.0, 0.05);
+    ev_timer_start(lb->loop, &lb->drained);
+}
+
 static void lb_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     lb_t *lb = w->data;
+    char why[32];
     if (lb->stopping) {
         lb_finish(lb, "second signal");
         return;
     }
-    lb->stopping = 1;
-    log_info("signal %d: no longer accepting; waiting up to %ld s for %lld connections", w->signum,
-             lb->o.grace_s, (long long)AT_LOAD(&lb->stats.active));
-    px_stop_accepting(lb->px);
-    ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
-    ev_timer_start(loop, &lb->grace);
-    ev_timer_init(&lb->drained, lb_drained_cb, 0.0, 0.05);
-    ev_timer_start(loop, &lb->drained);
+    snprintf(why, sizeof(why), "signal %d", w->signum);
+    lb_begin_stop(lb, why);
+}
+
+/* Tells systemd (Type=notify) about this process, when it asked: one
+ * datagram to $NOTIFY_SOCKET, the whole of the protocol the lb needs, so
+ * libsystemd is no dependency. MAINPID lets a new lb started by a takeover
+ * become the unit's main process (the unit sets NotifyAccess=all). */
+static void lb_notify(const char *state, int with_pid)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char msg[128];
+    if (path == NULL || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, strlen(path));
+    if (path[0] == '@')
+        sa.sun_path[0] = '\0'; /* an abstract socket */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    int n = with_pid ? snprintf(msg, sizeof(msg), "%s\nMAINPID=%ld\n", state, (long)getpid())
+                     : snprintf(msg, sizeof(msg), "%s\n", state);
+    (void)sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
+    close(fd);
+}
+
+static void lb_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    lb_t *lb = container_of(w, lb_t, child);
+    ev_child_stop(loop, w);
+    if (!lb->stopping)
+        log_error("upgrade: the new lb (pid %d) exited with status %d before taking over; "
+                  "still serving",
+                  w->rpid,
+                  WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : 128 + WTERMSIG(w->rstatus));
+}
+
+/* SIGUSR2: starts the binary at argv[0] again (a new version, if one was
+ * installed there) with the same command line and --takeover, as nginx's
+ * USR2 does. The new lb checks its configuration, takes the listeners and
+ * then this one drains; if it fails, this one never stops serving. */
+static void lb_usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    lb_t *lb = container_of(w, lb_t, sig_usr2);
+    if (lb->stopping || lb->hand == NULL || ev_is_active(&lb->child)) {
+        log_error("SIGUSR2: %s", lb->stopping ? "shutting down, no upgrade"
+                                 : lb->hand == NULL
+                                     ? "no --control-socket to hand the listeners over"
+                                     : "an upgrade is already under way");
+        return;
+    }
+    char **av = calloc((size_t)lb->argc + 3, sizeof(*av));
+    if (av == NULL) {
+        log_error("SIGUSR2: out of memory");
+        return;
+    }
+    for (int i = 0; i < lb->argc; i++)
+        av[i] = lb->argv[i];
+    av[lb->argc] = "--takeover";
+    av[lb->argc + 1] = lb->o.control_socket;
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec: the proxy threads'
+         * locks may be held by threads that do not exist here. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(av[0], av);
+        _exit(127);
+    }
+    free(av);
+    if (pid < 0) {
+        log_error("SIGUSR2: fork: %s", strerror(errno));
+        return;
+    }
+    log_info("SIGUSR2: started %s (pid %ld) to take over", lb->argv[0], (long)pid);
+    ev_child_init(&lb->child, lb_child_cb, pid, 0);
+    ev_child_start(loop, &lb->child);
+}
+
+/* The takeover's hooks (hand.h): what to pass, and the new lb's READY. */
+static size_t lb_hand_fds(void *ud, int *fds, char *kinds, size_t cap)
+{
+    lb_t *lb = ud;
+    int tls[HAND_MAX_FDS];
+    size_t n = px_listen_fds(lb->px, fds, tls, cap < HAND_MAX_FDS ? cap : HAND_MAX_FDS);
+    for (size_t i = 0; i < n; i++)
+        kinds[i] = tls[i] ? 't' : 'p';
+    if (lb->admin != NULL && n < cap) {
+        fds[n] = admin_listen_fd(lb->admin);
+        kinds[n++] = 'a';
+    }
+    return n;
+}
+
+static void lb_hand_done(void *ud)
+{
+    lb_t *lb = ud;
+    if (lb->stopping)
+        return;
+    /* The new lb owns the admin address too: this one answers no more. */
+    admin_free(lb->admin);
+    lb->admin = NULL;
+    /* The admin socket lives on in the new lb: a fresh epoll set forgets
+     * it (see px_close_listeners). */
+    ev_loop_fork(lb->loop);
+    lb_begin_stop(lb, "taken over");
 }
 
 static void lb_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -211,15 +255,12 @@ static void lb_hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
             log_info("SIGHUP: static files reloaded: %zu files, %zu KiB from %s", st_files(lb->st),
                      (st_bytes(lb->st) + 1023) / 1024, lb->o.static_dir);
     }
-    if (lb->tls == NULL) {
-        log_info("SIGHUP: no TLS configured, no certificate to reload");
+    if (lb->stopping) {
+        log_info("SIGHUP: shutting down, configuration not reloaded");
         return;
     }
-    if (tls_reload(lb->tls, err, sizeof(err)) < 0)
-        log_error("SIGHUP: TLS reload failed, keeping the current certificate: %s", err);
-    else
-        log_info("SIGHUP: TLS certificate and key reloaded (generation %u)",
-                 tls_generation(lb->tls));
+    /* The configuration, the certificate and key among it. */
+    (void)rld_reload(lb);
 }
 
 int main(int argc, char **argv)
@@ -229,162 +270,50 @@ int main(int argc, char **argv)
     lb_opts_t *o = &lb->o;
     char err[1024];
     char *token = NULL, *upstream_secret = NULL;
+    int taken[HAND_MAX_FDS], hconn = -1;
+    char tkinds[HAND_MAX_FDS];
+    size_t ntaken = 0;
+    int admin_fd = -1;
     int rc = 1;
 
-    o->admin = "127.0.0.1:8081";
-    o->algo = "leastconn";
-    o->health_path = "/healthz";
-    o->redis_prefix = FLEET_DEFAULT_PREFIX;
-    o->log_level = "info";
-    o->log_format = "text";
-    o->health_interval_ms = 1000;
-    o->rise = 2;
-    o->fall = 2;
-    o->retries = 2;
-    o->threads = 1;
-    o->timeout_head_ms = 10000;
-    o->timeout_connect_ms = 2000;
-    o->timeout_response_ms = 10000;
-    o->timeout_idle_s = 3600;
-    o->slowstart_ms = 3000;
-    o->grace_s = 10;
-    o->down_close_ms = 1000;
-    o->max_head = HTTP_DEFAULT_MAX_HEAD;
-    o->access_log = 1;
-    o->metrics_legacy = 1;
-    o->static_max_file_kb = ST_DEFAULT_MAX_FILE / 1024;
-    o->static_max_total_kb = ST_DEFAULT_MAX_TOTAL / 1024;
-
-    const cfg_opt_t opts[] = {
-        {"listen", CFG_LIST, &o->listen, "HOST:PORT",
-         "plain HTTP/websocket listener, repeatable (default 127.0.0.1:8080)", 0, 0},
-        {"tls-listen", CFG_LIST, &o->tls_listen, "HOST:PORT", "TLS listener, repeatable", 0, 0},
-        {"cert", CFG_STR, &o->cert, "PEM", "certificate chain for --tls-listen", 0, 0},
-        {"key", CFG_STR, &o->key, "PEM", "private key for --tls-listen", 0, 0},
-        {"backend", CFG_LIST, &o->backend, "ID=HOST:PORT[,weight=N]", "static backend, repeatable",
-         0, 0},
-        {"redis", CFG_STR, &o->redis, "HOST:PORT", "discover workers and their load in Redis", 0,
-         0},
-        {"redis-prefix", CFG_STR, &o->redis_prefix, "PREFIX",
-         "Redis key prefix (" FLEET_DEFAULT_PREFIX ")", 0, 0},
-        RDO_CFG_OPTS(&o->rdo),
-        {"id", CFG_STR, &o->id, "NAME",
-         "this lb's id, sent to workers as X-Lb-Id so they count connections per lb; unique "
-         "per lb process (default HOSTNAME-PID, a long host name cut and hashed)",
-         0, 0},
-        {"admin", CFG_STR, &o->admin, "HOST:PORT",
-         "admin API listener (default 127.0.0.1:8081; empty = off)", 0, 0},
-        {"admin-token-file", CFG_STR, &o->admin_token_file, "FILE",
-         "require 'Authorization: Bearer <token>' on the admin API", 0, 0},
-        {"algo", CFG_STR, &o->algo, "NAME", "leastconn|leastload|roundrobin|p2c (leastconn)", 0, 0},
-        {"health-path", CFG_STR, &o->health_path, "PATH", "health check path (/healthz)", 0, 0},
-        {"health-interval-ms", CFG_INT, &o->health_interval_ms, "MS",
-         "health check interval (1000)", 50, 600000},
-        {"rise", CFG_INT, &o->rise, "N", "successes to bring a backend up (2)", 1, 100},
-        {"fall", CFG_INT, &o->fall, "N", "failures to take a backend down (2)", 1, 100},
-        {"retries", CFG_INT, &o->retries, "N", "other backends tried after a failure (2)", 0, 7},
-        {"threads", CFG_INT, &o->threads, "N", "proxy threads (1)", 1, 256},
-        {"max-conns", CFG_INT, &o->max_conns, "N",
-         "client connections over this get 503 (0 = no limit)", 0, 100000000},
-        {"timeout-head-ms", CFG_INT, &o->timeout_head_ms, "MS",
-         "client request head (and TLS handshake) deadline (10000)", 1, 3600000},
-        {"timeout-connect-ms", CFG_INT, &o->timeout_connect_ms, "MS",
-         "backend connect deadline (2000)", 1, 600000},
-        {"timeout-response-ms", CFG_INT, &o->timeout_response_ms, "MS",
-         "backend response head deadline (10000)", 1, 3600000},
-        {"timeout-idle-s", CFG_INT, &o->timeout_idle_s, "S",
-         "close a tunnel idle this long (3600; 0 = never)", 0, 100000000},
-        {"slowstart-ms", CFG_INT, &o->slowstart_ms, "MS",
-         "ramp-up window for a new backend (3000; 0 = off)", 0, 3600000},
-        {"grace-s", CFG_INT, &o->grace_s, "S", "on SIGTERM, how long open tunnels may finish (10)",
-         0, 86400},
-        {"down-close-ms", CFG_INT, &o->down_close_ms, "MS",
-         "close tunnels on a backend marked down (not draining) after this long, websockets "
-         "with 1014 (1000)",
-         0, 3600000},
-        {"ping-interval-s", CFG_INT, &o->ping_interval_s, "S",
-         "ping websocket clients from the lb this often (0 = off)", 0, 3600},
-        {"ping-timeout-s", CFG_INT, &o->ping_timeout_s, "S",
-         "with --ping-interval-s, close a client that answers no ping within this (0 = the "
-         "interval)",
-         0, 3600},
-        {"max-head", CFG_INT, &o->max_head, "BYTES", "largest request/response head (8192)", 512,
-         1048576},
-        {"limit-conns", CFG_INT, &o->limit_conns, "N",
-         "concurrent connections per client address; over it: 429 (0 = no limit)", 0, 1000000},
-        {"limit-rate", CFG_INT, &o->limit_rate, "R",
-         "new connections (handshakes/requests) per second per client address; over it: 429 "
-         "(0 = no limit)",
-         0, 1000000},
-        {"limit-burst", CFG_INT, &o->limit_burst, "B",
-         "with --limit-rate, how many may come at once (0 = the rate)", 0, 1000000},
-        {"trusted-proxies", CFG_LIST, &o->trusted_proxies, "CIDR[,CIDR...]",
-         "peers whose X-Forwarded-For is appended to (others' is replaced), exempt from "
-         "--limit-*; repeatable",
-         0, 0},
-        {"accept-proxy", CFG_BOOL, &o->accept_proxy, NULL,
-         "every connection to the listeners (plain and TLS) starts with a PROXY protocol v1 or "
-         "v2 header from a --trusted-proxies peer, whose client address is then used (off)",
-         0, 0},
-        {"route", CFG_LIST, &o->route, "PATH",
-         "websocket path proxied to the workers, exact match (default /eval)", 0, 0},
-        {"proxy-http", CFG_LIST, &o->proxy_http, "PREFIX",
-         "proxy plain HTTP requests under this path prefix too (default none)", 0, 0},
-        {"upstream-secret-file", CFG_STR, &o->upstream_secret_file, "FILE",
-         "send the file's first line as X-Upstream-Secret to the workers", 0, 0},
-        {"static", CFG_STR, &o->static_dir, "DIR",
-         "serve the files under DIR from memory for GET and HEAD (the browser page: web); "
-         "SIGHUP reloads them",
-         0, 0},
-        {"static-max-file-kb", CFG_INT, &o->static_max_file_kb, "KB",
-         "largest file --static loads (1024)", 1, 1048576},
-        {"static-max-total-kb", CFG_INT, &o->static_max_total_kb, "KB",
-         "most bytes --static loads in all (16384)", 1, 16777216},
-        {"static-csp", CFG_STR, &o->static_csp, "POLICY",
-         "Content-Security-Policy of --static responses (default: same-origin scripts, styles, "
-         "images and websockets only; empty = none)",
-         0, 0},
-        {"access-log", CFG_BOOL, &o->access_log, NULL,
-         "one log line per connection (on; --access-log=false turns it off)", 0, 0},
-        {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
-        {"log-format", CFG_STR, &o->log_format, "FORMAT",
-         "text|json: key=value lines or one JSON object per line (text)", 0, 0},
-        {"metrics-legacy", CFG_BOOL, &o->metrics_legacy, NULL,
-         "/metrics also shows the deprecated wslb_lb_handshake_ms and wslb_lb_bytes_in/out_total "
-         "beside their current names (on; --metrics-legacy=no drops them; they go in 0.3.0)",
-         0, 0},
-        CFG_END,
-    };
-
     log_set_tag("lb");
-    int pr = cfg_parse(opts, argc, argv,
-                       "Websocket load balancer: least-connections/least-load balancing, health "
-                       "checks, Redis discovery, TLS.",
-                       VERSION, err, sizeof(err));
+    lb->argc = argc;
+    lb->argv = argv;
+    int pr = rld_parse(o, lb->opts, argc, argv, err, sizeof(err));
     if (pr == CFG_EXIT) {
-        cfg_free(opts);
+        cfg_free(lb->opts);
         return 0;
     }
     if (pr != CFG_OK) {
+        /* --check exits 1 on an invalid configuration, as nginx -t; the
+         * file may have failed before the flag was read. */
+        int checking = 0;
+        for (int i = 1; i < argc; i++)
+            checking |= strcmp(argv[i], "--check") == 0;
         fprintf(stderr, "lb: %s\n", err);
-        cfg_free(opts);
-        return 2;
+        cfg_free(lb->opts);
+        return checking ? 1 : 2;
     }
 
     enum log_level lvl;
-    if (log_parse_level(o->log_level, &lvl) < 0) {
-        fprintf(stderr, "lb: --log-level: unknown level '%s'\n", o->log_level);
-        rc = 2;
-        goto out;
-    }
-    log_set_level(lvl);
     enum log_format lfmt;
-    if (log_parse_format(o->log_format, &lfmt) < 0) {
-        fprintf(stderr, "lb: --log-format: unknown format '%s' (text or json)\n", o->log_format);
-        rc = 2;
-        goto out;
-    }
+    (void)log_parse_level(o->log_level, &lvl); /* checked by rld_parse */
+    (void)log_parse_format(o->log_format, &lfmt);
+    log_set_level(lvl);
     log_set_format(lfmt);
+    if (o->check) {
+        /* What lbo_check cannot see without loading: the certificate. */
+        tls_t *t = o->tls_listen.n > 0 ? tls_create(o->cert, o->key, err, sizeof(err)) : NULL;
+        if (o->tls_listen.n > 0 && t == NULL) {
+            fprintf(stderr, "lb: tls: %s\n", err);
+            cfg_free(lb->opts);
+            return 1;
+        }
+        tls_free(t);
+        printf("lb: configuration ok\n");
+        cfg_free(lb->opts);
+        return 0;
+    }
     if (o->id == NULL) {
         /* Unique per process: a restarted lb must not be taken for its
          * predecessor, whose connections may still be open. A long host
@@ -401,47 +330,14 @@ int main(int argc, char **argv)
         goto out;
     }
     const be_algo_t *algo = be_algo_find(o->algo);
-    if (algo == NULL) {
-        fprintf(stderr, "lb: --algo: unknown algorithm '%s'\n", o->algo);
+    if (rld_trusted(o, &lb->trusted, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lb: %s\n", err);
         rc = 2;
         goto out;
     }
-    /* A certificate with no TLS listener would be silently unused: the
-     * operator meant to serve TLS and would not be. */
-    if (o->tls_listen.n == 0 && (o->cert != NULL || o->key != NULL)) {
-        fprintf(stderr,
-                "lb: --%s given without --tls-listen: add --tls-listen HOST:PORT, or "
-                "drop --cert and --key\n",
-                o->cert != NULL ? "cert" : "key");
-        rc = 2;
-        goto out;
-    }
-    if (o->tls_listen.n > 0 && (o->cert == NULL || o->key == NULL)) {
-        fprintf(stderr, "lb: --tls-listen needs --cert and --key\n");
-        rc = 2;
-        goto out;
-    }
-    /* Anyone who reaches a non-loopback admin API could drain every worker. */
-    if (o->admin != NULL && *o->admin && !lb_is_loopback(o->admin) &&
-        (o->admin_token_file == NULL || !*o->admin_token_file)) {
-        fprintf(stderr,
-                "lb: --admin %s is not a loopback address: set --admin-token-file, or bind the "
-                "admin API to 127.0.0.1\n",
-                o->admin);
-        rc = 2;
-        goto out;
-    }
-    for (size_t i = 0; i < o->trusted_proxies.n; i++) {
-        if (cidr_set_add(&lb->trusted, o->trusted_proxies.v[i], err, sizeof(err)) < 0) {
-            fprintf(stderr, "lb: --trusted-proxies: %s\n", err);
-            rc = 2;
-            goto out;
-        }
-    }
-    /* Anyone could claim any client address: only named peers may. */
-    if (o->accept_proxy && lb->trusted.n == 0) {
-        fprintf(stderr, "lb: --accept-proxy needs --trusted-proxies: the addresses of the "
-                        "load balancers that send the PROXY header\n");
+    unsigned aff_factor_milli = 1250;
+    if (lbo_affinity(o, &lb->aff, &aff_factor_milli, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lb: %s\n", err);
         rc = 2;
         goto out;
     }
@@ -477,6 +373,27 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    /* Everything is checked: only now take the listeners of the running lb
+     * (which keeps accepting until this one says it does). */
+    if (o->takeover != NULL && *o->takeover) {
+        hconn = hand_take(o->takeover, taken, tkinds, &ntaken, err, sizeof(err));
+        if (hconn < 0) {
+            log_error("%s; the running lb is left as it was", err);
+            goto out;
+        }
+        /* The admin socket goes to the admin API, the rest to the proxy. */
+        size_t k = 0;
+        for (size_t i = 0; i < ntaken; i++) {
+            if (tkinds[i] == 'a' && admin_fd < 0)
+                admin_fd = taken[i];
+            else if (tkinds[i] == 'a')
+                close(taken[i]);
+            else
+                taken[k++] = taken[i];
+        }
+        ntaken = k;
+        log_info("takeover: %zu listening socket(s) received from %s", ntaken, o->takeover);
+    }
     lim_config_t lc = {.max_conns = (unsigned)o->limit_conns,
                        .rate = (unsigned)o->limit_rate,
                        .burst = (unsigned)o->limit_burst};
@@ -509,12 +426,20 @@ int main(int argc, char **argv)
                  "Seconds from accepting a client to its backend's response head", hs_bounds,
                  sizeof(hs_bounds) / sizeof(hs_bounds[0]));
 
+    if (rld_init(lb) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     lb->table = be_table_create(algo, (unsigned)o->slowstart_ms);
     if (lb->table == NULL) {
         log_error("out of memory");
         goto out;
     }
     be_table_set_health(lb->table, (int)o->rise, (int)o->fall);
+    if (lb->aff.kind != AFF_NONE && be_table_set_affinity(lb->table, aff_factor_milli) < 0) {
+        log_error("out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < o->backend.n; i++) {
         if (lb_add_static(lb, o->backend.v[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "lb: %s\n", err);
@@ -563,17 +488,22 @@ int main(int argc, char **argv)
         .access_log = o->access_log,
         .max_head = (size_t)o->max_head,
         .lim = lb->lim,
-        .trusted = lb->trusted.n ? &lb->trusted : NULL,
+        .trusted = lb->trusted,
         .upstream_secret = upstream_secret,
         .lb_id = o->id,
         .routes = lb->routes,
         .st = lb->st,
-        .accept_proxy = o->accept_proxy,
         .down_close_ms = (unsigned)o->down_close_ms,
         .ping_interval_s = (unsigned)o->ping_interval_s,
         .ping_timeout_s = (unsigned)(o->ping_timeout_s ? o->ping_timeout_s : o->ping_interval_s),
+        .takeover = hconn >= 0,
+        .taken = taken,
+        .ntaken = ntaken,
+        .aff = lb->aff.kind != AFF_NONE ? &lb->aff : NULL,
+        .accept_proxy = o->accept_proxy,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
+    ntaken = 0; /* px_create's now, whatever it returned */
     if (lb->px == NULL) {
         /* Another process on our port is a configuration error, as a bad
          * flag is: exit 2, and never join it silently. */
@@ -631,8 +561,21 @@ int main(int argc, char **argv)
                              .metrics = lb->reg,
                              .life = lb_life,
                              .life_ud = lb,
-                             .open_reads = lb_is_loopback(o->admin)};
+                             .open_reads = lbo_is_loopback(o->admin)};
+        /* The running lb's admin socket, if it is bound where this one's
+         * must be: binding the address again would fail. */
+        sock_addr_t want, have;
+        char s1[SOCK_ADDRSTRLEN], s2[SOCK_ADDRSTRLEN];
+        if (admin_fd >= 0 && sock_parse_addr(o->admin, &want, s1, sizeof(s1)) == 0 &&
+            sock_local_addr(admin_fd, &have) == 0 &&
+            strcmp(sock_addr_str(&want, s1, sizeof(s1)), sock_addr_str(&have, s2, sizeof(s2))) ==
+                0) {
+            ac.has_fd = 1;
+            ac.fd = admin_fd;
+        }
         lb->admin = admin_create(lb->loop, lb->table, &lb->stats, &ac, err, sizeof(err));
+        if (lb->admin != NULL && ac.has_fd)
+            admin_fd = -1; /* the admin API's now */
         if (lb->admin == NULL) {
             if (errno == EADDRINUSE)
                 rc = 2;
@@ -644,6 +587,8 @@ int main(int argc, char **argv)
     ev_signal_init(&lb->sig_term, lb_term_cb, SIGTERM);
     ev_signal_init(&lb->sig_int, lb_term_cb, SIGINT);
     ev_signal_init(&lb->sig_hup, lb_hup_cb, SIGHUP);
+    ev_signal_init(&lb->sig_usr2, lb_usr2_cb, SIGUSR2);
+    ev_signal_start(lb->loop, &lb->sig_usr2);
     lb->sig_term.data = lb->sig_int.data = lb;
     ev_signal_start(lb->loop, &lb->sig_term);
     ev_signal_start(lb->loop, &lb->sig_int);
@@ -653,6 +598,29 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    /* The control socket first: once the old lb hears READY, its path
+     * already leads to this one, and the next takeover finds it. */
+    if (o->control_socket != NULL && *o->control_socket) {
+        hand_ops_t hops = {.fds = lb_hand_fds, .done = lb_hand_done};
+        lb->hand = hand_listen(lb->loop, o->control_socket, &hops, lb, err, sizeof(err));
+        if (lb->hand == NULL) {
+            log_error("%s", err);
+            goto out;
+        }
+    }
+    /* Ready, and the unit's main process from now on: said before the old
+     * lb hears it, so that systemd never sees the main process exit. */
+    lb_notify("READY=1", 1);
+    if (hconn >= 0) {
+        /* Accepting now: the old lb may stop. */
+        int hr = hand_ready(hconn, err, sizeof(err));
+        hconn = -1;
+        if (hr < 0)
+            log_warn("takeover: %s; it stops at its own pace", err);
+        else
+            log_info("takeover: accepting; the old lb stops accepting and drains");
+    }
+
     {
         char a1[SOCK_ADDRSTRLEN] = "-", a2[SOCK_ADDRSTRLEN] = "-", a3[SOCK_ADDRSTRLEN] = "-";
         sock_addr_t sa;
@@ -668,14 +636,25 @@ int main(int argc, char **argv)
                  VERSION, o->id, a1, a2, a3, algo->name, o->threads, o->backend.n,
                  lb->disc ? ", redis " : "",
                  lb->disc ? (o->redis ? o->redis : "master from Sentinels") : "", o->limit_conns,
-                 o->limit_rate, o->limit_burst, lb->trusted.n,
+                 o->limit_rate, o->limit_burst, lb->trusted ? lb->trusted->n : 0,
                  upstream_secret ? ", upstream secret set" : "");
     }
 
     ev_run(lb->loop, 0);
+    /* A lb taken over is no longer the unit's main process: the unit is
+     * not stopping. */
+    if (lb->hand == NULL || !hand_done(lb->hand))
+        lb_notify("STOPPING=1", 0);
     rc = 0;
 
 out:
+    hand_free(lb->hand, 1);
+    if (hconn >= 0)
+        close(hconn); /* the old lb sees it and keeps serving */
+    for (size_t i = 0; i < ntaken; i++)
+        close(taken[i]);
+    if (admin_fd >= 0)
+        close(admin_fd);
     /* Proxy threads first: they are the ones touching the table. */
     px_free(lb->px);
     st_free(lb->st);
@@ -686,13 +665,21 @@ out:
     tls_free(lb->tls);
     met_free(lb->reg);
     lim_free(lb->lim);
-    cidr_set_free(&lb->trusted);
+    for (size_t i = 0; i < lb->nretired; i++) {
+        cidr_set_free(lb->retired[i]);
+        free(lb->retired[i]);
+    }
+    free(lb->retired);
+    if (lb->trusted != NULL) {
+        cidr_set_free(lb->trusted);
+        free(lb->trusted);
+    }
     route_free(lb->routes);
     free(token);
     if (upstream_secret != NULL)
         explicit_bzero(upstream_secret, strlen(upstream_secret));
     free(upstream_secret);
-    cfg_free(opts);
+    cfg_free(lb->opts);
     if (lb->loop != NULL)
         ev_loop_destroy(lb->loop);
     if (rc == 0)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aff.h"
 #include "be.h"
 #include "buf.h"
 #include "cidr.h"
@@ -59,9 +60,16 @@ typedef struct px_config {
     /* What is proxied (--route, --proxy-http); NULL = websocket upgrades on
      * /eval only. Everything else is answered 404. Not owned. */
     const route_t *routes;
-    /* A deliberate takeover of another lb's listeners (--takeover, to come):
-     * skips the check that nothing listens on the addresses yet. */
+    /* A deliberate takeover of another lb's listeners (--takeover): skips
+     * the check that nothing listens on the addresses yet. */
     int takeover;
+    /* With takeover: the listening sockets received from the other lb.
+     * Each serves the address it is bound to (one per thread and address
+     * at most; threads left over bind their own with SO_REUSEPORT);
+     * px_create owns them all once called, closing those no address wants,
+     * whatever it returns. */
+    int *taken;
+    size_t ntaken;
     /* Files served from memory for GET and HEAD (--static); NULL = none.
      * Not owned. */
     st_t *st;
@@ -73,6 +81,10 @@ typedef struct px_config {
      * is closed. 0 = off. */
     unsigned ping_interval_s;
     unsigned ping_timeout_s;
+    /* Where a websocket upgrade's session key is (--affinity); NULL = no
+     * affinity. The table must have it on (be_table_set_affinity). Not
+     * owned. */
+    const aff_spec_t *aff;
     /* --accept-proxy: every connection starts with a PROXY protocol header
      * (v1 or v2) from a peer in trusted; anything else is closed. */
     int accept_proxy;
@@ -89,6 +101,16 @@ typedef struct px_config {
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen);
 /* Starts the threads. */
 int px_start(px_t *p, char *err, size_t errlen);
+/* Main thread (a reload): new connections from now on use cfg's limits,
+ * timeouts, retries, access log, max_head, lim and trusted; the rest of cfg
+ * is ignored. Timers already armed run out as they were; an open tunnel's
+ * idle limit follows the new --timeout-idle-s from its next check. cfg->lim and
+ * cfg->trusted must outlive the px_t (nothing reads the replaced ones after
+ * px_free, but a thread may still be reading them now: keep them). */
+void px_tune(px_t *p, const px_config_t *cfg);
+/* Main thread, before px_stop_accepting(): every listening socket (tls[i]
+ * says which are TLS), at most cap; the number there is. They stay p's. */
+size_t px_listen_fds(px_t *p, int *fds, int *tls, size_t cap);
 /* Any thread: closes the listeners; open connections keep running. */
 void px_stop_accepting(px_t *p);
 /* Any thread: closes every connection (close reason "shutdown") and lets

@@ -188,6 +188,8 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     px_reqid(c, rid);
     if (px_route(c, h) < 0)
         return;
+    if (th->px->cfg.aff != NULL && c->ws_route)
+        c->pre->aff_has = aff_key(th->px->cfg.aff, h, &c->pre->aff_key);
     buf_t *hb = &c->pre->hbuf;
     if (buf_size(hb) > h->head_len) /* frames sent with the upgrade */
         px_pass(c, 1, buf_head(hb) + h->head_len, buf_size(hb) - h->head_len);
@@ -224,7 +226,9 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
 void px_read_head(px_conn_t *c)
 {
     px_t *px = c->th->px;
-    size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
+    size_t max_head = PX_CFG(px, max_head);
+    if (max_head == 0)
+        max_head = HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
         size_t want = PX_HEAD_CHUNK;

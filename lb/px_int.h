@@ -93,6 +93,8 @@ typedef struct px_pre {
     buf_t rbuf;                        /* backend response head being read */
     size_t hsent;                      /* bytes of hbuf already written to the current backend */
     be_t *tried[PX_MAX_TRIES];
+    uint64_t aff_key; /* with aff_has: the session key's hash (--affinity) */
+    int aff_has;
     struct pp *pp; /* PX_PROXY: the header read so far (lb/pp.h) */
 } px_pre_t;
 
@@ -205,9 +207,15 @@ struct px {
     px_config_t cfg;
     px_thread_t *th;
     int nth;
+    int *lfd, *ltls; /* every listener, as bound or taken (px_listen_fds) */
+    size_t nlfd;
     int stop_accept; /* atomics: set by any thread, acted on by each loop */
     int shutdown;
 };
+
+/* A setting of px->cfg that a reload may change (px_tune) while threads run:
+ * read it once per use, whole. Pointers are published with release. */
+#define PX_CFG(px, f) __atomic_load_n(&(px)->cfg.f, __ATOMIC_ACQUIRE)
 
 static inline uint64_t px_now_ns(void)
 {

@@ -82,6 +82,7 @@ static void px_on_resume(acc_t *a, void *ud)
 
 static void px_close_listeners(px_thread_t *th)
 {
+    int closed = 0;
     th->accepting = 0;
     for (size_t i = 0; i < th->nls; i++) {
         acc_free(th->ls[i].acc);
@@ -89,8 +90,16 @@ static void px_close_listeners(px_thread_t *th)
         if (th->ls[i].fd >= 0) {
             close(th->ls[i].fd);
             th->ls[i].fd = -1;
+            closed = 1;
         }
     }
+    /* After a takeover the sockets live on in the new lb, and epoll drops a
+     * registration only when the last descriptor of a socket closes: this
+     * loop would keep waking for the new lb's clients, and libev's late
+     * EPOLL_CTL_DEL would hit whatever reuses the number. A fresh epoll set
+     * before the next poll forgets them (libev's documented way). */
+    if (closed)
+        ev_loop_fork(th->loop);
 }
 
 /* Cross-thread requests arrive here as flags. */
@@ -150,31 +159,116 @@ int px_listener_attach(px_thread_t *th, size_t i, int fd, int tls, char *err, si
     return 0;
 }
 
-/* Binds one listener per address on thread th. addrs are updated when a port
- * was 0, so every thread shares the port the first one got. */
-static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n, char *err,
+/* Whether fd is bound to a. */
+static int px_fd_is(int fd, const sock_addr_t *a)
+{
+    sock_addr_t b;
+    char s1[SOCK_ADDRSTRLEN], s2[SOCK_ADDRSTRLEN];
+    return sock_local_addr(fd, &b) == 0 &&
+           strcmp(sock_addr_str(a, s1, sizeof(s1)), sock_addr_str(&b, s2, sizeof(s2))) == 0;
+}
+
+/* Records fd in p's list of listeners (px_listen_fds). */
+static int px_note_fd(px_t *p, int fd, int tls)
+{
+    int *f = realloc(p->lfd, (p->nlfd + 1) * sizeof(*f));
+    if (f == NULL)
+        return -1;
+    p->lfd = f;
+    int *t = realloc(p->ltls, (p->nlfd + 1) * sizeof(*t));
+    if (t == NULL)
+        return -1;
+    p->ltls = t;
+    p->lfd[p->nlfd] = fd;
+    p->ltls[p->nlfd++] = tls;
+    return 0;
+}
+
+/* Which address each taken socket serves (match[k], -1 = none) and its
+ * rank among those of that address (ord[k]): thread t takes the ones whose
+ * rank is t modulo the thread count, whatever the others took already. */
+static int px_match_taken(const px_config_t *cfg, const sock_addr_t *addrs, size_t n, int *match,
+                          size_t *ord)
+{
+    for (size_t k = 0; k < cfg->ntaken; k++) {
+        match[k] = -1;
+        ord[k] = 0;
+        for (size_t i = 0; i < n && match[k] < 0; i++) {
+            if (!px_fd_is(cfg->taken[k], &addrs[i]))
+                continue;
+            match[k] = (int)i;
+            for (size_t j = 0; j < k; j++)
+                ord[k] += match[j] == (int)i;
+        }
+    }
+    return 0;
+}
+
+/* Binds (or takes from cfg->taken, as px_match_taken says) the listeners
+ * of thread th: for each address, its taken sockets, or a fresh one when
+ * there is none. addrs are updated when a port was 0, so every thread
+ * shares the port the first one got. Taken sockets used are set to -1. */
+static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n,
+                   const px_config_t *cfg, const int *match, const size_t *ord, char *err,
                    size_t errlen)
 {
-    if (px_listeners_alloc(th, n) < 0) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
+    px_t *p = th->px;
+    size_t total = 0;
+    /* Per address, how many taken sockets this thread gets (0 = bind). */
+    size_t *mine = calloc(n ? n : 1, sizeof(*mine));
+    if (mine == NULL)
+        goto oom;
+#define PX_MINE(k, i) (match[k] == (int)(i) && ord[k] % (size_t)p->nth == (size_t)th->idx)
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < cfg->ntaken; k++)
+            mine[i] += PX_MINE(k, i);
+        total += mine[i] ? mine[i] : 1;
     }
+    if (px_listeners_alloc(th, total) < 0)
+        goto oom;
+    size_t slot = 0;
     for (size_t i = 0; i < n; i++) {
         char as[SOCK_ADDRSTRLEN], e2[SOCK_ERR_LEN];
+        if (mine[i] > 0) {
+            for (size_t k = 0; k < cfg->ntaken; k++) {
+                if (!PX_MINE(k, i))
+                    continue;
+                int fd = cfg->taken[k];
+                if (sock_set_nonblock(fd) < 0 || px_note_fd(p, fd, tls[i]) < 0 ||
+                    px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
+                    snprintf(err, errlen, "taking over %s: cannot attach",
+                             sock_addr_str(&addrs[i], as, sizeof(as)));
+                    goto fail;
+                }
+                cfg->taken[k] = -1; /* th's now */
+                slot++;
+            }
+            continue;
+        }
         int fd = sock_listen(&addrs[i], PX_BACKLOG, SOCK_REUSEPORT, e2, sizeof(e2));
         if (fd < 0) {
             snprintf(err, errlen, "listen %s: %s", sock_addr_str(&addrs[i], as, sizeof(as)), e2);
-            return -1;
+            goto fail;
         }
         sock_addr_t bound;
         if (sock_local_addr(fd, &bound) == 0)
             addrs[i] = bound;
-        if (px_listener_attach(th, i, fd, tls[i], err, errlen) < 0) {
+        if (px_note_fd(p, fd, tls[i]) < 0 ||
+            px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
             close(fd);
-            return -1;
+            snprintf(err, errlen, "out of memory");
+            goto fail;
         }
+        slot++;
     }
+#undef PX_MINE
+    free(mine);
     return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    free(mine);
+    return -1;
 }
 
 /* Checks that nothing listens on any of the n addresses yet (see
@@ -187,11 +281,29 @@ static int px_probe(const sock_addr_t *addrs, size_t n, char *err, size_t errlen
     return 0;
 }
 
+/* Closes the taken sockets no address wanted (the other lb listened on an
+ * address this configuration drops). */
+static void px_close_unused(const px_config_t *cfg)
+{
+    for (size_t k = 0; k < cfg->ntaken; k++) {
+        if (cfg->taken[k] < 0)
+            continue;
+        sock_addr_t a;
+        char as[SOCK_ADDRSTRLEN] = "?";
+        if (sock_local_addr(cfg->taken[k], &a) == 0)
+            sock_addr_str(&a, as, sizeof(as));
+        log_warn("takeover: %s is not in this configuration: its listener is closed", as);
+        close(cfg->taken[k]);
+        cfg->taken[k] = -1;
+    }
+}
+
 px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *err, size_t errlen)
 {
     size_t n = cfg->nlisten + cfg->ntls_listen;
     sock_addr_t *addrs = NULL;
-    int *tls = NULL;
+    int *tls = NULL, *match = NULL;
+    size_t *ord = NULL;
     int fail_errno = 0;
     px_t *p = calloc(1, sizeof(*p));
 
@@ -233,6 +345,11 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         fail_errno = errno;
         goto fail;
     }
+    match = calloc(cfg->ntaken ? cfg->ntaken : 1, sizeof(*match));
+    ord = calloc(cfg->ntaken ? cfg->ntaken : 1, sizeof(*ord));
+    if (match == NULL || ord == NULL)
+        goto oom;
+    px_match_taken(cfg, addrs, n, match, ord);
 
     uint32_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
@@ -250,9 +367,12 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
         ev_async_init(&th->wake, px_wake_cb);
         ev_async_start(th->loop, &th->wake);
         px_down_thread_init(th);
-        if (px_bind(th, addrs, tls, n, err, errlen) < 0)
+        if (px_bind(th, addrs, tls, n, cfg, match, ord, err, errlen) < 0)
             goto fail;
     }
+    px_close_unused(cfg);
+    free(match);
+    free(ord);
     free(addrs);
     free(tls);
     be_table_set_watch(table, px_down_watch, p);
@@ -261,11 +381,24 @@ px_t *px_create(be_table_t *table, lbs_t *stats, const px_config_t *cfg, char *e
 oom:
     snprintf(err, errlen, "out of memory");
 fail:
+    px_close_unused(cfg);
+    free(match);
+    free(ord);
     free(addrs);
     free(tls);
     px_free(p);
     errno = fail_errno;
     return NULL;
+}
+
+size_t px_listen_fds(px_t *p, int *fds, int *tls, size_t cap)
+{
+    size_t n = p->nlfd < cap ? p->nlfd : cap;
+    for (size_t i = 0; i < n; i++) {
+        fds[i] = p->lfd[i];
+        tls[i] = p->ltls[i];
+    }
+    return n;
 }
 
 int px_listen_addr(px_t *p, int tls, sock_addr_t *out)
@@ -298,6 +431,22 @@ int px_start(px_t *p, char *err, size_t errlen)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return 0;
+}
+
+void px_tune(px_t *p, const px_config_t *cfg)
+{
+#define PX_SET(f) __atomic_store_n(&p->cfg.f, cfg->f, __ATOMIC_RELEASE)
+    PX_SET(max_conns);
+    PX_SET(timeout_head_ms);
+    PX_SET(timeout_connect_ms);
+    PX_SET(timeout_response_ms);
+    PX_SET(timeout_idle_s);
+    PX_SET(retries);
+    PX_SET(access_log);
+    PX_SET(max_head);
+    PX_SET(lim);
+    PX_SET(trusted);
+#undef PX_SET
 }
 
 void px_stop_accepting(px_t *p)
@@ -351,5 +500,7 @@ void px_free(px_t *p)
         }
         free(p->th);
     }
+    free(p->lfd);
+    free(p->ltls);
     free(p);
 }

@@ -42,7 +42,7 @@ static void px_pp_refuse(px_conn_t *c, enum lbs_err e, enum px_reason r, const c
 
 int px_proxy_accept(px_conn_t *c)
 {
-    const cidr_set_t *tp = c->th->px->cfg.trusted;
+    const cidr_set_t *tp = PX_CFG(c->th->px, trusted);
     if (tp != NULL && cidr_set_match(tp, &c->peer.sa))
         return 0;
     px_pp_refuse(c, LBS_ERR_PROXY_UNTRUSTED, PX_R_PROXY_UNTRUSTED,

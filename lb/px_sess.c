@@ -172,7 +172,7 @@ void px_timer(px_conn_t *c, double after)
  * shortened once either side has finished. */
 double px_tunnel_limit(px_conn_t *c)
 {
-    double lim = c->th->px->cfg.timeout_idle_s;
+    double lim = PX_CFG(c->th->px, timeout_idle_s);
     if ((c->a.rd_eof || c->b.rd_eof) && (lim == 0 || lim > PX_FIN_TIMEOUT_S))
         lim = PX_FIN_TIMEOUT_S;
     return lim;
@@ -270,7 +270,7 @@ void px_conn_free(px_conn_t *c)
     ev_timer_stop(th->loop, &c->timer);
     px_hq_del(c);
 
-    if (px->cfg.access_log) {
+    if (PX_CFG(px, access_log)) {
         char host[SOCK_ADDRSTRLEN] = "-", rid[PX_REQID_LEN];
         sock_addr_t pa;
         memset(&pa, 0, sizeof(pa));
@@ -300,7 +300,7 @@ void px_conn_free(px_conn_t *c)
     px_pre_free(c);
     px_release_backend(c);
     if (c->lim_held)
-        lim_leave(px->cfg.lim, &c->lim_key);
+        lim_leave(PX_CFG(px, lim), &c->lim_key);
 
     if (c->prev)
         c->prev->next = c->next;
@@ -438,19 +438,36 @@ int px_backend_error(px_conn_t *c, enum px_fail f, const char *why)
 
 /* ---- backend selection ------------------------------------------------------ */
 
+/* A backend not tried yet for c, referenced, or NULL: by the session key
+ * when --affinity is on and c is a websocket upgrade (counting what became
+ * of the key's owner), else by the algorithm. */
+static be_t *px_pick(px_conn_t *c)
+{
+    px_t *px = c->th->px;
+    if (px->cfg.aff == NULL || !c->ws_route)
+        return be_pick(px->table, c->pre->tried, c->ntried);
+    int why, fallback;
+    be_t *b = be_pick_key(px->table, c->pre->aff_has ? &c->pre->aff_key : NULL, c->pre->tried,
+                          c->ntried, &why, &fallback);
+    lbs_inc(&px->stats->aff[why]);
+    if (fallback && b != NULL)
+        lbs_inc(&px->stats->aff_fallback);
+    return b;
+}
+
 /* Picks a backend not tried yet and starts connecting to it; when none is
  * left or the connect fails, the retry policy decides what follows. */
 void px_try_backend(px_conn_t *c)
 {
     px_t *px = c->th->px;
     char err[SOCK_ERR_LEN];
-    int max_tries = px->cfg.retries + 1;
+    int max_tries = PX_CFG(px, retries) + 1;
 
     if (max_tries > PX_MAX_TRIES)
         max_tries = PX_MAX_TRIES;
     be_t *b = NULL;
     if (c->ntried < max_tries)
-        b = be_pick(px->table, c->pre->tried, c->ntried);
+        b = px_pick(c);
     if (b == NULL) {
         (void)px_backend_error(c, PX_F_EXHAUSTED, NULL);
         return;
@@ -468,7 +485,7 @@ void px_try_backend(px_conn_t *c)
     ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
     c->phase = PX_CONNECT;
     c->pre->hsent = 0;
-    px_timer(c, px->cfg.timeout_connect_ms / 1000.0);
+    px_timer(c, PX_CFG(px, timeout_connect_ms) / 1000.0);
 }
 
 /* If the client's transport holds bytes the socket will not signal again
@@ -515,7 +532,7 @@ static void px_connected(px_conn_t *c)
         return;
     }
     c->phase = PX_WAIT;
-    px_timer(c, c->th->px->cfg.timeout_response_ms / 1000.0);
+    px_timer(c, PX_CFG(c->th->px, timeout_response_ms) / 1000.0);
     px_pump(c);
 }
 
@@ -576,7 +593,9 @@ static void px_response(px_conn_t *c, const http_head_t *h)
 void px_read_response(px_conn_t *c)
 {
     px_t *px = c->th->px;
-    size_t max_head = px->cfg.max_head ? px->cfg.max_head : HTTP_DEFAULT_MAX_HEAD;
+    size_t max_head = PX_CFG(px, max_head);
+    if (max_head == 0)
+        max_head = HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
         char *p = buf_reserve(&c->pre->rbuf, PX_HEAD_CHUNK);
@@ -729,8 +748,9 @@ static void px_admit(px_conn_t *c)
     px_t *px = th->px;
 
     long cap = px_fd_cap(px);
-    if (px->cfg.max_conns > 0 && (cap == 0 || px->cfg.max_conns < cap))
-        cap = px->cfg.max_conns;
+    long max_conns = PX_CFG(px, max_conns);
+    if (max_conns > 0 && (cap == 0 || max_conns < cap))
+        cap = max_conns;
     if (cap > 0 && __atomic_load_n(&px->stats->active, __ATOMIC_RELAXED) > cap) {
         /* Over the cap, this thread's oldest connection that has sent no
          * complete request for a while makes way, as on the admin API
@@ -752,10 +772,12 @@ static void px_admit(px_conn_t *c)
 void px_admit_addr(px_conn_t *c)
 {
     px_t *px = c->th->px;
-    c->trusted = px->cfg.trusted != NULL && cidr_set_match(px->cfg.trusted, &c->peer.sa);
-    if (px->cfg.lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
+    const cidr_set_t *trusted = PX_CFG(px, trusted);
+    lim_t *lim = PX_CFG(px, lim);
+    c->trusted = trusted != NULL && cidr_set_match(trusted, &c->peer.sa);
+    if (lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &c->lim_key) == 0) {
         unsigned ra = 1;
-        enum lim_verdict v = lim_enter(px->cfg.lim, &c->lim_key, &ra);
+        enum lim_verdict v = lim_enter(lim, &c->lim_key, &ra);
         if (v == LIM_OK)
             c->lim_held = 1;
         else if (v < 0) {
@@ -809,7 +831,7 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     } else {
         c->phase = PX_HEAD;
     }
-    px_timer(c, px->cfg.timeout_head_ms / 1000.0);
+    px_timer(c, PX_CFG(px, timeout_head_ms) / 1000.0);
     px_hq_add(c);
     if (c->phase == PX_PROXY && px_proxy_accept(c) < 0) {
         px_after(c); /* not inside any of c's callbacks: frees it */

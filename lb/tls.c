@@ -145,6 +145,34 @@ int tls_reload(tls_t *t, char *err, size_t errlen)
     return 0;
 }
 
+int tls_reload_files(tls_t *t, const char *cert_file, const char *key_file, char *err,
+                     size_t errlen)
+{
+    if (strcmp(cert_file, t->cert_file) == 0 && strcmp(key_file, t->key_file) == 0)
+        return tls_reload(t, err, errlen);
+    char *c = strdup(cert_file), *k = strdup(key_file);
+    if (c == NULL || k == NULL) {
+        free(c);
+        free(k);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* The paths are the main thread's alone; only ctx is shared. */
+    char *oc = t->cert_file, *ok = t->key_file;
+    t->cert_file = c;
+    t->key_file = k;
+    if (tls_reload(t, err, errlen) < 0) {
+        t->cert_file = oc;
+        t->key_file = ok;
+        free(c);
+        free(k);
+        return -1;
+    }
+    free(oc);
+    free(ok);
+    return 0;
+}
+
 unsigned tls_generation(tls_t *t)
 {
     pthread_mutex_lock(&t->mu);

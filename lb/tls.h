@@ -18,6 +18,10 @@ void tls_free(tls_t *t);
 /* Any thread. Re-reads the certificate and key; on failure the current
  * context stays in place and -1 is returned with err. */
 int tls_reload(tls_t *t, char *err, size_t errlen);
+/* Main thread. Like tls_reload(), from these files from now on (a reload
+ * that names other files); on failure nothing changes. */
+int tls_reload_files(tls_t *t, const char *cert_file, const char *key_file, char *err,
+                     size_t errlen);
 /* Any thread. A new server-side SSL on fd (non-blocking), in accept state,
  * holding a reference to the current context; NULL on allocation failure. */
 struct ssl_st *tls_new_conn(tls_t *t, int fd);

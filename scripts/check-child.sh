@@ -23,6 +23,9 @@ sigprocmask stat strlen symlink write"
 # the call and set errno, nothing more.
 linux="dup3 getrusage mount msgctl prctl semctl sethostname setns setrlimit shmctl syscall
 umount2 unshare wait4"
+# clone: glibc's is the system call plus a jump to fn on the given stack (no
+# atfork handlers, no lock), the way posix_spawn starts its child.
+linux="$linux clone"
 # Reading errno; errno names from a static table (strerror may allocate a
 # message for an unknown number, strerrorname_np returns NULL instead).
 libc="__errno_location strerrorname_np"

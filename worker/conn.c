@@ -102,6 +102,7 @@ static int wc_flush(wc_conn_t *c)
         ssize_t n = write(c->fd, buf_head(&c->out), buf_size(&c->out));
         if (n > 0) {
             buf_consume(&c->out, (size_t)n);
+            c->last_frame = ev_now(c->w->loop);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -221,6 +222,32 @@ void wc_close_all(wk_t *w, uint16_t code, const char *reason)
     }
 }
 
+int wc_sheddable(const wc_conn_t *c, ev_tstamp now, double idle_s)
+{
+    if (c->closed || c->close_after_flush || c->state != WC_WS || c->kind == WC_HTTP)
+        return 0;
+    if (buf_size(&c->in) > 0 || buf_size(&c->out) > 0 || c->msg.opcode != 0)
+        return 0;
+    if (c->kind == WC_EVAL && c->rc.nruns > 0)
+        return 0;
+    return now - c->last_frame >= idle_s;
+}
+
+size_t wc_shed(wk_t *w, size_t max, double idle_s, uint16_t code, const char *reason)
+{
+    size_t n = 0;
+    ev_tstamp now = ev_now(w->loop);
+    wc_conn_t *c, *next;
+    for (c = TAILQ_FIRST(&w->conns); c != NULL && n < max; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (!wc_sheddable(c, now, idle_s))
+            continue;
+        wc_send_close(c, code, reason);
+        n++;
+    }
+    return n;
+}
+
 static void wc_send_hello(wc_conn_t *c)
 {
     wk_t *w = c->w;
@@ -310,6 +337,7 @@ static void wc_upgrade(wc_conn_t *c, const http_head_t *h, enum wc_kind kind)
     if (kind == WC_EVAL)
         run_client_init(&c->rc, w, &wc_run_sink, c);
     c->lb_slot = wc_lb_slot(w, h);
+    c->last_frame = ev_now(w->loop);
     c->msg.max_size = (uint64_t)w->cfg.max_message_kb * 1024;
     ev_timer_stop(w->loop, &c->timer);
     w->nws++;
@@ -478,6 +506,7 @@ static void wc_read_cb(struct ev_loop *loop, ev_io *io, int revents)
             continue;
         }
         buf_commit(&c->in, (size_t)n);
+        c->last_frame = ev_now(loop);
         wc_process_input(c);
         if ((size_t)n < WC_READ_CHUNK)
             break;

@@ -49,6 +49,7 @@ typedef struct wc_conn {
     int stdin_paused;      /* stdin above WC_STDIN_HIGH, not yet under LOW */
     size_t stdin_pending;  /* bytes in its runs' stdin buffers */
     int lb_slot;           /* w->by_lb entry this websocket counts in, or -1 */
+    ev_tstamp last_frame;  /* a websocket's last bytes either way (rebalancing's idleness) */
     run_client_t rc;       /* an /eval websocket's runs (kind WC_EVAL only) */
     char peer[SOCK_ADDRSTRLEN];
     TAILQ_ENTRY(wc_conn) link;
@@ -64,6 +65,14 @@ void wc_send_close(wc_conn_t *c, uint16_t code, const char *reason);
 void wc_close(wc_conn_t *c, const char *why);
 /* Sends every websocket a close frame with code and reason. */
 void wc_close_all(wk_t *w, uint16_t code, const char *reason);
+/* Rebalancing: whether websocket c could be closed now without hurting
+ * anyone: no byte either way for idle_s, nothing queued or half-received
+ * in either direction, no evaluation of its own queued or running. */
+int wc_sheddable(const wc_conn_t *c, ev_tstamp now, double idle_s);
+/* Closes up to max sheddable websockets with code and reason (oldest
+ * first); returns how many. The close frame is queued whole on an empty
+ * output, so it goes out between frames. */
+size_t wc_shed(wk_t *w, size_t max, double idle_s, uint16_t code, const char *reason);
 /* Frees the connections on the closed list (from the reaper or at exit). */
 void wc_reap(wk_t *w);
 

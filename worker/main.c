@@ -15,6 +15,7 @@
 #include "met.h"
 #include "met_names.h"
 #include "pub.h"
+#include "rb.h"
 #include "run.h"
 #include "slot.h"
 #include "sock.h"
@@ -232,6 +233,9 @@ static void wk_defaults(wk_config_t *c)
     c->max_message_kb = 1024;
     c->drain_s = 30;
     c->uid_base = 61000;
+    c->rebalance_hold_s = 5;
+    c->rebalance_idle_s = 30;
+    c->rebalance_rate = 10;
 }
 
 /* Applies --log-level and --log-format; says why on stderr if it cannot. */
@@ -319,6 +323,39 @@ static int wk_listen(wk_t *w, sock_addr_t *laddr, char *idbuf, size_t idlen)
     return 0;
 }
 
+/* --rebalance: needs the fleet's states, so Redis. Logs what is wrong. */
+static struct rb *wk_rebalance(wk_t *w)
+{
+    wk_config_t *c = &w->cfg;
+    double th = 1.2;
+    if (w->pub == NULL) {
+        log_error(
+            "--rebalance needs --redis or --redis-sentinel: it reads the fleet's counts there");
+        return NULL;
+    }
+    if (c->rebalance_threshold != NULL) {
+        char *end;
+        errno = 0;
+        th = strtod(c->rebalance_threshold, &end);
+        if (errno || end == c->rebalance_threshold || *end || !(th >= 1.0 && th <= 100.0)) {
+            log_error("--rebalance-threshold '%s': want a number from 1.0 to 100",
+                      c->rebalance_threshold);
+            return NULL;
+        }
+    }
+    rb_config_t rc = {.threshold_milli = (unsigned)(th * 1000 + 0.5),
+                      .hold_s = (double)c->rebalance_hold_s,
+                      .idle_s = (double)c->rebalance_idle_s,
+                      .rate = (unsigned)c->rebalance_rate};
+    struct rb *rb = rb_create(w, pub_rds(w->pub), &rc);
+    if (rb == NULL)
+        log_error("out of memory");
+    else
+        log_info("rebalance: on (max/mean over %.2f for %lds; idle %lds; %ld/s fleet-wide)", th,
+                 c->rebalance_hold_s, c->rebalance_idle_s, c->rebalance_rate);
+    return rb;
+}
+
 /* Starts the sandbox, the loop, the slots, the publisher, the signal
  * watchers and accepting. rcfg is consumed. Stop signals are blocked by the
  * caller; they are let through once their watchers are in place. */
@@ -362,6 +399,8 @@ static int wk_start(wk_t *w, rds_config_t *rcfg, const sigset_t *stopsigs)
         return -1;
     }
     rdo_clear(rcfg);
+    if (c->rebalance && (w->rb = wk_rebalance(w)) == NULL)
+        return -1;
     ev_signal_init(&w->sigterm_w, wk_signal_cb, SIGTERM);
     ev_signal_init(&w->sigint_w, wk_signal_cb, SIGINT);
     w->sigterm_w.data = w->sigint_w.data = w;
@@ -388,7 +427,8 @@ static void wk_stop(wk_t *w)
         while ((cn = TAILQ_FIRST(&w->conns)) != NULL)
             wc_close(cn, "exit");
         wc_reap(w);
-        pub_free(w->pub);
+        pub_free(w->pub); /* before rb_free: its pending replies still reach rb */
+        rb_free(w->rb);
         ev_signal_stop(w->loop, &w->sigterm_w);
         ev_signal_stop(w->loop, &w->sigint_w);
         ev_timer_stop(w->loop, &w->drain_timer);
@@ -477,6 +517,21 @@ int main(int argc, char **argv)
          86400},
         {"upstream-secret-file", CFG_STR, &c->upstream_secret_file, "FILE",
          "require this secret in X-Upstream-Secret on upgrades", 0, 0},
+        {"rebalance", CFG_BOOL, &c->rebalance, NULL,
+         "after a scale-out, close idle websockets over the fleet's mean with 1012 so they "
+         "reconnect to emptier workers (off; needs --redis)",
+         0, 0},
+        {"rebalance-threshold", CFG_STR, &c->rebalance_threshold, "F",
+         "with --rebalance, act when the fleet's max/mean of websockets stays above this (1.2)", 0,
+         0},
+        {"rebalance-hold-s", CFG_INT, &c->rebalance_hold_s, "S",
+         "how long max/mean must stay above --rebalance-threshold (5)", 0, 3600},
+        {"rebalance-idle-s", CFG_INT, &c->rebalance_idle_s, "S",
+         "only websockets without a frame either way for this long, running nothing, are "
+         "closed (30)",
+         0, 86400},
+        {"rebalance-rate", CFG_INT, &c->rebalance_rate, "N",
+         "most websockets closed per second by the whole fleet, counted in Redis (10)", 1, 100000},
         {"log-level", CFG_STR, &c->log_level, "LEVEL", "debug|info|warn|error (info)", 0, 0},
         {"log-format", CFG_STR, &log_format, "FORMAT",
          "text|json: plain lines or one JSON object per line (text)", 0, 0},

@@ -69,6 +69,7 @@ static void pub_state(struct pub *p, fleet_state_t *st)
     snprintf(st->isolation, sizeof(st->isolation), "%s", sbx_isolation(w->sbx));
     snprintf(st->version, sizeof(st->version), "%s", VERSION);
     st->slots_broken = (int64_t)wk_slots_broken(w);
+    st->rebalance_shed = (int64_t)w->nshed;
     for (int i = 0; i < WK_MAX_LBS && st->nlbs < FLEET_MAX_LBS; i++) {
         if (w->by_lb[i].n == 0)
             continue;
@@ -163,6 +164,11 @@ void pub_free(struct pub *p)
     ev_timer_stop(p->w->loop, &p->leave_timeout);
     rds_free(p->rds);
     free(p);
+}
+
+rds_t *pub_rds(struct pub *p)
+{
+    return p != NULL ? p->rds : NULL;
 }
 
 void pub_changed(struct pub *p)

@@ -17,6 +17,9 @@ struct pub;
  * every function below. */
 struct pub *pub_create(wk_t *w, const rds_config_t *rc, char *err, size_t errlen);
 void pub_free(struct pub *p);
+/* The Redis connection it publishes on, for readers of the fleet that share
+ * it (worker/rb.h); NULL when p is. */
+rds_t *pub_rds(struct pub *p);
 /* Something counted changed: publish soon (coalesced). */
 void pub_changed(struct pub *p);
 void pub_drain(struct pub *p);

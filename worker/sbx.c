@@ -144,6 +144,43 @@ static int sbx_make_netns(sbx_t *s)
     return rc;
 }
 
+/* Builds the runs' template root at work_root/.root, in the worker's mount
+ * namespace, through a helper child running the same code a run's init
+ * would (sbx_child.c). A run then mounts 2 file systems and up to 15 binds
+ * of its own instead of 4 and 22 plus the /dev nodes, links and directories:
+ * the same tree for less setup and teardown per run. On failure the runs
+ * build it each time. */
+static int sbx_make_tmpl(sbx_t *s, char *why, size_t whylen)
+{
+    char root[PATH_MAX];
+    int st[2];
+    if (sbx_fmt(root, sizeof(root), "%s/.root", s->work_root) < 0 || pipe2(st, O_CLOEXEC) < 0) {
+        sbx_seterr(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        sbx_child_tmpl(s, root, st[1]);
+    close(st[1]);
+    struct sbx_report rep;
+    memset(&rep, 0, sizeof(rep));
+    ssize_t n = pid > 0 ? read(st[0], &rep, sizeof(rep)) : -1;
+    int wst = 0, fork_errno = errno;
+    while (pid > 0 && waitpid(pid, &wst, 0) < 0 && errno == EINTR)
+        ;
+    close(st[0]);
+    if (pid > 0 && n == 0 && WIFEXITED(wst) && WEXITSTATUS(wst) == 0)
+        return 0;
+    if (pid < 0)
+        sbx_seterr(why, whylen, "fork: %s", strerror(fork_errno));
+    else if (n == (ssize_t)sizeof(rep) && rep.magic == SBX_REPORT_MAGIC)
+        sbx_seterr(why, whylen, "%.*s", (int)sizeof(rep.error) - 1, rep.error);
+    else
+        sbx_seterr(why, whylen, "helper ended with status 0x%x", (unsigned)wst);
+    sbx_umount_all(root);
+    return -1;
+}
+
 /* Landlock ABI 6 scopes: a run may then neither connect to abstract unix
  * sockets made outside its own domain nor signal outside it. The slot's own
  * network namespace already keeps other runs' abstract names out of reach;
@@ -290,6 +327,15 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
         goto fail;
     s->ll_scoped = sbx_landlock_scoped();
     sbx_setup_ns(s);
+    /* As root in a mount namespace of our own only: elsewhere the template's
+     * mounts would be the host's, or not ours to make. */
+    if (s->workdir_tmpfs && s->ns_flags && !(s->ns_flags & CLONE_NEWUSER)) {
+        char twhy[160];
+        if (sbx_make_tmpl(s, twhy, sizeof(twhy)) == 0)
+            s->tmpl_root = 1;
+        else
+            log_warn("sandbox: no template root (%s): each run builds its own", twhy);
+    }
     if (sbx_build_seccomp(s, err, errlen) < 0)
         goto fail;
 

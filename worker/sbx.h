@@ -6,8 +6,10 @@
  * of the new namespace, a tiny init: it enters a cgroup namespace rooted at
  * the slot's cgroup, builds a private read-only root (/usr, an allow-listed
  * copy of /etc, a /proc with hidepid and /proc/sys read-only, a few devices)
- * with the run's work directory at /work and a small tmpfs at /tmp, then
- * forks the program as PID 2, which drops to the slot's unprivileged uid,
+ * with the run's work directory at /work and a small tmpfs at /tmp (as root,
+ * everything but /proc, /work and /tmp comes from a read-only template the
+ * worker built once, which the run's clone copied), then starts the program
+ * as PID 2 (CLONE_VM|CLONE_VFORK, as posix_spawn), which drops to the slot's unprivileged uid,
  * applies rlimits, PR_SET_NO_NEW_PRIVS, a Landlock scope where the kernel has
  * one (no abstract unix sockets or signals outside the run) and the seccomp
  * filter, and execs. When the program ends, init kills and reaps whatever it

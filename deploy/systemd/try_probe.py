@@ -105,12 +105,27 @@ def lb(waddr, laddr, admin, tls, cert, log):
             await ws.close()
     r = asyncio.run(wss())
     check("TLS below port 1024", r.exit and r.stdout == "2\n", r.exit)
+    def main_pid():
+        return subprocess.run(SC + ["systemctl", "show", "-p", "MainPID", "--value",
+                                    "wslb-lb.service"], stdout=subprocess.PIPE, text=True,
+                              check=True).stdout.strip()
+    before = main_pid()
+    # A reload is a takeover: --check, then a new lb (the certificate read
+    # afresh) takes the listeners and becomes the main process (MAINPID=),
+    # and the old one drains (grace-s 3) and exits without failing the unit.
     subprocess.run(SC + ["systemctl", "reload", "wslb-lb.service"], check=True)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "reloaded" not in open(log).read():
+    while time.monotonic() < deadline and "this one stops accepting" not in open(log).read():
         time.sleep(0.1)
-    check("systemctl reload reloads the certificate", "certificate and key reloaded" in
-          open(log).read())
+    check("systemctl reload hands the listeners to a new lb",
+          "this one stops accepting" in open(log).read())
+    time.sleep(5)
+    active = subprocess.run(SC + ["systemctl", "is-active", "wslb-lb.service"],
+                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    check("the unit stays active with the new lb as its main process",
+          active == "active" and main_pid() not in ("0", before))
+    r = util.run_eval("ws://%s/eval" % laddr, "python3", "print(3)")
+    check("evaluation through the new lb", r.exit and r.stdout == "3\n", r.exit)
 
 
 if __name__ == "__main__":

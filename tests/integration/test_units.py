@@ -120,8 +120,14 @@ def test_worker_unit_keeps_out_what_breaks_the_sandbox():
 
 def test_lb_unit_reloads_and_stops_gracefully():
     s = unit("wslb-lb.service")["Service"]
-    assert s["ExecStart"] == "/usr/bin/wslb-lb --config /etc/wslb/lb.conf"
-    assert s["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert s["ExecStart"] == ("/usr/bin/wslb-lb --config /etc/wslb/lb.conf "
+                              "--control-socket /run/wslb-lb/control.sock")
+    # A reload checks the configuration, then the lb re-executes itself with
+    # --takeover (SIGUSR2); the new process reports itself with MAINPID=.
+    text = unit_text("wslb-lb.service")
+    assert "ExecReload=/usr/bin/wslb-lb --config /etc/wslb/lb.conf --check\n" in text
+    assert s["ExecReload"] == "/bin/kill -USR2 $MAINPID"
+    assert s["Type"] == "notify" and s["NotifyAccess"] == "all"
     assert s["KillSignal"] == "SIGTERM"
     grace = help_default("lb", "grace-s")
     assert seconds(s["TimeoutStopSec"]) > grace, (s["TimeoutStopSec"], grace)

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 from conftest import binary, sanitizer_env
+from lbutil import lb_factory  # noqa: F401
 
 
 def result(out):
@@ -73,3 +74,24 @@ def test_spawn_bad_arguments():
     assert r.returncode == 2, r
     r = run(["spawn", "--file", "a/b", "--", "/bin/true"])
     assert r.returncode == 2 and "--file" in r.stderr, r
+
+
+def test_balance_holds_without_churn_and_counts_keys(worker_factory, lb_factory):
+    """`balance -L 0` holds its connections to the end; with --keys every
+    connection after a key's first is a hit or a miss; --reopen reopens
+    what the server ends. Through an lb with --affinity over two workers,
+    every repeat of a key is a hit."""
+    ws_ = [worker_factory(id="k%d" % i) for i in range(2)]
+    lb = lb_factory(backend=["%s=%s" % (w.id, w.addr) for w in ws_],
+                    affinity="header:X-Session", affinity_load_factor="100", slowstart_ms=0)
+    r = run(["balance", "-q", "-L", "0", "-c", "12", "-r", "100", "-d", "2", "--reopen",
+             "--keys", "3", "--key-header", "X-Session", lb.url("/echo")])
+    assert r.returncode == 0, r.stderr
+    res = result(r.stdout)
+    assert res["opened"] == "12" and res["errors"] == "0", res
+    # 12 connections over 3 keys: 3 firsts, 9 repeats, all on their worker.
+    assert res["key_hits"] == "9" and res["key_misses"] == "0", res
+    assert res["closed_1012"] == "0" and res["closed_other"] == "0", res
+    assert lb.stats()["affinity"]["hit"] == 12
+    bad = run(["balance", "--keys", "3", "ws://127.0.0.1:9/echo"])
+    assert bad.returncode == 2 and "--key-header" in bad.stderr, bad

@@ -184,7 +184,8 @@ def test_status_table_json_and_disagreement(cluster_factory):
         assert lb1.post("/backends/w2/drain")[0] == 200
         rc, out, err = ctl("status", *c.args(), check=0)
         lines = out.splitlines()
-        assert re.match(r"lb1 +http://%s +leastconn, 3 backends$" % lb1.admin, lines[0]), out
+        assert re.match(r"lb1 +http://%s +leastconn, 3 backends, config generation 1$"
+                        % lb1.admin, lines[0]), out
         assert re.match(r"redis +%s wslb: +3 workers registered$" % c.redis, lines[2]), out
         head = [ln for ln in lines if ln.startswith("ID ")][0].split()
         assert head == ["ID", "ADDRESS", "LB1", "LB2", "WS:LB1", "WS:LB2", "WS:ALL", "RUNNING",
@@ -205,6 +206,7 @@ def test_status_table_json_and_disagreement(cluster_factory):
         rc, doc = status_json(c.lbs, c.redis)
         assert rc == 0
         assert [lb["ok"] for lb in doc["lbs"]] == [True, True]
+        assert [lb["config_generation"] for lb in doc["lbs"]] == [1, 1]
         w2 = backend(doc, "w2")
         assert w2["lbs"]["lb1"]["state"] == "drained" and w2["lbs"]["lb1"]["health"] == "up"
         assert w2["lbs"]["lb2"]["state"] == "up"

@@ -85,6 +85,21 @@ static void test_keys(void **state)
     char small[8];
     assert_int_equal(fleet_key_workers(NULL, small, sizeof(small)), 12);
     assert_string_equal(small, "wslb:wo"); /* cut, terminated */
+    assert_int_equal(fleet_key_rebalance(NULL, 1764150000, b, sizeof(b)), 25);
+    assert_string_equal(b, "wslb:rebalance:1764150000");
+}
+
+/* The fleet-wide shed budget: what INCRBY's answer grants. */
+static void test_rebalance_granted(void **state)
+{
+    assert_int_equal(fleet_rebalance_granted(10, 4, 4), 4);   /* first in the second */
+    assert_int_equal(fleet_rebalance_granted(10, 4, 12), 2);  /* 8 taken before: 2 left */
+    assert_int_equal(fleet_rebalance_granted(10, 4, 14), 0);  /* 10 taken before */
+    assert_int_equal(fleet_rebalance_granted(10, 4, 100), 0); /* far over */
+    assert_int_equal(fleet_rebalance_granted(10, 0, 5), 0);
+    assert_int_equal(fleet_rebalance_granted(0, 4, 4), 0);
+    /* two workers asking for 8 each under a rate of 10: 8 + 2, never 16 */
+    assert_int_equal(fleet_rebalance_granted(10, 8, 8) + fleet_rebalance_granted(10, 8, 16), 10);
 }
 
 static void test_worker_id_rule(void **state)
@@ -321,6 +336,7 @@ static void test_state_parse_invalid_fields(void **state)
         {W "\"max_evals\":\"4\"}", "bad max_evals"},
         {W "\"slots_broken\":1000000001}", "bad slots_broken"},
         {W "\"slots_broken\":null}", "bad slots_broken"},
+        {W "\"rebalance_shed\":-1}", "bad rebalance_shed"},
         {W "\"isolation\":5}", "bad isolation"},
         {W "\"isolation\":\"\"}", "bad isolation"},
         {W "\"isolation\":\"partial:\\u001b[31m\"}", "bad isolation"},
@@ -405,6 +421,7 @@ static void assert_state_equal(const fleet_state_t *a, const fleet_state_t *b)
     assert_int_equal(a->evals_queued, b->evals_queued);
     assert_int_equal(a->max_evals, b->max_evals);
     assert_int_equal(a->slots_broken, b->slots_broken);
+    assert_int_equal(a->rebalance_shed, b->rebalance_shed);
     assert_int_equal(a->load, b->load);
     assert_int_equal(a->ts_ms, b->ts_ms);
     assert_int_equal(a->started_ms, b->started_ms);
@@ -464,7 +481,7 @@ static void test_state_round_trip_full(void **state)
                             "\"conns\":12,\"evals_running\":1,\"evals_queued\":0,\"max_evals\":4,"
                             "\"load\":1,\"ts_ms\":1764150000000,\"started_ms\":1764149000000,"
                             "\"isolation\":\"full\",\"version\":\"0.1.0\",\"slots_broken\":0,"
-                            "\"by_lb\":{\"lb1-4242\":7,\"lb2-977\":5}}");
+                            "\"rebalance_shed\":0,\"by_lb\":{\"lb1-4242\":7,\"lb2-977\":5}}");
     free(js);
     s.mine = 5; /* read by the lb named second */
     free(round_trip(&s, "lb2-977"));
@@ -480,6 +497,7 @@ static void test_state_round_trip_full(void **state)
     s.load = FLEET_MAX_COUNT - 1; /* as published, not the sum */
     s.max_evals = 64;
     s.slots_broken = 3;
+    s.rebalance_shed = FLEET_MAX_COUNT;
     s.ts_ms = (uint64_t)INT64_MAX;
     s.started_ms = 1;
     snprintf(s.isolation, sizeof(s.isolation), "partial: no seccomp; %0200d", 7);
@@ -537,6 +555,8 @@ static void test_state_round_trip_each_field(void **state)
             snprintf(s.version, sizeof(s.version), "9");
         if (bit == FLEET_HAS_SLOTS_BROKEN)
             s.slots_broken = 10;
+        if (bit == FLEET_HAS_REBALANCE_SHED)
+            s.rebalance_shed = 11;
         if (bit == FLEET_HAS_BY_LB) {
             s.nlbs = 1;
             snprintf(s.by_lb[0].id, sizeof(s.by_lb[0].id), "lb-a");
@@ -572,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_id_ok),
         cmocka_unit_test(test_id_default),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_rebalance_granted),
         cmocka_unit_test(test_worker_id_rule),
         cmocka_unit_test(test_event_round_trip),
         cmocka_unit_test(test_event_invalid),

@@ -888,6 +888,29 @@ static void test_no_host_mounts(void **state)
     assert_false(found);
 }
 
+/* As root, the run's root is the worker's template: read-only down to its
+ * superblock (nothing a run leaves can land in it), with the run's own
+ * /proc, /work and /tmp, a file left in /tmp by one run absent from the
+ * next, and every device still usable. */
+static void test_template_root(void **state)
+{
+    if (geteuid() != 0)
+        skip();
+    struct run r;
+    py("import os\n"
+       "sb = [l.split(' - ')[1].split()[2] for l in open('/proc/self/mountinfo')\n"
+       "      if l.split()[4] == '/'][0]\n"
+       "print(sb.split(',')[0], os.path.exists('/tmp/left'), open('/dev/zero','rb').read(1))\n"
+       "open('/tmp/left', 'w').write('x')\n",
+       &r);
+    assert_string_equal(r.out, "ro False b'\\x00'\n");
+    py("import os\n"
+       "links = {'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32'}\n"
+       "print(os.path.exists('/tmp/left'), sorted(set(os.listdir('/')) - links))\n",
+       &r);
+    assert_string_equal(r.out, "False ['dev', 'etc', 'proc', 'tmp', 'usr', 'work']\n");
+}
+
 static void test_slots_isolated(void **state)
 {
     /* Slot 1 runs as another uid: it cannot read slot 0's files. */
@@ -1178,6 +1201,7 @@ int main(void)
         cmocka_unit_test_setup(test_workdir_write, test_setup),
         cmocka_unit_test_setup(test_slots_isolated, test_setup),
         cmocka_unit_test_setup(test_no_host_mounts, test_setup),
+        cmocka_unit_test_setup(test_template_root, test_setup),
         cmocka_unit_test_setup(test_concurrent, test_setup),
         cmocka_unit_test_setup(test_bench, test_setup),
     };
