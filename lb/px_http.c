@@ -231,13 +231,13 @@ void px_read_head(px_conn_t *c)
         max_head = HTTP_DEFAULT_MAX_HEAD;
 
     for (;;) {
-        size_t want = PX_HEAD_CHUNK;
-        char *p = buf_reserve(&c->pre->hbuf, want);
-        if (p == NULL) {
-            px_close(c, PX_R_NO_MEMORY);
-            return;
-        }
-        ssize_t n = px_io_recv(&c->a, p, want);
+        /* Read into the thread's scratch buffer and keep only what came:
+         * reserving a 4 KiB chunk in hbuf per connection for a head of a
+         * few hundred bytes cost a malloc of that size per handshake, and
+         * the holes it left between long-lived connections stayed resident
+         * (idle memory per websocket). */
+        char *p = c->th->scratch;
+        ssize_t n = px_io_recv(&c->a, p, PX_HEAD_CHUNK);
         if (n < 0) {
             if (errno != EAGAIN)
                 px_close(c, PX_R_CLIENT_RESET);
@@ -248,7 +248,10 @@ void px_read_head(px_conn_t *c)
             px_close(c, PX_R_CLIENT_EOF);
             return;
         }
-        buf_commit(&c->pre->hbuf, (size_t)n);
+        if (buf_append(&c->pre->hbuf, p, (size_t)n) < 0) {
+            px_close(c, PX_R_NO_MEMORY);
+            return;
+        }
         c->bytes_in += (uint64_t)n;
         lbs_add(&px->stats->bytes_in, (uint64_t)n);
 

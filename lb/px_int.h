@@ -95,6 +95,10 @@ typedef struct px_pre {
     be_t *tried[PX_MAX_TRIES];
     uint64_t aff_key; /* with aff_has: the session key's hash (--affinity) */
     int aff_has;
+    /* Tries that ended because their backend went down or was removed
+     * while the request waited: they are not failures of this request, so
+     * they do not spend --retries (the tried array still bounds them). */
+    uint8_t moved;
     struct pp *pp; /* PX_PROXY: the header read so far (lb/pp.h) */
 } px_pre_t;
 
@@ -143,8 +147,7 @@ typedef struct px_conn {
     uint16_t retry_after;   /* seconds, with limited */
     uint16_t ping_ds;       /* the lb's last ping (or the tunnel's start), deciseconds */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
-    lim_key_t lim_key;
-    char req[48]; /* "METHOD path", truncated, for the access log */
+    char req[48];           /* "METHOD path", truncated, for the access log */
 } px_conn_t;
 
 /* What went wrong on the way to a backend or with it (px_retry_policy). */
@@ -199,6 +202,8 @@ typedef struct px_thread {
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
+    long fd_cap;         /* px_fd_cap's last answer ... */
+    ev_tstamp fd_cap_at; /* ... and when (ev_now), to ask the kernel once a second */
 } px_thread_t;
 
 struct px {

@@ -97,7 +97,10 @@ static int px_flush(px_conn_t *c, px_side_t *s)
             if (w < 0) {
                 if (errno == EAGAIN)
                     return 0;
-                px_write_failed(c, s);
+                if (q->hsent == 0) /* the connect's own error (px_connected) */
+                    (void)px_backend_error(c, PX_F_CONNECT, strerror(errno));
+                else
+                    px_write_failed(c, s);
                 return -1;
             }
             q->hsent += (size_t)w;
@@ -114,7 +117,12 @@ static int px_flush(px_conn_t *c, px_side_t *s)
         buf_consume(&s->out, (size_t)w);
         c->last_io = ev_now(c->th->loop);
     }
-    if (s->shut_pending && !s->wr_shut) {
+    /* Both sides finished and nothing is queued either way: px_pump closes
+     * both now, and a plain close() sends the same FIN, so the shutdown would
+     * be one syscall for nothing (a TLS side still gets its close_notify). */
+    int closing_now = c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 &&
+                      buf_size(&c->b.out) == 0 && !s->ops->buffered;
+    if (s->shut_pending && !s->wr_shut && !closing_now) {
         /* The other side finished and everything it sent is out: pass the
          * half-close on, so a peer waiting for EOF sees it. */
         s->ops->shutdown_wr(s);
@@ -187,11 +195,12 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
     int up = x == &c->a;
     size_t budget = PX_PUMP_BUDGET;
 
-    /* In a tunnel only a side whose readiness was reported is read: a read
-     * on the quiet side would only return EAGAIN, one wasted syscall per
-     * message. Level-triggered readiness brings back any side skipped here.
-     * A buffered transport (TLS) may hold bytes the socket does not show. */
-    if (c->phase == PX_TUNNEL && !x->ops->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
+    /* Only a side whose readiness was reported is read: a read on the quiet
+     * side would only return EAGAIN, one wasted syscall per message (and two
+     * per handshake while waiting for the response). Level-triggered
+     * readiness brings back any side skipped here. A buffered transport
+     * (TLS) may hold bytes the socket does not show. */
+    if (!x->ops->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
         return 0;
     while (!x->rd_eof && budget > 0) {
         size_t q = buf_size(&y->out);
@@ -304,4 +313,14 @@ void px_pump(px_conn_t *c)
         return;
     if (c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 && buf_size(&c->b.out) == 0)
         px_close(c, PX_R_NONE); /* reason: whichever side finished first */
+    /* A websocket whose close handshake went by both ways and whose worker
+     * has closed: the client may send nothing more (RFC 6455 5.5.1), and
+     * its close frame has been read whole (no unread bytes to turn the
+     * close into a reset), so once the last bytes are out it is closed now
+     * instead of after its own EOF, as HAProxy does: a wakeup, a read and
+     * two epoll_ctl less per connection (libev's lazy removal of the
+     * finished backend socket, and the client's EPOLLHUP). */
+    else if (c->ws && c->wsc.close && wsf_at_boundary(&c->wsc) && c->wsb.close && c->b.rd_eof &&
+             buf_size(&c->a.out) == 0 && c->a.wr_shut)
+        px_close(c, PX_R_NONE);
 }
