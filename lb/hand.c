@@ -34,6 +34,7 @@ struct hand {
     ev_io rio;
     ev_timer timer;
     enum hand_state state;
+    const char *refuse; /* non-NULL: every takeover gets "ERR refuse" */
 };
 
 static int hand_addr(const char *path, struct sockaddr_un *sa, char *err, size_t errlen)
@@ -123,6 +124,13 @@ static void hand_conn_cb(struct ev_loop *loop, ev_io *w, int revents)
         if ((size_t)r != strlen(HAND_MAGIC_REQ) || memcmp(buf, HAND_MAGIC_REQ, (size_t)r) != 0) {
             hand_say(h->cfd, HAND_MAGIC_RESP "ERR not a takeover request\n");
             hand_drop(h, "a peer that is not an lb (no takeover magic) was refused");
+            return;
+        }
+        if (h->refuse != NULL) {
+            snprintf(err, sizeof(err), HAND_MAGIC_RESP "ERR %s\n", h->refuse);
+            hand_say(h->cfd, err);
+            hand_drop(h, NULL);
+            log_warn("takeover refused: %s", h->refuse);
             return;
         }
         if (hand_send_fds(h, err, sizeof(err)) < 0) {
@@ -266,6 +274,12 @@ void hand_free(hand_t *h, int unlink_path)
     free(h);
 }
 
+void hand_refuse(hand_t *h, const char *why)
+{
+    if (h != NULL)
+        h->refuse = why;
+}
+
 int hand_done(const hand_t *h)
 {
     return h->state == HAND_DONE;
@@ -358,7 +372,6 @@ int hand_take(const char *path, int *fds, char *kinds, size_t *n, char *err, siz
         }
         if (nf == 0 || (mh.msg_flags & MSG_CTRUNC)) {
             got += nf;
-            *n = got;
             snprintf(err, errlen, "--takeover %s: a message without its descriptors", path);
             goto fail;
         }
@@ -367,7 +380,9 @@ int hand_take(const char *path, int *fds, char *kinds, size_t *n, char *err, siz
     *n = got;
     return fd;
 fail:
-    for (size_t i = 0; i < *n; i++)
+    /* Every descriptor received so far, not only those of *n: a peer that
+     * leaves between two messages must not leave the first ones open. */
+    for (size_t i = 0; i < got; i++)
         close(fds[i]);
     *n = 0;
     if (fd >= 0)

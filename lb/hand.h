@@ -46,6 +46,11 @@ hand_t *hand_listen(struct ev_loop *loop, const char *path, const hand_ops_t *op
  * bound it again). NULL is a no-op. */
 void hand_free(hand_t *h, int unlink_path);
 
+/* From now on a takeover is answered "ERR why" (this lb is stopping: its
+ * listeners are closed, and their numbers may belong to other sockets).
+ * One in flight goes on. why must outlive h. */
+void hand_refuse(hand_t *h, const char *why);
+
 /* Whether the listeners were handed over (the new lb said READY). */
 int hand_done(const hand_t *h);
 

@@ -282,6 +282,14 @@ int lbo_check(const lb_opts_t *o, char *err, size_t errlen)
         snprintf(err, errlen, "--id: 1-63 characters of A-Z a-z 0-9 . _ : -");
         return -1;
     }
+    /* hc_create() would refuse it, after a reload had already applied the
+     * rest (or a takeover had taken the listeners). */
+    if (o->health_path != NULL &&
+        (o->health_path[0] != '/' || strpbrk(o->health_path, " \r\n") != NULL)) {
+        snprintf(err, errlen, "--health-path: must start with / and hold no spaces: '%s'",
+                 o->health_path);
+        return -1;
+    }
     if (be_algo_find(o->algo) == NULL) {
         snprintf(err, errlen, "--algo: unknown algorithm '%s'", o->algo);
         return -1;

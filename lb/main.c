@@ -118,6 +118,7 @@ static void lb_begin_stop(lb_t *lb, const char *why)
     log_info("%s: no longer accepting; waiting up to %ld s for %lld connections", why,
              lb->o.grace_s, (long long)AT_LOAD(&lb->stats.active));
     px_stop_accepting(lb->px);
+    hand_refuse(lb->hand, "this lb is shutting down");
     ev_timer_init(&lb->grace, lb_grace_cb, (double)lb->o.grace_s, 0);
     ev_timer_start(lb->loop, &lb->grace);
     ev_timer_init(&lb->drained, lb_drained_cb, 0.0, 0.05);
@@ -194,6 +195,7 @@ static void lb_usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
         av[i] = lb->argv[i];
     av[lb->argc] = "--takeover";
     av[lb->argc + 1] = lb->o.control_socket;
+    long maxfd = sysconf(_SC_OPEN_MAX);
     pid_t pid = fork();
     if (pid == 0) {
         /* Only async-signal-safe calls until exec: the proxy threads'
@@ -201,6 +203,13 @@ static void lb_usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* The new lb takes the listeners over the control socket and
+         * nothing else: a descriptor without close-on-exec (hiredis opens
+         * its sockets so) would stay open in it, a Redis connection of
+         * this lb kept alive by every later one. */
+        if (close_range(3, ~0U, 0) < 0)
+            for (long fd = 3; fd < maxfd; fd++)
+                close((int)fd);
         execvp(av[0], av);
         _exit(127);
     }
@@ -582,6 +591,12 @@ int main(int argc, char **argv)
             log_error("admin: %s", err);
             goto out;
         }
+    }
+    if (admin_fd >= 0) {
+        /* The old lb's admin socket, on an address this one does not
+         * serve: kept, it would take connections nobody answers. */
+        close(admin_fd);
+        admin_fd = -1;
     }
 
     ev_signal_init(&lb->sig_term, lb_term_cb, SIGTERM);

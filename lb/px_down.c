@@ -47,6 +47,11 @@ static void px_down_sweep(px_thread_t *th)
         if (c->phase == PX_CONNECT || c->phase == PX_WAIT) {
             if (be_usable(c->be) && !be_removed(c->be))
                 continue;
+            /* A draining or removed worker is alive and answers what it was
+             * sent: only a GET (a handshake) may go elsewhere, as a request
+             * with a body sent again could run twice. */
+            if (be_state(c->be) != BE_DOWN && !c->is_get)
+                continue;
             (void)px_backend_error(c, PX_F_DOWN, "marked down while the request waited");
         } else if (c->phase == PX_TUNNEL && be_state(c->be) == BE_DOWN) {
             uint64_t since = now - be_down_ms(c->be);

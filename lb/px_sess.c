@@ -388,6 +388,10 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
     case PX_F_DOWN:
         /* Its failure is counted already: that is how it went down. */
         lbs_inc(&px->stats->handshakes_moved);
+        /* Not a failed try: the request did not fail there, the backend
+         * stopped taking connections. Counted, moves by reload after reload
+         * would end in a 502 on a healthy fleet, and --retries 0 would
+         * forbid any. The tried array still bounds them. */
         if (a == PX_ACT_RETRY && c->pre != NULL)
             c->pre->moved++;
         log_info("backend %s is down: %s request %s", be_id(c->be),

@@ -6,6 +6,7 @@ that is not an lb, a second concurrent one, a broken config and a missing
 binary (SIGUSR2) leave the running lb serving."""
 
 import asyncio
+import errno
 import os
 import re
 import signal
@@ -254,4 +255,108 @@ def test_sigusr2_upgrade_and_notify(worker_factory, tmp_path):
                           open("/proc/%d/stat" % new_pid).read().split(") ")[1][0] == "Z",
                           20, "the upgraded lb to exit")
         ns.close()
+        log.close()
+
+
+def test_admin_socket_not_wanted_is_not_kept(worker_factory, lb_factory, tmp_path):
+    """A new lb whose --admin differs from the old one's closes the admin
+    socket it was handed: once the old lb is gone nothing listens there (a
+    socket kept open would take connections no one ever answers)."""
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    old = lb_factory(backend="w1=" + w.addr, control_socket=sock)
+    old_admin = old.admin
+    new = lb_factory(listen=old.addr, control_socket=sock, takeover=sock,
+                     backend="w1=" + w.addr)
+    assert new.admin != old_admin
+    util.wait_for(lambda: "this one stops accepting" in old.stderr_text(), 10, "handed over")
+    assert old.wait(20) == 0
+    # A socket still listening would complete the handshake (and then never
+    # answer); one closed for good refuses at once.
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        err = s.connect_ex(util.split_addr(old_admin))
+    finally:
+        s.close()
+    assert err == errno.ECONNREFUSED, os.strerror(err)
+    assert new.alive()
+
+
+
+def test_takeover_of_a_stopping_lb_is_refused(worker_factory, lb_factory, tmp_path):
+    """An lb draining after SIGTERM has closed its listeners: a takeover
+    then gets a clear refusal, never the numbers of descriptors it no longer
+    holds (or that now belong to other sockets), and the drain goes on."""
+    w = worker_factory(id="w1")
+    sock = str(tmp_path / "ctl.sock")
+    old = lb_factory(backend="w1=" + w.addr, control_socket=sock, grace_s=30)
+
+    async def go():
+        ws, _ = await open_ws(old.url("/echo"))
+        old.stop()
+        util.wait_for(lambda: "no longer accepting" in old.stderr_text(), 10, "stopping")
+        new = lb_factory(listen=old.addr, takeover=sock, backend="w1=" + w.addr, ready=False)
+        assert new.wait(20) != 0
+        assert "shutting down" in new.stderr_text(), new.stderr_text()[-2000:]
+        await ws.send("still")
+        assert await asyncio.wait_for(ws.recv(), 10) == "still"
+        await ws.close()
+    asyncio.run(go())
+    assert old.wait(20) == 0
+    assert "handed over" not in old.stderr_text()
+
+
+def _redis_conns(redis_addr, pid=None):
+    """Local ports of the established connections to redis_addr (of pid's
+    process, if given)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", redis_addr],
+                         capture_output=True, text=True, check=True).stdout
+    ports = set()
+    for line in out.splitlines():
+        if pid is not None and "pid=%d," % pid not in line:
+            continue
+        ports.add(line.split()[2].rsplit(":", 1)[1])
+    return ports
+
+
+def test_sigusr2_child_inherits_no_connection(worker_factory, redis_server, tmp_path):
+    """The lb started by SIGUSR2 takes its listeners over the control socket
+    and nothing else from the old one: the old lb's Redis connections end
+    with it (inherited, they would stay open in the new lb, one more set at
+    every upgrade)."""
+    w = worker_factory(id="w1")
+    addr = "127.0.0.1:%d" % util.free_port()
+    admin = "127.0.0.1:%d" % util.free_port()
+    logpath = str(tmp_path / "lb.log")
+    log = open(logpath, "w+")
+    p = subprocess.Popen([binary("lb"), "--listen", addr, "--admin", admin, "--route", "/echo",
+                          "--backend", "w1=" + w.addr, "--redis", redis_server, "--grace-s", "1",
+                          "--control-socket", str(tmp_path / "ctl.sock")],
+                         stdout=log, stderr=log, env=sanitizer_env())
+    new_pid = None
+    try:
+        util.wait_for(lambda: util.try_http_get(admin, "/healthz") is not None, 15, "lb up")
+        old_ports = util.wait_for(lambda: _redis_conns(redis_server, p.pid), 15,
+                                  "the lb's Redis connections")
+        p.send_signal(signal.SIGUSR2)
+        m = util.wait_for(lambda: re.search(r"SIGUSR2: started .* \(pid (\d+)\)",
+                                            open(logpath).read()), 15, "upgrade started")
+        new_pid = int(m.group(1))
+        assert p.wait(20) == 0
+        util.wait_for(lambda: not (_redis_conns(redis_server) & old_ports), 10,
+                      "the old lb's Redis connections to close")
+        assert _redis_conns(redis_server, new_pid)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if new_pid is not None:
+            try:
+                os.kill(new_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            util.wait_for(lambda: not os.path.exists("/proc/%d" % new_pid) or
+                          open("/proc/%d/stat" % new_pid).read().split(") ")[1][0] == "Z",
+                          20, "the upgraded lb to exit")
         log.close()

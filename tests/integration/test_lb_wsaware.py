@@ -412,3 +412,29 @@ def test_admin_drain_moves_a_waiting_handshake(worker_factory, lb_factory):
         assert lb.stats()["ws_closes"]["handshakes_moved"] == 1
     finally:
         hung.stop(signal.SIGCONT)
+
+
+def test_a_move_uses_no_retry(worker_factory, lb_factory):
+    """A handshake moved off a backend that stopped taking connections did
+    not fail there: it moves even with --retries 0 (and a request moved by
+    one reload after another never runs out of tries and gets a 502)."""
+    ws_, lb = lb_workers(worker_factory, lb_factory, n=2, algo="roundrobin", slowstart_ms=0,
+                         health_interval_ms=60000, timeout_response_ms=10000, retries=0)
+    hung = ws_[0]
+    hung.stop(signal.SIGSTOP)
+    try:
+        async def go():
+            tasks = [asyncio.ensure_future(timed_hello(lb.url("/echo"))) for _ in range(2)]
+            await asyncio.sleep(0)
+            done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            assert len(done) == 1
+            status = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: lb.post("/backends/w0/drain")[0])
+            assert status == 200
+            return await asyncio.gather(*tasks)
+        res = run(go(), timeout=30)
+        assert [wid for wid, _ in res] == ["w1", "w1"], res
+        assert lb.stats()["ws_closes"]["handshakes_moved"] == 1
+        assert lb.stats()["errors"]["all_failed"] == 0
+    finally:
+        hung.stop(signal.SIGCONT)

@@ -190,6 +190,87 @@ static void test_not_an_lb_on_the_other_side(void **state)
     rmdir(dir);
 }
 
+/* An old side that dies after the first of two messages of descriptors:
+ * the ones received are closed, none is left open in the new lb. */
+typedef struct half {
+    int l;
+} half_t;
+
+static void *half_run(void *arg)
+{
+    half_t *hf = arg;
+    char buf[64];
+    int c = accept(hf->l, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    if (recv(c, buf, sizeof(buf), 0) > 0) {
+        const char *hdr = HAND_MAGIC_RESP "OK 100\n";
+        (void)send(c, hdr, strlen(hdr), MSG_NOSIGNAL);
+        int fds[HAND_CHUNK];
+        char kinds[HAND_CHUNK];
+        union {
+            char b[CMSG_SPACE(sizeof(int) * HAND_CHUNK)];
+            struct cmsghdr align;
+        } u;
+        memset(&u, 0, sizeof(u));
+        for (int i = 0; i < HAND_CHUNK; i++) {
+            fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            kinds[i] = 'p';
+        }
+        struct iovec iov = {.iov_base = kinds, .iov_len = sizeof(kinds)};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * HAND_CHUNK);
+        memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+        (void)sendmsg(c, &mh, MSG_NOSIGNAL);
+        for (int i = 0; i < HAND_CHUNK; i++)
+            close(fds[i]);
+    }
+    close(c); /* gone before the rest */
+    return NULL;
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    char p[64];
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        n += access(p, F_OK) == 0;
+    }
+    return n;
+}
+
+static void test_old_side_dies_midway(void **state)
+{
+    char dir[] = "/tmp/hand-test-XXXXXX", path[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/x.sock", dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, path);
+    half_t hf;
+    hf.l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(hf.l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(hf.l, 1), 0);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, half_run, &hf), 0);
+    int before = open_fds();
+    static int fds[HAND_MAX_FDS];
+    static char kinds[HAND_MAX_FDS];
+    size_t n = 7;
+    assert_int_equal(hand_take(path, fds, kinds, &n, err, sizeof(err)), -1);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(err, "closed while handing over"));
+    pthread_join(tid, NULL);
+    assert_int_equal(open_fds(), before);
+    close(hf.l);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +278,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuses_a_peer_without_the_magic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_takeover_is_busy, setup, teardown),
         cmocka_unit_test(test_not_an_lb_on_the_other_side),
+        cmocka_unit_test(test_old_side_dies_midway),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

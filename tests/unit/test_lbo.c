@@ -102,6 +102,34 @@ static void test_checks(void **state)
     cfg_free(t);
 }
 
+/* A path the health checks would refuse is refused by the check itself, so
+ * that `lb --check` says so and a reload changes nothing (instead of
+ * reporting the reload applied while the old checks keep running). */
+static void test_health_path(void **state)
+{
+    lb_opts_t o;
+    cfg_opt_t t[LBO_MAX];
+    char err[512];
+
+    char *ok[] = {"lb", "--health-path", "/ready", NULL};
+    assert_int_equal(parse(&o, t, ok, err, sizeof(err)), 0);
+    cfg_free(t);
+
+    char *rel[] = {"lb", "--health-path", "healthz", NULL};
+    assert_int_equal(parse(&o, t, rel, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "--health-path"));
+    cfg_free(t);
+
+    char *sp[] = {"lb", "--health-path", "/a b", NULL};
+    assert_int_equal(parse(&o, t, sp, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "--health-path"));
+    cfg_free(t);
+
+    char *crlf[] = {"lb", "--health-path", "/a\r\nX-Evil: 1", NULL};
+    assert_int_equal(parse(&o, t, crlf, err, sizeof(err)), -1);
+    cfg_free(t);
+}
+
 static void test_equalities(void **state)
 {
     char *a[] = {"x", "y"}, *b[] = {"x", "z"};
@@ -122,6 +150,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backend_specs),
         cmocka_unit_test(test_checks),
+        cmocka_unit_test(test_health_path),
         cmocka_unit_test(test_equalities),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

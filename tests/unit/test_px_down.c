@@ -53,6 +53,38 @@ static void test_waiting_request_moves_when_its_backend_goes_down(void **state)
     buf_free(&cin.b);
 }
 
+/* A POST waiting on a worker that is only draining stays: the worker is
+ * alive and will answer, and sent again elsewhere it could run twice. The
+ * same request on a backend that goes DOWN is let go. */
+static void test_waiting_post_stays_on_a_draining_backend(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t h0 = {0}, cin = {0};
+    static const char post[] = "POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi";
+    px_down_thread_init(&f->th);
+    fx_backend(f, 16);
+    fx_backend(f, 16);
+    int cl = fx_client(f, 0);
+    fx_send_str(f, cl, post);
+    int first = -1;
+    int b0 = fx_accept_any(f, &first);
+    fx_read_head(f, b0, &h0);
+    assert_int_equal(fx_conn(f)->phase, PX_WAIT);
+    be_event(f->table, fx_be(f, first), BE_EV_ADMIN_DRAIN, "test");
+    px_down_sweep(&f->th);
+    assert_int_equal(f->stats.handshakes_moved, 0);
+    assert_int_equal(fx_conn(f)->phase, PX_WAIT);
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    fx_send_str(f, b0, ok);
+    fx_wait(f, fx_has(cl, &cin, strlen(ok)));
+    assert_memory_equal(buf_head(&cin.b), ok, strlen(ok));
+    px_down_thread_stop(&f->th);
+    close(b0);
+    close(cl);
+    buf_free(&h0.b);
+    buf_free(&cin.b);
+}
+
 static void test_tunnel_on_down_backend_gets_1014_after_grace(void **state)
 {
     fx_t *f = *state;
@@ -203,6 +235,7 @@ int main(void)
         T(test_waiting_request_moves_when_its_backend_goes_down),
         T(test_tunnel_on_down_backend_gets_1014_after_grace),
         T(test_draining_or_recovered_backend_keeps_its_tunnels),
+        T(test_waiting_post_stays_on_a_draining_backend),
         T(test_ping_between_frames_and_its_pong_kept_from_the_worker),
         T(test_silent_client_reaped_with_1001_to_the_worker),
     };
