@@ -50,7 +50,7 @@ CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 # with that room's include paths, linked against that room's archive and
 # common's, from which the linker takes only the objects the test reaches.
 UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
-UNIT_lb     := acap admin aff be be_event disc fwd hand hc lbo lim log proxy px_down px_sess px_tun route static wsf wsp
+UNIT_lb     := acap admin aff be be_event disc fwd hand hc lbo lim log pp proxy px_down px_sess px_tun route static wsf wsp
 UNIT_worker := proto rb rt sbx
 UNIT_ctl    := ctl ctl_io
 UNIT_bench  := wb wb_spawn
@@ -275,7 +275,7 @@ clean:
 # findings abort so that libFuzzer counts them as crashes.
 FUZZ_CC     := clang
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(CSTD)
-FUZZ_NAMES  := http ws proto rt cfg disc fleet proxy static
+FUZZ_NAMES  := http ws proto rt cfg disc fleet proxy static pp
 FUZZ_SECONDS ?= 30
 fuzz_http_SRC  := common/http.c common/buf.c
 fuzz_http_LIBS := -lhttp_parser
@@ -296,6 +296,7 @@ fuzz_proxy_SRC  := lb/fwd.c common/http.c common/buf.c
 fuzz_proxy_LIBS := -lhttp_parser
 fuzz_static_SRC  := lb/static.c common/http.c common/buf.c common/met.c common/log.c
 fuzz_static_LIBS := -lhttp_parser -lcrypto -lpthread -lm
+fuzz_pp_SRC    := lb/pp.c
 
 # A target's room: the one directory besides common/ its sources come from.
 fuzz_room = $(or $(filter-out common,$(sort $(foreach f,$(fuzz_$(1)_SRC) $(fuzz_$(1)_DEPS),\

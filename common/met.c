@@ -4,6 +4,7 @@
  * HELP/TYPE block, as the text format requires. Registration and rendering
  * take the registry mutex; updates never do. */
 #include "met.h"
+#include "met_names.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -49,6 +50,7 @@ struct met_family {
 
 struct met_registry {
     pthread_mutex_t lock;
+    int legacy; /* render MET_LEGACY_NAMES too */
     struct met_family *families, **families_tail;
 };
 
@@ -59,7 +61,37 @@ met_registry_t *met_create(void)
         return NULL;
     pthread_mutex_init(&r->lock, NULL);
     r->families_tail = &r->families;
+    r->legacy = 1;
     return r;
+}
+
+void met_set_legacy(met_registry_t *r, int on)
+{
+    r->legacy = on != 0;
+}
+
+int met_legacy(const met_registry_t *r)
+{
+    return r->legacy;
+}
+
+static const struct met_alias {
+    const char *name, *legacy;
+    double factor;
+} met_aliases[] = {
+#define MET_ALIAS(n, l, f) {n, l, f},
+    MET_LEGACY_NAMES(MET_ALIAS)
+#undef MET_ALIAS
+};
+
+/* The legacy twin of the family called name, or NULL. */
+static const struct met_alias *met_alias_of(const char *name)
+{
+    for (size_t i = 0; i < sizeof(met_aliases) / sizeof(met_aliases[0]); i++) {
+        if (strcmp(met_aliases[i].name, name) == 0)
+            return &met_aliases[i];
+    }
+    return NULL;
 }
 
 static void met_series_free(struct met_series *s, enum met_type type)
@@ -372,7 +404,7 @@ static int met_put_labels(buf_t *out, const char *labels)
     return buf_printf(out, "{%s}", labels);
 }
 
-static int met_render_hist(buf_t *out, const char *name, const struct met_series *s)
+static int met_render_hist(buf_t *out, const char *name, const struct met_series *s, double factor)
 {
     const met_hist_t *h = &s->u.hist;
     const char *sep = s->labels ? "," : "";
@@ -381,13 +413,13 @@ static int met_render_hist(buf_t *out, const char *name, const struct met_series
     uint64_t cum = 0;
     for (size_t i = 0; i <= h->nbounds; i++) {
         cum += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
-        const char *le = i < h->nbounds ? met_fmt(h->bounds[i], num, sizeof(num)) : "+Inf";
+        const char *le = i < h->nbounds ? met_fmt(h->bounds[i] * factor, num, sizeof(num)) : "+Inf";
         if (buf_printf(out, "%s_bucket{%s%sle=\"%s\"} %llu\n", name, lab, sep, le,
                        (unsigned long long)cum) < 0)
             return -1;
     }
     if (buf_printf(out, "%s_sum", name) < 0 || met_put_labels(out, s->labels) < 0 ||
-        buf_printf(out, " %s\n", met_fmt(met_hist_sum(h), num, sizeof(num))) < 0)
+        buf_printf(out, " %s\n", met_fmt(met_hist_sum(h) * factor, num, sizeof(num))) < 0)
         return -1;
     /* cum is the +Inf bucket just printed: _count always agrees with it. */
     if (buf_printf(out, "%s_count", name) < 0 || met_put_labels(out, s->labels) < 0 ||
@@ -396,46 +428,73 @@ static int met_render_hist(buf_t *out, const char *name, const struct met_series
     return 0;
 }
 
+/* One family under the given name and help, every value times factor. */
+static int met_render_family(buf_t *out, const struct met_family *f, const char *name,
+                             const char *help, double factor)
+{
+    static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
+    char num[64];
+    if (help != NULL) {
+        if (buf_printf(out, "# HELP %s ", name) < 0 || met_put_help(out, help) < 0 ||
+            buf_append(out, "\n", 1) < 0)
+            return -1;
+    }
+    if (buf_printf(out, "# TYPE %s %s\n", name, types[f->type]) < 0)
+        return -1;
+    for (const struct met_series *s = f->series; s != NULL; s = s->next) {
+        if (f->type == MET_HIST) {
+            if (met_render_hist(out, name, s, factor) < 0)
+                return -1;
+            continue;
+        }
+        if (buf_append_str(out, name) < 0 || met_put_labels(out, s->labels) < 0)
+            return -1;
+        double v;
+        switch (f->type) {
+        case MET_COUNTER:
+            v = (double)met_counter_get(&s->u.counter);
+            break;
+        case MET_GAUGE:
+            v = (double)met_gauge_get(&s->u.gauge);
+            break;
+        default:
+            v = s->u.fn.fn(s->u.fn.ud);
+            break;
+        }
+        int w;
+        /* Integers as integers: counters past 2^53 keep every digit. */
+        if (factor == 1 && f->type == MET_COUNTER)
+            w = buf_printf(out, " %llu\n", (unsigned long long)met_counter_get(&s->u.counter));
+        else if (factor == 1 && f->type == MET_GAUGE)
+            w = buf_printf(out, " %lld\n", (long long)met_gauge_get(&s->u.gauge));
+        else
+            w = buf_printf(out, " %s\n", met_fmt(v * factor, num, sizeof(num)));
+        if (w < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Renders under the registry lock so registration cannot change the lists
  * midway; values are read atomically and may move while we render. Gauge
  * functions run under the lock, so they must not call back into the registry. */
 int met_render(met_registry_t *r, buf_t *out)
 {
-    static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
     int rc = -1;
-    char num[64];
     pthread_mutex_lock(&r->lock);
     for (const struct met_family *f = r->families; f != NULL; f = f->next) {
         if (f->series == NULL)
             continue;
-        if (f->help != NULL) {
-            if (buf_printf(out, "# HELP %s ", f->name) < 0 || met_put_help(out, f->help) < 0 ||
-                buf_append(out, "\n", 1) < 0)
-                goto out;
-        }
-        if (buf_printf(out, "# TYPE %s %s\n", f->name, types[f->type]) < 0)
+        if (met_render_family(out, f, f->name, f->help, 1) < 0)
             goto out;
-        for (const struct met_series *s = f->series; s != NULL; s = s->next) {
-            if (f->type == MET_HIST) {
-                if (met_render_hist(out, f->name, s) < 0)
-                    goto out;
-                continue;
-            }
-            if (buf_append_str(out, f->name) < 0 || met_put_labels(out, s->labels) < 0)
-                goto out;
-            int w;
-            switch (f->type) {
-            case MET_COUNTER:
-                w = buf_printf(out, " %llu\n", (unsigned long long)met_counter_get(&s->u.counter));
-                break;
-            case MET_GAUGE:
-                w = buf_printf(out, " %lld\n", (long long)met_gauge_get(&s->u.gauge));
-                break;
-            default:
-                w = buf_printf(out, " %s\n", met_fmt(s->u.fn.fn(s->u.fn.ud), num, sizeof(num)));
-                break;
-            }
-            if (w < 0)
+        const struct met_alias *al = r->legacy ? met_alias_of(f->name) : NULL;
+        if (al != NULL) {
+            char help[512];
+            snprintf(help, sizeof(help), "Deprecated: %s%s; --metrics-legacy=no drops it.%s%s",
+                     f->name, al->factor == 1000 ? " in milliseconds" : " under its old name",
+                     al->factor == 1 && f->help ? " " : "",
+                     al->factor == 1 && f->help ? f->help : "");
+            if (met_render_family(out, f, al->legacy, help, al->factor) < 0)
                 goto out;
         }
     }

@@ -23,6 +23,10 @@ typedef struct met_hist met_hist_t;
 
 met_registry_t *met_create(void);
 void met_free(met_registry_t *r);
+/* Whether met_render() also renders the legacy names of met_names.h
+ * (--metrics-legacy; on in a new registry). Set before rendering starts. */
+void met_set_legacy(met_registry_t *r, int on);
+int met_legacy(const met_registry_t *r);
 
 /* labels: NULL or a Prometheus label list without braces, e.g. `verdict="ok"`. */
 met_counter_t *met_counter(met_registry_t *r, const char *name, const char *labels,
@@ -61,7 +65,8 @@ void met_observe(met_hist_t *h, double v);
 double met_hist_quantile(const met_hist_t *h, double q);
 uint64_t met_hist_count(const met_hist_t *h);
 
-/* Appends the whole registry in Prometheus text format 0.0.4. */
+/* Appends the whole registry in Prometheus text format 0.0.4: each family,
+ * then (with legacy on) its legacy twin if met_names.h gives it one. */
 int met_render(met_registry_t *r, buf_t *out);
 
 #endif

@@ -196,3 +196,18 @@ req 02 'GET /empty.txt' 'If-None-Match: W/"x", *\r\n' | to static req-inm-list
 { hex 01; txt '/../a/./b//c%2f%00%zz%5c'; } | to static path-everything-bad
 { hex 01; txt '/sub/x.css'; } | to static path-plain
 { hex 01; txt '/a%20b/%41/'; } | to static path-encoded
+
+# ---- pp: byte 0 = piece size (1 + byte % 32); then a connection's first bytes
+V2SIG='0d 0a 0d 0a 00 0d 0a 51 55 49 54 0a'
+{ hex 00; esc 'PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET / HTTP/1.1\r\n\r\n'; } | to pp v1-tcp4
+{ hex 06; esc 'PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n'; } | to pp v1-tcp6
+{ hex 1f; esc 'PROXY UNKNOWN\r\n'; } | to pp v1-unknown
+{ hex 02; esc 'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n'; } | to pp v1-lf-only
+{ hex 00; esc 'GET / HTTP/1.1\r\n\r\n'; } | to pp missing-http
+{ hex 03; hex $V2SIG 21 11 00 0c c0 00 02 01 c6 33 64 02 dc 04 01 bb 16 03 01; } | to pp v2-tcp4
+{ hex 05; hex $V2SIG 21 21 00 24 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01 \
+      20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 02 00 50 1f 90; } | to pp v2-tcp6
+{ hex 01; hex $V2SIG 20 00 00 00; } | to pp v2-local
+{ hex 07; hex $V2SIG 21 00 00 03 04 00 00; } | to pp v2-unspec-tlv
+{ hex 09; hex $V2SIG 21 11 00 13 01 02 03 04 05 06 07 08 00 01 00 02 04 00 04 aa bb cc dd; } | to pp v2-tlv-noop
+{ hex 00; hex $V2SIG 21 11 ff ff; } | to pp v2-too-long

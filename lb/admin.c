@@ -31,6 +31,7 @@
 #include "fleet.h"
 #include "http.h"
 #include "log.h"
+#include "met_names.h"
 #include "util.h"
 
 #define ADMIN_MAX_HEAD      8192
@@ -61,6 +62,8 @@ struct admin {
     char *token; /* NULL = no auth */
     int open_reads;
     met_registry_t *extra;
+    enum admin_life (*life)(void *ud);
+    void *life_ud;
     int lfd;
     sock_addr_t local;
     acc_t *acc; /* accepts on lfd */
@@ -271,21 +274,17 @@ static const struct {
     const char *name, *type, *help;
     admin_be_val fn;
 } admin_be_series[] = {
-    {"wslb_backend_up", "gauge", "1 when the backend takes new connections", admin_v_up},
-    {"wslb_backend_draining", "gauge", "1 while the backend is draining (worker or admin)",
+    {MN_BE_UP, "gauge", "1 when the backend takes new connections", admin_v_up},
+    {MN_BE_DRAINING, "gauge", "1 while the backend is draining (worker or admin)",
      admin_v_draining},
-    {"wslb_backend_active_connections", "gauge", "Connections this lb has open to the backend",
-     admin_v_active},
-    {"wslb_backend_connections_total", "counter", "Connections this lb sent to the backend",
-     admin_v_total},
-    {"wslb_backend_failures_total", "counter", "Connect and health-check failures",
-     admin_v_failures},
-    {"wslb_backend_weight", "gauge", "Configured weight", admin_v_weight},
-    {"wslb_backend_load", "gauge", "Evaluations running and queued, as the worker publishes",
-     admin_v_load},
-    {"wslb_backend_global_connections", "gauge",
-     "Connections on the backend from every lb, as balanced on", admin_v_global},
-    {"wslb_backend_rebalance_shed_total", "counter",
+    {MN_BE_ACTIVE, "gauge", "Connections this lb has open to the backend", admin_v_active},
+    {MN_BE_CONNECTIONS, "counter", "Connections this lb sent to the backend", admin_v_total},
+    {MN_BE_FAILURES, "counter", "Connect and health-check failures", admin_v_failures},
+    {MN_BE_WEIGHT, "gauge", "Configured weight", admin_v_weight},
+    {MN_BE_LOAD, "gauge", "Evaluations running and queued, as the worker publishes", admin_v_load},
+    {MN_BE_GLOBAL, "gauge", "Connections on the backend from every lb, as balanced on",
+     admin_v_global},
+    {MN_BE_REBALANCE_SHED, "counter",
      "Websockets the worker closed with 1012 to rebalance (its --rebalance), as it publishes",
      admin_v_shed},
 };
@@ -299,28 +298,26 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
     met_registry_t *r = met_create();
     if (!r)
         return -1;
+    met_set_legacy(r, extra ? met_legacy(extra) : 1);
     static const struct {
         const char *name, *help;
         size_t off;
     } totals[] = {
-        {"wslb_lb_accepted_total", "Client connections accepted", offsetof(lbs_t, accepted)},
-        {"wslb_lb_handshakes_total", "Websocket upgrades answered 101",
-         offsetof(lbs_t, handshakes)},
-        {"wslb_lb_requests_total", "Plain HTTP requests proxied", offsetof(lbs_t, requests)},
-        {"wslb_lb_bytes_in_total", "Bytes from clients to backends", offsetof(lbs_t, bytes_in)},
-        {"wslb_lb_bytes_out_total", "Bytes from backends to clients", offsetof(lbs_t, bytes_out)},
-        {"wslb_lb_handshakes_moved_total",
-         "Requests waiting on a backend marked down, sent to another one",
+        {MN_LB_ACCEPTED, "Client connections accepted", offsetof(lbs_t, accepted)},
+        {MN_LB_HANDSHAKES, "Websocket upgrades answered 101", offsetof(lbs_t, handshakes)},
+        {MN_LB_REQUESTS, "Plain HTTP requests proxied", offsetof(lbs_t, requests)},
+        {MN_LB_RECEIVED_BYTES, "Bytes from clients to backends", offsetof(lbs_t, bytes_in)},
+        {MN_LB_SENT_BYTES, "Bytes from backends to clients", offsetof(lbs_t, bytes_out)},
+        {MN_LB_HANDSHAKES_MOVED, "Requests waiting on a backend marked down, sent to another one",
          offsetof(lbs_t, handshakes_moved)},
-        {"wslb_lb_handshakes_abandoned_total",
+        {MN_LB_HANDSHAKES_ABANDONED,
          "Websocket upgrades whose client left while the backend had not answered",
          offsetof(lbs_t, handshakes_abandoned)},
-        {"wslb_lb_down_closed_total",
+        {MN_LB_DOWN_CLOSED,
          "Tunnels closed (websockets with 1014) on a backend down past --down-close-ms",
          offsetof(lbs_t, down_closed)},
-        {"wslb_lb_pings_sent_total", "The lb's own pings to websocket clients",
-         offsetof(lbs_t, pings_sent)},
-        {"wslb_lb_ping_timeouts_total", "Websocket clients closed for answering no ping in time",
+        {MN_LB_PINGS_SENT, "The lb's own pings to websocket clients", offsetof(lbs_t, pings_sent)},
+        {MN_LB_PING_TIMEOUTS, "Websocket clients closed for answering no ping in time",
          offsetof(lbs_t, ping_timeouts)},
     };
     for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
@@ -329,14 +326,14 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
             goto done;
         met_inc(c, AT_LOAD((uint64_t *)((char *)s + totals[i].off)));
     }
-    met_gauge_t *g = met_gauge(r, "wslb_lb_active_connections", NULL, "Client connections open");
+    met_gauge_t *g = met_gauge(r, MN_LB_ACTIVE, NULL, "Client connections open");
     if (!g)
         goto done;
     met_set(g, AT_LOAD(&s->active));
     for (int e = 0; e < LBS_ERR__COUNT; e++) {
         char label[64];
         snprintf(label, sizeof(label), "kind=\"%s\"", lbs_err_name(e));
-        met_counter_t *c = met_counter(r, "wslb_lb_errors_total", label, "Errors by kind");
+        met_counter_t *c = met_counter(r, MN_LB_ERRORS, label, "Errors by kind");
         if (!c)
             goto done;
         met_inc(c, AT_LOAD(&s->errors[e]));
@@ -345,14 +342,14 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
         char label[64];
         snprintf(label, sizeof(label), "result=\"%s\"", aff_why_name(w));
         met_counter_t *c =
-            met_counter(r, "wslb_lb_affinity_total", label,
+            met_counter(r, MN_LB_AFFINITY, label,
                         "Affinity picks: hit (the key's owner took it) or why the owner was "
                         "passed over");
         if (!c)
             goto done;
         met_inc(c, AT_LOAD(&s->aff[w]));
     }
-    met_counter_t *fb = met_counter(r, "wslb_lb_affinity_fallback_total", NULL,
+    met_counter_t *fb = met_counter(r, MN_LB_AFFINITY_FALLBACK, NULL,
                                     "Affinity picks the algorithm made: no key, or no backend "
                                     "on the ring within the load bound");
     if (!fb)
@@ -368,7 +365,7 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
     };
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
         met_counter_t *c =
-            met_counter(r, "wslb_admin_connections_dropped_total", dropped[i].label,
+            met_counter(r, MN_ADMIN_DROPPED, dropped[i].label,
                         "Admin API connections closed unanswered: no room, displaced, or silent");
         if (!c)
             goto done;
@@ -400,6 +397,40 @@ int admin_render_metrics(be_table_t *t, lbs_t *s, met_registry_t *extra, buf_t *
 done:
     met_free(r);
     return rc;
+}
+
+/* A front (an NLB's target check, a DNS health check) takes an lb out on
+ * anything but 200, so 200 means a new client would be served: not
+ * stopping, and some backend takes connections. Until discovery has read
+ * Redis once, an empty table says "loading" rather than "no backend". */
+int admin_render_health(be_table_t *t, enum admin_life life, buf_t *out)
+{
+    if (life == ADMIN_LIFE_STOPPING)
+        return buf_append_str(out, "shutting down: no longer accepting\n") < 0 ? -1 : 503;
+    size_t usable = 0, down = 0, draining = 0;
+    be_table_rdlock(t);
+    size_t n = be_table_count(t);
+    for (size_t i = 0; i < n; i++) {
+        be_t *b = be_table_at(t, i);
+        if (be_usable(b))
+            usable++;
+        else if (be_state(b) == BE_DOWN)
+            down++;
+        else
+            draining++;
+    }
+    be_table_unlock(t);
+    int rc;
+    if (usable > 0)
+        rc = buf_append_str(out, "ok\n");
+    else if (life == ADMIN_LIFE_LOADING)
+        rc = buf_append_str(out, "loading: waiting for the first discovery from Redis\n");
+    else
+        rc = buf_printf(out, "no usable backend: %zu known, %zu down, %zu draining\n", n, down,
+                        draining);
+    if (rc < 0)
+        return -1;
+    return usable > 0 ? 200 : 503;
 }
 
 /* ---- connections ---------------------------------------------------------- */
@@ -594,18 +625,29 @@ static void admin_route(admin_conn_t *c, const http_head_t *h)
     }
     http_str_t p = h->path;
     int get = h->method == HTTP_GET;
-    if (http_str_eq(p, "/healthz") || http_str_eq(p, "/stats") || http_str_eq(p, "/metrics")) {
+    if (http_str_eq(p, "/healthz") || http_str_eq(p, "/stats") || http_str_eq(p, "/metrics") ||
+        http_str_eq(p, "/livez")) {
         if (!get) {
             admin_reply_str(c, 405, "{\"error\":\"method not allowed\"}\n", "Allow: GET\r\n");
             return;
         }
-        if (http_str_eq(p, "/healthz")) {
+        if (http_str_eq(p, "/livez")) {
             admin_reply(c, 200, "text/plain", "ok\n", 3, NULL);
             return;
         }
         buf_t body = BUF_INIT;
         int rc;
         const char *ctype;
+        if (http_str_eq(p, "/healthz")) {
+            int st = admin_render_health(a->t, a->life ? a->life(a->life_ud) : ADMIN_LIFE_SERVING,
+                                         &body);
+            if (st > 0)
+                admin_reply(c, st, "text/plain", buf_head(&body), buf_size(&body), NULL);
+            else
+                admin_reply_json(c, 500, "{\"error\":\"internal\"}\n");
+            buf_free(&body);
+            return;
+        }
         if (http_str_eq(p, "/stats")) {
             rc = admin_render_stats(a->t, a->stats, be_table_algo(a->t)->name, &body);
             ctype = "application/json";
@@ -817,6 +859,8 @@ admin_t *admin_create(struct ev_loop *loop, be_table_t *t, lbs_t *stats, const a
     a->t = t;
     a->stats = stats;
     a->extra = cfg ? cfg->metrics : NULL;
+    a->life = cfg ? cfg->life : NULL;
+    a->life_ud = cfg ? cfg->life_ud : NULL;
     ev_prepare_init(&a->reap, admin_reap_cb);
     acc_config_t ac = {
         .fd = a->lfd, .batch = ADMIN_ACCEPTS, .name = "admin", .on_fd = admin_on_accept, .ud = a};

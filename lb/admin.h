@@ -4,7 +4,10 @@
  *   GET  /metrics                Prometheus text
  *   POST /backends/<id>/drain    no new connections to it; existing ones kept
  *   POST /backends/<id>/enable   undo a drain
- *   GET  /healthz                200 ok, for whatever sits in front of the lb
+ *   GET  /healthz                200 ok when the lb can serve; 503 and the reason
+ *                                when it cannot (shutting down, still loading, no
+ *                                usable backend), for whatever sits in front of it
+ *   GET  /livez                  200 ok while the process runs
  *
  * With a token, every request needs `Authorization: Bearer <token>`, except
  * GETs when open_reads is set. */
@@ -22,6 +25,13 @@ struct ev_loop;
 
 typedef struct admin admin_t;
 
+/* What the lb as a whole is doing, as /healthz reports it. */
+enum admin_life {
+    ADMIN_LIFE_SERVING = 0,
+    ADMIN_LIFE_LOADING,  /* discovery has not read Redis once yet */
+    ADMIN_LIFE_STOPPING, /* no longer accepting: tunnels finishing their grace */
+};
+
 typedef struct admin_config {
     const char *listen; /* "HOST:PORT"; NULL = 127.0.0.1:8081 */
     const char *token;  /* NULL = no auth */
@@ -31,6 +41,9 @@ typedef struct admin_config {
     /* Optional registry rendered at the end of /metrics, e.g. the one that
      * holds stats->handshake_ms. NULL = none. */
     met_registry_t *metrics;
+    /* Main loop, at each /healthz: the lb's phase. NULL = always serving. */
+    enum admin_life (*life)(void *ud);
+    void *life_ud;
     /* A listening socket taken over from another lb (--takeover) to use
      * instead of binding listen; owned once admin_create succeeds. */
     int has_fd, fd;
@@ -53,5 +66,8 @@ int admin_local_addr(const admin_t *a, sock_addr_t *out);
 /* Pure renderers, exposed for tests. Append to out; 0 or -1. */
 int admin_render_stats(be_table_t *t, lbs_t *stats, const char *algo, buf_t *out);
 int admin_render_metrics(be_table_t *t, lbs_t *stats, met_registry_t *extra, buf_t *out);
+/* The /healthz body for life and the table; returns the status (200 when
+ * the lb can serve, 503 otherwise) or -1 without memory. Main thread. */
+int admin_render_health(be_table_t *t, enum admin_life life, buf_t *out);
 
 #endif

@@ -53,6 +53,7 @@ struct disc {
     ev_timer soon;   /* an event's refresh, held back to DISC_EVENT_MIN_S */
     ev_tstamp last;  /* ev_now() of the last refresh sent */
     int inflight;    /* a refresh is running */
+    int loaded;      /* a refresh was applied: /healthz stops saying loading */
     int again;       /* run another one when it ends */
     unsigned gen;    /* bumped by every event */
     int down_logged;
@@ -109,6 +110,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         log_error("discovery: out of memory");
         return;
     }
+    d->loaded = 1;
     for (size_t i = 0; i < n; i++) {
         redisReply *v = vals ? vals[i] : NULL;
         be_t *b = be_find(d->t, ids[i]);
@@ -191,6 +193,16 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
 /* ---- Redis plumbing --------------------------------------------------------- */
 
 static void disc_refresh(disc_t *d);
+
+int disc_loaded(const disc_t *d)
+{
+    return d->loaded;
+}
+
+int disc_connected(const disc_t *d)
+{
+    return rds_connected(d->cmd);
+}
 
 static void disc_batch_free(disc_batch_t *bt)
 {

@@ -32,5 +32,10 @@ void disc_free(disc_t *d);
 /* This lb's id, as sent in X-Lb-Id: workers count connections per lb id so
  * that each lb can tell its own connections from the others' exactly. */
 void disc_set_lb_id(disc_t *d, const char *lb_id);
+/* Main thread: 1 once a read of Redis has been applied (the worker set is
+ * known), 0 before. Stays 1 while Redis is away: the last set is kept. */
+int disc_loaded(const disc_t *d);
+/* Main thread: 1 while the command connection to Redis (the master) is up. */
+int disc_connected(const disc_t *d);
 
 #endif

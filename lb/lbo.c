@@ -40,6 +40,7 @@ void lbo_defaults(lb_opts_t *o)
     o->down_close_ms = 1000;
     o->max_head = HTTP_DEFAULT_MAX_HEAD;
     o->access_log = 1;
+    o->metrics_legacy = 1;
     o->static_max_file_kb = ST_DEFAULT_MAX_FILE / 1024;
     o->static_max_total_kb = ST_DEFAULT_MAX_TOTAL / 1024;
 }
@@ -121,6 +122,10 @@ void lbo_table(lb_opts_t *o, cfg_opt_t *out)
          "peers whose X-Forwarded-For is appended to (others' is replaced), exempt from "
          "--limit-*; repeatable",
          0, 0},
+        {"accept-proxy", CFG_BOOL, &o->accept_proxy, NULL,
+         "every connection to the listeners (plain and TLS) starts with a PROXY protocol v1 or "
+         "v2 header from a --trusted-proxies peer, whose client address is then used (off)",
+         0, 0},
         {"route", CFG_LIST, &o->route, "PATH",
          "websocket path proxied to the workers, exact match (default /eval)", 0, 0},
         {"proxy-http", CFG_LIST, &o->proxy_http, "PREFIX",
@@ -144,6 +149,10 @@ void lbo_table(lb_opts_t *o, cfg_opt_t *out)
         {"log-level", CFG_STR, &o->log_level, "LEVEL", "debug|info|warn|error|off (info)", 0, 0},
         {"log-format", CFG_STR, &o->log_format, "FORMAT",
          "text|json: key=value lines or one JSON object per line (text)", 0, 0},
+        {"metrics-legacy", CFG_BOOL, &o->metrics_legacy, NULL,
+         "/metrics also shows the deprecated wslb_lb_handshake_ms and wslb_lb_bytes_in/out_total "
+         "beside their current names (on; --metrics-legacy=no drops them; they go in 0.3.0)",
+         0, 0},
         {"check", CFG_BOOL, &o->check, NULL,
          "check the configuration (files, flags, certificates) and exit: 0 if it is valid, 1 "
          "with the reason if not; run before a reload",
@@ -318,6 +327,13 @@ int lbo_check(const lb_opts_t *o, char *err, size_t errlen)
         }
     }
     cidr_set_free(&tr);
+    /* Anyone could claim any client address: only named peers may. */
+    if (o->accept_proxy && o->trusted_proxies.n == 0) {
+        snprintf(err, errlen,
+                 "--accept-proxy needs --trusted-proxies: the addresses of the load "
+                 "balancers that send the PROXY header");
+        return -1;
+    }
     for (size_t i = 0; i < o->backend.n; i++) {
         char id[BE_ID_MAX], id2[BE_ID_MAX];
         sock_addr_t a;

@@ -23,7 +23,7 @@ typedef struct lb_opts {
         timeout_connect_ms, timeout_response_ms, timeout_idle_s, slowstart_ms, grace_s, max_head,
         limit_conns, limit_rate, limit_burst, static_max_file_kb, static_max_total_kb;
     long down_close_ms, ping_interval_s, ping_timeout_s; /* websocket-aware closes */
-    int access_log, check;
+    int access_log, check, accept_proxy, metrics_legacy;
     rdo_t rdo; /* --redis-sentinel, --redis-password-file, ... */
 } lb_opts_t;
 

@@ -16,6 +16,8 @@ static const char *const lbs_err_names[LBS_ERR__COUNT] = {
     [LBS_ERR_RATE_LIMITED] = "rate_limited",
     [LBS_ERR_NOT_FOUND] = "not_found",
     [LBS_ERR_EVICTED] = "evicted",
+    [LBS_ERR_PROXY_BAD] = "proxy_bad",
+    [LBS_ERR_PROXY_UNTRUSTED] = "proxy_untrusted",
 };
 
 const char *lbs_err_name(enum lbs_err e)

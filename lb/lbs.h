@@ -22,6 +22,8 @@ enum lbs_err {
     LBS_ERR_RATE_LIMITED,    /* 429 */
     LBS_ERR_NOT_FOUND,       /* 404: not a --route or --proxy-http path */
     LBS_ERR_EVICTED,         /* over the cap: a silent connection closed to make room */
+    LBS_ERR_PROXY_BAD,       /* --accept-proxy: the PROXY header was missing or malformed */
+    LBS_ERR_PROXY_UNTRUSTED, /* --accept-proxy: a peer outside --trusted-proxies */
     LBS_ERR__COUNT
 };
 

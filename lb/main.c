@@ -32,6 +32,7 @@
 #include "lim.h"
 #include "log.h"
 #include "met.h"
+#include "met_names.h"
 #include "proxy.h"
 #include "rdo.h"
 #include "rld.h"
@@ -90,6 +91,23 @@ static void lb_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     log_info("grace period over with %lld connections open; closing them",
              (long long)AT_LOAD(&lb->stats.active));
     lb_finish(lb, "grace period over");
+}
+
+static double lb_gauge_redis(void *ud)
+{
+    return disc_connected(ud);
+}
+
+/* For /healthz: a front takes this lb out while it stops (a signal, or a
+ * takeover by a new lb) or has not yet learnt its workers. */
+static enum admin_life lb_life(void *ud)
+{
+    lb_t *lb = ud;
+    if (lb->stopping)
+        return ADMIN_LIFE_STOPPING;
+    if (lb->disc != NULL && !disc_loaded(lb->disc))
+        return ADMIN_LIFE_LOADING;
+    return ADMIN_LIFE_SERVING;
 }
 
 /* SIGTERM/SIGINT: stop accepting, let tunnels finish within --grace-s. A
@@ -404,15 +422,17 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    static const double hs_bounds[] = {0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+    static const double hs_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                       0.1,    0.25,  0.5,   1,     2.5,  5};
     lb->reg = met_create();
     if (lb->reg == NULL) {
         log_error("out of memory");
         goto out;
     }
+    met_set_legacy(lb->reg, o->metrics_legacy);
     lb->stats.handshake_ms =
-        met_hist(lb->reg, "wslb_lb_handshake_ms", NULL,
-                 "Milliseconds from accepting a client to its backend's response head", hs_bounds,
+        met_hist(lb->reg, MN_LB_HANDSHAKE_DURATION, NULL,
+                 "Seconds from accepting a client to its backend's response head", hs_bounds,
                  sizeof(hs_bounds) / sizeof(hs_bounds[0]));
 
     if (rld_init(lb) < 0) {
@@ -489,6 +509,7 @@ int main(int argc, char **argv)
         .taken = taken,
         .ntaken = ntaken,
         .aff = lb->aff.kind != AFF_NONE ? &lb->aff : NULL,
+        .accept_proxy = o->accept_proxy,
     };
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     ntaken = 0; /* px_create's now, whatever it returned */
@@ -525,6 +546,13 @@ int main(int argc, char **argv)
                 goto out;
             }
             disc_set_lb_id(lb->disc, o->id);
+            /* Rendered on the main thread, where discovery runs. */
+            if (met_gauge_fn(lb->reg, MN_LB_REDIS_UP, NULL,
+                             "1 while discovery's connection to Redis is up", lb_gauge_redis,
+                             lb->disc) < 0) {
+                log_error("out of memory");
+                goto out;
+            }
         }
     }
     if (o->admin != NULL && *o->admin) {
@@ -540,6 +568,8 @@ int main(int argc, char **argv)
         admin_config_t ac = {.listen = o->admin,
                              .token = token,
                              .metrics = lb->reg,
+                             .life = lb_life,
+                             .life_ud = lb,
                              .open_reads = lbo_is_loopback(o->admin)};
         /* The running lb's admin socket, if it is bound where this one's
          * must be: binding the address again would fail. */

@@ -85,6 +85,9 @@ typedef struct px_config {
      * affinity. The table must have it on (be_table_set_affinity). Not
      * owned. */
     const aff_spec_t *aff;
+    /* --accept-proxy: every connection starts with a PROXY protocol header
+     * (v1 or v2) from a peer in trusted; anything else is closed. */
+    int accept_proxy;
 } px_config_t;
 
 /* Binds every listener (one per address per thread) so that configuration

@@ -9,6 +9,7 @@
  *   px_http.c    the request head (routes, static files) and the lb's answers
  *   px_tun.c     the tunnel pump and websocket frame tracking
  *   px_io.c      the transport: reads and writes, plain or TLS (px_io.h)
+ *   px_pp.c      the PROXY protocol header before anything else (--accept-proxy)
  *
  * px_listen hands accepted descriptors to the session, and the session
  * reads and writes only through px_io; px_sess, px_http and px_tun are the
@@ -46,7 +47,9 @@
 
 enum { PX_WS_BY_NONE = 0, PX_WS_BY_CLIENT, PX_WS_BY_BACKEND };
 
-enum px_phase { PX_TLS_HS, PX_HEAD, PX_CONNECT, PX_WAIT, PX_TUNNEL, PX_REPLY, PX_LINGER };
+/* PX_PROXY (--accept-proxy) comes first: the PROXY header precedes even a
+ * TLS handshake. */
+enum px_phase { PX_TLS_HS, PX_HEAD, PX_CONNECT, PX_WAIT, PX_TUNNEL, PX_REPLY, PX_LINGER, PX_PROXY };
 
 enum px_reason {
     PX_R_NONE = 0,
@@ -72,11 +75,14 @@ enum px_reason {
     PX_R_EVICTED,
     PX_R_BACKEND_DOWN, /* its backend was marked down (px_down.h) */
     PX_R_PING_TIMEOUT, /* the client answered no ping of the lb's in time */
+    PX_R_PROXY_BAD,
+    PX_R_PROXY_UNTRUSTED,
     PX_R__COUNT
 };
 
 struct px_thread;
 struct px_conn;
+struct pp;
 
 /* What a connection needs only on its way to an answer: allocated with the
  * connection and freed when the tunnel starts or the lb answers, so that
@@ -93,6 +99,7 @@ typedef struct px_pre {
      * while the request waited: they are not failures of this request, so
      * they do not spend --retries (the tried array still bounds them). */
     uint8_t moved;
+    struct pp *pp; /* PX_PROXY: the header read so far (lb/pp.h) */
 } px_pre_t;
 
 typedef struct px_conn {
@@ -258,10 +265,23 @@ enum px_act px_retry_policy(const px_conn_t *c, enum px_fail f);
 int px_backend_error(px_conn_t *c, enum px_fail f, const char *why);
 /* WAIT: reads what the backend has sent of its response head. */
 void px_read_response(px_conn_t *c);
+/* c's peer is the client now (at accept, or from its PROXY header): applies
+ * --trusted-proxies and the per-address limits to it. */
+void px_admit_addr(px_conn_t *c);
 /* Takes ownership of fd, accepted on a listener of th. */
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls);
 /* Frees every connection of th (reason "shutdown"). */
 void px_sess_shutdown(px_thread_t *th);
+
+/* ---- px_pp.c ------------------------------------------------------------------ */
+
+/* At accept with --accept-proxy: 0 when the peer may send a PROXY header,
+ * -1 (counted, logged, c closed) when it is not a trusted proxy. */
+int px_proxy_accept(px_conn_t *c);
+/* PX_PROXY: reads the PROXY header, never a byte past it; once complete,
+ * the client's address replaces the peer's and c moves on to its TLS
+ * handshake or its request head. */
+void px_read_proxy(px_conn_t *c);
 
 /* ---- px_http.c ---------------------------------------------------------------- */
 

@@ -68,6 +68,8 @@ static const char *const px_reason_names[PX_R__COUNT] = {
     [PX_R_EVICTED] = "evicted",
     [PX_R_BACKEND_DOWN] = "backend_down",
     [PX_R_PING_TIMEOUT] = "ping_timeout",
+    [PX_R_PROXY_BAD] = "proxy_bad",
+    [PX_R_PROXY_UNTRUSTED] = "proxy_untrusted",
 };
 
 size_t px_conn_idle_bytes(void)
@@ -129,6 +131,7 @@ void px_pre_free(px_conn_t *c)
     px_hq_del(c);
     buf_free(&c->pre->hbuf);
     buf_free(&c->pre->rbuf);
+    free(c->pre->pp);
     free(c->pre);
     c->pre = NULL;
 }
@@ -184,6 +187,9 @@ static void px_update(px_conn_t *c)
     if (c->closing)
         return;
     switch (c->phase) {
+    case PX_PROXY:
+        ea = EV_READ;
+        break;
     case PX_TLS_HS:
         ea = (c->a.wants & PX_IO_RECV_WANTS_WRITE) ? EV_WRITE : EV_READ;
         break;
@@ -567,7 +573,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     else
         lbs_inc(&px->stats->requests);
     if (px->stats->handshake_ms != NULL)
-        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e6);
+        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e9);
 
     if (h->status == 101) {
         c->ws = http_header_has_token(h, "Upgrade", "websocket");
@@ -644,6 +650,9 @@ void px_read_response(px_conn_t *c)
 static void px_step(px_conn_t *c)
 {
     switch (c->phase) {
+    case PX_PROXY:
+        px_read_proxy(c);
+        break;
     case PX_TLS_HS:
         px_handshake(c);
         break;
@@ -700,6 +709,7 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     px_conn_t *c = container_of(w, px_conn_t, timer);
 
     switch (c->phase) {
+    case PX_PROXY:
     case PX_TLS_HS:
         lbs_inc(&c->th->px->stats->errors[LBS_ERR_HEAD_TIMEOUT]);
         px_close(c, PX_R_HEAD_TIMEOUT);
@@ -781,6 +791,14 @@ static void px_admit(px_conn_t *c)
             c->shed = 1;
         }
     }
+    /* Behind a PROXY header, the address is known once the header is in. */
+    if (!px->cfg.accept_proxy)
+        px_admit_addr(c);
+}
+
+void px_admit_addr(px_conn_t *c)
+{
+    px_t *px = c->th->px;
     const cidr_set_t *trusted = PX_CFG(px, trusted);
     lim_t *lim = PX_CFG(px, lim);
     c->trusted = trusted != NULL && cidr_set_match(trusted, &c->peer.sa);
@@ -830,7 +848,9 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     th->conns = c;
     lbs_active(px->stats, 1);
     px_admit(c);
-    if (tls) {
+    if (px->cfg.accept_proxy) {
+        c->phase = PX_PROXY; /* then TLS or the head, see px_read_proxy */
+    } else if (tls) {
         if (px_io_tls_attach(&c->a, px->cfg.tls) < 0) {
             px_conn_free(c);
             return;
@@ -841,21 +861,29 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     }
     px_timer(c, PX_CFG(px, timeout_head_ms) / 1000.0);
     px_hq_add(c);
+    if (c->phase == PX_PROXY && px_proxy_accept(c) < 0) {
+        px_after(c); /* not inside any of c's callbacks: frees it */
+        return;
+    }
     if (c->limited && !tls) {
         /* Not inside any of c's callbacks: px_after may free it. */
         px_reply_limited(c);
         px_after(c);
         return;
     }
-    if (!tls) {
+    if (c->phase == PX_HEAD || c->phase == PX_PROXY) {
         /* The client usually sent its head with the connection, so it is
          * most often here already: read it at once rather than after a trip
          * through epoll (one epoll_ctl and one wakeup less per handshake,
          * and the client's watcher is first armed when the tunnel needs
          * it). A head not here yet costs one EAGAIN; px_update then waits
-         * for it. Not inside any of c's callbacks: px_after may free it. */
+         * for it. The same goes for a PROXY header. Not inside any of c's
+         * callbacks: px_after may free it. */
         c->rd_hint_a = 1;
-        px_read_head(c);
+        if (c->phase == PX_PROXY)
+            px_read_proxy(c);
+        else
+            px_read_head(c);
         px_after(c);
         return;
     }

@@ -15,6 +15,7 @@
 
 #include "fleet.h"
 #include "log.h"
+#include "met_names.h"
 #include "util.h"
 
 #ifndef VERSION
@@ -145,11 +146,11 @@ int rld_trusted(const lb_opts_t *o, cidr_set_t **out, char *err, size_t errlen)
 
 int rld_init(lb_t *lb)
 {
-    lb->m_generation = met_gauge(lb->reg, "wslb_lb_config_generation", NULL,
+    lb->m_generation = met_gauge(lb->reg, MN_LB_CONFIG_GENERATION, NULL,
                                  "Configurations loaded: 1 at start, one more per reload");
-    lb->m_loaded = met_gauge(lb->reg, "wslb_lb_config_loaded_seconds", NULL,
+    lb->m_loaded = met_gauge(lb->reg, MN_LB_CONFIG_LOADED, NULL,
                              "Unix time the running configuration was loaded");
-    lb->m_reload_failed = met_counter(lb->reg, "wslb_lb_reload_failed_total", NULL,
+    lb->m_reload_failed = met_counter(lb->reg, MN_LB_RELOAD_FAILED, NULL,
                                       "Reloads refused: the running configuration stayed");
     if (lb->m_generation == NULL || lb->m_loaded == NULL || lb->m_reload_failed == NULL)
         return -1;

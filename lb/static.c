@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "met_names.h"
 
 typedef struct st_file {
     char *path;    /* relative to DIR, e.g. "index.html", "img/logo.svg" */
@@ -452,12 +453,12 @@ st_t *st_create(const char *dir, const st_opts_t *opts, char *err, size_t errlen
         for (int i = 0; i < ST_C__COUNT; i++) {
             char label[24];
             snprintf(label, sizeof(label), "code=\"%d\"", st_codes[i]);
-            s->responses[i] = met_counter(opts->metrics, "wslb_lb_static_responses_total", label,
+            s->responses[i] = met_counter(opts->metrics, MN_LB_STATIC_RESPONSES, label,
                                           "Responses the lb served from --static, by status code");
         }
         s->g_files =
-            met_gauge(opts->metrics, "wslb_lb_static_files", NULL, "Files loaded from --static");
-        s->g_bytes = met_gauge(opts->metrics, "wslb_lb_static_bytes", NULL,
+            met_gauge(opts->metrics, MN_LB_STATIC_FILES, NULL, "Files loaded from --static");
+        s->g_bytes = met_gauge(opts->metrics, MN_LB_STATIC_BYTES, NULL,
                                "Bytes of the files loaded from --static");
         if (s->g_files == NULL || s->g_bytes == NULL)
             goto oom;

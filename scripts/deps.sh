@@ -15,9 +15,10 @@ libseccomp-dev libjansson-dev"
 # make run: a private Redis; the websocket client the banner suggests.
 pkgs_run="redis-server python3 python3-websockets"
 # make test: cmocka, pytest and its clients; openssl makes throwaway
-# certificates; procps gives pgrep/ps.
+# certificates; procps gives pgrep/ps; prometheus gives promtool, which checks
+# both daemons' /metrics and deploy/prometheus/.
 pkgs_test="libcmocka-dev redis-server redis-sentinel python3 python3-websockets python3-redis python3-pytest \
-openssl procps"
+openssl procps prometheus"
 pkgs_fuzz="clang libclang-rt-14-dev"
 # The fronts compared with the lb, the plots, and bubblewrap: the sandbox the
 # worker's evaluations are measured against.

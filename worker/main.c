@@ -13,6 +13,7 @@
 #include "fleet.h"
 #include "log.h"
 #include "met.h"
+#include "met_names.h"
 #include "pub.h"
 #include "rb.h"
 #include "run.h"
@@ -133,45 +134,51 @@ static double wk_gauge_one(void *ud)
     return 1.0;
 }
 
+static double wk_gauge_redis(void *ud)
+{
+    const wk_t *w = ud;
+    return pub_connected(w->pub);
+}
+
 static int wk_metrics(wk_t *w)
 {
-    static const double ms_bounds[] = {1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 1000};
-    static const double wall_bounds[] = {10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+    static const double start_bounds[] = {0.001, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                                          0.015, 0.025, 0.05,  0.1,   0.25,   1};
+    static const double wall_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
     char labels[256];
     met_registry_t *m = w->met = met_create();
     if (m == NULL)
         return -1;
-    met_gauge_fn(m, "worker_connections", NULL, "Open client connections (HTTP and websocket).",
+    met_set_legacy(m, w->cfg.metrics_legacy);
+    met_gauge_fn(m, MN_WK_CONNECTIONS, NULL, "Open client connections (HTTP and websocket).",
                  wk_gauge_conns, w);
-    met_gauge_fn(m, "worker_websockets", NULL, "Open websocket connections.", wk_gauge_ws, w);
-    w->m_conns_total = met_counter(m, "worker_connections_total", NULL, "Accepted connections.");
-    w->m_ws_total = met_counter(m, "worker_websockets_total", NULL, "Websocket upgrades.");
-    met_gauge_fn(m, "worker_evaluations_running", NULL, "Evaluations holding a sandbox slot.",
+    met_gauge_fn(m, MN_WK_WEBSOCKETS, NULL, "Open websocket connections.", wk_gauge_ws, w);
+    w->m_conns_total = met_counter(m, MN_WK_CONNECTIONS_TOTAL, NULL, "Accepted connections.");
+    w->m_ws_total = met_counter(m, MN_WK_WEBSOCKETS_TOTAL, NULL, "Websocket upgrades.");
+    met_gauge_fn(m, MN_WK_EVALS_RUNNING, NULL, "Evaluations holding a sandbox slot.",
                  wk_gauge_running, w);
-    met_gauge_fn(m, "worker_evaluations_queued", NULL, "Evaluations waiting for a slot.",
-                 wk_gauge_queued, w);
+    met_gauge_fn(m, MN_WK_EVALS_QUEUED, NULL, "Evaluations waiting for a slot.", wk_gauge_queued,
+                 w);
     w->m_evals_total =
-        met_counter(m, "worker_evaluations_total", NULL, "Evaluations finished, any verdict.");
+        met_counter(m, MN_WK_EVALS_TOTAL, NULL, "Evaluations finished, any verdict.");
     for (int v = 0; v < V__COUNT; v++) {
         snprintf(labels, sizeof(labels), "verdict=\"%s\"", run_verdict_name(v));
         w->m_verdict[v] =
-            met_counter(m, "worker_verdicts_total", labels, "Evaluations finished, by verdict.");
+            met_counter(m, MN_WK_VERDICTS, labels, "Evaluations finished, by verdict.");
     }
-    w->m_proto_errors = met_counter(m, "worker_protocol_errors_total", NULL,
-                                    "Malformed requests, frames and messages.");
-    w->m_requeued = met_counter(m, "worker_evaluations_requeued_total", NULL,
+    w->m_proto_errors =
+        met_counter(m, MN_WK_PROTOCOL_ERRORS, NULL, "Malformed requests, frames and messages.");
+    w->m_requeued = met_counter(m, MN_WK_REQUEUED, NULL,
                                 "Evaluations started again in another slot after theirs failed.");
-    w->m_start_ms = met_hist(m, "worker_sandbox_start_ms", NULL,
-                             "Time to start a sandboxed process, in milliseconds.", ms_bounds,
-                             sizeof(ms_bounds) / sizeof(ms_bounds[0]));
-    w->m_wall_ms =
-        met_hist(m, "worker_evaluation_wall_ms", NULL, "Wall time of evaluations, in milliseconds.",
-                 wall_bounds, sizeof(wall_bounds) / sizeof(wall_bounds[0]));
-    met_gauge_fn(m, "worker_draining", NULL, "1 while draining.", wk_gauge_draining, w);
+    w->m_start_ms =
+        met_hist(m, MN_WK_SANDBOX_START, NULL, "Time to start a sandboxed process, in seconds.",
+                 start_bounds, sizeof(start_bounds) / sizeof(start_bounds[0]));
+    w->m_wall_ms = met_hist(m, MN_WK_EVAL_DURATION, NULL, "Wall time of evaluations, in seconds.",
+                            wall_bounds, sizeof(wall_bounds) / sizeof(wall_bounds[0]));
+    met_gauge_fn(m, MN_WK_DRAINING, NULL, "1 while draining.", wk_gauge_draining, w);
     snprintf(labels, sizeof(labels), "level=\"%s\",cgroup=\"%s\"", sbx_isolation(w->sbx),
              sbx_cgroup_mode(w->sbx));
-    met_gauge_fn(m, "worker_isolation_info", labels, "Sandbox isolation in effect.", wk_gauge_one,
-                 w);
+    met_gauge_fn(m, MN_WK_ISOLATION, labels, "Sandbox isolation in effect.", wk_gauge_one, w);
     return 0;
 }
 
@@ -217,6 +224,7 @@ static void wk_defaults(wk_config_t *c)
     c->listen = "127.0.0.1:9001";
     c->redis_prefix = FLEET_DEFAULT_PREFIX;
     c->log_level = "info";
+    c->metrics_legacy = 1;
     c->max_evals = 0; /* below the bounds: "auto" in --help, computed after parsing */
     c->queue = -1;
     c->timeout_ms = 10000;
@@ -383,6 +391,13 @@ static int wk_start(wk_t *w, rds_config_t *rcfg, const sigset_t *stopsigs)
         log_error("--redis: %s", err);
         return -1;
     }
+    /* Rendered on this loop, where the publisher runs. */
+    if (w->pub != NULL &&
+        met_gauge_fn(w->met, MN_WK_REDIS_UP, NULL, "1 while the connection to Redis is up.",
+                     wk_gauge_redis, w) < 0) {
+        log_error("out of memory");
+        return -1;
+    }
     rdo_clear(rcfg);
     if (c->rebalance && (w->rb = wk_rebalance(w)) == NULL)
         return -1;
@@ -520,6 +535,10 @@ int main(int argc, char **argv)
         {"log-level", CFG_STR, &c->log_level, "LEVEL", "debug|info|warn|error (info)", 0, 0},
         {"log-format", CFG_STR, &log_format, "FORMAT",
          "text|json: plain lines or one JSON object per line (text)", 0, 0},
+        {"metrics-legacy", CFG_BOOL, &c->metrics_legacy, NULL,
+         "/metrics also shows the deprecated worker_* and *_ms names beside the current "
+         "wslb_worker_* ones (on; --metrics-legacy=no drops them; they go in 0.3.0)",
+         0, 0},
         CFG_END,
     };
     char err[512];

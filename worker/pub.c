@@ -30,6 +30,11 @@ struct pub {
     char chan[256];
 };
 
+int pub_connected(const struct pub *p)
+{
+    return p != NULL && rds_connected(p->rds);
+}
+
 static void pub_event(struct pub *p, enum fleet_event_type type)
 {
     fleet_event_t e = {.type = type};

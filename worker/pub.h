@@ -23,6 +23,8 @@ rds_t *pub_rds(struct pub *p);
 /* Something counted changed: publish soon (coalesced). */
 void pub_changed(struct pub *p);
 void pub_drain(struct pub *p);
+/* 1 while the connection to Redis (the master) is up; 0 for a NULL pub. */
+int pub_connected(const struct pub *p);
 /* Deletes the state, removes the id, announces leave, then calls done(w)
  * (at once when not connected, or after a short timeout). */
 void pub_leave(struct pub *p, void (*done)(wk_t *w));

@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "fleet.h"
 #include "log.h"
+#include "met_names.h"
 
 #define RB_TICK_S      1.0
 #define RB_MAX_WORKERS 4096
@@ -238,16 +239,16 @@ struct rb *rb_create(wk_t *w, rds_t *rds, const rb_config_t *cfg)
     rb_state_init(&rb->st);
     fleet_key_workers(w->cfg.redis_prefix, rb->set, sizeof(rb->set));
     met_registry_t *m = w->met;
-    rb->m_shed = met_counter(m, "worker_rebalance_shed_total", "why=\"over_mean\"",
+    rb->m_shed = met_counter(m, MN_WK_REBALANCE_SHED, "why=\"over_mean\"",
                              "Idle websockets closed with 1012 to rebalance the fleet, by why.");
-    rb->m_held_rate = met_counter(m, "worker_rebalance_held_total", "why=\"rate\"",
+    rb->m_held_rate = met_counter(m, MN_WK_REBALANCE_HELD, "why=\"rate\"",
                                   "Websockets over the mean kept open: the fleet-wide "
                                   "--rebalance-rate was used up, or they were not idle.");
-    rb->m_held_busy = met_counter(m, "worker_rebalance_held_total", "why=\"busy\"",
+    rb->m_held_busy = met_counter(m, MN_WK_REBALANCE_HELD, "why=\"busy\"",
                                   "Websockets over the mean kept open: the fleet-wide "
                                   "--rebalance-rate was used up, or they were not idle.");
     if (rb->m_shed == NULL || rb->m_held_rate == NULL || rb->m_held_busy == NULL ||
-        met_gauge_fn(m, "worker_rebalance_fleet_ratio", NULL,
+        met_gauge_fn(m, MN_WK_REBALANCE_RATIO, NULL,
                      "Max/mean of websockets per worker over the fleet, as last read from Redis.",
                      rb_gauge_ratio, rb) < 0)
         goto fail;

@@ -197,7 +197,7 @@ static void run_finish(run_t *r, enum run_verdict v, const sbx_result_t *res, co
     met_inc(w->m_verdict[v], 1);
     met_inc(w->m_evals_total, 1);
     if (r->t_start_ns)
-        met_observe(w->m_wall_ms, (double)wall_ms);
+        met_observe(w->m_wall_ms, (double)(run_now_ns() - r->t_start_ns) / 1e9);
     if (r->client != NULL) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "type", "exit", "id", r->id, "verdict",
                               run_verdict_name(v), "wall_ms", (json_int_t)wall_ms);
@@ -373,7 +373,7 @@ static int run_spawn(run_t *r, char **argv, char *err, size_t errlen)
     if (sbx_spawn(w->sbx, r->slot, (const char *const *)argv, (unsigned)w->cfg.memory_mb, &r->proc,
                   err, errlen) < 0)
         return -1;
-    met_observe(w->m_start_ms, (double)r->proc.spawn_ns / 1e6);
+    met_observe(w->m_start_ms, (double)r->proc.spawn_ns / 1e9);
     r->proc_live = 1;
     r->out_eof = r->err_eof = r->reaped = 0;
     ev_io_init(&r->out_w, run_out_cb, r->proc.out_fd, EV_READ);

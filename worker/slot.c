@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "met_names.h"
 
 #define SLOT_BACKOFF_MIN 1.0
 #define SLOT_BACKOFF_MAX 30.0
@@ -159,7 +160,7 @@ static void slot_done_cb(struct ev_loop *loop, ev_async *a, int revents)
             continue;
         sl->job = JOB_NONE;
         changed = 1;
-        met_observe(p->m_reset_ms, sl->job_ms);
+        met_observe(p->m_reset_ms, sl->job_ms / 1000.0);
         log_debug("slot %d reset in %.2f ms%s%s", sl->idx, sl->job_ms, sl->job_rc < 0 ? ": " : "",
                   sl->job_rc < 0 ? sl->job_err : "");
         if (sl->job_rc < 0) {
@@ -183,27 +184,28 @@ static double slot_gauge_fn(void *ud)
 
 static int slot_metrics(slot_pool_t *p, met_registry_t *met)
 {
-    static const double ms_bounds[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000};
+    static const double reset_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                          0.01,   0.025,   0.05,   0.1,   0.25,   1};
     char labels[64];
     for (int st = 0; st < SLOT__STATES; st++) {
         p->gauges[st].p = p;
         p->gauges[st].st = (enum slot_state)st;
         snprintf(labels, sizeof(labels), "state=\"%s\"", slot_state_names[st]);
-        if (met_gauge_fn(met, "worker_slots", labels,
+        if (met_gauge_fn(met, MN_WK_SLOTS, labels,
                          "Sandbox slots by state; broken ones are out of service.", slot_gauge_fn,
                          &p->gauges[st]) < 0)
             return -1;
     }
     for (int sg = 0; sg < SLOT__STAGES; sg++) {
         snprintf(labels, sizeof(labels), "stage=\"%s\"", slot_stage_names[sg]);
-        p->m_fail[sg] = met_counter(met, "worker_slot_failures_total", labels,
+        p->m_fail[sg] = met_counter(met, MN_WK_SLOT_FAILURES, labels,
                                     "Slot failures for a sandbox reason, by stage.");
         if (p->m_fail[sg] == NULL)
             return -1;
     }
-    p->m_reset_ms = met_hist(met, "worker_slot_reset_ms", NULL,
-                             "Time the janitor took to give a slot a fresh work dir, in ms.",
-                             ms_bounds, sizeof(ms_bounds) / sizeof(ms_bounds[0]));
+    p->m_reset_ms = met_hist(met, MN_WK_SLOT_RESET_DURATION, NULL,
+                             "Time the janitor took to give a slot a fresh work dir, in seconds.",
+                             reset_bounds, sizeof(reset_bounds) / sizeof(reset_bounds[0]));
     return p->m_reset_ms != NULL ? 0 : -1;
 }
 

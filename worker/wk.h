@@ -33,6 +33,7 @@ typedef struct wk_config {
     char *runtimes;
     char *work_root;
     char *log_level;
+    int metrics_legacy; /* --metrics-legacy: /metrics also shows the deprecated names */
     char *upstream_secret_file;
     long max_evals;
     long queue;

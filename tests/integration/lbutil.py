@@ -64,7 +64,7 @@ class Lb:
             if self.proc.poll() is not None:
                 raise AssertionError("lb exited with %s; stderr:\n%s"
                                      % (self.proc.returncode, self.stderr_text()[-4000:]))
-            r = util.try_http_get(self.admin, "/healthz", timeout=1.0)
+            r = util.try_http_get(self.admin, "/livez", timeout=1.0)
             if r is None or r[0] != 200:
                 return False
             try:

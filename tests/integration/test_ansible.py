@@ -222,8 +222,11 @@ def test_packaged_daemons_start_with_rendered_configs(applied, tmp_path):
         lconf = scratch_paths(root / "etc/wslb/lb.conf", root, tmp_path / "lb.conf")
         procs.append(subprocess.Popen([str(root / "usr/bin/wslb-lb"), "--config", lconf],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        for addr in ("127.0.0.1:%d" % ports["worker"], "127.0.0.1:%d" % ports["admin"]):
-            util.wait_for(lambda: (util.try_http_get(addr, "/healthz") or [0])[0] == 200, 15,
+        # The lb's /livez: its /healthz stays 503 "loading" here, with no
+        # Redis to discover the workers from.
+        for addr, path in (("127.0.0.1:%d" % ports["worker"], "/healthz"),
+                           ("127.0.0.1:%d" % ports["admin"], "/livez")):
+            util.wait_for(lambda: (util.try_http_get(addr, path) or [0])[0] == 200, 15,
                           "%s to serve" % addr)
         for p in procs:
             assert p.poll() is None

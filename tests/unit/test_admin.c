@@ -19,6 +19,7 @@
 #include "be.h"
 #include "lbs.h"
 #include "fleet.h"
+#include "met_names.h"
 #include "log.h"
 #include "sock.h"
 
@@ -136,9 +137,10 @@ static void test_render_metrics(void **state)
 {
     fixture_t *f = *state;
     met_registry_t *extra = met_create();
-    double bounds[] = {1, 10, 100};
-    met_hist_t *hs = met_hist(extra, "wslb_lb_handshake_ms", NULL, "Handshake latency", bounds, 3);
-    met_observe(hs, 5);
+    double bounds[] = {0.001, 0.01, 0.1};
+    met_hist_t *hs =
+        met_hist(extra, MN_LB_HANDSHAKE_DURATION, NULL, "Handshake latency", bounds, 3);
+    met_observe(hs, 0.005);
     be_update_remote(f->t, f->b1, 9, 2, 100);
 
     buf_t out = BUF_INIT;
@@ -155,7 +157,19 @@ static void test_render_metrics(void **state)
     assert_non_null(strstr(txt, "wslb_backend_load{backend=\"b1\"} 2\n"));
     /* label values are escaped */
     assert_non_null(strstr(txt, "wslb_backend_weight{backend=\"w:\\\"1\\\"\"} 1\n"));
-    assert_non_null(strstr(txt, "wslb_lb_handshake_ms_bucket{le=\"10\"} 1"));
+    assert_non_null(strstr(txt, "wslb_lb_handshake_duration_seconds_bucket{le=\"0.01\"} 1\n"));
+    assert_non_null(strstr(txt, "wslb_lb_received_bytes_total 1234\n"));
+    /* The legacy names ride along while the registry says so, in their units. */
+    assert_non_null(strstr(txt, "wslb_lb_handshake_ms_bucket{le=\"10\"} 1\n"));
+    assert_non_null(strstr(txt, "wslb_lb_bytes_in_total 1234\n"));
+    buf_reset(&out);
+    met_set_legacy(extra, 0);
+    assert_int_equal(admin_render_metrics(f->t, &f->stats, extra, &out), 0);
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    txt = buf_head(&out);
+    assert_non_null(strstr(txt, "wslb_lb_received_bytes_total 1234\n"));
+    assert_null(strstr(txt, "wslb_lb_bytes_in_total"));
+    assert_null(strstr(txt, "_ms"));
     /* every series has exactly one TYPE line */
     const char *p = txt;
     int ntype = 0;
@@ -267,6 +281,49 @@ static const char *body_of(const exchange_t *e)
     return p ? p + 4 : "";
 }
 
+/* b's bytes as a C string (short bodies only). */
+static const char *buf_cstr(buf_t *b)
+{
+    static char s[256];
+    size_t n = buf_size(b) < sizeof(s) - 1 ? buf_size(b) : sizeof(s) - 1;
+    memcpy(s, buf_head(b), n);
+    s[n] = '\0';
+    return s;
+}
+
+/* /healthz: 200 only while the lb would serve a new client; each 503 says why. */
+static void test_render_health(void **state)
+{
+    fixture_t *f = *state;
+    buf_t b = BUF_INIT;
+    assert_int_equal(admin_render_health(f->t, ADMIN_LIFE_SERVING, &b), 200);
+    assert_string_equal(buf_cstr(&b), "ok\n");
+    buf_reset(&b);
+    /* Loading with a usable backend (static ones) still serves. */
+    assert_int_equal(admin_render_health(f->t, ADMIN_LIFE_LOADING, &b), 200);
+    buf_reset(&b);
+    assert_int_equal(admin_render_health(f->t, ADMIN_LIFE_STOPPING, &b), 503);
+    assert_non_null(strstr(buf_cstr(&b), "shutting down"));
+    buf_reset(&b);
+
+    /* Two down, one drained by the operator: nothing usable. */
+    for (int i = 0; i < be_table_fall(f->t); i++) {
+        be_event(f->t, f->b0, BE_EV_CHECK_FAIL, "test");
+        be_event(f->t, f->b1, BE_EV_CHECK_FAIL, "test");
+    }
+    assert_int_equal(be_admin_drain(f->t, be_id(f->w), 1), 0);
+    assert_int_equal(admin_render_health(f->t, ADMIN_LIFE_SERVING, &b), 503);
+    assert_string_equal(buf_cstr(&b), "no usable backend: 3 known, 2 down, 1 draining\n");
+    buf_reset(&b);
+    assert_int_equal(admin_render_health(f->t, ADMIN_LIFE_LOADING, &b), 503);
+    assert_non_null(strstr(buf_cstr(&b), "loading"));
+    buf_reset(&b);
+    /* One back up is enough. */
+    assert_int_equal(be_admin_drain(f->t, be_id(f->w), 0), 0);
+    assert_int_equal(admin_render_health(f->t, ADMIN_LIFE_SERVING, &b), 200);
+    buf_free(&b);
+}
+
 static void test_server_endpoints(void **state)
 {
     fixture_t *f = *state;
@@ -287,8 +344,11 @@ static void test_server_endpoints(void **state)
         {.req = "GET /metrics HTTP/1.1\r\n\r\n"},
         {.req = "NONSENSE\r\n\r\n"},
         {.req = big},
+        {.req = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"},
     };
     run_exchanges(f, NULL, ex, sizeof(ex) / sizeof(ex[0]));
+    assert_int_equal(status_of(&ex[14]), 200);
+    assert_string_equal(body_of(&ex[14]), "ok\n");
 
     assert_int_equal(status_of(&ex[0]), 200);
     assert_string_equal(body_of(&ex[0]), "ok\n");
@@ -367,6 +427,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_render_stats, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_render_metrics, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_render_health, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_server_endpoints, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_server_token, fixture_setup, fixture_teardown),
         cmocka_unit_test(test_bad_listen),

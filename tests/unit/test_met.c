@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "met.h"
+#include "met_names.h"
 
 /* Renders r into a NUL-terminated heap string the caller frees. */
 static char *render(met_registry_t *r)
@@ -262,6 +263,48 @@ static void test_concurrent_updates(void **state)
     met_free(r);
 }
 
+/* Legacy names (met_names.h): the same series rendered again under the old
+ * name, in the old unit, only while the registry's legacy switch is on. */
+static void test_legacy_names(void **state)
+{
+    met_registry_t *r = met_create();
+    assert_int_equal(met_legacy(r), 1);
+    double b[] = {0.001, 0.01};
+    met_hist_t *h = met_hist(r, MN_WK_SANDBOX_START, NULL, "Start time.", b, 2);
+    met_counter_t *c = met_counter(r, MN_WK_VERDICTS, "verdict=\"ok\"", "By verdict.");
+    met_counter_t *n = met_counter(r, "wslb_test_total", NULL, "No legacy twin.");
+    met_observe(h, 0.004);
+    met_inc(c, 3);
+    met_inc(n, 1);
+    buf_t out = BUF_INIT;
+    assert_int_equal(met_render(r, &out), 0);
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    const char *t = buf_head(&out);
+    assert_non_null(
+        strstr(t, "wslb_worker_sandbox_start_duration_seconds_bucket{le=\"0.01\"} 1\n"));
+    assert_non_null(strstr(t, "wslb_worker_sandbox_start_duration_seconds_sum 0.004\n"));
+    assert_non_null(strstr(t, "# TYPE worker_sandbox_start_ms histogram\n"));
+    assert_non_null(strstr(t, "worker_sandbox_start_ms_bucket{le=\"1\"} 0\n"));
+    assert_non_null(strstr(t, "worker_sandbox_start_ms_bucket{le=\"10\"} 1\n"));
+    assert_non_null(strstr(t, "worker_sandbox_start_ms_sum 4\n"));
+    assert_non_null(strstr(t, "worker_sandbox_start_ms_count 1\n"));
+    assert_non_null(strstr(t, "wslb_worker_verdicts_total{verdict=\"ok\"} 3\n"));
+    assert_non_null(strstr(t, "worker_verdicts_total{verdict=\"ok\"} 3\n"));
+    assert_non_null(
+        strstr(t, "# HELP worker_verdicts_total Deprecated: wslb_worker_verdicts_total"));
+    assert_int_equal(strstr(t, "wslb_test_total 1\n") != NULL, 1);
+    buf_reset(&out);
+    met_set_legacy(r, 0);
+    assert_int_equal(met_render(r, &out), 0);
+    assert_int_equal(buf_append(&out, "", 1), 0);
+    t = buf_head(&out);
+    assert_non_null(strstr(t, "wslb_worker_verdicts_total{verdict=\"ok\"} 3\n"));
+    assert_null(strstr(t, "\nworker_"));
+    assert_null(strstr(t, " worker_"));
+    buf_free(&out);
+    met_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_quantile),
         cmocka_unit_test(test_help_escaping_and_specials),
         cmocka_unit_test(test_concurrent_updates),
+        cmocka_unit_test(test_legacy_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
