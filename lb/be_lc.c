@@ -91,6 +91,25 @@ static int64_t lc_num(const be_t *b, int with_load)
     return num;
 }
 
+/* A candidate of a pick, with its score's parts. */
+typedef struct lc_cand {
+    be_t *b;
+    int64_t num, ew;
+} lc_cand_t;
+
+/* Keeps the best and the runner-up of the candidates offered (the
+ * runner-up is what slow start may pick instead). */
+static void lc_offer(lc_cand_t *best, lc_cand_t *second, be_t *b, int64_t num, int64_t ew)
+{
+    lc_cand_t n = {b, num, ew};
+    if (!best->b || bei_score_less(num, ew, best->num, best->ew)) {
+        *second = *best;
+        *best = n;
+    } else if (!second->b || bei_score_less(num, ew, second->num, second->ew)) {
+        *second = n;
+    }
+}
+
 /* Lowest (conns [+ K*load] + 1) / weight among candidates, from a rotating
  * start. Caller holds the table's read lock. */
 static be_t *lc_scan(be_table_t *t, struct be_lc *c, be_t *const *ex, int nex, uint64_t now)
@@ -99,27 +118,14 @@ static be_t *lc_scan(be_table_t *t, struct be_lc *c, be_t *const *ex, int nex, u
     if (n == 0)
         return NULL;
     size_t start = __atomic_fetch_add(&c->rot, 1, __ATOMIC_RELAXED) % n;
-    be_t *best = NULL, *second = NULL;
-    int64_t bnum = 0, bew = 1, snum = 0, sew = 1;
+    lc_cand_t best = {NULL, 0, 1}, second = {NULL, 0, 1};
     for (size_t i = 0; i < n; i++) {
         be_t *b = bei_at(t, (start + i) % n);
         if (!bei_candidate(b, ex, nex))
             continue;
-        int64_t num = lc_num(b, c->with_load), ew = bei_eff_weight(t, b, now);
-        if (!best || bei_score_less(num, ew, bnum, bew)) {
-            second = best;
-            snum = bnum;
-            sew = bew;
-            best = b;
-            bnum = num;
-            bew = ew;
-        } else if (!second || bei_score_less(num, ew, snum, sew)) {
-            second = b;
-            snum = num;
-            sew = ew;
-        }
+        lc_offer(&best, &second, b, lc_num(b, c->with_load), bei_eff_weight(t, b, now));
     }
-    return bei_slowstart_gate(t, best, second, now);
+    return bei_slowstart_gate(t, best.b, second.b, now);
 }
 
 /* ---- the tree (c->lock held) --------------------------------------------------- */
@@ -374,28 +380,16 @@ static be_t *be_lc_pick(be_table_t *t, void *ctx, be_t *const *ex, int nex, uint
         pthread_mutex_unlock(&c->lock);
         return lc_scan(t, c, ex, nex, now);
     }
-    int64_t bnum = best ? c->key[w].num : 0, bew = best ? c->key[w].ew : 1;
-    int64_t snum = second ? c->key[r].num : 0, sew = second ? c->key[r].ew : 1;
+    lc_cand_t cb = {best, best ? c->key[w].num : 0, best ? c->key[w].ew : 1};
+    lc_cand_t cs = {second, second ? c->key[r].num : 0, second ? c->key[r].ew : 1};
     for (uint32_t i = 0; i < c->nramp; i++) {
         be_t *b = c->leaf[c->ramp[i]];
         if (!bei_usable(b))
             continue;
-        int64_t num = lc_num(b, c->with_load), ew = bei_eff_weight(t, b, now);
-        if (!best || bei_score_less(num, ew, bnum, bew)) {
-            second = best;
-            snum = bnum;
-            sew = bew;
-            best = b;
-            bnum = num;
-            bew = ew;
-        } else if (!second || bei_score_less(num, ew, snum, sew)) {
-            second = b;
-            snum = num;
-            sew = ew;
-        }
+        lc_offer(&cb, &cs, b, lc_num(b, c->with_load), bei_eff_weight(t, b, now));
     }
     pthread_mutex_unlock(&c->lock);
-    return bei_slowstart_gate(t, best, second, now);
+    return bei_slowstart_gate(t, cb.b, cs.b, now);
 }
 
 const be_algo_t be_algo_leastconn = {.name = "leastconn",

@@ -488,16 +488,6 @@ int main(int argc, char **argv)
         .ntls_listen = o->tls_listen.n,
         .tls = lb->tls,
         .threads = (int)o->threads,
-        .max_conns = o->max_conns,
-        .timeout_head_ms = (unsigned)o->timeout_head_ms,
-        .timeout_connect_ms = (unsigned)o->timeout_connect_ms,
-        .timeout_response_ms = (unsigned)o->timeout_response_ms,
-        .timeout_idle_s = (unsigned)o->timeout_idle_s,
-        .retries = (int)o->retries,
-        .access_log = o->access_log,
-        .max_head = (size_t)o->max_head,
-        .lim = lb->lim,
-        .trusted = lb->trusted,
         .upstream_secret = upstream_secret,
         .lb_id = o->id,
         .routes = lb->routes,
@@ -511,6 +501,7 @@ int main(int argc, char **argv)
         .aff = lb->aff.kind != AFF_NONE ? &lb->aff : NULL,
         .accept_proxy = o->accept_proxy,
     };
+    rld_px_tunables(lb, &pc);
     lb->px = px_create(lb->table, &lb->stats, &pc, err, sizeof(err));
     ntaken = 0; /* px_create's now, whatever it returned */
     if (lb->px == NULL) {

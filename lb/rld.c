@@ -121,6 +121,21 @@ int rld_parse(lb_opts_t *o, cfg_opt_t *table, int argc, char **argv, char *err, 
     return lbo_check(o, err, errlen) < 0 ? CFG_ERR : CFG_OK;
 }
 
+void rld_px_tunables(const lb_t *lb, px_config_t *pc)
+{
+    const lb_opts_t *o = &lb->o;
+    pc->max_conns = o->max_conns;
+    pc->timeout_head_ms = (unsigned)o->timeout_head_ms;
+    pc->timeout_connect_ms = (unsigned)o->timeout_connect_ms;
+    pc->timeout_response_ms = (unsigned)o->timeout_response_ms;
+    pc->timeout_idle_s = (unsigned)o->timeout_idle_s;
+    pc->retries = (int)o->retries;
+    pc->access_log = o->access_log;
+    pc->max_head = (size_t)o->max_head;
+    pc->lim = lb->lim;
+    pc->trusted = lb->trusted;
+}
+
 int rld_trusted(const lb_opts_t *o, cidr_set_t **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -330,18 +345,8 @@ int rld_reload(lb_t *lb)
         lb->trusted = trusted;
         trusted = NULL;
     }
-    px_config_t pc = {
-        .max_conns = o->max_conns,
-        .timeout_head_ms = (unsigned)o->timeout_head_ms,
-        .timeout_connect_ms = (unsigned)o->timeout_connect_ms,
-        .timeout_response_ms = (unsigned)o->timeout_response_ms,
-        .timeout_idle_s = (unsigned)o->timeout_idle_s,
-        .retries = (int)o->retries,
-        .access_log = o->access_log,
-        .max_head = (size_t)o->max_head,
-        .lim = lb->lim,
-        .trusted = lb->trusted,
-    };
+    px_config_t pc = {0};
+    rld_px_tunables(lb, &pc);
     px_tune(lb->px, &pc);
     if (lb->admin != NULL && admin_set_token(lb->admin, token) < 0)
         log_error("reload: admin token: out of memory; keeping the current one");

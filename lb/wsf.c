@@ -21,16 +21,9 @@ void wsf_feed(wsf_t *t, int masked, const uint8_t *p, size_t n)
             t->lost = 1; /* a server frame is never masked, a client frame always */
             return;
         }
-        uint8_t len7 = t->hdr[1] & 0x7f;
-        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
-        if (t->hlen < need)
+        if (t->hlen < wsf_hdr_size(t->hdr, masked))
             continue;
-        uint64_t len = len7;
-        if (len7 == 126)
-            len = (uint64_t)t->hdr[2] << 8 | t->hdr[3];
-        else if (len7 == 127)
-            for (int i = 2; i < 10; i++)
-                len = (len << 8) | t->hdr[i];
+        uint64_t len = wsf_hdr_len(t->hdr);
         if ((t->hdr[0] & 0x0f) == WS_OP_CLOSE)
             t->close = 1;
         t->left = len;

@@ -28,6 +28,27 @@ typedef struct wsf {
 /* Feeds n bytes of one direction: masked = client to server. */
 void wsf_feed(wsf_t *t, int masked, const uint8_t *p, size_t n);
 
+/* A frame header's size once its first two bytes are in (the extended
+ * length and the mask key, if any, included). */
+static inline size_t wsf_hdr_size(const uint8_t *hdr, int masked)
+{
+    uint8_t len7 = hdr[1] & 0x7f;
+    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+}
+
+/* The payload length of a whole frame header. */
+static inline uint64_t wsf_hdr_len(const uint8_t *hdr)
+{
+    uint8_t len7 = hdr[1] & 0x7f;
+    uint64_t len = len7;
+    if (len7 == 126)
+        len = (uint64_t)hdr[2] << 8 | hdr[3];
+    else if (len7 == 127)
+        for (int k = 2; k < 10; k++)
+            len = (len << 8) | hdr[k];
+    return len;
+}
+
 /* Between two frames of a stream still followed. */
 static inline int wsf_at_boundary(const wsf_t *t)
 {

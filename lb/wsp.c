@@ -64,15 +64,9 @@ int wsp_filter(wsf_t *t, const uint8_t tok[WSP_TOKEN_LEN], const uint8_t *p, siz
             break;
         }
         uint8_t len7 = t->hdr[1] & 0x7f;
-        size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
-        if (t->hlen < need)
+        if (t->hlen < wsf_hdr_size(t->hdr, 1))
             continue;
-        uint64_t len = len7;
-        if (len7 == 126)
-            len = (uint64_t)t->hdr[2] << 8 | t->hdr[3];
-        else if (len7 == 127)
-            for (int k = 2; k < 10; k++)
-                len = (len << 8) | t->hdr[k];
+        uint64_t len = wsf_hdr_len(t->hdr);
         int op = t->hdr[0] & 0x0f;
         if (op == WS_OP_CLOSE)
             t->close = 1;
