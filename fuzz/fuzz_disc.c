@@ -101,7 +101,14 @@ static void fz_replies(const char *data, size_t len)
     redisReader *rd = redisReaderCreate();
     FZ_CHECK(t != NULL && rd != NULL);
     char prefix[] = "wslb:";
-    disc_t d = {.t = t, .prefix = prefix};
+    /* A loop for the timers an event may start (never run: nothing here
+     * waits), made once per process. */
+    static struct ev_loop *loop;
+    if (loop == NULL)
+        loop = ev_loop_new(EVFLAG_AUTO);
+    FZ_CHECK(loop != NULL);
+    disc_t d = {.t = t, .prefix = prefix, .loop = loop};
+    ev_timer_init(&d.soon, disc_soon_cb, 0., 0.);
     sock_addr_t a;
     FZ_CHECK(sock_parse_addr("127.0.0.1:9001", &a, NULL, 0) == 0);
     FZ_CHECK(be_add(t, FZ_STATIC_ID, &a, 1, BE_STATIC) != NULL);
@@ -147,6 +154,7 @@ static void fz_replies(const char *data, size_t len)
     FZ_CHECK(be_table_count(t) == 1);
     fz_check_table(t);
 
+    ev_timer_stop(loop, &d.soon);
     redisReaderFree(rd);
     be_table_free(t);
 }
