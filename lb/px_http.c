@@ -193,9 +193,7 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     buf_t *hb = &c->pre->hbuf;
     if (buf_size(hb) > h->head_len) /* frames sent with the upgrade */
         px_pass(c, 1, buf_head(hb) + h->head_len, buf_size(hb) - h->head_len);
-    memset(&pa, 0, sizeof(pa));
-    memcpy(&pa.ss, &c->peer, sizeof(c->peer));
-    pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
+    px_peer_addr(c, &pa);
     if (sock_addr_host(&pa, ip, sizeof(ip)) == NULL)
         snprintf(ip, sizeof(ip), "unknown");
     fwd_t fwd = {.client_ip = ip,

@@ -268,6 +268,9 @@ void px_read_response(px_conn_t *c);
 /* c's peer is the client now (at accept, or from its PROXY header): applies
  * --trusted-proxies and the per-address limits to it. */
 void px_admit_addr(px_conn_t *c);
+/* c's client address (the peer, or what its PROXY header said) as a
+ * sock_addr_t, for printing. */
+void px_peer_addr(const px_conn_t *c, sock_addr_t *out);
 /* Takes ownership of fd, accepted on a listener of th. */
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls);
 /* Frees every connection of th (reason "shutdown"). */

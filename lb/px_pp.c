@@ -32,8 +32,7 @@ static void px_pp_refuse(px_conn_t *c, enum lbs_err e, enum px_reason r, const c
 {
     char peer[SOCK_ADDRSTRLEN];
     sock_addr_t pa;
-    memcpy(&pa.ss, &c->peer, sizeof(c->peer));
-    pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
+    px_peer_addr(c, &pa);
     sock_addr_str(&pa, peer, sizeof(peer));
     lbs_inc(&c->th->px->stats->errors[e]);
     log_warn("proxy protocol: closing %s: %s", peer, why);

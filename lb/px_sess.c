@@ -273,9 +273,7 @@ void px_conn_free(px_conn_t *c)
     if (PX_CFG(px, access_log)) {
         char host[SOCK_ADDRSTRLEN] = "-", rid[PX_REQID_LEN];
         sock_addr_t pa;
-        memset(&pa, 0, sizeof(pa));
-        memcpy(&pa.ss, &c->peer, sizeof(c->peer));
-        pa.len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
+        px_peer_addr(c, &pa);
         sock_addr_str(&pa, host, sizeof(host));
         px_reqid(c, rid);
         alog_rec_t r = {
@@ -794,6 +792,13 @@ static void px_admit(px_conn_t *c)
     /* Behind a PROXY header, the address is known once the header is in. */
     if (!px->cfg.accept_proxy)
         px_admit_addr(c);
+}
+
+void px_peer_addr(const px_conn_t *c, sock_addr_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    memcpy(&out->ss, &c->peer, sizeof(c->peer));
+    out->len = c->peer.sa.sa_family == AF_INET6 ? sizeof(c->peer.in6) : sizeof(c->peer.in);
 }
 
 void px_admit_addr(px_conn_t *c)
