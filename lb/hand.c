@@ -13,6 +13,7 @@
 
 #include <ev.h>
 
+#include "acc.h"
 #include "log.h"
 #include "util.h"
 
@@ -26,8 +27,8 @@ struct hand {
     dev_t dev; /* of the socket file we bound, to unlink only ours */
     ino_t ino;
     int lfd;
-    ev_io lio;
-    int cfd; /* the takeover in progress, -1 = none */
+    acc_t *acc; /* on lfd: EMFILE pauses it instead of spinning the loop */
+    int cfd;    /* the takeover in progress, -1 = none */
     ev_io cio;
     int rfd; /* a peer told BUSY, closed once it has spoken (else its
               * request would reset the connection before it reads) */
@@ -150,7 +151,7 @@ static void hand_conn_cb(struct ev_loop *loop, ev_io *w, int revents)
     /* Handed over: nothing more to take from here. */
     h->state = HAND_DONE;
     hand_drop(h, NULL);
-    ev_io_stop(loop, &h->lio);
+    acc_stop(h->acc);
     close(h->lfd);
     h->lfd = -1;
     log_info("takeover: the new lb accepts; this one stops accepting");
@@ -181,29 +182,26 @@ static void hand_refused_cb(struct ev_loop *loop, ev_io *w, int revents)
     hand_refused_close(h);
 }
 
-static void hand_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void hand_on_fd(acc_t *a, int fd, const sock_addr_t *peer, void *ud)
 {
-    hand_t *h = container_of(w, hand_t, lio);
-    for (int i = 0; i < 8; i++) {
-        int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
-        if (h->state != HAND_IDLE) {
-            hand_say(fd, HAND_MAGIC_RESP "BUSY\n");
-            log_warn("takeover refused: another one is in progress");
-            hand_refused_close(h); /* one such peer at a time is plenty */
-            h->rfd = fd;
-            ev_io_init(&h->rio, hand_refused_cb, fd, EV_READ);
-            ev_io_start(loop, &h->rio);
-            continue;
-        }
-        h->cfd = fd;
-        h->state = HAND_HELLO;
-        ev_io_init(&h->cio, hand_conn_cb, fd, EV_READ);
-        ev_io_start(loop, &h->cio);
-        ev_timer_set(&h->timer, HAND_TIMEOUT_S, 0);
-        ev_timer_start(loop, &h->timer);
+    hand_t *h = ud;
+    (void)a;
+    (void)peer;
+    if (h->state != HAND_IDLE) {
+        hand_say(fd, HAND_MAGIC_RESP "BUSY\n");
+        log_warn("takeover refused: another one is in progress");
+        hand_refused_close(h); /* one such peer at a time is plenty */
+        h->rfd = fd;
+        ev_io_init(&h->rio, hand_refused_cb, fd, EV_READ);
+        ev_io_start(h->loop, &h->rio);
+        return;
     }
+    h->cfd = fd;
+    h->state = HAND_HELLO;
+    ev_io_init(&h->cio, hand_conn_cb, fd, EV_READ);
+    ev_io_start(h->loop, &h->cio);
+    ev_timer_set(&h->timer, HAND_TIMEOUT_S, 0);
+    ev_timer_start(h->loop, &h->timer);
 }
 
 hand_t *hand_listen(struct ev_loop *loop, const char *path, const hand_ops_t *ops, void *ud,
@@ -244,8 +242,10 @@ hand_t *hand_listen(struct ev_loop *loop, const char *path, const hand_ops_t *op
         h->dev = st.st_dev;
         h->ino = st.st_ino;
     }
-    ev_io_init(&h->lio, hand_accept_cb, h->lfd, EV_READ);
-    ev_io_start(loop, &h->lio);
+    acc_config_t ac = {.fd = h->lfd, .batch = 8, .name = "takeover", .on_fd = hand_on_fd, .ud = h};
+    if ((h->acc = acc_create(loop, &ac, err, errlen)) == NULL)
+        goto fail;
+    acc_start(h->acc);
     ev_init(&h->timer, hand_timer_cb);
     return h;
 fail:
@@ -263,10 +263,9 @@ void hand_free(hand_t *h, int unlink_path)
         return;
     hand_drop(h, NULL);
     hand_refused_close(h);
-    if (h->lfd >= 0) {
-        ev_io_stop(h->loop, &h->lio);
+    acc_free(h->acc);
+    if (h->lfd >= 0)
         close(h->lfd);
-    }
     if (unlink_path && h->state != HAND_DONE && stat(h->path, &st) == 0 && st.st_dev == h->dev &&
         st.st_ino == h->ino)
         unlink(h->path);
