@@ -90,7 +90,10 @@ size_t fleet_key_rebalance(const char *prefix, uint64_t unix_s, char *buf, size_
 
 int64_t fleet_rebalance_granted(int64_t rate, int64_t want, int64_t after)
 {
-    if (want <= 0 || rate <= 0)
+    /* A counter below what was just added to it, or past any real count,
+     * is not Redis's answer to INCRBY: grant nothing (and do no arithmetic
+     * on it that could overflow). */
+    if (want <= 0 || rate <= 0 || after < want || after > FLEET_MAX_COUNT)
         return 0;
     int64_t before = after - want, left = rate - before;
     if (left <= 0)

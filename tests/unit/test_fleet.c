@@ -98,6 +98,10 @@ static void test_rebalance_granted(void **state)
     assert_int_equal(fleet_rebalance_granted(10, 4, 100), 0); /* far over */
     assert_int_equal(fleet_rebalance_granted(10, 0, 5), 0);
     assert_int_equal(fleet_rebalance_granted(0, 4, 4), 0);
+    /* answers INCRBY cannot give: nothing granted, no overflow (UBSan) */
+    assert_int_equal(fleet_rebalance_granted(10, 4, INT64_MIN), 0);
+    assert_int_equal(fleet_rebalance_granted(10, 4, 3), 0);
+    assert_int_equal(fleet_rebalance_granted(10, 4, INT64_MAX), 0);
     /* two workers asking for 8 each under a rate of 10: 8 + 2, never 16 */
     assert_int_equal(fleet_rebalance_granted(10, 8, 8) + fleet_rebalance_granted(10, 8, 16), 10);
 }
