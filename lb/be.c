@@ -577,12 +577,11 @@ be_t *be_table_at(be_table_t *t, size_t i)
 /* ---- the id index (main thread only) --------------------------------------- */
 
 /* FNV-1a: ids are short and many share a prefix ("worker-0042"). */
+/* The id index hashes as the affinity ring does (aff_hash: FNV-1a with a
+ * finaliser that spreads similar ids). */
 static size_t be_id_hash(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return (size_t)(h ^ (h >> 32));
+    return (size_t)aff_hash(s, strlen(s));
 }
 
 static void be_index_put(be_t **idx, size_t cap, be_t *b)
