@@ -187,8 +187,8 @@ static int px_note_fd(px_t *p, int fd, int tls)
 /* Which address each taken socket serves (match[k], -1 = none) and its
  * rank among those of that address (ord[k]): thread t takes the ones whose
  * rank is t modulo the thread count, whatever the others took already. */
-static int px_match_taken(const px_config_t *cfg, const sock_addr_t *addrs, size_t n, int *match,
-                          size_t *ord)
+static void px_match_taken(const px_config_t *cfg, const sock_addr_t *addrs, size_t n, int *match,
+                           size_t *ord)
 {
     for (size_t k = 0; k < cfg->ntaken; k++) {
         match[k] = -1;
@@ -201,7 +201,6 @@ static int px_match_taken(const px_config_t *cfg, const sock_addr_t *addrs, size
                 ord[k] += match[j] == (int)i;
         }
     }
-    return 0;
 }
 
 /* Binds (or takes from cfg->taken, as px_match_taken says) the listeners
