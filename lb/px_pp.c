@@ -68,8 +68,15 @@ static void px_pp_done(px_conn_t *c, const pp_info_t *info)
         return; /* the ClientHello, if already here, wakes the loop again */
     }
     c->phase = PX_HEAD;
-    if (c->limited)
+    if (c->limited) {
         px_reply_limited(c);
+        return;
+    }
+    /* The request head usually came in the same segment as the header:
+     * read it now, as px_conn_new does for a connection without one,
+     * rather than after a trip through epoll. */
+    c->rd_hint_a = 1;
+    px_read_head(c);
 }
 
 void px_read_proxy(px_conn_t *c)
