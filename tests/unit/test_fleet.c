@@ -584,9 +584,15 @@ static void test_state_round_trip_each_field(void **state)
 
 static void test_wall_ms(void **state)
 {
-    uint64_t before = (uint64_t)time(NULL) * 1000;
+    /* Bounds from the same clock at full resolution: time() may read the
+     * coarse clock, a tick behind, and put `after` before `now` across a
+     * second's boundary. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t before = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     uint64_t now = fleet_wall_ms();
-    uint64_t after = (uint64_t)time(NULL) * 1000 + 1000;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t after = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
     assert_true(now >= before && now < after);
 }
 
