@@ -198,6 +198,23 @@ int aff_ring_build(aff_ring_t *r, const char *const *ids, size_t n)
     return 0;
 }
 
+void aff_ring_remove_node(aff_ring_t *r, uint32_t node)
+{
+    if (node >= r->nodes)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < r->np; i++) {
+        struct aff_point pt = r->p[i];
+        if (pt.node == node)
+            continue;
+        if (pt.node > node)
+            pt.node--; /* order kept: ties stay ordered by node */
+        r->p[k++] = pt;
+    }
+    r->np = k;
+    r->nodes--;
+}
+
 size_t aff_ring_nodes(const aff_ring_t *r)
 {
     return r->nodes;

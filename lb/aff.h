@@ -71,6 +71,11 @@ void aff_ring_free(aff_ring_t *r);
 /* Replaces the ring with one for ids[0..n) (node i is ids[i]). 0, or -1
  * without memory, when the ring is left empty (every key then falls back). */
 int aff_ring_build(aff_ring_t *r, const char *const *ids, size_t n);
+/* Takes node out of the ring in place: its points go, and every node above
+ * it is renumbered one down, as when ids[node] is taken out of the array
+ * the ring was built from. The result is the ring aff_ring_build would make
+ * of the remaining ids, in O(points) without hashing or sorting again. */
+void aff_ring_remove_node(aff_ring_t *r, uint32_t node);
 size_t aff_ring_nodes(const aff_ring_t *r);
 /* The distinct nodes clockwise from key's point, owner first, at most max:
  * how many were written to out. */

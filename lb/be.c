@@ -693,7 +693,7 @@ be_t *be_add(be_table_t *t, const char *id, const sock_addr_t *addr, unsigned we
     if (t->idx != NULL)
         be_index_put(t->idx, t->idxcap, b);
     t->v[t->n++] = b;
-    bei_aff_rebuild(t);
+    bei_aff_added(t);
     pthread_rwlock_unlock(&t->lock);
     be_algo_update(t, b);
     return b;
@@ -710,12 +710,11 @@ void be_remove(be_table_t *t, be_t *b)
             memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(*t->v));
             t->n--;
             be_index_del(t, b);
+            bei_aff_removed(t, i);
             found = 1;
             break;
         }
     }
-    if (found)
-        bei_aff_rebuild(t);
     pthread_rwlock_unlock(&t->lock);
     if (!found)
         return;

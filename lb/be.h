@@ -137,6 +137,13 @@ be_t *be_pick(be_table_t *t, be_t *const *exclude, int nexclude);
  * the mean (at least 1000). 0, or -1 without memory. */
 int be_table_set_affinity(be_table_t *t, unsigned factor_milli);
 int be_table_affinity(const be_table_t *t); /* on */
+/* Main thread. Brackets a run of be_add()s (a discovery refresh): with
+ * affinity on, the ring is rebuilt once at the end instead of once per
+ * add, which at a fleet's first discovery is the difference between one
+ * sort of n x AFF_VNODES points and n of them. Until the end the new
+ * backends take no session keys (they are picked by the algorithm only).
+ * Calls nest. */
+void be_table_batch(be_table_t *t, int begin);
 /* Any thread. Like be_pick(), for a request whose session key hashes to
  * *key (NULL: it carries none): the key's owner on the ring while it is
  * usable, not excluded and within the bound; else the next backend on the

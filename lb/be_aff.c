@@ -1,8 +1,11 @@
 /* be_aff: session affinity over the backend table (the ring and the bound
  * are lb/aff.c's; this file feeds them the table's backends).
  *
- * The ring's node i is t->v[i]: it is rebuilt under the write lock each
- * time v changes, so under the read lock the two always agree. Loads are the
+ * The ring's node i is t->v[i], under the read lock always: a removal
+ * renumbers the ring in place, an add rebuilds it (or, inside a batch,
+ * leaves the new backend, appended at the end of v, outside the ring until
+ * the batch ends: nodes below the ring's count still name the same
+ * backends). Loads are the
  * balancer's global counts (bei_conns), read with relaxed atomics: a bound
  * off by a connection or two for an instant is harmless. */
 #include <stdlib.h>
@@ -44,6 +47,36 @@ void bei_aff_rebuild(be_table_t *t)
     if (aff_ring_build(t->ring, ids, t->n) < 0)
         log_warn("affinity: out of memory rebuilding the ring: keys go by the algorithm");
     free(ids);
+}
+
+void bei_aff_added(be_table_t *t)
+{
+    if (t->ring == NULL)
+        return;
+    if (t->ring_hold > 0)
+        t->ring_stale = 1;
+    else
+        bei_aff_rebuild(t);
+}
+
+void bei_aff_removed(be_table_t *t, size_t i)
+{
+    if (t->ring != NULL && i < aff_ring_nodes(t->ring))
+        aff_ring_remove_node(t->ring, (uint32_t)i);
+}
+
+void be_table_batch(be_table_t *t, int begin)
+{
+    if (begin) {
+        t->ring_hold++;
+        return;
+    }
+    if (t->ring_hold == 0 || --t->ring_hold > 0 || !t->ring_stale)
+        return;
+    pthread_rwlock_wrlock(&t->lock);
+    bei_aff_rebuild(t);
+    t->ring_stale = 0;
+    pthread_rwlock_unlock(&t->lock);
 }
 
 struct be_aff_probe {

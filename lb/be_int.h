@@ -158,10 +158,15 @@ struct be_table {
     void *watch_arg;
     char **drained; /* admin-drained ids, main thread only (be_admin_drain) */
     size_t ndrained, capdrained;
-    /* Session affinity (be_aff.c): the ring over v, rebuilt under the write
-     * lock whenever v changes; NULL when affinity is off. */
+    /* Session affinity (be_aff.c): the ring over v, kept under the write
+     * lock so that its node i is always v[i]; NULL when affinity is off.
+     * A removal renumbers it in place; an add rebuilds it, unless a batch
+     * holds the ring (be_table_batch): then the new backends, appended to
+     * v, wait outside the ring until the batch ends (ring_stale). */
     struct aff_ring *ring;
     unsigned aff_factor_milli;
+    unsigned ring_hold; /* main thread only */
+    unsigned ring_stale : 1;
 };
 
 /* ---- what algorithms see (be*.c only; the caller holds the read lock) ------ */
@@ -256,6 +261,11 @@ void bei_take(be_table_t *t, be_t *b);
 /* Rebuilds the affinity ring over t->v (write lock held; no-op when
  * affinity is off). */
 void bei_aff_rebuild(be_table_t *t);
+/* v[i] was just added (write lock held): into the ring now, or at the end
+ * of the batch holding it. */
+void bei_aff_added(be_table_t *t);
+/* v[i] was just taken out of v (write lock held). */
+void bei_aff_removed(be_table_t *t, size_t i);
 
 /* The algorithms, one file each, named by be.c's table. */
 extern const be_algo_t be_algo_leastconn, be_algo_leastload; /* be_lc.c */

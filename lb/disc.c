@@ -111,6 +111,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
         return;
     }
     d->loaded = 1;
+    be_table_batch(d->t, 1);
     for (size_t i = 0; i < n; i++) {
         redisReply *v = vals ? vals[i] : NULL;
         be_t *b = be_find(d->t, ids[i]);
@@ -188,6 +189,7 @@ static void disc_apply(disc_t *d, char **ids, redisReply **vals, size_t n, int m
     }
     free(gone);
     free(seen);
+    be_table_batch(d->t, 0);
 }
 
 /* ---- Redis plumbing --------------------------------------------------------- */

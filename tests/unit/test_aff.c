@@ -276,6 +276,109 @@ static void test_table_pick_key(void **state)
     be_table_free(t);
 }
 
+/* Taking a node out in place gives the ring a build of the remaining ids
+ * would give: the same owner and walk for every key. */
+static void test_ring_remove_node(void **state)
+{
+    (void)state;
+    const char *ids[] = {"w0", "w1", "w2", "w3", "w4"};
+    const char *left[] = {"w0", "w1", "w3", "w4"};
+    aff_ring_t *r = aff_ring_create(), *fresh = aff_ring_create();
+    assert_int_equal(aff_ring_build(r, ids, 5), 0);
+    assert_int_equal(aff_ring_build(fresh, left, 4), 0);
+    aff_ring_remove_node(r, 2);
+    aff_ring_remove_node(r, 9); /* not a node: nothing */
+    assert_int_equal(aff_ring_nodes(r), 4);
+    for (int i = 0; i < NKEYS; i++) {
+        uint32_t a[AFF_WALK_MAX], b[AFF_WALK_MAX];
+        size_t na = aff_ring_walk(r, key_of(i), a, AFF_WALK_MAX);
+        assert_int_equal(na, aff_ring_walk(fresh, key_of(i), b, AFF_WALK_MAX));
+        assert_memory_equal(a, b, na * sizeof(*a));
+    }
+    aff_ring_remove_node(r, 0);
+    aff_ring_remove_node(r, 0);
+    aff_ring_remove_node(r, 0);
+    aff_ring_remove_node(r, 0);
+    assert_int_equal(aff_ring_nodes(r), 0);
+    uint32_t o;
+    assert_int_equal(aff_ring_walk(r, key_of(1), &o, 1), 0);
+    aff_ring_free(r);
+    aff_ring_free(fresh);
+}
+
+static be_t *add_backend(be_table_t *t, int i)
+{
+    char id[16], a[32];
+    sock_addr_t sa;
+    snprintf(id, sizeof(id), "w%d", i);
+    snprintf(a, sizeof(a), "127.0.0.1:%d", 9400 + i);
+    assert_int_equal(sock_parse_addr(a, &sa, NULL, 0), 0);
+    be_t *b = be_add(t, id, &sa, 1, BE_DISCOVERED);
+    assert_non_null(b);
+    return b;
+}
+
+/* The owner a ring over the table's current ids gives key k. */
+static const char *owner_id(be_table_t *t, uint64_t k)
+{
+    static const char *ids[64];
+    size_t n = be_table_count(t);
+    assert_true(n <= 64);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = be_id(be_table_at(t, i));
+    aff_ring_t *r = aff_ring_create();
+    assert_int_equal(aff_ring_build(r, ids, n), 0);
+    const char *id = ids[owner(r, k)];
+    aff_ring_free(r);
+    return id;
+}
+
+/* A batch of adds (a discovery refresh) rebuilds the ring once at its end;
+ * during it the ring never names the wrong backend: keys stay with the
+ * backends already on the ring, removals included, and after it every key
+ * goes to the owner a fresh ring gives. */
+static void test_table_batch(void **state)
+{
+    (void)state;
+    be_table_t *t = be_table_create(be_algo_find("leastconn"), 0);
+    assert_int_equal(be_table_set_affinity(t, 1000000), 0); /* no bound in the way */
+    be_t *bs[40];
+    for (int i = 0; i < 8; i++)
+        bs[i] = add_backend(t, i);
+    int why, fb;
+    be_table_batch(t, 1);
+    be_table_batch(t, 1); /* nested */
+    for (int i = 8; i < 40; i++)
+        bs[i] = add_backend(t, i);
+    be_remove(t, bs[3]);  /* on the ring */
+    be_remove(t, bs[20]); /* not yet on it */
+    for (int i = 0; i < 200; i++) {
+        uint64_t k = key_of(i);
+        be_t *b = be_pick_key(t, &k, NULL, 0, &why, &fb);
+        assert_non_null(b);
+        assert_int_equal(why, AFF_HIT);
+        /* the owner among the first eight still there: w3 left, and the
+         * new ones are not on the ring yet */
+        be_table_t *old = be_table_create(be_algo_find("leastconn"), 0);
+        for (int j = 0; j < 8; j++)
+            if (j != 3)
+                add_backend(old, j);
+        assert_string_equal(be_id(b), owner_id(old, k));
+        be_table_free(old);
+        be_release(t, b);
+    }
+    be_table_batch(t, 0);
+    be_table_batch(t, 0); /* the outer end rebuilds */
+    be_table_batch(t, 0); /* unbalanced: nothing */
+    for (int i = 0; i < 200; i++) {
+        uint64_t k = key_of(i);
+        be_t *b = be_pick_key(t, &k, NULL, 0, &why, &fb);
+        assert_string_equal(be_id(b), owner_id(t, k));
+        be_release(t, b);
+    }
+    be_table_free(t);
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_OFF);
@@ -286,6 +389,8 @@ int main(void)
         cmocka_unit_test(test_ring_stability),
         cmocka_unit_test(test_bound_respected),
         cmocka_unit_test(test_table_pick_key),
+        cmocka_unit_test(test_ring_remove_node),
+        cmocka_unit_test(test_table_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
