@@ -535,9 +535,24 @@ int be_table_set_algo(be_table_t *t, const be_algo_t *algo)
     __atomic_store_n(&t->ai, fresh, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&t->lock);
     /* A hook without the lock (release, update) may still be running on
-     * the old one: keep it until the table goes. */
+     * the old one: keep it for the grace period, and free those whose
+     * grace has ended (the list is newest first). */
+    uint64_t now = be_now_ms();
+    old->retired_ms = now;
     old->next = t->retired;
     t->retired = old;
+    for (be_ai_t **pp = &t->retired; *pp != NULL; pp = &(*pp)->next) {
+        if (now - (*pp)->retired_ms < BE_AI_GRACE_MS)
+            continue;
+        be_ai_t *stale = *pp;
+        *pp = NULL;
+        while (stale) {
+            be_ai_t *next = stale->next;
+            be_ai_free(stale);
+            stale = next;
+        }
+        break;
+    }
     /* The new algorithm learns every backend, as be_add() tells it. */
     for (size_t i = 0; i < t->n; i++)
         be_algo_update(t, t->v[i]);

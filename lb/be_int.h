@@ -132,18 +132,22 @@ struct be {
 
 /* The algorithm in use and its state. A reload may put another in place
  * (be_table_set_algo) while threads call its hooks without the lock, so the
- * table publishes the pair as one pointer and keeps replaced ones until it
- * is freed: a few bytes per change of algorithm. */
+ * table publishes the pair as one pointer and keeps a replaced one for
+ * BE_AI_GRACE_MS: a hook loads the pointer and returns within microseconds,
+ * so one that saw the old pair is long done by then, and reloads that flip
+ * the algorithm do not pile up fleet-sized states. */
+#define BE_AI_GRACE_MS 10000
 typedef struct be_ai {
     const be_algo_t *algo;
     void *ctx;
-    struct be_ai *next; /* in the table's list of replaced ones */
+    struct be_ai *next;  /* in the table's list of replaced ones */
+    uint64_t retired_ms; /* when it was replaced (be_now_ms) */
 } be_ai_t;
 
 struct be_table {
     pthread_rwlock_t lock;
     be_ai_t *ai;      /* current; swapped under the write lock, read with acquire */
-    be_ai_t *retired; /* replaced ones, freed with the table */
+    be_ai_t *retired; /* replaced ones, newest first: freed after BE_AI_GRACE_MS */
     unsigned slowstart_ms;
     unsigned rise, fall; /* relaxed atomics: a reload changes them */
     be_t **v;            /* in insertion order; changed under the write lock */

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "be.h"
+#include "be_int.h"
 #include "be_int.h" /* refs, remote_base: what only be's own tests look at */
 #include "log.h"
 
@@ -830,6 +831,37 @@ static void test_threads_and_churning_table(void **state)
     threads_and_churning_table("leastconn");
 }
 
+static size_t retired_count(const be_table_t *t)
+{
+    size_t n = 0;
+    for (const be_ai_t *a = t->retired; a; a = a->next)
+        n++;
+    return n;
+}
+
+/* A replaced algorithm's state is kept for BE_AI_GRACE_MS (a hook may still
+ * run on it), then freed at the next change: reloads that flip --algo do
+ * not pile up states (ASan checks the frees). */
+static void test_algo_retired_freed(void **state)
+{
+    (void)state;
+    be_table_t *t = be_table_create(be_algo_find("leastconn"), 0);
+    sock_addr_t sa;
+    assert_int_equal(sock_parse_addr("127.0.0.1:9500", &sa, NULL, 0), 0);
+    assert_non_null(be_add(t, "w0", &sa, 1, BE_STATIC));
+    assert_int_equal(be_table_set_algo(t, be_algo_find("roundrobin")), 0);
+    assert_int_equal(be_table_set_algo(t, be_algo_find("leastconn")), 0);
+    assert_int_equal(retired_count(t), 2); /* both within their grace */
+    for (be_ai_t *a = t->retired; a; a = a->next)
+        a->retired_ms -= BE_AI_GRACE_MS;
+    assert_int_equal(be_table_set_algo(t, be_algo_find("roundrobin")), 0);
+    assert_int_equal(retired_count(t), 1); /* only the one just replaced */
+    be_t *b = be_pick(t, NULL, 0);
+    assert_non_null(b);
+    be_release(t, b);
+    be_table_free(t);
+}
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR);
@@ -857,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_passive_health),
         cmocka_unit_test(test_deferred_free),
         cmocka_unit_test(test_threads_and_churning_table),
+        cmocka_unit_test(test_algo_retired_freed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
