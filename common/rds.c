@@ -21,6 +21,7 @@
 #include "rds.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -479,6 +480,11 @@ static void rds_try_connect(rds_t *r)
         rds_next_attempt(r, 0);
         return;
     }
+    /* hiredis opens its socket without close-on-exec: mark it before
+     * anything of this process can exec (the lb's SIGUSR2 upgrade, the
+     * worker's sandboxes), all from this same thread. */
+    if (ac->c.fd >= 0)
+        (void)fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC);
     ac->data = r;
     /* Attach before setting the connect callback: setting it arms the write
      * watcher that detects the end of the connect. */

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import time
@@ -325,3 +326,39 @@ def test_second_sigterm_exits_at_once(worker_factory):
     assert dt < 3
     # The run did not outlive its worker.
     util.wait_no_process(mk, 5)
+
+
+def _sockets_to(pid, port):
+    """The descriptors of process pid whose TCP peer is 127.0.0.1:port."""
+    inodes = set()
+    with open("/proc/%d/net/tcp" % pid) as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            rem = fields[2]
+            if int(rem.split(":")[1], 16) == port:
+                inodes.add(fields[9])
+    fds = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            fds.append(fd)
+    return fds
+
+
+def test_redis_socket_close_on_exec(redis_server, worker_factory):
+    """hiredis opens its socket without close-on-exec; the worker marks it,
+    so no sandboxed program or exec'd process can inherit it."""
+    r = util.redis_client(redis_server)
+    w = worker_factory(redis=redis_server)
+    wait_state(r, w.id, lambda s: True, 10, "the worker's state key")
+    port = int(redis_server.rsplit(":", 1)[1])
+    fds = util.wait_for(lambda: _sockets_to(w.proc.pid, port), 10,
+                        "the worker's connection to Redis")
+    for fd in fds:
+        with open("/proc/%d/fdinfo/%s" % (w.proc.pid, fd)) as f:
+            flags = int(next(l for l in f if l.startswith("flags:")).split()[1], 8)
+        assert flags & 0o2000000, "fd %s to Redis lacks O_CLOEXEC (flags %o)" % (fd, flags)
