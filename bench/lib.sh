@@ -95,3 +95,57 @@ bench_commit() {
     fi
     echo "$c"
 }
+
+# ---- named background processes (bench/run.sh, bench/sessions.sh) -----------
+# The caller declares `declare -A PID` and sets RAW (where logs go), TMP
+# (removed at exit), LOG_TAG (the prefix of log lines) and LOG_PREFIX (of
+# the raw/ log file names), then traps bench_cleanup on EXIT.
+
+# Stops every named process (TERM, then KILL after 5 s) and removes TMP.
+bench_cleanup() {
+    set +e
+    for name in "${!PID[@]}"; do kill -TERM "${PID[$name]}" 2>/dev/null; done
+    for name in "${!PID[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "${PID[$name]}" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "${PID[$name]}" 2>/dev/null
+    done
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+
+log() { printf '[%s %s] %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Starts a named background process with its output in raw/LOG_PREFIX NAME.log.
+start() {
+    local name=$1
+    shift
+    "$@" >"$RAW/${LOG_PREFIX:-}$name.log" 2>&1 &
+    # shellcheck disable=SC2004 # PID is the caller's associative array
+    PID[$name]=$!
+}
+
+# Stops a named process with a signal (TERM by default), waiting at most
+# LIMIT tenths of a second (100) before KILL.
+stop() {
+    local name=$1 sig=${2:-TERM} limit=${3:-100}
+    local p=${PID[$name]:-}
+    [ -n "$p" ] || return 0
+    kill -"$sig" "$p" 2>/dev/null || true
+    for _ in $(seq "$limit"); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    unset "PID[$name]"
+}
+
+# Value of key in the RESULT line of raw/NAME.out ('-' when absent).
+kv() {
+    local v
+    v=$(grep '^RESULT' "$RAW/$1.out" 2>/dev/null | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p")
+    echo "${v:--}"
+}

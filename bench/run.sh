@@ -115,48 +115,9 @@ NW=4
 # ---- process bookkeeping -----------------------------------------------------
 declare -A PID
 declare -A WPORT
-cleanup() {
-    set +e
-    for name in "${!PID[@]}"; do
-        kill -TERM "${PID[$name]}" 2>/dev/null
-    done
-    for name in "${!PID[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "${PID[$name]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${PID[$name]}" 2>/dev/null
-    done
-    wait 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+LOG_TAG=bench LOG_PREFIX=""
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Starts a named background process with its output in raw/NAME.log.
-start() {
-    local name=$1
-    shift
-    "$@" >"$RAW/$name.log" 2>&1 &
-    PID[$name]=$!
-}
-
-# Stops a named process with a signal, waiting (bounded) for it to exit.
-stop() {
-    local name=$1 sig=${2:-TERM} limit=${3:-100}
-    local p=${PID[$name]:-}
-    [ -n "$p" ] || return 0
-    kill -"$sig" "$p" 2>/dev/null || true
-    for _ in $(seq "$limit"); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    unset "PID[$name]"
-}
 
 # Resident memory of PIDS, summed, in KiB.
 rss_kb() {
@@ -166,13 +127,6 @@ rss_kb() {
         kb=$((kb + ${v:-0}))
     done
     echo "$kb"
-}
-
-# Value of key in the RESULT line of raw/NAME.out ('-' when absent).
-kv() {
-    local v
-    v=$(grep '^RESULT' "$RAW/$1.out" 2>/dev/null | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p")
-    echo "${v:--}"
 }
 
 # Runs wsbench, recording the exact command; output in raw/NAME.out.

@@ -58,46 +58,10 @@ RB_RATE=20 # --rebalance-rate: fleet-wide sockets per second
 AF_KEYS=1000
 
 declare -A PID
-cleanup() {
-    set +e
-    for name in "${!PID[@]}"; do kill -TERM "${PID[$name]}" 2>/dev/null; done
-    for name in "${!PID[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "${PID[$name]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "${PID[$name]}" 2>/dev/null
-    done
-    wait 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+LOG_TAG=sessions LOG_PREFIX=s-
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '[sessions %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-start() {
-    local name=$1
-    shift
-    "$@" >"$RAW/s-$name.log" 2>&1 &
-    PID[$name]=$!
-}
-stop() {
-    local name=$1 sig=${2:-TERM} p=${PID[$1]:-}
-    [ -n "$p" ] || return 0
-    kill -"$sig" "$p" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    unset "PID[$name]"
-}
-kv() {
-    local v
-    v=$(grep '^RESULT' "$RAW/$1.out" 2>/dev/null | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p")
-    echo "${v:--}"
-}
 # kv as a number: 0 when the run printed no RESULT (so sums never abort).
 kvn() {
     local v
