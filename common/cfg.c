@@ -544,3 +544,18 @@ char *cfg_read_secret(const char *flag, const char *path, char *err, size_t errl
         snprintf(err, errlen, "%s: out of memory", flag);
     return dup;
 }
+
+int cfg_parse_milli(const char *flag, const char *text, double lo, double hi, unsigned *out,
+                    char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    double f = strtod(text, &end);
+    /* !(in range) also refuses NaN */
+    if (errno || end == text || *end || !(f >= lo && f <= hi)) {
+        snprintf(err, errlen, "--%s '%s': want a number from %.1f to %g", flag, text, lo, hi);
+        return -1;
+    }
+    *out = (unsigned)(f * 1000 + 0.5);
+    return 0;
+}

@@ -60,6 +60,12 @@ void cfg_usage(const cfg_opt_t *opts, FILE *f, const char *prog, const char *sum
  * with err. Both daemons read their shared secrets with it, so that a file
  * means the same thing to both. */
 char *cfg_read_secret(const char *flag, const char *path, char *err, size_t errlen);
+
+/* A decimal flag value (CFG_STR, e.g. "1.25") in [lo, hi], as thousandths
+ * (1250): 0, or -1 with "--FLAG 'TEXT': want a number from LO to HI" in
+ * err (*out unchanged). */
+int cfg_parse_milli(const char *flag, const char *text, double lo, double hi, unsigned *out,
+                    char *err, size_t errlen);
 /* Frees every string and list the table's destinations hold. */
 void cfg_free(const cfg_opt_t *opts);
 

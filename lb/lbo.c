@@ -248,17 +248,9 @@ int lbo_affinity(const lb_opts_t *o, aff_spec_t *spec, unsigned *factor_milli, c
     *factor_milli = 1250;
     if (o->affinity != NULL && *o->affinity && aff_spec_parse(o->affinity, spec, err, errlen) < 0)
         return -1;
-    if (o->affinity_factor != NULL) {
-        char *end;
-        errno = 0;
-        double f = strtod(o->affinity_factor, &end);
-        if (errno || end == o->affinity_factor || *end || !(f >= 1.0 && f <= 100.0)) {
-            snprintf(err, errlen, "--affinity-load-factor '%s': want a number from 1.0 to 100",
-                     o->affinity_factor);
-            return -1;
-        }
-        *factor_milli = (unsigned)(f * 1000 + 0.5);
-    }
+    if (o->affinity_factor != NULL && cfg_parse_milli("affinity-load-factor", o->affinity_factor,
+                                                      1.0, 100.0, factor_milli, err, errlen) < 0)
+        return -1;
     return 0;
 }
 

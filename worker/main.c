@@ -327,23 +327,20 @@ static int wk_listen(wk_t *w, sock_addr_t *laddr, char *idbuf, size_t idlen)
 static struct rb *wk_rebalance(wk_t *w)
 {
     wk_config_t *c = &w->cfg;
-    double th = 1.2;
+    unsigned th_milli = 1200;
     if (w->pub == NULL) {
         log_error(
             "--rebalance needs --redis or --redis-sentinel: it reads the fleet's counts there");
         return NULL;
     }
-    if (c->rebalance_threshold != NULL) {
-        char *end;
-        errno = 0;
-        th = strtod(c->rebalance_threshold, &end);
-        if (errno || end == c->rebalance_threshold || *end || !(th >= 1.0 && th <= 100.0)) {
-            log_error("--rebalance-threshold '%s': want a number from 1.0 to 100",
-                      c->rebalance_threshold);
-            return NULL;
-        }
+    char err[256];
+    if (c->rebalance_threshold != NULL &&
+        cfg_parse_milli("rebalance-threshold", c->rebalance_threshold, 1.0, 100.0, &th_milli, err,
+                        sizeof(err)) < 0) {
+        log_error("%s", err);
+        return NULL;
     }
-    rb_config_t rc = {.threshold_milli = (unsigned)(th * 1000 + 0.5),
+    rb_config_t rc = {.threshold_milli = th_milli,
                       .hold_s = (double)c->rebalance_hold_s,
                       .idle_s = (double)c->rebalance_idle_s,
                       .rate = (unsigned)c->rebalance_rate};
@@ -351,8 +348,8 @@ static struct rb *wk_rebalance(wk_t *w)
     if (rb == NULL)
         log_error("out of memory");
     else
-        log_info("rebalance: on (max/mean over %.2f for %lds; idle %lds; %ld/s fleet-wide)", th,
-                 c->rebalance_hold_s, c->rebalance_idle_s, c->rebalance_rate);
+        log_info("rebalance: on (max/mean over %.2f for %lds; idle %lds; %ld/s fleet-wide)",
+                 th_milli / 1000.0, c->rebalance_hold_s, c->rebalance_idle_s, c->rebalance_rate);
     return rb;
 }
 

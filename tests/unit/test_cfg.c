@@ -472,6 +472,28 @@ static void test_read_secret(void **state)
     assert_non_null(strstr(err, "No such file"));
 }
 
+static void test_parse_milli(void **state)
+{
+    (void)state;
+    unsigned m = 7;
+    char err[128];
+    assert_int_equal(cfg_parse_milli("f", "1.25", 1.0, 100.0, &m, err, sizeof(err)), 0);
+    assert_int_equal(m, 1250);
+    assert_int_equal(cfg_parse_milli("f", "100", 1.0, 100.0, &m, err, sizeof(err)), 0);
+    assert_int_equal(m, 100000);
+    assert_int_equal(cfg_parse_milli("f", "1", 1.0, 100.0, &m, err, sizeof(err)), 0);
+    assert_int_equal(m, 1000);
+    const char *bad[] = {"", "0.99", "100.5", "1.2x", "nan", "inf", "-3", "1e999", " "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        m = 7;
+        assert_int_equal(cfg_parse_milli("load-factor", bad[i], 1.0, 100.0, &m, err, sizeof(err)),
+                         -1);
+        assert_int_equal(m, 7); /* untouched */
+        assert_non_null(strstr(err, "--load-factor '"));
+        assert_non_null(strstr(err, "want a number from 1.0 to 100"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_help_placeholders_and_short_flag),
         cmocka_unit_test(test_cfg_set_direct),
         cmocka_unit_test(test_read_secret),
+        cmocka_unit_test(test_parse_milli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
