@@ -44,6 +44,19 @@ cpu_ticks() {
     echo "$own $ch"
 }
 
+# User-space CPU time (utime) of the processes PIDS, summed, in clock ticks:
+# with cpu_ticks, what a front's own code costs apart from the kernel's
+# work in its system calls.
+cpu_user_ticks() {
+    local u=0 p f
+    for p in "$@"; do
+        read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        [ "${#f[@]}" -gt 14 ] || continue
+        u=$((u + f[11]))
+    done
+    echo "$u"
+}
+
 # Involuntary context switches of PID's threads, summed.
 ctxt_invol() {
     cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^nonvoluntary/ {s += $2} END {print s + 0}'

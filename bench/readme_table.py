@@ -92,6 +92,12 @@ def main_table(s):
                      "%s / **%s**" % (rat(s, "t1", "hs", "p50_us"), rat(s, "t1", "hs",
                                                                        "p99_us"))))
     lines.append(fronts_row(s, "t1", "hs", "cpu_us", fmt_n, "CPU per handshake, µs"))
+    if rat(s, "t1", "rtt", "ucpu_us") != "–":
+        lines.append(fronts_row(s, "t1", "rtt", "ucpu_us", fmt_n, "of the CPU per echo message, "
+                                "user space (the rest is the kernel's), µs", skip_direct=True,
+                                bold=False))
+        lines.append(fronts_row(s, "t1", "hs", "ucpu_us", fmt_n, "of the CPU per handshake, "
+                                "user space, µs", skip_direct=True, bold=False))
     if s["stats"].get("t2"):
         lines.append(fronts_row(s, "t2", "rtt", "tput", fmt_n, "2 threads: echo messages/s",
                                 skip_direct=True))

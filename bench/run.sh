@@ -297,23 +297,27 @@ fi
 # lands on different fronts in different rounds; the report gives the median
 # and the spread. Each run records its front's CPU before and after.
 measure() { # PASS CASE FRONT ROUND ORDER WSBENCH-ARGS...
-    local pas=$1 cs=$2 t=$3 r=$4 order=$5 fp wp a b c d
+    local pas=$1 cs=$2 t=$3 r=$4 order=$5 fp wp a b c d u
     shift 5
     local name=$pas-$cs-$t-r$r
     fp=$(front_pids "$pas" "$t")
     wp=$(worker_pids)
     # shellcheck disable=SC2086
+    u=$(cpu_user_ticks $fp)
+    # shellcheck disable=SC2086
     read -r a b < <(cpu_ticks $fp)
     # shellcheck disable=SC2086
     read -r c d < <(cpu_ticks $wp)
     wsb "$name" "$@"
-    local a1 b1 c1 d1
+    local a1 b1 c1 d1 u1
     # shellcheck disable=SC2086
     read -r a1 b1 < <(cpu_ticks $fp)
     # shellcheck disable=SC2086
+    u1=$(cpu_user_ticks $fp)
+    # shellcheck disable=SC2086
     read -r c1 d1 < <(cpu_ticks $wp)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pas" "$cs" "$t" "$r" "$order" "$name" \
-        $((a1 - a)) $((b1 - b)) $((c1 - c)) $((d1 - d)) >>"$RAW/runs.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pas" "$cs" "$t" "$r" "$order" \
+        "$name" $((a1 - a)) $((b1 - b)) $((c1 - c)) $((d1 - d)) $((u1 - u)) >>"$RAW/runs.tsv"
 }
 rotated() { # K WORDS...: WORDS rotated left by K
     local k=$1

@@ -38,7 +38,7 @@ CASES = {
     "py": ("evals", "evals_per_s", "run"),
 }
 METRICS = ("tput", "p50_us", "p99_us", "p999_us", "errors", "cpu_us", "child_cpu_us", "wcpu_us",
-           "wchild_us")
+           "wchild_us", "ucpu_us")
 # Targets: (pass, case, metric, ratio name, op, bound, what)
 TARGETS = [
     ("t1", "rtt", "tput", "lb/haproxy", ">=", 1.2, "echo messages/s, lb/HAProxy"),
@@ -116,7 +116,9 @@ def load_runs(raw, hz):
                 continue
             v = line.rstrip("\n").split("\t")
             pas, case, front, rnd, order, name = v[:6]
-            ticks = [int(x) if x not in ("", "-") else None for x in v[6:10]]
+            # own, children's, workers' own, workers' children's, own user-space
+            ticks = [int(x) if x not in ("", "-") else None for x in v[6:11]]
+            ticks += [None] * (5 - len(ticks))
             res = result_line("%s/%s.out" % (raw, name))
             ops_key, tput_key, _ = CASES[case]
             ops = res.get(ops_key, 0) or 0
@@ -131,6 +133,8 @@ def load_runs(raw, hz):
                                      if ops and "cpu_child_us" in res else None)
             else:
                 r["cpu_us"] = per_op(ticks[0], hz, ops)
+                if pas != "w":
+                    r["ucpu_us"] = per_op(ticks[4], hz, ops)
                 if pas == "w":
                     r["child_cpu_us"] = per_op(ticks[1], hz, ops)
             if case == "eval":
@@ -175,7 +179,8 @@ def summarize(raw):
                 if not fa or not fb:
                     continue
                 out = {}
-                for m in ("tput", "p50_us", "p99_us", "p999_us", "cpu_us", "child_cpu_us"):
+                for m in ("tput", "p50_us", "p99_us", "p999_us", "cpu_us", "child_cpu_us",
+                          "ucpu_us"):
                     if m not in fa or m not in fb:
                         continue
                     per_round = []
@@ -296,23 +301,25 @@ def case_table(summary, pas, case, title):
                 fmt_num(total_errors(summary, pas, case, f), 0)))
     else:
         cpu_head = "proxy CPU µs per %s" % unit
-        out += ["| front | commit | %ss/s | p50 ms | p99 ms | p99.9 ms | %s | errors |"
-                % (unit, cpu_head),
-                "|---|---|---:|---:|---:|---:|---:|---:|"]
+        out += ["| front | commit | %ss/s | p50 ms | p99 ms | p99.9 ms | %s | of which "
+                "user space | errors |" % (unit, cpu_head),
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for f in fronts_of(summary, pas, case):
             s = st[f]
-            out.append("| %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
+            out.append("| %s | `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
                 NAMES[f] + (" (the worker's CPU)" if f == "direct" else ""), commit,
                 spread(s, "tput", fmt_num), spread(s, "p50_us", fmt_ms),
                 spread(s, "p99_us", fmt_ms), spread(s, "p999_us", fmt_ms),
-                spread(s, "cpu_us", fmt_num), fmt_num(total_errors(summary, pas, case, f), 0)))
+                spread(s, "cpu_us", fmt_num), spread(s, "ucpu_us", fmt_num),
+                fmt_num(total_errors(summary, pas, case, f), 0)))
     out += ["", "Median (min–max) of %d rounds of %s s each." % (
         max((x["n"] for x in st[fronts_of(summary, pas, case)[0]].values()), default=0),
         meta.get("dur_eval" if case == "eval" else "dur", "?"))]
     rat = summary["ratios"].get(pas, {}).get(case, {}).get("lb/haproxy")
     if rat:
         cols = [("tput", "%ss/s" % unit), ("p50_us", "p50"),
-                ("p99_us", "p99"), ("cpu_us", "CPU per %s" % unit)]
+                ("p99_us", "p99"), ("cpu_us", "CPU per %s" % unit),
+                ("ucpu_us", "user-space CPU per %s" % unit)]
         cols = [c for c in cols if c[0] in rat and not (case == "eval" and c[0] == "cpu_us")]
         orders = {}
         for r in summary["runs"]:
