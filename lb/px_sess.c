@@ -857,7 +857,8 @@ void px_admit_addr(px_conn_t *c)
     }
 }
 
-/* Takes ownership of fd: a new connection in its first phase. */
+/* Takes ownership of fd, which has TCP_NODELAY already (px_on_accept): a
+ * new connection in its first phase. */
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
     px_t *px = th->px;
@@ -882,7 +883,6 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     ev_io_init(&c->a.io, px_client_cb, fd, EV_READ);
     ev_io_init(&c->b.io, px_backend_cb, -1, 0);
     ev_init(&c->timer, px_timer_cb);
-    (void)sock_set_nodelay(fd);
 
     c->next = th->conns;
     if (th->conns)

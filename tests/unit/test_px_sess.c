@@ -902,6 +902,11 @@ static void test_listener_from_a_bound_descriptor(void **state)
     assert_int_equal(connect(cl, (struct sockaddr *)&a.ss, a.len), 0);
     fx_wait(f, f->th.conns != NULL);
     assert_int_equal(f->stats.accepted, 1);
+    /* TCP_NODELAY, set once on the listener, is the accepted socket's. */
+    int nd = 0;
+    socklen_t ndlen = sizeof(nd);
+    assert_int_equal(getsockopt(fx_conn(f)->a.fd, IPPROTO_TCP, TCP_NODELAY, &nd, &ndlen), 0);
+    assert_int_equal(nd, 1);
     fx_send_str(f, cl, WS_REQ);
     int bfd = fx_accept(f, 0);
     fx_read_head(f, bfd, &hin);
