@@ -333,15 +333,16 @@ void px_pump(px_conn_t *c)
     else if (px_ws_closed(c) && buf_size(&c->a.out) == 0 && (c->a.wr_shut || !c->a.ops->buffered)) {
         px_close(c, PX_R_NONE);
         /* The worker sent its close frame and its FIN, both read here, and
-         * the client's close frame went out before: the backend connection
-         * has nothing left to carry either way, so it ends with a reset
+         * the client's close frame is in the kernel's hands (nothing queued
+         * here): the backend connection has nothing left to carry either
+         * way, so it ends with a reset
          * (SO_LINGER 0) instead of a FIN. The worker, reading until its
          * peer closes (lingering), sees ECONNRESET where it saw EOF; the
          * FIN's ACK and the worker's TIME_WAIT entry (created, then expired
          * by a timer) are gone: CPU per handshake 0.95 A/B (README,
          * "Levers"). */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        if (c->b.fd >= 0)
+        if (c->b.fd >= 0 && buf_size(&c->b.out) == 0)
             (void)setsockopt(c->b.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
 }
