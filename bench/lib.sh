@@ -3,13 +3,30 @@
 # They read PY (a python3) from the caller.
 
 # N free TCP ports on 127.0.0.1, distinct from each other, on one line.
+# Below the kernel's ephemeral range: a port from it (what bind to port 0
+# gives) may be taken by some client's connect before the server binds it,
+# which on a machine busy with other benchmarks (tens of thousands of
+# connections in TIME_WAIT) happened in most runs.
 free_ports() {
     $PY - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+low = max(low, 2048)
+socks, seen = [], set()
+while len(socks) < int(sys.argv[1]) and len(seen) < low - 1024:
+    p = random.randrange(1024, low)
+    if p in seen:
+        continue
+    seen.add(p)
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        s.close()
+        continue
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF

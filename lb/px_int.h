@@ -181,6 +181,7 @@ typedef struct px_listener {
     acc_t *acc; /* accepts on fd */
     int fd;
     int tls;
+    int nodelay; /* set on fd, so every accepted socket has it (Linux) */
     struct px_thread *th;
 } px_listener_t;
 

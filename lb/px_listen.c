@@ -55,6 +55,8 @@ static void px_on_accept(acc_t *a, int fd, const sock_addr_t *peer, void *ud)
 {
     px_listener_t *l = ud;
     lbs_inc(&l->th->px->stats->accepted);
+    if (!l->nodelay)
+        (void)sock_set_nodelay(fd);
     px_conn_new(l->th, fd, peer, l->tls);
 }
 
@@ -142,6 +144,11 @@ int px_listener_attach(px_thread_t *th, size_t i, int fd, int tls, char *err, si
     l->fd = fd;
     l->tls = tls;
     l->th = th;
+    /* A socket accepted from a listener with TCP_NODELAY has it too (Linux
+     * copies the listener's TCP options into it), so set once here it
+     * spares a setsockopt per accept; if it cannot be set here, each
+     * accepted socket gets it. */
+    l->nodelay = sock_set_nodelay(fd) == 0;
     acc_config_t ac = {.fd = fd,
                        .batch = PX_ACCEPT_BATCH,
                        .backoff_s = PX_ACCEPT_BACKOFF,

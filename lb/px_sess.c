@@ -445,6 +445,8 @@ int px_backend_error(px_conn_t *c, enum px_fail f, const char *why)
 
 /* ---- backend selection ------------------------------------------------------ */
 
+static void px_connected(px_conn_t *c);
+
 /* A backend not tried yet for c, referenced, or NULL: by the session key
  * when --affinity is on and c is a websocket upgrade (counting what became
  * of the key's owner), else by the algorithm. */
@@ -460,6 +462,42 @@ static be_t *px_pick(px_conn_t *c)
     if (fallback && b != NULL)
         lbs_inc(&px->stats->aff_fallback);
     return b;
+}
+
+/* The request prefix, sent right after connect(). To a listener on the same
+ * host (and often to one near) the TCP handshake is over inside connect(),
+ * which still says EINPROGRESS: the socket takes the prefix at once, and
+ * the lb waits for the answer straight away, without the wakeup for
+ * writability and the epoll_ctl that turned the watcher from writing to
+ * reading (one syscall and a loop round less per handshake). A socket still
+ * connecting answers EAGAIN (its send buffer is empty, so nothing else
+ * does): then CONNECT waits for it to become writable, as before. A connect
+ * refused at once fails the send with its error: a failed connect, counted
+ * and retried as one. The retry comes back here through px_backend_error
+ * and px_try_backend, at most PX_MAX_TRIES deep (every pass takes a try),
+ * and no one frees c on the way: px_after does, after the callback. No
+ * TCP Fast Open: on loopback it saves nothing (the handshake costs the
+ * same CPU inside connect() either way) and it needs the worker's listener
+ * to enable it. */
+static void px_send_early(px_conn_t *c)
+{
+    px_pre_t *q = c->pre;
+    ssize_t w = px_io_send(&c->b, buf_head(&q->hbuf), buf_size(&q->hbuf));
+    if (w < 0 && errno == EAGAIN) {
+        c->phase = PX_CONNECT;
+        px_timer(c, PX_CFG(c->th->px, timeout_connect_ms) / 1000.0);
+        return;
+    }
+    if (w < 0) {
+        (void)px_backend_error(c, PX_F_CONNECT, strerror(errno));
+        return;
+    }
+    q->hsent = (size_t)w;
+    /* Nothing was reported about the new socket, and the client's watcher,
+     * level-triggered, reports again any bytes left unread there: a read
+     * now on either side would most likely answer EAGAIN. */
+    c->rd_hint_a = c->rd_hint_b = 0;
+    px_connected(c);
 }
 
 /* Picks a backend not tried yet and starts connecting to it; when none is
@@ -490,9 +528,8 @@ void px_try_backend(px_conn_t *c)
     (void)sock_set_nodelay(fd);
     c->b.fd = fd;
     ev_io_init(&c->b.io, c->b.io.cb, fd, EV_WRITE);
-    c->phase = PX_CONNECT;
     c->pre->hsent = 0;
-    px_timer(c, PX_CFG(px, timeout_connect_ms) / 1000.0);
+    px_send_early(c);
 }
 
 /* If the client's transport holds bytes the socket will not signal again
@@ -531,10 +568,10 @@ static void px_handshake(px_conn_t *c)
     }
 }
 
-/* CONNECT: the backend socket is writable. No getsockopt(SO_ERROR) here:
- * a failed connect fails the request's first send with the same error
- * (px_flush counts it as a connect failure), one syscall less per
- * handshake, as HAProxy does. */
+/* CONNECT: the backend socket is writable (or px_send_early found it
+ * connected). No getsockopt(SO_ERROR) here: a failed connect fails the
+ * request's first send with the same error (px_flush counts it as a connect
+ * failure), one syscall less per handshake, as HAProxy does. */
 static void px_connected(px_conn_t *c)
 {
     c->phase = PX_WAIT;
@@ -820,7 +857,8 @@ void px_admit_addr(px_conn_t *c)
     }
 }
 
-/* Takes ownership of fd: a new connection in its first phase. */
+/* Takes ownership of fd, which has TCP_NODELAY already (px_on_accept): a
+ * new connection in its first phase. */
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
     px_t *px = th->px;
@@ -845,7 +883,6 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     ev_io_init(&c->a.io, px_client_cb, fd, EV_READ);
     ev_io_init(&c->b.io, px_backend_cb, -1, 0);
     ev_init(&c->timer, px_timer_cb);
-    (void)sock_set_nodelay(fd);
 
     c->next = th->conns;
     if (th->conns)

@@ -84,6 +84,14 @@ static void px_write_failed(px_conn_t *c, px_side_t *s)
         px_close(c, px_reset_reason(c, s));
 }
 
+/* A websocket whose close handshake went by both ways and whose worker has
+ * closed, the client's close frame read whole: the client may send nothing
+ * more (RFC 6455 5.5.1), so it is closed once its last bytes are out. */
+static int px_ws_closed(const px_conn_t *c)
+{
+    return c->ws && c->wsc.close && wsf_at_boundary(&c->wsc) && c->wsb.close && c->b.rd_eof;
+}
+
 /* Writes what is queued toward s (for the backend in WAIT, the request prefix
  * first). 0 while the connection lives on, -1 when it failed. */
 static int px_flush(px_conn_t *c, px_side_t *s)
@@ -117,11 +125,12 @@ static int px_flush(px_conn_t *c, px_side_t *s)
         buf_consume(&s->out, (size_t)w);
         c->last_io = ev_now(c->th->loop);
     }
-    /* Both sides finished and nothing is queued either way: px_pump closes
-     * both now, and a plain close() sends the same FIN, so the shutdown would
-     * be one syscall for nothing (a TLS side still gets its close_notify). */
-    int closing_now = c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 &&
-                      buf_size(&c->b.out) == 0 && !s->ops->buffered;
+    /* Both sides finished (or the websocket's close handshake is over) and
+     * nothing is queued either way: px_pump closes both now, and a plain
+     * close() sends the same FIN, so the shutdown would be one syscall for
+     * nothing (a TLS side still gets its close_notify). */
+    int closing_now = ((c->a.rd_eof && c->b.rd_eof) || px_ws_closed(c)) &&
+                      buf_size(&c->a.out) == 0 && buf_size(&c->b.out) == 0 && !s->ops->buffered;
     if (s->shut_pending && !s->wr_shut && !closing_now) {
         /* The other side finished and everything it sent is out: pass the
          * half-close on, so a peer waiting for EOF sees it. */
@@ -313,14 +322,27 @@ void px_pump(px_conn_t *c)
         return;
     if (c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 && buf_size(&c->b.out) == 0)
         px_close(c, PX_R_NONE); /* reason: whichever side finished first */
-    /* A websocket whose close handshake went by both ways and whose worker
-     * has closed: the client may send nothing more (RFC 6455 5.5.1), and
-     * its close frame has been read whole (no unread bytes to turn the
-     * close into a reset), so once the last bytes are out it is closed now
-     * instead of after its own EOF, as HAProxy does: a wakeup, a read and
-     * two epoll_ctl less per connection (libev's lazy removal of the
-     * finished backend socket, and the client's EPOLLHUP). */
-    else if (c->ws && c->wsc.close && wsf_at_boundary(&c->wsc) && c->wsb.close && c->b.rd_eof &&
-             buf_size(&c->a.out) == 0 && c->a.wr_shut)
+    /* A websocket whose close handshake is over (px_ws_closed): its close
+     * frame has been read whole (no unread bytes to turn the close into a
+     * reset), so once the last bytes are out it is closed now instead of
+     * after its own EOF, as HAProxy does: a wakeup, a read and two
+     * epoll_ctl less per connection (libev's lazy removal of the finished
+     * backend socket, and the client's EPOLLHUP). A plain client gets its
+     * FIN from the close() itself, without a shutdown() first (px_flush);
+     * a TLS one its close_notify first. */
+    else if (px_ws_closed(c) && buf_size(&c->a.out) == 0 && (c->a.wr_shut || !c->a.ops->buffered)) {
         px_close(c, PX_R_NONE);
+        /* The worker sent its close frame and its FIN, both read here, and
+         * the client's close frame is in the kernel's hands (nothing queued
+         * here): the backend connection has nothing left to carry either
+         * way, so it ends with a reset
+         * (SO_LINGER 0) instead of a FIN. The worker, reading until its
+         * peer closes (lingering), sees ECONNRESET where it saw EOF; the
+         * FIN's ACK and the worker's TIME_WAIT entry (created, then expired
+         * by a timer) are gone: CPU per handshake 0.95 A/B (README,
+         * "Levers"). */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        if (c->b.fd >= 0 && buf_size(&c->b.out) == 0)
+            (void)setsockopt(c->b.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
 }

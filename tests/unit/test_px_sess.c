@@ -216,7 +216,8 @@ static void fx_wait_connect(fx_t *f)
     fx_wait(f, fx_conn(f)->phase == PX_CONNECT);
 }
 
-/* A backend whose accept queue is full: a connect to it stays in progress. */
+/* A backend whose accept queue is full: a connect to it stays in progress
+ * (its SYNs are dropped), so the request cannot go out with the connect. */
 static int fx_backend_stuck(fx_t *f, int *filler)
 {
     int i = fx_backend(f, 16);
@@ -228,18 +229,76 @@ static int fx_backend_stuck(fx_t *f, int *filler)
     return i;
 }
 
+/* A connect that completes inside connect() (loopback) takes the request at
+ * once: the connection goes from HEAD straight to WAIT, all of the request
+ * sent, the backend watched for its answer only. */
+static void test_request_goes_with_the_connect(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t hin = {0};
+    fx_backend(f, 16);
+    int cl = fx_client(f, 0);
+    fx_send_str(f, cl, WS_REQ);
+    fx_wait(f, fx_conn(f)->phase != PX_HEAD);
+    px_conn_t *c = fx_conn(f);
+    assert_int_equal(c->phase, PX_WAIT);
+    assert_int_equal(c->pre->hsent, buf_size(&c->pre->hbuf));
+    assert_true(ev_is_active(&c->b.io));
+    assert_int_equal(c->b.io.events & (EV_READ | EV_WRITE), EV_READ);
+    int bfd = fx_accept(f, 0);
+    fx_read_head(f, bfd, &hin);
+    assert_true(fx_starts(&hin, "GET /eval HTTP/1.1\r\n"));
+    close(bfd);
+    close(cl);
+    buf_free(&hin.b);
+}
+
+/* A connect still in progress (the backend's SYN queue is full) leaves
+ * the request for when the socket becomes writable: CONNECT, watching for
+ * writability, nothing sent. */
+static void test_connect_in_progress_waits(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t hin = {0};
+    int filler;
+    fx_backend_stuck(f, &filler);
+    int cl = fx_client(f, 0);
+    fx_send_str(f, cl, WS_REQ);
+    fx_wait_connect(f);
+    px_conn_t *c = fx_conn(f);
+    assert_int_equal(c->pre->hsent, 0);
+    assert_int_equal(c->b.io.events & (EV_READ | EV_WRITE), EV_WRITE);
+    /* The queue makes room: the retransmitted SYN gets through, and the
+     * request follows once the socket is writable. */
+    int ffd = fx_accept(f, 0);
+    close(ffd);
+    int bfd = fx_accept(f, 0);
+    fx_read_head(f, bfd, &hin);
+    assert_int_equal(fx_conn(f)->phase, PX_WAIT);
+    assert_int_equal(f->stats.errors[LBS_ERR_CONNECT], 0);
+    close(bfd);
+    close(cl);
+    close(filler);
+    buf_free(&hin.b);
+}
+
+/* A connect refused at once (the refusal comes back inside connect() on
+ * loopback, and fails the request's first send) is a failed connect like
+ * one refused later: counted, and the request goes to another backend. */
 static void test_connect_refused_is_retried(void **state)
 {
     fx_t *f = *state;
     fx_in_t hin = {0}, cin = {0};
     fx_backend_refusing(f);
+    fx_backend(f, 16);
+    /* The refusing backend first: its weight makes it the least loaded. */
+    be_set_weight(f->table, be_find(f->table, "b0"), 256);
     int cl = fx_client(f, 0);
     fx_send_str(f, cl, WS_REQ);
-    fx_wait_connect(f);
-    fx_backend(f, 16); /* added now: the retry can only go here */
     int bfd = fx_accept(f, 1);
     fx_read_head(f, bfd, &hin);
     assert_int_equal(f->stats.errors[LBS_ERR_CONNECT], 1);
+    assert_int_equal(fx_conn(f)->ntried, 2);
     fx_send_str(f, bfd, WS_101);
     fx_wait(f, fx_has(cl, &cin, strlen(WS_101)));
     assert_memory_equal(buf_head(&cin.b), WS_101, strlen(WS_101)); /* never saw the failure */
@@ -843,6 +902,11 @@ static void test_listener_from_a_bound_descriptor(void **state)
     assert_int_equal(connect(cl, (struct sockaddr *)&a.ss, a.len), 0);
     fx_wait(f, f->th.conns != NULL);
     assert_int_equal(f->stats.accepted, 1);
+    /* TCP_NODELAY, set once on the listener, is the accepted socket's. */
+    int nd = 0;
+    socklen_t ndlen = sizeof(nd);
+    assert_int_equal(getsockopt(fx_conn(f)->a.fd, IPPROTO_TCP, TCP_NODELAY, &nd, &ndlen), 0);
+    assert_int_equal(nd, 1);
     fx_send_str(f, cl, WS_REQ);
     int bfd = fx_accept(f, 0);
     fx_read_head(f, bfd, &hin);
@@ -875,6 +939,8 @@ int main(void)
         T(test_head_timeout_408),
         T(test_head_one_byte_at_a_time),
         T(test_head_answers),
+        T(test_request_goes_with_the_connect),
+        T(test_connect_in_progress_waits),
         T(test_connect_refused_is_retried),
         T(test_connect_refused_everywhere_is_502),
         T(test_connect_timeout_is_retried),

@@ -122,6 +122,38 @@ static void test_ws_client_closes_first(void **state)
     buf_free(&bin.b);
 }
 
+/* The client's close frame, the worker's answer and its half-close (the
+ * worker lingers, reading until its peer closes): the lb ends both at once,
+ * the client with a FIN, its close frame whole before it, the worker with
+ * a reset, as nothing is left to carry on that side. */
+static void test_ws_closed_both_ways_resets_the_worker(void **state)
+{
+    fx_t *f = *state;
+    fx_in_t in = {0}, bin = {0};
+    buf_t up = BUF_INIT, down = BUF_INIT;
+    int cl, bfd, which;
+    fx_ws_tunnel(f, &cl, &bfd, &which);
+    fx_frame(&up, WS_OP_CLOSE, "\x03\xe8", 2, 1);
+    fx_send(f, cl, buf_head(&up), buf_size(&up));
+    fx_wait(f, fx_has(bfd, &bin, buf_size(&up)));
+    fx_frame(&down, WS_OP_CLOSE, "\x03\xe8", 2, 0);
+    fx_send(f, bfd, buf_head(&down), buf_size(&down));
+    shutdown(bfd, SHUT_WR);
+    fx_wait(f, f->nfreed == 1);
+    assert_string_equal(fx_reason(f), "client_close");
+    fx_wait(f, fx_read(cl, &in));
+    assert_true(in.eof); /* a FIN, not a reset */
+    assert_int_equal(buf_size(&in.b), buf_size(&down));
+    fx_wait(f, fx_read(bfd, &bin));
+    assert_int_equal(bin.err, ECONNRESET);
+    close(bfd);
+    close(cl);
+    buf_free(&up);
+    buf_free(&down);
+    buf_free(&in.b);
+    buf_free(&bin.b);
+}
+
 static void test_tunnel_client_reset(void **state)
 {
     fx_t *f = *state;
@@ -679,6 +711,7 @@ int main(void)
         T(test_ws_backend_reset_mid_frame_bare),
         T(test_ws_backend_close_frame),
         T(test_ws_client_closes_first),
+        T(test_ws_closed_both_ways_resets_the_worker),
         T(test_tunnel_client_reset),
         T(test_plain_backend_eof),
         T(test_plain_client_half_close),
