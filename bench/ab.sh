@@ -80,12 +80,18 @@ backends=() servers=()
 for ((i = 0; i < NW; i++)); do
     # Each worker's slots get uids of their own (from its unique live port).
     "$BIN/worker" --listen "127.0.0.1:${ports[i]}" --id "w$i" --uid-base $((100000 + 1024 * ports[i])) \
-        --log-level warn 2>/dev/null &
+        --log-level warn 2>"$tmp/w$i.err" &
     pids+=($!)
     backends+=(--backend "w$i=127.0.0.1:${ports[i]}")
     servers+=("w$i=127.0.0.1:${ports[i]}")
 done
-for ((i = 0; i < NW; i++)); do wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 15 || exit 1; done
+for ((i = 0; i < NW; i++)); do
+    wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 15 || {
+        echo "worker w$i (port ${ports[i]}) did not come up; its log:" >&2
+        tail -5 "$tmp/w$i.err" >&2
+        exit 1
+    }
+done
 
 declare -A PORT PIDOF BINOF ADMIN
 start_lb() { # FRONT BIN PORT ADMIN

@@ -28,7 +28,13 @@ while len(socks) < int(sys.argv[1]) and len(seen) < low - 1024:
         s.close()
         continue
     socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+# Closed before they are printed: a caller reading them through a process
+# substitution goes on as soon as the line is out, maybe before this
+# process exits, and a port still bound here would refuse its bind.
+ports = [s.getsockname()[1] for s in socks]
+for s in socks:
+    s.close()
+print(" ".join(str(p) for p in ports), flush=True)
 EOF
 }
 
