@@ -59,9 +59,17 @@ def descendants(pid):
     return out
 
 
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def run_children(pid):
-    """children() but the zygote, which lives as long as the worker."""
-    return [(p, name) for p, name in children(pid) if name != "wk-zygote"]
+    """children() but the sandbox's zygote, which lives as long as the worker."""
+    return [(p, st) for p, st in children(pid) if comm(p) != "wk-zygote"]
 
 
 def test_no_fd_or_process_leak_over_many_runs(worker_factory):
