@@ -71,8 +71,8 @@ static ssize_t zyg_recv(int fd, struct zyg_req *q, int fds[ZYG_NFDS])
         struct cmsghdr align;
     } cb;
     struct iovec iov = {.iov_base = q, .iov_len = sizeof(*q)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf,
-                        .msg_controllen = sizeof(cb.buf)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf, .msg_controllen = sizeof(cb.buf)};
     ssize_t n;
     while ((n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
         ;
@@ -92,8 +92,8 @@ static int zyg_clone(const sbx_t *s, struct zyg_req *q, ssize_t n, const int fds
     static const char *argv[ZYG_ARGC_MAX + 1];
     size_t head = sizeof(*q) - sizeof(q->args);
     if (n < (ssize_t)head || q->argc == 0 || q->argc > ZYG_ARGC_MAX ||
-        q->args_len > sizeof(q->args) || (size_t)n != head + q->args_len ||
-        q->c.slot < 0 || (unsigned)q->c.slot >= s->cfg.slots)
+        q->args_len > sizeof(q->args) || (size_t)n != head + q->args_len || q->c.slot < 0 ||
+        (unsigned)q->c.slot >= s->cfg.slots)
         return -EINVAL;
     for (int i = 0; i < ZYG_NFDS; i++) {
         if (fds[i] < 0)
@@ -179,9 +179,21 @@ int sbx_zyg_start(sbx_t *s)
         zyg_main(s, sv[1], me);
     }
     close(sv[1]);
+    /* Stopped and reaped by pidfd only (see sbx_zyg_stop); without one
+     * (before Linux 5.3) there is no zygote. Nothing else reaps yet. */
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        int e = errno;
+        close(sv[0]);
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        errno = e;
+        return -1;
+    }
     s->zyg_fd = sv[0];
     s->zyg_pid = pid;
-    s->zyg_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    s->zyg_pidfd = pidfd;
     return 0;
 }
 
@@ -253,8 +265,8 @@ pid_t sbx_zyg_clone(sbx_t *s, struct sbx_child *c)
     } cb;
     memset(&cb, 0, sizeof(cb));
     struct iovec iov = {.iov_base = &q, .iov_len = sizeof(q) - sizeof(q.args) + q.args_len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf,
-                        .msg_controllen = sizeof(cb.buf)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf, .msg_controllen = sizeof(cb.buf)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
