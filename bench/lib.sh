@@ -80,6 +80,17 @@ cpu_user_ticks() {
     echo "$u"
 }
 
+# PIDS and each one's sandbox zygote (the worker's child that clones the runs'
+# inits; it lives as long as the worker, so its CPU is never added to the
+# worker's children's): a worker's CPU is both processes'.
+with_zygotes() {
+    local p
+    for p in "$@"; do
+        echo "$p"
+        pgrep -P "$p" -x wk-zygote || true
+    done | paste -sd' '
+}
+
 # Involuntary context switches of PID's threads, summed.
 ctxt_invol() {
     cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^nonvoluntary/ {s += $2} END {print s + 0}'

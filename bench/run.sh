@@ -229,7 +229,7 @@ log "up: redis $REDIS, workers $W1 $W2 $W3 $W4, lb $LB_PORT, targets: $TARGETS (
 # worker itself for "direct".
 front_pids() { # PASS FRONT
     case $1:$2 in
-    t1:direct | w:worker) echo "${PID[w1]}" ;;
+    t1:direct | w:worker) with_zygotes "${PID[w1]}" ;;
     t1:lb) echo "${PID[lb]}" ;;
     t2:lb) echo "${PID[lbt2]}" ;;
     t1:haproxy) echo "${PID[haproxy]}" ;;
@@ -239,7 +239,7 @@ front_pids() { # PASS FRONT
     *) echo "" ;;
     esac
 }
-worker_pids() { echo "${PID[w1]} ${PID[w2]} ${PID[w3]} ${PID[w4]}"; }
+worker_pids() { with_zygotes "${PID[w1]}" "${PID[w2]}" "${PID[w3]}" "${PID[w4]}"; }
 
 # ---- memory: idle websockets held, measured first while every front is fresh --------
 # Holds accumulate (each wsbench keeps its connections until told to stop),

@@ -8,20 +8,23 @@
 # round, so a burst of load from elsewhere falls on different fronts.
 #
 # Per run it prints evaluations/s, p50/p99 and the CPU per evaluation: for a
-# worker, its own (event loop, janitor) plus its children's (the sandboxes'
-# init and the programs), from /proc/PID/stat; for bare and bwrap, wsbench's
+# worker, its own (event loop, janitor) and its zygote's plus its children's
+# (the sandboxes' init and the programs), from /proc/PID/stat; for bare and bwrap, wsbench's
 # own plus its children's (from wait4). At the end, per front, the median
 # (min-max) of the rounds, and X/bare of the medians.
 #
 # Usage: bench/worker_ab.sh [--worker-a BIN] [--worker-b BIN] [--rounds R]
-#                           [-n RUNS] [-c N] [--no-bwrap]
+#                           [-n RUNS] [-c N] [--hold N] [--no-bwrap]
 # Defaults: bin/worker alone, 5 rounds, 300 runs per front and round, 4 at
-# once (the workers' --max-evals: 2 x cores here).
+# once (the workers' --max-evals: 2 x cores here). --hold N first opens N
+# idle websockets to each worker and closes them, as make bench's memory
+# scenario does to the worker its eval rounds then use: a worker's heap
+# stays grown after holding many websockets.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 BIN=${BIN_DIR:-bin}
 PY=/usr/bin/python3
-WA=$BIN/worker WB="" ROUNDS=5 RUNS=300 CONC=4 USE_BWRAP=1
+WA=$BIN/worker WB="" ROUNDS=5 RUNS=300 CONC=4 USE_BWRAP=1 HOLD=0
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
@@ -36,12 +39,17 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2 && shift ;;
     -n) RUNS=$2 && shift ;;
     -c) CONC=$2 && shift ;;
+    --hold) HOLD=$2 && shift ;;
     --no-bwrap) USE_BWRAP=0 ;;
     -h | --help) usage 0 ;;
     *) usage ;;
     esac
     shift || usage
 done
+if ! [[ $HOLD =~ ^[0-9]+$ ]] || [ "$HOLD" -gt 20000 ]; then
+    echo "worker_ab: --hold '$HOLD' is not a count in 0..20000" >&2
+    exit 2
+fi
 for v in "$ROUNDS" "$RUNS" "$CONC"; do
     if ! [[ $v =~ ^[0-9]+$ ]] || [ "$v" -lt 1 ]; then
         echo "worker_ab: '$v' is not a count >= 1" >&2
@@ -76,8 +84,25 @@ start_worker() { # NAME BIN PORT
     PID[$n]=$!
     wait_http "http://127.0.0.1:$port/healthz" 200 30 || { cat "$TMP/worker-$n.log" >&2; exit 1; }
 }
+ulimit -n "$(ulimit -Hn)" # for --hold: the workers and wsbench hold a descriptor per websocket
 start_worker A "$WA" "${ports[0]}"
 [ -n "$WB" ] && start_worker B "$WB" "${ports[1]}"
+hold() { # NAME: HOLD idle websockets opened to the worker, then closed
+    local n=$1 hp
+    "$BIN/wsbench" hold -q -n "$HOLD" -r 5000 -d 120 --procs $(((HOLD + 7999) / 8000)) \
+        --source-ips 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 "ws://127.0.0.1:${PORT[$n]}/echo" \
+        >"$TMP/hold-$n.out" 2>&1 &
+    hp=$!
+    local deadline=$((SECONDS + 60))
+    until grep -q '^HOLDING' "$TMP/hold-$n.out" || [ $SECONDS -ge $deadline ]; do sleep 0.1; done
+    kill -INT "$hp" 2>/dev/null
+    wait "$hp"
+    echo "worker_ab: $n held $(sed -n 's/^HOLDING n=\([0-9]*\).*/\1/p' "$TMP/hold-$n.out" | head -1) websockets; now $(grep RssAnon /proc/"${PID[$n]}"/status | tr -s ' \t' ' ')"
+}
+if [ "$HOLD" -gt 0 ]; then
+    hold A
+    [ -n "$WB" ] && hold B
+fi
 FRONTS+=" bare"
 PYCMD=(/usr/bin/python3 -I -S -B main.py)
 BWRAP=$(command -v bwrap || true)
@@ -111,10 +136,12 @@ for r in $(seq "$ROUNDS"); do
     for t in $(rotated $((r - 1)) $FRONTS); do
         case $t in
         A | B)
-            read -r o0 c0 < <(cpu_ticks "${PID[$t]}")
+            # shellcheck disable=SC2046
+            read -r o0 c0 < <(cpu_ticks $(with_zygotes "${PID[$t]}"))
             out=$("$BIN/wsbench" eval -q -c "$CONC" -n "$RUNS" -d 300 "ws://127.0.0.1:${PORT[$t]}/eval" |
                 grep '^RESULT')
-            read -r o1 c1 < <(cpu_ticks "${PID[$t]}")
+            # shellcheck disable=SC2046
+            read -r o1 c1 < <(cpu_ticks $(with_zygotes "${PID[$t]}"))
             cpu_us=$(((o1 - o0 + c1 - c0) * TICK_US))
             ;;
         bare | bwrap)

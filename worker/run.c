@@ -366,6 +366,19 @@ static void run_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     run_kill(t->data, V_TIMEOUT);
 }
 
+/* Nothing can run here until a slot heals: say so to the queued runs now
+ * rather than keep them waiting; the lb stops sending clients (healthz 503,
+ * Redis "draining"). Whether the last slot broke in a run or in its reset. */
+static void run_fail_queue_if_unusable(wk_t *w)
+{
+    run_t *q;
+    while (wk_unusable(w) && (q = TAILQ_FIRST(&w->queue)) != NULL) {
+        TAILQ_REMOVE(&w->queue, q, qlink);
+        w->nqueued--;
+        run_finish(q, V_ERROR, NULL, "sandbox failure: " RUN_NO_SLOT);
+    }
+}
+
 /* Spawns argv for the run's current phase and starts its watchers. */
 static int run_spawn(run_t *r, char **argv, char *err, size_t errlen)
 {
@@ -494,17 +507,7 @@ static void run_sandbox_fault(run_t *r, enum slot_stage stage, const char *why)
         snprintf(msg, sizeof(msg), "sandbox failure: %s", wk_unusable(w) ? RUN_NO_SLOT : why);
         run_finish(r, r->kill_reason >= 0 ? (enum run_verdict)r->kill_reason : V_ERROR, NULL, msg);
     }
-    if (wk_unusable(w)) {
-        /* Nothing can run here until a slot heals: say so now rather than
-         * keep the queue waiting; the lb stops sending clients (healthz 503,
-         * Redis "draining"). */
-        run_t *q;
-        while ((q = TAILQ_FIRST(&w->queue)) != NULL) {
-            TAILQ_REMOVE(&w->queue, q, qlink);
-            w->nqueued--;
-            run_finish(q, V_ERROR, NULL, "sandbox failure: " RUN_NO_SLOT);
-        }
-    }
+    run_fail_queue_if_unusable(w);
     pub_changed(w->pub);
 }
 
@@ -547,6 +550,7 @@ void run_pump(wk_t *w)
         w->nqueued--;
         run_start(r, slot);
     }
+    run_fail_queue_if_unusable(w);
     w->pumping = 0;
 }
 

@@ -237,6 +237,8 @@ static sbx_t *sbx_alloc(const sbx_config_t *cfg, char *err, size_t errlen)
     sbx_defaults(&s->cfg);
     s->root_fd = -1;
     s->lock_fd = -1;
+    s->zyg_fd = -1;
+    s->zyg_pidfd = -1;
     s->is_root = geteuid() == 0;
     s->host_uid = geteuid();
     s->host_gid = getegid();
@@ -348,6 +350,9 @@ sbx_t *sbx_create(const sbx_config_t *cfg, char *err, size_t errlen)
     }
     if (!s->isolation[0])
         sbx_fmt(s->isolation, sizeof(s->isolation), "full");
+    /* Last: the zygote's copy of s must hold all of the above. */
+    if (sbx_zyg_start(s) < 0)
+        log_warn("sandbox: no zygote (%s): runs are cloned from the worker", strerror(errno));
     log_info("sandbox: %u slots under %s, cgroup %s, isolation: %s", s->cfg.slots, s->work_root,
              sbx_cgroup_mode(s), s->isolation);
     return s;
@@ -363,6 +368,7 @@ void sbx_free(sbx_t *s)
 {
     if (!s)
         return;
+    sbx_zyg_stop(s);
     for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
         if (s->slot[i].pidfd >= 0)
             close(s->slot[i].pidfd);
@@ -403,14 +409,15 @@ static int sbx_set_nonblock(int fd)
  * (clone3 + CLONE_INTO_CGROUP: no migration at all); otherwise the child
  * joins by itself, so the worker's loop never waits on a cgroup migration,
  * which can take milliseconds (an RCU grace period). */
-static pid_t sbx_clone_run(const sbx_t *s, int slot, int *joined)
+static pid_t sbx_clone_run(const sbx_t *s, int slot, unsigned long extra, int *joined)
 {
     *joined = 0;
     if (s->cg == SBX_CG_V2 && s->slot[slot].cg_fd >= 0) {
         struct sbx_clone_args a;
         memset(&a, 0, sizeof(a));
-        a.flags = (uint64_t)s->ns_flags | CLONE_INTO_CGROUP;
-        a.exit_signal = SIGCHLD;
+        a.flags = (uint64_t)s->ns_flags | extra | CLONE_INTO_CGROUP;
+        /* CLONE_PARENT takes the caller's own exit signal (clone3 wants 0). */
+        a.exit_signal = (extra & CLONE_PARENT) ? 0 : SIGCHLD;
         a.cgroup = (uint64_t)s->slot[slot].cg_fd;
         pid_t pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
         if (pid >= 0) {
@@ -419,7 +426,7 @@ static pid_t sbx_clone_run(const sbx_t *s, int slot, int *joined)
         }
         /* Older kernel (ENOSYS, E2BIG): fall back to clone + self-join. */
     }
-    return sbx_clone((unsigned long)s->ns_flags);
+    return sbx_clone((unsigned long)s->ns_flags | extra);
 }
 
 /* Writes the id maps of a user-namespaced init: the slot uid inside maps to
@@ -507,15 +514,12 @@ static void sbx_child_prepare(const sbx_t *s, int slot, const char *const argv[]
     c->fd_sync = fp->sync[0];
 }
 
-/* Clones init with every signal blocked, so that no handler of the worker's
- * runs in the child before init resets them. In the child this never
- * returns. */
-static pid_t sbx_clone_init(const sbx_t *s, int slot, struct sbx_child *c)
+pid_t sbx_clone_init(const sbx_t *s, int slot, unsigned long extra, struct sbx_child *c)
 {
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid_t pid = sbx_clone_run(s, slot, &c->cg_joined);
+    pid_t pid = sbx_clone_run(s, slot, extra, &c->cg_joined);
     if (pid == 0)
         sbx_child_init(c);
     int clone_errno = errno;
@@ -604,7 +608,11 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
     }
     struct sbx_child c;
     sbx_child_prepare(s, slot, argv, mem, &fp, &c);
-    pid = sbx_clone_init(s, slot, &c);
+    /* From the zygote (sbx_zyg.c), whose address space stays small, else
+     * from here. */
+    pid = sbx_zyg_clone(s, &c);
+    if (pid == SBX_ZYG_NONE)
+        pid = sbx_clone_init(s, slot, 0, &c);
     if (pid < 0) {
         sbx_seterr(err, errlen, "clone: %s", strerror(errno));
         goto fail;

@@ -531,6 +531,8 @@ static int sbx_c_wait_program(pid_t prog)
 
 void sbx_child_init(const struct sbx_child *c)
 {
+    /* Cloned from the zygote, init would carry its name. */
+    prctl(PR_SET_NAME, "wk-init");
     sbx_c_reset_signals();
     sbx_c_fix_fds(c);
     sbx_c_join_cgroups(c);

@@ -97,6 +97,9 @@ struct sbx {
     struct sock_filter *filter;
     struct sock_fprog prog;
     struct sbx_slot *slot;
+    int zyg_fd;    /* socket to the zygote (sbx_zyg.c), -1 when there is none */
+    pid_t zyg_pid; /* the zygote, 0 when none */
+    int zyg_pidfd; /* the zygote's pidfd, -1 when none */
     char isolation[256];
 };
 
@@ -178,6 +181,25 @@ __attribute__((noreturn)) void sbx_child_tmpl(const sbx_t *s, const char *root, 
 /* The helper that makes n network namespaces: one unshare per 'g' on ack,
  * each answered by 'y' (or 'n') on req. */
 __attribute__((noreturn)) void sbx_child_netns(int req, int ack, unsigned n);
+
+/* sbx.c: clones a run's init with every signal blocked, so that no handler
+ * of the caller's runs in the child before init resets them; extra adds
+ * clone flags (CLONE_PARENT from the zygote). In the child this never
+ * returns. */
+pid_t sbx_clone_init(const sbx_t *s, int slot, unsigned long extra, struct sbx_child *c);
+
+/* sbx_zyg.c: the zygote that clones the runs' inits (see there why). */
+#define SBX_ZYG_NONE (-2)
+/* Forks the zygote from the sandbox as it is now; -1 with errno if not. */
+int sbx_zyg_start(sbx_t *s);
+/* Stops it (EOF, then SIGKILL) and reaps it; a no-op without one. */
+void sbx_zyg_stop(sbx_t *s);
+/* Has the zygote clone c's init, as the worker's child: its pid, -1 with
+ * errno if the clone failed, or SBX_ZYG_NONE when there is no zygote (or
+ * it just failed and was stopped), and the caller must clone itself. */
+pid_t sbx_zyg_clone(sbx_t *s, struct sbx_child *c);
+/* The zygote's pid, 0 when there is none. */
+pid_t sbx_zyg_pid(const sbx_t *s);
 
 /* sbx_seccomp.c */
 int sbx_build_seccomp(sbx_t *s, char *err, size_t errlen);

@@ -385,8 +385,9 @@ def worker_table(summary):
                       fmt_ratio(rat.get("p99_us", {}).get("of_medians")),
                       fmt_ratio(rat.get("tput", {}).get("of_medians"))))
         out.append("")
-    out.append("The worker's CPU is its own process (event loop, janitor) plus its reaped "
-               "children (the sandboxes' init and the program); the drivers' is their own plus "
+    out.append("The worker's CPU is its own process (event loop, janitor) and its zygote's (which "
+               "clones the runs' inits) plus its reaped children (the sandboxes' init and the "
+               "program); the drivers' is their own plus "
                "their reaped children (bwrap's init comes back to the driver as a subreaper).")
     out.append("")
     return out

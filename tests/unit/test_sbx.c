@@ -1167,6 +1167,64 @@ static void test_validation(void **state)
                      -1);
 }
 
+/* The first line of /proc/PID/FILE that starts with key, its number. */
+static long proc_field(pid_t pid, const char *file, const char *key)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, key, strlen(key)) == 0)
+            return strtol(l + strlen(key), NULL, 10);
+    }
+    fail_msg("no %s in %s", key, path);
+    return -1;
+}
+
+/* Inits are cloned by the zygote, whose memory is the sandbox's at creation:
+ * a caller whose heap grew since does not make each init (its clone, its
+ * faults, its exit) bigger. Init is still the caller's child, reaped by it.
+ * Without the zygote (gone), runs are cloned by the caller and still work. */
+static void test_zygote(void **state)
+{
+    pid_t z = sbx_zyg_pid(S);
+    assert_true(z > 0);
+    assert_int_equal(proc_field(z, "status", "PPid:"), getpid());
+
+    const size_t big = (size_t)64 << 20;
+    char *mem = malloc(big);
+    assert_non_null(mem);
+    memset(mem, 1, big);
+    char err[256] = "";
+    sbx_proc_t p;
+    const char *argv[] = {"/bin/sleep", "10", NULL};
+    assert_int_equal(sbx_spawn(S, 0, argv, 0, &p, err, sizeof(err)), 0);
+    assert_int_equal(proc_field(p.pid, "status", "PPid:"), getpid());
+    long anon_kb = proc_field(p.pid, "status", "RssAnon:");
+    assert_true(anon_kb < 32 * 1024); /* a clone of ours would map the 64 MB */
+    sbx_kill(S, &p);
+    int st;
+    assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+    sbx_result_t res;
+    assert_int_equal(sbx_finish(S, &p, &res), 0);
+    close(p.in_fd);
+    close(p.out_fd);
+    close(p.err_fd);
+    free(mem);
+
+    assert_int_equal(kill(z, SIGKILL), 0);
+    struct run r;
+    const char *echo[] = {"/bin/echo", "still", NULL};
+    run(echo, NULL, &r);
+    assert_string_equal(r.out, "still\n");
+    assert_int_equal(sbx_zyg_pid(S), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1204,6 +1262,8 @@ int main(void)
         cmocka_unit_test_setup(test_template_root, test_setup),
         cmocka_unit_test_setup(test_concurrent, test_setup),
         cmocka_unit_test_setup(test_bench, test_setup),
+        /* Last: it stops the zygote. */
+        cmocka_unit_test_setup(test_zygote, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
