@@ -102,7 +102,11 @@ run_one() {
     wait "$hp" 2>/dev/null
     kill "$lb" 2>/dev/null
     wait "$lb" 2>/dev/null
-    [ -n "$held" ] && [ "$held" -gt 0 ] || { echo "mem: nothing held" >&2 && cat "$tmp/hold.out" >&2 && return 1; }
+    if [ -z "$held" ] || [ "$held" -le 0 ]; then
+        echo "mem: nothing held" >&2
+        cat "$tmp/hold.out" >&2
+        return 1
+    fi
     echo "$held $before $after $(((after - before) * 1024 / held))"
 }
 
