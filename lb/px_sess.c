@@ -202,15 +202,15 @@ static void px_update(px_conn_t *c)
     case PX_WAIT:
     case PX_TUNNEL: {
         int hdone = c->phase == PX_TUNNEL || c->pre->hsent == buf_size(&c->pre->hbuf);
-        if (!c->a.rd_eof && hdone && buf_size(&c->b.out) < PX_TUNNEL_CAP)
+        if (!c->a.rd_eof && hdone && px_out_size(&c->b) < PX_TUNNEL_CAP)
             ea |= EV_READ;
         if (c->a.wants & PX_IO_SEND_WANTS_READ)
             ea |= EV_READ;
-        if (buf_size(&c->a.out) > 0 || (c->a.wants & PX_IO_RECV_WANTS_WRITE))
+        if (px_out_size(&c->a) > 0 || (c->a.wants & PX_IO_RECV_WANTS_WRITE))
             ea |= EV_WRITE;
-        if (!c->b.rd_eof && (c->phase == PX_WAIT || buf_size(&c->a.out) < PX_TUNNEL_CAP))
+        if (!c->b.rd_eof && (c->phase == PX_WAIT || px_out_size(&c->a) < PX_TUNNEL_CAP))
             eb |= EV_READ;
-        if (buf_size(&c->b.out) > 0 || !hdone)
+        if (px_out_size(&c->b) > 0 || !hdone)
             eb |= EV_WRITE;
         break;
     }
@@ -233,7 +233,7 @@ void px_close_backend_fd(px_conn_t *c)
         close(c->b.fd);
         c->b.fd = -1;
     }
-    buf_free(&c->b.out);
+    px_out_free(&c->b);
     if (c->pre != NULL) {
         buf_free(&c->pre->rbuf);
         c->pre->hsent = 0;
@@ -291,10 +291,10 @@ void px_conn_free(px_conn_t *c)
         alog_write(&r);
     }
 
-    c->a.ops->free(&c->a);
+    px_io_ops(&c->a)->free(&c->a);
     if (c->a.fd >= 0)
         close(c->a.fd);
-    buf_free(&c->a.out);
+    px_out_free(&c->a);
     px_pre_free(c);
     px_release_backend(c);
     /* The key is the peer's, made again rather than kept: 16 bytes less in
@@ -539,15 +539,15 @@ static void px_kick_pending(px_conn_t *c)
 {
     int reading =
         c->phase == PX_TUNNEL || (c->phase == PX_WAIT && c->pre->hsent == buf_size(&c->pre->hbuf));
-    if (reading && !c->a.rd_eof && buf_size(&c->b.out) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
-        c->a.ops->pending(&c->a) > 0)
+    if (reading && !c->a.rd_eof && px_out_size(&c->b) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
+        px_io_ops(&c->a)->pending(&c->a) > 0)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
 /* TLS_HS: one step of the client's transport handshake. */
 static void px_handshake(px_conn_t *c)
 {
-    switch (c->a.ops->handshake(&c->a)) {
+    switch (px_io_ops(&c->a)->handshake(&c->a)) {
     case PX_IO_HS_DONE:
         c->phase = PX_HEAD;
         if (c->limited) {
@@ -621,9 +621,11 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     c->bytes_out += n;
     lbs_add(&px->stats->bytes_out, n);
     /* The head and whatever followed it become the client's output as is. */
-    buf_free(&c->a.out);
-    c->a.out = c->pre->rbuf;
-    c->pre->rbuf = (buf_t)BUF_INIT;
+    px_out_free(&c->a);
+    if (px_out_take(&c->a, &c->pre->rbuf) < 0) {
+        px_close(c, PX_R_NO_MEMORY);
+        return;
+    }
     px_pre_free(c); /* no more retries: the head and the tries go */
     c->retryable = 0;
     c->phase = PX_TUNNEL;
@@ -642,7 +644,7 @@ void px_read_response(px_conn_t *c)
 
     /* As in the tunnel (px_xfer): a backend not reported readable would
      * only answer EAGAIN, e.g. right after the request went out. */
-    if (!c->b.ops->buffered && !c->rd_hint_b)
+    if (!px_io_ops(&c->b)->buffered && !c->rd_hint_b)
         return;
     for (;;) {
         /* Into the thread's scratch buffer, then only what came into rbuf
@@ -664,7 +666,7 @@ void px_read_response(px_conn_t *c)
         }
         /* A short read drained the socket: neither the rest of the head nor
          * the tunnel that may follow at once need read it again now. */
-        if (!c->b.ops->buffered && (size_t)n < PX_HEAD_CHUNK)
+        if (!px_io_ops(&c->b)->buffered && (size_t)n < PX_HEAD_CHUNK)
             c->rd_hint_b = 0;
         http_head_t h;
         int r = http_parse_response(buf_head(&c->pre->rbuf), buf_size(&c->pre->rbuf), max_head, &h);
@@ -876,8 +878,6 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     c->start_ns = px_now_ns();
     c->a.fd = fd;
     c->b.fd = -1;
-    c->a.ops = &px_io_plain; /* until px_io_tls_attach, for a TLS listener */
-    c->b.ops = &px_io_plain;
     c->tls = tls != 0;
     memcpy(&c->peer, &peer->ss, peer->len < sizeof(c->peer) ? peer->len : sizeof(c->peer));
     ev_io_init(&c->a.io, px_client_cb, fd, EV_READ);
@@ -942,10 +942,11 @@ void px_sess_shutdown(px_thread_t *th)
         /* Past the grace period: a websocket client between frames gets a
          * 1001 it can reconnect on, best effort (one non-blocking write,
          * only when nothing else is queued toward it). */
-        if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && buf_size(&c->a.out) == 0 &&
-            ws_close_write(&c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
+        if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && px_out_size(&c->a) == 0 &&
+            px_out(&c->a) != NULL &&
+            ws_close_write(c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
                            "load balancer shutting down") == 0)
-            (void)px_io_send(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
+            (void)px_io_send(&c->a, px_out_head(&c->a), px_out_size(&c->a));
         /* Not inside any of c's callbacks: freeing here is safe. */
         px_conn_free(c);
     }

@@ -403,10 +403,10 @@ typedef struct fx_flow {
     int from, to;
     const char *p;
     size_t n, sent;
-    fx_in_t got;    /* what `to` received */
-    size_t skip;    /* bytes of got before the stream (a head) */
-    const buf_t *q; /* the lb's queue toward `to`'s side */
-    size_t max_q;   /* the most it held */
+    fx_in_t got;        /* what `to` received */
+    size_t skip;        /* bytes of got before the stream (a head) */
+    const px_side_t *q; /* the lb's side toward `to`, whose queue is watched */
+    size_t max_q;       /* the most it held */
 } fx_flow_t;
 
 /* One step: sends what `from` takes, reads at most max bytes at `to`. 1
@@ -424,8 +424,8 @@ FX_UNUSED static void fx_push(int fd, const char *p, size_t n, size_t *sent)
 FX_UNUSED static int fx_flow_step(fx_flow_t *fl, size_t max)
 {
     fx_push(fl->from, fl->p, fl->n, &fl->sent);
-    if (fl->q != NULL && buf_size(fl->q) > fl->max_q)
-        fl->max_q = buf_size(fl->q);
+    if (fl->q != NULL && px_out_size(fl->q) > fl->max_q)
+        fl->max_q = px_out_size(fl->q);
     fx_read_max(fl->to, &fl->got, max);
     return buf_size(&fl->got.b) >= fl->skip + fl->n;
 }

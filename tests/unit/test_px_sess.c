@@ -688,7 +688,7 @@ static void test_wait_body_to_slow_backend(void **state)
     fl.from = cl;
     fl.to = b0;
     fl.skip = buf_size(&fl.got.b);
-    fl.q = &fx_conn(f)->b.out;
+    fl.q = &fx_conn(f)->b;
     fx_flow_run(f, &fl, 300);
     assert_int_equal(fx_conn(f)->phase, PX_WAIT); /* all of it before any answer */
     fx_send_str(f, b0, RESP_OK);
