@@ -183,7 +183,7 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     sock_addr_t pa;
 
     px_hq_del(c);
-    snprintf(c->req, sizeof(c->req), "%.*s %.*s", (int)h->method_str.n, h->method_str.p,
+    snprintf(c->pre->req, sizeof(c->pre->req), "%.*s %.*s", (int)h->method_str.n, h->method_str.p,
              (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
     c->is_get = http_str_eq(h->method_str, "GET");
     if (c->shed) {

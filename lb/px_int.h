@@ -100,6 +100,7 @@ typedef struct px_pre {
      * they do not spend --retries (the tried array still bounds them). */
     uint8_t moved;
     struct pp *pp; /* PX_PROXY: the header read so far (lb/pp.h) */
+    char req[48];  /* "METHOD path", truncated: px_req */
 } px_pre_t;
 
 typedef struct px_conn {
@@ -147,7 +148,9 @@ typedef struct px_conn {
     uint16_t retry_after;   /* seconds, with limited */
     uint16_t ping_ds;       /* the lb's last ping (or the tunnel's start), deciseconds */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
-    char req[48];           /* "METHOD path", truncated, for the access log */
+    /* The request line once pre is gone, kept (px_pre_free) only when the
+     * access log is on: an idle tunnel does not carry it otherwise. */
+    char *req;
 } px_conn_t;
 
 /* What went wrong on the way to a backend or with it (px_retry_policy). */
@@ -243,6 +246,8 @@ void px_close(px_conn_t *c, enum px_reason r);
 void px_hq_del(px_conn_t *c);
 /* Frees c->pre (and takes c off the hq list): no retry or head is left. */
 void px_pre_free(px_conn_t *c);
+/* c's "METHOD path" (truncated), "" when unknown. */
+const char *px_req(const px_conn_t *c);
 /* c's request id (16 hex digits and a NUL) into out[PX_REQID_LEN]. */
 #define PX_REQID_LEN 17
 void px_reqid(const px_conn_t *c, char *out);

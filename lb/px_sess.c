@@ -129,11 +129,22 @@ void px_pre_free(px_conn_t *c)
     if (c->pre == NULL)
         return;
     px_hq_del(c);
+    /* The access log's request line outlives pre only when it will be
+     * written; a reload that turns the log on later logs "-" for it. */
+    if (c->pre->req[0] != '\0' && c->req == NULL && PX_CFG(c->th->px, access_log))
+        c->req = strdup(c->pre->req);
     buf_free(&c->pre->hbuf);
     buf_free(&c->pre->rbuf);
     free(c->pre->pp);
     free(c->pre);
     c->pre = NULL;
+}
+
+const char *px_req(const px_conn_t *c)
+{
+    if (c->pre != NULL)
+        return c->pre->req;
+    return c->req != NULL ? c->req : "";
 }
 
 /* The id is made of the thread's random prefix, its index and the
@@ -279,7 +290,7 @@ void px_conn_free(px_conn_t *c)
         alog_rec_t r = {
             .client = host,
             .backend = c->be ? be_id(c->be) : NULL,
-            .req = c->req[0] ? c->req : NULL,
+            .req = px_req(c)[0] ? px_req(c) : NULL,
             .status = c->status,
             .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
             .in = c->bytes_in,
@@ -296,6 +307,7 @@ void px_conn_free(px_conn_t *c)
         close(c->a.fd);
     px_out_free(&c->a);
     px_pre_free(c);
+    free(c->req);
     px_release_backend(c);
     /* The key is the peer's, made again rather than kept: 16 bytes less in
      * every connection, for one call when a limited one ends. */
@@ -393,7 +405,8 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
         if (a == PX_ACT_RETRY && c->pre != NULL)
             c->pre->moved++;
         log_info("backend %s is down: %s request %s", be_id(c->be),
-                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting", c->req);
+                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting",
+                 px_req(c));
         px_release_backend(c);
         return;
     default:
