@@ -29,6 +29,7 @@
 #include "acc.h"
 #include "proxy.h"
 #include "px_io.h"
+#include "px_pool.h"
 #include "util.h"
 #include "wsf.h"
 
@@ -206,6 +207,7 @@ typedef struct px_thread {
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
+    px_pool_t cpool;     /* where its px_conn_t come from */
     long fd_cap;         /* px_fd_cap's last answer ... */
     ev_tstamp fd_cap_at; /* ... and when (ev_now), to ask the kernel once a second */
 } px_thread_t;

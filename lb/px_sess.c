@@ -322,7 +322,7 @@ void px_conn_free(px_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     lbs_active(px->stats, -1);
-    free(c);
+    px_pool_put(&th->cpool, c);
 }
 
 /* ---- the retry policy ------------------------------------------------------- */
@@ -877,10 +877,10 @@ void px_admit_addr(px_conn_t *c)
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
     px_t *px = th->px;
-    px_conn_t *c = calloc(1, sizeof(*c));
+    px_conn_t *c = px_pool_get(&th->cpool, sizeof(*c));
     px_pre_t *pre = calloc(1, sizeof(*pre));
     if (c == NULL || pre == NULL) {
-        free(c);
+        px_pool_put(&th->cpool, c);
         free(pre);
         close(fd);
         lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);

@@ -208,6 +208,7 @@ static int fx_teardown(void **state)
     ev_timer_stop(f->loop, &f->tick);
     ev_loop_destroy(f->loop);
     free(f->th.scratch);
+    px_pool_destroy(&f->th.cpool);
     free(f);
     return 0;
 }
