@@ -32,7 +32,7 @@ void px_flush_reply(px_conn_t *c)
             return;
         }
         px_out_consume(&c->a, (size_t)w);
-        c->bytes_out += (uint64_t)w;
+        px_count_out(c, (uint64_t)w);
     }
     px_linger(c);
 }
@@ -183,8 +183,8 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     sock_addr_t pa;
 
     px_hq_del(c);
-    snprintf(c->pre->req, sizeof(c->pre->req), "%.*s %.*s", (int)h->method_str.n, h->method_str.p,
-             (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
+    snprintf(c->pre->acct.req, sizeof(c->pre->acct.req), "%.*s %.*s", (int)h->method_str.n,
+             h->method_str.p, (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
     c->is_get = http_str_eq(h->method_str, "GET");
     if (c->shed) {
         px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
@@ -257,7 +257,7 @@ void px_read_head(px_conn_t *c)
             px_close(c, PX_R_NO_MEMORY);
             return;
         }
-        c->bytes_in += (uint64_t)n;
+        px_count_in(c, (uint64_t)n);
         lbs_add(&px->stats->bytes_in, (uint64_t)n);
 
         http_head_t h;

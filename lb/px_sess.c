@@ -129,10 +129,14 @@ void px_pre_free(px_conn_t *c)
     if (c->pre == NULL)
         return;
     px_hq_del(c);
-    /* The access log's request line outlives pre only when it will be
-     * written; a reload that turns the log on later logs "-" for it. */
-    if (c->pre->req[0] != '\0' && c->req == NULL && PX_CFG(c->th->px, access_log))
-        c->req = strdup(c->pre->req);
+    /* What the access log reads outlives pre only when the log will be
+     * written; a reload that turns the log on later logs its counts as
+     * null for such a connection. */
+    if (c->acct == &c->pre->acct) {
+        c->acct = NULL;
+        if (PX_CFG(c->th->px, access_log) && (c->acct = malloc(sizeof(*c->acct))) != NULL)
+            *c->acct = c->pre->acct;
+    }
     buf_free(&c->pre->hbuf);
     buf_free(&c->pre->rbuf);
     free(c->pre->pp);
@@ -142,9 +146,7 @@ void px_pre_free(px_conn_t *c)
 
 const char *px_req(const px_conn_t *c)
 {
-    if (c->pre != NULL)
-        return c->pre->req;
-    return c->req != NULL ? c->req : "";
+    return c->acct != NULL ? c->acct->req : "";
 }
 
 /* The id is made of the thread's random prefix, its index and the
@@ -292,9 +294,10 @@ void px_conn_free(px_conn_t *c)
             .backend = c->be ? be_id(c->be) : NULL,
             .req = px_req(c)[0] ? px_req(c) : NULL,
             .status = c->status,
-            .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
-            .in = c->bytes_in,
-            .out = c->bytes_out,
+            .ms = c->acct ? (double)(px_now_ns() - c->acct->start_ns) / 1e6 : 0,
+            .in = c->acct ? c->acct->bytes_in : 0,
+            .out = c->acct ? c->acct->bytes_out : 0,
+            .uncounted = c->acct == NULL,
             .reason = px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
             .id = c->has_rid ? rid : NULL,
             .tls = c->tls,
@@ -306,8 +309,10 @@ void px_conn_free(px_conn_t *c)
     if (c->a.fd >= 0)
         close(c->a.fd);
     px_out_free(&c->a);
+    if (c->pre == NULL || c->acct != &c->pre->acct)
+        free(c->acct);
+    c->acct = NULL;
     px_pre_free(c);
-    free(c->req);
     px_release_backend(c);
     /* The key is the peer's, made again rather than kept: 16 bytes less in
      * every connection, for one call when a limited one ends. */
@@ -621,7 +626,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     else
         lbs_inc(&px->stats->requests);
     if (px->stats->handshake_ms != NULL)
-        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e9);
+        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->pre->acct.start_ns) / 1e9);
 
     if (h->status == 101) {
         c->ws = http_header_has_token(h, "Upgrade", "websocket");
@@ -631,7 +636,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
                     buf_size(&c->pre->rbuf) - h->head_len);
     }
     size_t n = buf_size(&c->pre->rbuf);
-    c->bytes_out += n;
+    px_count_out(c, n);
     lbs_add(&px->stats->bytes_out, n);
     /* The head and whatever followed it become the client's output as is. */
     px_out_free(&c->a);
@@ -833,7 +838,7 @@ static void px_admit(px_conn_t *c)
          * complete request for a while makes way, as on the admin API
          * (lb/acap.c): silent connections cannot lock real requests out. */
         px_conn_t *v = th->hq_first;
-        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
+        if (v != NULL && px_now_ns() - v->pre->acct.start_ns >= PX_EVICT_AGE_NS) {
             lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
             px_close(v, PX_R_EVICTED);
             px_after(v); /* not inside any of v's callbacks: frees it */
@@ -888,7 +893,8 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     }
     c->th = th;
     c->pre = pre;
-    c->start_ns = px_now_ns();
+    pre->acct.start_ns = px_now_ns();
+    c->acct = &pre->acct;
     c->a.fd = fd;
     c->b.fd = -1;
     c->tls = tls != 0;

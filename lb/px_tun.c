@@ -253,10 +253,10 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         ev_tstamp idle_since = c->last_io;
         c->last_io = ev_now(c->th->loop);
         if (up) {
-            c->bytes_in += (uint64_t)n;
+            px_count_in(c, (uint64_t)n);
             lbs_add(&px->stats->bytes_in, (uint64_t)n);
         } else {
-            c->bytes_out += (uint64_t)n;
+            px_count_out(c, (uint64_t)n);
             lbs_add(&px->stats->bytes_out, (uint64_t)n);
         }
         if (up && px_ping_filters(c)) {

@@ -102,8 +102,8 @@ static void fx_on_free(const struct px_conn *c)
     memset(&f->end, 0, sizeof(f->end));
     f->end.reason = c->reason;
     f->end.status = c->status;
-    f->end.in = c->bytes_in;
-    f->end.out = c->bytes_out;
+    f->end.in = c->acct != NULL ? c->acct->bytes_in : 0;
+    f->end.out = c->acct != NULL ? c->acct->bytes_out : 0;
     f->end.ws_first = c->ws_first;
     f->end.lb_closed = c->lb_closed;
     if (c->be != NULL)
@@ -168,6 +168,8 @@ static int fx_setup(void **state)
     f->px.th = &f->th;
     f->px.nth = 1;
     f->px.cfg.threads = 1;
+    /* The byte counts the tests read (fx_on_free) are kept for the log. */
+    f->px.cfg.access_log = 1;
     f->px.cfg.nlisten = 1;
     f->px.cfg.timeout_head_ms = 5000;
     f->px.cfg.timeout_connect_ms = 5000;
