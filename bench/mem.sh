@@ -75,7 +75,7 @@ for ((i = 0; i < NW; i++)); do
     pids+=($!)
     backends+=(--backend "w$i=127.0.0.1:${ports[i]}")
 done
-for ((i = 0; i < NW; i++)); do wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 15 || exit 1; done
+for ((i = 0; i < NW; i++)); do wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 30 || exit 1; done
 LB_PORT=${ports[NW]} ADMIN_PORT=${ports[NW + 1]}
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
