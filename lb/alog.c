@@ -9,9 +9,9 @@ size_t alog_fields(const alog_rec_t *r, log_field_t *f)
     /* Always quoted in text, as it always was: it holds a space. */
     f[n++] = r->req ? LOG_QSTR("req", r->req) : LOG_NULL("req");
     f[n++] = r->status ? LOG_INT("status", r->status) : LOG_NULL("status");
-    f[n++] = LOG_MS("ms", r->ms);
-    f[n++] = LOG_UINT("in", r->in);
-    f[n++] = LOG_UINT("out", r->out);
+    f[n++] = r->uncounted ? LOG_NULL("ms") : LOG_MS("ms", r->ms);
+    f[n++] = r->uncounted ? LOG_NULL("in") : LOG_UINT("in", r->in);
+    f[n++] = r->uncounted ? LOG_NULL("out") : LOG_UINT("out", r->out);
     f[n++] = LOG_STR("reason", r->reason ? r->reason : "-");
     f[n++] = r->id ? LOG_STR("id", r->id) : LOG_NULL("id");
     f[n++] = LOG_FLAG("tls", r->tls);

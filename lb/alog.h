@@ -27,6 +27,7 @@ typedef struct alog_rec {
     const char *reason;  /* why it ended (see README, "Proxying") */
     const char *id;      /* X-Request-Id; NULL = none */
     int tls;
+    int uncounted; /* ms, in and out were not kept: logged as null */
 } alog_rec_t;
 
 #define ALOG_NFIELDS 10

@@ -17,22 +17,22 @@
 static void px_linger(px_conn_t *c)
 {
     c->phase = PX_LINGER;
-    c->a.ops->shutdown_wr(&c->a);
+    px_io_ops(&c->a)->shutdown_wr(&c->a);
     c->a.wr_shut = 1;
 }
 
 void px_flush_reply(px_conn_t *c)
 {
-    while (buf_size(&c->a.out) > 0) {
-        ssize_t w = px_io_send(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
+    while (px_out_size(&c->a) > 0) {
+        ssize_t w = px_io_send(&c->a, px_out_head(&c->a), px_out_size(&c->a));
         if (w < 0) {
             if (errno == EAGAIN)
                 return;
             px_close(c, PX_R_CLIENT_RESET);
             return;
         }
-        buf_consume(&c->a.out, (size_t)w);
-        c->bytes_out += (uint64_t)w;
+        px_out_consume(&c->a, (size_t)w);
+        px_count_out(c, (uint64_t)w);
     }
     px_linger(c);
 }
@@ -53,14 +53,15 @@ static void px_reply_ex(px_conn_t *c, int status, int err, enum px_reason r, con
     c->status = (uint16_t)status;
     px_close_backend_fd(c);
     px_pre_free(c);
-    buf_free(&c->a.out);
+    px_out_free(&c->a);
     if (c->phase == PX_TLS_HS) {
         /* No TLS session yet: nothing HTTP can be said. */
         px_close(c, r);
         return;
     }
     int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", msg);
-    if (http_write_response(&c->a.out, status, "application/json", body, (size_t)n, extra) < 0) {
+    if (px_out(&c->a) == NULL ||
+        http_write_response(c->a.out, status, "application/json", body, (size_t)n, extra) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return;
     }
@@ -104,10 +105,16 @@ static int px_static(px_conn_t *c, const http_head_t *h)
 
     if (px->cfg.st == NULL || h->upgrade)
         return 0;
-    buf_free(&c->a.out);
-    int r = st_respond(px->cfg.st, h, time(NULL), &c->a.out, &status);
-    if (r == ST_PASS)
+    px_out_free(&c->a);
+    if (px_out(&c->a) == NULL) {
+        px_close(c, PX_R_NO_MEMORY);
+        return 1;
+    }
+    int r = st_respond(px->cfg.st, h, time(NULL), c->a.out, &status);
+    if (r == ST_PASS) {
+        px_out_free(&c->a); /* an idle tunnel holds no queue */
         return 0;
+    }
     if (r < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return 1;
@@ -116,7 +123,7 @@ static int px_static(px_conn_t *c, const http_head_t *h)
     c->status = (uint16_t)status;
     px_pre_free(c);
     c->phase = PX_REPLY;
-    px_timer(c, PX_LINGER_S + (double)buf_size(&c->a.out) / PX_STATIC_MIN_BPS);
+    px_timer(c, PX_LINGER_S + (double)px_out_size(&c->a) / PX_STATIC_MIN_BPS);
     px_flush_reply(c);
     return 1;
 }
@@ -176,8 +183,8 @@ static void px_head_done(px_conn_t *c, const http_head_t *h)
     sock_addr_t pa;
 
     px_hq_del(c);
-    snprintf(c->req, sizeof(c->req), "%.*s %.*s", (int)h->method_str.n, h->method_str.p,
-             (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
+    snprintf(c->pre->acct.req, sizeof(c->pre->acct.req), "%.*s %.*s", (int)h->method_str.n,
+             h->method_str.p, (int)(h->path.n > 200 ? 200 : h->path.n), h->path.p);
     c->is_get = http_str_eq(h->method_str, "GET");
     if (c->shed) {
         px_reply(c, 503, LBS_ERR_OVERLOAD, PX_R_OVERLOAD, "overloaded");
@@ -250,7 +257,7 @@ void px_read_head(px_conn_t *c)
             px_close(c, PX_R_NO_MEMORY);
             return;
         }
-        c->bytes_in += (uint64_t)n;
+        px_count_in(c, (uint64_t)n);
         lbs_add(&px->stats->bytes_in, (uint64_t)n);
 
         http_head_t h;

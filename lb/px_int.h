@@ -29,6 +29,7 @@
 #include "acc.h"
 #include "proxy.h"
 #include "px_io.h"
+#include "px_pool.h"
 #include "util.h"
 #include "wsf.h"
 
@@ -84,6 +85,15 @@ struct px_thread;
 struct px_conn;
 struct pp;
 
+/* What only the access log reads once the tunnel runs: in px_pre_t until
+ * then, and past it (px_pre_free) only when the access log is on, so that an
+ * idle tunnel does not carry it otherwise. */
+typedef struct px_acct {
+    uint64_t start_ns;
+    uint64_t bytes_in, bytes_out; /* from / to the client */
+    char req[48];                 /* "METHOD path", truncated */
+} px_acct_t;
+
 /* What a connection needs only on its way to an answer: allocated with the
  * connection and freed when the tunnel starts or the lb answers, so that
  * an idle tunnel does not carry it (px_conn_idle_bytes). */
@@ -100,6 +110,7 @@ typedef struct px_pre {
      * they do not spend --retries (the tried array still bounds them). */
     uint8_t moved;
     struct pp *pp; /* PX_PROXY: the header read so far (lb/pp.h) */
+    px_acct_t acct;
 } px_pre_t;
 
 typedef struct px_conn {
@@ -111,8 +122,9 @@ typedef struct px_conn {
     ev_timer timer;
     ev_tstamp last_io; /* tunnel activity; the timer checks it instead of re-arming per read */
     be_t *be;          /* current backend, with a reference */
-    uint64_t start_ns;
-    uint64_t bytes_in, bytes_out;
+    /* &pre->acct, then a copy of it or NULL (the access log was off when
+     * pre went): px_count_in/out, px_req. */
+    px_acct_t *acct;
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -147,7 +159,6 @@ typedef struct px_conn {
     uint16_t retry_after;   /* seconds, with limited */
     uint16_t ping_ds;       /* the lb's last ping (or the tunnel's start), deciseconds */
     uint32_t rid;           /* with has_rid: the thread's sequence number of the request */
-    char req[48];           /* "METHOD path", truncated, for the access log */
 } px_conn_t;
 
 /* What went wrong on the way to a backend or with it (px_retry_policy). */
@@ -203,6 +214,7 @@ typedef struct px_thread {
     uint32_t rid_rand;
     uint32_t rid_seq;
     char *scratch;
+    px_pool_t cpool;     /* where its px_conn_t come from */
     long fd_cap;         /* px_fd_cap's last answer ... */
     ev_tstamp fd_cap_at; /* ... and when (ev_now), to ask the kernel once a second */
 } px_thread_t;
@@ -243,6 +255,20 @@ void px_close(px_conn_t *c, enum px_reason r);
 void px_hq_del(px_conn_t *c);
 /* Frees c->pre (and takes c off the hq list): no retry or head is left. */
 void px_pre_free(px_conn_t *c);
+/* c's "METHOD path" (truncated), "" when unknown. */
+const char *px_req(const px_conn_t *c);
+
+/* Counts n bytes from (in) or to (out) c's client for the access log. */
+static inline void px_count_in(px_conn_t *c, uint64_t n)
+{
+    if (c->acct != NULL)
+        c->acct->bytes_in += n;
+}
+static inline void px_count_out(px_conn_t *c, uint64_t n)
+{
+    if (c->acct != NULL)
+        c->acct->bytes_out += n;
+}
 /* c's request id (16 hex digits and a NUL) into out[PX_REQID_LEN]. */
 #define PX_REQID_LEN 17
 void px_reqid(const px_conn_t *c, char *out);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -70,7 +71,7 @@ const px_io_ops_t px_io_plain = {
 
 static ssize_t px_tls_recv(px_side_t *s, char *p, size_t n)
 {
-    SSL *ssl = s->ctx;
+    SSL *ssl = s->io.data;
     s->wants &= ~PX_IO_RECV_WANTS_WRITE;
     int r = SSL_read(ssl, p, n > INT_MAX ? INT_MAX : (int)n);
     if (r > 0)
@@ -93,7 +94,7 @@ static ssize_t px_tls_recv(px_side_t *s, char *p, size_t n)
 
 static ssize_t px_tls_send(px_side_t *s, const char *p, size_t n)
 {
-    SSL *ssl = s->ctx;
+    SSL *ssl = s->io.data;
     s->wants &= ~PX_IO_SEND_WANTS_READ;
     int r = SSL_write(ssl, p, n > INT_MAX ? INT_MAX : (int)n);
     if (r > 0)
@@ -115,19 +116,19 @@ static ssize_t px_tls_send(px_side_t *s, const char *p, size_t n)
  * does not wait for it loses nothing. */
 static void px_tls_shutdown_wr(px_side_t *s)
 {
-    (void)SSL_shutdown(s->ctx);
+    (void)SSL_shutdown(s->io.data);
     ERR_clear_error();
     shutdown(s->fd, SHUT_WR);
 }
 
 static int px_tls_pending(const px_side_t *s)
 {
-    return SSL_pending(s->ctx);
+    return SSL_pending(s->io.data);
 }
 
 static enum px_io_hs px_tls_handshake(px_side_t *s)
 {
-    SSL *ssl = s->ctx;
+    SSL *ssl = s->io.data;
     s->wants &= ~PX_IO_RECV_WANTS_WRITE;
     int r = SSL_do_handshake(ssl);
     if (r == 1)
@@ -147,8 +148,8 @@ static enum px_io_hs px_tls_handshake(px_side_t *s)
 
 static void px_tls_free(px_side_t *s)
 {
-    SSL_free(s->ctx);
-    s->ctx = NULL;
+    SSL_free(s->io.data);
+    s->io.data = NULL;
 }
 
 const px_io_ops_t px_io_tls = {
@@ -166,7 +167,54 @@ int px_io_tls_attach(px_side_t *s, tls_t *tls)
     SSL *ssl = tls_new_conn(tls, s->fd);
     if (ssl == NULL)
         return -1;
-    s->ctx = ssl;
-    s->ops = &px_io_tls;
+    s->io.data = ssl;
+    s->tls = 1;
     return 0;
+}
+
+/* ---- the queue toward a side ---------------------------------------------------- */
+
+buf_t *px_out(px_side_t *s)
+{
+    if (s->out == NULL)
+        s->out = calloc(1, sizeof(*s->out));
+    return s->out;
+}
+
+int px_out_append(px_side_t *s, const void *p, size_t n)
+{
+    buf_t *b = px_out(s);
+    if (b == NULL || buf_append(b, p, n) < 0) {
+        if (b != NULL && buf_size(b) == 0)
+            px_out_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+int px_out_take(px_side_t *s, buf_t *b)
+{
+    buf_t *o = px_out(s);
+    if (o == NULL)
+        return -1;
+    buf_free(o);
+    *o = *b;
+    *b = (buf_t)BUF_INIT;
+    return 0;
+}
+
+void px_out_consume(px_side_t *s, size_t n)
+{
+    buf_consume(s->out, n);
+    if (buf_size(s->out) == 0)
+        px_out_free(s);
+}
+
+void px_out_free(px_side_t *s)
+{
+    if (s->out == NULL)
+        return;
+    buf_free(s->out);
+    free(s->out);
+    s->out = NULL;
 }

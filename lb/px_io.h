@@ -60,17 +60,22 @@ typedef struct px_io_ops {
 } px_io_ops_t;
 
 /* One socket of a session: its descriptor and watcher, the transport that
- * reads and writes it, and the bytes queued toward it. */
+ * reads and writes it, and the bytes queued toward it.
+ *
+ * An idle tunnel holds two of these, so every byte counts
+ * (px_conn_idle_bytes): the queue is a pointer, allocated only while bytes
+ * wait (a send that completes at once never queues); the transport is a bit
+ * (px_io_ops) instead of a pointer to its table; a TLS side keeps its SSL in
+ * io.data, the field libev leaves to its user. */
 struct px_side {
-    ev_io io;
-    buf_t out; /* bytes waiting to be written to this side */
-    const px_io_ops_t *ops;
-    void *ctx;                 /* the transport's state: the SSL of a TLS side */
+    ev_io io;                  /* io.data: the transport's state (the SSL of a TLS side) */
+    buf_t *out;                /* bytes waiting to be written to this side; NULL = none */
     int fd;                    /* -1 = none */
     unsigned rd_eof : 1;       /* this side sent EOF */
     unsigned shut_pending : 1; /* the other side sent EOF: shut our write once out drains */
     unsigned wr_shut : 1;      /* we shut our write toward this side */
     unsigned wants : 2;        /* PX_IO_*_WANTS_* */
+    unsigned tls : 1;          /* the transport is px_io_tls, else px_io_plain */
 };
 
 extern const px_io_ops_t px_io_plain;
@@ -80,14 +85,48 @@ extern const px_io_ops_t px_io_tls;
  * tls's current context. 0, or -1 (out of memory; s unchanged). */
 int px_io_tls_attach(px_side_t *s, tls_t *tls);
 
+/* The table of s's transport. */
+static inline const px_io_ops_t *px_io_ops(const px_side_t *s)
+{
+    return s->tls ? &px_io_tls : &px_io_plain;
+}
+
 static inline ssize_t px_io_recv(px_side_t *s, char *p, size_t n)
 {
-    return s->ops->recv(s, p, n);
+    return px_io_ops(s)->recv(s, p, n);
 }
 
 static inline ssize_t px_io_send(px_side_t *s, const char *p, size_t n)
 {
-    return s->ops->send(s, p, n);
+    return px_io_ops(s)->send(s, p, n);
 }
+
+/* ---- the queue toward a side ---------------------------------------------------- */
+
+/* Bytes queued toward s. */
+static inline size_t px_out_size(const px_side_t *s)
+{
+    return s->out != NULL ? buf_size(s->out) : 0;
+}
+
+/* The first queued byte (only with px_out_size(s) > 0). */
+static inline const char *px_out_head(const px_side_t *s)
+{
+    return buf_head(s->out);
+}
+
+/* s's queue, made when s has none, to append to: NULL when out of memory.
+ * A queue left empty is released by px_out_consume or px_out_free. */
+buf_t *px_out(px_side_t *s);
+/* Appends n bytes to s's queue. 0, or -1 when out of memory. */
+int px_out_append(px_side_t *s, const void *p, size_t n);
+/* Makes b's bytes s's queue, without a copy; b is left empty. s's queue
+ * must be empty. 0, or -1 when out of memory (b unchanged). */
+int px_out_take(px_side_t *s, buf_t *b);
+/* Drops n bytes written from the front; an emptied queue is released, so an
+ * idle side holds none. */
+void px_out_consume(px_side_t *s, size_t n);
+/* Releases s's queue and what it holds. */
+void px_out_free(px_side_t *s);
 
 #endif

@@ -501,6 +501,7 @@ void px_free(px_t *p)
             }
             free(th->ls);
             free(th->scratch);
+            px_pool_destroy(&th->cpool);
             if (th->reserve_fd >= 0)
                 close(th->reserve_fd);
         }

@@ -68,10 +68,10 @@ double px_ping_wait(const px_conn_t *c, double other)
 static void px_ping_reap(px_conn_t *c)
 {
     lbs_inc(&c->th->px->stats->ping_timeouts);
-    if (c->b.fd >= 0 && !c->b.wr_shut && wsf_at_boundary(&c->wsc) &&
-        ws_close_write(&c->b.out, WS_ROLE_CLIENT, WS_CLOSE_GOING_AWAY, "client answered no ping") ==
+    if (c->b.fd >= 0 && !c->b.wr_shut && wsf_at_boundary(&c->wsc) && px_out(&c->b) != NULL &&
+        ws_close_write(c->b.out, WS_ROLE_CLIENT, WS_CLOSE_GOING_AWAY, "client answered no ping") ==
             0)
-        (void)px_io_send(&c->b, buf_head(&c->b.out), buf_size(&c->b.out));
+        (void)px_io_send(&c->b, px_out_head(&c->b), px_out_size(&c->b));
     px_close(c, PX_R_PING_TIMEOUT);
 }
 
@@ -97,11 +97,11 @@ int px_ping_tick(px_conn_t *c)
      * ping is no traffic for the idle timeout (px_flush counts what it
      * writes); else behind what is queued, all of which wsb followed. */
     size_t off = 0;
-    if (buf_size(&c->a.out) == 0) {
+    if (px_out_size(&c->a) == 0) {
         ssize_t w = px_io_send(&c->a, (const char *)f, sizeof(f));
         off = w > 0 ? (size_t)w : 0;
     }
-    if (off < sizeof(f) && buf_append(&c->a.out, f + off, sizeof(f) - off) < 0) {
+    if (off < sizeof(f) && px_out_append(&c->a, f + off, sizeof(f) - off) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return -1;
     }

@@ -129,11 +129,24 @@ void px_pre_free(px_conn_t *c)
     if (c->pre == NULL)
         return;
     px_hq_del(c);
+    /* What the access log reads outlives pre only when the log will be
+     * written; a reload that turns the log on later logs its counts as
+     * null for such a connection. */
+    if (c->acct == &c->pre->acct) {
+        c->acct = NULL;
+        if (PX_CFG(c->th->px, access_log) && (c->acct = malloc(sizeof(*c->acct))) != NULL)
+            *c->acct = c->pre->acct;
+    }
     buf_free(&c->pre->hbuf);
     buf_free(&c->pre->rbuf);
     free(c->pre->pp);
     free(c->pre);
     c->pre = NULL;
+}
+
+const char *px_req(const px_conn_t *c)
+{
+    return c->acct != NULL ? c->acct->req : "";
 }
 
 /* The id is made of the thread's random prefix, its index and the
@@ -202,15 +215,15 @@ static void px_update(px_conn_t *c)
     case PX_WAIT:
     case PX_TUNNEL: {
         int hdone = c->phase == PX_TUNNEL || c->pre->hsent == buf_size(&c->pre->hbuf);
-        if (!c->a.rd_eof && hdone && buf_size(&c->b.out) < PX_TUNNEL_CAP)
+        if (!c->a.rd_eof && hdone && px_out_size(&c->b) < PX_TUNNEL_CAP)
             ea |= EV_READ;
         if (c->a.wants & PX_IO_SEND_WANTS_READ)
             ea |= EV_READ;
-        if (buf_size(&c->a.out) > 0 || (c->a.wants & PX_IO_RECV_WANTS_WRITE))
+        if (px_out_size(&c->a) > 0 || (c->a.wants & PX_IO_RECV_WANTS_WRITE))
             ea |= EV_WRITE;
-        if (!c->b.rd_eof && (c->phase == PX_WAIT || buf_size(&c->a.out) < PX_TUNNEL_CAP))
+        if (!c->b.rd_eof && (c->phase == PX_WAIT || px_out_size(&c->a) < PX_TUNNEL_CAP))
             eb |= EV_READ;
-        if (buf_size(&c->b.out) > 0 || !hdone)
+        if (px_out_size(&c->b) > 0 || !hdone)
             eb |= EV_WRITE;
         break;
     }
@@ -233,7 +246,7 @@ void px_close_backend_fd(px_conn_t *c)
         close(c->b.fd);
         c->b.fd = -1;
     }
-    buf_free(&c->b.out);
+    px_out_free(&c->b);
     if (c->pre != NULL) {
         buf_free(&c->pre->rbuf);
         c->pre->hsent = 0;
@@ -279,11 +292,12 @@ void px_conn_free(px_conn_t *c)
         alog_rec_t r = {
             .client = host,
             .backend = c->be ? be_id(c->be) : NULL,
-            .req = c->req[0] ? c->req : NULL,
+            .req = px_req(c)[0] ? px_req(c) : NULL,
             .status = c->status,
-            .ms = (double)(px_now_ns() - c->start_ns) / 1e6,
-            .in = c->bytes_in,
-            .out = c->bytes_out,
+            .ms = c->acct ? (double)(px_now_ns() - c->acct->start_ns) / 1e6 : 0,
+            .in = c->acct ? c->acct->bytes_in : 0,
+            .out = c->acct ? c->acct->bytes_out : 0,
+            .uncounted = c->acct == NULL,
             .reason = px_reason_names[c->reason ? c->reason : PX_R_CLIENT_EOF],
             .id = c->has_rid ? rid : NULL,
             .tls = c->tls,
@@ -291,10 +305,13 @@ void px_conn_free(px_conn_t *c)
         alog_write(&r);
     }
 
-    c->a.ops->free(&c->a);
+    px_io_ops(&c->a)->free(&c->a);
     if (c->a.fd >= 0)
         close(c->a.fd);
-    buf_free(&c->a.out);
+    px_out_free(&c->a);
+    if (c->pre == NULL || c->acct != &c->pre->acct)
+        free(c->acct);
+    c->acct = NULL;
     px_pre_free(c);
     px_release_backend(c);
     /* The key is the peer's, made again rather than kept: 16 bytes less in
@@ -310,7 +327,7 @@ void px_conn_free(px_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     lbs_active(px->stats, -1);
-    free(c);
+    px_pool_put(&th->cpool, c);
 }
 
 /* ---- the retry policy ------------------------------------------------------- */
@@ -393,7 +410,8 @@ static void px_fail_note(px_conn_t *c, enum px_fail f, enum px_act a, const char
         if (a == PX_ACT_RETRY && c->pre != NULL)
             c->pre->moved++;
         log_info("backend %s is down: %s request %s", be_id(c->be),
-                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting", c->req);
+                 a == PX_ACT_RETRY ? "moving its waiting" : "answering 502 to its waiting",
+                 px_req(c));
         px_release_backend(c);
         return;
     default:
@@ -539,15 +557,15 @@ static void px_kick_pending(px_conn_t *c)
 {
     int reading =
         c->phase == PX_TUNNEL || (c->phase == PX_WAIT && c->pre->hsent == buf_size(&c->pre->hbuf));
-    if (reading && !c->a.rd_eof && buf_size(&c->b.out) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
-        c->a.ops->pending(&c->a) > 0)
+    if (reading && !c->a.rd_eof && px_out_size(&c->b) < PX_TUNNEL_CAP && ev_is_active(&c->a.io) &&
+        px_io_ops(&c->a)->pending(&c->a) > 0)
         ev_feed_event(c->th->loop, &c->a.io, EV_READ);
 }
 
 /* TLS_HS: one step of the client's transport handshake. */
 static void px_handshake(px_conn_t *c)
 {
-    switch (c->a.ops->handshake(&c->a)) {
+    switch (px_io_ops(&c->a)->handshake(&c->a)) {
     case PX_IO_HS_DONE:
         c->phase = PX_HEAD;
         if (c->limited) {
@@ -608,7 +626,7 @@ static void px_response(px_conn_t *c, const http_head_t *h)
     else
         lbs_inc(&px->stats->requests);
     if (px->stats->handshake_ms != NULL)
-        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->start_ns) / 1e9);
+        met_observe(px->stats->handshake_ms, (double)(px_now_ns() - c->pre->acct.start_ns) / 1e9);
 
     if (h->status == 101) {
         c->ws = http_header_has_token(h, "Upgrade", "websocket");
@@ -618,12 +636,14 @@ static void px_response(px_conn_t *c, const http_head_t *h)
                     buf_size(&c->pre->rbuf) - h->head_len);
     }
     size_t n = buf_size(&c->pre->rbuf);
-    c->bytes_out += n;
+    px_count_out(c, n);
     lbs_add(&px->stats->bytes_out, n);
     /* The head and whatever followed it become the client's output as is. */
-    buf_free(&c->a.out);
-    c->a.out = c->pre->rbuf;
-    c->pre->rbuf = (buf_t)BUF_INIT;
+    px_out_free(&c->a);
+    if (px_out_take(&c->a, &c->pre->rbuf) < 0) {
+        px_close(c, PX_R_NO_MEMORY);
+        return;
+    }
     px_pre_free(c); /* no more retries: the head and the tries go */
     c->retryable = 0;
     c->phase = PX_TUNNEL;
@@ -642,7 +662,7 @@ void px_read_response(px_conn_t *c)
 
     /* As in the tunnel (px_xfer): a backend not reported readable would
      * only answer EAGAIN, e.g. right after the request went out. */
-    if (!c->b.ops->buffered && !c->rd_hint_b)
+    if (!px_io_ops(&c->b)->buffered && !c->rd_hint_b)
         return;
     for (;;) {
         /* Into the thread's scratch buffer, then only what came into rbuf
@@ -664,7 +684,7 @@ void px_read_response(px_conn_t *c)
         }
         /* A short read drained the socket: neither the rest of the head nor
          * the tunnel that may follow at once need read it again now. */
-        if (!c->b.ops->buffered && (size_t)n < PX_HEAD_CHUNK)
+        if (!px_io_ops(&c->b)->buffered && (size_t)n < PX_HEAD_CHUNK)
             c->rd_hint_b = 0;
         http_head_t h;
         int r = http_parse_response(buf_head(&c->pre->rbuf), buf_size(&c->pre->rbuf), max_head, &h);
@@ -818,7 +838,7 @@ static void px_admit(px_conn_t *c)
          * complete request for a while makes way, as on the admin API
          * (lb/acap.c): silent connections cannot lock real requests out. */
         px_conn_t *v = th->hq_first;
-        if (v != NULL && px_now_ns() - v->start_ns >= PX_EVICT_AGE_NS) {
+        if (v != NULL && px_now_ns() - v->pre->acct.start_ns >= PX_EVICT_AGE_NS) {
             lbs_inc(&px->stats->errors[LBS_ERR_EVICTED]);
             px_close(v, PX_R_EVICTED);
             px_after(v); /* not inside any of v's callbacks: frees it */
@@ -862,10 +882,10 @@ void px_admit_addr(px_conn_t *c)
 void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
 {
     px_t *px = th->px;
-    px_conn_t *c = calloc(1, sizeof(*c));
+    px_conn_t *c = px_pool_get(&th->cpool, sizeof(*c));
     px_pre_t *pre = calloc(1, sizeof(*pre));
     if (c == NULL || pre == NULL) {
-        free(c);
+        px_pool_put(&th->cpool, c);
         free(pre);
         close(fd);
         lbs_inc(&px->stats->errors[LBS_ERR_OVERLOAD]);
@@ -873,11 +893,10 @@ void px_conn_new(px_thread_t *th, int fd, const sock_addr_t *peer, int tls)
     }
     c->th = th;
     c->pre = pre;
-    c->start_ns = px_now_ns();
+    pre->acct.start_ns = px_now_ns();
+    c->acct = &pre->acct;
     c->a.fd = fd;
     c->b.fd = -1;
-    c->a.ops = &px_io_plain; /* until px_io_tls_attach, for a TLS listener */
-    c->b.ops = &px_io_plain;
     c->tls = tls != 0;
     memcpy(&c->peer, &peer->ss, peer->len < sizeof(c->peer) ? peer->len : sizeof(c->peer));
     ev_io_init(&c->a.io, px_client_cb, fd, EV_READ);
@@ -942,10 +961,11 @@ void px_sess_shutdown(px_thread_t *th)
         /* Past the grace period: a websocket client between frames gets a
          * 1001 it can reconnect on, best effort (one non-blocking write,
          * only when nothing else is queued toward it). */
-        if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && buf_size(&c->a.out) == 0 &&
-            ws_close_write(&c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
+        if (c->phase == PX_TUNNEL && px_ws_at_boundary(c) && px_out_size(&c->a) == 0 &&
+            px_out(&c->a) != NULL &&
+            ws_close_write(c->a.out, WS_ROLE_SERVER, WS_CLOSE_GOING_AWAY,
                            "load balancer shutting down") == 0)
-            (void)px_io_send(&c->a, buf_head(&c->a.out), buf_size(&c->a.out));
+            (void)px_io_send(&c->a, px_out_head(&c->a), px_out_size(&c->a));
         /* Not inside any of c's callbacks: freeing here is safe. */
         px_conn_free(c);
     }

@@ -55,8 +55,8 @@ void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enum px_re
 {
     px_set_reason(c, r);
     px_close_backend_fd(c);
-    buf_free(&c->b.out);
-    if (ws_close_write(&c->a.out, WS_ROLE_SERVER, code, why) < 0) {
+    px_out_free(&c->b);
+    if (px_out(&c->a) == NULL || ws_close_write(c->a.out, WS_ROLE_SERVER, code, why) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return;
     }
@@ -114,15 +114,15 @@ static int px_flush(px_conn_t *c, px_side_t *s)
             q->hsent += (size_t)w;
         }
     }
-    while (buf_size(&s->out) > 0) {
-        ssize_t w = px_io_send(s, buf_head(&s->out), buf_size(&s->out));
+    while (px_out_size(s) > 0) {
+        ssize_t w = px_io_send(s, px_out_head(s), px_out_size(s));
         if (w < 0) {
             if (errno == EAGAIN)
                 return 0;
             px_write_failed(c, s);
             return -1;
         }
-        buf_consume(&s->out, (size_t)w);
+        px_out_consume(s, (size_t)w);
         c->last_io = ev_now(c->th->loop);
     }
     /* Both sides finished (or the websocket's close handshake is over) and
@@ -130,11 +130,11 @@ static int px_flush(px_conn_t *c, px_side_t *s)
      * close() sends the same FIN, so the shutdown would be one syscall for
      * nothing (a TLS side still gets its close_notify). */
     int closing_now = ((c->a.rd_eof && c->b.rd_eof) || px_ws_closed(c)) &&
-                      buf_size(&c->a.out) == 0 && buf_size(&c->b.out) == 0 && !s->ops->buffered;
+                      px_out_size(&c->a) == 0 && px_out_size(&c->b) == 0 && !px_io_ops(s)->buffered;
     if (s->shut_pending && !s->wr_shut && !closing_now) {
         /* The other side finished and everything it sent is out: pass the
          * half-close on, so a peer waiting for EOF sees it. */
-        s->ops->shutdown_wr(s);
+        px_io_ops(s)->shutdown_wr(s);
         s->wr_shut = 1;
     }
     return 0;
@@ -154,7 +154,7 @@ static int px_forward(px_conn_t *c, px_side_t *y, const char *p, size_t n, int d
             return -1;
         }
     }
-    if (off < n && buf_append(&y->out, p + off, n - off) < 0) {
+    if (off < n && px_out_append(y, p + off, n - off) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return -1;
     }
@@ -171,7 +171,7 @@ static int px_emit_up(void *ctx, const uint8_t *p, size_t n)
 {
     struct px_emit *e = ctx;
     e->n += n;
-    return px_forward(e->c, e->y, (const char *)p, n, buf_size(&e->y->out) == 0);
+    return px_forward(e->c, e->y, (const char *)p, n, px_out_size(e->y) == 0);
 }
 
 /* The client's bytes of a websocket the lb pings: through the pong filter
@@ -209,10 +209,10 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
      * per handshake while waiting for the response). Level-triggered
      * readiness brings back any side skipped here. A buffered transport
      * (TLS) may hold bytes the socket does not show. */
-    if (!x->ops->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
+    if (!px_io_ops(x)->buffered && !(up ? c->rd_hint_a : c->rd_hint_b))
         return 0;
     while (!x->rd_eof && budget > 0) {
-        size_t q = buf_size(&y->out);
+        size_t q = px_out_size(y);
         if (q >= PX_TUNNEL_CAP)
             break;
         size_t room = PX_TUNNEL_CAP - q;
@@ -253,17 +253,17 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         ev_tstamp idle_since = c->last_io;
         c->last_io = ev_now(c->th->loop);
         if (up) {
-            c->bytes_in += (uint64_t)n;
+            px_count_in(c, (uint64_t)n);
             lbs_add(&px->stats->bytes_in, (uint64_t)n);
         } else {
-            c->bytes_out += (uint64_t)n;
+            px_count_out(c, (uint64_t)n);
             lbs_add(&px->stats->bytes_out, (uint64_t)n);
         }
         if (up && px_ping_filters(c)) {
             if (px_pass_filtered(c, y, sc, (size_t)n, idle_since) < 0)
                 return -1;
             budget -= (size_t)n < budget ? (size_t)n : budget;
-            if (!x->ops->buffered && (size_t)n < room)
+            if (!px_io_ops(x)->buffered && (size_t)n < room)
                 break;
             continue;
         }
@@ -284,10 +284,10 @@ static int px_xfer(px_conn_t *c, px_side_t *x, px_side_t *y)
         /* A short read from a stream socket emptied its receive queue: the
          * next read would be EAGAIN (HAProxy makes the same bet). Not so
          * through a buffered transport: a TLS read returns one record. */
-        if (!x->ops->buffered && (size_t)n < room)
+        if (!px_io_ops(x)->buffered && (size_t)n < room)
             break;
     }
-    if (budget == 0 && x->ops->pending(x) > 0)
+    if (budget == 0 && px_io_ops(x)->pending(x) > 0)
         ev_feed_event(c->th->loop, &x->io, EV_READ);
     return 0;
 }
@@ -303,8 +303,7 @@ void px_pump(px_conn_t *c)
         /* A client EOF read just now goes on at once: a backend that waits
          * for it before answering would otherwise wait for the next event,
          * or for the response timeout. */
-        if (c->b.shut_pending && !c->b.wr_shut && buf_size(&c->b.out) == 0 &&
-            px_flush(c, &c->b) < 0)
+        if (c->b.shut_pending && !c->b.wr_shut && px_out_size(&c->b) == 0 && px_flush(c, &c->b) < 0)
             return;
         if (c->phase == PX_WAIT)
             px_read_response(c);
@@ -320,7 +319,7 @@ void px_pump(px_conn_t *c)
         return;
     if (px_flush(c, &c->a) < 0 || px_flush(c, &c->b) < 0)
         return;
-    if (c->a.rd_eof && c->b.rd_eof && buf_size(&c->a.out) == 0 && buf_size(&c->b.out) == 0)
+    if (c->a.rd_eof && c->b.rd_eof && px_out_size(&c->a) == 0 && px_out_size(&c->b) == 0)
         px_close(c, PX_R_NONE); /* reason: whichever side finished first */
     /* A websocket whose close handshake is over (px_ws_closed): its close
      * frame has been read whole (no unread bytes to turn the close into a
@@ -330,7 +329,8 @@ void px_pump(px_conn_t *c)
      * backend socket, and the client's EPOLLHUP). A plain client gets its
      * FIN from the close() itself, without a shutdown() first (px_flush);
      * a TLS one its close_notify first. */
-    else if (px_ws_closed(c) && buf_size(&c->a.out) == 0 && (c->a.wr_shut || !c->a.ops->buffered)) {
+    else if (px_ws_closed(c) && px_out_size(&c->a) == 0 &&
+             (c->a.wr_shut || !px_io_ops(&c->a)->buffered)) {
         px_close(c, PX_R_NONE);
         /* The worker sent its close frame and its FIN, both read here, and
          * the client's close frame is in the kernel's hands (nothing queued
@@ -342,7 +342,7 @@ void px_pump(px_conn_t *c)
          * by a timer) are gone: CPU per handshake 0.95 A/B (README,
          * "Levers"). */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        if (c->b.fd >= 0 && buf_size(&c->b.out) == 0)
+        if (c->b.fd >= 0 && px_out_size(&c->b) == 0)
             (void)setsockopt(c->b.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
 }

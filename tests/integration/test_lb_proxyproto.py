@@ -133,8 +133,11 @@ def test_untrusted_peer_is_closed(fake_backend, lb_factory):
     lb = lb_factory(backend="b1=" + be.addr, proxy_http="/", accept_proxy=True,
                     trusted_proxies="10.0.0.0/8")
     hdr = v1("203.0.113.7", "198.51.100.1", 1, 443)
-    # The readiness probe's bare connect was one already.
-    before = err_count(lb, "proxy_untrusted")
+    # The readiness probe's bare connect was one already, counted once the
+    # lb's proxy thread has accepted it, which the admin API may answer
+    # before.
+    before = util.wait_for(lambda: err_count(lb, "proxy_untrusted"), 10,
+                           "the readiness probe counted as untrusted")
     assert exchange(lb.addr, hdr + REQ) == b""
     assert err_count(lb, "proxy_untrusted") == before + 1
     assert "peer is not in --trusted-proxies" in lb.stderr_text()

@@ -102,8 +102,8 @@ static void fx_on_free(const struct px_conn *c)
     memset(&f->end, 0, sizeof(f->end));
     f->end.reason = c->reason;
     f->end.status = c->status;
-    f->end.in = c->bytes_in;
-    f->end.out = c->bytes_out;
+    f->end.in = c->acct != NULL ? c->acct->bytes_in : 0;
+    f->end.out = c->acct != NULL ? c->acct->bytes_out : 0;
     f->end.ws_first = c->ws_first;
     f->end.lb_closed = c->lb_closed;
     if (c->be != NULL)
@@ -168,6 +168,8 @@ static int fx_setup(void **state)
     f->px.th = &f->th;
     f->px.nth = 1;
     f->px.cfg.threads = 1;
+    /* The byte counts the tests read (fx_on_free) are kept for the log. */
+    f->px.cfg.access_log = 1;
     f->px.cfg.nlisten = 1;
     f->px.cfg.timeout_head_ms = 5000;
     f->px.cfg.timeout_connect_ms = 5000;
@@ -208,6 +210,7 @@ static int fx_teardown(void **state)
     ev_timer_stop(f->loop, &f->tick);
     ev_loop_destroy(f->loop);
     free(f->th.scratch);
+    px_pool_destroy(&f->th.cpool);
     free(f);
     return 0;
 }
@@ -403,10 +406,10 @@ typedef struct fx_flow {
     int from, to;
     const char *p;
     size_t n, sent;
-    fx_in_t got;    /* what `to` received */
-    size_t skip;    /* bytes of got before the stream (a head) */
-    const buf_t *q; /* the lb's queue toward `to`'s side */
-    size_t max_q;   /* the most it held */
+    fx_in_t got;        /* what `to` received */
+    size_t skip;        /* bytes of got before the stream (a head) */
+    const px_side_t *q; /* the lb's side toward `to`, whose queue is watched */
+    size_t max_q;       /* the most it held */
 } fx_flow_t;
 
 /* One step: sends what `from` takes, reads at most max bytes at `to`. 1
@@ -424,8 +427,8 @@ FX_UNUSED static void fx_push(int fd, const char *p, size_t n, size_t *sent)
 FX_UNUSED static int fx_flow_step(fx_flow_t *fl, size_t max)
 {
     fx_push(fl->from, fl->p, fl->n, &fl->sent);
-    if (fl->q != NULL && buf_size(fl->q) > fl->max_q)
-        fl->max_q = buf_size(fl->q);
+    if (fl->q != NULL && px_out_size(fl->q) > fl->max_q)
+        fl->max_q = px_out_size(fl->q);
     fx_read_max(fl->to, &fl->got, max);
     return buf_size(&fl->got.b) >= fl->skip + fl->n;
 }

@@ -164,6 +164,25 @@ static void test_access_line_cannot_be_forged(void **state)
     json_decref(j);
 }
 
+/* A connection whose counts were not kept (the access log was off when its
+ * tunnel started) logs them as unknown, not as zero. */
+static void test_access_line_uncounted(void **state)
+{
+    alog_rec_t r = {
+        .client = "127.0.0.1:4000", .status = 101, .reason = "client_eof", .uncounted = 1};
+    log_field_t f[ALOG_NFIELDS];
+    size_t n = alog_fields(&r, f);
+    char line[1024];
+    render(line, sizeof(line), LOG_FMT_TEXT, "access", f, n);
+    assert_non_null(strstr(line, " status=101 ms=- in=- out=- reason=client_eof"));
+    render(line, sizeof(line), LOG_FMT_JSON, "access", f, n);
+    json_t *j = parse_line(line);
+    assert_true(json_is_null(json_object_get(j, "ms")));
+    assert_true(json_is_null(json_object_get(j, "in")));
+    assert_true(json_is_null(json_object_get(j, "out")));
+    json_decref(j);
+}
+
 static void test_parse_format(void **state)
 {
     enum log_format f;
@@ -184,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_json_message),
         cmocka_unit_test(test_cut_lines_stay_valid),
         cmocka_unit_test(test_access_line_cannot_be_forged),
+        cmocka_unit_test(test_access_line_uncounted),
         cmocka_unit_test(test_parse_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

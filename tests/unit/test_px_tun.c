@@ -314,7 +314,7 @@ static void test_slow_client_backpressure(void **state)
     char *data = fx_pattern(N);
     fx_frame(&fr, WS_OP_BINARY, data, N, 0);
     fx_flow_t fl = {.from = bfd, .to = cl, .p = buf_head(&fr), .n = buf_size(&fr)};
-    fl.q = &fx_conn(f)->a.out;
+    fl.q = &fx_conn(f)->a;
     fx_flow_run(f, &fl, 300);
     assert_true(wsf_at_boundary(&fx_conn(f)->wsb));
     close(bfd);
@@ -338,7 +338,7 @@ static void test_slow_backend_backpressure(void **state)
     char *data = fx_pattern(N);
     fx_frame(&fr, WS_OP_BINARY, data, N, 1);
     fx_flow_t fl = {.from = cl, .to = bfd, .p = buf_head(&fr), .n = buf_size(&fr)};
-    fl.q = &fx_conn(f)->b.out;
+    fl.q = &fx_conn(f)->b;
     fx_flow_run(f, &fl, 300);
     assert_true(wsf_at_boundary(&fx_conn(f)->wsc));
     close(bfd);
@@ -603,8 +603,8 @@ static void test_tls_tunnel(void **state)
         fx_push(bfd, dp, dn, &sent);
         fx_tls_read(s, &in, 1);
         ev_run(f->loop, EVRUN_NOWAIT);
-        if (buf_size(&fx_conn(f)->a.out) > max_q)
-            max_q = buf_size(&fx_conn(f)->a.out);
+        if (px_out_size(&fx_conn(f)->a) > max_q)
+            max_q = px_out_size(&fx_conn(f)->a);
     }
     assert_true(max_q > 0);
     fx_wait(f, (fx_push(bfd, dp, dn, &sent), fx_tls_read(s, &in, SIZE_MAX), buf_size(&in.b) >= dn));
@@ -620,8 +620,8 @@ static void test_tls_tunnel(void **state)
         fx_tls_push(s, upp, un, &sent);
         fx_read_max(bfd, &bin, 1);
         ev_run(f->loop, EVRUN_NOWAIT);
-        if (buf_size(&fx_conn(f)->b.out) > max_q)
-            max_q = buf_size(&fx_conn(f)->b.out);
+        if (px_out_size(&fx_conn(f)->b) > max_q)
+            max_q = px_out_size(&fx_conn(f)->b);
     }
     assert_true(max_q > 0);
     fx_wait(f, (fx_tls_push(s, upp, un, &sent), fx_has(bfd, &bin, hlen + un)));
@@ -669,13 +669,13 @@ static void test_tls_bytes_held_by_the_transport(void **state)
     fx_wait(f, (fx_tls_read(s, &in, SIZE_MAX), buf_size(&in.b) >= strlen(WS_101)));
     px_conn_t *c = fx_conn(f);
     assert_int_equal(c->phase, PX_TUNNEL);
-    assert_true(c->a.ops->buffered);
-    assert_false(c->b.ops->buffered);
+    assert_true(px_io_ops(&c->a)->buffered);
+    assert_false(px_io_ops(&c->b)->buffered);
     /* The way to the worker full, and the queue toward it 100 bytes short
      * of its cap: the next read from the client may take 100 bytes. */
     for (ssize_t w; (w = send(c->b.fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0;)
         filled += (size_t)w;
-    assert_int_equal(buf_append(&c->b.out, junk, PX_TUNNEL_CAP - 100), 0);
+    assert_int_equal(px_out_append(&c->b, junk, PX_TUNNEL_CAP - 100), 0);
     fx_frame(&fr, WS_OP_BINARY, NULL, 5000, 1); /* one TLS record */
     assert_int_equal(SSL_write(s, buf_head(&fr), (int)buf_size(&fr)), (int)buf_size(&fr));
     struct pollfd p = {.fd = c->a.fd, .events = POLLIN};
@@ -683,8 +683,8 @@ static void test_tls_bytes_held_by_the_transport(void **state)
     c->rd_hint_a = 1;
     c->rd_hint_b = 0;
     px_pump(c);
-    assert_int_equal(buf_size(&c->b.out), PX_TUNNEL_CAP);
-    assert_int_equal(c->a.ops->pending(&c->a), (int)buf_size(&fr) - 100);
+    assert_int_equal(px_out_size(&c->b), PX_TUNNEL_CAP);
+    assert_int_equal(px_io_ops(&c->a)->pending(&c->a), (int)buf_size(&fr) - 100);
     assert_int_equal(poll(&p, 1, 0), 0); /* the socket has nothing more to say */
     px_after(c);
     size_t want = buf_size(&bin.b) + filled + PX_TUNNEL_CAP - 100 + buf_size(&fr);
