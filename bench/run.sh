@@ -145,7 +145,7 @@ meta() { printf '%s\t%s\n' "$1" "$2" >>"$RAW/meta.tsv"; }
 fact() { printf '%s\t%s\n' "$1" "$2" >>"$RAW/facts.tsv"; }
 : >"$RAW/meta.tsv"
 : >"$RAW/facts.tsv"
-printf '# pass\tcase\tfront\tround\torder\tname\tfront_own\tfront_children\tworkers_own\tworkers_children\n' >"$RAW/runs.tsv"
+printf '# pass\tcase\tfront\tround\torder\tname\tfront_own\tfront_children\tworkers_own\tworkers_children\tfront_user\n' >"$RAW/runs.tsv"
 
 # ---- services ----------------------------------------------------------------
 read -r REDIS_PORT LB_PORT LB_ADMIN LB2_PORT LB2_ADMIN LBRR_PORT LBRR_ADMIN HAP_PORT NGX_PORT \
