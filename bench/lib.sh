@@ -2,6 +2,38 @@
 # Shell helpers shared by bench/run.sh and bench/ab.sh (sourced, not run).
 # They read PY (a python3) from the caller.
 
+# The calling script's header comment (from line 2 to `set -u`) as its
+# usage, then exit with $1 (2 by default).
+usage() {
+    sed -n '2,/^set -u/p' "$0" | sed -e '/^set -u/d' -e 's/^# \{0,1\}//'
+    exit "${1:-2}"
+}
+
+# Starts NW static workers on the first NW of the caller's `ports`, each
+# with its log in DIR/wI.err and slot uids of its own (from its port), and
+# waits (TIMEOUT s, 15) until each answers /healthz, printing the log of one
+# that does not and exiting 1. Appends their pids to `pids` and fills
+# `backends` (lb --backend flags) and `servers` (NAME=HOST:PORT).
+bench_start_workers() { # NW DIR [TIMEOUT]
+    local nw=$1 dir=$2 timeout=${3:-15} i
+    backends=() servers=()
+    # shellcheck disable=SC2154 # ports is the caller's
+    for ((i = 0; i < nw; i++)); do
+        "$BIN/worker" --listen "127.0.0.1:${ports[i]}" --id "w$i" \
+            --uid-base $((100000 + 1024 * ports[i])) --log-level warn 2>"$dir/w$i.err" &
+        pids+=($!)
+        backends+=(--backend "w$i=127.0.0.1:${ports[i]}")
+        servers+=("w$i=127.0.0.1:${ports[i]}")
+    done
+    for ((i = 0; i < nw; i++)); do
+        wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 "$timeout" || {
+            echo "worker w$i (port ${ports[i]}) did not come up; its log:" >&2
+            tail -5 "$dir/w$i.err" >&2
+            exit 1
+        }
+    done
+}
+
 # N free TCP ports on 127.0.0.1, distinct from each other, on one line.
 # Below the kernel's ephemeral range: a port from it (what bind to port 0
 # gives) may be taken by some client's connect before the server binds it,
@@ -110,26 +142,26 @@ front_nofile() {
 # Writes HAProxy's config: render_haproxy TEMPLATE OUT DIR PORT NBTHREAD SERVER...
 # (each SERVER is NAME=HOST:PORT; health checks on /healthz every second).
 render_haproxy() {
-    local tpl=$1 out=$2 dir=$3 port=$4 nbthread=$5 servers="" s nofile
+    local tpl=$1 out=$2 dir=$3 port=$4 nbthread=$5 srv="" s nofile
     shift 5
-    for s in "$@"; do servers+="    server ${s%%=*} ${s#*=} check"$'\n'; done
+    for s in "$@"; do srv+="    server ${s%%=*} ${s#*=} check"$'\n'; done
     nofile=$(front_nofile)
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@NBTHREAD@|$nbthread|g" \
         -e "s|@NOFILE@|$nofile|g" -e "s|@MAXCONN@|$(((nofile - 50) / 2))|g" "$tpl" |
         $PY -c 'import sys; sys.stdout.write(sys.stdin.read().replace("@SERVERS@\n", sys.argv[1]))' \
-            "$servers" >"$out"
+            "$srv" >"$out"
 }
 
 # Writes nginx's config: render_nginx TEMPLATE OUT DIR PORT WORKERS HOST:PORT...
 render_nginx() {
-    local tpl=$1 out=$2 dir=$3 port=$4 workers=$5 servers="" s nofile
+    local tpl=$1 out=$2 dir=$3 port=$4 workers=$5 srv="" s nofile
     shift 5
-    for s in "$@"; do servers+="        server $s;"$'\n'; done
+    for s in "$@"; do srv+="        server $s;"$'\n'; done
     nofile=$(front_nofile)
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@WORKERS@|$workers|g" \
         -e "s|@NOFILE@|$nofile|g" -e "s|@CONNS@|$((nofile * 2))|g" "$tpl" |
         $PY -c 'import sys; sys.stdout.write(sys.stdin.read().replace("@SERVERS@\n", sys.argv[1]))' \
-            "$servers" >"$out"
+            "$srv" >"$out"
 }
 
 # The commit the binaries are built from, "-dirty" when the tree (results

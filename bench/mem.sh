@@ -20,10 +20,6 @@ PY=/usr/bin/python3
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-usage() {
-    sed -n '2,/^set -u/p' "$0" | sed -e '/^set -u/d' -e 's/^# \{0,1\}//'
-    exit "${1:-2}"
-}
 lbs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -68,14 +64,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 read -r -a ports < <(free_ports $((NW + 2)))
-backends=()
-for ((i = 0; i < NW; i++)); do
-    "$BIN/worker" --listen "127.0.0.1:${ports[i]}" --id "w$i" --uid-base $((100000 + 1024 * ports[i])) \
-        --log-level warn 2>/dev/null &
-    pids+=($!)
-    backends+=(--backend "w$i=127.0.0.1:${ports[i]}")
-done
-for ((i = 0; i < NW; i++)); do wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 30 || exit 1; done
+bench_start_workers "$NW" "$tmp" 30
 LB_PORT=${ports[NW]} ADMIN_PORT=${ports[NW + 1]}
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -255,9 +255,9 @@ for t in direct lb haproxy nginx; do
         continue
     fi
     log "hold $t"
-    pids=$(front_pids t1 "$t")
+    mpids=$(front_pids t1 "$t")
     # shellcheck disable=SC2086
-    before=$(rss_kb $pids)
+    before=$(rss_kb $mpids)
     have=0
     hps=""
     for n in $HOLD_NS; do
@@ -271,7 +271,7 @@ for t in direct lb haproxy nginx; do
         until grep -q '^HOLDING' "$RAW/hold-$t-$n.out" || [ $SECONDS -ge $deadline ]; do sleep 0.05; done
         have=$((have + $(sed -n 's/^HOLDING n=//p' "$RAW/hold-$t-$n.out" | head -1)))
         # shellcheck disable=SC2086
-        after=$(rss_kb $pids)
+        after=$(rss_kb $mpids)
         MEMROW[$n]+=" $(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.2f", (a - b) / 1024 }')"
         echo "$t held=$have rss_before_kb=$before rss_after_kb=$after" >>"$RAW/memory.txt"
     done

@@ -19,10 +19,6 @@ PY=/usr/bin/python3
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-usage() {
-    sed -n '2,/^set -u/p' "$0" | sed -e '/^set -u/d' -e 's/^# \{0,1\}//'
-    exit "${1:-2}"
-}
 lbs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -63,21 +59,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 
 read -r -a ports < <(free_ports $((NW + 2 * ${#lbs[@]} + 1)))
-backends=() servers=()
-for ((i = 0; i < NW; i++)); do
-    "$BIN/worker" --listen "127.0.0.1:${ports[i]}" --id "w$i" --uid-base $((100000 + 1024 * ports[i])) \
-        --log-level warn 2>"$tmp/w$i.err" &
-    pids+=($!)
-    backends+=(--backend "w$i=127.0.0.1:${ports[i]}")
-    servers+=("w$i=127.0.0.1:${ports[i]}")
-done
-for ((i = 0; i < NW; i++)); do
-    wait_http "http://127.0.0.1:${ports[i]}/healthz" 200 15 || {
-        echo "worker w$i (port ${ports[i]}) did not come up; its log:" >&2
-        tail -5 "$tmp/w$i.err" >&2
-        exit 1
-    }
-done
+bench_start_workers "$NW" "$tmp"
 
 # Runs the case against PORT while strace counts PID's syscalls; prints the
 # table per operation.

@@ -28,10 +28,6 @@ WA=$BIN/worker WB="" ROUNDS=5 RUNS=300 CONC=4 USE_BWRAP=1 HOLD=0
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-usage() {
-    sed -n '2,/^set -u/p' "$0" | sed -e '/^set -u/d' -e 's/^# \{0,1\}//'
-    exit "${1:-2}"
-}
 while [ $# -gt 0 ]; do
     case $1 in
     --worker-a) WA=$2 && shift ;;
