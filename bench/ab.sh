@@ -60,15 +60,7 @@ else
 fi
 HZ=$(getconf CLK_TCK)
 
-tmp=$(mktemp -d /tmp/wslb-ab.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_scratch ab
 ulimit -n "$(ulimit -Hn)"
 
 read -r -a ports < <(free_ports $((NW + 4)))

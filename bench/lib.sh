@@ -9,6 +9,22 @@ usage() {
     exit "${1:-2}"
 }
 
+# A scratch directory in `tmp` (/tmp/wslb-NAME.*) and an empty `pids`
+# list; at exit every pid in it is killed and waited for and the directory
+# removed.
+bench_scratch() { # NAME
+    tmp=$(mktemp -d "/tmp/wslb-$1.XXXXXX")
+    pids=()
+    trap bench_scratch_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_scratch_cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+
 # Starts NW static workers on the first NW of the caller's `ports`, each
 # with its log in DIR/wI.err and slot uids of its own (from its port), and
 # waits (TIMEOUT s, 15) until each answers /healthz, printing the log of one

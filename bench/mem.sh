@@ -53,15 +53,7 @@ done
 PROCS=$(((N + 7999) / 8000))
 SRC_IPS=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 
-tmp=$(mktemp -d /tmp/wslb-mem.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_scratch mem
 
 read -r -a ports < <(free_ports $((NW + 2)))
 bench_start_workers "$NW" "$tmp" 30

@@ -47,15 +47,7 @@ if [ "$HAP" = 1 ]; then
     command -v haproxy >/dev/null || { echo "syscalls: haproxy is not installed" >&2; exit 2; }
 fi
 
-tmp=$(mktemp -d /tmp/wslb-sc.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_scratch sc
 ulimit -n "$(ulimit -Hn)"
 
 read -r -a ports < <(free_ports $((NW + 2 * ${#lbs[@]} + 1)))
