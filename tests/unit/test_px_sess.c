@@ -149,6 +149,19 @@ static void test_head_timeout_408(void **state)
     buf_free(&in.b);
 }
 
+/* The first backend gets the client's upgrade request (rewritten); then
+ * both ends go. */
+static void expect_forwarded_and_close(fx_t *f, int cl)
+{
+    fx_in_t hin = {0};
+    int bfd = fx_accept(f, 0);
+    fx_read_head(f, bfd, &hin);
+    assert_true(fx_starts(&hin, "GET /eval HTTP/1.1\r\n"));
+    close(bfd);
+    close(cl);
+    buf_free(&hin.b);
+}
+
 /* A head that arrives one byte per read reaches the backend rewritten. */
 static void test_head_one_byte_at_a_time(void **state)
 {
@@ -235,7 +248,6 @@ static int fx_backend_stuck(fx_t *f, int *filler)
 static void test_request_goes_with_the_connect(void **state)
 {
     fx_t *f = *state;
-    fx_in_t hin = {0};
     fx_backend(f, 16);
     int cl = fx_client(f, 0);
     fx_send_str(f, cl, WS_REQ);
@@ -245,12 +257,7 @@ static void test_request_goes_with_the_connect(void **state)
     assert_int_equal(c->pre->hsent, buf_size(&c->pre->hbuf));
     assert_true(ev_is_active(&c->b.io));
     assert_int_equal(c->b.io.events & (EV_READ | EV_WRITE), EV_READ);
-    int bfd = fx_accept(f, 0);
-    fx_read_head(f, bfd, &hin);
-    assert_true(fx_starts(&hin, "GET /eval HTTP/1.1\r\n"));
-    close(bfd);
-    close(cl);
-    buf_free(&hin.b);
+    expect_forwarded_and_close(f, cl);
 }
 
 /* A connect still in progress (the backend's SYN queue is full) leaves
@@ -891,7 +898,6 @@ static void test_over_max_conns_is_shed(void **state)
 static void test_listener_from_a_bound_descriptor(void **state)
 {
     fx_t *f = *state;
-    fx_in_t hin = {0};
     sock_addr_t a;
     fx_backend(f, 16);
     int lfd = fx_listen(16, &a);
@@ -908,12 +914,7 @@ static void test_listener_from_a_bound_descriptor(void **state)
     assert_int_equal(getsockopt(fx_conn(f)->a.fd, IPPROTO_TCP, TCP_NODELAY, &nd, &ndlen), 0);
     assert_int_equal(nd, 1);
     fx_send_str(f, cl, WS_REQ);
-    int bfd = fx_accept(f, 0);
-    fx_read_head(f, bfd, &hin);
-    assert_true(fx_starts(&hin, "GET /eval HTTP/1.1\r\n"));
-    close(bfd);
-    close(cl);
-    buf_free(&hin.b);
+    expect_forwarded_and_close(f, cl);
 }
 
 /* ---- the idle connection ------------------------------------------------------------ */
