@@ -54,8 +54,7 @@ enum px_reason px_eof_reason(const px_conn_t *c, int up)
 void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enum px_reason r)
 {
     px_set_reason(c, r);
-    px_close_backend_fd(c);
-    px_out_free(&c->b);
+    px_close_backend_fd(c); /* its queue goes with it */
     if (px_out(&c->a) == NULL || ws_close_write(c->a.out, WS_ROLE_SERVER, code, why) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return;
