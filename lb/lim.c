@@ -77,6 +77,11 @@ void lim_set(lim_t *l, unsigned max_conns, unsigned rate, unsigned burst)
     __atomic_store(&l->burst, &b, __ATOMIC_RELAXED);
 }
 
+int lim_active(const lim_t *l)
+{
+    return LIM_LD(l->cfg.max_conns) > 0 || LIM_LD(l->cfg.rate) > 0;
+}
+
 int lim_enabled(const lim_config_t *cfg)
 {
     return cfg != NULL && (cfg->max_conns > 0 || cfg->rate > 0);

@@ -72,6 +72,11 @@ void lim_free(lim_t *l);
 void lim_set(lim_t *l, unsigned max_conns, unsigned rate, unsigned burst);
 /* Whether cfg limits anything. */
 int lim_enabled(const lim_config_t *cfg);
+/* Any thread: whether l limits anything now (a reload may have lifted
+ * every limit with lim_set, and l stays): when not, a new connection need
+ * not enter it. Such connections are not counted should a later reload
+ * bring a limit back, as those from before the first limit are not. */
+int lim_active(const lim_t *l);
 
 /* Maps a peer address to its key; -1 for families other than IPv4/IPv6. */
 int lim_key_from_sa(const struct sockaddr *sa, lim_key_t *out);

@@ -105,17 +105,17 @@ static int px_static(px_conn_t *c, const http_head_t *h)
 
     if (px->cfg.st == NULL || h->upgrade)
         return 0;
-    px_out_free(&c->a);
-    if (px_out(&c->a) == NULL) {
-        px_close(c, PX_R_NO_MEMORY);
-        return 1;
-    }
-    int r = st_respond(px->cfg.st, h, time(NULL), c->a.out, &status);
+    /* Rendered aside and handed over whole (px_out_take): a request that
+     * is not st's costs no queue, made and dropped again. */
+    buf_t out = BUF_INIT;
+    int r = st_respond(px->cfg.st, h, time(NULL), &out, &status);
     if (r == ST_PASS) {
-        px_out_free(&c->a); /* an idle tunnel holds no queue */
+        buf_free(&out);
         return 0;
     }
-    if (r < 0) {
+    px_out_free(&c->a);
+    if (r < 0 || px_out_take(&c->a, &out) < 0) {
+        buf_free(&out);
         px_close(c, PX_R_NO_MEMORY);
         return 1;
     }

@@ -240,12 +240,15 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
                 if (!PX_MINE(k, i))
                     continue;
                 int fd = cfg->taken[k];
-                if (sock_set_nonblock(fd) < 0 || px_note_fd(p, fd, tls[i]) < 0 ||
-                    px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
-                    snprintf(err, errlen, "taking over %s: cannot attach",
-                             sock_addr_str(&addrs[i], as, sizeof(as)));
+                if (sock_set_nonblock(fd) < 0) {
+                    snprintf(err, errlen, "taking over %s: %s",
+                             sock_addr_str(&addrs[i], as, sizeof(as)), strerror(errno));
                     goto fail;
                 }
+                if (px_note_fd(p, fd, tls[i]) < 0)
+                    goto oom;
+                if (px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0)
+                    goto fail;      /* err says why */
                 cfg->taken[k] = -1; /* th's now */
                 slot++;
             }
@@ -259,11 +262,13 @@ static int px_bind(px_thread_t *th, sock_addr_t *addrs, const int *tls, size_t n
         sock_addr_t bound;
         if (sock_local_addr(fd, &bound) == 0)
             addrs[i] = bound;
-        if (px_note_fd(p, fd, tls[i]) < 0 ||
-            px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
+        if (px_note_fd(p, fd, tls[i]) < 0) {
             close(fd);
-            snprintf(err, errlen, "out of memory");
-            goto fail;
+            goto oom;
+        }
+        if (px_listener_attach(th, slot, fd, tls[i], err, errlen) < 0) {
+            close(fd);
+            goto fail; /* err says why */
         }
         slot++;
     }

@@ -865,7 +865,9 @@ void px_admit_addr(px_conn_t *c)
     lim_t *lim = PX_CFG(px, lim);
     c->trusted = trusted != NULL && cidr_set_match(trusted, &c->peer.sa);
     lim_key_t key;
-    if (lim != NULL && !c->trusted && lim_key_from_sa(&c->peer.sa, &key) == 0) {
+    /* Limits lifted by a reload leave the table in place: no mutex, hash
+     * and entry per connection for nothing then. */
+    if (lim != NULL && !c->trusted && lim_active(lim) && lim_key_from_sa(&c->peer.sa, &key) == 0) {
         unsigned ra = 1;
         enum lim_verdict v = lim_enter(lim, &key, &ra);
         if (v == LIM_OK)

@@ -54,8 +54,7 @@ enum px_reason px_eof_reason(const px_conn_t *c, int up)
 void px_ws_close_client(px_conn_t *c, uint16_t code, const char *why, enum px_reason r)
 {
     px_set_reason(c, r);
-    px_close_backend_fd(c);
-    px_out_free(&c->b);
+    px_close_backend_fd(c); /* its queue goes with it */
     if (px_out(&c->a) == NULL || ws_close_write(c->a.out, WS_ROLE_SERVER, code, why) < 0) {
         px_close(c, PX_R_NO_MEMORY);
         return;
@@ -92,6 +91,17 @@ static int px_ws_closed(const px_conn_t *c)
     return c->ws && c->wsc.close && wsf_at_boundary(&c->wsc) && c->wsb.close && c->b.rd_eof;
 }
 
+/* Both sides finished (or the websocket's close handshake is over) and
+ * nothing is queued either way: px_pump closes both now, and a plain
+ * close() sends the same FIN, so a shutdown of s would be one syscall for
+ * nothing (a TLS side still gets its close_notify). Asked only when a
+ * half-close is due, not on every flush. */
+static int px_closing_now(const px_conn_t *c, const px_side_t *s)
+{
+    return ((c->a.rd_eof && c->b.rd_eof) || px_ws_closed(c)) && px_out_size(&c->a) == 0 &&
+           px_out_size(&c->b) == 0 && !px_io_ops(s)->buffered;
+}
+
 /* Writes what is queued toward s (for the backend in WAIT, the request prefix
  * first). 0 while the connection lives on, -1 when it failed. */
 static int px_flush(px_conn_t *c, px_side_t *s)
@@ -125,13 +135,7 @@ static int px_flush(px_conn_t *c, px_side_t *s)
         px_out_consume(s, (size_t)w);
         c->last_io = ev_now(c->th->loop);
     }
-    /* Both sides finished (or the websocket's close handshake is over) and
-     * nothing is queued either way: px_pump closes both now, and a plain
-     * close() sends the same FIN, so the shutdown would be one syscall for
-     * nothing (a TLS side still gets its close_notify). */
-    int closing_now = ((c->a.rd_eof && c->b.rd_eof) || px_ws_closed(c)) &&
-                      px_out_size(&c->a) == 0 && px_out_size(&c->b) == 0 && !px_io_ops(s)->buffered;
-    if (s->shut_pending && !s->wr_shut && !closing_now) {
+    if (s->shut_pending && !s->wr_shut && !px_closing_now(c, s)) {
         /* The other side finished and everything it sent is out: pass the
          * half-close on, so a peer waiting for EOF sees it. */
         px_io_ops(s)->shutdown_wr(s);

@@ -72,6 +72,30 @@ static void test_disabled_config(void **state)
     lim_free(NULL);
 }
 
+/* lim_set (a reload): a lowered cap refuses at once, a lifted one admits,
+ * counts are kept across, and with every limit lifted l is inactive. */
+static void test_set_changes_limits(void **state)
+{
+    lim_t *l = make(2, 0, 0, 0);
+    lim_key_t k = key4("192.0.2.9");
+    assert_true(lim_active(l));
+    assert_int_equal(lim_enter(l, &k, NULL), LIM_OK);
+    assert_int_equal(lim_enter(l, &k, NULL), LIM_OK);
+    assert_int_equal(lim_enter(l, &k, NULL), LIM_CONNS);
+    lim_set(l, 1, 0, 0);
+    lim_leave(l, &k);
+    assert_int_equal(lim_enter(l, &k, NULL), LIM_CONNS); /* one still open */
+    lim_set(l, 3, 0, 0);
+    assert_int_equal(lim_enter(l, &k, NULL), LIM_OK);
+    lim_set(l, 0, 0, 0);
+    assert_false(lim_active(l));
+    lim_set(l, 0, 1, 1);
+    assert_true(lim_active(l));
+    lim_leave(l, &k);
+    lim_leave(l, &k);
+    lim_free(l);
+}
+
 static void test_bucket_burst_then_rate(void **state)
 {
     lim_t *l = make(0, 2, 5, 0);
@@ -314,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_table_full_keeps_live_entries),
         cmocka_unit_test(test_many_addresses_churn),
         cmocka_unit_test(test_threads_share_counts),
+        cmocka_unit_test(test_set_changes_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
