@@ -280,7 +280,9 @@ pid_t sbx_zyg_clone(sbx_t *s, struct sbx_child *c)
         log_warn("sandbox: zygote lost (%s); runs are cloned from the worker from now on",
                  n < 0 ? strerror(errno) : "no answer");
         sbx_zyg_stop(s);
-        return SBX_ZYG_NONE;
+        /* Delivered but unanswered: an init may have been cloned with c's
+         * fds before the zygote was lost. */
+        return n == (ssize_t)iov.iov_len ? SBX_ZYG_LOST : SBX_ZYG_NONE;
     }
     if (rep.pid < 0) {
         errno = -rep.pid;
