@@ -241,12 +241,10 @@ struct rb *rb_create(wk_t *w, rds_t *rds, const rb_config_t *cfg)
     met_registry_t *m = w->met;
     rb->m_shed = met_counter(m, MN_WK_REBALANCE_SHED, "why=\"over_mean\"",
                              "Idle websockets closed with 1012 to rebalance the fleet, by why.");
-    rb->m_held_rate = met_counter(m, MN_WK_REBALANCE_HELD, "why=\"rate\"",
-                                  "Websockets over the mean kept open: the fleet-wide "
-                                  "--rebalance-rate was used up, or they were not idle.");
-    rb->m_held_busy = met_counter(m, MN_WK_REBALANCE_HELD, "why=\"busy\"",
-                                  "Websockets over the mean kept open: the fleet-wide "
-                                  "--rebalance-rate was used up, or they were not idle.");
+    static const char held_help[] = "Websockets over the mean kept open: the fleet-wide "
+                                    "--rebalance-rate was used up, or they were not idle.";
+    rb->m_held_rate = met_counter(m, MN_WK_REBALANCE_HELD, "why=\"rate\"", held_help);
+    rb->m_held_busy = met_counter(m, MN_WK_REBALANCE_HELD, "why=\"busy\"", held_help);
     if (rb->m_shed == NULL || rb->m_held_rate == NULL || rb->m_held_busy == NULL ||
         met_gauge_fn(m, MN_WK_REBALANCE_RATIO, NULL,
                      "Max/mean of websockets per worker over the fleet, as last read from Redis.",

@@ -611,6 +611,20 @@ int sbx_spawn(sbx_t *s, int slot, const char *const argv[], unsigned memory_mb, 
     /* From the zygote (sbx_zyg.c), whose address space stays small, else
      * from here. */
     pid = sbx_zyg_clone(s, &c);
+    if (pid == SBX_ZYG_LOST) {
+        /* An init the zygote may have cloned before it was lost holds these
+         * pipes: with the same ones, it and ours would race for the go byte
+         * and both write the run's status. With new ones, it reads EOF on
+         * its sync and exits. */
+        pid = -1;
+        sbx_pipes_close_all(&fp);
+        if (sbx_pipes_open(&fp) < 0) {
+            sbx_seterr(err, errlen, "pipe: %s", strerror(errno));
+            goto fail;
+        }
+        sbx_child_prepare(s, slot, argv, mem, &fp, &c);
+        pid = SBX_ZYG_NONE;
+    }
     if (pid == SBX_ZYG_NONE)
         pid = sbx_clone_init(s, slot, 0, &c);
     if (pid < 0) {

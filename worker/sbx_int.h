@@ -190,13 +190,17 @@ pid_t sbx_clone_init(const sbx_t *s, int slot, unsigned long extra, struct sbx_c
 
 /* sbx_zyg.c: the zygote that clones the runs' inits (see there why). */
 #define SBX_ZYG_NONE (-2)
+#define SBX_ZYG_LOST (-3)
 /* Forks the zygote from the sandbox as it is now; -1 with errno if not. */
 int sbx_zyg_start(sbx_t *s);
 /* Stops it (EOF, then SIGKILL) and reaps it; a no-op without one. */
 void sbx_zyg_stop(sbx_t *s);
 /* Has the zygote clone c's init, as the worker's child: its pid, -1 with
  * errno if the clone failed, or SBX_ZYG_NONE when there is no zygote (or
- * it just failed and was stopped), and the caller must clone itself. */
+ * it just failed and was stopped), and the caller must clone itself;
+ * SBX_ZYG_LOST when it was stopped after it had the request: an init of
+ * the zygote's may hold c's fds, so the caller clones itself with new
+ * ones. */
 pid_t sbx_zyg_clone(sbx_t *s, struct sbx_child *c);
 /* The zygote's pid, 0 when there is none. */
 pid_t sbx_zyg_pid(const sbx_t *s);

@@ -29,10 +29,12 @@
  * or does not answer, the worker stops it and clones inits itself. */
 #include "sbx_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -124,6 +126,36 @@ static int zyg_clone(const sbx_t *s, struct zyg_req *q, ssize_t n, const int fds
     return pid > 0 ? (int)pid : -errno;
 }
 
+static int zyg_needs(const sbx_t *s, int fd, int keep)
+{
+    if (fd <= 2 || fd == keep || fd == s->root_fd)
+        return 1;
+    for (unsigned i = 0; s->slot && i < s->cfg.slots; i++) {
+        if (fd == s->slot[i].cg_fd || fd == s->slot[i].netns_fd)
+            return 1;
+    }
+    return 0;
+}
+
+/* Closes what the worker had open at the fork besides its socket and the
+ * sandbox's own descriptors: its listening socket above all, which would
+ * otherwise stay open in the zygote, and keep the port bound, for as long
+ * as the worker lives; the lock on the work root, which is the worker's
+ * alone. */
+static void zyg_close_others(const sbx_t *s, int keep)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] != '.' && fd != dirfd(d) && !zyg_needs(s, fd, keep))
+            close(fd);
+    }
+    closedir(d);
+}
+
 __attribute__((noreturn)) static void zyg_main(const sbx_t *s, int fd, pid_t worker)
 {
     /* The worker's stop signals (a terminal's ^C goes to the whole process
@@ -138,10 +170,7 @@ __attribute__((noreturn)) static void zyg_main(const sbx_t *s, int fd, pid_t wor
     if (getppid() != worker)
         _exit(0);
     prctl(PR_SET_NAME, "wk-zygote");
-    /* Nothing of the worker's but the socket and what sbx_t holds; the lock
-     * on the work root stays the worker's alone. */
-    if (s->lock_fd >= 0)
-        close(s->lock_fd);
+    zyg_close_others(s, fd);
     static struct zyg_req q;
     for (;;) {
         int fds[ZYG_NFDS];
@@ -280,7 +309,9 @@ pid_t sbx_zyg_clone(sbx_t *s, struct sbx_child *c)
         log_warn("sandbox: zygote lost (%s); runs are cloned from the worker from now on",
                  n < 0 ? strerror(errno) : "no answer");
         sbx_zyg_stop(s);
-        return SBX_ZYG_NONE;
+        /* Delivered but unanswered: an init may have been cloned with c's
+         * fds before the zygote was lost. */
+        return n == (ssize_t)iov.iov_len ? SBX_ZYG_LOST : SBX_ZYG_NONE;
     }
     if (rep.pid < 0) {
         errno = -rep.pid;

@@ -72,11 +72,25 @@ def run_children(pid):
     return [(p, st) for p, st in children(pid) if comm(p) != "wk-zygote"]
 
 
+def zygote(pid):
+    """The sandbox's zygote among pid's children, or None."""
+    return next((p for p, _ in children(pid) if comm(p) == "wk-zygote"), None)
+
+
 def test_no_fd_or_process_leak_over_many_runs(worker_factory):
     w = worker_factory(max_evals=2)
     # Warm up once so lazily opened descriptors are counted in the baseline.
     assert util.run_eval(w.url(), "sh", "true").verdict == "ok"
     base = open_fds(w.proc.pid)
+    # The zygote gets five descriptors with each request and must close them.
+    zyg = zygote(w.proc.pid)
+    assert zyg is not None, "no zygote: runs would be cloned from the worker"
+    zyg_base = open_fds(zyg)
+    # Of the worker's sockets it keeps only its own end of the socketpair:
+    # a copy of the listening socket would keep the port bound.
+    socks = [fd for fd in os.listdir("/proc/%d/fd" % zyg)
+             if os.readlink("/proc/%d/fd/%s" % (zyg, fd)).startswith("socket:")]
+    assert len(socks) == 1, socks
 
     async def go():
         ws = await util.ws_connect(w.url())
@@ -110,6 +124,10 @@ def test_no_fd_or_process_leak_over_many_runs(worker_factory):
                   "descriptors back to the baseline %d (now %d)" % (base, open_fds(w.proc.pid)))
     util.wait_for(lambda: not run_children(w.proc.pid), 5,
                   "no child processes left (%r)" % run_children(w.proc.pid))
+    # Still the same zygote (never lost, so every run was its clone), and it
+    # kept none of the runs' descriptors.
+    assert zygote(w.proc.pid) == zyg
+    assert open_fds(zyg) == zyg_base
     w.healthy_and_serving()
 
 

@@ -1225,6 +1225,28 @@ static void test_zygote(void **state)
     assert_int_equal(sbx_zyg_pid(S), 0);
 }
 
+/* A zygote that takes a request and never answers (stopped here; stuck in
+ * the kernel in life) is given up after its timeout, and the run is cloned
+ * by the caller with pipes of its own: an init the zygote might have cloned
+ * with the first ones cannot take the run's go byte or write its status. */
+static void test_zygote_stuck(void **state)
+{
+    if (sbx_zyg_pid(S) == 0)
+        assert_int_equal(sbx_zyg_start(S), 0);
+    pid_t z = sbx_zyg_pid(S);
+    assert_true(z > 0);
+    assert_int_equal(kill(z, SIGSTOP), 0);
+    struct run r;
+    const char *echo[] = {"/bin/echo", "unstuck", NULL};
+    run(echo, NULL, &r);
+    assert_true(r.res.exited);
+    assert_int_equal(r.res.status, 0);
+    assert_string_equal(r.out, "unstuck\n");
+    assert_int_equal(sbx_zyg_pid(S), 0);
+    assert_int_equal(kill(z, 0), -1); /* stopped, killed and reaped */
+    assert_int_equal(errno, ESRCH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1262,8 +1284,9 @@ int main(void)
         cmocka_unit_test_setup(test_template_root, test_setup),
         cmocka_unit_test_setup(test_concurrent, test_setup),
         cmocka_unit_test_setup(test_bench, test_setup),
-        /* Last: it stops the zygote. */
+        /* Last: they stop the zygote. */
         cmocka_unit_test_setup(test_zygote, test_setup),
+        cmocka_unit_test_setup(test_zygote_stuck, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
