@@ -717,11 +717,7 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
-    long per_proc = o.mode == WB_MODE_HOLD                        ? o.count
-                    : o.mode == WB_MODE_BALANCE && o.life_ms <= 0 ? o.conns
-                    : o.mode == WB_MODE_BALANCE ? (long)(o.rate * o.life_ms / 1000.0 * 2 + 200)
-                                                : o.conns;
-    per_proc = (per_proc + procs - 1) / procs;
+    long per_proc = (wb_pool_size(&o) + procs - 1) / procs;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         (rlim_t)per_proc + 64 > rl.rlim_cur) {
         char msg[160];

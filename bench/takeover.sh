@@ -34,6 +34,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 read -r W1 W2 LB_PORT LB_ADMIN HAP_PORT < <(free_ports 5)
 for p in "$W1" "$W2"; do
@@ -45,7 +46,9 @@ done
 
 # Runs handshake and rtt clients for DUR seconds against URL while the
 # command TAKEOVER (a shell function) runs at DUR/4 and DUR/2; prints
-# "handshakes hs_fail connect_err msgs rtt_errors".
+# "handshakes hs_fail connect_err msgs rtt_errors". Call it with its output
+# redirected to a file, not in $(...) or <(...): TAKEOVER appends the new
+# front to PIDS, which a subshell would lose, leaving it running at exit.
 traffic() { # NAME URL TAKEOVER
     local name=$1 url=$2 take=$3
     "$WSB" handshake -q -c "$CONNS" -d "$DUR" "$url" >"$OUT/raw/$name-handshake.out" 2>&1 &
@@ -81,7 +84,8 @@ lb_takeover() {
     "$BIN/lb" "${LB_ARGS[@]}" --takeover "$TMP/lb.sock" >"$OUT/raw/lb-$1.log" 2>&1 &
     PIDS+=($!)
 }
-read -r LB_HS LB_FAIL LB_REF LB_MSGS LB_ERR < <(traffic lb "ws://127.0.0.1:$LB_PORT/echo" lb_takeover)
+traffic lb "ws://127.0.0.1:$LB_PORT/echo" lb_takeover >"$TMP/lb.res"
+read -r LB_HS LB_FAIL LB_REF LB_MSGS LB_ERR <"$TMP/lb.res"
 
 # ---- HAProxy ------------------------------------------------------------------
 HAP="- - - - -"
@@ -101,7 +105,8 @@ if [ -n "$HAPROXY" ]; then
         PIDS+=($!)
         HAP_PID=$!
     }
-    HAP=$(traffic haproxy "ws://127.0.0.1:$HAP_PORT/echo" hap_takeover)
+    traffic haproxy "ws://127.0.0.1:$HAP_PORT/echo" hap_takeover >"$TMP/hap.res"
+    HAP=$(cat "$TMP/hap.res")
 fi
 read -r H_HS H_FAIL H_REF H_MSGS H_ERR <<<"$HAP"
 

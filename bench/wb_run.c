@@ -690,7 +690,7 @@ static void wb_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* Sizes the client pool: balance keeps about rate*life alive, with room for
  * the exponential tail; the others know their counts. */
-static long wb_pool_size(const wb_opts_t *o)
+long wb_pool_size(const wb_opts_t *o)
 {
     switch (o->mode) {
     case WB_MODE_HOLD:

@@ -109,6 +109,10 @@ void wb_result_merge(wb_result_t *dst, const wb_result_t *src);
 /* Called once in hold mode when every connection is open (or has failed). */
 typedef void (*wb_holding_fn)(void *ud, uint64_t n);
 
+/* The connections one process of run o holds at most (its client pool):
+ * what it needs in descriptors. */
+long wb_pool_size(const wb_opts_t *o);
+
 /* Runs o->mode to completion. Returns 0, or -1 with err filled when the run
  * could not start (the result then means nothing). */
 int wb_run(const wb_opts_t *o, wb_result_t *res, wb_holding_fn holding, void *ud, char *err,

@@ -99,15 +99,15 @@ static int ctl_show_sources(const ctl_fleet_t *f, const ctl_conf_t *c, buf_t *ou
     for (size_t i = 0; i < f->nlbs; i++) {
         const ctl_lb_t *lb = &f->lbs[i];
         bad |= ctl_tab_cell(&t, "%s", lb->name) | ctl_tab_cell(&t, "%s", lb->url->text);
-        if (lb->ok && lb->config_gen > 0)
-            bad |= ctl_tab_cell(&t, "%s, %zu backend%s, config generation %lld",
-                                lb->algo[0] ? lb->algo : "?", lb->nbes, lb->nbes == 1 ? "" : "s",
-                                lb->config_gen);
-        else if (lb->ok)
-            bad |= ctl_tab_cell(&t, "%s, %zu backend%s", lb->algo[0] ? lb->algo : "?", lb->nbes,
-                                lb->nbes == 1 ? "" : "s");
-        else
+        if (lb->ok) {
+            char gen[48] = ""; /* an older lb reports no generation */
+            if (lb->config_gen > 0)
+                snprintf(gen, sizeof(gen), ", config generation %lld", lb->config_gen);
+            bad |= ctl_tab_cell(&t, "%s, %zu backend%s%s", lb->algo[0] ? lb->algo : "?", lb->nbes,
+                                lb->nbes == 1 ? "" : "s", gen);
+        } else {
             bad |= ctl_tab_cell(&t, "UNREACHABLE: %s", lb->err);
+        }
     }
     if (f->use_reg) {
         bad |= ctl_tab_cell(&t, "redis") | ctl_tab_cell(&t, "%s %s", c->redis, c->prefix);

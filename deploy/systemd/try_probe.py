@@ -119,7 +119,12 @@ def lb(waddr, laddr, admin, tls, cert, log):
         time.sleep(0.1)
     check("systemctl reload hands the listeners to a new lb",
           "this one stops accepting" in open(log).read())
-    time.sleep(5)
+    # Wait for the old lb to be gone (it drains for grace-s 3) rather than
+    # for a fixed time: the unit must outlive its first main process.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and os.path.exists("/proc/%s" % before):
+        time.sleep(0.1)
+    check("the old lb exits after its grace", not os.path.exists("/proc/%s" % before))
     active = subprocess.run(SC + ["systemctl", "is-active", "wslb-lb.service"],
                             stdout=subprocess.PIPE, text=True).stdout.strip()
     check("the unit stays active with the new lb as its main process",

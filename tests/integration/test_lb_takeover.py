@@ -187,6 +187,22 @@ def test_sigusr2_with_the_binary_gone_keeps_serving(worker_factory, tmp_path):
         log.close()
 
 
+def _stop_upgraded(pid):
+    """Stop the lb a SIGUSR2 upgrade started: it is not the test's child,
+    so wait until it is gone or a zombie of init rather than wait()."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    def gone():
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split(") ")[1][0] == "Z"
+        except FileNotFoundError:  # reaped between two looks
+            return True
+    util.wait_for(gone, 20, "the upgraded lb to exit")
+
+
 def test_sigusr2_upgrade_and_notify(worker_factory, tmp_path):
     """SIGUSR2 starts argv[0] again with --takeover: the new lb tells
     $NOTIFY_SOCKET it is ready and the main process (MAINPID), the old one
@@ -247,13 +263,7 @@ def test_sigusr2_upgrade_and_notify(worker_factory, tmp_path):
             p.kill()
             p.wait()
         if new_pid is not None:
-            try:
-                os.kill(new_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            util.wait_for(lambda: not os.path.exists("/proc/%d" % new_pid) or
-                          open("/proc/%d/stat" % new_pid).read().split(") ")[1][0] == "Z",
-                          20, "the upgraded lb to exit")
+            _stop_upgraded(new_pid)
         ns.close()
         log.close()
 
@@ -352,11 +362,5 @@ def test_sigusr2_child_inherits_no_connection(worker_factory, redis_server, tmp_
             p.kill()
             p.wait()
         if new_pid is not None:
-            try:
-                os.kill(new_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            util.wait_for(lambda: not os.path.exists("/proc/%d" % new_pid) or
-                          open("/proc/%d/stat" % new_pid).read().split(") ")[1][0] == "Z",
-                          20, "the upgraded lb to exit")
+            _stop_upgraded(new_pid)
         log.close()

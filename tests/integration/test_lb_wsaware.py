@@ -386,6 +386,22 @@ def test_echo_with_pings_intact_under_random_fragmentation(lb_factory):
         fb.close()
 
 
+async def _drain_while_one_waits(lb):
+    """Round robin over w0 (hung) and w1: of two handshakes one completes
+    and one waits on w0; drain w0 through the admin API. Returns the two
+    handshakes' results and the time from the drain to both being done."""
+    tasks = [asyncio.ensure_future(timed_hello(lb.url("/echo"))) for _ in range(2)]
+    await asyncio.sleep(0)
+    done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1
+    t0 = time.monotonic()
+    status = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: lb.post("/backends/w0/drain")[0])
+    assert status == 200
+    res = await asyncio.gather(*tasks)
+    return res, time.monotonic() - t0
+
+
 def test_admin_drain_moves_a_waiting_handshake(worker_factory, lb_factory):
     """The admin API is one more way a backend stops taking connections: a
     handshake waiting on a hung worker moves the moment it is drained."""
@@ -394,19 +410,7 @@ def test_admin_drain_moves_a_waiting_handshake(worker_factory, lb_factory):
     hung = ws_[0]
     hung.stop(signal.SIGSTOP)
     try:
-        async def go():
-            # Round robin: one of two handshakes lands on the hung worker.
-            tasks = [asyncio.ensure_future(timed_hello(lb.url("/echo"))) for _ in range(2)]
-            await asyncio.sleep(0)
-            done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
-            assert len(done) == 1
-            t0 = time.monotonic()
-            status = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: lb.post("/backends/w0/drain")[0])
-            assert status == 200
-            res = await asyncio.gather(*tasks)
-            return res, time.monotonic() - t0
-        res, after_drain = run(go(), timeout=30)
+        res, after_drain = run(_drain_while_one_waits(lb), timeout=30)
         assert [wid for wid, _ in res] == ["w1", "w1"], res
         assert after_drain < 1.0, after_drain
         assert lb.stats()["ws_closes"]["handshakes_moved"] == 1
@@ -423,16 +427,7 @@ def test_a_move_uses_no_retry(worker_factory, lb_factory):
     hung = ws_[0]
     hung.stop(signal.SIGSTOP)
     try:
-        async def go():
-            tasks = [asyncio.ensure_future(timed_hello(lb.url("/echo"))) for _ in range(2)]
-            await asyncio.sleep(0)
-            done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
-            assert len(done) == 1
-            status = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: lb.post("/backends/w0/drain")[0])
-            assert status == 200
-            return await asyncio.gather(*tasks)
-        res = run(go(), timeout=30)
+        res, _ = run(_drain_while_one_waits(lb), timeout=30)
         assert [wid for wid, _ in res] == ["w1", "w1"], res
         assert lb.stats()["ws_closes"]["handshakes_moved"] == 1
         assert lb.stats()["errors"]["all_failed"] == 0

@@ -89,8 +89,10 @@ def test_balance_holds_without_churn_and_counts_keys(worker_factory, lb_factory)
     assert r.returncode == 0, r.stderr
     res = result(r.stdout)
     assert res["opened"] == "12" and res["errors"] == "0", res
-    # 12 connections over 3 keys: 3 firsts, 9 repeats, all on their worker.
-    assert res["key_hits"] == "9" and res["key_misses"] == "0", res
+    # 12 connections over 3 keys drawn at random (the seed is the time):
+    # one first per key drawn (1 to 3; all 3 only ~98% of the time), every
+    # other connection a repeat, and every repeat on its key's worker.
+    assert res["key_misses"] == "0" and 9 <= int(res["key_hits"]) <= 11, res
     assert res["closed_1012"] == "0" and res["closed_other"] == "0", res
     assert lb.stats()["affinity"]["hit"] == 12
     bad = run(["balance", "--keys", "3", "ws://127.0.0.1:9/echo"])
