@@ -682,8 +682,8 @@ out:
     met_free(lb->reg);
     lim_free(lb->lim);
     for (size_t i = 0; i < lb->nretired; i++) {
-        cidr_set_free(lb->retired[i]);
-        free(lb->retired[i]);
+        cidr_set_free(lb->retired[i].set);
+        free(lb->retired[i].set);
     }
     free(lb->retired);
     if (lb->trusted != NULL) {

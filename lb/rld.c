@@ -159,6 +159,29 @@ int rld_trusted(const lb_opts_t *o, cidr_set_t **out, char *err, size_t errlen)
     return 0;
 }
 
+/* A proxy thread loads the set (PX_CFG) and matches one address against it
+ * at once, so one that saw the old set is long done after the grace, as
+ * with be.c's replaced algorithms (BE_AI_GRACE_MS). */
+int rld_retire_trusted(lb_t *lb, cidr_set_t *old, uint64_t now_ms)
+{
+    size_t k = 0;
+    while (k < lb->nretired && now_ms - lb->retired[k].ms >= RLD_RETIRE_GRACE_MS) {
+        cidr_set_free(lb->retired[k].set);
+        free(lb->retired[k].set);
+        k++;
+    }
+    if (k > 0) {
+        memmove(lb->retired, lb->retired + k, (lb->nretired - k) * sizeof(*lb->retired));
+        lb->nretired -= k;
+    }
+    lb_retired_t *r = realloc(lb->retired, (lb->nretired + 1) * sizeof(*r));
+    if (r == NULL)
+        return -1;
+    lb->retired = r;
+    r[lb->nretired++] = (lb_retired_t){.set = old, .ms = now_ms};
+    return 0;
+}
+
 int rld_init(lb_t *lb)
 {
     lb->m_generation = met_gauge(lb->reg, MN_LB_CONFIG_GENERATION, NULL,
@@ -349,10 +372,7 @@ int rld_reload(lb_t *lb)
         /* the same networks: the set in use stays */
     } else if (lb->trusted != NULL) {
         /* A proxy thread may be matching against it right now. */
-        cidr_set_t **r = realloc(lb->retired, (lb->nretired + 1) * sizeof(*r));
-        if (r != NULL) {
-            lb->retired = r;
-            r[lb->nretired++] = lb->trusted;
+        if (rld_retire_trusted(lb, lb->trusted, be_now_ms()) == 0) {
             lb->trusted = trusted;
             trusted = NULL;
         } else {
