@@ -50,7 +50,7 @@ CTL_SRC    := $(filter-out ctl/main.c,$(wildcard ctl/*.c))
 # with that room's include paths, linked against that room's archive and
 # common's, from which the linker takes only the objects the test reaches.
 UNIT_common := acc atomic buf cfg cidr ct fleet http met rdo rds sen sock ws
-UNIT_lb     := acap admin aff be be_event disc fwd hand hc lbo lim log pp proxy px_down px_pool px_sess px_tun route static wsf wsp
+UNIT_lb     := acap admin aff be be_event disc fwd hand hc lbo lim log pp proxy px_down px_pool px_sess px_tun rld route static wsf wsp
 UNIT_worker := proto rb rt sbx
 UNIT_ctl    := ctl ctl_io
 UNIT_bench  := wb wb_spawn

@@ -591,9 +591,8 @@ be_t *be_table_at(be_table_t *t, size_t i)
 
 /* ---- the id index (main thread only) --------------------------------------- */
 
-/* FNV-1a: ids are short and many share a prefix ("worker-0042"). */
 /* The id index hashes as the affinity ring does (aff_hash: FNV-1a with a
- * finaliser that spreads similar ids). */
+ * finaliser that spreads similar ids such as "worker-0042"). */
 static size_t be_id_hash(const char *s)
 {
     return (size_t)aff_hash(s, strlen(s));

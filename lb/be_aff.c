@@ -97,7 +97,7 @@ static enum aff_probe be_aff_probe(void *ctx, uint32_t node)
         return AFF_P_DOWN;
     if (bei_excluded(b, p->ex, p->nex))
         return AFF_P_EXCLUDED;
-    if (!aff_within(bei_conns(b), b->weight, p->total, p->wsum, p->t->aff_factor_milli))
+    if (!aff_within(bei_conns(b), BE_LD(&b->weight), p->total, p->wsum, p->t->aff_factor_milli))
         return AFF_P_OVERLOAD;
     return AFF_P_OK;
 }
@@ -115,7 +115,7 @@ be_t *be_pick_key(be_table_t *t, const uint64_t *key, be_t *const *exclude, int 
         if (!bei_usable(t->v[i]))
             continue;
         p.total += bei_conns(t->v[i]);
-        p.wsum += t->v[i]->weight;
+        p.wsum += BE_LD(&t->v[i]->weight);
     }
     enum aff_why w;
     long node = aff_choose(t->ring, *key, be_aff_probe, &p, &w);

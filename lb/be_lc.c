@@ -392,17 +392,12 @@ static be_t *be_lc_pick(be_table_t *t, void *ctx, be_t *const *ex, int nex, uint
     return bei_slowstart_gate(t, cb.b, cs.b, now);
 }
 
-const be_algo_t be_algo_leastconn = {.name = "leastconn",
-                                     .init = be_lc_init,
-                                     .free = be_lc_free,
-                                     .pick = be_lc_pick,
-                                     .take = be_lc_take,
-                                     .release = be_lc_release,
-                                     .update = be_lc_update};
-const be_algo_t be_algo_leastload = {.name = "leastload",
-                                     .init = be_ll_init,
-                                     .free = be_lc_free,
-                                     .pick = be_lc_pick,
-                                     .take = be_lc_take,
-                                     .release = be_lc_release,
-                                     .update = be_lc_update};
+/* The two differ only in what a connection counts for (lc_init_common's
+ * with_load). */
+#define LC_ALGO(nm, initfn)                                                                        \
+    {                                                                                              \
+        .name = nm, .init = initfn, .free = be_lc_free, .pick = be_lc_pick, .take = be_lc_take,    \
+        .release = be_lc_release, .update = be_lc_update                                           \
+    }
+const be_algo_t be_algo_leastconn = LC_ALGO("leastconn", be_lc_init);
+const be_algo_t be_algo_leastload = LC_ALGO("leastload", be_ll_init);

@@ -21,6 +21,13 @@
 #include "static.h"
 #include "tls.h"
 
+/* A --trusted-proxies set a reload replaced, kept while a proxy thread may
+ * still be matching against it (rld.c). */
+typedef struct lb_retired {
+    cidr_set_t *set;
+    uint64_t ms; /* be_now_ms() when replaced */
+} lb_retired_t;
+
 /* Everything the process runs, in one place: the only context there is. */
 typedef struct lb {
     struct ev_loop *loop;
@@ -38,8 +45,8 @@ typedef struct lb {
     px_t *px;
     lim_t *lim;
     st_t *st;
-    cidr_set_t *trusted; /* NULL = none; replaced ones are kept in retired */
-    cidr_set_t **retired;
+    cidr_set_t *trusted;   /* NULL = none; replaced ones are kept in retired */
+    lb_retired_t *retired; /* oldest first; rld_retire_trusted frees them */
     size_t nretired;
     route_t *routes;
     aff_spec_t aff; /* --affinity; kind AFF_NONE = off */

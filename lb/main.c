@@ -191,10 +191,20 @@ static void lb_usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_error("SIGUSR2: out of memory");
         return;
     }
-    for (int i = 0; i < lb->argc; i++)
-        av[i] = lb->argv[i];
-    av[lb->argc] = "--takeover";
-    av[lb->argc + 1] = lb->o.control_socket;
+    /* A lb that was itself started by a takeover drops its own --takeover:
+     * else every upgrade would lengthen the next one's command line. */
+    int ac = 0;
+    for (int i = 0; i < lb->argc; i++) {
+        if (i > 0 && strcmp(lb->argv[i], "--takeover") == 0) {
+            i++;
+            continue;
+        }
+        if (i > 0 && strncmp(lb->argv[i], "--takeover=", 11) == 0)
+            continue;
+        av[ac++] = lb->argv[i];
+    }
+    av[ac] = "--takeover";
+    av[ac + 1] = lb->o.control_socket;
     long maxfd = sysconf(_SC_OPEN_MAX);
     pid_t pid = fork();
     if (pid == 0) {
@@ -672,8 +682,8 @@ out:
     met_free(lb->reg);
     lim_free(lb->lim);
     for (size_t i = 0; i < lb->nretired; i++) {
-        cidr_set_free(lb->retired[i]);
-        free(lb->retired[i]);
+        cidr_set_free(lb->retired[i].set);
+        free(lb->retired[i].set);
     }
     free(lb->retired);
     if (lb->trusted != NULL) {

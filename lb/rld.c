@@ -159,6 +159,29 @@ int rld_trusted(const lb_opts_t *o, cidr_set_t **out, char *err, size_t errlen)
     return 0;
 }
 
+/* A proxy thread loads the set (PX_CFG) and matches one address against it
+ * at once, so one that saw the old set is long done after the grace, as
+ * with be.c's replaced algorithms (BE_AI_GRACE_MS). */
+int rld_retire_trusted(lb_t *lb, cidr_set_t *old, uint64_t now_ms)
+{
+    size_t k = 0;
+    while (k < lb->nretired && now_ms - lb->retired[k].ms >= RLD_RETIRE_GRACE_MS) {
+        cidr_set_free(lb->retired[k].set);
+        free(lb->retired[k].set);
+        k++;
+    }
+    if (k > 0) {
+        memmove(lb->retired, lb->retired + k, (lb->nretired - k) * sizeof(*lb->retired));
+        lb->nretired -= k;
+    }
+    lb_retired_t *r = realloc(lb->retired, (lb->nretired + 1) * sizeof(*r));
+    if (r == NULL)
+        return -1;
+    lb->retired = r;
+    r[lb->nretired++] = (lb_retired_t){.set = old, .ms = now_ms};
+    return 0;
+}
+
 int rld_init(lb_t *lb)
 {
     lb->m_generation = met_gauge(lb->reg, MN_LB_CONFIG_GENERATION, NULL,
@@ -186,50 +209,67 @@ static int rld_fail(lb_t *lb, const char *why)
     return -1;
 }
 
+/* One --backend of the new configuration, parsed once. */
+typedef struct rld_be {
+    char id[BE_ID_MAX];
+    char addr[SOCK_ADDRSTRLEN];
+    sock_addr_t sa;
+    unsigned weight;
+} rld_be_t;
+
 /* The static backends as n lists them: removed, moved, re-weighted, added.
  * Discovered ones are discovery's. A removed backend leaves the table at
- * once; its open tunnels hold it until they end. */
+ * once; its open tunnels hold it until they end. Each spec is parsed once,
+ * not once per backend of the table. */
 static void rld_backends(lb_t *lb, const lb_opts_t *n)
 {
     be_table_t *t = lb->table;
-    char id[BE_ID_MAX], e[256], as[SOCK_ADDRSTRLEN];
-    sock_addr_t addr;
-    unsigned w;
+    char e[256];
+    rld_be_t *nv = n->backend.n ? calloc(n->backend.n, sizeof(*nv)) : NULL;
+    size_t nn = 0;
 
+    if (n->backend.n && nv == NULL) {
+        log_error("reload: static backends: out of memory; keeping the current ones");
+        return;
+    }
+    for (size_t k = 0; k < n->backend.n; k++) {
+        rld_be_t *s = &nv[nn];
+        if (lbo_parse_backend(n->backend.v[k], s->id, &s->sa, &s->weight, e, sizeof(e)) < 0)
+            continue; /* checked before: cannot happen */
+        sock_addr_str(&s->sa, s->addr, sizeof(s->addr));
+        nn++;
+    }
     for (size_t i = be_table_count(t); i-- > 0;) {
         be_t *b = be_table_at(t, i);
         if (be_source(b) != BE_STATIC)
             continue;
         int keep = 0;
-        for (size_t k = 0; k < n->backend.n && !keep; k++)
-            if (lbo_parse_backend(n->backend.v[k], id, &addr, &w, e, sizeof(e)) == 0 &&
-                strcmp(id, be_id(b)) == 0 &&
-                strcmp(sock_addr_str(&addr, as, sizeof(as)), be_addr_str(b)) == 0)
-                keep = 1;
+        for (size_t k = 0; k < nn && !keep; k++)
+            keep = strcmp(nv[k].id, be_id(b)) == 0 && strcmp(nv[k].addr, be_addr_str(b)) == 0;
         if (!keep) {
             log_info("reload: backend %s (%s) removed; its open tunnels stay until they end",
                      be_id(b), be_addr_str(b));
             be_remove(t, b);
         }
     }
-    for (size_t k = 0; k < n->backend.n; k++) {
-        if (lbo_parse_backend(n->backend.v[k], id, &addr, &w, e, sizeof(e)) < 0)
-            continue; /* checked before: cannot happen */
-        be_t *b = be_find(t, id);
+    for (size_t k = 0; k < nn; k++) {
+        be_t *b = be_find(t, nv[k].id);
         if (b != NULL && be_source(b) != BE_STATIC) {
-            log_warn("reload: backend %s is a discovered worker; the static one is ignored", id);
+            log_warn("reload: backend %s is a discovered worker; the static one is ignored",
+                     nv[k].id);
             continue;
         }
         if (b != NULL) {
-            be_set_weight(t, b, w);
+            be_set_weight(t, b, nv[k].weight);
             continue;
         }
-        if (be_add(t, id, &addr, w, BE_STATIC) == NULL)
-            log_error("reload: backend %s: out of memory", id);
+        if (be_add(t, nv[k].id, &nv[k].sa, nv[k].weight, BE_STATIC) == NULL)
+            log_error("reload: backend %s: out of memory", nv[k].id);
         else
-            log_info("reload: backend %s (%s, weight %u) added", id,
-                     sock_addr_str(&addr, as, sizeof(as)), w);
+            log_info("reload: backend %s (%s, weight %u) added", nv[k].id, nv[k].addr,
+                     nv[k].weight);
     }
+    free(nv);
 }
 
 int rld_reload(lb_t *lb)
@@ -332,10 +372,7 @@ int rld_reload(lb_t *lb)
         /* the same networks: the set in use stays */
     } else if (lb->trusted != NULL) {
         /* A proxy thread may be matching against it right now. */
-        cidr_set_t **r = realloc(lb->retired, (lb->nretired + 1) * sizeof(*r));
-        if (r != NULL) {
-            lb->retired = r;
-            r[lb->nretired++] = lb->trusted;
+        if (rld_retire_trusted(lb, lb->trusted, be_now_ms()) == 0) {
             lb->trusted = trusted;
             trusted = NULL;
         } else {

@@ -28,10 +28,17 @@ int rld_reload(lb_t *lb);
  * entries) and checks it. CFG_OK, CFG_EXIT (--help, --version), or CFG_ERR
  * with err. Call cfg_free(table) whatever it returns. */
 int rld_parse(lb_opts_t *o, cfg_opt_t *table, int argc, char **argv, char *err, size_t errlen);
-/* Builds the trusted set of o (NULL when there is none). 0, or -1 with err. */
 /* The proxy settings a reload may change, from lb's options, limiter and
  * trusted set: what start and every reload hand the proxy. */
 void rld_px_tunables(const lb_t *lb, px_config_t *pc);
+/* Main thread: old, the trusted set a reload replaced, is kept for
+ * RLD_RETIRE_GRACE_MS (a proxy thread may be matching against it), and
+ * those kept longer than that as of now_ms are freed: reloads that change
+ * --trusted-proxies do not pile up sets. 0, or -1 without memory (old is
+ * left to the caller). */
+#define RLD_RETIRE_GRACE_MS 10000
+int rld_retire_trusted(lb_t *lb, cidr_set_t *old, uint64_t now_ms);
+/* Builds the trusted set of o (NULL when there is none). 0, or -1 with err. */
 int rld_trusted(const lb_opts_t *o, cidr_set_t **out, char *err, size_t errlen);
 
 #endif

@@ -251,6 +251,19 @@ def test_sigusr2_upgrade_and_notify(worker_factory, tmp_path):
             assert await asyncio.wait_for(ws.recv(), 10) == "x"
             await ws.close()
         asyncio.run(echo())
+        # An upgrade of the upgraded lb: its --takeover is not passed on
+        # beside the fresh one, so command lines do not grow per upgrade.
+        os.kill(new_pid, signal.SIGUSR2)
+        m = re.search(r"MAINPID=(\d+)", ns.recv(200).decode())
+        assert m and int(m.group(1)) != new_pid
+        old_pid, new_pid = new_pid, int(m.group(1))
+        with open("/proc/%d/cmdline" % new_pid, "rb") as f:
+            args = f.read().split(b"\0")
+        assert args.count(b"--takeover") == 1, args
+        util.wait_for(lambda: not os.path.exists("/proc/%d" % old_pid) or
+                      open("/proc/%d/stat" % old_pid).read().split(") ")[1][0] == "Z",
+                      20, "the first upgraded lb to drain and exit")
+        asyncio.run(echo())
         # A broken config: the next upgrade fails, the running lb stays.
         with open(conf, "a") as f:
             f.write("algo = nosuch\n")
