@@ -152,6 +152,8 @@ def test_reloads_under_threaded_traffic(worker_factory, lb_factory, tmp_path):
             lb.stop(signal.SIGHUP)
             util.wait_for(lambda: lb.stats()["config_generation"] == gen, 10,
                           "generation %d" % gen)
+        # Every reload happened under traffic: both loads still run.
+        overlapped = hs.poll() is None and rtt.poll() is None
         hs_out, _ = hs.communicate(timeout=60)
         rtt_out, _ = rtt.communicate(timeout=60)
     finally:
@@ -159,7 +161,9 @@ def test_reloads_under_threaded_traffic(worker_factory, lb_factory, tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for out in (hs_out, rtt_out):
+    assert overlapped, "the reloads outlasted the traffic"
+    for out, done in ((hs_out, "handshakes"), (rtt_out, "msgs")):
         res = dict(kv.split("=", 1) for kv in out.strip().splitlines()[-1].split()[1:])
         assert res["hs_fail"] == "0" and res["errors"] == "0", out[-1500:]
+        assert int(res[done]) > 0, out[-1500:]  # traffic went through, not only no errors
     assert lb.stats()["reload_failed"] == 0
