@@ -54,7 +54,8 @@ def test_reload_applies_backends_algo_and_keeps_tunnels(worker_factory, lb_facto
         await ws.close()
     run(go())
     text = lb.stderr_text()
-    assert "backend w1" in text and "removed" in text
+    assert any("reload: backend w1 " in line and "removed" in line
+               for line in text.splitlines()), text[-3000:]
     assert "log level debug" in text
 
 
